@@ -1,0 +1,12 @@
+# Paths shared by the set-up, demo, test and benchmark scripts. Sourced, not run.
+# Everything downloaded lives outside the checkout, so a fresh clone reuses it.
+export NEURALFX_CACHE="${NEURALFX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/neuralfx}"
+export ORT_VERSION=1.31.1
+# ort's load-dynamic needs an absolute path.
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$NEURALFX_CACHE/onnxruntime/libonnxruntime.so.$ORT_VERSION}"
+# rembg's own model folder, so models are shared with a Python rembg install.
+export U2NET_HOME="${U2NET_HOME:-$HOME/.u2net}"
+export NEURALFX_SAMPLES="$NEURALFX_CACHE/samples"
+export NEURALFX_VENV="$NEURALFX_CACHE/venv"
+export GST_USER_PLUGIN_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/gstreamer-1.0/plugins"
+export PATH="$HOME/.cargo/bin:$PATH"

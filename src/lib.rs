@@ -1,0 +1,30 @@
+//! neuralfx: neural video effects for GStreamer (background removal, talking heads).
+#![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
+
+use gst::glib;
+
+pub mod imageops;
+pub mod inference;
+pub mod rembgfilter;
+pub mod segmentation;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // ONNX Runtime is looked for beside the plugin's own file, so remember where that is.
+    if let Some(filename) = plugin.filename() {
+        inference::runtime::set_plugin_path(filename);
+    }
+    rembgfilter::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    neuralfx,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

@@ -1,0 +1,437 @@
+//! GStreamer glue of `rembgfilter`: properties, caps, model loading at start, one mask per frame.
+
+use std::sync::{Arc, LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::VideoFormat;
+use gst_video::prelude::*;
+use gst_video::subclass::prelude::*;
+
+use crate::imageops::{ImageRef, PixelLayout};
+use crate::inference::onnx::{ExecutionProvider, OnnxBackend, SessionOptions};
+use crate::inference::{Backend, InferenceError};
+use crate::segmentation::catalog::{self, ModelProfile};
+use crate::segmentation::{Segmenter, SegmenterError, attach_alpha, locate};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rembgfilter",
+        gst::DebugColorFlags::empty(),
+        Some("Background removal filter"),
+    )
+});
+
+const DEFAULT_MODEL: &str = "u2netp";
+const DEFAULT_THREADS: u32 = 0;
+const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
+
+/// Input formats, each with the output format that keeps its channel order.
+const FORMAT_PAIRS: [(VideoFormat, VideoFormat); 6] = [
+    (VideoFormat::Rgb, VideoFormat::Rgba),
+    (VideoFormat::Rgbx, VideoFormat::Rgba),
+    (VideoFormat::Rgba, VideoFormat::Rgba),
+    (VideoFormat::Bgr, VideoFormat::Bgra),
+    (VideoFormat::Bgrx, VideoFormat::Bgra),
+    (VideoFormat::Bgra, VideoFormat::Bgra),
+];
+
+fn pixel_layout(format: VideoFormat) -> Option<PixelLayout> {
+    match format {
+        VideoFormat::Rgb => Some(PixelLayout::RGB),
+        VideoFormat::Bgr => Some(PixelLayout::BGR),
+        VideoFormat::Rgbx | VideoFormat::Rgba => Some(PixelLayout::RGBX),
+        VideoFormat::Bgrx | VideoFormat::Bgra => Some(PixelLayout::BGRX),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model: String,
+    threads: u32,
+    execution_provider: ExecutionProvider,
+    input_mean: Option<Vec<f64>>,
+    input_std: Option<Vec<f64>>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model: DEFAULT_MODEL.to_string(),
+            threads: DEFAULT_THREADS,
+            execution_provider: DEFAULT_EXECUTION_PROVIDER,
+            input_mean: None,
+            input_std: None,
+        }
+    }
+}
+
+/// Exists between `start()` and `stop()`.
+struct State {
+    segmenter: Segmenter,
+    mask: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct RembgFilter {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RembgFilter {
+    const NAME: &'static str = "GstRembgFilter";
+    type Type = super::RembgFilter;
+    type ParentType = gst_video::VideoFilter;
+}
+
+/// Reads a mean/std property: one value for all channels or one per channel.
+fn per_channel(values: &[f64], property: &str, positive: bool) -> Result<[f32; 3], String> {
+    let valid = |v: &f64| v.is_finite() && (!positive || *v > 0.0);
+    match values {
+        [v] if valid(v) => Ok([*v as f32; 3]),
+        [r, g, b] if [r, g, b].into_iter().all(valid) => Ok([*r as f32, *g as f32, *b as f32]),
+        _ => Err(format!(
+            "property '{property}' must hold 1 or 3 finite{} numbers, got {values:?}",
+            if positive { " positive" } else { "" }
+        )),
+    }
+}
+
+impl RembgFilter {
+    fn load(&self, settings: &Settings) -> Result<State, gst::ErrorMessage> {
+        let resolved = locate::resolve(&settings.model).map_err(|e| {
+            gst::error_msg!(gst::ResourceError::NotFound, ["property 'model': {}", e])
+        })?;
+        let mut profile = resolved
+            .entry
+            .map(|entry| entry.profile)
+            .unwrap_or(ModelProfile::U2NET);
+        if let Some(mean) = &settings.input_mean {
+            profile.mean = per_channel(mean, "input-mean", false)
+                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+        }
+        if let Some(std) = &settings.input_std {
+            profile.std = per_channel(std, "input-std", true)
+                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+        }
+        let options = SessionOptions {
+            threads: settings.threads as usize,
+            execution_provider: settings.execution_provider,
+        };
+        let backend = OnnxBackend::load(&resolved.path, options).map_err(|e| match e {
+            InferenceError::Runtime(_) => gst::error_msg!(gst::LibraryError::Init, ["{}", e]),
+            _ => gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]),
+        })?;
+        if let Some(warning) = backend.fallback_warning() {
+            gst::element_imp_warning!(self, gst::LibraryError::Init, ["{}", warning]);
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "loaded {} (inputs {:?}, outputs {:?})",
+            resolved.path.display(),
+            backend.inputs(),
+            backend.outputs()
+        );
+        let backend: Arc<dyn Backend> = backend;
+        let segmenter = Segmenter::new(backend, profile).map_err(|e| {
+            gst::error_msg!(gst::LibraryError::Settings, ["property 'model': {}", e])
+        })?;
+        Ok(State {
+            segmenter,
+            mask: Vec::new(),
+        })
+    }
+}
+
+impl ObjectImpl for RembgFilter {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let channel_value = glib::ParamSpecDouble::builder("value").build();
+            vec![
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb(&format!(
+                        "Catalog model ({}), looked for in $U2NET_HOME or ~/.u2net, or a path to an .onnx file",
+                        catalog::names().join(", ")
+                    ))
+                    .default_value(Some(DEFAULT_MODEL))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("Intra-op threads of ONNX Runtime (0 = its default, one per core)")
+                    .maximum(1024)
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("execution-provider", DEFAULT_EXECUTION_PROVIDER)
+                    .nick("Execution provider")
+                    .blurb("Where the model runs; cuda falls back to the CPU with a warning if it cannot load")
+                    .mutable_ready()
+                    .build(),
+                gst::ParamSpecArray::builder("input-mean")
+                    .nick("Input mean")
+                    .blurb("Mean subtracted from the 0..1 input, one value or <r, g, b>; empty = the model's own")
+                    .element_spec(&channel_value)
+                    .mutable_ready()
+                    .build(),
+                gst::ParamSpecArray::builder("input-std")
+                    .nick("Input std")
+                    .blurb("Standard deviation the input is divided by, one value or <r, g, b>; empty = the model's own")
+                    .element_spec(&channel_value)
+                    .mutable_ready()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        let doubles = |value: &glib::Value| -> Option<Vec<f64>> {
+            let array = value.get::<gst::Array>().ok()?;
+            let values: Vec<f64> = array.iter().filter_map(|v| v.get::<f64>().ok()).collect();
+            (!values.is_empty()).then_some(values)
+        };
+        match pspec.name() {
+            "model" => {
+                let model = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_else(|| DEFAULT_MODEL.to_string());
+                gst::info!(CAT, imp = self, "model: {} -> {}", settings.model, model);
+                settings.model = model;
+            }
+            "threads" => settings.threads = value.get().expect("type checked upstream"),
+            "execution-provider" => {
+                settings.execution_provider = value.get().expect("type checked upstream")
+            }
+            "input-mean" => settings.input_mean = doubles(value),
+            "input-std" => settings.input_std = doubles(value),
+            other => unimplemented!("property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.settings.lock().unwrap();
+        let array = |values: &Option<Vec<f64>>| {
+            gst::Array::new(values.iter().flatten().copied()).to_value()
+        };
+        match pspec.name() {
+            "model" => settings.model.to_value(),
+            "threads" => settings.threads.to_value(),
+            "execution-provider" => settings.execution_provider.to_value(),
+            "input-mean" => array(&settings.input_mean),
+            "input-std" => array(&settings.input_std),
+            other => unimplemented!("property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for RembgFilter {}
+
+impl ElementImpl for RembgFilter {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Background removal",
+                "Filter/Effect/Video",
+                "Removes the background of video with an ONNX segmentation model (u2netp, u2net, silueta, \
+                 isnet or custom), computing what Python rembg computes; outputs the mask as alpha",
+                "neuralfx developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let sink_caps = gst_video::VideoCapsBuilder::new()
+                .format_list(FORMAT_PAIRS.iter().map(|(input, _)| *input))
+                .build();
+            let src_caps = gst_video::VideoCapsBuilder::new()
+                .format_list([VideoFormat::Rgba, VideoFormat::Bgra])
+                .build();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &src_caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &sink_caps,
+                )
+                .unwrap(),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+/// The formats a caps structure allows; all of `candidates` when it names none.
+fn allowed_formats(structure: &gst::StructureRef, candidates: &[VideoFormat]) -> Vec<VideoFormat> {
+    let Ok(value) = structure.value("format") else {
+        return candidates.to_vec();
+    };
+    let names: Vec<String> = if let Ok(name) = value.get::<String>() {
+        vec![name]
+    } else if let Ok(list) = value.get::<gst::List>() {
+        list.iter().filter_map(|v| v.get::<String>().ok()).collect()
+    } else {
+        return Vec::new();
+    };
+    names
+        .iter()
+        .map(|name| VideoFormat::from_string(name))
+        .filter(|format| candidates.contains(format))
+        .collect()
+}
+
+impl BaseTransformImpl for RembgFilter {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::NeverInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let state = self.load(&settings)?;
+        *self.state.lock().unwrap() = Some(state);
+        gst::debug!(CAT, imp = self, "started with {}", settings.model);
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        // Dropping the state drops this element's hold on the shared session.
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn transform_caps(
+        &self,
+        direction: gst::PadDirection,
+        caps: &gst::Caps,
+        filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        let mut result = gst::Caps::new_empty();
+        {
+            let result = result.get_mut().expect("new caps are writable");
+            for (structure, features) in caps.iter_with_features() {
+                let (inputs, outputs): (Vec<_>, Vec<_>) = FORMAT_PAIRS.iter().copied().unzip();
+                let mut targets: Vec<VideoFormat> = Vec::new();
+                match direction {
+                    gst::PadDirection::Sink => {
+                        for format in allowed_formats(structure, &inputs) {
+                            let (_, out) = FORMAT_PAIRS
+                                .iter()
+                                .find(|(i, _)| *i == format)
+                                .expect("from the list");
+                            if !targets.contains(out) {
+                                targets.push(*out);
+                            }
+                        }
+                    }
+                    _ => {
+                        for format in allowed_formats(structure, &outputs) {
+                            targets.extend(
+                                FORMAT_PAIRS
+                                    .iter()
+                                    .filter(|(_, o)| *o == format)
+                                    .map(|(i, _)| *i),
+                            );
+                        }
+                    }
+                }
+                if targets.is_empty() {
+                    continue;
+                }
+                let mut transformed = structure.to_owned();
+                if targets.len() == 1 {
+                    transformed.set("format", targets[0].to_str());
+                } else {
+                    transformed.set("format", gst::List::new(targets.iter().map(|f| f.to_str())));
+                }
+                result.append_structure_full(transformed, Some(features.to_owned()));
+            }
+        }
+        gst::debug!(
+            CAT,
+            imp = self,
+            "transformed {caps} ({direction:?}) into {result}"
+        );
+        match filter {
+            Some(filter) => {
+                Some(filter.intersect_with_mode(&result, gst::CapsIntersectMode::First))
+            }
+            None => Some(result),
+        }
+    }
+}
+
+impl VideoFilterImpl for RembgFilter {
+    fn set_info(
+        &self,
+        incaps: &gst::Caps,
+        in_info: &gst_video::VideoInfo,
+        outcaps: &gst::Caps,
+        out_info: &gst_video::VideoInfo,
+    ) -> Result<(), gst::LoggableError> {
+        if pixel_layout(in_info.format()).is_none() {
+            return Err(gst::loggable_error!(CAT, "unsupported input caps {incaps}"));
+        }
+        if in_info.width() != out_info.width() || in_info.height() != out_info.height() {
+            return Err(gst::loggable_error!(
+                CAT,
+                "input {incaps} and output {outcaps} differ in size"
+            ));
+        }
+        gst::debug!(CAT, imp = self, "configured {incaps} -> {outcaps}");
+        Ok(())
+    }
+
+    fn transform_frame(
+        &self,
+        in_frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
+        out_frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut state_guard = self.state.lock().unwrap();
+        let state = state_guard.as_mut().ok_or_else(|| {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["Have no state yet"]);
+            gst::FlowError::NotNegotiated
+        })?;
+        let layout = pixel_layout(in_frame.format()).ok_or(gst::FlowError::NotNegotiated)?;
+        let (width, height) = (in_frame.width() as usize, in_frame.height() as usize);
+        let src = ImageRef {
+            data: in_frame.plane_data(0).map_err(|_| gst::FlowError::Error)?,
+            width,
+            height,
+            stride: in_frame.plane_stride()[0] as usize,
+            layout,
+        };
+        state.mask.resize(width * height, 0);
+        if let Err(err) = state.segmenter.compute_mask(&src, &mut state.mask) {
+            let domain = match err {
+                SegmenterError::Output { .. } => gst::StreamError::Format,
+                _ => gst::StreamError::Failed,
+            };
+            gst::element_imp_error!(self, domain, ["{}", err]);
+            return Err(gst::FlowError::Error);
+        }
+        let dst_stride = out_frame.plane_stride()[0] as usize;
+        let dst = out_frame
+            .plane_data_mut(0)
+            .map_err(|_| gst::FlowError::Error)?;
+        attach_alpha(&src, &state.mask, dst, dst_stride);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}

@@ -1,0 +1,127 @@
+//! The models rembgfilter knows by name, and how each wants its input and gives its output.
+
+/// How the model's input tensor is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorLayout {
+    /// `[1, 3, H, W]`
+    Nchw,
+    /// `[1, H, W, 3]`
+    Nhwc,
+}
+
+/// What 8-bit pixel values are divided by before mean and std are applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PixelScale {
+    /// rembg's choice: the brightest value of the resized image, so the input always spans 0..1.
+    ImageMax,
+    Fixed(f32),
+}
+
+/// How the model's output becomes a 0..1 mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputTransform {
+    /// rembg's choice: stretch the frame's own minimum..maximum to 0..1.
+    MinMax,
+    /// The model already outputs a probability.
+    Probability,
+}
+
+/// Everything needed to feed one model and read its mask.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelProfile {
+    /// Input width and height the model wants.
+    pub input_size: (usize, usize),
+    pub layout: TensorLayout,
+    pub scale: PixelScale,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// How the frame is shrunk to the model size.
+    pub input_filter: crate::imageops::Filter,
+    pub output: OutputTransform,
+    /// How the mask is brought back to the frame size.
+    pub mask_filter: crate::imageops::Filter,
+}
+
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+impl ModelProfile {
+    /// rembg's U2-Net family: 320x320, ImageNet statistics, PIL Lanczos both ways, min-max output.
+    pub const U2NET: Self = Self {
+        input_size: (320, 320),
+        layout: TensorLayout::Nchw,
+        scale: PixelScale::ImageMax,
+        mean: IMAGENET_MEAN,
+        std: IMAGENET_STD,
+        input_filter: crate::imageops::Filter::Lanczos3,
+        output: OutputTransform::MinMax,
+        mask_filter: crate::imageops::Filter::Lanczos3,
+    };
+
+    /// rembg's DIS/ISNet sessions: 1024x1024, mean 0.5, std 1.0.
+    pub const ISNET: Self = Self {
+        input_size: (1024, 1024),
+        mean: [0.5; 3],
+        std: [1.0; 3],
+        ..Self::U2NET
+    };
+}
+
+/// A model in the catalog.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CatalogEntry {
+    pub name: &'static str,
+    pub file_name: &'static str,
+    pub profile: ModelProfile,
+    /// Where users with internet can get it.
+    pub url: &'static str,
+    pub md5: &'static str,
+}
+
+pub static CATALOG: &[CatalogEntry] = &[
+    CatalogEntry {
+        name: "u2netp",
+        file_name: "u2netp.onnx",
+        profile: ModelProfile::U2NET,
+        url: "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx",
+        md5: "8e83ca70e441ab06c318d82300c84806",
+    },
+    CatalogEntry {
+        name: "u2net",
+        file_name: "u2net.onnx",
+        profile: ModelProfile::U2NET,
+        url: "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx",
+        md5: "60024c5c889badc19c04ad937298a77b",
+    },
+    CatalogEntry {
+        name: "u2net_human_seg",
+        file_name: "u2net_human_seg.onnx",
+        profile: ModelProfile::U2NET,
+        url: "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net_human_seg.onnx",
+        md5: "c09ddc2e0104f800e3e1bb4652583d1f",
+    },
+    CatalogEntry {
+        name: "silueta",
+        file_name: "silueta.onnx",
+        profile: ModelProfile::U2NET,
+        url: "https://github.com/danielgatis/rembg/releases/download/v0.0.0/silueta.onnx",
+        md5: "55e59e0d8062d2f5d013f4725ee84782",
+    },
+    CatalogEntry {
+        name: "isnet-general-use",
+        file_name: "isnet-general-use.onnx",
+        profile: ModelProfile::ISNET,
+        url: "https://github.com/danielgatis/rembg/releases/download/v0.0.0/isnet-general-use.onnx",
+        md5: "fc16ebd8b0c10d971d3513d564d01e29",
+    },
+];
+
+/// Looks a model up by its catalog name.
+pub fn find(name: &str) -> Option<&'static CatalogEntry> {
+    CATALOG.iter().find(|entry| entry.name == name)
+}
+
+/// The catalog names, for error messages and property blurbs.
+pub fn names() -> Vec<&'static str> {
+    CATALOG.iter().map(|entry| entry.name).collect()
+}

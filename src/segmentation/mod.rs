@@ -1,0 +1,8 @@
+//! Foreground segmentation: model catalog, model lookup, and the rembg-compatible pre- and
+//! post-processing around a [`Backend`](crate::inference::Backend). No GStreamer types here.
+
+pub mod catalog;
+pub mod locate;
+mod processing;
+
+pub use processing::{Segmenter, SegmenterError, attach_alpha};

@@ -1,0 +1,299 @@
+//! rembg's `normalize()` and `predict()` in Rust: frame -> model tensor -> mask at frame size.
+
+use std::sync::Arc;
+
+use crate::imageops::{ImageRef, PixelLayout, ResizeError, Resizer};
+use crate::inference::{Backend, ElementType, InferenceError, ShapeDisplay, Tensor};
+
+use super::catalog::{ModelProfile, OutputTransform, PixelScale, TensorLayout};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmenterError {
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    #[error(transparent)]
+    Resize(#[from] ResizeError),
+    #[error(
+        "model {model} returned output of shape {shape:?}; expected a mask of at least {min}x{min}"
+    )]
+    Output {
+        model: String,
+        shape: Vec<usize>,
+        min: usize,
+    },
+}
+
+/// Runs one segmentation model on frames of any size, reusing its buffers between frames.
+pub struct Segmenter {
+    backend: Arc<dyn Backend>,
+    profile: ModelProfile,
+    input_shape: [usize; 4],
+    resizer: Resizer,
+    resized: Vec<u8>,
+    tensor: Vec<f32>,
+    small_mask: Vec<u8>,
+}
+
+impl std::fmt::Debug for Segmenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segmenter")
+            .field("model", &self.backend.model_name())
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Segmenter {
+    /// Checks that the model takes one `[1,3,H,W]` (or `[1,H,W,3]`) float image and gives at
+    /// least one output. Fixed dimensions in the model win over the profile's input size, so a
+    /// re-export of a catalog model at another size still works.
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        mut profile: ModelProfile,
+    ) -> Result<Self, SegmenterError> {
+        let model = backend.model_name().to_string();
+        let inputs = backend.inputs();
+        let expected = match profile.layout {
+            TensorLayout::Nchw => "one float32 input of shape [1,3,H,W]",
+            TensorLayout::Nhwc => "one float32 input of shape [1,H,W,3]",
+        };
+        let shape_error = |found: String| InferenceError::Shape {
+            model: model.clone(),
+            found,
+            expected: format!("a segmentation model needs {expected}"),
+        };
+        let [input] = inputs else {
+            return Err(shape_error(format!("{} inputs", inputs.len())).into());
+        };
+        let found = || {
+            format!(
+                "input '{}' of shape {}",
+                input.name,
+                ShapeDisplay(&input.shape)
+            )
+        };
+        if input.element_type != ElementType::Float32 {
+            return Err(shape_error(format!(
+                "input '{}' of type {:?}",
+                input.name, input.element_type
+            ))
+            .into());
+        }
+        let (channel_axis, height_axis, width_axis) = match profile.layout {
+            TensorLayout::Nchw => (1, 2, 3),
+            TensorLayout::Nhwc => (3, 1, 2),
+        };
+        let fits = |axis: usize, want: usize| input.shape[axis].is_none_or(|d| d == want);
+        if input.shape.len() != 4 || !fits(0, 1) || !fits(channel_axis, 3) {
+            return Err(shape_error(found()).into());
+        }
+        let height = input.shape[height_axis].unwrap_or(profile.input_size.1);
+        let width = input.shape[width_axis].unwrap_or(profile.input_size.0);
+        if width == 0 || height == 0 {
+            return Err(shape_error(found()).into());
+        }
+        if backend.outputs().is_empty() {
+            return Err(shape_error("no outputs".into()).into());
+        }
+        profile.input_size = (width, height);
+        let input_shape = match profile.layout {
+            TensorLayout::Nchw => [1, 3, height, width],
+            TensorLayout::Nhwc => [1, height, width, 3],
+        };
+        Ok(Self {
+            backend,
+            profile,
+            input_shape,
+            resizer: Resizer::new(),
+            resized: Vec::new(),
+            tensor: Vec::new(),
+            small_mask: Vec::new(),
+        })
+    }
+
+    pub fn profile(&self) -> &ModelProfile {
+        &self.profile
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The shape of the tensor [`Segmenter::preprocess`] fills.
+    pub fn input_shape(&self) -> &[usize; 4] {
+        &self.input_shape
+    }
+
+    /// Computes the mask of `frame` into `mask` (one byte per pixel, `frame.width` per row).
+    pub fn compute_mask(
+        &mut self,
+        frame: &ImageRef<'_>,
+        mask: &mut [u8],
+    ) -> Result<(), SegmenterError> {
+        self.preprocess(frame)?;
+        let outputs = self.backend.run(&[crate::inference::TensorView {
+            shape: &self.input_shape,
+            data: &self.tensor,
+        }])?;
+        self.postprocess(&outputs, frame.width, frame.height, mask)
+    }
+
+    /// rembg's `normalize()`: resize to the model size, scale, subtract mean, divide by std.
+    pub fn preprocess(&mut self, frame: &ImageRef<'_>) -> Result<&[f32], SegmenterError> {
+        let (width, height) = self.profile.input_size;
+        let layout = frame.layout;
+        let bpp = layout.bytes_per_pixel;
+        self.resized.resize(width * height * bpp, 0);
+        self.resizer.resize(
+            frame,
+            &mut self.resized,
+            width,
+            height,
+            self.profile.input_filter,
+        )?;
+
+        let pixels = || self.resized.chunks_exact(bpp);
+        let divisor = match self.profile.scale {
+            PixelScale::ImageMax => {
+                let brightest = pixels()
+                    .map(|p| p[layout.red].max(p[layout.green]).max(p[layout.blue]))
+                    .max()
+                    .unwrap_or(0);
+                // rembg divides by max(max, 1e-6): a black frame stays black instead of NaN.
+                f64::from(brightest).max(1e-6)
+            }
+            PixelScale::Fixed(value) => f64::from(value),
+        };
+        // rembg does this arithmetic in float64 and casts the result to float32.
+        let mean = self.profile.mean.map(f64::from);
+        let std = self.profile.std.map(f64::from);
+        let channel = |p: &[u8], c: usize| {
+            let offset = [layout.red, layout.green, layout.blue][c];
+            ((f64::from(p[offset]) / divisor - mean[c]) / std[c]) as f32
+        };
+        let plane = width * height;
+        self.tensor.resize(plane * 3, 0.0);
+        match self.profile.layout {
+            TensorLayout::Nchw => {
+                let (red, rest) = self.tensor.split_at_mut(plane);
+                let (green, blue) = rest.split_at_mut(plane);
+                for (i, p) in self.resized.chunks_exact(bpp).enumerate() {
+                    red[i] = channel(p, 0);
+                    green[i] = channel(p, 1);
+                    blue[i] = channel(p, 2);
+                }
+            }
+            TensorLayout::Nhwc => {
+                for (out, p) in self
+                    .tensor
+                    .chunks_exact_mut(3)
+                    .zip(self.resized.chunks_exact(bpp))
+                {
+                    out[0] = channel(p, 0);
+                    out[1] = channel(p, 1);
+                    out[2] = channel(p, 2);
+                }
+            }
+        }
+        Ok(&self.tensor)
+    }
+
+    /// The tensor filled by the last [`Segmenter::preprocess`].
+    pub fn input_tensor(&self) -> &[f32] {
+        &self.tensor
+    }
+
+    /// rembg's `predict()` after the model: first output, first channel, to 8 bits, resized to
+    /// the frame.
+    pub fn postprocess(
+        &mut self,
+        outputs: &[Tensor],
+        frame_width: usize,
+        frame_height: usize,
+        mask: &mut [u8],
+    ) -> Result<(), SegmenterError> {
+        let output = &outputs[0];
+        let (mask_width, mask_height, channel_stride) = self.mask_geometry(output)?;
+        let values = output
+            .data
+            .iter()
+            .step_by(channel_stride)
+            .take(mask_width * mask_height);
+        self.small_mask.clear();
+        match self.profile.output {
+            OutputTransform::MinMax => {
+                let (lo, hi) = values
+                    .clone()
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v), hi.max(v))
+                    });
+                let range = hi - lo;
+                // Same float32 steps as numpy: (pred - mi) / (ma - mi), clip, * 255, truncate.
+                // A constant output (range 0) gives NaN there; here it gives an empty mask.
+                self.small_mask.extend(values.map(|&v| {
+                    let normalized = (v - lo) / range;
+                    (normalized.clamp(0.0, 1.0) * 255.0) as u8
+                }));
+            }
+            OutputTransform::Probability => {
+                self.small_mask
+                    .extend(values.map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8));
+            }
+        }
+        let small = ImageRef::packed(
+            &self.small_mask,
+            mask_width,
+            mask_height,
+            PixelLayout::new(1, 0, 0, 0),
+        );
+        self.resizer.resize(
+            &small,
+            mask,
+            frame_width,
+            frame_height,
+            self.profile.mask_filter,
+        )?;
+        Ok(())
+    }
+
+    /// Width, height and element step of the first channel in the model's first output.
+    fn mask_geometry(&self, output: &Tensor) -> Result<(usize, usize, usize), SegmenterError> {
+        let shape = &output.shape;
+        let (height, width, stride) = match (shape.len(), self.profile.layout) {
+            (4, TensorLayout::Nchw) => (shape[2], shape[3], 1),
+            (4, TensorLayout::Nhwc) => (shape[1], shape[2], shape[3]),
+            (3, _) => (shape[1], shape[2], 1),
+            (2, _) => (shape[0], shape[1], 1),
+            _ => (0, 0, 1),
+        };
+        if width < 2 || height < 2 || stride == 0 || output.data.len() < width * height * stride {
+            return Err(SegmenterError::Output {
+                model: self.backend.model_name().to_string(),
+                shape: shape.clone(),
+                min: 2,
+            });
+        }
+        Ok((width, height, stride))
+    }
+}
+
+/// Writes `src`'s colour and `mask` as alpha into `dst`, a 4-byte-per-pixel frame whose first
+/// three bytes keep `src`'s channel order (RGB -> RGBA, BGRx -> BGRA).
+pub fn attach_alpha(src: &ImageRef<'_>, mask: &[u8], dst: &mut [u8], dst_stride: usize) {
+    let bpp = src.layout.bytes_per_pixel;
+    for y in 0..src.height {
+        let src_row = src.row(y);
+        let mask_row = &mask[y * src.width..(y + 1) * src.width];
+        let dst_row = &mut dst[y * dst_stride..y * dst_stride + src.width * 4];
+        for ((out, pixel), &alpha) in dst_row
+            .chunks_exact_mut(4)
+            .zip(src_row.chunks_exact(bpp))
+            .zip(mask_row)
+        {
+            out[0] = pixel[0];
+            out[1] = pixel[1];
+            out[2] = pixel[2];
+            out[3] = alpha;
+        }
+    }
+}
