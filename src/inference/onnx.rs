@@ -105,16 +105,26 @@ impl OnnxBackend {
         }
         let mut fallback_warning = None;
         if options.execution_provider == ExecutionProvider::Cuda {
-            let cuda = ort::ep::CUDA::default().build().error_on_failure();
-            builder = match builder.with_execution_providers([cuda]) {
-                Ok(builder) => builder,
-                Err(e) => {
-                    fallback_warning = Some(format!(
-                        "CUDA is not available ({e}); running {display} on the CPU"
-                    ));
-                    e.recover()
-                }
-            };
+            use ort::ep::ExecutionProvider as _;
+            // A CPU build of ONNX Runtime accepts the CUDA options and then silently runs on the
+            // CPU, so ask which providers this build has before trusting the registration.
+            if !ort::ep::CUDA::is_available().unwrap_or(false) {
+                fallback_warning = Some(format!(
+                    "CUDA is not available: this ONNX Runtime build has no CUDA execution provider; \
+                     running {display} on the CPU"
+                ));
+            } else {
+                let cuda = ort::ep::CUDA::default().build().error_on_failure();
+                builder = match builder.with_execution_providers([cuda]) {
+                    Ok(builder) => builder,
+                    Err(e) => {
+                        fallback_warning = Some(format!(
+                            "CUDA is not available ({e}); running {display} on the CPU"
+                        ));
+                        e.recover()
+                    }
+                };
+            }
         }
         let session = builder
             .commit_from_file(path)

@@ -104,7 +104,7 @@ fn per_channel(values: &[f64], property: &str, positive: bool) -> Result<[f32; 3
 impl RembgFilter {
     fn load(&self, settings: &Settings) -> Result<State, gst::ErrorMessage> {
         let resolved = locate::resolve(&settings.model).map_err(|e| {
-            gst::error_msg!(gst::ResourceError::NotFound, ["property 'model': {}", e])
+            gst::error_msg!(gst::ResourceError::NotFound, ("property 'model': {}", e))
         })?;
         let mut profile = resolved
             .entry
@@ -112,22 +112,22 @@ impl RembgFilter {
             .unwrap_or(ModelProfile::U2NET);
         if let Some(mean) = &settings.input_mean {
             profile.mean = per_channel(mean, "input-mean", false)
-                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         }
         if let Some(std) = &settings.input_std {
             profile.std = per_channel(std, "input-std", true)
-                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         }
         let options = SessionOptions {
             threads: settings.threads as usize,
             execution_provider: settings.execution_provider,
         };
         let backend = OnnxBackend::load(&resolved.path, options).map_err(|e| match e {
-            InferenceError::Runtime(_) => gst::error_msg!(gst::LibraryError::Init, ["{}", e]),
-            _ => gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e]),
+            InferenceError::Runtime(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", e)),
+            _ => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)),
         })?;
         if let Some(warning) = backend.fallback_warning() {
-            gst::element_imp_warning!(self, gst::LibraryError::Init, ["{}", warning]);
+            gst::element_imp_warning!(self, gst::LibraryError::Init, ("{}", warning));
         }
         gst::info!(
             CAT,
@@ -139,7 +139,7 @@ impl RembgFilter {
         );
         let backend: Arc<dyn Backend> = backend;
         let segmenter = Segmenter::new(backend, profile).map_err(|e| {
-            gst::error_msg!(gst::LibraryError::Settings, ["property 'model': {}", e])
+            gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
         Ok(State {
             segmenter,
@@ -406,7 +406,7 @@ impl VideoFilterImpl for RembgFilter {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut state_guard = self.state.lock().unwrap();
         let state = state_guard.as_mut().ok_or_else(|| {
-            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["Have no state yet"]);
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Have no state yet"));
             gst::FlowError::NotNegotiated
         })?;
         let layout = pixel_layout(in_frame.format()).ok_or(gst::FlowError::NotNegotiated)?;
@@ -424,7 +424,7 @@ impl VideoFilterImpl for RembgFilter {
                 SegmenterError::Output { .. } => gst::StreamError::Format,
                 _ => gst::StreamError::Failed,
             };
-            gst::element_imp_error!(self, domain, ["{}", err]);
+            gst::element_imp_error!(self, domain, ("{}", err));
             return Err(gst::FlowError::Error);
         }
         let dst_stride = out_frame.plane_stride()[0] as usize;

@@ -1,0 +1,197 @@
+//! Shared set-up for the integration tests: GStreamer with the plugin registered, the paths
+//! scripts/setup.sh fills, the Python reference venv, and pipeline helpers.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Once, OnceLock};
+
+use gst::prelude::*;
+use gst_video::prelude::*;
+
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstneuralfx::plugin_register_static().expect("register the neuralfx plugin");
+    });
+}
+
+fn env_path(name: &str) -> PathBuf {
+    let value = std::env::var_os(name).unwrap_or_else(|| {
+        panic!("{name} is not set: run the tests with scripts/test.sh, which sets up everything")
+    });
+    PathBuf::from(value)
+}
+
+pub fn sample(name: &str) -> PathBuf {
+    let path = env_path("NEURALFX_SAMPLES").join(format!("{name}.png"));
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/test.sh",
+        path.display()
+    );
+    path
+}
+
+pub fn venv_python() -> PathBuf {
+    let python = env_path("NEURALFX_VENV").join("bin/python");
+    assert!(
+        python.is_file(),
+        "{} missing: run scripts/test.sh",
+        python.display()
+    );
+    python
+}
+
+pub fn reference_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference")
+        .join(name)
+}
+
+/// Runs a Python reference script in the venv and returns its stdout.
+pub fn run_reference(script: &str, args: &[&str]) -> String {
+    let output = Command::new(venv_python())
+        .arg(reference_script(script))
+        .args(args)
+        .output()
+        .expect("start the Python reference");
+    assert!(
+        output.status.success(),
+        "{script} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The small ONNX models of tests/reference/make_test_models.py, made once per test binary.
+pub fn test_model(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("neuralfx-test-models-{}", std::process::id()));
+        run_reference("make_test_models.py", &[dir.to_str().unwrap()]);
+        dir
+    });
+    dir.join(name)
+}
+
+/// Runs `description` (which must end in an appsink named "sink") to EOS and returns every sample.
+pub fn collect_samples(description: &str) -> Result<Vec<gst::Sample>, String> {
+    init();
+    let pipeline = gst::parse::launch(description).map_err(|e| e.to_string())?;
+    let pipeline = pipeline.downcast::<gst::Pipeline>().unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .expect("an appsink named sink")
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    sink.set_property("sync", false);
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let collected = samples.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                collected
+                    .lock()
+                    .unwrap()
+                    .push(sink.pull_sample().map_err(|_| gst::FlowError::Eos)?);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let result = run_to_eos(&pipeline);
+    pipeline.set_state(gst::State::Null).unwrap();
+    result?;
+    let samples = std::mem::take(&mut *samples.lock().unwrap());
+    Ok(samples)
+}
+
+/// Plays a pipeline until EOS; an error message becomes `Err` with its text and debug info.
+pub fn run_to_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        // The element's error message says why; fall through to read it from the bus.
+    }
+    let bus = pipeline.bus().unwrap();
+    for message in bus.iter_timed(gst::ClockTime::from_seconds(300)) {
+        match message.view() {
+            gst::MessageView::Eos(..) => return Ok(()),
+            gst::MessageView::Error(err) => {
+                return Err(format!(
+                    "{} ({})",
+                    err.error(),
+                    err.debug().unwrap_or_default()
+                ));
+            }
+            _ => {}
+        }
+    }
+    Err("timed out waiting for EOS".into())
+}
+
+/// The pixels of one output sample, rows packed (stride removed).
+pub fn packed_pixels(sample: &gst::Sample) -> (gst_video::VideoInfo, Vec<u8>) {
+    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+    let buffer = sample.buffer().unwrap();
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).unwrap();
+    let row_bytes = info.width() as usize * info.format_info().pixel_stride()[0] as usize;
+    let stride = frame.plane_stride()[0] as usize;
+    let data = frame.plane_data(0).unwrap();
+    let mut packed = Vec::with_capacity(row_bytes * info.height() as usize);
+    for y in 0..info.height() as usize {
+        packed.extend_from_slice(&data[y * stride..y * stride + row_bytes]);
+    }
+    (info, packed)
+}
+
+/// The alpha channel of a packed RGBA/BGRA image.
+pub fn alpha_of(rgba: &[u8]) -> Vec<u8> {
+    rgba.chunks_exact(4).map(|p| p[3]).collect()
+}
+
+/// Mean absolute difference (in 0..255 units) and foreground IoU (value > 127) of two masks.
+pub fn compare_masks(ours: &[u8], reference: &[u8]) -> (f64, f64) {
+    assert_eq!(ours.len(), reference.len(), "mask sizes differ");
+    let total: u64 = ours
+        .iter()
+        .zip(reference)
+        .map(|(&a, &b)| u64::from(a.abs_diff(b)))
+        .sum();
+    let (mut both, mut either) = (0u64, 0u64);
+    for (&a, &b) in ours.iter().zip(reference) {
+        let (a, b) = (a > 127, b > 127);
+        both += u64::from(a && b);
+        either += u64::from(a || b);
+    }
+    let iou = if either == 0 {
+        1.0
+    } else {
+        both as f64 / either as f64
+    };
+    (total as f64 / ours.len() as f64, iou)
+}
+
+/// Starts a pipeline and returns the message (not the debug text) of the error it stops with;
+/// panics if it plays to the end.
+pub fn start_error(description: &str) -> String {
+    init();
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let bus = pipeline.bus().unwrap();
+    let mut message = None;
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(120)) {
+        match msg.view() {
+            gst::MessageView::Error(err) => {
+                message = Some(err.error().to_string());
+                break;
+            }
+            gst::MessageView::Eos(..) => break,
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    message.expect("the pipeline should have failed with an error message")
+}

@@ -1,0 +1,61 @@
+"""Writes small ONNX models that exercise rembgfilter's model checks.
+
+Usage: make_test_models.py OUT_DIR
+  brightness.onnx     [1,3,64,64] float -> channel mean [1,1,64,64]: a valid custom model
+  dynamic.onnx        [1,3,H,W] float (H, W dynamic) -> channel mean: size falls back to 320
+  six_channels.onnx   [1,6,32,32] float: wrong channel count
+  two_inputs.onnx     two float inputs: not a segmentation model
+  int_input.onnx      [1,3,32,32] int64: wrong element type
+  not_onnx.onnx       text, not a model
+"""
+import os
+import sys
+
+import onnx
+from onnx import TensorProto, helper
+
+
+def save(model_inputs, nodes, outputs, path):
+    graph = helper.make_graph(nodes, os.path.basename(path), model_inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def channel_mean(name, shape, out_shape, path):
+    x = helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+    y = helper.make_tensor_value_info("mask", TensorProto.FLOAT, out_shape)
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes = [
+        helper.make_node("Constant", [], ["axes_value"], value=axes),
+        helper.make_node("ReduceMean", [name, "axes_value"], ["mask"], keepdims=1),
+    ]
+    save([x], nodes, [y], path)
+
+
+def main() -> None:
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    channel_mean("image", [1, 3, 64, 64], [1, 1, 64, 64], os.path.join(out, "brightness.onnx"))
+    channel_mean("image", [1, 3, "height", "width"], [1, 1, "height", "width"], os.path.join(out, "dynamic.onnx"))
+
+    six = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 6, 32, 32])
+    six_out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 6, 32, 32])
+    save([six], [helper.make_node("Identity", ["image"], ["out"])], [six_out], os.path.join(out, "six_channels.onnx"))
+
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 3, 32, 32])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3, 32, 32])
+    s = helper.make_tensor_value_info("sum", TensorProto.FLOAT, [1, 3, 32, 32])
+    save([a, b], [helper.make_node("Add", ["a", "b"], ["sum"])], [s], os.path.join(out, "two_inputs.onnx"))
+
+    i = helper.make_tensor_value_info("image", TensorProto.INT64, [1, 3, 32, 32])
+    f = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 32, 32])
+    save([i], [helper.make_node("Cast", ["image"], ["out"], to=TensorProto.FLOAT)], [f], os.path.join(out, "int_input.onnx"))
+
+    with open(os.path.join(out, "not_onnx.onnx"), "w") as text:
+        text.write("this is not an ONNX model\n")
+
+
+if __name__ == "__main__":
+    main()
