@@ -1,0 +1,44 @@
+//! rembgfilter against the real Python rembg 2.0.86, same model file, on the sample photos.
+
+mod common;
+
+use common::*;
+
+fn assert_matches_python_rembg(photo: &str) {
+    let image = sample(photo);
+    let reference_file = std::env::temp_dir().join(format!("neuralfx-rembg-{photo}-{}.raw", std::process::id()));
+    let size = run_reference(
+        "rembg_mask.py",
+        &["u2netp", image.to_str().unwrap(), reference_file.to_str().unwrap()],
+    );
+    let reference = std::fs::read(&reference_file).unwrap();
+    std::fs::remove_file(&reference_file).unwrap();
+
+    let samples = collect_samples(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! rembgfilter model=u2netp ! appsink name=sink",
+        image.display()
+    ))
+    .unwrap();
+    assert_eq!(samples.len(), 1);
+    let (info, rgba) = packed_pixels(&samples[0]);
+    assert_eq!(format!("{} {}", info.width(), info.height()), size.trim(), "mask size");
+    let (mean_difference, iou) = compare_masks(&alpha_of(&rgba), &reference);
+    println!("{photo}: mean |alpha - rembg| = {mean_difference:.3}/255, foreground IoU = {iou:.5}");
+    assert!(mean_difference <= 1.5, "{photo}: mean difference {mean_difference:.3}/255 > 1.5");
+    assert!(iou >= 0.99, "{photo}: foreground IoU {iou:.5} < 0.99");
+}
+
+#[test]
+fn alpha_matches_python_rembg_on_astronaut() {
+    assert_matches_python_rembg("astronaut");
+}
+
+#[test]
+fn alpha_matches_python_rembg_on_chelsea() {
+    assert_matches_python_rembg("chelsea");
+}
+
+#[test]
+fn alpha_matches_python_rembg_on_coffee() {
+    assert_matches_python_rembg("coffee");
+}
