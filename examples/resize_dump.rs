@@ -10,7 +10,13 @@ fn main() {
     let layout = PixelLayout::new(c, 0, 1.min(c - 1), 2.min(c - 1));
     let mut out = vec![0u8; ow * oh * c];
     Resizer::new()
-        .resize(&ImageRef::packed(&data, w, h, layout), &mut out, ow, oh, Filter::Lanczos3)
+        .resize(
+            &ImageRef::packed(&data, w, h, layout),
+            &mut out,
+            ow,
+            oh,
+            Filter::Lanczos3,
+        )
         .unwrap();
     std::fs::write(&args[7], out).unwrap();
 }

@@ -6,10 +6,15 @@ use common::*;
 
 fn assert_matches_python_rembg(photo: &str) {
     let image = sample(photo);
-    let reference_file = std::env::temp_dir().join(format!("neuralfx-rembg-{photo}-{}.raw", std::process::id()));
+    let reference_file =
+        std::env::temp_dir().join(format!("neuralfx-rembg-{photo}-{}.raw", std::process::id()));
     let size = run_reference(
         "rembg_mask.py",
-        &["u2netp", image.to_str().unwrap(), reference_file.to_str().unwrap()],
+        &[
+            "u2netp",
+            image.to_str().unwrap(),
+            reference_file.to_str().unwrap(),
+        ],
     );
     let reference = std::fs::read(&reference_file).unwrap();
     std::fs::remove_file(&reference_file).unwrap();
@@ -21,10 +26,17 @@ fn assert_matches_python_rembg(photo: &str) {
     .unwrap();
     assert_eq!(samples.len(), 1);
     let (info, rgba) = packed_pixels(&samples[0]);
-    assert_eq!(format!("{} {}", info.width(), info.height()), size.trim(), "mask size");
+    assert_eq!(
+        format!("{} {}", info.width(), info.height()),
+        size.trim(),
+        "mask size"
+    );
     let (mean_difference, iou) = compare_masks(&alpha_of(&rgba), &reference);
     println!("{photo}: mean |alpha - rembg| = {mean_difference:.3}/255, foreground IoU = {iou:.5}");
-    assert!(mean_difference <= 1.5, "{photo}: mean difference {mean_difference:.3}/255 > 1.5");
+    assert!(
+        mean_difference <= 1.5,
+        "{photo}: mean difference {mean_difference:.3}/255 > 1.5"
+    );
     assert!(iou >= 0.99, "{photo}: foreground IoU {iou:.5} < 0.99");
 }
 

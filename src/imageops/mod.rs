@@ -1,6 +1,8 @@
 //! Image resizing and pixel layout helpers shared by the elements' processing code.
 
-use fast_image_resize as fir;
+mod resample;
+
+pub use resample::Filter;
 
 /// Where the colour channels sit inside one packed pixel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,15 +25,6 @@ impl PixelLayout {
             red,
             green,
             blue,
-        }
-    }
-
-    fn fir_pixel_type(self) -> Option<fir::PixelType> {
-        match self.bytes_per_pixel {
-            1 => Some(fir::PixelType::U8),
-            3 => Some(fir::PixelType::U8x3),
-            4 => Some(fir::PixelType::U8x4),
-            _ => None,
         }
     }
 }
@@ -63,18 +56,13 @@ impl<'a> ImageRef<'a> {
         &self.data[start..start + self.width * self.layout.bytes_per_pixel]
     }
 
-    fn is_packed(&self) -> bool {
-        self.stride == self.width * self.layout.bytes_per_pixel
+    /// The bytes the image needs: every row's stride but the last row's padding.
+    fn required_len(&self) -> usize {
+        match self.height {
+            0 => 0,
+            h => (h - 1) * self.stride + self.width * self.layout.bytes_per_pixel,
+        }
     }
-}
-
-/// Resampling filters, named after what users of PIL and OpenCV know them as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Filter {
-    /// PIL's `Image.LANCZOS`: Lanczos-3, widened by the scale factor when shrinking.
-    Lanczos3,
-    /// PIL's `Image.BILINEAR`: triangle filter, widened by the scale factor when shrinking.
-    Bilinear,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,18 +78,11 @@ pub struct ResizeError {
     reason: String,
 }
 
-/// A resizer that keeps its SIMD scratch buffers between frames.
-#[derive(Default)]
+/// A resizer that keeps its scratch buffer between frames. It computes exactly what PIL's
+/// `Image.resize` computes (see the `resample` module).
+#[derive(Debug, Default)]
 pub struct Resizer {
-    inner: fir::Resizer,
-    // Padded rows are packed here first, since the SIMD kernels want contiguous rows.
-    packed: Vec<u8>,
-}
-
-impl std::fmt::Debug for Resizer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resizer").finish_non_exhaustive()
-    }
+    temp: Vec<u8>,
 }
 
 impl Resizer {
@@ -119,48 +100,40 @@ impl Resizer {
         dst_height: usize,
         filter: Filter,
     ) -> Result<(), ResizeError> {
-        let error = |reason: String| ResizeError {
+        let bpp = src.layout.bytes_per_pixel;
+        let error = |reason: &str| ResizeError {
             src_width: src.width,
             src_height: src.height,
             dst_width,
             dst_height,
-            bytes_per_pixel: src.layout.bytes_per_pixel,
-            reason,
+            bytes_per_pixel: bpp,
+            reason: reason.to_string(),
         };
-        let pixel_type = src
-            .layout
-            .fir_pixel_type()
-            .ok_or_else(|| error("unsupported pixel size".into()))?;
-        if src.width == 0 || src.height == 0 || dst_width == 0 || dst_height == 0 {
-            return Err(error("empty image".into()));
+        if ![1, 3, 4].contains(&bpp) {
+            return Err(error("unsupported pixel size"));
         }
-        let src_data = if src.is_packed() {
-            &src.data[..src.stride * src.height]
-        } else {
-            let row_bytes = src.width * src.layout.bytes_per_pixel;
-            self.packed.clear();
-            self.packed.reserve(row_bytes * src.height);
-            for y in 0..src.height {
-                self.packed.extend_from_slice(src.row(y));
-            }
-            &self.packed[..]
-        };
-        let src_image =
-            fir::images::ImageRef::new(src.width as u32, src.height as u32, src_data, pixel_type)
-                .map_err(|e| error(e.to_string()))?;
-        let mut dst_image =
-            fir::images::Image::from_slice_u8(dst_width as u32, dst_height as u32, dst, pixel_type)
-                .map_err(|e| error(e.to_string()))?;
-        let algorithm = match filter {
-            Filter::Lanczos3 => fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3),
-            Filter::Bilinear => fir::ResizeAlg::Convolution(fir::FilterType::Bilinear),
-        };
-        let options = fir::ResizeOptions::new()
-            .resize_alg(algorithm)
-            .use_alpha(false);
-        self.inner
-            .resize(&src_image, &mut dst_image, &options)
-            .map_err(|e| error(e.to_string()))
+        if src.width == 0 || src.height == 0 || dst_width == 0 || dst_height == 0 {
+            return Err(error("empty image"));
+        }
+        if src.stride < src.width * bpp || src.data.len() < src.required_len() {
+            return Err(error("source buffer smaller than its size and stride"));
+        }
+        if dst.len() < dst_width * dst_height * bpp {
+            return Err(error("destination buffer too small"));
+        }
+        resample::resize(
+            src.data,
+            src.width,
+            src.height,
+            src.stride,
+            bpp,
+            dst,
+            dst_width,
+            dst_height,
+            filter,
+            &mut self.temp,
+        );
+        Ok(())
     }
 }
 

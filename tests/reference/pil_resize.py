@@ -1,0 +1,23 @@
+"""Reference oracle: PIL's Image.resize of a raw 8-bit image.
+
+Usage: pil_resize.py IN_RAW WIDTH HEIGHT CHANNELS OUT_WIDTH OUT_HEIGHT OUT_RAW FILTER
+FILTER is lanczos or bilinear; CHANNELS is 1 (mode L) or 3 (mode RGB).
+"""
+import sys
+
+import numpy as np
+from PIL import Image
+
+
+def main() -> None:
+    in_path, width, height, channels, out_width, out_height, out_path, filter_name = sys.argv[1:9]
+    width, height, channels, out_width, out_height = (int(v) for v in (width, height, channels, out_width, out_height))
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    pixels = np.fromfile(in_path, np.uint8).reshape(shape)
+    resample = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling.BILINEAR}[filter_name]
+    resized = Image.fromarray(pixels).resize((out_width, out_height), resample)
+    np.asarray(resized).tofile(out_path)
+
+
+if __name__ == "__main__":
+    main()
