@@ -278,22 +278,35 @@ impl Segmenter {
 }
 
 /// Writes `src`'s colour and `mask` as alpha into `dst`, a 4-byte-per-pixel frame whose first
-/// three bytes keep `src`'s channel order (RGB -> RGBA, BGRx -> BGRA).
+/// three bytes keep `src`'s channel order (RGB -> RGBA, BGRx -> BGRA). Rows are spread over the
+/// cores: at 1080p this is 2 million pixels per frame.
 pub fn attach_alpha(src: &ImageRef<'_>, mask: &[u8], dst: &mut [u8], dst_stride: usize) {
-    let bpp = src.layout.bytes_per_pixel;
-    for y in 0..src.height {
-        let src_row = src.row(y);
-        let mask_row = &mask[y * src.width..(y + 1) * src.width];
-        let dst_row = &mut dst[y * dst_stride..y * dst_stride + src.width * 4];
-        for ((out, pixel), &alpha) in dst_row
-            .chunks_exact_mut(4)
-            .zip(src_row.chunks_exact(bpp))
-            .zip(mask_row)
-        {
-            out[0] = pixel[0];
-            out[1] = pixel[1];
-            out[2] = pixel[2];
-            out[3] = alpha;
-        }
-    }
+    use rayon::prelude::*;
+
+    let (width, bpp) = (src.width, src.layout.bytes_per_pixel);
+    dst.par_chunks_mut(dst_stride)
+        .zip(mask.par_chunks(width))
+        .enumerate()
+        .take(src.height)
+        .for_each(|(y, (dst_row, mask_row))| {
+            let src_row = src.row(y);
+            let dst_row = &mut dst_row[..width * 4];
+            if bpp == 4 {
+                for ((out, pixel), &alpha) in dst_row
+                    .chunks_exact_mut(4)
+                    .zip(src_row.chunks_exact(4))
+                    .zip(mask_row)
+                {
+                    out.copy_from_slice(&[pixel[0], pixel[1], pixel[2], alpha]);
+                }
+            } else {
+                for ((out, pixel), &alpha) in dst_row
+                    .chunks_exact_mut(4)
+                    .zip(src_row.chunks_exact(3))
+                    .zip(mask_row)
+                {
+                    out.copy_from_slice(&[pixel[0], pixel[1], pixel[2], alpha]);
+                }
+            }
+        });
 }
