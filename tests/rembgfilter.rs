@@ -168,8 +168,14 @@ fn odd_width_and_padded_strides_give_the_packed_result() {
 #[test]
 fn caps_change_mid_stream_renegotiates_the_new_size() {
     let mut h = harness(&[]);
-    for (width, height) in [(64, 48), (64, 48), (40, 30), (97, 33)] {
-        let (format, out) = process(&mut h, "RGB", width, height, astronaut_rgb(width, height));
+    for (width, height) in [(64, 48), (64, 48), (40, 30), (97, 33), (1, 1), (2, 3)] {
+        let (format, out) = process(
+            &mut h,
+            "RGB",
+            width,
+            height,
+            pad_rows(&astronaut_rgb(width, height), width),
+        );
         assert_eq!(format, "RGBA");
         assert_eq!(out.len(), (width * height * 4) as usize);
     }
@@ -414,4 +420,13 @@ fn sessions_are_shared_per_model_and_options_and_freed_when_unused() {
         "the session is freed once no element holds it"
     );
     assert!(OnnxBackend::load(&model, options).is_ok());
+}
+
+#[test]
+fn buffer_smaller_than_its_caps_is_an_error_not_a_crash() {
+    // 97 RGB pixels need a 292-byte stride; a packed 291-byte-row buffer is too small.
+    let mut h = harness(&[]);
+    h.set_src_caps(caps("RGB", 97, 33));
+    let result = h.push(gst::Buffer::from_mut_slice(vec![0u8; 291 * 33]));
+    assert_eq!(result, Err(gst::FlowError::Error));
 }

@@ -73,6 +73,8 @@ impl Default for Settings {
 struct State {
     segmenter: Segmenter,
     mask: Vec<u8>,
+    /// Negotiated input and output, set by `set_info()`.
+    video_info: Option<(gst_video::VideoInfo, gst_video::VideoInfo)>,
 }
 
 #[derive(Default)]
@@ -144,7 +146,43 @@ impl RembgFilter {
         Ok(State {
             segmenter,
             mask: Vec::new(),
+            video_info: None,
         })
+    }
+}
+
+impl RembgFilter {
+    /// One frame: the model's mask becomes the output's alpha, colour copied as it is.
+    fn process(
+        &self,
+        state: &mut State,
+        in_frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
+        out_frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let layout = pixel_layout(in_frame.format()).ok_or(gst::FlowError::NotNegotiated)?;
+        let (width, height) = (in_frame.width() as usize, in_frame.height() as usize);
+        let src = ImageRef {
+            data: in_frame.plane_data(0).map_err(|_| gst::FlowError::Error)?,
+            width,
+            height,
+            stride: in_frame.plane_stride()[0] as usize,
+            layout,
+        };
+        state.mask.resize(width * height, 0);
+        if let Err(err) = state.segmenter.compute_mask(&src, &mut state.mask) {
+            let domain = match err {
+                SegmenterError::Output { .. } => gst::StreamError::Format,
+                _ => gst::StreamError::Failed,
+            };
+            gst::element_imp_error!(self, domain, ("{}", err));
+            return Err(gst::FlowError::Error);
+        }
+        let dst_stride = out_frame.plane_stride()[0] as usize;
+        let dst = out_frame
+            .plane_data_mut(0)
+            .map_err(|_| gst::FlowError::Error)?;
+        attach_alpha(&src, &state.mask, dst, dst_stride);
+        Ok(gst::FlowSuccess::Ok)
     }
 }
 
@@ -311,6 +349,54 @@ impl BaseTransformImpl for RembgFilter {
         Ok(())
     }
 
+    // Maps frames itself rather than through VideoFilter's transform_frame(), which drops a
+    // buffer that does not fit its caps with only a warning: here that is an error that says so.
+    fn transform(
+        &self,
+        inbuf: &gst::Buffer,
+        outbuf: &mut gst::BufferRef,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut state_guard = self.state.lock().unwrap();
+        let state = state_guard.as_mut().ok_or_else(|| {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Have no state yet"));
+            gst::FlowError::NotNegotiated
+        })?;
+        let Some((in_info, out_info)) = state.video_info.clone() else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("Received a buffer before caps")
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let in_frame = gst_video::VideoFrameRef::from_buffer_ref_readable(inbuf.as_ref(), &in_info)
+            .map_err(|_| {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "input buffer of {} bytes does not hold a {}x{} {} frame ({} bytes)",
+                        inbuf.size(),
+                        in_info.width(),
+                        in_info.height(),
+                        in_info.format().to_str(),
+                        in_info.size()
+                    )
+                );
+                gst::FlowError::Error
+            })?;
+        let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, &out_info)
+            .map_err(|_| {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Failed,
+                ("cannot map the output buffer")
+            );
+            gst::FlowError::Error
+        })?;
+        self.process(state, &in_frame, &mut out_frame)
+    }
+
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         // Dropping the state drops this element's hold on the shared session.
         *self.state.lock().unwrap() = None;
@@ -396,42 +482,9 @@ impl VideoFilterImpl for RembgFilter {
             ));
         }
         gst::debug!(CAT, imp = self, "configured {incaps} -> {outcaps}");
-        Ok(())
-    }
-
-    fn transform_frame(
-        &self,
-        in_frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
-        out_frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mut state_guard = self.state.lock().unwrap();
-        let state = state_guard.as_mut().ok_or_else(|| {
-            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Have no state yet"));
-            gst::FlowError::NotNegotiated
-        })?;
-        let layout = pixel_layout(in_frame.format()).ok_or(gst::FlowError::NotNegotiated)?;
-        let (width, height) = (in_frame.width() as usize, in_frame.height() as usize);
-        let src = ImageRef {
-            data: in_frame.plane_data(0).map_err(|_| gst::FlowError::Error)?,
-            width,
-            height,
-            stride: in_frame.plane_stride()[0] as usize,
-            layout,
-        };
-        state.mask.resize(width * height, 0);
-        if let Err(err) = state.segmenter.compute_mask(&src, &mut state.mask) {
-            let domain = match err {
-                SegmenterError::Output { .. } => gst::StreamError::Format,
-                _ => gst::StreamError::Failed,
-            };
-            gst::element_imp_error!(self, domain, ("{}", err));
-            return Err(gst::FlowError::Error);
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.video_info = Some((in_info.clone(), out_info.clone()));
         }
-        let dst_stride = out_frame.plane_stride()[0] as usize;
-        let dst = out_frame
-            .plane_data_mut(0)
-            .map_err(|_| gst::FlowError::Error)?;
-        attach_alpha(&src, &state.mask, dst, dst_stride);
-        Ok(gst::FlowSuccess::Ok)
+        Ok(())
     }
 }
