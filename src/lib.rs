@@ -5,6 +5,8 @@ use gst::glib;
 
 pub mod imageops;
 pub mod inference;
+pub mod lipsync;
+pub mod lipsyncsrc;
 pub mod rembgfilter;
 pub mod segmentation;
 
@@ -14,6 +16,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
         inference::runtime::set_plugin_path(filename);
     }
     rembgfilter::register(plugin)?;
+    lipsyncsrc::register(plugin)?;
     Ok(())
 }
 

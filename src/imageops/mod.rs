@@ -1,6 +1,9 @@
 //! Image resizing and pixel layout helpers shared by the elements' processing code.
 
+mod cubic;
 mod resample;
+
+pub use cubic::resize_cubic;
 
 pub use resample::Filter;
 

@@ -1,0 +1,287 @@
+//! One output frame of SyncTalk_2D's loop: crop the face, resize it to 328x328, build the U-Net's
+//! six-channel input, run the model, and paste its 320x320 output back into the template.
+
+use std::sync::Arc;
+
+use crate::imageops::resize_cubic;
+use crate::inference::{Backend, ElementType, InferenceError, ShapeDisplay, TensorView};
+
+use super::features::{AudioFeatures, Mode};
+use super::templates::{BgrImage, CropRect, TemplateError, TemplateSet};
+
+/// The crop is resized to this, and the model sees its inner `MODEL_SIZE` square.
+pub const CROP_SIZE: usize = 328;
+pub const MODEL_SIZE: usize = 320;
+const BORDER: usize = (CROP_SIZE - MODEL_SIZE) / 2;
+const PLANE: usize = MODEL_SIZE * MODEL_SIZE;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    #[error("model {model} returned {found} values; expected [1,3,320,320]")]
+    Output { model: String, found: usize },
+}
+
+/// The U-Net with its two inputs told apart by shape, since exports name them differently.
+pub struct LipsyncModel {
+    backend: Arc<dyn Backend>,
+    image_input: usize,
+    audio_shape: [usize; 4],
+}
+
+impl std::fmt::Debug for LipsyncModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LipsyncModel")
+            .field("model", &self.backend.model_name())
+            .finish()
+    }
+}
+
+impl LipsyncModel {
+    pub fn new(backend: Arc<dyn Backend>, mode: Mode) -> Result<Self, InferenceError> {
+        let [c, h, w] = mode.window_shape();
+        let audio_shape = [1, c, h, w];
+        let image_shape = [1, 6, MODEL_SIZE, MODEL_SIZE];
+        let fits = |declared: &[Option<usize>], wanted: &[usize]| {
+            declared.len() == wanted.len()
+                && declared
+                    .iter()
+                    .zip(wanted)
+                    .all(|(d, w)| d.is_none_or(|d| d == *w))
+        };
+        let inputs = backend.inputs();
+        let describe = || {
+            inputs
+                .iter()
+                .map(|i| format!("'{}' {}", i.name, ShapeDisplay(&i.shape)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let shape_error = || InferenceError::Shape {
+            model: backend.model_name().to_string(),
+            found: format!("inputs {}", describe()),
+            expected: format!(
+                "mode {} needs a float32 image input [1,6,320,320] and a float32 audio input [1,{c},{h},{w}]",
+                mode.name()
+            ),
+        };
+        if inputs.len() != 2
+            || inputs
+                .iter()
+                .any(|i| i.element_type != ElementType::Float32)
+        {
+            return Err(shape_error());
+        }
+        let image_input = match (
+            fits(&inputs[0].shape, &image_shape) && fits(&inputs[1].shape, &audio_shape),
+            fits(&inputs[1].shape, &image_shape) && fits(&inputs[0].shape, &audio_shape),
+        ) {
+            (true, _) => 0,
+            (false, true) => 1,
+            (false, false) => return Err(shape_error()),
+        };
+        Ok(Self {
+            backend,
+            image_input,
+            audio_shape,
+        })
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Runs the U-Net and returns its `[3,320,320]` output.
+    pub fn run(&self, image: &[f32], audio: &[f32]) -> Result<Vec<f32>, FrameError> {
+        let image_shape = [1, 6, MODEL_SIZE, MODEL_SIZE];
+        let image = TensorView {
+            shape: &image_shape,
+            data: image,
+        };
+        let audio = TensorView {
+            shape: &self.audio_shape,
+            data: audio,
+        };
+        let inputs = if self.image_input == 0 {
+            [image, audio]
+        } else {
+            [audio, image]
+        };
+        let mut outputs = self.backend.run(&inputs)?;
+        let output = outputs.swap_remove(0);
+        if output.data.len() != 3 * PLANE {
+            return Err(FrameError::Output {
+                model: self.backend.model_name().to_string(),
+                found: output.data.len(),
+            });
+        }
+        Ok(output.data)
+    }
+}
+
+/// Everything prepared for one frame before the model runs.
+#[derive(Debug)]
+pub struct FaceCrop {
+    pub template: Arc<BgrImage>,
+    pub rect: CropRect,
+    /// The face resized to 328x328, BGR.
+    pub crop: Vec<u8>,
+    /// The model's image input: the inner 320x320 square, then the same with its mouth area
+    /// blacked out, BGR planes divided by 255.
+    pub image_input: Vec<f32>,
+    pub audio_input: Vec<f32>,
+    /// Pixels of the face square that keep the template (parsing colours (0,0,255), (255,255,255)).
+    pub keep_original: Option<Vec<bool>>,
+}
+
+/// Prepares output frame `frame`: template, crop, model input and audio window.
+pub fn prepare(
+    templates: &TemplateSet,
+    features: &AudioFeatures,
+    frame: usize,
+) -> Result<FaceCrop, FrameError> {
+    let position = super::ping_pong_index(frame as u64, templates.count());
+    let template = templates.image(position)?;
+    let rect = templates.rect(position);
+    let stride = template.width * 3;
+    let face_start = rect.y * stride + rect.x * 3;
+    let mut crop = vec![0u8; CROP_SIZE * CROP_SIZE * 3];
+    resize_cubic(
+        &template.data[face_start..],
+        rect.size,
+        rect.size,
+        stride,
+        3,
+        &mut crop,
+        CROP_SIZE,
+        CROP_SIZE,
+    );
+
+    let mut image_input = vec![0f32; 6 * PLANE];
+    let (real, masked) = image_input.split_at_mut(3 * PLANE);
+    for y in 0..MODEL_SIZE {
+        let row = &crop[((y + BORDER) * CROP_SIZE + BORDER) * 3..][..MODEL_SIZE * 3];
+        // cv2.rectangle((5, 5, 310, 305), filled) blacks out x 5..=314, y 5..=309.
+        let row_masked = (5..=309).contains(&y);
+        for (x, pixel) in row.chunks_exact(3).enumerate() {
+            let mask_pixel = row_masked && (5..=314).contains(&x);
+            for c in 0..3 {
+                let value = f32::from(pixel[c]) / 255.0;
+                real[c * PLANE + y * MODEL_SIZE + x] = value;
+                masked[c * PLANE + y * MODEL_SIZE + x] = if mask_pixel { 0.0 } else { value };
+            }
+        }
+    }
+    let mut audio_input = Vec::new();
+    features.window(frame, &mut audio_input);
+
+    let keep_original = if templates.uses_parsing() {
+        let map = templates.parsing_map(position)?;
+        let mut keep = Vec::with_capacity(rect.size * rect.size);
+        for y in rect.y..rect.y + rect.size {
+            let row = &map.data[(y * map.width + rect.x) * 3..][..rect.size * 3];
+            keep.extend(
+                row.chunks_exact(3)
+                    .map(|p| p == [0, 0, 255] || p == [255, 255, 255]),
+            );
+        }
+        Some(keep)
+    } else {
+        None
+    };
+    Ok(FaceCrop {
+        template,
+        rect,
+        crop,
+        image_input,
+        audio_input,
+        keep_original,
+    })
+}
+
+/// Puts the model's output into the 328 crop, resizes it back to the face square and returns
+/// that square (BGR, `rect.size` squared), with parsing-protected pixels from the template.
+pub fn paste_face(face: &FaceCrop, output: &[f32]) -> Vec<u8> {
+    let mut crop = face.crop.clone();
+    for y in 0..MODEL_SIZE {
+        let row = &mut crop[((y + BORDER) * CROP_SIZE + BORDER) * 3..][..MODEL_SIZE * 3];
+        for (x, pixel) in row.chunks_exact_mut(3).enumerate() {
+            for c in 0..3 {
+                // numpy: float32 * 255 cast to uint8 truncates; the sigmoid keeps it in 0..255.
+                pixel[c] = (output[c * PLANE + y * MODEL_SIZE + x] * 255.0).clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    let size = face.rect.size;
+    let mut square = vec![0u8; size * size * 3];
+    resize_cubic(
+        &crop,
+        CROP_SIZE,
+        CROP_SIZE,
+        CROP_SIZE * 3,
+        3,
+        &mut square,
+        size,
+        size,
+    );
+    if let Some(keep) = &face.keep_original {
+        let template = &face.template;
+        for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+            let (y, x) = (face.rect.y + i / size, face.rect.x + i % size);
+            let source = (y * template.width + x) * 3;
+            square[i * 3..i * 3 + 3].copy_from_slice(&template.data[source..source + 3]);
+        }
+    }
+    square
+}
+
+/// Where B, G, R go in an output pixel, and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputLayout {
+    pub bytes_per_pixel: usize,
+    pub blue: usize,
+    pub green: usize,
+    pub red: usize,
+}
+
+/// Writes the template with the face square pasted in into `out` (rows `stride` bytes apart).
+pub fn write_frame(
+    face: &FaceCrop,
+    square: &[u8],
+    out: &mut [u8],
+    stride: usize,
+    layout: OutputLayout,
+) {
+    let template = &face.template;
+    let rect = face.rect;
+    let bpp = layout.bytes_per_pixel;
+    let row_pixels = template.width;
+    for y in 0..template.height {
+        let dst = &mut out[y * stride..y * stride + row_pixels * bpp];
+        let src = &template.data[y * row_pixels * 3..(y + 1) * row_pixels * 3];
+        if bpp == 3 && layout.blue == 0 {
+            dst.copy_from_slice(src);
+        } else {
+            for (d, s) in dst.chunks_exact_mut(bpp).zip(src.chunks_exact(3)) {
+                d[layout.blue] = s[0];
+                d[layout.green] = s[1];
+                d[layout.red] = s[2];
+                if bpp == 4 {
+                    d[3] = 255;
+                }
+            }
+        }
+        if (rect.y..rect.y + rect.size).contains(&y) {
+            let face_row = &square[(y - rect.y) * rect.size * 3..][..rect.size * 3];
+            let dst = &mut dst[rect.x * bpp..(rect.x + rect.size) * bpp];
+            for (d, s) in dst.chunks_exact_mut(bpp).zip(face_row.chunks_exact(3)) {
+                d[layout.blue] = s[0];
+                d[layout.green] = s[1];
+                d[layout.red] = s[2];
+            }
+        }
+    }
+}

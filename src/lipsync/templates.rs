@@ -1,0 +1,332 @@
+//! A SyncTalk_2D template folder: `full_body_img/<i>.jpg`, `landmarks/<i>.lms`, optional
+//! `parsing/<i>.png`; face rectangles read once, decoded frames kept in a bounded cache.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A decoded image, packed, 3 bytes per pixel in B, G, R order (as OpenCV reads it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BgrImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+/// The square face crop of one template: `size x size` pixels from (`x`, `y`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CropRect {
+    pub x: usize,
+    pub y: usize,
+    pub size: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template folder {0}: {1}")]
+    Folder(PathBuf, String),
+    #[error("{0}: {1}")]
+    File(PathBuf, String),
+}
+
+fn file_error(path: &Path, reason: impl Into<String>) -> TemplateError {
+    TemplateError::File(path.to_path_buf(), reason.into())
+}
+
+/// Reads a landmarks file ("x y" per line, as float, truncated to int) and returns SyncTalk_2D's
+/// face square: x from point 1 to point 31, y from point 52 down by the same width.
+pub fn read_crop_rect(path: &Path, width: usize, height: usize) -> Result<CropRect, TemplateError> {
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
+    let mut points = Vec::new();
+    for (line_number, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let values: Vec<&str> = line.split_whitespace().collect();
+        let parse = |s: &str| s.parse::<f32>().ok().filter(|v| v.is_finite());
+        match values.as_slice() {
+            [x, y, ..] => match (parse(x), parse(y)) {
+                // numpy's float32 -> int32 cast truncates toward zero.
+                (Some(x), Some(y)) => points.push((x as i64, y as i64)),
+                _ => {
+                    return Err(file_error(
+                        path,
+                        format!("line {}: '{line}' is not two numbers", line_number + 1),
+                    ));
+                }
+            },
+            _ => {
+                return Err(file_error(
+                    path,
+                    format!("line {}: '{line}' is not an 'x y' pair", line_number + 1),
+                ));
+            }
+        }
+    }
+    if points.len() < 53 {
+        return Err(file_error(
+            path,
+            format!(
+                "has {} points; at least 53 are needed (the crop uses points 1, 31 and 52)",
+                points.len()
+            ),
+        ));
+    }
+    let (x_min, y_min, x_max) = (points[1].0, points[52].1, points[31].0);
+    let size = x_max - x_min;
+    if size <= 0 {
+        return Err(file_error(
+            path,
+            format!("empty face crop: point 31 x ({x_max}) is not right of point 1 x ({x_min})"),
+        ));
+    }
+    if x_min < 0 || y_min < 0 || x_max > width as i64 || y_min + size > height as i64 {
+        return Err(file_error(
+            path,
+            format!(
+                "face crop x {x_min}..{x_max}, y {y_min}..{} falls outside the {width}x{height} image",
+                y_min + size
+            ),
+        ));
+    }
+    Ok(CropRect {
+        x: x_min as usize,
+        y: y_min as usize,
+        size: size as usize,
+    })
+}
+
+/// Decodes a JPEG into packed BGR.
+pub fn decode_jpeg(path: &Path) -> Result<BgrImage, TemplateError> {
+    use zune_jpeg::zune_core::colorspace::ColorSpace;
+    use zune_jpeg::zune_core::options::DecoderOptions;
+
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::BGR);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(&bytes[..], options);
+    let data = decoder
+        .decode()
+        .map_err(|e| file_error(path, format!("not a readable JPEG: {e:?}")))?;
+    let (width, height) = decoder
+        .dimensions()
+        .ok_or_else(|| file_error(path, "JPEG without dimensions"))?;
+    if data.len() != width * height * 3 {
+        return Err(file_error(path, "JPEG did not decode to 3 channels"));
+    }
+    Ok(BgrImage {
+        width,
+        height,
+        data,
+    })
+}
+
+/// Decodes a PNG (any 8-bit colour type) into packed BGR.
+pub fn decode_png(path: &Path) -> Result<BgrImage, TemplateError> {
+    let file = std::fs::File::open(path).map_err(|e| file_error(path, e.to_string()))?;
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| file_error(path, format!("not a readable PNG: {e}")))?;
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap_or(0)];
+    let info = reader
+        .next_frame(&mut buffer)
+        .map_err(|e| file_error(path, format!("not a readable PNG: {e}")))?;
+    let (width, height) = (info.width as usize, info.height as usize);
+    let channels = info.color_type.samples();
+    let mut data = Vec::with_capacity(width * height * 3);
+    for pixel in buffer[..info.buffer_size()].chunks_exact(channels) {
+        match channels {
+            1 | 2 => data.extend_from_slice(&[pixel[0]; 3]),
+            _ => data.extend_from_slice(&[pixel[2], pixel[1], pixel[0]]),
+        }
+    }
+    Ok(BgrImage {
+        width,
+        height,
+        data,
+    })
+}
+
+/// Decoded frames, least recently used dropped first.
+#[derive(Debug, Default)]
+struct FrameCache {
+    capacity: usize,
+    frames: HashMap<usize, Arc<BgrImage>>,
+    order: VecDeque<usize>,
+}
+
+impl FrameCache {
+    fn get(&mut self, index: usize) -> Option<Arc<BgrImage>> {
+        let frame = self.frames.get(&index)?.clone();
+        self.order.retain(|&i| i != index);
+        self.order.push_back(index);
+        Some(frame)
+    }
+
+    fn insert(&mut self, index: usize, frame: Arc<BgrImage>) {
+        if self.capacity == 0 {
+            return;
+        }
+        while self.frames.len() >= self.capacity {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.frames.remove(&oldest);
+        }
+        self.frames.insert(index, frame);
+        self.order.push_back(index);
+    }
+}
+
+/// The usable templates of a folder, from `start_frame` on.
+#[derive(Debug)]
+pub struct TemplateSet {
+    folder: PathBuf,
+    start_frame: usize,
+    count: usize,
+    width: usize,
+    height: usize,
+    rects: Vec<CropRect>,
+    parsing: bool,
+    cache: Mutex<FrameCache>,
+}
+
+impl TemplateSet {
+    /// Checks the folder and reads every landmarks file, so bad input fails here, at start.
+    pub fn open(
+        folder: &Path,
+        start_frame: usize,
+        parsing: bool,
+        cache_frames: usize,
+    ) -> Result<Self, TemplateError> {
+        let folder_error = |reason: String| TemplateError::Folder(folder.to_path_buf(), reason);
+        let images = folder.join("full_body_img");
+        if !images.is_dir() {
+            return Err(folder_error("has no full_body_img folder".into()));
+        }
+        let jpegs = std::fs::read_dir(&images)
+            .map_err(|e| folder_error(e.to_string()))?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".jpg"))
+            .count();
+        if jpegs == 0 {
+            return Err(folder_error("full_body_img holds no .jpg files".into()));
+        }
+        for index in 0..jpegs {
+            let path = images.join(format!("{index}.jpg"));
+            if !path.is_file() {
+                return Err(file_error(
+                    &path,
+                    format!("missing: full_body_img holds {jpegs} .jpg files, numbered from 0"),
+                ));
+            }
+        }
+        if start_frame >= jpegs {
+            return Err(folder_error(format!(
+                "start-frame {start_frame} is past its {jpegs} templates"
+            )));
+        }
+        let first = decode_jpeg(&images.join(format!("{start_frame}.jpg")))?;
+        let (width, height) = (first.width, first.height);
+        let count = jpegs - start_frame;
+        let rects = (start_frame..jpegs)
+            .map(|index| {
+                read_crop_rect(
+                    &folder.join("landmarks").join(format!("{index}.lms")),
+                    width,
+                    height,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if parsing {
+            for index in start_frame..jpegs {
+                let path = folder.join("parsing").join(format!("{index}.png"));
+                if !path.is_file() {
+                    return Err(file_error(&path, "missing (property 'parsing' is on)"));
+                }
+            }
+        }
+        let set = Self {
+            folder: folder.to_path_buf(),
+            start_frame,
+            count,
+            width,
+            height,
+            rects,
+            parsing,
+            cache: Mutex::new(FrameCache {
+                capacity: cache_frames,
+                ..Default::default()
+            }),
+        };
+        set.cache
+            .lock()
+            .unwrap()
+            .insert(start_frame, Arc::new(first));
+        Ok(set)
+    }
+
+    /// Templates in the ping-pong cycle (those from `start_frame` on).
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    pub fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    pub fn uses_parsing(&self) -> bool {
+        self.parsing
+    }
+
+    /// The face square of cycle position `position` (0 = template `start_frame`).
+    pub fn rect(&self, position: usize) -> CropRect {
+        self.rects[position]
+    }
+
+    /// The decoded template at cycle position `position`, from the cache when it is there.
+    pub fn image(&self, position: usize) -> Result<Arc<BgrImage>, TemplateError> {
+        let index = position + self.start_frame;
+        if let Some(frame) = self.cache.lock().unwrap().get(index) {
+            return Ok(frame);
+        }
+        let path = self
+            .folder
+            .join("full_body_img")
+            .join(format!("{index}.jpg"));
+        let frame = decode_jpeg(&path)?;
+        if (frame.width, frame.height) != (self.width, self.height) {
+            return Err(file_error(
+                &path,
+                format!(
+                    "is {}x{}, the other templates {}x{}",
+                    frame.width, frame.height, self.width, self.height
+                ),
+            ));
+        }
+        let frame = Arc::new(frame);
+        self.cache.lock().unwrap().insert(index, frame.clone());
+        Ok(frame)
+    }
+
+    /// The parsing map of cycle position `position`, decoded each time (only the crop is used).
+    pub fn parsing_map(&self, position: usize) -> Result<BgrImage, TemplateError> {
+        let path = self
+            .folder
+            .join("parsing")
+            .join(format!("{}.png", position + self.start_frame));
+        let map = decode_png(&path)?;
+        if (map.width, map.height) != (self.width, self.height) {
+            return Err(file_error(
+                &path,
+                format!(
+                    "is {}x{}, the templates {}x{}",
+                    map.width, map.height, self.width, self.height
+                ),
+            ));
+        }
+        Ok(map)
+    }
+}

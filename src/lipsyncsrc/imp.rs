@@ -1,0 +1,511 @@
+//! GStreamer glue of `lipsyncsrc`: properties, caps from the templates, one synthesised frame per
+//! audio-feature row, the next frame prepared while the model runs on this one.
+
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
+use gst_base::subclass::prelude::*;
+use gst_video::VideoFormat;
+use gst_video::prelude::*;
+
+use super::LipsyncMode;
+use crate::inference::onnx::{ExecutionProvider, OnnxBackend, SessionOptions};
+use crate::inference::{Backend, InferenceError};
+use crate::lipsync::{self, AudioFeatures, FaceCrop, LipsyncModel, OutputLayout, TemplateSet};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "lipsyncsrc",
+        gst::DebugColorFlags::empty(),
+        Some("Talking-head synthesis source"),
+    )
+});
+
+const DEFAULT_MODE: LipsyncMode = LipsyncMode::Ave;
+const DEFAULT_START_FRAME: u32 = 0;
+const DEFAULT_PARSING: bool = false;
+const DEFAULT_IS_LIVE: bool = false;
+const DEFAULT_MAX_CACHED_FRAMES: u32 = 32;
+const DEFAULT_THREADS: u32 = 0;
+
+const FORMATS: [VideoFormat; 4] = [
+    VideoFormat::Bgr,
+    VideoFormat::Rgb,
+    VideoFormat::Bgrx,
+    VideoFormat::Rgbx,
+];
+
+fn output_layout(format: VideoFormat) -> Option<OutputLayout> {
+    let layout = |bytes_per_pixel, blue, green, red| OutputLayout {
+        bytes_per_pixel,
+        blue,
+        green,
+        red,
+    };
+    match format {
+        VideoFormat::Bgr => Some(layout(3, 0, 1, 2)),
+        VideoFormat::Rgb => Some(layout(3, 2, 1, 0)),
+        VideoFormat::Bgrx => Some(layout(4, 0, 1, 2)),
+        VideoFormat::Rgbx => Some(layout(4, 2, 1, 0)),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model: Option<PathBuf>,
+    template: Option<PathBuf>,
+    features: Option<PathBuf>,
+    mode: LipsyncMode,
+    start_frame: u32,
+    parsing: bool,
+    is_live: bool,
+    max_cached_frames: u32,
+    threads: u32,
+    execution_provider: ExecutionProvider,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model: None,
+            template: None,
+            features: None,
+            mode: DEFAULT_MODE,
+            start_frame: DEFAULT_START_FRAME,
+            parsing: DEFAULT_PARSING,
+            is_live: DEFAULT_IS_LIVE,
+            max_cached_frames: DEFAULT_MAX_CACHED_FRAMES,
+            threads: DEFAULT_THREADS,
+            execution_provider: ExecutionProvider::Cpu,
+        }
+    }
+}
+
+/// Exists between `start()` and `stop()`.
+struct State {
+    templates: Arc<TemplateSet>,
+    features: Arc<AudioFeatures>,
+    model: LipsyncModel,
+    fps: u32,
+    next_frame: usize,
+    /// The next frame's crop and inputs, prepared while the model ran on the previous one.
+    prepared: Option<(usize, FaceCrop)>,
+    video_info: Option<gst_video::VideoInfo>,
+}
+
+#[derive(Default)]
+pub struct LipsyncSrc {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    clock_wait: Mutex<Option<gst::SingleShotClockId>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for LipsyncSrc {
+    const NAME: &'static str = "GstLipsyncSrc";
+    type Type = super::LipsyncSrc;
+    type ParentType = gst_base::PushSrc;
+}
+
+impl LipsyncSrc {
+    fn load(&self, settings: &Settings) -> Result<State, gst::ErrorMessage> {
+        let required = |value: &Option<PathBuf>, name: &str| {
+            value.clone().ok_or_else(|| {
+                gst::error_msg!(
+                    gst::ResourceError::NotFound,
+                    ("property '{}' is not set", name)
+                )
+            })
+        };
+        let (model_path, template_path, features_path) = (
+            required(&settings.model, "model")?,
+            required(&settings.template, "template")?,
+            required(&settings.features, "features")?,
+        );
+        let mode: lipsync::Mode = settings.mode.into();
+        let features = AudioFeatures::load(&features_path, mode).map_err(|e| {
+            gst::error_msg!(gst::ResourceError::OpenRead, ("property 'features': {}", e))
+        })?;
+        let templates = TemplateSet::open(
+            &template_path,
+            settings.start_frame as usize,
+            settings.parsing,
+            settings.max_cached_frames as usize,
+        )
+        .map_err(|e| {
+            gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
+        })?;
+        let options = SessionOptions {
+            threads: settings.threads as usize,
+            execution_provider: settings.execution_provider,
+        };
+        let backend = OnnxBackend::load(&model_path, options).map_err(|e| match e {
+            InferenceError::Runtime(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", e)),
+            _ => gst::error_msg!(gst::ResourceError::OpenRead, ("property 'model': {}", e)),
+        })?;
+        if let Some(warning) = backend.fallback_warning() {
+            gst::element_imp_warning!(self, gst::LibraryError::Init, ("{}", warning));
+        }
+        let backend: Arc<dyn Backend> = backend;
+        let model = LipsyncModel::new(backend, mode).map_err(|e| {
+            gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
+        })?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "{} templates of {:?}, {} feature frames ({}), mode {}",
+            templates.count(),
+            templates.size(),
+            features.frames(),
+            if features.is_windowed() {
+                "windowed"
+            } else {
+                "per frame"
+            },
+            mode.name()
+        );
+        Ok(State {
+            templates: Arc::new(templates),
+            features: Arc::new(features),
+            model,
+            fps: mode.fps(),
+            next_frame: 0,
+            prepared: None,
+            video_info: None,
+        })
+    }
+
+    /// In a live pipeline, waits until the frame's running time comes.
+    fn wait_for_running_time(&self, running_time: gst::ClockTime) -> Result<(), gst::FlowError> {
+        let obj = self.obj();
+        let (Some(clock), Some(base_time)) = (obj.clock(), obj.base_time()) else {
+            return Ok(());
+        };
+        let id = clock.new_single_shot_id(base_time + running_time);
+        *self.clock_wait.lock().unwrap() = Some(id.clone());
+        let (result, _) = id.wait();
+        *self.clock_wait.lock().unwrap() = None;
+        match result {
+            Err(gst::ClockError::Unscheduled) => Err(gst::FlowError::Flushing),
+            _ => Ok(()),
+        }
+    }
+
+    fn frame_error(&self, err: lipsync::FrameError) -> gst::FlowError {
+        gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", err));
+        gst::FlowError::Error
+    }
+}
+
+impl ObjectImpl for LipsyncSrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb("SyncTalk_2D U-Net (328) exported to ONNX")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("template")
+                    .nick("Template folder")
+                    .blurb("Folder with full_body_img/<i>.jpg, landmarks/<i>.lms and optionally parsing/<i>.png")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("features")
+                    .nick("Audio features")
+                    .blurb("Audio features: a float32 .npy, or a raw float32 .bin with its .bin.json; one row per output frame")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_MODE)
+                    .nick("Mode")
+                    .blurb("Audio encoder of the features and the model")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("start-frame")
+                    .nick("Start frame")
+                    .blurb("First template frame of the ping-pong cycle")
+                    .default_value(DEFAULT_START_FRAME)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("parsing")
+                    .nick("Parsing")
+                    .blurb("Keep template pixels whose parsing/<i>.png colour is (0,0,255) or (255,255,255) in BGR")
+                    .default_value(DEFAULT_PARSING)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("is-live")
+                    .nick("Is live")
+                    .blurb("Act as a live source: deliver each frame at its time")
+                    .default_value(DEFAULT_IS_LIVE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-cached-frames")
+                    .nick("Max cached frames")
+                    .blurb("Decoded template frames kept in memory (width x height x 3 bytes each); 0 decodes every time")
+                    .default_value(DEFAULT_MAX_CACHED_FRAMES)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("Intra-op threads of ONNX Runtime (0 = its default, one per core)")
+                    .maximum(1024)
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("execution-provider", ExecutionProvider::Cpu)
+                    .nick("Execution provider")
+                    .blurb("Where the model runs; cuda falls back to the CPU with a warning if it cannot load")
+                    .mutable_ready()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.set_format(gst::Format::Time);
+        obj.set_live(DEFAULT_IS_LIVE);
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        let path = |value: &glib::Value| {
+            value
+                .get::<Option<String>>()
+                .expect("type checked upstream")
+                .map(PathBuf::from)
+        };
+        match pspec.name() {
+            "model" => settings.model = path(value),
+            "template" => settings.template = path(value),
+            "features" => settings.features = path(value),
+            "mode" => settings.mode = value.get().expect("type checked upstream"),
+            "start-frame" => settings.start_frame = value.get().expect("type checked upstream"),
+            "parsing" => settings.parsing = value.get().expect("type checked upstream"),
+            "is-live" => {
+                settings.is_live = value.get().expect("type checked upstream");
+                let is_live = settings.is_live;
+                drop(settings);
+                self.obj().set_live(is_live);
+            }
+            "max-cached-frames" => {
+                settings.max_cached_frames = value.get().expect("type checked upstream")
+            }
+            "threads" => settings.threads = value.get().expect("type checked upstream"),
+            "execution-provider" => {
+                settings.execution_provider = value.get().expect("type checked upstream")
+            }
+            other => unimplemented!("property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.settings.lock().unwrap();
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).to_value();
+        match pspec.name() {
+            "model" => path(&settings.model),
+            "template" => path(&settings.template),
+            "features" => path(&settings.features),
+            "mode" => settings.mode.to_value(),
+            "start-frame" => settings.start_frame.to_value(),
+            "parsing" => settings.parsing.to_value(),
+            "is-live" => settings.is_live.to_value(),
+            "max-cached-frames" => settings.max_cached_frames.to_value(),
+            "threads" => settings.threads.to_value(),
+            "execution-provider" => settings.execution_provider.to_value(),
+            other => unimplemented!("property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for LipsyncSrc {}
+
+impl ElementImpl for LipsyncSrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Talking-head synthesis",
+                "Source/Video",
+                "Synthesises talking-head video from SyncTalk_2D template frames, landmarks and audio features \
+                 with the person's U-Net (328) in ONNX, one frame per audio-feature row",
+                "neuralfx developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list(FORMATS)
+                .build();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSrcImpl for LipsyncSrc {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let state = self.load(&settings)?;
+        *self.state.lock().unwrap() = Some(state);
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
+        let state = self.state.lock().unwrap();
+        let caps = match state.as_ref() {
+            Some(state) => {
+                let (width, height) = state.templates.size();
+                gst_video::VideoCapsBuilder::new()
+                    .format_list(FORMATS)
+                    .width(width as i32)
+                    .height(height as i32)
+                    .framerate(gst::Fraction::new(state.fps as i32, 1))
+                    .pixel_aspect_ratio(gst::Fraction::new(1, 1))
+                    .build()
+            }
+            None => self.obj().src_pad().pad_template_caps(),
+        };
+        Some(match filter {
+            Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps,
+        })
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(caps)
+            .map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
+        if output_layout(info.format()).is_none() {
+            return Err(gst::loggable_error!(CAT, "unsupported caps {caps}"));
+        }
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.video_info = Some(info);
+        }
+        gst::debug!(CAT, imp = self, "negotiated {caps}");
+        Ok(())
+    }
+
+    fn is_seekable(&self) -> bool {
+        false
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            let state = self.state.lock().unwrap();
+            if let Some(state) = state.as_ref() {
+                // A live source delivers a frame one frame duration after it starts making it.
+                let frame = gst::ClockTime::SECOND
+                    .mul_div_floor(1, state.fps as u64)
+                    .unwrap();
+                let live = self.settings.lock().unwrap().is_live;
+                q.set(
+                    live,
+                    if live { frame } else { gst::ClockTime::ZERO },
+                    gst::ClockTime::NONE,
+                );
+                return true;
+            }
+        }
+        BaseSrcImplExt::parent_query(self, query)
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(id) = self.clock_wait.lock().unwrap().as_ref() {
+            id.unschedule();
+        }
+        Ok(())
+    }
+}
+
+impl PushSrcImpl for LipsyncSrc {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
+        let is_live = self.settings.lock().unwrap().is_live;
+        let mut state_guard = self.state.lock().unwrap();
+        let state = state_guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let frame = state.next_frame;
+        if frame >= state.features.frames() {
+            gst::debug!(CAT, imp = self, "all {frame} feature frames rendered");
+            return Err(gst::FlowError::Eos);
+        }
+        let info = state
+            .video_info
+            .clone()
+            .ok_or(gst::FlowError::NotNegotiated)?;
+        let layout = output_layout(info.format()).ok_or(gst::FlowError::NotNegotiated)?;
+        let fps = state.fps as u64;
+        let pts = gst::ClockTime::SECOND
+            .mul_div_floor(frame as u64, fps)
+            .unwrap();
+        let end = gst::ClockTime::SECOND
+            .mul_div_floor(frame as u64 + 1, fps)
+            .unwrap();
+
+        let face = match state.prepared.take() {
+            Some((prepared_frame, face)) if prepared_frame == frame => face,
+            _ => lipsync::prepare(&state.templates, &state.features, frame)
+                .map_err(|e| self.frame_error(e))?,
+        };
+        // The model runs on this frame while the next frame's template is decoded and cropped.
+        let (templates, features) = (state.templates.clone(), state.features.clone());
+        let next = frame + 1;
+        let (output, prepared_next) = rayon::join(
+            || state.model.run(&face.image_input, &face.audio_input),
+            || (next < features.frames()).then(|| lipsync::prepare(&templates, &features, next)),
+        );
+        let output = output.map_err(|e| self.frame_error(e))?;
+        state.prepared = match prepared_next {
+            Some(Ok(face)) => Some((next, face)),
+            Some(Err(e)) => return Err(self.frame_error(e)),
+            None => None,
+        };
+        let square = lipsync::paste_face(&face, &output);
+
+        let mut buffer = gst::Buffer::with_size(info.size()).map_err(|_| gst::FlowError::Error)?;
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(pts);
+            buffer.set_duration(end - pts);
+            buffer.set_offset(frame as u64);
+            buffer.set_offset_end(frame as u64 + 1);
+            let mut video_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &info)
+                .map_err(|_| gst::FlowError::Error)?;
+            let stride = video_frame.plane_stride()[0] as usize;
+            let data = video_frame
+                .plane_data_mut(0)
+                .map_err(|_| gst::FlowError::Error)?;
+            lipsync::write_frame(&face, &square, data, stride, layout);
+        }
+        state.next_frame += 1;
+        drop(state_guard);
+        if is_live {
+            self.wait_for_running_time(pts)?;
+        }
+        Ok(CreateSuccess::NewBuffer(buffer))
+    }
+}
