@@ -1,0 +1,609 @@
+//! lipsyncsrc against the Python reference of SyncTalk_2D's loop (OpenCV + ONNX Runtime), on
+//! generated templates and U-Net-328-shaped models; timing, formats, the MP4 pipeline and every
+//! bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::*;
+use gst::prelude::*;
+
+const FEATURE_FRAMES: usize = 12;
+const TEMPLATES: usize = 8;
+const WIDTH: usize = 480;
+const HEIGHT: usize = 360;
+
+struct Data {
+    dir: PathBuf,
+}
+
+impl Data {
+    fn model(&self, mode: &str) -> PathBuf {
+        self.dir.join(format!("unet_{mode}.onnx"))
+    }
+    fn template(&self) -> PathBuf {
+        self.dir.join("template")
+    }
+    fn features(&self, name: &str) -> PathBuf {
+        self.dir.join("features").join(name)
+    }
+}
+
+/// Models for every mode (and an export that declares its audio input first) and a template
+/// folder with features, generated once per test run.
+fn data() -> &'static Data {
+    static DATA: OnceLock<Data> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("neuralfx-lipsync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for mode in ["ave", "hubert", "wenet"] {
+            let out = dir.join(format!("unet_{mode}.onnx"));
+            run_reference("make_unet328.py", &[mode, out.to_str().unwrap()]);
+        }
+        let audio_first = dir.join("unet_audio_first.onnx");
+        run_reference(
+            "make_unet328.py",
+            &[
+                "ave",
+                audio_first.to_str().unwrap(),
+                "--audio-first",
+                "--seed",
+                "7",
+            ],
+        );
+        let (templates, width, height, frames) = (
+            TEMPLATES.to_string(),
+            WIDTH.to_string(),
+            HEIGHT.to_string(),
+            FEATURE_FRAMES.to_string(),
+        );
+        run_reference(
+            "make_lipsync_data.py",
+            &[
+                sample("astronaut").to_str().unwrap(),
+                dir.to_str().unwrap(),
+                "--templates",
+                &templates,
+                "--width",
+                &width,
+                "--height",
+                &height,
+                "--feature-frames",
+                &frames,
+            ],
+        );
+        Data { dir }
+    })
+}
+
+fn element_frames(properties: &str, format: &str) -> Result<Vec<gst::Sample>, String> {
+    collect_samples(&format!(
+        "lipsyncsrc {properties} ! video/x-raw,format={format} ! appsink name=sink"
+    ))
+}
+
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
+
+/// Renders with the element and with the Python reference and compares every frame.
+/// `options` pairs lipsyncsrc properties with the reference's matching flags.
+fn assert_matches_reference(model: &Path, features: &Path, mode: &str, options: (&str, &[&str])) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    let d = data();
+    let reference_file = d.dir.join(format!(
+        "reference-{}.raw",
+        RUN.fetch_add(1, Ordering::SeqCst)
+    ));
+    let template = d.template();
+    let mut args = vec![
+        model.to_str().unwrap(),
+        template.to_str().unwrap(),
+        features.to_str().unwrap(),
+        mode,
+        reference_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(options.1);
+    run_reference("lipsync_reference.py", &args);
+    let reference = std::fs::read(&reference_file).unwrap();
+    std::fs::remove_file(&reference_file).unwrap();
+
+    let properties = format!(
+        "model={} template={} features={} mode={mode} {}",
+        model.display(),
+        template.display(),
+        features.display(),
+        options.0
+    );
+    let samples = element_frames(&properties, "BGR").unwrap();
+    let frame_bytes = WIDTH * HEIGHT * 3;
+    assert_eq!(samples.len(), reference.len() / frame_bytes, "frame count");
+    assert_eq!(samples.len(), FEATURE_FRAMES);
+    for (i, sample) in samples.iter().enumerate() {
+        let (_, ours) = packed_pixels(sample);
+        let value = psnr(&ours, &reference[i * frame_bytes..(i + 1) * frame_bytes]);
+        assert!(
+            value >= 40.0,
+            "{mode} {}: frame {i} PSNR {value:.1} dB < 40",
+            features.display()
+        );
+    }
+}
+
+const NO_OPTIONS: (&str, &[&str]) = ("", &[]);
+
+#[test]
+fn ave_per_frame_features_match_the_reference() {
+    assert_matches_reference(
+        &data().model("ave"),
+        &data().features("ave.npy"),
+        "ave",
+        NO_OPTIONS,
+    );
+}
+
+#[test]
+fn ave_windowed_bin_features_match_the_reference() {
+    assert_matches_reference(
+        &data().model("ave"),
+        &data().features("ave_windowed.bin"),
+        "ave",
+        NO_OPTIONS,
+    );
+}
+
+#[test]
+fn hubert_per_frame_and_windowed_features_match_the_reference() {
+    assert_matches_reference(
+        &data().model("hubert"),
+        &data().features("hubert.npy"),
+        "hubert",
+        NO_OPTIONS,
+    );
+    assert_matches_reference(
+        &data().model("hubert"),
+        &data().features("hubert_windowed.bin"),
+        "hubert",
+        NO_OPTIONS,
+    );
+}
+
+#[test]
+fn wenet_per_frame_and_windowed_features_match_the_reference() {
+    assert_matches_reference(
+        &data().model("wenet"),
+        &data().features("wenet.npy"),
+        "wenet",
+        NO_OPTIONS,
+    );
+    assert_matches_reference(
+        &data().model("wenet"),
+        &data().features("wenet_windowed.bin"),
+        "wenet",
+        NO_OPTIONS,
+    );
+}
+
+#[test]
+fn start_frame_matches_the_reference() {
+    assert_matches_reference(
+        &data().model("ave"),
+        &data().features("ave.npy"),
+        "ave",
+        ("start-frame=3", &["--start-frame", "3"]),
+    );
+}
+
+#[test]
+fn parsing_keeps_protected_pixels_like_the_reference() {
+    assert_matches_reference(
+        &data().model("ave"),
+        &data().features("ave.npy"),
+        "ave",
+        ("parsing=true", &["--parsing"]),
+    );
+}
+
+#[test]
+fn inputs_are_found_by_shape_not_name_or_order() {
+    let model = data().dir.join("unet_audio_first.onnx");
+    assert_matches_reference(&model, &data().features("ave.npy"), "ave", NO_OPTIONS);
+}
+
+#[test]
+fn timestamps_follow_the_mode_frame_rate_and_eos_ends_the_features() {
+    let d = data();
+    for (mode, frame_ms) in [("ave", 40u64), ("wenet", 50)] {
+        let samples = element_frames(
+            &format!(
+                "model={} template={} features={} mode={mode}",
+                d.model(mode).display(),
+                d.template().display(),
+                d.features(&format!("{mode}.npy")).display()
+            ),
+            "RGBx",
+        )
+        .unwrap();
+        assert_eq!(
+            samples.len(),
+            FEATURE_FRAMES,
+            "{mode}: one frame per feature row, then EOS"
+        );
+        let caps = samples[0].caps().unwrap().structure(0).unwrap().to_owned();
+        assert_eq!(
+            caps.get::<gst::Fraction>("framerate").unwrap(),
+            gst::Fraction::new(1000 / frame_ms as i32, 1)
+        );
+        assert_eq!(
+            (
+                caps.get::<i32>("width").unwrap(),
+                caps.get::<i32>("height").unwrap()
+            ),
+            (WIDTH as i32, HEIGHT as i32)
+        );
+        for (i, sample) in samples.iter().enumerate() {
+            let buffer = sample.buffer().unwrap();
+            assert_eq!(
+                buffer.pts(),
+                Some(gst::ClockTime::from_mseconds(i as u64 * frame_ms)),
+                "{mode} frame {i}"
+            );
+            assert_eq!(
+                buffer.duration(),
+                Some(gst::ClockTime::from_mseconds(frame_ms))
+            );
+        }
+    }
+}
+
+#[test]
+fn every_output_format_carries_the_same_picture() {
+    let d = data();
+    let properties = format!(
+        "model={} template={} features={} num-buffers=3",
+        d.model("ave").display(),
+        d.template().display(),
+        d.features("ave.npy").display()
+    );
+    let bgr: Vec<Vec<u8>> = element_frames(&properties, "BGR")
+        .unwrap()
+        .iter()
+        .map(|s| packed_pixels(s).1)
+        .collect();
+    assert_eq!(bgr.len(), 3, "num-buffers limits the output");
+    for (format, bpp, order) in [
+        ("RGB", 3, [2, 1, 0]),
+        ("BGRx", 4, [0, 1, 2]),
+        ("RGBx", 4, [2, 1, 0]),
+    ] {
+        let frames = element_frames(&properties, format).unwrap();
+        for (frame, reference) in frames.iter().zip(&bgr) {
+            let (_, pixels) = packed_pixels(frame);
+            let as_bgr: Vec<u8> = pixels
+                .chunks_exact(bpp)
+                .flat_map(|p| [p[order[0]], p[order[1]], p[order[2]]])
+                .collect();
+            assert_eq!(&as_bgr, reference, "{format}");
+        }
+    }
+}
+
+#[test]
+fn live_mode_delivers_frames_at_their_time() {
+    let d = data();
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "lipsyncsrc is-live=true num-buffers=6 model={} template={} features={} ! fakesink sync=true",
+        d.model("ave").display(),
+        d.template().display(),
+        d.features("ave.npy").display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let started = std::time::Instant::now();
+    run_to_eos(&pipeline).unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    // Six frames at 25 fps: the last one is due 200 ms after the first.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+}
+
+#[test]
+fn pipeline_script_writes_mp4_with_video_and_speech() {
+    let d = data();
+    init();
+    let speech = d.dir.join("speech.wav");
+    // Speech as long as the video: 12 frames at 25 fps.
+    let samples = (44100.0 * FEATURE_FRAMES as f64 / 25.0) as u64;
+    let wav = gst::parse::launch(&format!(
+        "audiotestsrc num-buffers=1 samplesperbuffer={samples} ! audio/x-raw,rate=44100,channels=1 ! wavenc ! filesink location={}",
+        speech.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    run_to_eos(&wav).unwrap();
+    wav.set_state(gst::State::Null).unwrap();
+
+    let output = d.dir.join("talking.mp4");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines/lipsync-to-mp4.sh");
+    let status = std::process::Command::new(&script)
+        .args([
+            &d.model("ave"),
+            &d.template(),
+            &d.features("ave.npy"),
+            &speech,
+            &output,
+        ])
+        .arg("ave")
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30)).unwrap();
+    let info = discoverer
+        .discover_uri(&format!("file://{}", output.display()))
+        .unwrap();
+    assert_eq!(info.video_streams().len(), 1, "one video stream");
+    assert_eq!(info.audio_streams().len(), 1, "one audio stream");
+    let video = &info.video_streams()[0];
+    assert_eq!(
+        (video.width(), video.height()),
+        (WIDTH as u32, HEIGHT as u32)
+    );
+    let duration = info.duration().unwrap().mseconds();
+    assert!(
+        (440..=560).contains(&duration),
+        "12 frames at 25 fps last 480 ms, got {duration} ms"
+    );
+}
+
+// ---- bad input: each fails at start with an element error naming what is wrong ----
+
+/// A copy of the generated template folder, for a test to break.
+fn template_copy(name: &str) -> PathBuf {
+    let source = data().template();
+    let copy = data().dir.join(format!("broken-{name}"));
+    let _ = std::fs::remove_dir_all(&copy);
+    for sub in ["full_body_img", "landmarks", "parsing"] {
+        std::fs::create_dir_all(copy.join(sub)).unwrap();
+        for entry in std::fs::read_dir(source.join(sub)).unwrap().flatten() {
+            std::fs::copy(entry.path(), copy.join(sub).join(entry.file_name())).unwrap();
+        }
+    }
+    copy
+}
+
+fn lipsync_error(model: &Path, template: &Path, features: &Path, mode: &str) -> String {
+    start_error(&format!(
+        "lipsyncsrc model={} template={} features={} mode={mode} ! fakesink",
+        model.display(),
+        template.display(),
+        features.display()
+    ))
+}
+
+fn template_error(template: &Path) -> String {
+    lipsync_error(
+        &data().model("ave"),
+        template,
+        &data().features("ave.npy"),
+        "ave",
+    )
+}
+
+fn features_error(features: &Path) -> String {
+    lipsync_error(&data().model("ave"), &data().template(), features, "ave")
+}
+
+#[test]
+fn missing_template_folder_is_named() {
+    let err = template_error(Path::new("/nonexistent/May"));
+    assert!(
+        err.contains("/nonexistent/May") && err.contains("full_body_img"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_landmarks_file_is_named() {
+    let template = template_copy("no-lms");
+    std::fs::remove_file(template.join("landmarks/5.lms")).unwrap();
+    let err = template_error(&template);
+    assert!(err.contains("landmarks/5.lms"), "{err}");
+}
+
+#[test]
+fn landmarks_with_too_few_points_are_rejected() {
+    let template = template_copy("few-points");
+    std::fs::write(template.join("landmarks/2.lms"), "1 2\n3 4\n5 6\n").unwrap();
+    let err = template_error(&template);
+    assert!(
+        err.contains("landmarks/2.lms") && err.contains("has 3 points"),
+        "{err}"
+    );
+}
+
+#[test]
+fn landmarks_that_are_not_numbers_are_rejected() {
+    let template = template_copy("not-numbers");
+    let text = std::fs::read_to_string(template.join("landmarks/1.lms")).unwrap();
+    std::fs::write(template.join("landmarks/1.lms"), text.replacen('.', "x", 1)).unwrap();
+    let err = template_error(&template);
+    assert!(
+        err.contains("landmarks/1.lms")
+            && err.contains("line 1")
+            && err.contains("not two numbers"),
+        "{err}"
+    );
+}
+
+fn landmarks_with(points: &[(f32, f32)]) -> String {
+    let mut all = vec![(10.0f32, 10.0f32); 68];
+    for (i, p) in points.iter().enumerate() {
+        all[[1, 31, 52][i]] = *p;
+    }
+    all.iter().map(|(x, y)| format!("{x} {y}\n")).collect()
+}
+
+#[test]
+fn crop_outside_the_image_or_empty_is_rejected() {
+    let template = template_copy("outside");
+    // Square from x 400 to 520 in a 480-wide image.
+    std::fs::write(
+        template.join("landmarks/0.lms"),
+        landmarks_with(&[(400.0, 50.0), (520.0, 60.0), (450.0, 40.0)]),
+    )
+    .unwrap();
+    let err = template_error(&template);
+    assert!(
+        err.contains("landmarks/0.lms") && err.contains("falls outside the 480x360 image"),
+        "{err}"
+    );
+
+    let template = template_copy("empty");
+    std::fs::write(
+        template.join("landmarks/4.lms"),
+        landmarks_with(&[(200.0, 50.0), (200.9, 60.0), (210.0, 40.0)]),
+    )
+    .unwrap();
+    let err = template_error(&template);
+    assert!(
+        err.contains("landmarks/4.lms") && err.contains("empty face crop"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_jpeg_is_named() {
+    let template = template_copy("no-jpeg");
+    std::fs::rename(
+        template.join("full_body_img/3.jpg"),
+        template.join("full_body_img/30.jpg"),
+    )
+    .unwrap();
+    let err = template_error(&template);
+    assert!(
+        err.contains("full_body_img/3.jpg") && err.contains("missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn corrupt_jpeg_fails_naming_the_file() {
+    let template = template_copy("corrupt-jpeg");
+    std::fs::write(template.join("full_body_img/0.jpg"), b"not a jpeg").unwrap();
+    let err = template_error(&template);
+    assert!(
+        err.contains("full_body_img/0.jpg") && err.contains("not a readable JPEG"),
+        "{err}"
+    );
+}
+
+#[test]
+fn features_bin_disagreeing_with_its_json_is_rejected() {
+    let dir = data().dir.join("bad-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("short.bin");
+    std::fs::write(&bin, vec![0u8; 512 * 4 * 3]).unwrap();
+    std::fs::write(
+        dir.join("short.bin.json"),
+        r#"{"num_frames": 4, "feature_size": 512, "shape": [4, 512]}"#,
+    )
+    .unwrap();
+    let err = features_error(&bin);
+    assert!(
+        err.contains("short.bin") && err.contains("has 6144 bytes") && err.contains("8192 bytes"),
+        "{err}"
+    );
+}
+
+/// Writes a version-1 .npy file of `descr` with `shape` holding `data`.
+fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn npy_of_the_wrong_dtype_is_rejected() {
+    let path = data().dir.join("float64.npy");
+    write_npy(&path, "<f8", &[4, 512], &vec![0u8; 4 * 512 * 8]);
+    let err = features_error(&path);
+    assert!(
+        err.contains("float64.npy") && err.contains("not a float32 .npy"),
+        "{err}"
+    );
+}
+
+#[test]
+fn npy_of_the_wrong_shape_states_the_accepted_shapes() {
+    let path = data().dir.join("wrong-shape.npy");
+    write_npy(&path, "<f4", &[4, 100], &vec![0u8; 4 * 100 * 4]);
+    let err = features_error(&path);
+    assert!(
+        err.contains("wrong-shape.npy")
+            && err.contains("100 values per frame")
+            && err.contains("512")
+            && err.contains("8192 = 32x16x16"),
+        "{err}"
+    );
+}
+
+#[test]
+fn model_whose_inputs_do_not_match_the_mode_is_rejected() {
+    let d = data();
+    let err = lipsync_error(
+        &d.model("ave"),
+        &d.template(),
+        &d.features("hubert.npy"),
+        "hubert",
+    );
+    assert!(
+        err.contains("unet_ave.onnx")
+            && err.contains("[1,32,16,16]")
+            && err.contains("[1,32,32,32]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_model_property_is_named() {
+    let d = data();
+    let err = start_error(&format!(
+        "lipsyncsrc template={} features={} ! fakesink",
+        d.template().display(),
+        d.features("ave.npy").display()
+    ));
+    assert!(err.contains("property 'model' is not set"), "{err}");
+}
