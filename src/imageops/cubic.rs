@@ -42,30 +42,40 @@ pub fn resize_cubic(
     dst_width: usize,
     dst_height: usize,
 ) {
-    let x_taps = taps(src_width, dst_width);
-    let y_taps = taps(src_height, dst_height);
     let clamp = |i: isize, size: usize| i.clamp(0, size as isize - 1) as usize;
+    // Byte offsets of the four source pixels of each output column, edges repeated.
+    let columns: Vec<([usize; 4], [i32; 4])> = taps(src_width, dst_width)
+        .into_iter()
+        .map(|(first, weights)| {
+            (
+                [0, 1, 2, 3].map(|k| clamp(first + k, src_width) * channels),
+                weights,
+            )
+        })
+        .collect();
+    let y_taps = taps(src_height, dst_height);
     let row_len = dst_width * channels;
-    // Horizontal pass for every source row a destination row reads, computed once per row.
+    // Horizontal pass for every source row, kept in 32 bits as OpenCV does.
     let mut horizontal = vec![0i32; src_height * row_len];
     for (y, out_row) in horizontal.chunks_exact_mut(row_len).enumerate() {
         let src_row = &src[y * src_stride..];
-        for (x, &(first, weights)) in x_taps.iter().enumerate() {
-            let columns = [0, 1, 2, 3].map(|k| clamp(first + k, src_width) * channels);
-            for c in 0..channels {
-                out_row[x * channels + c] = (0..4)
-                    .map(|k| i32::from(src_row[columns[k] + c]) * weights[k])
-                    .sum();
+        for (out, (offsets, weights)) in out_row.chunks_exact_mut(channels).zip(&columns) {
+            for (c, value) in out.iter_mut().enumerate() {
+                *value = i32::from(src_row[offsets[0] + c]) * weights[0]
+                    + i32::from(src_row[offsets[1] + c]) * weights[1]
+                    + i32::from(src_row[offsets[2] + c]) * weights[2]
+                    + i32::from(src_row[offsets[3] + c]) * weights[3];
             }
         }
     }
     let round = 1i32 << (2 * COEF_BITS - 1);
     for (y, out_row) in dst.chunks_exact_mut(row_len).take(dst_height).enumerate() {
         let (first, weights) = y_taps[y];
-        let rows =
+        let [r0, r1, r2, r3] =
             [0, 1, 2, 3].map(|k| &horizontal[clamp(first + k, src_height) * row_len..][..row_len]);
         for (x, out) in out_row.iter_mut().enumerate() {
-            let sum: i32 = (0..4).map(|k| rows[k][x] * weights[k]).sum();
+            let sum =
+                r0[x] * weights[0] + r1[x] * weights[1] + r2[x] * weights[2] + r3[x] * weights[3];
             *out = ((sum + round) >> (2 * COEF_BITS)).clamp(0, 255) as u8;
         }
     }

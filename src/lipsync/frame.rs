@@ -1,13 +1,13 @@
 //! One output frame of SyncTalk_2D's loop: crop the face, resize it to 328x328, build the U-Net's
 //! six-channel input, run the model, and paste its 320x320 output back into the template.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::imageops::resize_cubic;
 use crate::inference::{Backend, ElementType, InferenceError, ShapeDisplay, TensorView};
 
 use super::features::{AudioFeatures, Mode};
-use super::templates::{BgrImage, CropRect, TemplateError, TemplateSet};
+use super::templates::{BgrImage, CropRect, LruCache, TemplateError, TemplateSet};
 
 /// The crop is resized to this, and the model sees its inner `MODEL_SIZE` square.
 pub const CROP_SIZE: usize = 328;
@@ -122,9 +122,10 @@ impl LipsyncModel {
     }
 }
 
-/// Everything prepared for one frame before the model runs.
+/// What one template gives every frame that uses it; kept while the template stays cached, since
+/// the ping-pong order comes back to it.
 #[derive(Debug)]
-pub struct FaceCrop {
+pub struct TemplateFace {
     pub template: Arc<BgrImage>,
     pub rect: CropRect,
     /// The face resized to 328x328, BGR.
@@ -132,18 +133,22 @@ pub struct FaceCrop {
     /// The model's image input: the inner 320x320 square, then the same with its mouth area
     /// blacked out, BGR planes divided by 255.
     pub image_input: Vec<f32>,
+}
+
+/// Prepared templates, shared by the frames that use them.
+pub type FaceCache = Mutex<LruCache<TemplateFace>>;
+
+/// Everything prepared for one frame before the model runs.
+#[derive(Debug)]
+pub struct FaceCrop {
+    pub face: Arc<TemplateFace>,
     pub audio_input: Vec<f32>,
     /// Pixels of the face square that keep the template (parsing colours (0,0,255), (255,255,255)).
     pub keep_original: Option<Vec<bool>>,
 }
 
-/// Prepares output frame `frame`: template, crop, model input and audio window.
-pub fn prepare(
-    templates: &TemplateSet,
-    features: &AudioFeatures,
-    frame: usize,
-) -> Result<FaceCrop, FrameError> {
-    let position = super::ping_pong_index(frame as u64, templates.count());
+/// Crops and resizes the face of the template at cycle position `position`.
+fn template_face(templates: &TemplateSet, position: usize) -> Result<TemplateFace, FrameError> {
     let template = templates.image(position)?;
     let rect = templates.rect(position);
     let stride = template.width * 3;
@@ -175,10 +180,41 @@ pub fn prepare(
             }
         }
     }
+    Ok(TemplateFace {
+        template,
+        rect,
+        crop,
+        image_input,
+    })
+}
+
+/// A cache for [`prepare`] that holds as many templates as `templates` keeps decoded.
+pub fn face_cache(templates: &TemplateSet) -> FaceCache {
+    Mutex::new(LruCache::new(templates.cache_capacity()))
+}
+
+/// Prepares output frame `frame`: template, crop, model input and audio window.
+pub fn prepare(
+    templates: &TemplateSet,
+    faces: &FaceCache,
+    features: &AudioFeatures,
+    frame: usize,
+) -> Result<FaceCrop, FrameError> {
+    let position = super::ping_pong_index(frame as u64, templates.count());
+    let cached = faces.lock().unwrap().get(position);
+    let face = match cached {
+        Some(face) => face,
+        None => {
+            let face = Arc::new(template_face(templates, position)?);
+            faces.lock().unwrap().insert(position, face.clone());
+            face
+        }
+    };
     let mut audio_input = Vec::new();
     features.window(frame, &mut audio_input);
 
     let keep_original = if templates.uses_parsing() {
+        let rect = face.rect;
         let map = templates.parsing_map(position)?;
         let mut keep = Vec::with_capacity(rect.size * rect.size);
         for y in rect.y..rect.y + rect.size {
@@ -193,10 +229,7 @@ pub fn prepare(
         None
     };
     Ok(FaceCrop {
-        template,
-        rect,
-        crop,
-        image_input,
+        face,
         audio_input,
         keep_original,
     })
@@ -204,15 +237,23 @@ pub fn prepare(
 
 /// Puts the model's output into the 328 crop, resizes it back to the face square and returns
 /// that square (BGR, `rect.size` squared), with parsing-protected pixels from the template.
-pub fn paste_face(face: &FaceCrop, output: &[f32]) -> Vec<u8> {
+pub fn paste_face(frame: &FaceCrop, output: &[f32]) -> Vec<u8> {
+    let face = &frame.face;
     let mut crop = face.crop.clone();
+    let (blue, rest) = output.split_at(PLANE);
+    let (green, red) = rest.split_at(PLANE);
     for y in 0..MODEL_SIZE {
         let row = &mut crop[((y + BORDER) * CROP_SIZE + BORDER) * 3..][..MODEL_SIZE * 3];
+        let planes = (
+            &blue[y * MODEL_SIZE..][..MODEL_SIZE],
+            &green[y * MODEL_SIZE..][..MODEL_SIZE],
+            &red[y * MODEL_SIZE..][..MODEL_SIZE],
+        );
         for (x, pixel) in row.chunks_exact_mut(3).enumerate() {
-            for c in 0..3 {
-                // numpy: float32 * 255 cast to uint8 truncates; the sigmoid keeps it in 0..255.
-                pixel[c] = (output[c * PLANE + y * MODEL_SIZE + x] * 255.0).clamp(0.0, 255.0) as u8;
-            }
+            // numpy: float32 * 255 cast to uint8 truncates; the sigmoid keeps it in 0..255.
+            pixel[0] = (planes.0[x] * 255.0).clamp(0.0, 255.0) as u8;
+            pixel[1] = (planes.1[x] * 255.0).clamp(0.0, 255.0) as u8;
+            pixel[2] = (planes.2[x] * 255.0).clamp(0.0, 255.0) as u8;
         }
     }
     let size = face.rect.size;
@@ -227,7 +268,7 @@ pub fn paste_face(face: &FaceCrop, output: &[f32]) -> Vec<u8> {
         size,
         size,
     );
-    if let Some(keep) = &face.keep_original {
+    if let Some(keep) = &frame.keep_original {
         let template = &face.template;
         for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
             let (y, x) = (face.rect.y + i / size, face.rect.x + i % size);
@@ -255,8 +296,8 @@ pub fn write_frame(
     stride: usize,
     layout: OutputLayout,
 ) {
-    let template = &face.template;
-    let rect = face.rect;
+    let template = &face.face.template;
+    let rect = face.face.rect;
     let bpp = layout.bytes_per_pixel;
     let row_pixels = template.width;
     for y in 0..template.height {

@@ -8,7 +8,8 @@ pub mod templates;
 
 pub use features::{AudioFeatures, FeatureError, Mode};
 pub use frame::{
-    FaceCrop, FrameError, LipsyncModel, OutputLayout, paste_face, prepare, write_frame,
+    FaceCache, FaceCrop, FrameError, LipsyncModel, OutputLayout, TemplateFace, face_cache,
+    paste_face, prepare, write_frame,
 };
 pub use templates::{CropRect, TemplateError, TemplateSet};
 

@@ -149,23 +149,31 @@ pub fn decode_png(path: &Path) -> Result<BgrImage, TemplateError> {
     })
 }
 
-/// Decoded frames, least recently used dropped first.
-#[derive(Debug, Default)]
-struct FrameCache {
+/// A bounded cache, least recently used dropped first.
+#[derive(Debug)]
+pub struct LruCache<T> {
     capacity: usize,
-    frames: HashMap<usize, Arc<BgrImage>>,
+    frames: HashMap<usize, Arc<T>>,
     order: VecDeque<usize>,
 }
 
-impl FrameCache {
-    fn get(&mut self, index: usize) -> Option<Arc<BgrImage>> {
+impl<T> LruCache<T> {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            frames: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn get(&mut self, index: usize) -> Option<Arc<T>> {
         let frame = self.frames.get(&index)?.clone();
         self.order.retain(|&i| i != index);
         self.order.push_back(index);
         Some(frame)
     }
 
-    fn insert(&mut self, index: usize, frame: Arc<BgrImage>) {
+    pub fn insert(&mut self, index: usize, frame: Arc<T>) {
         if self.capacity == 0 {
             return;
         }
@@ -190,7 +198,8 @@ pub struct TemplateSet {
     height: usize,
     rects: Vec<CropRect>,
     parsing: bool,
-    cache: Mutex<FrameCache>,
+    cache: Mutex<LruCache<BgrImage>>,
+    cache_frames: usize,
 }
 
 impl TemplateSet {
@@ -256,10 +265,8 @@ impl TemplateSet {
             height,
             rects,
             parsing,
-            cache: Mutex::new(FrameCache {
-                capacity: cache_frames,
-                ..Default::default()
-            }),
+            cache: Mutex::new(LruCache::new(cache_frames)),
+            cache_frames,
         };
         set.cache
             .lock()
@@ -275,6 +282,11 @@ impl TemplateSet {
 
     pub fn size(&self) -> (usize, usize) {
         (self.width, self.height)
+    }
+
+    /// How many decoded templates the cache keeps.
+    pub fn cache_capacity(&self) -> usize {
+        self.cache_frames
     }
 
     pub fn uses_parsing(&self) -> bool {

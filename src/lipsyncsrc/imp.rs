@@ -90,6 +90,7 @@ impl Default for Settings {
 /// Exists between `start()` and `stop()`.
 struct State {
     templates: Arc<TemplateSet>,
+    faces: Arc<lipsync::FaceCache>,
     features: Arc<AudioFeatures>,
     model: LipsyncModel,
     fps: u32,
@@ -171,6 +172,7 @@ impl LipsyncSrc {
             mode.name()
         );
         Ok(State {
+            faces: Arc::new(lipsync::face_cache(&templates)),
             templates: Arc::new(templates),
             features: Arc::new(features),
             model,
@@ -468,15 +470,22 @@ impl PushSrcImpl for LipsyncSrc {
 
         let face = match state.prepared.take() {
             Some((prepared_frame, face)) if prepared_frame == frame => face,
-            _ => lipsync::prepare(&state.templates, &state.features, frame)
+            _ => lipsync::prepare(&state.templates, &state.faces, &state.features, frame)
                 .map_err(|e| self.frame_error(e))?,
         };
         // The model runs on this frame while the next frame's template is decoded and cropped.
-        let (templates, features) = (state.templates.clone(), state.features.clone());
+        let (templates, faces, features) = (
+            state.templates.clone(),
+            state.faces.clone(),
+            state.features.clone(),
+        );
         let next = frame + 1;
         let (output, prepared_next) = rayon::join(
-            || state.model.run(&face.image_input, &face.audio_input),
-            || (next < features.frames()).then(|| lipsync::prepare(&templates, &features, next)),
+            || state.model.run(&face.face.image_input, &face.audio_input),
+            || {
+                (next < features.frames())
+                    .then(|| lipsync::prepare(&templates, &faces, &features, next))
+            },
         );
         let output = output.map_err(|e| self.frame_error(e))?;
         state.prepared = match prepared_next {

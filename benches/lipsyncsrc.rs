@@ -1,0 +1,177 @@
+//! Prints, for lipsyncsrc on generated 1280x720 and 1920x1080 templates with a U-Net-328-shaped
+//! model: frames per second, bare U-Net inference per frame, their ratio, the time per frame
+//! outside the model; and the same for the Python reference loop (OpenCV + ONNX Runtime), all
+//! measured in this one run.
+//!
+//! Run with `scripts/bench.sh lipsyncsrc` (it sets up ONNX Runtime and the Python venv).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gstneuralfx::inference::Backend;
+use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
+use gstneuralfx::lipsync::{AudioFeatures, LipsyncModel, Mode};
+
+const FRAMES: usize = 150;
+
+fn python() -> PathBuf {
+    PathBuf::from(std::env::var("NEURALFX_VENV").expect("NEURALFX_VENV (set by scripts/env.sh)"))
+        .join("bin/python")
+}
+
+fn reference(script: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference")
+        .join(script)
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command.output().expect("start a reference script");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Mean time of the U-Net alone on real inputs.
+fn bare_inference(model: &Path, features: &Path) -> Duration {
+    let backend: Arc<dyn Backend> = OnnxBackend::load(model, SessionOptions::default()).unwrap();
+    let model = LipsyncModel::new(backend, Mode::Ave).unwrap();
+    let features = AudioFeatures::load(features, Mode::Ave).unwrap();
+    let image: Vec<f32> = (0..6 * 320 * 320)
+        .map(|i| (i % 255) as f32 / 255.0)
+        .collect();
+    let mut audio = Vec::new();
+    features.window(0, &mut audio);
+    model.run(&image, &audio).unwrap();
+    let start = Instant::now();
+    for _ in 0..FRAMES {
+        model.run(&image, &audio).unwrap();
+    }
+    start.elapsed() / FRAMES as u32
+}
+
+/// Mean time between consecutive frames of lipsyncsrc ! fakesink (start-up not counted).
+fn element(model: &Path, template: &Path, features: &Path) -> Duration {
+    let pipeline = gst::parse::launch(&format!(
+        "lipsyncsrc model={} template={} features={} ! video/x-raw,format=BGR ! fakesink name=sink sync=false",
+        model.display(),
+        template.display(),
+        features.display()
+    ))
+    .unwrap();
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let recorded = arrivals.clone();
+    bin.by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            recorded.lock().unwrap().push(Instant::now());
+            gst::PadProbeReturn::Ok
+        });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for message in pipeline.bus().unwrap().iter_timed(gst::ClockTime::NONE) {
+        match message.view() {
+            gst::MessageView::Eos(..) => break,
+            gst::MessageView::Error(err) => panic!("{}: {:?}", err.error(), err.debug()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    let arrivals = arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), FRAMES);
+    (arrivals[FRAMES - 1] - arrivals[0]) / (FRAMES - 1) as u32
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    gst::init().unwrap();
+    gstneuralfx::plugin_register_static().unwrap();
+    let samples = PathBuf::from(std::env::var("NEURALFX_SAMPLES").expect("NEURALFX_SAMPLES"));
+    let dir = std::env::temp_dir().join(format!("neuralfx-lipsync-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("unet_ave.onnx");
+    run(Command::new(python())
+        .arg(reference("make_unet328.py"))
+        .args(["ave", model.to_str().unwrap()]));
+    println!(
+        "lipsyncsrc benchmark: U-Net-328-shaped model (random weights, real widths), mode ave, {FRAMES} frames, 30 templates (all fit the default 32-frame cache)"
+    );
+    println!(
+        "{:>10} {:>9} {:>10} {:>9} {:>8} {:>11} | {:>10} {:>9} {:>8} {:>11} | {:>16}",
+        "templates",
+        "ours fps",
+        "ours ms",
+        "bare ms",
+        "ratio",
+        "outside ms",
+        "python ms",
+        "bare ms",
+        "ratio",
+        "outside ms",
+        "outside ours/py"
+    );
+    for (width, height) in [(1280, 720), (1920, 1080)] {
+        let data = dir.join(format!("{width}x{height}"));
+        run(Command::new(python())
+            .arg(reference("make_lipsync_data.py"))
+            .args([
+                samples.join("astronaut.png").to_str().unwrap(),
+                data.to_str().unwrap(),
+                "--templates",
+                "30",
+                "--width",
+                &width.to_string(),
+                "--height",
+                &height.to_string(),
+                "--feature-frames",
+                &FRAMES.to_string(),
+            ]));
+        let (template, features) = (data.join("template"), data.join("features/ave.npy"));
+        // Bare inference measured before and after the element run, so drift cancels out.
+        let bare_before = bare_inference(&model, &features);
+        let ours = element(&model, &template, &features);
+        let bare = (bare_before + bare_inference(&model, &features)) / 2;
+        let python_times = run(Command::new(python())
+            .arg(reference("lipsync_reference.py"))
+            .args([
+                model.to_str().unwrap(),
+                template.to_str().unwrap(),
+                features.to_str().unwrap(),
+                "ave",
+                "/dev/null",
+                "--time",
+            ]));
+        let mut fields = python_times
+            .split_whitespace()
+            .map(|v| v.parse::<f64>().unwrap());
+        let (python_frame, python_bare) = (fields.next().unwrap(), fields.next().unwrap());
+        let ours_outside = ms(ours) - ms(bare);
+        let python_outside = python_frame - python_bare;
+        println!(
+            "{:>10} {:>9.1} {:>10.2} {:>9.2} {:>8.3} {:>11.2} | {:>10.2} {:>9.2} {:>8.3} {:>11.2} | {:>16.3}",
+            format!("{width}x{height}"),
+            1000.0 / ms(ours),
+            ms(ours),
+            ms(bare),
+            ms(ours) / ms(bare),
+            ours_outside,
+            python_frame,
+            python_bare,
+            python_frame / python_bare,
+            python_outside,
+            ours_outside / python_outside
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
