@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Benchmarks rembgfilter against bare model inference and Python rembg; prints ratios.
+# Benchmarks that print ratios measured in one run:
+#   rembgfilter: pipeline vs bare u2netp inference vs Python rembg, at 640x480 and 1080p
+#   lipsyncsrc:  element vs bare U-Net inference vs the Python reference loop, at 720p and 1080p
+# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc]   (both when none is named)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$REPO/scripts/setup.sh" --test
 source "$REPO/scripts/env.sh"
 cd "$REPO"
-cargo bench --bench rembgfilter "$@"
+for bench in "${@:-rembgfilter lipsyncsrc}"; do
+    for name in $bench; do
+        cargo bench --bench "$name"
+    done
+done
