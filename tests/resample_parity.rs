@@ -105,3 +105,61 @@ fn lanczos_and_bilinear_match_pil_byte_for_byte() {
         );
     }
 }
+
+#[test]
+fn cubic_matches_opencv_within_one_level() {
+    let mut rng = Lcg(328);
+    let dir = std::env::temp_dir();
+    for case in 0..12 {
+        // Face crops go to 328x328 and back to their own square size.
+        let (w, h, ow, oh) = match case % 3 {
+            0 => {
+                let s = 20 + rng.below(400);
+                (s, s, 328, 328)
+            }
+            1 => {
+                let s = 20 + rng.below(400);
+                (328, 328, s, s)
+            }
+            _ => (
+                1 + rng.below(300),
+                1 + rng.below(300),
+                1 + rng.below(300),
+                1 + rng.below(300),
+            ),
+        };
+        let pixels: Vec<u8> = (0..w * h * 3).map(|_| rng.next() as u8).collect();
+        let (input, output) = (
+            dir.join(format!("cv2-in-{}-{case}.raw", std::process::id())),
+            dir.join(format!("cv2-out-{}-{case}.raw", std::process::id())),
+        );
+        std::fs::write(&input, &pixels).unwrap();
+        let size = |v: usize| v.to_string();
+        run_reference(
+            "cv2_resize.py",
+            &[
+                input.to_str().unwrap(),
+                &size(w),
+                &size(h),
+                &size(ow),
+                &size(oh),
+                output.to_str().unwrap(),
+            ],
+        );
+        let expected = std::fs::read(&output).unwrap();
+        std::fs::remove_file(input).unwrap();
+        std::fs::remove_file(output).unwrap();
+        let mut ours = vec![0; ow * oh * 3];
+        gstneuralfx::imageops::resize_cubic(&pixels, w, h, w * 3, 3, &mut ours, ow, oh);
+        let worst = ours
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(
+            worst <= 1,
+            "case {case}: {w}x{h} -> {ow}x{oh}: differs by {worst} levels"
+        );
+    }
+}
