@@ -1,5 +1,6 @@
 //! Model inference behind one trait, so elements do not care where a model runs.
 
+pub mod element;
 pub mod onnx;
 pub mod runtime;
 

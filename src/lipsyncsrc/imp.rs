@@ -14,8 +14,9 @@ use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
 use super::LipsyncMode;
-use crate::inference::onnx::{ExecutionProvider, OnnxBackend, SessionOptions};
-use crate::inference::{Backend, InferenceError};
+use crate::inference;
+use crate::inference::Backend;
+use crate::inference::onnx::{ExecutionProvider, SessionOptions};
 use crate::lipsync::{self, AudioFeatures, FaceCrop, LipsyncModel, OutputLayout, TemplateSet};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -31,7 +32,6 @@ const DEFAULT_START_FRAME: u32 = 0;
 const DEFAULT_PARSING: bool = false;
 const DEFAULT_IS_LIVE: bool = false;
 const DEFAULT_MAX_CACHED_FRAMES: u32 = 32;
-const DEFAULT_THREADS: u32 = 0;
 
 const FORMATS: [VideoFormat; 4] = [
     VideoFormat::Bgr,
@@ -81,8 +81,8 @@ impl Default for Settings {
             parsing: DEFAULT_PARSING,
             is_live: DEFAULT_IS_LIVE,
             max_cached_frames: DEFAULT_MAX_CACHED_FRAMES,
-            threads: DEFAULT_THREADS,
-            execution_provider: ExecutionProvider::Cpu,
+            threads: inference::element::DEFAULT_THREADS,
+            execution_provider: inference::element::DEFAULT_EXECUTION_PROVIDER,
         }
     }
 }
@@ -146,13 +146,7 @@ impl LipsyncSrc {
             threads: settings.threads as usize,
             execution_provider: settings.execution_provider,
         };
-        let backend = OnnxBackend::load(&model_path, options).map_err(|e| match e {
-            InferenceError::Runtime(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", e)),
-            _ => gst::error_msg!(gst::ResourceError::OpenRead, ("property 'model': {}", e)),
-        })?;
-        if let Some(warning) = backend.fallback_warning() {
-            gst::element_imp_warning!(self, gst::LibraryError::Init, ("{}", warning));
-        }
+        let backend = inference::element::load_model(&*self.obj(), &model_path, options)?;
         let backend: Arc<dyn Backend> = backend;
         let model = LipsyncModel::new(backend, mode).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
@@ -208,7 +202,7 @@ impl LipsyncSrc {
 impl ObjectImpl for LipsyncSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
+            let mut properties = vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
                     .blurb("SyncTalk_2D U-Net (328) exported to ONNX")
@@ -249,23 +243,13 @@ impl ObjectImpl for LipsyncSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("max-cached-frames")
                     .nick("Max cached frames")
-                    .blurb("Decoded template frames kept in memory (width x height x 3 bytes each); 0 decodes every time")
+                    .blurb("Templates kept decoded with their prepared face crop (width x height x 3 bytes + 2.8 MB each); 0 keeps none")
                     .default_value(DEFAULT_MAX_CACHED_FRAMES)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("threads")
-                    .nick("Threads")
-                    .blurb("Intra-op threads of ONNX Runtime (0 = its default, one per core)")
-                    .maximum(1024)
-                    .default_value(DEFAULT_THREADS)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("execution-provider", ExecutionProvider::Cpu)
-                    .nick("Execution provider")
-                    .blurb("Where the model runs; cuda falls back to the CPU with a warning if it cannot load")
-                    .mutable_ready()
-                    .build(),
-            ]
+            ];
+            properties.extend(inference::element::param_specs());
+            properties
         });
         PROPERTIES.as_ref()
     }

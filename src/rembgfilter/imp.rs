@@ -11,8 +11,9 @@ use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
 use crate::imageops::{ImageRef, PixelLayout};
-use crate::inference::onnx::{ExecutionProvider, OnnxBackend, SessionOptions};
-use crate::inference::{Backend, InferenceError};
+use crate::inference;
+use crate::inference::Backend;
+use crate::inference::onnx::{ExecutionProvider, SessionOptions};
 use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::{Segmenter, SegmenterError, attach_alpha, locate};
 
@@ -25,8 +26,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_MODEL: &str = "u2netp";
-const DEFAULT_THREADS: u32 = 0;
-const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
 
 /// Input formats, each with the output format that keeps its channel order.
 const FORMAT_PAIRS: [(VideoFormat, VideoFormat); 6] = [
@@ -61,8 +60,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             model: DEFAULT_MODEL.to_string(),
-            threads: DEFAULT_THREADS,
-            execution_provider: DEFAULT_EXECUTION_PROVIDER,
+            threads: inference::element::DEFAULT_THREADS,
+            execution_provider: inference::element::DEFAULT_EXECUTION_PROVIDER,
             input_mean: None,
             input_std: None,
         }
@@ -124,13 +123,7 @@ impl RembgFilter {
             threads: settings.threads as usize,
             execution_provider: settings.execution_provider,
         };
-        let backend = OnnxBackend::load(&resolved.path, options).map_err(|e| match e {
-            InferenceError::Runtime(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", e)),
-            _ => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)),
-        })?;
-        if let Some(warning) = backend.fallback_warning() {
-            gst::element_imp_warning!(self, gst::LibraryError::Init, ("{}", warning));
-        }
+        let backend = inference::element::load_model(&*self.obj(), &resolved.path, options)?;
         gst::info!(
             CAT,
             imp = self,
@@ -190,7 +183,7 @@ impl ObjectImpl for RembgFilter {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let channel_value = glib::ParamSpecDouble::builder("value").build();
-            vec![
+            let mut properties = vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
                     .blurb(&format!(
@@ -198,18 +191,6 @@ impl ObjectImpl for RembgFilter {
                         catalog::names().join(", ")
                     ))
                     .default_value(Some(DEFAULT_MODEL))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("threads")
-                    .nick("Threads")
-                    .blurb("Intra-op threads of ONNX Runtime (0 = its default, one per core)")
-                    .maximum(1024)
-                    .default_value(DEFAULT_THREADS)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("execution-provider", DEFAULT_EXECUTION_PROVIDER)
-                    .nick("Execution provider")
-                    .blurb("Where the model runs; cuda falls back to the CPU with a warning if it cannot load")
                     .mutable_ready()
                     .build(),
                 gst::ParamSpecArray::builder("input-mean")
@@ -224,7 +205,9 @@ impl ObjectImpl for RembgFilter {
                     .element_spec(&channel_value)
                     .mutable_ready()
                     .build(),
-            ]
+            ];
+            properties.extend(inference::element::param_specs());
+            properties
         });
         PROPERTIES.as_ref()
     }
