@@ -1,21 +1,24 @@
 //! Prints, for lipsyncsrc on generated 1280x720 and 1920x1080 templates with a U-Net-328-shaped
 //! model: frames per second, bare U-Net inference per frame, their ratio, the time per frame
-//! outside the model; and the same for the Python reference loop (OpenCV + ONNX Runtime), all
-//! measured in this one run.
+//! outside the model, memory growth over the run; and the same timings for the Python reference
+//! loop (OpenCV + ONNX Runtime), all measured in this one run.
 //!
 //! Run with `scripts/bench.sh lipsyncsrc` (it sets up ONNX Runtime and the Python venv).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gst::prelude::*;
+use common::{memory_kib, ms};
 use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
 use gstneuralfx::lipsync::{AudioFeatures, LipsyncModel, Mode};
 
 const FRAMES: usize = 150;
+const TEMPLATES: usize = 30;
 
 fn python() -> PathBuf {
     PathBuf::from(std::env::var("NEURALFX_VENV").expect("NEURALFX_VENV (set by scripts/env.sh)"))
@@ -56,42 +59,16 @@ fn bare_inference(model: &Path, features: &Path) -> Duration {
     start.elapsed() / FRAMES as u32
 }
 
-/// Mean time between consecutive frames of lipsyncsrc ! fakesink (start-up not counted).
-fn element(model: &Path, template: &Path, features: &Path) -> Duration {
-    let pipeline = gst::parse::launch(&format!(
+/// lipsyncsrc ! fakesink, timed between output buffers.
+fn element(model: &Path, template: &Path, features: &Path) -> common::PipelineRun {
+    let run = common::run_pipeline(&format!(
         "lipsyncsrc model={} template={} features={} ! video/x-raw,format=BGR ! fakesink name=sink sync=false",
         model.display(),
         template.display(),
         features.display()
-    ))
-    .unwrap();
-    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-    let arrivals = Arc::new(Mutex::new(Vec::new()));
-    let recorded = arrivals.clone();
-    bin.by_name("sink")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            recorded.lock().unwrap().push(Instant::now());
-            gst::PadProbeReturn::Ok
-        });
-    pipeline.set_state(gst::State::Playing).unwrap();
-    for message in pipeline.bus().unwrap().iter_timed(gst::ClockTime::NONE) {
-        match message.view() {
-            gst::MessageView::Eos(..) => break,
-            gst::MessageView::Error(err) => panic!("{}: {:?}", err.error(), err.debug()),
-            _ => {}
-        }
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    let arrivals = arrivals.lock().unwrap();
-    assert_eq!(arrivals.len(), FRAMES);
-    (arrivals[FRAMES - 1] - arrivals[0]) / (FRAMES - 1) as u32
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    ));
+    assert_eq!(run.frames, FRAMES);
+    run
 }
 
 fn main() {
@@ -105,12 +82,13 @@ fn main() {
         .arg(reference("make_unet328.py"))
         .args(["ave", model.to_str().unwrap()]));
     println!(
-        "lipsyncsrc benchmark: U-Net-328-shaped model (random weights, real widths), mode ave, {FRAMES} frames, 30 templates (all fit the default 32-frame cache)"
+        "lipsyncsrc benchmark: U-Net-328-shaped model (random weights, real widths), mode ave, {FRAMES} frames, \
+         {TEMPLATES} templates (all fit the default 32-frame cache)"
     );
     println!(
-        "{:>10} {:>9} {:>10} {:>9} {:>8} {:>11} | {:>10} {:>9} {:>8} {:>11} | {:>16}",
+        "{:>10} {:>8} {:>8} {:>8} {:>7} {:>10} | {:>9} {:>8} {:>7} {:>10} | {:>15} | {:>10}",
         "templates",
-        "ours fps",
+        "fps",
         "ours ms",
         "bare ms",
         "ratio",
@@ -119,7 +97,8 @@ fn main() {
         "bare ms",
         "ratio",
         "outside ms",
-        "outside ours/py"
+        "outside ours/py",
+        "RSS +MiB"
     );
     for (width, height) in [(1280, 720), (1920, 1080)] {
         let data = dir.join(format!("{width}x{height}"));
@@ -129,7 +108,7 @@ fn main() {
                 samples.join("astronaut.png").to_str().unwrap(),
                 data.to_str().unwrap(),
                 "--templates",
-                "30",
+                &TEMPLATES.to_string(),
                 "--width",
                 &width.to_string(),
                 "--height",
@@ -156,22 +135,29 @@ fn main() {
             .split_whitespace()
             .map(|v| v.parse::<f64>().unwrap());
         let (python_frame, python_bare) = (fields.next().unwrap(), fields.next().unwrap());
-        let ours_outside = ms(ours) - ms(bare);
+        let growth = (ours.rss_end_kib as f64 - ours.rss_start_kib as f64) / 1024.0;
+        let ours_frame = ms(ours.per_frame);
+        let ours_outside = ours_frame - ms(bare);
         let python_outside = python_frame - python_bare;
         println!(
-            "{:>10} {:>9.1} {:>10.2} {:>9.2} {:>8.3} {:>11.2} | {:>10.2} {:>9.2} {:>8.3} {:>11.2} | {:>16.3}",
+            "{:>10} {:>8.1} {:>8.2} {:>8.2} {:>7.3} {:>10.2} | {:>9.2} {:>8.2} {:>7.3} {:>10.2} | {:>15.3} | {:>10.1}",
             format!("{width}x{height}"),
-            1000.0 / ms(ours),
-            ms(ours),
+            1000.0 / ours_frame,
+            ours_frame,
             ms(bare),
-            ms(ours) / ms(bare),
+            ours_frame / ms(bare),
             ours_outside,
             python_frame,
             python_bare,
             python_frame / python_bare,
             python_outside,
-            ours_outside / python_outside
+            ours_outside / python_outside,
+            growth
         );
     }
+    println!(
+        "peak RSS of this process: {:.1} MiB",
+        memory_kib("VmHWM:") as f64 / 1024.0
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

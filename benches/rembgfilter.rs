@@ -4,11 +4,13 @@
 //!
 //! Run with `scripts/bench.sh` (it sets up the model, ONNX Runtime and the Python venv).
 
+mod common;
+
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gst::prelude::*;
+use common::{memory_kib, ms};
 use gstneuralfx::imageops::{ImageRef, PixelLayout};
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
 use gstneuralfx::inference::{Backend, TensorView};
@@ -52,36 +54,15 @@ fn bare_inference(frames: usize) -> Duration {
     start.elapsed() / frames as u32
 }
 
-/// Mean time between consecutive output buffers of videotestsrc ! rembgfilter ! fakesink,
-/// so model loading and pipeline start-up are not counted.
-fn pipeline(width: u32, height: u32, frames: usize) -> Duration {
-    let description = format!(
+/// videotestsrc ! rembgfilter ! fakesink, timed between output buffers.
+fn pipeline(width: u32, height: u32, frames: usize) -> common::PipelineRun {
+    let run = common::run_pipeline(&format!(
         "videotestsrc num-buffers={} ! video/x-raw,format=RGB,width={width},height={height},framerate=30/1 \
          ! rembgfilter model={MODEL} ! fakesink name=sink sync=false",
         frames + 1
-    );
-    let pipeline = gst::parse::launch(&description).unwrap();
-    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-    let arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
-    let sink_pad = bin.by_name("sink").unwrap().static_pad("sink").unwrap();
-    let recorded = arrivals.clone();
-    sink_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-        recorded.lock().unwrap().push(Instant::now());
-        gst::PadProbeReturn::Ok
-    });
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    for message in bus.iter_timed(gst::ClockTime::NONE) {
-        match message.view() {
-            gst::MessageView::Eos(..) => break,
-            gst::MessageView::Error(err) => panic!("{}: {:?}", err.error(), err.debug()),
-            _ => {}
-        }
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    let arrivals = arrivals.lock().unwrap();
-    assert_eq!(arrivals.len(), frames + 1, "every frame must come out");
-    (arrivals[frames] - arrivals[0]) / frames as u32
+    ));
+    assert_eq!(run.frames, frames + 1, "every frame must come out");
+    run
 }
 
 /// Mean time of Python rembg's remove() on one image of this size, in its own process.
@@ -114,10 +95,6 @@ fn python_rembg(width: u32, height: u32, iterations: usize) -> Duration {
     Duration::from_secs_f64(millis / 1000.0)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn main() {
     gst::init().unwrap();
     gstneuralfx::plugin_register_static().unwrap();
@@ -128,19 +105,31 @@ fn main() {
     let bare = bare_inference(frames);
     println!("bare u2netp inference: {:.1} ms/frame", ms(bare));
     println!(
-        "{:>10} {:>14} {:>14} {:>16} {:>18}",
-        "size", "pipeline ms", "rembg ms", "pipeline/bare", "rembg/pipeline"
+        "{:>10} {:>12} {:>10} {:>14} {:>15} {:>14} {:>15}",
+        "size",
+        "pipeline ms",
+        "rembg ms",
+        "pipeline/bare",
+        "rembg/pipeline",
+        "RSS start MiB",
+        "RSS growth MiB"
     );
     for (width, height) in [(640, 480), (1920, 1080)] {
         let ours = pipeline(width, height, frames);
         let theirs = python_rembg(width, height, frames);
         println!(
-            "{:>10} {:>14.1} {:>14.1} {:>16.3} {:>18.3}",
+            "{:>10} {:>12.1} {:>10.1} {:>14.3} {:>15.3} {:>14.1} {:>15.2}",
             format!("{width}x{height}"),
-            ms(ours),
+            ms(ours.per_frame),
             ms(theirs),
-            ours.as_secs_f64() / bare.as_secs_f64(),
-            theirs.as_secs_f64() / ours.as_secs_f64()
+            ours.per_frame.as_secs_f64() / bare.as_secs_f64(),
+            theirs.as_secs_f64() / ours.per_frame.as_secs_f64(),
+            ours.rss_start_kib as f64 / 1024.0,
+            (ours.rss_end_kib as f64 - ours.rss_start_kib as f64) / 1024.0
         );
     }
+    println!(
+        "peak RSS of this process: {:.1} MiB",
+        memory_kib("VmHWM:") as f64 / 1024.0
+    );
 }

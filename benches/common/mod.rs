@@ -1,0 +1,75 @@
+//! Shared by the benchmarks: time a pipeline frame by frame, and read this process's memory.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+/// One line of /proc/self/status, in KiB (VmRSS: now, VmHWM: peak).
+pub fn memory_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What one pipeline run measured at its sink named "sink".
+pub struct PipelineRun {
+    /// Mean time between consecutive output buffers (start-up not counted).
+    pub per_frame: Duration,
+    pub frames: usize,
+    /// Resident memory when the second and the last buffer arrived.
+    pub rss_start_kib: u64,
+    pub rss_end_kib: u64,
+}
+
+/// Plays `description` to EOS, stamping each buffer that reaches the element named "sink".
+pub fn run_pipeline(description: &str) -> PipelineRun {
+    let pipeline = gst::parse::launch(description).unwrap();
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let arrivals = Arc::new(Mutex::new(Vec::<(Instant, u64)>::new()));
+    let recorded = arrivals.clone();
+    bin.by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let mut arrivals = recorded.lock().unwrap();
+            let rss = if arrivals.len() <= 1 {
+                memory_kib("VmRSS:")
+            } else {
+                0
+            };
+            arrivals.push((Instant::now(), rss));
+            gst::PadProbeReturn::Ok
+        });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for message in pipeline.bus().unwrap().iter_timed(gst::ClockTime::NONE) {
+        match message.view() {
+            gst::MessageView::Eos(..) => break,
+            gst::MessageView::Error(err) => panic!("{}: {:?}", err.error(), err.debug()),
+            _ => {}
+        }
+    }
+    let rss_end_kib = memory_kib("VmRSS:");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let arrivals = arrivals.lock().unwrap();
+    let frames = arrivals.len();
+    assert!(frames >= 3, "too few frames to time");
+    PipelineRun {
+        per_frame: (arrivals[frames - 1].0 - arrivals[0].0) / (frames - 1) as u32,
+        frames,
+        rss_start_kib: arrivals[1].1,
+        rss_end_kib,
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
