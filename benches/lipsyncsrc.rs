@@ -117,24 +117,37 @@ fn main() {
                 &FRAMES.to_string(),
             ]));
         let (template, features) = (data.join("template"), data.join("features/ave.npy"));
-        // Bare inference measured before and after the element run, so drift cancels out.
-        let bare_before = bare_inference(&model, &features);
-        let ours = element(&model, &template, &features);
-        let bare = (bare_before + bare_inference(&model, &features)) / 2;
-        let python_times = run(Command::new(python())
-            .arg(reference("lipsync_reference.py"))
-            .args([
-                model.to_str().unwrap(),
-                template.to_str().unwrap(),
-                features.to_str().unwrap(),
-                "ave",
-                "/dev/null",
-                "--time",
-            ]));
-        let mut fields = python_times
-            .split_whitespace()
-            .map(|v| v.parse::<f64>().unwrap());
-        let (python_frame, python_bare) = (fields.next().unwrap(), fields.next().unwrap());
+        // This machine's timings wander by several percent; the minimum of interleaved runs of
+        // each is the figure least disturbed by whatever else the machine is doing.
+        let mut bare = bare_inference(&model, &features);
+        let mut ours = element(&model, &template, &features);
+        for _ in 0..2 {
+            bare = bare.min(bare_inference(&model, &features));
+            let again = element(&model, &template, &features);
+            if again.per_frame < ours.per_frame {
+                ours = again;
+            }
+        }
+        let python_run = || {
+            let times = run(Command::new(python())
+                .arg(reference("lipsync_reference.py"))
+                .args([
+                    model.to_str().unwrap(),
+                    template.to_str().unwrap(),
+                    features.to_str().unwrap(),
+                    "ave",
+                    "/dev/null",
+                    "--time",
+                ]));
+            let fields: Vec<f64> = times
+                .split_whitespace()
+                .map(|v| v.parse().unwrap())
+                .collect();
+            (fields[0], fields[1])
+        };
+        // The same treatment for the reference: the faster of two runs.
+        let (first, second) = (python_run(), python_run());
+        let (python_frame, python_bare) = if first.0 <= second.0 { first } else { second };
         let growth = (ours.rss_end_kib as f64 - ours.rss_start_kib as f64) / 1024.0;
         let ours_frame = ms(ours.per_frame);
         let ours_outside = ours_frame - ms(bare);
