@@ -479,7 +479,18 @@ impl PushSrcImpl for LipsyncSrc {
         };
         let square = lipsync::paste_face(&face, &output);
 
-        let mut buffer = gst::Buffer::with_size(info.size()).map_err(|_| gst::FlowError::Error)?;
+        // Buffers from the negotiated pool are reused: a fresh multi-megabyte allocation per frame
+        // costs page faults on every write.
+        let pooled = self
+            .obj()
+            .buffer_pool()
+            .filter(|pool| pool.is_active())
+            .and_then(|pool| pool.acquire_buffer(None).ok())
+            .filter(|buffer| buffer.size() >= info.size());
+        let mut buffer = match pooled {
+            Some(buffer) => buffer,
+            None => gst::Buffer::with_size(info.size()).map_err(|_| gst::FlowError::Error)?,
+        };
         {
             let buffer = buffer.get_mut().unwrap();
             buffer.set_pts(pts);
