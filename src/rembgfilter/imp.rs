@@ -15,7 +15,7 @@ use crate::inference;
 use crate::inference::Backend;
 use crate::inference::onnx::{ExecutionProvider, SessionOptions};
 use crate::segmentation::catalog::{self, ModelProfile};
-use crate::segmentation::{Segmenter, SegmenterError, attach_alpha, locate};
+use crate::segmentation::{Segmenter, SegmenterError, attach_alpha, locate, mask};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -54,7 +54,26 @@ struct Settings {
     execution_provider: ExecutionProvider,
     input_mean: Option<Vec<f64>>,
     input_std: Option<Vec<f64>>,
+    mask: MaskControls,
 }
+
+/// What happens to the model's mask before it becomes alpha; all changeable while playing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct MaskControls {
+    post_process: bool,
+    threshold: u32,
+    feather: u32,
+    temporal_smoothing: f64,
+    interval: u32,
+}
+
+const DEFAULT_MASK_CONTROLS: MaskControls = MaskControls {
+    post_process: false,
+    threshold: 0,
+    feather: 0,
+    temporal_smoothing: 0.0,
+    interval: 1,
+};
 
 impl Default for Settings {
     fn default() -> Self {
@@ -64,6 +83,7 @@ impl Default for Settings {
             execution_provider: inference::element::DEFAULT_EXECUTION_PROVIDER,
             input_mean: None,
             input_std: None,
+            mask: DEFAULT_MASK_CONTROLS,
         }
     }
 }
@@ -72,6 +92,14 @@ impl Default for Settings {
 struct State {
     segmenter: Segmenter,
     mask: Vec<u8>,
+    /// The model's last mask, reused between model runs when `mask-interval` > 1.
+    model_mask: Vec<u8>,
+    /// Frames since the model last ran; `None` forces a run (start, discontinuity, new size).
+    frames_since_model: Option<u32>,
+    /// The last smoothed mask, for `temporal-smoothing`; cleared on a discontinuity.
+    previous_mask: Option<Vec<u8>>,
+    /// Where the previous buffer ended, to spot gaps in the timestamps.
+    previous_end: Option<gst::ClockTime>,
     /// Negotiated input and output, set by `set_info()`.
     video_info: Option<(gst_video::VideoInfo, gst_video::VideoInfo)>,
 }
@@ -139,12 +167,39 @@ impl RembgFilter {
         Ok(State {
             segmenter,
             mask: Vec::new(),
+            model_mask: Vec::new(),
+            frames_since_model: None,
+            previous_mask: None,
+            previous_end: None,
             video_info: None,
         })
     }
 }
 
+impl State {
+    /// Forgets earlier frames: the next frame runs the model and is not blended with the past.
+    fn reset_history(&mut self) {
+        self.frames_since_model = None;
+        self.previous_mask = None;
+        self.previous_end = None;
+    }
+}
+
 impl RembgFilter {
+    /// A flagged discontinuity, or a timestamp jump of more than half a frame either way.
+    fn is_discontinuity(state: &State, buffer: &gst::BufferRef) -> bool {
+        if buffer.flags().contains(gst::BufferFlags::DISCONT) {
+            return true;
+        }
+        let (Some(pts), Some(previous_end)) = (buffer.pts(), state.previous_end) else {
+            return false;
+        };
+        let tolerance = buffer
+            .duration()
+            .map_or(gst::ClockTime::from_mseconds(20), |d| d / 2);
+        pts > previous_end + tolerance || pts + tolerance < previous_end
+    }
+
     /// One frame: the model's mask becomes the output's alpha, colour copied as it is.
     fn process(
         &self,
@@ -161,15 +216,44 @@ impl RembgFilter {
             stride: in_frame.plane_stride()[0] as usize,
             layout,
         };
-        state.mask.resize(width * height, 0);
-        if let Err(err) = state.segmenter.compute_mask(&src, &mut state.mask) {
-            let domain = match err {
-                SegmenterError::Output { .. } => gst::StreamError::Format,
-                _ => gst::StreamError::Failed,
-            };
-            gst::element_imp_error!(self, domain, ("{}", err));
-            return Err(gst::FlowError::Error);
+        let controls = self.settings.lock().unwrap().mask;
+        let interval = controls.interval.max(1);
+        let reuse = state.model_mask.len() == width * height
+            && state
+                .frames_since_model
+                .is_some_and(|frames| frames < interval);
+        if !reuse {
+            state.model_mask.resize(width * height, 0);
+            if let Err(err) = state.segmenter.compute_mask(&src, &mut state.model_mask) {
+                let domain = match err {
+                    SegmenterError::Output { .. } => gst::StreamError::Format,
+                    _ => gst::StreamError::Failed,
+                };
+                gst::element_imp_error!(self, domain, ("{}", err));
+                return Err(gst::FlowError::Error);
+            }
+            state.frames_since_model = Some(0);
         }
+        state.frames_since_model = state.frames_since_model.map(|frames| frames + 1);
+        state.mask.clear();
+        state.mask.extend_from_slice(&state.model_mask);
+        if controls.post_process {
+            mask::rembg_post_process(&mut state.mask, width, height);
+        }
+        if controls.temporal_smoothing > 0.0 {
+            if let Some(previous) = state
+                .previous_mask
+                .as_ref()
+                .filter(|p| p.len() == state.mask.len())
+            {
+                mask::smooth_temporally(&mut state.mask, previous, controls.temporal_smoothing);
+            }
+            state.previous_mask = Some(state.mask.clone());
+        } else {
+            state.previous_mask = None;
+        }
+        mask::threshold(&mut state.mask, controls.threshold.min(255) as u8);
+        mask::feather(&mut state.mask, width, height, controls.feather as usize);
         let dst_stride = out_frame.plane_stride()[0] as usize;
         let dst = out_frame
             .plane_data_mut(0)
@@ -207,6 +291,45 @@ impl ObjectImpl for RembgFilter {
                     .build(),
             ];
             properties.extend(inference::element::param_specs());
+            properties.extend([
+                glib::ParamSpecBoolean::builder("post-process-mask")
+                    .nick("Post-process mask")
+                    .blurb("rembg's post-processing: opening with a radius-1 disk, Gaussian blur (sigma 2), threshold at 127")
+                    .default_value(DEFAULT_MASK_CONTROLS.post_process)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("threshold")
+                    .nick("Threshold")
+                    .blurb("0 keeps the soft mask; otherwise alpha is 255 from this level up and 0 below")
+                    .maximum(255)
+                    .default_value(DEFAULT_MASK_CONTROLS.threshold)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("feather")
+                    .nick("Feather")
+                    .blurb("Soften the mask's edge over about this many pixels (0 = off)")
+                    .maximum(256)
+                    .default_value(DEFAULT_MASK_CONTROLS.feather)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("temporal-smoothing")
+                    .nick("Temporal smoothing")
+                    .blurb("Weight of the previous frame's mask in this frame's (0 = off), against flicker; \
+                            reset on flush, caps change or a gap in timestamps")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_MASK_CONTROLS.temporal_smoothing)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("mask-interval")
+                    .nick("Mask interval")
+                    .blurb("Run the model on every Nth frame and reuse its mask in between (1 = every frame)")
+                    .minimum(1)
+                    .maximum(10000)
+                    .default_value(DEFAULT_MASK_CONTROLS.interval)
+                    .mutable_playing()
+                    .build(),
+            ]);
             properties
         });
         PROPERTIES.as_ref()
@@ -233,6 +356,15 @@ impl ObjectImpl for RembgFilter {
                 settings.execution_provider = value.get().expect("type checked upstream")
             }
             "input-mean" => settings.input_mean = doubles(value),
+            "post-process-mask" => {
+                settings.mask.post_process = value.get().expect("type checked upstream")
+            }
+            "threshold" => settings.mask.threshold = value.get().expect("type checked upstream"),
+            "feather" => settings.mask.feather = value.get().expect("type checked upstream"),
+            "temporal-smoothing" => {
+                settings.mask.temporal_smoothing = value.get().expect("type checked upstream")
+            }
+            "mask-interval" => settings.mask.interval = value.get().expect("type checked upstream"),
             "input-std" => settings.input_std = doubles(value),
             other => unimplemented!("property {other}"),
         }
@@ -248,6 +380,11 @@ impl ObjectImpl for RembgFilter {
             "threads" => settings.threads.to_value(),
             "execution-provider" => settings.execution_provider.to_value(),
             "input-mean" => array(&settings.input_mean),
+            "post-process-mask" => settings.mask.post_process.to_value(),
+            "threshold" => settings.mask.threshold.to_value(),
+            "feather" => settings.mask.feather.to_value(),
+            "temporal-smoothing" => settings.mask.temporal_smoothing.to_value(),
+            "mask-interval" => settings.mask.interval.to_value(),
             "input-std" => array(&settings.input_std),
             other => unimplemented!("property {other}"),
         }
@@ -377,7 +514,28 @@ impl BaseTransformImpl for RembgFilter {
             );
             gst::FlowError::Error
         })?;
+        if Self::is_discontinuity(state, inbuf) {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "discontinuity at {:?}: masks start afresh",
+                inbuf.pts()
+            );
+            state.reset_history();
+        }
+        state.previous_end = inbuf
+            .pts()
+            .map(|pts| pts + inbuf.duration().unwrap_or(gst::ClockTime::ZERO));
         self.process(state, &in_frame, &mut out_frame)
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::FlushStop(_) = event.view()
+            && let Some(state) = self.state.lock().unwrap().as_mut()
+        {
+            state.reset_history();
+        }
+        self.parent_sink_event(event)
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
@@ -467,6 +625,8 @@ impl VideoFilterImpl for RembgFilter {
         gst::debug!(CAT, imp = self, "configured {incaps} -> {outcaps}");
         if let Some(state) = self.state.lock().unwrap().as_mut() {
             state.video_info = Some((in_info.clone(), out_info.clone()));
+            // A new size or format breaks the run of frames.
+            state.reset_history();
         }
         Ok(())
     }

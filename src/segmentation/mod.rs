@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod locate;
+pub mod mask;
 mod processing;
 
 pub use processing::{Segmenter, SegmenterError, attach_alpha};

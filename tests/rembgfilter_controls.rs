@@ -1,0 +1,214 @@
+//! rembgfilter's mask controls: post-processing against Python rembg, threshold, feather,
+//! temporal smoothing with its resets, mask interval, and changes while playing.
+
+mod common;
+
+use common::*;
+use gst::prelude::*;
+use gst_check::Harness;
+
+const WIDTH: u32 = 160;
+const HEIGHT: u32 = 120;
+
+/// A sample photo scaled to WIDTH x HEIGHT, packed RGB (480-byte rows need no padding).
+fn photo(name: &str) -> Vec<u8> {
+    let samples = collect_samples(&format!(
+        "filesrc location={} ! pngdec ! videoconvert ! videoscale ! \
+         video/x-raw,format=RGB,width={WIDTH},height={HEIGHT} ! appsink name=sink",
+        sample(name).display()
+    ))
+    .unwrap();
+    packed_pixels(&samples[0]).1
+}
+
+fn harness(properties: &[(&str, glib::Value)]) -> Harness {
+    init();
+    let mut builder = gst::ElementFactory::make("rembgfilter");
+    for (name, value) in properties {
+        builder = builder.property(name, value.clone());
+    }
+    let mut h = Harness::with_element(&builder.build().unwrap(), Some("sink"), Some("src"));
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGB,width={WIDTH},height={HEIGHT},framerate=25/1"
+    ));
+    h
+}
+
+use gst::glib;
+
+/// Pushes a frame at `index` * 40 ms and returns its output alpha.
+fn push(h: &mut Harness, pixels: &[u8], index: u64, flags: gst::BufferFlags) -> Vec<u8> {
+    let mut buffer = gst::Buffer::from_mut_slice(pixels.to_vec());
+    {
+        let buffer = buffer.get_mut().unwrap();
+        buffer.set_pts(gst::ClockTime::from_mseconds(index * 40));
+        buffer.set_duration(gst::ClockTime::from_mseconds(40));
+        buffer.set_flags(flags);
+    }
+    h.push(buffer).unwrap();
+    let out = h.pull().unwrap();
+    let map = out.map_readable().unwrap();
+    alpha_of(&map)
+}
+
+fn plain_mask(name: &str) -> Vec<u8> {
+    let mut h = harness(&[]);
+    push(&mut h, &photo(name), 0, gst::BufferFlags::empty())
+}
+
+#[test]
+fn post_process_mask_matches_python_rembg() {
+    for photo_name in ["astronaut", "chelsea", "coffee"] {
+        let image = sample(photo_name);
+        let reference_file = std::env::temp_dir().join(format!(
+            "neuralfx-pp-{photo_name}-{}.raw",
+            std::process::id()
+        ));
+        run_reference(
+            "rembg_mask.py",
+            &[
+                "u2netp",
+                image.to_str().unwrap(),
+                reference_file.to_str().unwrap(),
+                "--post-process",
+            ],
+        );
+        let reference = std::fs::read(&reference_file).unwrap();
+        std::fs::remove_file(&reference_file).unwrap();
+        let samples = collect_samples(&format!(
+            "filesrc location={} ! decodebin ! videoconvert ! rembgfilter post-process-mask=true ! appsink name=sink",
+            image.display()
+        ))
+        .unwrap();
+        let ours = alpha_of(&packed_pixels(&samples[0]).1);
+        assert!(
+            ours.iter().all(|&a| a == 0 || a == 255),
+            "post-processed masks are binary"
+        );
+        let (mean, iou) = compare_masks(&ours, &reference);
+        println!("{photo_name}: post-processed mean diff {mean:.3}, IoU {iou:.5}");
+        assert!(iou >= 0.99, "{photo_name}: IoU {iou} < 0.99");
+    }
+}
+
+#[test]
+fn threshold_binarises_at_its_level() {
+    let soft = plain_mask("astronaut");
+    assert!(
+        soft.iter().any(|&a| a > 0 && a < 255),
+        "the plain mask is soft"
+    );
+    let mut h = harness(&[("threshold", 128u32.to_value())]);
+    let hard = push(&mut h, &photo("astronaut"), 0, gst::BufferFlags::empty());
+    let expected: Vec<u8> = soft
+        .iter()
+        .map(|&a| if a >= 128 { 255 } else { 0 })
+        .collect();
+    assert_eq!(hard, expected);
+}
+
+#[test]
+fn feather_softens_a_thresholded_edge() {
+    let mut hard = harness(&[("threshold", 128u32.to_value())]);
+    let binary = push(&mut hard, &photo("astronaut"), 0, gst::BufferFlags::empty());
+    let mut h = harness(&[
+        ("threshold", 128u32.to_value()),
+        ("feather", 4u32.to_value()),
+    ]);
+    let feathered = push(&mut h, &photo("astronaut"), 0, gst::BufferFlags::empty());
+    let between = feathered.iter().filter(|&&a| a > 0 && a < 255).count();
+    assert!(
+        between > 100,
+        "feathering should create soft edge pixels, found {between}"
+    );
+    // Far from any edge nothing changes: compare the pixels whose 9x9 neighbourhood is uniform.
+    let w = WIDTH as usize;
+    for y in 5..HEIGHT as usize - 5 {
+        for x in 5..w - 5 {
+            let v = binary[y * w + x];
+            let uniform =
+                (y - 4..=y + 4).all(|yy| (x - 4..=x + 4).all(|xx| binary[yy * w + xx] == v));
+            if uniform {
+                assert_eq!(feathered[y * w + x], v, "({x},{y}) is far from an edge");
+            }
+        }
+    }
+}
+
+#[test]
+fn temporal_smoothing_blends_frames_and_resets_on_discontinuities() {
+    let (first, second) = (plain_mask("astronaut"), plain_mask("coffee"));
+    let blended: Vec<u8> = first
+        .iter()
+        .zip(&second)
+        .map(|(&a, &b)| (f64::from(a) * 0.5 + f64::from(b) * 0.5).round() as u8)
+        .collect();
+    let (astronaut, coffee) = (photo("astronaut"), photo("coffee"));
+
+    let mut h = harness(&[("temporal-smoothing", 0.5f64.to_value())]);
+    assert_eq!(
+        push(&mut h, &astronaut, 0, gst::BufferFlags::DISCONT),
+        first
+    );
+    assert_eq!(
+        push(&mut h, &coffee, 1, gst::BufferFlags::empty()),
+        blended,
+        "consecutive frames blend"
+    );
+
+    // A gap in the timestamps, a DISCONT flag and a flush each start afresh.
+    let mut h = harness(&[("temporal-smoothing", 0.5f64.to_value())]);
+    push(&mut h, &astronaut, 0, gst::BufferFlags::empty());
+    assert_eq!(
+        push(&mut h, &coffee, 5, gst::BufferFlags::empty()),
+        second,
+        "timestamp gap"
+    );
+    push(&mut h, &astronaut, 6, gst::BufferFlags::empty());
+    assert_eq!(
+        push(&mut h, &coffee, 7, gst::BufferFlags::DISCONT),
+        second,
+        "DISCONT flag"
+    );
+    push(&mut h, &astronaut, 8, gst::BufferFlags::empty());
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
+    assert_eq!(
+        push(&mut h, &coffee, 9, gst::BufferFlags::empty()),
+        second,
+        "flush"
+    );
+}
+
+#[test]
+fn mask_interval_reuses_the_mask_between_model_runs() {
+    let (astronaut, coffee) = (photo("astronaut"), photo("coffee"));
+    let (first, second) = (plain_mask("astronaut"), plain_mask("coffee"));
+    let mut h = harness(&[("mask-interval", 3u32.to_value())]);
+    let outputs: Vec<Vec<u8>> = [&astronaut, &coffee, &coffee, &coffee, &astronaut]
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| push(&mut h, frame, i as u64, gst::BufferFlags::empty()))
+        .collect();
+    assert_eq!(outputs[0], first);
+    assert_eq!(outputs[1], first, "frame 2 reuses frame 1's mask");
+    assert_eq!(outputs[2], first, "frame 3 reuses frame 1's mask");
+    assert_eq!(outputs[3], second, "frame 4 runs the model again");
+    assert_eq!(outputs[4], second, "frame 5 reuses frame 4's mask");
+}
+
+#[test]
+fn controls_change_while_playing() {
+    let astronaut = photo("astronaut");
+    let mut h = harness(&[]);
+    let soft = push(&mut h, &astronaut, 0, gst::BufferFlags::empty());
+    h.element().unwrap().set_property("threshold", 100u32);
+    let hard = push(&mut h, &astronaut, 1, gst::BufferFlags::empty());
+    assert_ne!(soft, hard);
+    assert!(hard.iter().all(|&a| a == 0 || a == 255));
+    h.element().unwrap().set_property("threshold", 0u32);
+    assert_eq!(push(&mut h, &astronaut, 2, gst::BufferFlags::empty()), soft);
+}
