@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use gst::prelude::*;
 use gst_check::Harness;
+use gstneuralfx::rembgfilter::RembgMode;
 
 const WIDTH: u32 = 160;
 const HEIGHT: u32 = 120;
@@ -211,4 +212,118 @@ fn controls_change_while_playing() {
     assert!(hard.iter().all(|&a| a == 0 || a == 255));
     h.element().unwrap().set_property("threshold", 0u32);
     assert_eq!(push(&mut h, &astronaut, 2, gst::BufferFlags::empty()), soft);
+}
+
+/// Pushes one RGB frame and returns the output caps' format and the packed output.
+fn push_full(h: &mut Harness, pixels: &[u8], index: u64) -> (String, Vec<u8>) {
+    let mut buffer = gst::Buffer::from_mut_slice(pixels.to_vec());
+    buffer
+        .get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_mseconds(index * 40));
+    h.push(buffer).unwrap();
+    let out = h.pull().unwrap();
+    let caps = h.sinkpad().unwrap().current_caps().unwrap();
+    let sample = gst::Sample::builder().buffer(&out).caps(&caps).build();
+    let (info, packed) = packed_pixels(&sample);
+    (info.format().to_str().to_string(), packed)
+}
+
+#[test]
+fn mask_mode_outputs_the_alpha_as_gray8() {
+    let astronaut = photo("astronaut");
+    let mut h = harness(&[("mode", RembgMode::Mask.to_value())]);
+    let (format, gray) = push_full(&mut h, &astronaut, 0);
+    assert_eq!(format, "GRAY8");
+    assert_eq!(gray, plain_mask("astronaut"));
+}
+
+#[test]
+fn composite_mode_puts_the_foreground_over_the_colour() {
+    let astronaut = photo("astronaut");
+    let alpha = plain_mask("astronaut");
+    for (input, blue_pixel) in [("RGB", [0u8, 0, 255]), ("BGR", [255u8, 0, 0])] {
+        init();
+        let element = gst::ElementFactory::make("rembgfilter")
+            .property_from_str("mode", "composite")
+            .property("background-color", 0xff00_00ffu32)
+            .build()
+            .unwrap();
+        let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+        h.set_src_caps_str(&format!(
+            "video/x-raw,format={input},width={WIDTH},height={HEIGHT},framerate=25/1"
+        ));
+        let frame: Vec<u8> = if input == "RGB" {
+            astronaut.clone()
+        } else {
+            astronaut
+                .chunks(3)
+                .flat_map(|p| [p[2], p[1], p[0]])
+                .collect()
+        };
+        let (_, out) = push_full(&mut h, &frame, 0);
+        for (i, (pixel, &a)) in out.chunks_exact(4).zip(&alpha).enumerate() {
+            assert_eq!(pixel[3], 255);
+            if a == 0 {
+                assert_eq!(
+                    &pixel[..3],
+                    &blue_pixel,
+                    "{input}: background pixel {i} is the colour"
+                );
+            } else if a == 255 {
+                assert_eq!(
+                    &pixel[..3],
+                    &frame[i * 3..i * 3 + 3],
+                    "{input}: foreground pixel {i} is the frame"
+                );
+            }
+        }
+        assert!(alpha.iter().any(|&a| a == 0) && alpha.iter().any(|&a| a == 255));
+    }
+}
+
+#[test]
+fn blur_mode_blurs_only_the_background() {
+    let astronaut = photo("astronaut");
+    let alpha = plain_mask("astronaut");
+    let mut h = harness(&[
+        ("mode", RembgMode::Blur.to_value()),
+        ("blur-radius", 6u32.to_value()),
+    ]);
+    let (format, out) = push_full(&mut h, &astronaut, 0);
+    assert_eq!(format, "RGBA");
+    let mut changed_background = 0;
+    for (i, (pixel, &a)) in out.chunks_exact(4).zip(&alpha).enumerate() {
+        assert_eq!(pixel[3], 255);
+        if a == 255 {
+            assert_eq!(
+                &pixel[..3],
+                &astronaut[i * 3..i * 3 + 3],
+                "foreground pixel {i} is sharp"
+            );
+        } else if a == 0 && pixel[..3] != astronaut[i * 3..i * 3 + 3] {
+            changed_background += 1;
+        }
+    }
+    assert!(
+        changed_background > 500,
+        "the background should be blurred ({changed_background} pixels changed)"
+    );
+}
+
+#[test]
+fn changing_mode_while_playing_renegotiates() {
+    let astronaut = photo("astronaut");
+    let mut h = harness(&[]);
+    assert_eq!(push_full(&mut h, &astronaut, 0).0, "RGBA");
+    h.element().unwrap().set_property_from_str("mode", "mask");
+    let (format, gray) = push_full(&mut h, &astronaut, 1);
+    assert_eq!(format, "GRAY8");
+    assert_eq!(gray.len(), (WIDTH * HEIGHT) as usize);
+    h.element()
+        .unwrap()
+        .set_property_from_str("mode", "composite");
+    let (format, rgba) = push_full(&mut h, &astronaut, 2);
+    assert_eq!(format, "RGBA");
+    assert!(rgba.chunks(4).all(|p| p[3] == 255));
 }

@@ -15,7 +15,10 @@ use crate::inference;
 use crate::inference::Backend;
 use crate::inference::onnx::{ExecutionProvider, SessionOptions};
 use crate::segmentation::catalog::{self, ModelProfile};
+use crate::segmentation::compose::{self, Background};
 use crate::segmentation::{Segmenter, SegmenterError, attach_alpha, locate, mask};
+
+use super::RembgMode;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -37,6 +40,17 @@ const FORMAT_PAIRS: [(VideoFormat, VideoFormat); 6] = [
     (VideoFormat::Bgra, VideoFormat::Bgra),
 ];
 
+/// Input formats with what each becomes in `mode`.
+fn format_pairs(mode: RembgMode) -> Vec<(VideoFormat, VideoFormat)> {
+    match mode {
+        RembgMode::Mask => FORMAT_PAIRS
+            .iter()
+            .map(|(input, _)| (*input, VideoFormat::Gray8))
+            .collect(),
+        _ => FORMAT_PAIRS.to_vec(),
+    }
+}
+
 fn pixel_layout(format: VideoFormat) -> Option<PixelLayout> {
     match format {
         VideoFormat::Rgb => Some(PixelLayout::RGB),
@@ -55,7 +69,23 @@ struct Settings {
     input_mean: Option<Vec<f64>>,
     input_std: Option<Vec<f64>>,
     mask: MaskControls,
+    output: OutputSettings,
 }
+
+/// What the element outputs; changeable while playing (a mode change renegotiates).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OutputSettings {
+    mode: RembgMode,
+    /// ARGB, as GStreamer's colour properties are.
+    background_color: u32,
+    blur_radius: u32,
+}
+
+const DEFAULT_OUTPUT: OutputSettings = OutputSettings {
+    mode: RembgMode::Alpha,
+    background_color: 0xff00_ff00,
+    blur_radius: 16,
+};
 
 /// What happens to the model's mask before it becomes alpha; all changeable while playing.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,6 +114,7 @@ impl Default for Settings {
             input_mean: None,
             input_std: None,
             mask: DEFAULT_MASK_CONTROLS,
+            output: DEFAULT_OUTPUT,
         }
     }
 }
@@ -254,11 +285,62 @@ impl RembgFilter {
         }
         mask::threshold(&mut state.mask, controls.threshold.min(255) as u8);
         mask::feather(&mut state.mask, width, height, controls.feather as usize);
+        let out_format = out_frame.format();
         let dst_stride = out_frame.plane_stride()[0] as usize;
         let dst = out_frame
             .plane_data_mut(0)
             .map_err(|_| gst::FlowError::Error)?;
-        attach_alpha(&src, &state.mask, dst, dst_stride);
+        let output = self.settings.lock().unwrap().output;
+        // The output keeps the input's channel order, so colours are given in that order.
+        let [_, r, g, b] = output.background_color.to_be_bytes();
+        let colour = if layout.red == 0 {
+            [r, g, b]
+        } else {
+            [b, g, r]
+        };
+        match (output.mode, out_format) {
+            (RembgMode::Mask, VideoFormat::Gray8) => {
+                compose::write_mask(&state.mask, width, height, dst, dst_stride)
+            }
+            (RembgMode::Alpha, VideoFormat::Rgba | VideoFormat::Bgra) => {
+                attach_alpha(&src, &state.mask, dst, dst_stride)
+            }
+            (RembgMode::Composite, VideoFormat::Rgba | VideoFormat::Bgra) => {
+                compose::composite_over(
+                    &src,
+                    &state.mask,
+                    Background::Colour(colour),
+                    dst,
+                    dst_stride,
+                )
+            }
+            (RembgMode::Blur, VideoFormat::Rgba | VideoFormat::Bgra) => {
+                let mut blurred = compose::to_packed4(&src);
+                compose::box_blur4(&mut blurred, width, height, output.blur_radius as usize);
+                compose::composite_over(
+                    &src,
+                    &state.mask,
+                    Background::Image(&blurred),
+                    dst,
+                    dst_stride,
+                )
+            }
+            (mode, format) => {
+                // The mode changed and the new caps are not negotiated yet: this frame keeps the
+                // old output format, so it is written in that format's own mode.
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "mode {mode:?} waits for renegotiation from {format:?}"
+                );
+                match format {
+                    VideoFormat::Gray8 => {
+                        compose::write_mask(&state.mask, width, height, dst, dst_stride)
+                    }
+                    _ => attach_alpha(&src, &state.mask, dst, dst_stride),
+                }
+            }
+        }
         Ok(gst::FlowSuccess::Ok)
     }
 }
@@ -292,6 +374,24 @@ impl ObjectImpl for RembgFilter {
             ];
             properties.extend(inference::element::param_specs());
             properties.extend([
+                glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_OUTPUT.mode)
+                    .nick("Mode")
+                    .blurb("What to output: alpha (RGBA/BGRA), mask (GRAY8), composite or blur (alpha 255)")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("background-color")
+                    .nick("Background colour")
+                    .blurb("Background of mode=composite, as 0xAARRGGBB (alpha ignored)")
+                    .default_value(DEFAULT_OUTPUT.background_color)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("blur-radius")
+                    .nick("Blur radius")
+                    .blurb("Radius in pixels of the background blur of mode=blur")
+                    .maximum(512)
+                    .default_value(DEFAULT_OUTPUT.blur_radius)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoolean::builder("post-process-mask")
                     .nick("Post-process mask")
                     .blurb("rembg's post-processing: opening with a radius-1 disk, Gaussian blur (sigma 2), threshold at 127")
@@ -356,6 +456,21 @@ impl ObjectImpl for RembgFilter {
                 settings.execution_provider = value.get().expect("type checked upstream")
             }
             "input-mean" => settings.input_mean = doubles(value),
+            "mode" => {
+                let mode = value.get().expect("type checked upstream");
+                if mode != settings.output.mode {
+                    settings.output.mode = mode;
+                    drop(settings);
+                    // Output caps depend on the mode: negotiate them again before the next frame.
+                    self.obj().reconfigure_src();
+                }
+            }
+            "background-color" => {
+                settings.output.background_color = value.get().expect("type checked upstream")
+            }
+            "blur-radius" => {
+                settings.output.blur_radius = value.get().expect("type checked upstream")
+            }
             "post-process-mask" => {
                 settings.mask.post_process = value.get().expect("type checked upstream")
             }
@@ -380,6 +495,9 @@ impl ObjectImpl for RembgFilter {
             "threads" => settings.threads.to_value(),
             "execution-provider" => settings.execution_provider.to_value(),
             "input-mean" => array(&settings.input_mean),
+            "mode" => settings.output.mode.to_value(),
+            "background-color" => settings.output.background_color.to_value(),
+            "blur-radius" => settings.output.blur_radius.to_value(),
             "post-process-mask" => settings.mask.post_process.to_value(),
             "threshold" => settings.mask.threshold.to_value(),
             "feather" => settings.mask.feather.to_value(),
@@ -413,7 +531,7 @@ impl ElementImpl for RembgFilter {
                 .format_list(FORMAT_PAIRS.iter().map(|(input, _)| *input))
                 .build();
             let src_caps = gst_video::VideoCapsBuilder::new()
-                .format_list([VideoFormat::Rgba, VideoFormat::Bgra])
+                .format_list([VideoFormat::Rgba, VideoFormat::Bgra, VideoFormat::Gray8])
                 .build();
             vec![
                 gst::PadTemplate::new(
@@ -434,6 +552,11 @@ impl ElementImpl for RembgFilter {
         });
         PAD_TEMPLATES.as_ref()
     }
+}
+
+/// Whether a caps structure names only grey formats.
+fn outputs_gray(structure: &gst::StructureRef) -> bool {
+    allowed_formats(structure, &[VideoFormat::Gray8]) == [VideoFormat::Gray8]
 }
 
 /// The formats a caps structure allows; all of `candidates` when it names none.
@@ -554,12 +677,13 @@ impl BaseTransformImpl for RembgFilter {
         {
             let result = result.get_mut().expect("new caps are writable");
             for (structure, features) in caps.iter_with_features() {
-                let (inputs, outputs): (Vec<_>, Vec<_>) = FORMAT_PAIRS.iter().copied().unzip();
+                let pairs = format_pairs(self.settings.lock().unwrap().output.mode);
+                let (inputs, outputs): (Vec<_>, Vec<_>) = pairs.iter().copied().unzip();
                 let mut targets: Vec<VideoFormat> = Vec::new();
                 match direction {
                     gst::PadDirection::Sink => {
                         for format in allowed_formats(structure, &inputs) {
-                            let (_, out) = FORMAT_PAIRS
+                            let (_, out) = pairs
                                 .iter()
                                 .find(|(i, _)| *i == format)
                                 .expect("from the list");
@@ -571,10 +695,7 @@ impl BaseTransformImpl for RembgFilter {
                     _ => {
                         for format in allowed_formats(structure, &outputs) {
                             targets.extend(
-                                FORMAT_PAIRS
-                                    .iter()
-                                    .filter(|(_, o)| *o == format)
-                                    .map(|(i, _)| *i),
+                                pairs.iter().filter(|(_, o)| *o == format).map(|(i, _)| *i),
                             );
                         }
                     }
@@ -583,6 +704,10 @@ impl BaseTransformImpl for RembgFilter {
                     continue;
                 }
                 let mut transformed = structure.to_owned();
+                if targets.iter().any(|f| *f == VideoFormat::Gray8) != outputs_gray(structure) {
+                    // RGB colorimetry does not describe grey frames, and the other way round.
+                    transformed.remove_fields(["colorimetry", "chroma-site"]);
+                }
                 if targets.len() == 1 {
                     transformed.set("format", targets[0].to_str());
                 } else {

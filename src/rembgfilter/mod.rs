@@ -18,3 +18,28 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
         RembgFilter::static_type(),
     )
 }
+
+/// What rembgfilter outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRembgFilterMode")]
+pub enum RembgMode {
+    #[default]
+    #[enum_value(
+        name = "RGBA/BGRA with the mask as alpha, colour untouched",
+        nick = "alpha"
+    )]
+    Alpha,
+    #[enum_value(name = "The mask alone, GRAY8", nick = "mask")]
+    Mask,
+    #[enum_value(
+        name = "The foreground over background-color, alpha 255",
+        nick = "composite"
+    )]
+    Composite,
+    #[enum_value(
+        name = "The foreground over a blurred copy of the frame (blur-radius), alpha 255",
+        nick = "blur"
+    )]
+    Blur,
+}

@@ -2,6 +2,7 @@
 //! post-processing around a [`Backend`](crate::inference::Backend). No GStreamer types here.
 
 pub mod catalog;
+pub mod compose;
 pub mod locate;
 pub mod mask;
 mod processing;

@@ -1,0 +1,159 @@
+//! Turning a frame and its mask into what each output mode shows: the mask alone, the foreground
+//! over a colour, or over another picture (a blurred copy of the frame, or an image).
+
+use rayon::prelude::*;
+
+use crate::imageops::ImageRef;
+
+/// `src`'s pixels as packed 4-byte pixels in its own channel order (the fourth byte unset).
+pub fn to_packed4(src: &ImageRef<'_>) -> Vec<u8> {
+    let bpp = src.layout.bytes_per_pixel;
+    let mut out = vec![255u8; src.width * src.height * 4];
+    out.par_chunks_mut(src.width * 4)
+        .enumerate()
+        .for_each(|(y, row)| {
+            for (o, p) in row.chunks_exact_mut(4).zip(src.row(y).chunks_exact(bpp)) {
+                o[..3].copy_from_slice(&p[..3]);
+            }
+        });
+    out
+}
+
+/// Blurs packed 4-byte pixels with two passes of a (2r+1) box each way (close to a Gaussian).
+pub fn box_blur4(pixels: &mut [u8], width: usize, height: usize, radius: usize) {
+    if radius == 0 || width == 0 || height == 0 {
+        return;
+    }
+    // One pass along rows with a running sum, clamping at the edges.
+    let pass = |input: &[u8], w: usize| -> Vec<u8> {
+        let mut out = vec![0u8; input.len()];
+        out.par_chunks_mut(w * 4).enumerate().for_each(|(y, row)| {
+            let src = &input[y * w * 4..][..w * 4];
+            let at =
+                |x: isize, c: usize| u32::from(src[x.clamp(0, w as isize - 1) as usize * 4 + c]);
+            let span = 2 * radius as u32 + 1;
+            for c in 0..3 {
+                let mut sum: u32 = (-(radius as isize)..=radius as isize)
+                    .map(|x| at(x, c))
+                    .sum();
+                for x in 0..w {
+                    row[x * 4 + c] = ((sum + span / 2) / span) as u8;
+                    sum += at(x as isize + radius as isize + 1, c);
+                    sum -= at(x as isize - radius as isize, c);
+                }
+                for x in 0..w {
+                    row[x * 4 + 3] = src[x * 4 + 3];
+                }
+            }
+        });
+        out
+    };
+    let transpose = |input: &[u8], w: usize, h: usize| -> Vec<u8> {
+        let mut out = vec![0u8; input.len()];
+        out.par_chunks_mut(h * 4)
+            .enumerate()
+            .for_each(|(x, column)| {
+                for y in 0..h {
+                    column[y * 4..y * 4 + 4].copy_from_slice(&input[(y * w + x) * 4..][..4]);
+                }
+            });
+        out
+    };
+    let mut rows = pass(&pass(pixels, width), width);
+    let columns = transpose(&rows, width, height);
+    let columns = pass(&pass(&columns, height), height);
+    rows = transpose(&columns, height, width);
+    pixels.copy_from_slice(&rows);
+}
+
+/// Foreground over `background` (packed 4-byte pixels, same channel order as `src`), alpha 255.
+pub fn composite_over(
+    src: &ImageRef<'_>,
+    mask: &[u8],
+    background: Background<'_>,
+    dst: &mut [u8],
+    dst_stride: usize,
+) {
+    let (width, bpp) = (src.width, src.layout.bytes_per_pixel);
+    dst.par_chunks_mut(dst_stride)
+        .take(src.height)
+        .enumerate()
+        .for_each(|(y, row)| {
+            let src_row = src.row(y);
+            let mask_row = &mask[y * width..][..width];
+            for x in 0..width {
+                let a = u32::from(mask_row[x]);
+                let behind = match background {
+                    Background::Colour(colour) => colour,
+                    Background::Image(image) => {
+                        let p = &image[(y * width + x) * 4..][..3];
+                        [p[0], p[1], p[2]]
+                    }
+                };
+                let front = &src_row[x * bpp..][..3];
+                let out = &mut row[x * 4..x * 4 + 4];
+                for c in 0..3 {
+                    out[c] = ((u32::from(front[c]) * a + u32::from(behind[c]) * (255 - a) + 127)
+                        / 255) as u8;
+                }
+                out[3] = 255;
+            }
+        });
+}
+
+/// What shows through where the mask is transparent.
+#[derive(Debug, Clone, Copy)]
+pub enum Background<'a> {
+    /// Three bytes in the frame's channel order.
+    Colour([u8; 3]),
+    /// Packed 4-byte pixels of the frame's size and channel order.
+    Image(&'a [u8]),
+}
+
+/// The mask as a one-byte-per-pixel frame.
+pub fn write_mask(mask: &[u8], width: usize, height: usize, dst: &mut [u8], dst_stride: usize) {
+    for (y, row) in dst.chunks_mut(dst_stride).take(height).enumerate() {
+        row[..width].copy_from_slice(&mask[y * width..][..width]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imageops::PixelLayout;
+
+    #[test]
+    fn composite_mixes_by_alpha() {
+        let src = [200u8, 100, 0, 0, 0, 0];
+        let image = ImageRef::packed(&src, 2, 1, PixelLayout::RGB);
+        let mut dst = vec![0u8; 8];
+        composite_over(
+            &image,
+            &[255, 0],
+            Background::Colour([10, 20, 30]),
+            &mut dst,
+            8,
+        );
+        assert_eq!(dst, vec![200, 100, 0, 255, 10, 20, 30, 255]);
+        composite_over(
+            &image,
+            &[128, 128],
+            Background::Colour([0, 0, 0]),
+            &mut dst,
+            8,
+        );
+        assert_eq!(&dst[..4], &[100, 50, 0, 255]);
+    }
+
+    #[test]
+    fn blur_keeps_flat_colour_and_spreads_a_dot() {
+        let (w, h) = (9, 7);
+        let mut flat = [50u8, 60, 70, 255].repeat(w * h);
+        box_blur4(&mut flat, w, h, 2);
+        assert!(flat.chunks(4).all(|p| p == [50, 60, 70, 255]));
+        let mut dot = vec![0u8; w * h * 4];
+        dot[(3 * w + 4) * 4] = 255;
+        box_blur4(&mut dot, w, h, 1);
+        assert!(dot[(3 * w + 4) * 4] < 255 && dot[(3 * w + 5) * 4] > 0);
+    }
+}
