@@ -704,7 +704,7 @@ impl BaseTransformImpl for RembgFilter {
                     continue;
                 }
                 let mut transformed = structure.to_owned();
-                if targets.iter().any(|f| *f == VideoFormat::Gray8) != outputs_gray(structure) {
+                if targets.contains(&VideoFormat::Gray8) != outputs_gray(structure) {
                     // RGB colorimetry does not describe grey frames, and the other way round.
                     transformed.remove_fields(["colorimetry", "chroma-site"]);
                 }
