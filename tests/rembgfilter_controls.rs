@@ -278,7 +278,7 @@ fn composite_mode_puts_the_foreground_over_the_colour() {
                 );
             }
         }
-        assert!(alpha.iter().any(|&a| a == 0) && alpha.iter().any(|&a| a == 255));
+        assert!(alpha.contains(&0) && alpha.contains(&255));
     }
 }
 
