@@ -5,6 +5,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::VideoFormat;
 use gst_video::prelude::*;
@@ -131,6 +132,8 @@ struct State {
     previous_mask: Option<Vec<u8>>,
     /// Where the previous buffer ended, to spot gaps in the timestamps.
     previous_end: Option<gst::ClockTime>,
+    /// How long one model run took at start: the latency this element adds.
+    latency: gst::ClockTime,
     /// Negotiated input and output, set by `set_info()`.
     video_info: Option<(gst_video::VideoInfo, gst_video::VideoInfo)>,
 }
@@ -192,10 +195,14 @@ impl RembgFilter {
             backend.outputs()
         );
         let backend: Arc<dyn Backend> = backend;
-        let segmenter = Segmenter::new(backend, profile).map_err(|e| {
+        let mut segmenter = Segmenter::new(backend, profile).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
+        let latency = Self::measure_latency(&mut segmenter)
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("property 'model': {}", e)))?;
+        gst::info!(CAT, imp = self, "one model run takes {latency}");
         Ok(State {
+            latency,
             segmenter,
             mask: Vec::new(),
             model_mask: Vec::new(),
@@ -217,6 +224,22 @@ impl State {
 }
 
 impl RembgFilter {
+    /// Runs the model once on a grey frame: it warms the session up, shows a model that fails to
+    /// run at start rather than on the first frame, and gives the latency to report.
+    fn measure_latency(segmenter: &mut Segmenter) -> Result<gst::ClockTime, SegmenterError> {
+        let (width, height) = segmenter.profile().input_size;
+        let frame = vec![128u8; width * height * 3];
+        let mut mask = vec![0u8; width * height];
+        let started = std::time::Instant::now();
+        segmenter.compute_mask(
+            &ImageRef::packed(&frame, width, height, PixelLayout::RGB),
+            &mut mask,
+        )?;
+        Ok(gst::ClockTime::from_nseconds(
+            started.elapsed().as_nanos() as u64
+        ))
+    }
+
     /// A flagged discontinuity, or a timestamp jump of more than half a frame either way.
     fn is_discontinuity(state: &State, buffer: &gst::BufferRef) -> bool {
         if buffer.flags().contains(gst::BufferFlags::DISCONT) {
@@ -346,6 +369,12 @@ impl RembgFilter {
 }
 
 impl ObjectImpl for RembgFilter {
+    fn constructed(&self) {
+        self.parent_constructed();
+        // Dropping late frames is for live pipelines only; the latency query turns it on there.
+        self.obj().set_qos(false);
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let channel_value = glib::ParamSpecDouble::builder("value").build();
@@ -650,6 +679,35 @@ impl BaseTransformImpl for RembgFilter {
             .pts()
             .map(|pts| pts + inbuf.duration().unwrap_or(gst::ClockTime::ZERO));
         self.process(state, &in_frame, &mut out_frame)
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(latency_query) = query.view_mut()
+        {
+            let mut upstream = gst::query::Latency::new();
+            if !self.obj().sink_pad().peer_query(&mut upstream) {
+                return false;
+            }
+            let (live, min, max) = upstream.result();
+            let ours = self
+                .state
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map_or(gst::ClockTime::ZERO, |s| s.latency);
+            // In a live pipeline a frame that is already late is dropped (with a QoS message)
+            // rather than making the pipeline fall further behind; otherwise every frame counts.
+            self.obj().set_qos(live);
+            gst::debug!(
+                CAT,
+                imp = self,
+                "live {live}, upstream latency {min}, ours {ours}"
+            );
+            latency_query.set(live, min + ours, max.map(|max| max + ours));
+            return true;
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
