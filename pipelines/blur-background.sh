@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# A video file to an MP4 whose background is blurred, the person kept sharp (the video-call look).
+#
+# Usage: pipelines/blur-background.sh INPUT_VIDEO OUTPUT.mp4 [rembgfilter properties...]
+# Example: pipelines/blur-background.sh talk.mp4 talk-blurred.mp4 blur-radius=24 temporal-smoothing=0.5
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    sed -n '2,5p' "$0" >&2
+    exit 2
+fi
+INPUT="$1" OUTPUT="$2"
+shift 2
+if gst-inspect-1.0 x264enc >/dev/null 2>&1; then
+    VIDEO_ENCODER="x264enc speed-preset=faster"
+else
+    VIDEO_ENCODER="openh264enc"
+fi
+# shellcheck disable=SC2086
+gst-launch-1.0 -e filesrc location="$INPUT" ! decodebin ! videoconvert ! rembgfilter mode=blur "$@" \
+    ! progressreport update-freq=5 ! videoconvert ! video/x-raw,format=I420 ! $VIDEO_ENCODER ! h264parse \
+    ! mp4mux ! filesink location="$OUTPUT"
+echo "wrote $OUTPUT" >&2

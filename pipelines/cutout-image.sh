@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# A still image to a transparent PNG (what `rembg i` does), with any rembgfilter options.
+#
+# Usage: pipelines/cutout-image.sh INPUT_IMAGE OUTPUT.png [rembgfilter properties...]
+# Example: pipelines/cutout-image.sh photo.jpg cutout.png model=u2net post-process-mask=true
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    sed -n '2,5p' "$0" >&2
+    exit 2
+fi
+INPUT="$1" OUTPUT="$2"
+shift 2
+# videoflip applies the photo's EXIF orientation where the decoder reports it.
+gst-launch-1.0 -q filesrc location="$INPUT" ! decodebin ! videoflip video-direction=auto ! videoconvert \
+    ! rembgfilter "$@" ! videoconvert ! pngenc ! filesink location="$OUTPUT"
+echo "wrote $OUTPUT" >&2

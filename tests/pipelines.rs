@@ -1,0 +1,132 @@
+//! The ready-made scripts in pipelines/, run as a user runs them (with the installed plugin).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use gst::prelude::*;
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("pipelines")
+        .join(name)
+}
+
+fn run_script(name: &str, args: &[&str], env: &[(&str, &str)]) {
+    let output = Command::new(script(name))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{name} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("neuralfx-pipelines-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Five frames of the astronaut photo in lossless FFV1/Matroska, as an input video.
+fn input_video() -> PathBuf {
+    let path = scratch("input.mkv");
+    if !path.exists() {
+        init();
+        let pipeline = gst::parse::launch(&format!(
+            "filesrc location={} ! pngdec ! imagefreeze num-buffers=5 ! videoconvert ! videoscale \
+             ! video/x-raw,format=I420,width=256,height=256,framerate=10/1 ! avenc_ffv1 ! matroskamux \
+             ! filesink location={}",
+            sample("astronaut").display(),
+            path.display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        run_to_eos(&pipeline).unwrap();
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+    path
+}
+
+fn decoded_frames(path: &Path, format: &str) -> Vec<gst::Sample> {
+    collect_samples(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! video/x-raw,format={format} ! appsink name=sink",
+        path.display()
+    ))
+    .unwrap()
+}
+
+#[test]
+fn still_image_becomes_a_transparent_png_like_rembgfilter_computes() {
+    let output = scratch("cutout.png");
+    let photo = sample("coffee");
+    run_script(
+        "cutout-image.sh",
+        &[photo.to_str().unwrap(), output.to_str().unwrap()],
+        &[],
+    );
+    let png = decoded_frames(&output, "RGBA");
+    let expected = collect_samples(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! rembgfilter ! appsink name=sink",
+        photo.display()
+    ))
+    .unwrap();
+    assert_eq!(
+        alpha_of(&packed_pixels(&png[0]).1),
+        alpha_of(&packed_pixels(&expected[0]).1)
+    );
+}
+
+#[test]
+fn video_with_alpha_keeps_the_alpha_through_ffv1() {
+    let output = scratch("alpha.mkv");
+    run_script(
+        "video-with-alpha.sh",
+        &[input_video().to_str().unwrap(), output.to_str().unwrap()],
+        &[],
+    );
+    let frames = decoded_frames(&output, "RGBA");
+    assert_eq!(frames.len(), 5);
+    for frame in &frames {
+        let alpha = alpha_of(&packed_pixels(frame).1);
+        let clear = alpha.iter().filter(|&&a| a < 10).count();
+        let solid = alpha.iter().filter(|&&a| a > 245).count();
+        assert!(
+            clear > alpha.len() / 10 && solid > alpha.len() / 10,
+            "alpha survived: {clear} clear, {solid} solid"
+        );
+    }
+}
+
+#[test]
+fn blurred_background_video_is_an_mp4_of_every_frame() {
+    let output = scratch("blurred.mp4");
+    run_script(
+        "blur-background.sh",
+        &[input_video().to_str().unwrap(), output.to_str().unwrap()],
+        &[],
+    );
+    let frames = decoded_frames(&output, "RGB");
+    assert_eq!(frames.len(), 5);
+    let (info, _) = packed_pixels(&frames[0]);
+    assert_eq!((info.width(), info.height()), (256, 256));
+}
+
+#[test]
+fn webcam_script_runs_live_with_a_test_source() {
+    run_script(
+        "webcam-blur.sh",
+        &[],
+        &[
+            ("SOURCE", "videotestsrc is-live=true num-buffers=15"),
+            ("SINK", "fakesink sync=true"),
+        ],
+    );
+}
