@@ -28,7 +28,7 @@ fn env_or(name: &str, default: usize) -> usize {
 
 /// Mean time of `model` alone on a preprocessed frame.
 fn bare_inference(frames: usize) -> Duration {
-    let resolved = locate::resolve(MODEL).expect("u2netp installed by scripts/setup.sh");
+    let resolved = locate::resolve(MODEL, false).expect("u2netp installed by scripts/setup.sh");
     let backend: Arc<dyn Backend> =
         OnnxBackend::load(&resolved.path, SessionOptions::default()).unwrap();
     let mut segmenter = Segmenter::new(backend.clone(), ModelProfile::U2NET).unwrap();

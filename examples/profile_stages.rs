@@ -10,7 +10,7 @@ use gstneuralfx::segmentation::catalog::ModelProfile;
 use gstneuralfx::segmentation::{Segmenter, attach_alpha, locate};
 
 fn main() {
-    let resolved = locate::resolve("u2netp").unwrap();
+    let resolved = locate::resolve("u2netp", false).unwrap();
     let backend: Arc<dyn Backend> =
         OnnxBackend::load(&resolved.path, SessionOptions::default()).unwrap();
     let mut segmenter = Segmenter::new(backend.clone(), ModelProfile::U2NET).unwrap();

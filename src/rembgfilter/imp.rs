@@ -30,6 +30,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_MODEL: &str = "u2netp";
+const DEFAULT_DOWNLOAD: bool = true;
 
 /// Input formats, each with the output format that keeps its channel order.
 const FORMAT_PAIRS: [(VideoFormat, VideoFormat); 6] = [
@@ -65,6 +66,7 @@ fn pixel_layout(format: VideoFormat) -> Option<PixelLayout> {
 #[derive(Debug, Clone)]
 struct Settings {
     model: String,
+    download: bool,
     threads: u32,
     execution_provider: ExecutionProvider,
     input_mean: Option<Vec<f64>>,
@@ -110,6 +112,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             model: DEFAULT_MODEL.to_string(),
+            download: DEFAULT_DOWNLOAD,
             threads: inference::element::DEFAULT_THREADS,
             execution_provider: inference::element::DEFAULT_EXECUTION_PROVIDER,
             input_mean: None,
@@ -166,7 +169,7 @@ fn per_channel(values: &[f64], property: &str, positive: bool) -> Result<[f32; 3
 
 impl RembgFilter {
     fn load(&self, settings: &Settings) -> Result<State, gst::ErrorMessage> {
-        let resolved = locate::resolve(&settings.model).map_err(|e| {
+        let resolved = locate::resolve(&settings.model, settings.download).map_err(|e| {
             gst::error_msg!(gst::ResourceError::NotFound, ("property 'model': {}", e))
         })?;
         let mut profile = resolved
@@ -388,6 +391,13 @@ impl ObjectImpl for RembgFilter {
                     .default_value(Some(DEFAULT_MODEL))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("download")
+                    .nick("Download")
+                    .blurb("Download a catalog model missing from the model folder on first use \
+                            (checksum-verified; $NEURALFX_MODEL_BASE_URL replaces the source)")
+                    .default_value(DEFAULT_DOWNLOAD)
+                    .mutable_ready()
+                    .build(),
                 gst::ParamSpecArray::builder("input-mean")
                     .nick("Input mean")
                     .blurb("Mean subtracted from the 0..1 input, one value or <r, g, b>; empty = the model's own")
@@ -481,6 +491,7 @@ impl ObjectImpl for RembgFilter {
                 settings.model = model;
             }
             "threads" => settings.threads = value.get().expect("type checked upstream"),
+            "download" => settings.download = value.get().expect("type checked upstream"),
             "execution-provider" => {
                 settings.execution_provider = value.get().expect("type checked upstream")
             }
@@ -522,6 +533,7 @@ impl ObjectImpl for RembgFilter {
         match pspec.name() {
             "model" => settings.model.to_value(),
             "threads" => settings.threads.to_value(),
+            "download" => settings.download.to_value(),
             "execution-provider" => settings.execution_provider.to_value(),
             "input-mean" => array(&settings.input_mean),
             "mode" => settings.output.mode.to_value(),

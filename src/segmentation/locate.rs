@@ -17,7 +17,7 @@ pub enum LocateError {
     MissingFile(PathBuf),
     #[error(
         "catalog model '{name}' ({file}) is in none of these folders: {}; \
-         put it there (scripts/setup.sh fetches u2netp) or set U2NET_HOME",
+         put it there (scripts/setup.sh fetches u2netp), set U2NET_HOME, or set download=true",
         .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
     NotDownloaded {
@@ -25,6 +25,8 @@ pub enum LocateError {
         file: String,
         searched: Vec<PathBuf>,
     },
+    #[error(transparent)]
+    Download(#[from] super::download::DownloadError),
     #[error("'{0}' is neither a catalog model ({names}) nor a path to an .onnx file", names = catalog::names().join(", "))]
     Unknown(String),
 }
@@ -50,23 +52,33 @@ pub fn model_folders(model_name: &str) -> Vec<PathBuf> {
     folders
 }
 
-/// Resolves a catalog name or a file path.
-pub fn resolve(model: &str) -> Result<ResolvedModel, LocateError> {
+/// Resolves a catalog name or a file path; with `download`, a catalog model found in no folder
+/// is fetched into the first one.
+pub fn resolve(model: &str, download: bool) -> Result<ResolvedModel, LocateError> {
     if let Some(entry) = catalog::find(model) {
         let folders = model_folders(entry.name);
-        return folders
+        if let Some(path) = folders
             .iter()
             .map(|folder| folder.join(entry.file_name))
-            .find(|path| path.is_file())
-            .map(|path| ResolvedModel {
+            .find(|p| p.is_file())
+        {
+            return Ok(ResolvedModel {
                 path,
                 entry: Some(entry),
-            })
-            .ok_or_else(|| LocateError::NotDownloaded {
+            });
+        }
+        if !download {
+            return Err(LocateError::NotDownloaded {
                 name: entry.name.to_string(),
                 file: entry.file_name.to_string(),
                 searched: folders,
             });
+        }
+        let path = super::download::download(entry, &folders[0]).map_err(LocateError::Download)?;
+        return Ok(ResolvedModel {
+            path,
+            entry: Some(entry),
+        });
     }
     let looks_like_path = model.contains('/') || model.ends_with(".onnx");
     if !looks_like_path {
@@ -93,13 +105,13 @@ mod tests {
 
     #[test]
     fn unknown_name_lists_the_catalog() {
-        let err = resolve("u3net").unwrap_err();
+        let err = resolve("u3net", false).unwrap_err();
         assert!(err.to_string().contains("u2netp, u2net"), "{err}");
     }
 
     #[test]
     fn missing_path_names_the_file() {
-        let err = resolve("/nonexistent/model.onnx").unwrap_err();
+        let err = resolve("/nonexistent/model.onnx", false).unwrap_err();
         assert_eq!(
             err,
             LocateError::MissingFile("/nonexistent/model.onnx".into())
@@ -114,9 +126,12 @@ mod tests {
         let renamed = dir.join("silueta.onnx");
         std::fs::write(&custom, b"x").unwrap();
         std::fs::write(&renamed, b"x").unwrap();
-        assert_eq!(resolve(custom.to_str().unwrap()).unwrap().entry, None);
         assert_eq!(
-            resolve(renamed.to_str().unwrap())
+            resolve(custom.to_str().unwrap(), false).unwrap().entry,
+            None
+        );
+        assert_eq!(
+            resolve(renamed.to_str().unwrap(), false)
                 .unwrap()
                 .entry
                 .unwrap()

@@ -1,0 +1,204 @@
+//! Downloading a catalog model on first use, against an HTTP server this test starts on
+//! 127.0.0.1: success, 404, a corrupted body, a server that stalls, and downloading turned off.
+//! The tests share the process environment (model folder, base URL), so they run one at a time.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::*;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+#[derive(Clone)]
+enum Reply {
+    File(Vec<u8>),
+    NotFound,
+    /// Headers and half the body, then silence.
+    Stall(Vec<u8>),
+}
+
+/// Serves `reply` to every request until the test ends; returns the base URL.
+fn serve(reply: Reply) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let reply = reply.clone();
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    request.push(byte[0]);
+                }
+                let _ = match reply {
+                    Reply::File(body) => stream
+                        .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes())
+                        .and_then(|()| stream.write_all(&body)),
+                    Reply::NotFound => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                    Reply::Stall(body) => {
+                        let result = stream
+                            .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
+                            .and_then(|()| stream.write_all(&body[..body.len() / 2]));
+                        std::thread::sleep(Duration::from_secs(20));
+                        result
+                    }
+                };
+            });
+        }
+    });
+    format!("http://{address}/models")
+}
+
+/// The real model, read from the model folder before any test points U2NET_HOME elsewhere.
+fn real_u2netp() -> Vec<u8> {
+    static MODEL: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+            let home = std::env::var("U2NET_HOME")
+                .unwrap_or_else(|_| format!("{}/.u2net", std::env::var("HOME").unwrap()));
+            std::fs::read(Path::new(&home).join("u2netp.onnx"))
+                .expect("u2netp installed by scripts/setup.sh")
+        })
+        .clone()
+}
+
+/// Runs rembgfilter with model=u2netp, an empty model folder and the server's base URL.
+/// Returns the error message (None if it played) and the folder's files afterwards.
+fn attempt(reply: Reply, download: bool) -> (Option<String>, Vec<String>) {
+    let original = real_u2netp();
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let reply = match reply {
+        Reply::File(body) if body.is_empty() => Reply::File(original),
+        Reply::Stall(body) if body.is_empty() => Reply::Stall(original),
+        other => other,
+    };
+    let folder: PathBuf = std::env::temp_dir().join(format!(
+        "neuralfx-download-{}-{}",
+        std::process::id(),
+        rand_id()
+    ));
+    std::fs::create_dir_all(&folder).unwrap();
+    let base = serve(reply);
+    const VARIABLES: [&str; 4] = [
+        "U2NET_HOME",
+        "REMBG_HOME",
+        "NEURALFX_MODEL_BASE_URL",
+        "NEURALFX_DOWNLOAD_TIMEOUT",
+    ];
+    let saved: Vec<Option<std::ffi::OsString>> = VARIABLES.iter().map(std::env::var_os).collect();
+    // SAFETY: the tests of this binary hold ONE_AT_A_TIME, so nothing else reads the environment.
+    unsafe {
+        std::env::set_var("U2NET_HOME", &folder);
+        std::env::set_var("REMBG_HOME", &folder);
+        std::env::set_var("NEURALFX_MODEL_BASE_URL", &base);
+        std::env::set_var("NEURALFX_DOWNLOAD_TIMEOUT", "2");
+    }
+    let description = format!(
+        "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=32,height=24 ! rembgfilter model=u2netp download={download} ! fakesink"
+    );
+    init();
+    let pipeline = gst::parse::launch(&description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let error = run_to_eos(&pipeline).err();
+    pipeline.set_state(gst::State::Null).unwrap();
+    for (name, value) in VARIABLES.iter().zip(saved) {
+        // SAFETY: as above.
+        unsafe {
+            match value {
+                Some(value) => std::env::set_var(name, value),
+                None => std::env::remove_var(name),
+            }
+        }
+    }
+    let files = std::fs::read_dir(&folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    std::fs::remove_dir_all(&folder).unwrap();
+    (error, files)
+}
+
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+use gst::prelude::*;
+
+#[test]
+fn missing_catalog_model_is_downloaded_verified_and_used() {
+    let (error, files) = attempt(Reply::File(Vec::new()), true);
+    assert_eq!(
+        error, None,
+        "the pipeline should play with the downloaded model"
+    );
+    assert_eq!(
+        files,
+        vec!["u2netp.onnx".to_string()],
+        "only the model is left"
+    );
+}
+
+#[test]
+fn not_found_is_a_clear_error_and_leaves_nothing() {
+    let (error, files) = attempt(Reply::NotFound, true);
+    let error = error.expect("a 404 must stop the element");
+    assert!(
+        error.contains("/models/u2netp.onnx") && error.contains("HTTP 404"),
+        "{error}"
+    );
+    assert!(files.is_empty(), "{files:?}");
+}
+
+#[test]
+fn corrupted_download_fails_its_checksum_and_leaves_nothing() {
+    let mut corrupted = real_u2netp();
+    let middle = corrupted.len() / 2;
+    corrupted[middle] ^= 0xff;
+    let (error, files) = attempt(Reply::File(corrupted), true);
+    let error = error.expect("a corrupted download must stop the element");
+    assert!(
+        error.contains("not 8e83ca70e441ab06c318d82300c84806")
+            && error.contains("nothing was kept"),
+        "{error}"
+    );
+    assert!(files.is_empty(), "{files:?}");
+}
+
+#[test]
+fn stalled_server_times_out_and_leaves_nothing() {
+    let started = std::time::Instant::now();
+    let (error, files) = attempt(Reply::Stall(Vec::new()), true);
+    let error = error.expect("a stalled download must stop the element");
+    assert!(
+        error.contains("/models/u2netp.onnx") && error.to_lowercase().contains("timed out"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the timeout, not the server, ended it"
+    );
+    assert!(files.is_empty(), "{files:?}");
+}
+
+#[test]
+fn download_off_reports_where_it_looked() {
+    let (error, files) = attempt(Reply::File(Vec::new()), false);
+    let error = error.expect("without download the missing model is an error");
+    assert!(
+        error.contains("'u2netp'") && error.contains("set download=true"),
+        "{error}"
+    );
+    assert!(files.is_empty());
+}
