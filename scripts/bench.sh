@@ -2,13 +2,14 @@
 # Benchmarks that print ratios measured in one run:
 #   rembgfilter: pipeline vs bare u2netp inference vs Python rembg, at 640x480 and 1080p
 #   lipsyncsrc:  element vs bare U-Net inference vs the Python reference loop, at 720p and 1080p
-# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc]   (both when none is named)
+#   rembgfilter_video: flicker with and without temporal smoothing; live share of frames and latency
+# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video]   (all when none is named)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$REPO/scripts/setup.sh" --test
 source "$REPO/scripts/env.sh"
 cd "$REPO"
-for bench in "${@:-rembgfilter lipsyncsrc}"; do
+for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video}"; do
     for name in $bench; do
         cargo bench --bench "$name"
     done

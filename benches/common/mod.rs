@@ -1,4 +1,5 @@
 //! Shared by the benchmarks: time a pipeline frame by frame, and read this process's memory.
+#![allow(dead_code)] // each benchmark uses part of it
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
