@@ -69,7 +69,8 @@ fn flicker(smoothing: f64, scene: &[u8]) -> f64 {
             .get_mut()
             .unwrap()
             .set_duration(gst::ClockTime::from_mseconds(40));
-        src.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
+        let pushed = src.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
+        assert_eq!(pushed, gst::FlowReturn::Ok);
         let sample = sink
             .emit_by_name::<Option<gst::Sample>>("pull-sample", &[])
             .unwrap();
