@@ -193,6 +193,34 @@ pub fn face_cache(templates: &TemplateSet) -> FaceCache {
     Mutex::new(LruCache::new(templates.cache_capacity()))
 }
 
+/// Decodes and crops, on all cores, the templates the first frames visit, as many as the cache
+/// holds, so that work happens at start rather than between frames. A template that cannot be
+/// read fails here, at start.
+pub fn warm_cache(templates: &TemplateSet, faces: &FaceCache) -> Result<(), FrameError> {
+    use rayon::prelude::*;
+
+    let wanted = templates.cache_capacity().min(templates.count());
+    // The ping-pong order starts at position 1, so take positions in the order frames use them.
+    let mut positions = Vec::with_capacity(wanted);
+    let mut frame = 0;
+    while positions.len() < wanted {
+        let position = super::ping_pong_index(frame, templates.count());
+        if !positions.contains(&position) {
+            positions.push(position);
+        }
+        frame += 1;
+    }
+    let prepared: Vec<(usize, TemplateFace)> = positions
+        .into_par_iter()
+        .map(|position| template_face(templates, position).map(|face| (position, face)))
+        .collect::<Result<_, _>>()?;
+    let mut cache = faces.lock().unwrap();
+    for (position, face) in prepared {
+        cache.insert(position, Arc::new(face));
+    }
+    Ok(())
+}
+
 /// Prepares output frame `frame`: template, crop, model input and audio window.
 pub fn prepare(
     templates: &TemplateSet,

@@ -165,8 +165,12 @@ impl LipsyncSrc {
             },
             mode.name()
         );
+        let faces = lipsync::face_cache(&templates);
+        lipsync::warm_cache(&templates, &faces).map_err(|e| {
+            gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
+        })?;
         Ok(State {
-            faces: Arc::new(lipsync::face_cache(&templates)),
+            faces: Arc::new(faces),
             templates: Arc::new(templates),
             features: Arc::new(features),
             model,
