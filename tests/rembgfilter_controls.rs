@@ -327,3 +327,55 @@ fn changing_mode_while_playing_renegotiates() {
     assert_eq!(format, "RGBA");
     assert!(rgba.chunks(4).all(|p| p[3] == 255));
 }
+
+#[test]
+fn replace_mode_puts_the_foreground_over_an_image_scaled_to_the_frame() {
+    init();
+    // A small red picture of another size: it is decoded and stretched to the frame.
+    let picture =
+        std::env::temp_dir().join(format!("neuralfx-background-{}.png", std::process::id()));
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=1 pattern=solid-color foreground-color=0xffff0000 ! video/x-raw,width=50,height=30 \
+         ! pngenc ! filesink location={}",
+        picture.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    run_to_eos(&pipeline).unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+
+    let astronaut = photo("astronaut");
+    let alpha = plain_mask("astronaut");
+    let mut h = harness(&[
+        ("mode", RembgMode::Replace.to_value()),
+        ("background-location", picture.to_str().unwrap().to_value()),
+    ]);
+    let (format, out) = push_full(&mut h, &astronaut, 0);
+    assert_eq!(format, "RGBA");
+    for (i, (pixel, &a)) in out.chunks_exact(4).zip(&alpha).enumerate() {
+        assert_eq!(pixel[3], 255);
+        if a == 0 {
+            assert_eq!(
+                &pixel[..3],
+                &[255, 0, 0],
+                "background pixel {i} shows the picture"
+            );
+        } else if a == 255 {
+            assert_eq!(&pixel[..3], &astronaut[i * 3..i * 3 + 3]);
+        }
+    }
+    std::fs::remove_file(picture).unwrap();
+}
+
+#[test]
+fn replace_mode_with_a_missing_picture_is_an_error_naming_it() {
+    let err = start_error(
+        "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=32,height=24 \
+         ! rembgfilter mode=replace background-location=/nonexistent/beach.jpg ! fakesink",
+    );
+    assert!(
+        err.contains("property 'background-location'") && err.contains("/nonexistent/beach.jpg"),
+        "{err}"
+    );
+}

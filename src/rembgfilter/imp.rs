@@ -73,6 +73,8 @@ struct Settings {
     input_std: Option<Vec<f64>>,
     mask: MaskControls,
     output: OutputSettings,
+    /// The picture of mode=replace.
+    background_location: Option<String>,
 }
 
 /// What the element outputs; changeable while playing (a mode change renegotiates).
@@ -119,9 +121,14 @@ impl Default for Settings {
             input_std: None,
             mask: DEFAULT_MASK_CONTROLS,
             output: DEFAULT_OUTPUT,
+            background_location: None,
         }
     }
 }
+
+/// What a decoded mode=replace background was made for: location, width, height, BGR order.
+/// Its pixels are packed 4-byte pixels in the frame's channel order.
+type BackgroundKey = (String, usize, usize, bool);
 
 /// Exists between `start()` and `stop()`.
 struct State {
@@ -129,6 +136,8 @@ struct State {
     mask: Vec<u8>,
     /// The model's last mask, reused between model runs when `mask-interval` > 1.
     model_mask: Vec<u8>,
+    /// The decoded background of mode=replace, with what it was made for.
+    background: Option<(BackgroundKey, Vec<u8>)>,
     /// Frames since the model last ran; `None` forces a run (start, discontinuity, new size).
     frames_since_model: Option<u32>,
     /// The last smoothed mask, for `temporal-smoothing`; cleared on a discontinuity.
@@ -209,11 +218,70 @@ impl RembgFilter {
             segmenter,
             mask: Vec::new(),
             model_mask: Vec::new(),
+            background: None,
             frames_since_model: None,
             previous_mask: None,
             previous_end: None,
             video_info: None,
         })
+    }
+}
+
+impl RembgFilter {
+    /// Decodes the picture of mode=replace with GStreamer and scales it to the frame.
+    fn load_background(
+        &self,
+        location: &str,
+        width: usize,
+        height: usize,
+        bgr: bool,
+    ) -> Result<Vec<u8>, String> {
+        if location.is_empty() {
+            return Err("mode=replace needs an image: set background-location".into());
+        }
+        if !std::path::Path::new(location).is_file() {
+            return Err(format!("{location} does not exist"));
+        }
+        let format = if bgr { "BGRA" } else { "RGBA" };
+        let pipeline = gst::parse::launch(&format!(
+            "filesrc name=file ! decodebin ! imagefreeze num-buffers=1 ! videoconvert ! videoscale add-borders=false \
+             ! video/x-raw,format={format},width={width},height={height} ! appsink name=sink"
+        ))
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline".to_string())?;
+        pipeline
+            .by_name("file")
+            .expect("named in the description")
+            .set_property("location", location);
+        let sink = pipeline.by_name("sink").expect("named in the description");
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| e.to_string())?;
+        let sample = sink.emit_by_name::<Option<gst::Sample>>(
+            "try-pull-sample",
+            &[&gst::ClockTime::from_seconds(10)],
+        );
+        let error = pipeline
+            .bus()
+            .and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error]));
+        let _ = pipeline.set_state(gst::State::Null);
+        let sample = sample.ok_or_else(|| match error.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Error(err)) => format!("{location}: {}", err.error()),
+            _ => format!("{location}: not an image GStreamer can decode"),
+        })?;
+        let info = gst_video::VideoInfo::from_caps(sample.caps().ok_or("no caps")?)
+            .map_err(|e| e.to_string())?;
+        let buffer = sample.buffer().ok_or("no buffer")?;
+        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+            .map_err(|e| e.to_string())?;
+        let stride = frame.plane_stride()[0] as usize;
+        let data = frame.plane_data(0).map_err(|e| e.to_string())?;
+        let mut pixels = Vec::with_capacity(width * height * 4);
+        for y in 0..height {
+            pixels.extend_from_slice(&data[y * stride..y * stride + width * 4]);
+        }
+        Ok(pixels)
     }
 }
 
@@ -351,6 +419,35 @@ impl RembgFilter {
                     dst_stride,
                 )
             }
+            (RembgMode::Replace, VideoFormat::Rgba | VideoFormat::Bgra) => {
+                let location = self.settings.lock().unwrap().background_location.clone();
+                let key = (location.unwrap_or_default(), width, height, layout.red != 0);
+                if state
+                    .background
+                    .as_ref()
+                    .is_none_or(|(made_for, _)| *made_for != key)
+                {
+                    let pixels =
+                        self.load_background(&key.0, width, height, key.3)
+                            .map_err(|e| {
+                                gst::element_imp_error!(
+                                    self,
+                                    gst::ResourceError::OpenRead,
+                                    ("property 'background-location': {}", e)
+                                );
+                                gst::FlowError::Error
+                            })?;
+                    state.background = Some((key, pixels));
+                }
+                let background = &state.background.as_ref().expect("just loaded").1;
+                compose::composite_over(
+                    &src,
+                    &state.mask,
+                    Background::Image(background),
+                    dst,
+                    dst_stride,
+                )
+            }
             (mode, format) => {
                 // The mode changed and the new caps are not negotiated yet: this frame keeps the
                 // old output format, so it is written in that format's own mode.
@@ -429,6 +526,11 @@ impl ObjectImpl for RembgFilter {
                     .blurb("Radius in pixels of the background blur of mode=blur")
                     .maximum(512)
                     .default_value(DEFAULT_OUTPUT.blur_radius)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("background-location")
+                    .nick("Background location")
+                    .blurb("Image shown behind the foreground in mode=replace (any format GStreamer decodes), scaled to the frame")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("post-process-mask")
@@ -511,6 +613,9 @@ impl ObjectImpl for RembgFilter {
             "blur-radius" => {
                 settings.output.blur_radius = value.get().expect("type checked upstream")
             }
+            "background-location" => {
+                settings.background_location = value.get().expect("type checked upstream")
+            }
             "post-process-mask" => {
                 settings.mask.post_process = value.get().expect("type checked upstream")
             }
@@ -539,6 +644,7 @@ impl ObjectImpl for RembgFilter {
             "mode" => settings.output.mode.to_value(),
             "background-color" => settings.output.background_color.to_value(),
             "blur-radius" => settings.output.blur_radius.to_value(),
+            "background-location" => settings.background_location.to_value(),
             "post-process-mask" => settings.mask.post_process.to_value(),
             "threshold" => settings.mask.threshold.to_value(),
             "feather" => settings.mask.feather.to_value(),

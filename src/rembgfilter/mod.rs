@@ -42,4 +42,9 @@ pub enum RembgMode {
         nick = "blur"
     )]
     Blur,
+    #[enum_value(
+        name = "The foreground over the image of background-location, scaled to the frame, alpha 255",
+        nick = "replace"
+    )]
+    Replace,
 }
