@@ -133,6 +133,8 @@ pub struct TemplateFace {
     /// The model's image input: the inner 320x320 square, then the same with its mouth area
     /// blacked out, BGR planes divided by 255.
     pub image_input: Vec<f32>,
+    /// Pixels of the face square that keep the template (parsing colours (0,0,255), (255,255,255)).
+    pub keep_original: Option<Vec<bool>>,
 }
 
 /// Prepared templates, shared by the frames that use them.
@@ -143,8 +145,6 @@ pub type FaceCache = Mutex<LruCache<TemplateFace>>;
 pub struct FaceCrop {
     pub face: Arc<TemplateFace>,
     pub audio_input: Vec<f32>,
-    /// Pixels of the face square that keep the template (parsing colours (0,0,255), (255,255,255)).
-    pub keep_original: Option<Vec<bool>>,
 }
 
 /// Crops and resizes the face of the template at cycle position `position`.
@@ -180,11 +180,26 @@ fn template_face(templates: &TemplateSet, position: usize) -> Result<TemplateFac
             }
         }
     }
+    let keep_original = if templates.uses_parsing() {
+        let map = templates.parsing_map(position)?;
+        let mut keep = Vec::with_capacity(rect.size * rect.size);
+        for y in rect.y..rect.y + rect.size {
+            let row = &map.data[(y * map.width + rect.x) * 3..][..rect.size * 3];
+            keep.extend(
+                row.chunks_exact(3)
+                    .map(|p| p == [0, 0, 255] || p == [255, 255, 255]),
+            );
+        }
+        Some(keep)
+    } else {
+        None
+    };
     Ok(TemplateFace {
         template,
         rect,
         crop,
         image_input,
+        keep_original,
     })
 }
 
@@ -241,26 +256,7 @@ pub fn prepare(
     let mut audio_input = Vec::new();
     features.window(frame, &mut audio_input);
 
-    let keep_original = if templates.uses_parsing() {
-        let rect = face.rect;
-        let map = templates.parsing_map(position)?;
-        let mut keep = Vec::with_capacity(rect.size * rect.size);
-        for y in rect.y..rect.y + rect.size {
-            let row = &map.data[(y * map.width + rect.x) * 3..][..rect.size * 3];
-            keep.extend(
-                row.chunks_exact(3)
-                    .map(|p| p == [0, 0, 255] || p == [255, 255, 255]),
-            );
-        }
-        Some(keep)
-    } else {
-        None
-    };
-    Ok(FaceCrop {
-        face,
-        audio_input,
-        keep_original,
-    })
+    Ok(FaceCrop { face, audio_input })
 }
 
 /// Puts the model's output into the 328 crop, resizes it back to the face square and returns
@@ -296,7 +292,7 @@ pub fn paste_face(frame: &FaceCrop, output: &[f32]) -> Vec<u8> {
         size,
         size,
     );
-    if let Some(keep) = &frame.keep_original {
+    if let Some(keep) = &face.keep_original {
         let template = &face.template;
         for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
             let (y, x) = (face.rect.y + i / size, face.rect.x + i % size);

@@ -323,7 +323,8 @@ impl TemplateSet {
         Ok(frame)
     }
 
-    /// The parsing map of cycle position `position`, decoded each time (only the crop is used).
+    /// The parsing map of cycle position `position`; its face square is kept with the prepared
+    /// template, so it is decoded once per template while that stays cached.
     pub fn parsing_map(&self, position: usize) -> Result<BgrImage, TemplateError> {
         let path = self
             .folder
