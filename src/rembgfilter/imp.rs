@@ -373,7 +373,10 @@ impl RembgFilter {
             {
                 mask::smooth_temporally(&mut state.mask, previous, controls.temporal_smoothing);
             }
-            state.previous_mask = Some(state.mask.clone());
+            // The buffer is reused from frame to frame rather than allocated anew.
+            let previous = state.previous_mask.get_or_insert_with(Vec::new);
+            previous.clear();
+            previous.extend_from_slice(&state.mask);
         } else {
             state.previous_mask = None;
         }
