@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-use gst::prelude::*;
 use gst_check::Harness;
 use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::TensorView;
