@@ -1,7 +1,8 @@
 //! Prints rembgfilter's figures for video: flicker (mean absolute change of alpha between
 //! consecutive frames of a still, slightly noisy scene) with and without temporal smoothing, and
-//! for a live 640x480 30 fps source, the share of frames delivered and the end-to-end latency at
-//! mask-interval 1, 2 and 4, all measured in this one run.
+//! for a live 640x480 30 fps source, the share of frames rendered, the frames dropped for lateness
+//! and the end-to-end latency, for model=selfie and for u2netp at mask-interval 1, 2 and 4, all
+//! measured in this one run.
 //!
 //! Run with `scripts/bench.sh rembgfilter_video`.
 
@@ -12,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use gst::prelude::*;
 
 const FLICKER_FRAMES: usize = 12;
-const LIVE_SECONDS: u64 = 10;
+/// The issue asks for 30 s without a late frame; BENCH_LIVE_SECONDS shortens it for a quick look.
+const LIVE_SECONDS: u64 = 30;
 
 /// The astronaut photo at 320x240, as packed RGB.
 fn still_scene() -> Vec<u8> {
@@ -96,17 +98,28 @@ fn flicker(smoothing: f64, scene: &[u8]) -> f64 {
     total / (FLICKER_FRAMES - 1) as f64
 }
 
-/// A live 640x480 30 fps source for LIVE_SECONDS: (frames produced, frames delivered, mean
-/// latency from capture time to the sink rendering it, in ms).
-fn live(interval: u32) -> (usize, usize, f64) {
+/// What one live run measured.
+struct LiveFigure {
+    produced: usize,
+    rendered: usize,
+    /// Frames dropped for lateness: by rembgfilter's QoS and by the sink, from their QoS messages.
+    dropped_late: u64,
+    mean_latency_ms: f64,
+    max_latency_ms: f64,
+}
+
+/// Runs a live 640x480 30 fps source through rembgfilter into a synchronised sink for
+/// `seconds`. Latency is capture time (the buffer's running time) to the moment the sink renders
+/// it, so it includes the latency the pipeline reports and waits for.
+fn live(model: &str, interval: u32, seconds: u64) -> LiveFigure {
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc is-live=true pattern=ball name=src ! video/x-raw,format=RGB,width=640,height=480,framerate=30/1 \
-         ! rembgfilter model=u2netp mask-interval={interval} ! fakesink name=sink sync=true qos=true"
+         ! rembgfilter model={model} mask-interval={interval} \
+         ! fakesink name=sink sync=true qos=true signal-handoffs=true"
     ))
     .unwrap();
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
     let produced = Arc::new(Mutex::new(0usize));
-    let delivered = Arc::new(Mutex::new(Vec::<f64>::new()));
     let counter = produced.clone();
     bin.by_name("src")
         .unwrap()
@@ -116,29 +129,52 @@ fn live(interval: u32) -> (usize, usize, f64) {
             *counter.lock().unwrap() += 1;
             gst::PadProbeReturn::Ok
         });
+    // handoff fires only for buffers the sink renders, not for those it drops as too late.
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let sink = bin.by_name("sink").unwrap();
-    let latencies = delivered.clone();
-    let element = sink.clone();
-    sink.static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let (Some(buffer), Some(clock), Some(base)) =
-                (info.buffer(), element.clock(), element.base_time())
-                && let Some(pts) = buffer.pts()
-            {
-                let now = clock.time();
-                let latency = now.nseconds() as f64 - (base + pts).nseconds() as f64;
-                latencies.lock().unwrap().push(latency / 1e6);
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let recorded = latencies.clone();
+    sink.connect("handoff", false, move |args| {
+        let sink = args[0].get::<gst::Element>().unwrap();
+        let buffer = args[1].get::<gst::Buffer>().unwrap();
+        if let (Some(clock), Some(base), Some(pts)) = (sink.clock(), sink.base_time(), buffer.pts())
+        {
+            let latency = clock.time().nseconds() as f64 - (base + pts).nseconds() as f64;
+            recorded.lock().unwrap().push(latency / 1e6);
+        }
+        None
+    });
+    let bus = pipeline.bus().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(LIVE_SECONDS));
+    // QoS messages carry each element's running count of dropped buffers: keep the last per element.
+    let mut dropped = std::collections::HashMap::<String, u64>::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let Some(message) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64))
+        else {
+            break;
+        };
+        match message.view() {
+            gst::MessageView::Qos(qos) => {
+                let (_, count) = qos.stats();
+                if let (Some(source), gst::GenericFormattedValue::Buffers(Some(count))) =
+                    (message.src(), count)
+                {
+                    dropped.insert(source.name().to_string(), *count);
+                }
+            }
+            gst::MessageView::Error(error) => panic!("live pipeline failed: {}", error.error()),
+            _ => {}
+        }
+    }
     pipeline.set_state(gst::State::Null).unwrap();
-    let latencies = delivered.lock().unwrap();
-    let mean = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
-    let produced = *produced.lock().unwrap();
-    (produced, latencies.len(), mean)
+    let latencies = latencies.lock().unwrap();
+    LiveFigure {
+        produced: *produced.lock().unwrap(),
+        rendered: latencies.len(),
+        dropped_late: dropped.values().sum(),
+        mean_latency_ms: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
+        max_latency_ms: latencies.iter().copied().fold(0.0, f64::max),
+    }
 }
 
 fn main() {
@@ -154,18 +190,34 @@ fn main() {
             flicker(smoothing, &scene)
         );
     }
+    let seconds = std::env::var("BENCH_LIVE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(LIVE_SECONDS);
     println!(
-        "live 640x480 30 fps source, u2netp, {LIVE_SECONDS} s each (fakesink sync=true qos=true):"
+        "live 640x480 30 fps source, {seconds} s each (fakesink sync=true qos=true), latency = capture to render:"
     );
     println!(
-        "{:>15} {:>10} {:>10} {:>10} {:>18}",
-        "mask-interval", "produced", "delivered", "share", "latency ms (mean)"
+        "{:>18} {:>9} {:>9} {:>9} {:>7} {:>12} {:>12} {:>11}",
+        "model",
+        "interval",
+        "produced",
+        "rendered",
+        "share",
+        "dropped late",
+        "latency mean",
+        "latency max"
     );
-    for interval in [1, 2, 4] {
-        let (produced, delivered, latency) = live(interval);
+    for (model, interval) in [("selfie", 1), ("u2netp", 1), ("u2netp", 2), ("u2netp", 4)] {
+        let figure = live(model, interval, seconds);
         println!(
-            "{interval:>15} {produced:>10} {delivered:>10} {:>10.3} {latency:>18.1}",
-            delivered as f64 / produced.max(1) as f64
+            "{model:>18} {interval:>9} {:>9} {:>9} {:>7.3} {:>12} {:>9.1} ms {:>8.1} ms",
+            figure.produced,
+            figure.rendered,
+            figure.rendered as f64 / figure.produced.max(1) as f64,
+            figure.dropped_late,
+            figure.mean_latency_ms,
+            figure.max_latency_ms,
         );
     }
     println!(
