@@ -1,7 +1,8 @@
 //! Prints rembgfilter's figures for video: flicker (mean absolute change of alpha between
 //! consecutive frames of a still, slightly noisy scene) with and without temporal smoothing, and
 //! for a live 640x480 30 fps source, the share of frames rendered, the frames dropped for lateness
-//! and the end-to-end latency, for model=selfie and for u2netp at mask-interval 1, 2 and 4, all
+//! and the end-to-end latency, for model=selfie and for u2netp at mask-interval 1, 2 and 4, with
+//! the model on its own thread (asynchronous, the default) and in the streaming thread, all
 //! measured in this one run.
 //!
 //! Run with `scripts/bench.sh rembgfilter_video`.
@@ -111,10 +112,10 @@ struct LiveFigure {
 /// Runs a live 640x480 30 fps source through rembgfilter into a synchronised sink for
 /// `seconds`. Latency is capture time (the buffer's running time) to the moment the sink renders
 /// it, so it includes the latency the pipeline reports and waits for.
-fn live(model: &str, interval: u32, seconds: u64) -> LiveFigure {
+fn live(model: &str, interval: u32, asynchronous: bool, seconds: u64) -> LiveFigure {
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc is-live=true pattern=ball name=src ! video/x-raw,format=RGB,width=640,height=480,framerate=30/1 \
-         ! rembgfilter model={model} mask-interval={interval} \
+         ! rembgfilter model={model} mask-interval={interval} asynchronous={asynchronous} \
          ! fakesink name=sink sync=true qos=true signal-handoffs=true"
     ))
     .unwrap();
@@ -198,9 +199,10 @@ fn main() {
         "live 640x480 30 fps source, {seconds} s each (fakesink sync=true qos=true), latency = capture to render:"
     );
     println!(
-        "{:>18} {:>9} {:>9} {:>9} {:>7} {:>12} {:>12} {:>11}",
+        "{:>8} {:>9} {:>6} {:>9} {:>9} {:>7} {:>12} {:>12} {:>11}",
         "model",
         "interval",
+        "async",
         "produced",
         "rendered",
         "share",
@@ -208,10 +210,19 @@ fn main() {
         "latency mean",
         "latency max"
     );
-    for (model, interval) in [("selfie", 1), ("u2netp", 1), ("u2netp", 2), ("u2netp", 4)] {
-        let figure = live(model, interval, seconds);
+    let runs = [
+        ("selfie", 1, true),
+        ("selfie", 1, false),
+        ("u2netp", 1, true),
+        ("u2netp", 2, true),
+        ("u2netp", 4, true),
+        ("u2netp", 1, false),
+        ("u2netp", 4, false),
+    ];
+    for (model, interval, asynchronous) in runs {
+        let figure = live(model, interval, asynchronous, seconds);
         println!(
-            "{model:>18} {interval:>9} {:>9} {:>9} {:>7.3} {:>12} {:>9.1} ms {:>8.1} ms",
+            "{model:>8} {interval:>9} {asynchronous:>6} {:>9} {:>9} {:>7.3} {:>12} {:>9.1} ms {:>8.1} ms",
             figure.produced,
             figure.rendered,
             figure.rendered as f64 / figure.produced.max(1) as f64,

@@ -1,17 +1,29 @@
 //! rembgfilter in live and non-live pipelines: latency reported, late frames dropped with QoS
-//! messages only when live, every frame kept otherwise.
+//! messages only when live, every frame kept otherwise, and the asynchronous mode that keeps a
+//! slow model from holding up live video.
 
 mod common;
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use gst::prelude::*;
 
-/// Plays a pipeline whose sink is named "sink"; returns (buffers at the sink, QoS messages,
-/// the pipeline's latency query answer).
-fn play(description: &str) -> (usize, usize, Option<(bool, gst::ClockTime)>) {
+/// What one run of a pipeline showed.
+struct Played {
+    /// Buffers that reached the sink.
+    delivered: usize,
+    qos_messages: usize,
+    /// The pipeline's answer to the latency query: (live, minimum latency).
+    latency: Option<(bool, gst::ClockTime)>,
+    /// How many different alpha planes the delivered frames carried (RGBA output only).
+    distinct_masks: usize,
+}
+
+/// Plays a pipeline whose sink is named "sink" to EOS.
+fn play(description: &str) -> Played {
     init();
     let pipeline = gst::parse::launch(description)
         .unwrap()
@@ -19,13 +31,20 @@ fn play(description: &str) -> (usize, usize, Option<(bool, gst::ClockTime)>) {
         .unwrap();
     let count = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
+    let masks = Arc::new(Mutex::new(HashSet::<Vec<u8>>::new()));
+    let seen = masks.clone();
     pipeline
         .by_name("sink")
         .unwrap()
         .static_pad("sink")
         .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             counter.fetch_add(1, Ordering::SeqCst);
+            if let Some(buffer) = info.buffer()
+                && let Ok(map) = buffer.map_readable()
+            {
+                seen.lock().unwrap().insert(alpha_of(&map));
+            }
             gst::PadProbeReturn::Ok
         });
     pipeline.set_state(gst::State::Playing).unwrap();
@@ -37,7 +56,12 @@ fn play(description: &str) -> (usize, usize, Option<(bool, gst::ClockTime)>) {
     {
         match message.view() {
             gst::MessageView::Qos(..) => qos += 1,
-            gst::MessageView::AsyncDone(..) => {
+            // An element asks for a new latency with a Latency message (rembgfilter does when
+            // caps change what it adds); like gst-launch, recalculate, and keep the newest answer.
+            gst::MessageView::AsyncDone(..) | gst::MessageView::Latency(..) => {
+                if let gst::MessageView::Latency(..) = message.view() {
+                    let _ = pipeline.recalculate_latency();
+                }
                 let mut query = gst::query::Latency::new();
                 if pipeline.query(&mut query) {
                     let (live, min, _) = query.result();
@@ -50,15 +74,27 @@ fn play(description: &str) -> (usize, usize, Option<(bool, gst::ClockTime)>) {
         }
     }
     pipeline.set_state(gst::State::Null).unwrap();
-    (count.load(Ordering::SeqCst), qos, latency)
+    let distinct_masks = masks.lock().unwrap().len();
+    Played {
+        delivered: count.load(Ordering::SeqCst),
+        qos_messages: qos,
+        latency,
+        distinct_masks,
+    }
 }
 
 #[test]
 fn live_pipeline_reports_latency_and_drops_late_frames_with_qos() {
-    // u2netp takes far longer than a 30 fps frame here, so frames fall behind.
-    let (delivered, qos, latency) = play(
+    // u2netp takes far longer than a 30 fps frame here, so frames fall behind when every frame
+    // waits for the model.
+    let Played {
+        delivered,
+        qos_messages: qos,
+        latency,
+        ..
+    } = play(
         "videotestsrc is-live=true num-buffers=45 ! video/x-raw,format=RGB,width=160,height=120,framerate=30/1 \
-         ! rembgfilter ! fakesink name=sink sync=true qos=true",
+         ! rembgfilter asynchronous=false ! fakesink name=sink sync=true qos=true",
     );
     let (live, min) = latency.expect("the pipeline answers the latency query");
     assert!(live);
@@ -76,10 +112,50 @@ fn live_pipeline_reports_latency_and_drops_late_frames_with_qos() {
 
 #[test]
 fn non_live_pipeline_never_drops_a_frame() {
-    let (delivered, qos, _) = play(
+    let Played {
+        delivered,
+        qos_messages: qos,
+        ..
+    } = play(
         "videotestsrc num-buffers=12 ! video/x-raw,format=RGB,width=160,height=120,framerate=30/1 \
          ! rembgfilter ! fakesink name=sink sync=true qos=true",
     );
     assert_eq!(delivered, 12);
     assert_eq!(qos, 0);
+}
+
+#[test]
+fn asynchronous_live_mode_keeps_up_with_a_slow_model() {
+    // The default: the model runs on its own thread and frames carry the newest finished mask.
+    let played = play(
+        "videotestsrc is-live=true num-buffers=60 pattern=ball ! video/x-raw,format=RGB,width=160,height=120,framerate=30/1 \
+         ! rembgfilter ! fakesink name=sink sync=true qos=true processing-deadline=0",
+    );
+    let (live, min) = played
+        .latency
+        .expect("the pipeline answers the latency query");
+    assert!(live);
+    // videotestsrc's one frame, plus at most one more frame of waiting for a mask, however slow
+    // the model: it no longer adds its run time.
+    let two_frames = gst::ClockTime::from_nseconds(2 * 1_000_000_000 / 30);
+    assert!(
+        min <= two_frames + gst::ClockTime::from_mseconds(1),
+        "latency {min} is more than two frames"
+    );
+    println!(
+        "asynchronous: {} of 60 frames delivered, {} QoS messages, {} distinct masks",
+        played.delivered, played.qos_messages, played.distinct_masks
+    );
+    // Only the first frames, which wait for the first mask, can come too late.
+    assert!(
+        played.delivered >= 30,
+        "{} of 60 frames delivered",
+        played.delivered
+    );
+    // The ball moves: the model kept running on new frames rather than keeping the first mask.
+    assert!(
+        played.distinct_masks >= 2,
+        "the mask never changed ({} distinct)",
+        played.distinct_masks
+    );
 }

@@ -1,6 +1,8 @@
 //! GStreamer glue of `rembgfilter`: properties, caps, model loading at start, one mask per frame.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
@@ -17,6 +19,7 @@ use crate::inference::Backend;
 use crate::inference::onnx::{ExecutionProvider, SessionOptions};
 use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::compose::{self, Background};
+use crate::segmentation::worker::{FinishedMask, MaskWorker};
 use crate::segmentation::{Segmenter, SegmenterError, attach_alpha, locate, mask};
 
 use super::RembgMode;
@@ -31,6 +34,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_MODEL: &str = "u2netp";
 const DEFAULT_DOWNLOAD: bool = true;
+const DEFAULT_ASYNCHRONOUS: bool = true;
+/// How long a frame waits for its own mask in asynchronous mode when the frame rate is unknown.
+const FALLBACK_FRAME_DURATION: Duration = Duration::from_millis(33);
 
 /// Input formats, each with the output format that keeps its channel order.
 const FORMAT_PAIRS: [(VideoFormat, VideoFormat); 6] = [
@@ -75,6 +81,8 @@ struct Settings {
     output: OutputSettings,
     /// The picture of mode=replace.
     background_location: Option<String>,
+    /// In a live pipeline, run the model on its own thread (see the property's blurb).
+    asynchronous: bool,
 }
 
 /// What the element outputs; changeable while playing (a mode change renegotiates).
@@ -122,6 +130,7 @@ impl Default for Settings {
             mask: DEFAULT_MASK_CONTROLS,
             output: DEFAULT_OUTPUT,
             background_location: None,
+            asynchronous: DEFAULT_ASYNCHRONOUS,
         }
     }
 }
@@ -132,10 +141,15 @@ type BackgroundKey = (String, usize, usize, bool);
 
 /// Exists between `start()` and `stop()`.
 struct State {
-    segmenter: Segmenter,
+    /// Shared with the model thread of asynchronous mode, which locks it while it runs.
+    segmenter: Arc<Mutex<Segmenter>>,
+    /// The model thread, started by the first frame of a live pipeline in asynchronous mode.
+    worker: Option<MaskWorker>,
     mask: Vec<u8>,
-    /// The model's last mask, reused between model runs when `mask-interval` > 1.
+    /// The model's last mask, reused between model runs when `mask-interval` > 1 (or, in
+    /// asynchronous mode, while the model works on a newer frame), and the frame size it is for.
     model_mask: Vec<u8>,
+    model_mask_size: (usize, usize),
     /// The decoded background of mode=replace, with what it was made for.
     background: Option<(BackgroundKey, Vec<u8>)>,
     /// Frames since the model last ran; `None` forces a run (start, discontinuity, new size).
@@ -154,6 +168,8 @@ struct State {
 pub struct RembgFilter {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// Whether upstream is live, learnt from the latency query.
+    live: AtomicBool,
 }
 
 #[glib::object_subclass]
@@ -215,9 +231,11 @@ impl RembgFilter {
         gst::info!(CAT, imp = self, "one model run takes {latency}");
         Ok(State {
             latency,
-            segmenter,
+            segmenter: Arc::new(Mutex::new(segmenter)),
+            worker: None,
             mask: Vec::new(),
             model_mask: Vec::new(),
+            model_mask_size: (0, 0),
             background: None,
             frames_since_model: None,
             previous_mask: None,
@@ -325,6 +343,127 @@ impl RembgFilter {
         pts > previous_end + tolerance || pts + tolerance < previous_end
     }
 
+    fn report_model_error(&self, err: SegmenterError) -> gst::FlowError {
+        let domain = match err {
+            SegmenterError::Output { .. } => gst::StreamError::Format,
+            _ => gst::StreamError::Failed,
+        };
+        gst::element_imp_error!(self, domain, ("{}", err));
+        gst::FlowError::Error
+    }
+
+    /// One frame's time, from the caps' frame rate.
+    fn frame_duration(info: &gst_video::VideoInfo) -> Duration {
+        let fps = info.fps();
+        if fps.numer() > 0 && fps.denom() > 0 {
+            Duration::from_nanos(1_000_000_000u64 * fps.denom() as u64 / fps.numer() as u64)
+        } else {
+            FALLBACK_FRAME_DURATION
+        }
+    }
+
+    /// The latency this element adds: one model run, or in asynchronous live mode at most the
+    /// one frame time a frame waits for its mask.
+    fn own_latency(&self) -> gst::ClockTime {
+        let asynchronous =
+            self.settings.lock().unwrap().asynchronous && self.live.load(Ordering::Relaxed);
+        let state = self.state.lock().unwrap();
+        let Some(state) = state.as_ref() else {
+            return gst::ClockTime::ZERO;
+        };
+        match (&state.video_info, asynchronous) {
+            (Some((in_info, _)), true) => {
+                let frame = Self::frame_duration(in_info);
+                state
+                    .latency
+                    .min(gst::ClockTime::from_nseconds(frame.as_nanos() as u64))
+            }
+            _ => state.latency,
+        }
+    }
+
+    /// Takes a finished mask from the model thread: kept when it fits the frame size.
+    fn adopt_mask(
+        &self,
+        state: &mut State,
+        finished: FinishedMask,
+        size: (usize, usize),
+    ) -> Result<(), gst::FlowError> {
+        let mask = finished
+            .result
+            .map_err(|err| self.report_model_error(err))?;
+        let worker = state
+            .worker
+            .as_ref()
+            .expect("a finished mask comes from the worker");
+        if (finished.width, finished.height) == size {
+            let old = std::mem::replace(&mut state.model_mask, mask);
+            state.model_mask_size = size;
+            worker.recycle_mask(old);
+        } else {
+            // Made for the frame size before a caps change.
+            worker.recycle_mask(mask);
+        }
+        Ok(())
+    }
+
+    /// Asynchronous mode: the model runs on its own thread and this frame carries the newest
+    /// mask that has finished. A frame that starts a model run waits up to one frame time for
+    /// it, so a model faster than the frame rate still gives every frame its own mask; a slower
+    /// one leaves the frames in between with the mask before. Only a frame with no mask of its
+    /// size at all (the first, or the first after a size change) waits as long as the model takes.
+    fn update_mask_asynchronously(
+        &self,
+        state: &mut State,
+        frame: &ImageRef<'_>,
+        interval: u32,
+        wait: Duration,
+    ) -> Result<(), gst::FlowError> {
+        if state.worker.is_none() {
+            let worker =
+                MaskWorker::spawn("rembgfilter-model", state.segmenter.clone()).map_err(|err| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Thread,
+                        ("cannot start the model thread: {}", err)
+                    );
+                    gst::FlowError::Error
+                })?;
+            state.worker = Some(worker);
+        }
+        let size = (frame.width, frame.height);
+        let mut submitted = false;
+        loop {
+            let worker = state.worker.as_ref().expect("started above");
+            if let Some(finished) = worker.take_finished() {
+                self.adopt_mask(state, finished, size)?;
+                continue;
+            }
+            let have_mask = state.model_mask_size == size;
+            let due = !have_mask
+                || state
+                    .frames_since_model
+                    .is_none_or(|frames| frames >= interval);
+            if due && !submitted && worker.is_idle() {
+                worker.submit(frame);
+                state.frames_since_model = Some(0);
+                submitted = true;
+            }
+            if have_mask {
+                if submitted && let Some(finished) = worker.wait_finished(wait) {
+                    self.adopt_mask(state, finished, size)?;
+                }
+                return Ok(());
+            }
+            // Nothing to show yet: wait for the run in work (perhaps of the old size) and look again.
+            if let Some(finished) = worker.wait_finished(Duration::from_secs(24 * 3600)) {
+                self.adopt_mask(state, finished, size)?;
+            } else {
+                submitted = false;
+            }
+        }
+    }
+
     /// One frame: the model's mask becomes the output's alpha, colour copied as it is.
     fn process(
         &self,
@@ -341,23 +480,32 @@ impl RembgFilter {
             stride: in_frame.plane_stride()[0] as usize,
             layout,
         };
-        let controls = self.settings.lock().unwrap().mask;
+        let (controls, asynchronous) = {
+            let settings = self.settings.lock().unwrap();
+            (settings.mask, settings.asynchronous)
+        };
         let interval = controls.interval.max(1);
-        let reuse = state.model_mask.len() == width * height
-            && state
-                .frames_since_model
-                .is_some_and(|frames| frames < interval);
-        if !reuse {
-            state.model_mask.resize(width * height, 0);
-            if let Err(err) = state.segmenter.compute_mask(&src, &mut state.model_mask) {
-                let domain = match err {
-                    SegmenterError::Output { .. } => gst::StreamError::Format,
-                    _ => gst::StreamError::Failed,
-                };
-                gst::element_imp_error!(self, domain, ("{}", err));
-                return Err(gst::FlowError::Error);
+        if asynchronous && self.live.load(Ordering::Relaxed) {
+            let wait = Self::frame_duration(in_frame.info());
+            self.update_mask_asynchronously(state, &src, interval, wait)?;
+        } else {
+            let reuse = state.model_mask_size == (width, height)
+                && state
+                    .frames_since_model
+                    .is_some_and(|frames| frames < interval);
+            if !reuse {
+                state.model_mask.resize(width * height, 0);
+                let result = state
+                    .segmenter
+                    .lock()
+                    .unwrap()
+                    .compute_mask(&src, &mut state.model_mask);
+                if let Err(err) = result {
+                    return Err(self.report_model_error(err));
+                }
+                state.model_mask_size = (width, height);
+                state.frames_since_model = Some(0);
             }
-            state.frames_since_model = Some(0);
         }
         state.frames_since_model = state.frames_since_model.map(|frames| frames + 1);
         state.mask.clear();
@@ -573,6 +721,15 @@ impl ObjectImpl for RembgFilter {
                     .default_value(DEFAULT_MASK_CONTROLS.interval)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("asynchronous")
+                    .nick("Asynchronous inference")
+                    .blurb("In a live pipeline, run the model on its own thread: a frame waits at most one \
+                            frame time for its own mask, then goes out with the newest finished one, so a \
+                            model slower than the camera lags the video instead of dropping frames. \
+                            Off, or in a non-live pipeline, every frame that runs the model waits for it")
+                    .default_value(DEFAULT_ASYNCHRONOUS)
+                    .mutable_ready()
+                    .build(),
             ]);
             properties
         });
@@ -628,6 +785,7 @@ impl ObjectImpl for RembgFilter {
                 settings.mask.temporal_smoothing = value.get().expect("type checked upstream")
             }
             "mask-interval" => settings.mask.interval = value.get().expect("type checked upstream"),
+            "asynchronous" => settings.asynchronous = value.get().expect("type checked upstream"),
             "input-std" => settings.input_std = doubles(value),
             other => unimplemented!("property {other}"),
         }
@@ -653,6 +811,7 @@ impl ObjectImpl for RembgFilter {
             "feather" => settings.mask.feather.to_value(),
             "temporal-smoothing" => settings.mask.temporal_smoothing.to_value(),
             "mask-interval" => settings.mask.interval.to_value(),
+            "asynchronous" => settings.asynchronous.to_value(),
             "input-std" => array(&settings.input_std),
             other => unimplemented!("property {other}"),
         }
@@ -811,12 +970,8 @@ impl BaseTransformImpl for RembgFilter {
                 return false;
             }
             let (live, min, max) = upstream.result();
-            let ours = self
-                .state
-                .lock()
-                .unwrap()
-                .as_ref()
-                .map_or(gst::ClockTime::ZERO, |s| s.latency);
+            self.live.store(live, Ordering::Relaxed);
+            let ours = self.own_latency();
             // In a live pipeline a frame that is already late is dropped (with a QoS message)
             // rather than making the pipeline fall further behind; otherwise every frame counts.
             self.obj().set_qos(live);
@@ -841,8 +996,11 @@ impl BaseTransformImpl for RembgFilter {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        // Dropping the state drops this element's hold on the shared session.
-        *self.state.lock().unwrap() = None;
+        // Dropping the state stops the model thread and drops this element's hold on the
+        // shared session.
+        let state = self.state.lock().unwrap().take();
+        drop(state);
+        self.live.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -927,10 +1085,17 @@ impl VideoFilterImpl for RembgFilter {
             ));
         }
         gst::debug!(CAT, imp = self, "configured {incaps} -> {outcaps}");
+        let latency_before = self.own_latency();
         if let Some(state) = self.state.lock().unwrap().as_mut() {
             state.video_info = Some((in_info.clone(), out_info.clone()));
             // A new size or format breaks the run of frames.
             state.reset_history();
+        }
+        // In asynchronous mode the latency depends on the frame rate: ask for a new query.
+        if self.own_latency() != latency_before {
+            let _ = self
+                .obj()
+                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
         }
         Ok(())
     }

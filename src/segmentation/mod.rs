@@ -7,5 +7,6 @@ pub mod download;
 pub mod locate;
 pub mod mask;
 mod processing;
+pub mod worker;
 
 pub use processing::{Segmenter, SegmenterError, attach_alpha};
