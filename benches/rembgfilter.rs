@@ -1,5 +1,6 @@
 //! Prints, for u2netp at 640x480 and 1920x1080: bare model inference per frame, the rembgfilter
-//! pipeline per frame (videotestsrc ! rembgfilter ! fakesink), Python rembg per image, and the
+//! pipeline per frame (videotestsrc ! rembgfilter ! fakesink), the same with overlap=true (the
+//! model's run overlapping the work around the neighbouring frames), Python rembg per image, and the
 //! ratios between them, all measured in this one run.
 //!
 //! Run with `scripts/bench.sh` (it sets up the model, ONNX Runtime and the Python venv).
@@ -55,10 +56,10 @@ fn bare_inference(frames: usize) -> Duration {
 }
 
 /// videotestsrc ! rembgfilter ! fakesink, timed between output buffers.
-fn pipeline(width: u32, height: u32, frames: usize) -> common::PipelineRun {
+fn pipeline(width: u32, height: u32, frames: usize, overlap: bool) -> common::PipelineRun {
     let run = common::run_pipeline(&format!(
         "videotestsrc num-buffers={} ! video/x-raw,format=RGB,width={width},height={height},framerate=30/1 \
-         ! rembgfilter model={MODEL} ! fakesink name=sink sync=false",
+         ! rembgfilter model={MODEL} overlap={overlap} ! fakesink name=sink sync=false",
         frames + 1
     ));
     assert_eq!(run.frames, frames + 1, "every frame must come out");
@@ -105,25 +106,30 @@ fn main() {
     let bare = bare_inference(frames);
     println!("bare u2netp inference: {:.1} ms/frame", ms(bare));
     println!(
-        "{:>10} {:>12} {:>10} {:>14} {:>15} {:>14} {:>15}",
+        "{:>10} {:>12} {:>10} {:>10} {:>14} {:>15} {:>15} {:>14} {:>15}",
         "size",
         "pipeline ms",
+        "overlap ms",
         "rembg ms",
         "pipeline/bare",
         "rembg/pipeline",
+        "plain/overlap",
         "RSS start MiB",
         "RSS growth MiB"
     );
     for (width, height) in [(640, 480), (1920, 1080)] {
-        let ours = pipeline(width, height, frames);
+        let ours = pipeline(width, height, frames, false);
+        let overlapped = pipeline(width, height, frames, true);
         let theirs = python_rembg(width, height, frames);
         println!(
-            "{:>10} {:>12.1} {:>10.1} {:>14.3} {:>15.3} {:>14.1} {:>15.2}",
+            "{:>10} {:>12.1} {:>10.1} {:>10.1} {:>14.3} {:>15.3} {:>15.3} {:>14.1} {:>15.2}",
             format!("{width}x{height}"),
             ms(ours.per_frame),
+            ms(overlapped.per_frame),
             ms(theirs),
             ours.per_frame.as_secs_f64() / bare.as_secs_f64(),
             theirs.as_secs_f64() / ours.per_frame.as_secs_f64(),
+            ours.per_frame.as_secs_f64() / overlapped.per_frame.as_secs_f64(),
             ours.rss_start_kib as f64 / 1024.0,
             (ours.rss_end_kib as f64 - ours.rss_start_kib as f64) / 1024.0
         );
