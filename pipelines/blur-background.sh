@@ -16,7 +16,7 @@ else
     VIDEO_ENCODER="openh264enc"
 fi
 # shellcheck disable=SC2086
-gst-launch-1.0 -e filesrc location="$INPUT" ! decodebin ! videoconvert ! rembgfilter mode=blur "$@" \
+gst-launch-1.0 -e filesrc location="$INPUT" ! decodebin ! videoconvert ! rembgfilter overlap=true mode=blur "$@" \
     ! progressreport update-freq=5 ! videoconvert ! video/x-raw,format=I420 ! $VIDEO_ENCODER ! h264parse \
     ! mp4mux ! filesink location="$OUTPUT"
 echo "wrote $OUTPUT" >&2

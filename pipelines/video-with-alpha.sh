@@ -11,7 +11,7 @@ if [ $# -lt 2 ]; then
 fi
 INPUT="$1" OUTPUT="$2"
 shift 2
-gst-launch-1.0 -e filesrc location="$INPUT" ! decodebin ! videoconvert ! rembgfilter "$@" \
+gst-launch-1.0 -e filesrc location="$INPUT" ! decodebin ! videoconvert ! rembgfilter overlap=true "$@" \
     ! progressreport update-freq=5 ! videoconvert ! video/x-raw,format=BGRA ! avenc_ffv1 \
     ! matroskamux ! filesink location="$OUTPUT"
 echo "wrote $OUTPUT" >&2
