@@ -1,7 +1,10 @@
 //! Prints, for lipsyncsrc on generated 1280x720 and 1920x1080 templates with a U-Net-328-shaped
 //! model: frames per second, bare U-Net inference per frame, their ratio, the time per frame
 //! outside the model, memory growth over the run; and the same timings for the Python reference
-//! loop (OpenCV + ONNX Runtime), all measured in this one run.
+//! loop (OpenCV + ONNX Runtime), all measured in this one run. "Outside the model" is measured the
+//! same way on both sides: time per frame minus the time inside the model's runs of that same run
+//! (lipsyncsrc's `stats` property; the reference's own timer), not minus a separate bare run, whose
+//! run-to-run wander on this machine (several ms) would swamp a figure of about one ms.
 //!
 //! Run with `scripts/bench.sh lipsyncsrc` (it sets up ONNX Runtime and the Python venv).
 
@@ -9,10 +12,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{memory_kib, ms};
+use gst::prelude::*;
 use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
 use gstneuralfx::lipsync::{AudioFeatures, LipsyncModel, Mode};
@@ -59,16 +63,84 @@ fn bare_inference(model: &Path, features: &Path) -> Duration {
     start.elapsed() / FRAMES as u32
 }
 
+/// One run of the element.
+struct ElementRun {
+    /// Mean time between consecutive output buffers (the first frame not counted).
+    per_frame: Duration,
+    /// Mean time inside the model for the same frames, from the element's `stats` property: the
+    /// rest of `per_frame` is the time around the model, measured as the Python reference does.
+    model_per_frame: Duration,
+    rss_start_kib: u64,
+    rss_end_kib: u64,
+}
+
+/// (frames, model-time) from lipsyncsrc's `stats`.
+fn stats(source: &gst::Element) -> (u64, Duration) {
+    let stats = source.property::<gst::Structure>("stats");
+    (
+        stats.get::<u64>("frames").unwrap(),
+        Duration::from_nanos(stats.get::<u64>("model-time").unwrap()),
+    )
+}
+
 /// lipsyncsrc ! fakesink, timed between output buffers.
-fn element(model: &Path, template: &Path, features: &Path) -> common::PipelineRun {
-    let run = common::run_pipeline(&format!(
-        "lipsyncsrc model={} template={} features={} ! video/x-raw,format=BGR ! fakesink name=sink sync=false",
+fn element(model: &Path, template: &Path, features: &Path) -> ElementRun {
+    let pipeline = gst::parse::launch(&format!(
+        "lipsyncsrc name=src model={} template={} features={} ! video/x-raw,format=BGR ! fakesink name=sink sync=false",
         model.display(),
         template.display(),
         features.display()
-    ));
-    assert_eq!(run.frames, FRAMES);
-    run
+    ))
+    .unwrap();
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let source = bin.by_name("src").unwrap();
+    // Arrival time of each buffer, and the source's stats when the first one arrived.
+    let arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let at_first = Arc::new(Mutex::new(None::<((u64, Duration), u64)>));
+    let (recorded, first, observed) = (arrivals.clone(), at_first.clone(), source.clone());
+    bin.by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let mut arrivals = recorded.lock().unwrap();
+            arrivals.push(Instant::now());
+            match arrivals.len() {
+                1 => *first.lock().unwrap() = Some((stats(&observed), 0)),
+                // Memory growth counts from the second frame, as for rembgfilter: the cache of
+                // decoded templates filled at start is not growth.
+                2 => {
+                    if let Some(first) = first.lock().unwrap().as_mut() {
+                        first.1 = memory_kib("VmRSS:");
+                    }
+                }
+                _ => {}
+            }
+            gst::PadProbeReturn::Ok
+        });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for message in pipeline.bus().unwrap().iter_timed(gst::ClockTime::NONE) {
+        match message.view() {
+            gst::MessageView::Eos(..) => break,
+            gst::MessageView::Error(err) => panic!("{}: {:?}", err.error(), err.debug()),
+            _ => {}
+        }
+    }
+    let (frames_end, model_end) = stats(&source);
+    let rss_end_kib = memory_kib("VmRSS:");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let arrivals = arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), FRAMES);
+    let ((frames_first, model_first), rss_start_kib) = at_first.lock().unwrap().unwrap();
+    let counted = (arrivals.len() - 1) as u32;
+    // The source may already have made the second frame when the first arrives: the model time
+    // is averaged over exactly the frames it covers.
+    ElementRun {
+        per_frame: (arrivals[arrivals.len() - 1] - arrivals[0]) / counted,
+        model_per_frame: (model_end - model_first) / (frames_end - frames_first) as u32,
+        rss_start_kib,
+        rss_end_kib,
+    }
 }
 
 fn main() {
@@ -150,7 +222,8 @@ fn main() {
         let (python_frame, python_bare) = if first.0 <= second.0 { first } else { second };
         let growth = (ours.rss_end_kib as f64 - ours.rss_start_kib as f64) / 1024.0;
         let ours_frame = ms(ours.per_frame);
-        let ours_outside = ours_frame - ms(bare);
+        // As for Python: each frame's time minus the model's time in the same run.
+        let ours_outside = ours_frame - ms(ours.model_per_frame);
         let python_outside = python_frame - python_bare;
         println!(
             "{:>10} {:>8.1} {:>8.2} {:>8.2} {:>7.3} {:>10.2} | {:>9.2} {:>8.2} {:>7.3} {:>10.2} | {:>15.3} | {:>10.1}",

@@ -324,6 +324,34 @@ fn every_output_format_carries_the_same_picture() {
 }
 
 #[test]
+fn stats_count_frames_and_time_inside_the_model() {
+    let d = data();
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "lipsyncsrc name=src num-buffers=5 model={} template={} features={} ! fakesink",
+        d.model("ave").display(),
+        d.template().display(),
+        d.features("ave.npy").display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let source = pipeline.by_name("src").unwrap();
+    let started = std::time::Instant::now();
+    run_to_eos(&pipeline).unwrap();
+    let elapsed = started.elapsed();
+    let stats = source.property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(stats.get::<u64>("frames").unwrap(), 5);
+    let model_time = std::time::Duration::from_nanos(stats.get::<u64>("model-time").unwrap());
+    // Five runs of a U-Net of real widths take measurable time, and less than the whole run.
+    assert!(
+        model_time > std::time::Duration::from_millis(1) && model_time < elapsed,
+        "model-time {model_time:?} of a {elapsed:?} run"
+    );
+}
+
+#[test]
 fn live_mode_delivers_frames_at_their_time() {
     let d = data();
     init();

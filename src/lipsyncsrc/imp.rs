@@ -100,10 +100,28 @@ struct State {
     video_info: Option<gst_video::VideoInfo>,
 }
 
+/// What the `stats` property reports, counted from `start()`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    frames: u64,
+    /// Time spent inside the model's runs, so that the time around the model can be told apart.
+    model_time: std::time::Duration,
+}
+
+impl Stats {
+    fn to_structure(self) -> gst::Structure {
+        gst::Structure::builder("lipsyncsrc-stats")
+            .field("frames", self.frames)
+            .field("model-time", self.model_time.as_nanos() as u64)
+            .build()
+    }
+}
+
 #[derive(Default)]
 pub struct LipsyncSrc {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    stats: Mutex<Stats>,
     clock_wait: Mutex<Option<gst::SingleShotClockId>>,
 }
 
@@ -251,6 +269,12 @@ impl ObjectImpl for LipsyncSrc {
                     .default_value(DEFAULT_MAX_CACHED_FRAMES)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Since start: frames made (\"frames\") and nanoseconds spent inside the model \
+                            (\"model-time\"); the rest of each frame's time is decoding, cropping and pasting")
+                    .read_only()
+                    .build(),
             ];
             properties.extend(inference::element::param_specs());
             properties
@@ -311,6 +335,7 @@ impl ObjectImpl for LipsyncSrc {
             "max-cached-frames" => settings.max_cached_frames.to_value(),
             "threads" => settings.threads.to_value(),
             "execution-provider" => settings.execution_provider.to_value(),
+            "stats" => self.stats.lock().unwrap().to_structure().to_value(),
             other => unimplemented!("property {other}"),
         }
     }
@@ -356,6 +381,7 @@ impl BaseSrcImpl for LipsyncSrc {
         let settings = self.settings.lock().unwrap().clone();
         let state = self.load(&settings)?;
         *self.state.lock().unwrap() = Some(state);
+        *self.stats.lock().unwrap() = Stats::default();
         Ok(())
     }
 
@@ -469,13 +495,23 @@ impl PushSrcImpl for LipsyncSrc {
         );
         let next = frame + 1;
         let (output, prepared_next) = rayon::join(
-            || state.model.run(&face.face.image_input, &face.audio_input),
+            || {
+                let started = std::time::Instant::now();
+                let output = state.model.run(&face.face.image_input, &face.audio_input);
+                (output, started.elapsed())
+            },
             || {
                 (next < features.frames())
                     .then(|| lipsync::prepare(&templates, &faces, &features, next))
             },
         );
+        let (output, model_time) = output;
         let output = output.map_err(|e| self.frame_error(e))?;
+        {
+            let mut stats = self.stats.lock().unwrap();
+            stats.frames += 1;
+            stats.model_time += model_time;
+        }
         state.prepared = match prepared_next {
             Some(Ok(face)) => Some((next, face)),
             Some(Err(e)) => return Err(self.frame_error(e)),
