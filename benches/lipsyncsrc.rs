@@ -118,14 +118,7 @@ fn element(model: &Path, template: &Path, features: &Path) -> ElementRun {
             }
             gst::PadProbeReturn::Ok
         });
-    pipeline.set_state(gst::State::Playing).unwrap();
-    for message in pipeline.bus().unwrap().iter_timed(gst::ClockTime::NONE) {
-        match message.view() {
-            gst::MessageView::Eos(..) => break,
-            gst::MessageView::Error(err) => panic!("{}: {:?}", err.error(), err.debug()),
-            _ => {}
-        }
-    }
+    common::play_until_eos(&pipeline);
     let (frames_end, model_end) = stats(&source);
     let rss_end_kib = memory_kib("VmRSS:");
     pipeline.set_state(gst::State::Null).unwrap();

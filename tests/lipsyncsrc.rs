@@ -323,19 +323,24 @@ fn every_output_format_carries_the_same_picture() {
     }
 }
 
-#[test]
-fn stats_count_frames_and_time_inside_the_model() {
+/// lipsyncsrc with the generated ave model, templates and features, plus `properties`, into `sink`.
+fn ave_pipeline(properties: &str, sink: &str) -> gst::Pipeline {
     let d = data();
     init();
-    let pipeline = gst::parse::launch(&format!(
-        "lipsyncsrc name=src num-buffers=5 model={} template={} features={} ! fakesink",
+    gst::parse::launch(&format!(
+        "lipsyncsrc {properties} model={} template={} features={} ! {sink}",
         d.model("ave").display(),
         d.template().display(),
         d.features("ave.npy").display()
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn stats_count_frames_and_time_inside_the_model() {
+    let pipeline = ave_pipeline("name=src num-buffers=5", "fakesink");
     let source = pipeline.by_name("src").unwrap();
     let started = std::time::Instant::now();
     run_to_eos(&pipeline).unwrap();
@@ -353,17 +358,7 @@ fn stats_count_frames_and_time_inside_the_model() {
 
 #[test]
 fn live_mode_delivers_frames_at_their_time() {
-    let d = data();
-    init();
-    let pipeline = gst::parse::launch(&format!(
-        "lipsyncsrc is-live=true num-buffers=6 model={} template={} features={} ! fakesink sync=true",
-        d.model("ave").display(),
-        d.template().display(),
-        d.features("ave.npy").display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let pipeline = ave_pipeline("is-live=true num-buffers=6", "fakesink sync=true");
     let started = std::time::Instant::now();
     run_to_eos(&pipeline).unwrap();
     pipeline.set_state(gst::State::Null).unwrap();

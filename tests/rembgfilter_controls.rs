@@ -11,28 +11,12 @@ use gstneuralfx::rembgfilter::RembgMode;
 const WIDTH: u32 = 160;
 const HEIGHT: u32 = 120;
 
-/// A sample photo scaled to WIDTH x HEIGHT, packed RGB (480-byte rows need no padding).
 fn photo(name: &str) -> Vec<u8> {
-    let samples = collect_samples(&format!(
-        "filesrc location={} ! pngdec ! videoconvert ! videoscale ! \
-         video/x-raw,format=RGB,width={WIDTH},height={HEIGHT} ! appsink name=sink",
-        sample(name).display()
-    ))
-    .unwrap();
-    packed_pixels(&samples[0]).1
+    scaled_photo(name, WIDTH as usize, HEIGHT as usize)
 }
 
 fn harness(properties: &[(&str, glib::Value)]) -> Harness {
-    init();
-    let mut builder = gst::ElementFactory::make("rembgfilter");
-    for (name, value) in properties {
-        builder = builder.property(name, value.clone());
-    }
-    let mut h = Harness::with_element(&builder.build().unwrap(), Some("sink"), Some("src"));
-    h.set_src_caps_str(&format!(
-        "video/x-raw,format=RGB,width={WIDTH},height={HEIGHT},framerate=25/1"
-    ));
-    h
+    rembgfilter_harness(properties, WIDTH as usize, HEIGHT as usize)
 }
 
 use gst::glib;

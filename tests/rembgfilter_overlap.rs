@@ -11,28 +11,12 @@ use gst_check::Harness;
 const WIDTH: usize = 160;
 const HEIGHT: usize = 120;
 
-/// A sample photo scaled to `width` x `height`, packed RGB.
 fn photo(name: &str, width: usize, height: usize) -> Vec<u8> {
-    let samples = collect_samples(&format!(
-        "filesrc location={} ! pngdec ! videoconvert ! videoscale ! \
-         video/x-raw,format=RGB,width={width},height={height} ! appsink name=sink",
-        sample(name).display()
-    ))
-    .unwrap();
-    packed_pixels(&samples[0]).1
+    scaled_photo(name, width, height)
 }
 
 fn harness(properties: &[(&str, glib::Value)], width: usize, height: usize) -> Harness {
-    init();
-    let mut builder = gst::ElementFactory::make("rembgfilter");
-    for (name, value) in properties {
-        builder = builder.property(name, value.clone());
-    }
-    let mut h = Harness::with_element(&builder.build().unwrap(), Some("sink"), Some("src"));
-    h.set_src_caps_str(&format!(
-        "video/x-raw,format=RGB,width={width},height={height},framerate=25/1"
-    ));
-    h
+    rembgfilter_harness(properties, width, height)
 }
 
 use gst::glib;

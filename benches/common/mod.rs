@@ -50,14 +50,7 @@ pub fn run_pipeline(description: &str) -> PipelineRun {
             arrivals.push((Instant::now(), rss));
             gst::PadProbeReturn::Ok
         });
-    pipeline.set_state(gst::State::Playing).unwrap();
-    for message in pipeline.bus().unwrap().iter_timed(gst::ClockTime::NONE) {
-        match message.view() {
-            gst::MessageView::Eos(..) => break,
-            gst::MessageView::Error(err) => panic!("{}: {:?}", err.error(), err.debug()),
-            _ => {}
-        }
-    }
+    play_until_eos(&pipeline);
     let rss_end_kib = memory_kib("VmRSS:");
     pipeline.set_state(gst::State::Null).unwrap();
     let arrivals = arrivals.lock().unwrap();
@@ -73,4 +66,16 @@ pub fn run_pipeline(description: &str) -> PipelineRun {
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Plays `pipeline` to EOS, panicking on an error message.
+pub fn play_until_eos(pipeline: &gst::Element) {
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for message in pipeline.bus().unwrap().iter_timed(gst::ClockTime::NONE) {
+        match message.view() {
+            gst::MessageView::Eos(..) => break,
+            gst::MessageView::Error(err) => panic!("{}: {:?}", err.error(), err.debug()),
+            _ => {}
+        }
+    }
 }

@@ -195,3 +195,33 @@ pub fn start_error(description: &str) -> String {
     pipeline.set_state(gst::State::Null).unwrap();
     message.expect("the pipeline should have failed with an error message")
 }
+
+/// A sample photo scaled to `width` x `height`, as packed RGB.
+pub fn scaled_photo(name: &str, width: usize, height: usize) -> Vec<u8> {
+    let samples = collect_samples(&format!(
+        "filesrc location={} ! pngdec ! videoconvert ! videoscale ! \
+         video/x-raw,format=RGB,width={width},height={height} ! appsink name=sink",
+        sample(name).display()
+    ))
+    .unwrap();
+    packed_pixels(&samples[0]).1
+}
+
+/// A Harness around a rembgfilter with `properties`, fed RGB frames of `width` x `height` at 25 fps.
+pub fn rembgfilter_harness(
+    properties: &[(&str, gst::glib::Value)],
+    width: usize,
+    height: usize,
+) -> gst_check::Harness {
+    init();
+    let mut builder = gst::ElementFactory::make("rembgfilter");
+    for (name, value) in properties {
+        builder = builder.property(name, value.clone());
+    }
+    let mut h =
+        gst_check::Harness::with_element(&builder.build().unwrap(), Some("sink"), Some("src"));
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGB,width={width},height={height},framerate=25/1"
+    ));
+    h
+}
