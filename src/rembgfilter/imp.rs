@@ -188,6 +188,8 @@ struct State {
     /// asynchronous mode, while the model works on a newer frame), and the frame size it is for.
     model_mask: Vec<u8>,
     model_mask_size: (usize, usize),
+    /// Blur mode's blurred copy of the frame, its buffers reused from frame to frame.
+    blurred: compose::BlurredBackground,
     /// The decoded background of mode=replace, with what it was made for.
     background: Option<(BackgroundKey, Vec<u8>)>,
     /// Frames since the model last ran; `None` forces a run (start, discontinuity, new size).
@@ -279,6 +281,7 @@ impl RembgFilter {
             model_mask: Vec::new(),
             model_mask_size: (0, 0),
             background: None,
+            blurred: Default::default(),
             frames_since_model: None,
             previous_mask: None,
             previous_end: None,
@@ -851,12 +854,11 @@ impl RembgFilter {
                 )
             }
             (RembgMode::Blur, VideoFormat::Rgba | VideoFormat::Bgra) => {
-                let mut blurred = compose::to_packed4(&src);
-                compose::box_blur4(&mut blurred, width, height, output.blur_radius as usize);
+                let blurred = state.blurred.blur(&src, output.blur_radius as usize);
                 compose::composite_over(
                     &src,
                     &state.mask,
-                    Background::Image(&blurred),
+                    Background::Image(blurred),
                     dst,
                     dst_stride,
                 )

@@ -5,10 +5,11 @@ use rayon::prelude::*;
 
 use crate::imageops::ImageRef;
 
-/// `src`'s pixels as packed 4-byte pixels in its own channel order (the fourth byte unset).
-pub fn to_packed4(src: &ImageRef<'_>) -> Vec<u8> {
+/// `src`'s pixels as packed 4-byte pixels in its own channel order (the fourth byte 255).
+fn pack4_into(src: &ImageRef<'_>, out: &mut Vec<u8>) {
     let bpp = src.layout.bytes_per_pixel;
-    let mut out = vec![255u8; src.width * src.height * 4];
+    out.clear();
+    out.resize(src.width * src.height * 4, 255);
     out.par_chunks_mut(src.width * 4)
         .enumerate()
         .for_each(|(y, row)| {
@@ -16,54 +17,88 @@ pub fn to_packed4(src: &ImageRef<'_>) -> Vec<u8> {
                 o[..3].copy_from_slice(&p[..3]);
             }
         });
-    out
 }
 
-/// Blurs packed 4-byte pixels with two passes of a (2r+1) box each way (close to a Gaussian).
-pub fn box_blur4(pixels: &mut [u8], width: usize, height: usize, radius: usize) {
+/// The blurred copy of frames that blur mode puts behind the foreground, with its two
+/// frame-sized buffers kept from frame to frame (at 1080p each is 8 MB).
+#[derive(Debug, Default)]
+pub struct BlurredBackground {
+    pixels: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl BlurredBackground {
+    /// Packs `src` to 4-byte pixels and blurs it; the result stays valid until the next call.
+    pub fn blur(&mut self, src: &ImageRef<'_>, radius: usize) -> &[u8] {
+        pack4_into(src, &mut self.pixels);
+        blur_with_scratch(
+            &mut self.pixels,
+            &mut self.scratch,
+            src.width,
+            src.height,
+            radius,
+        );
+        &self.pixels
+    }
+}
+
+/// Two running-sum passes along rows, then along columns (through a transpose), ping-ponging
+/// between `pixels` and `scratch`; the result ends in `pixels`.
+fn blur_with_scratch(
+    pixels: &mut [u8],
+    scratch: &mut Vec<u8>,
+    width: usize,
+    height: usize,
+    radius: usize,
+) {
     if radius == 0 || width == 0 || height == 0 {
         return;
     }
-    // One pass along rows with a running sum, clamping at the edges.
-    let pass = |input: &[u8], w: usize| -> Vec<u8> {
-        let mut out = vec![0u8; input.len()];
-        out.par_chunks_mut(w * 4).enumerate().for_each(|(y, row)| {
-            let src = &input[y * w * 4..][..w * 4];
-            let at =
-                |x: isize, c: usize| u32::from(src[x.clamp(0, w as isize - 1) as usize * 4 + c]);
-            let span = 2 * radius as u32 + 1;
+    scratch.resize(pixels.len(), 0);
+    let scratch = &mut scratch[..pixels.len()];
+    blur_rows(pixels, scratch, width, radius);
+    blur_rows(scratch, pixels, width, radius);
+    transpose4(pixels, scratch, width, height);
+    blur_rows(scratch, pixels, height, radius);
+    blur_rows(pixels, scratch, height, radius);
+    transpose4(scratch, pixels, height, width);
+}
+
+/// One box pass along rows of `width` pixels, edge pixels repeated; alpha copied as it is.
+fn blur_rows(input: &[u8], out: &mut [u8], width: usize, radius: usize) {
+    let span = 2 * radius as u32 + 1;
+    out.par_chunks_mut(width * 4)
+        .enumerate()
+        .for_each(|(y, row)| {
+            let src = &input[y * width * 4..][..width * 4];
+            let at = |x: isize, c: usize| {
+                u32::from(src[x.clamp(0, width as isize - 1) as usize * 4 + c])
+            };
             for c in 0..3 {
                 let mut sum: u32 = (-(radius as isize)..=radius as isize)
                     .map(|x| at(x, c))
                     .sum();
-                for x in 0..w {
+                for x in 0..width {
                     row[x * 4 + c] = ((sum + span / 2) / span) as u8;
                     sum += at(x as isize + radius as isize + 1, c);
                     sum -= at(x as isize - radius as isize, c);
                 }
-                for x in 0..w {
-                    row[x * 4 + 3] = src[x * 4 + 3];
-                }
+            }
+            for x in 0..width {
+                row[x * 4 + 3] = src[x * 4 + 3];
             }
         });
-        out
-    };
-    let transpose = |input: &[u8], w: usize, h: usize| -> Vec<u8> {
-        let mut out = vec![0u8; input.len()];
-        out.par_chunks_mut(h * 4)
-            .enumerate()
-            .for_each(|(x, column)| {
-                for y in 0..h {
-                    column[y * 4..y * 4 + 4].copy_from_slice(&input[(y * w + x) * 4..][..4]);
-                }
-            });
-        out
-    };
-    let mut rows = pass(&pass(pixels, width), width);
-    let columns = transpose(&rows, width, height);
-    let columns = pass(&pass(&columns, height), height);
-    rows = transpose(&columns, height, width);
-    pixels.copy_from_slice(&rows);
+}
+
+/// Transposes a `width` x `height` image of 4-byte pixels into `out` (`height` x `width`).
+fn transpose4(input: &[u8], out: &mut [u8], width: usize, height: usize) {
+    out.par_chunks_mut(height * 4)
+        .enumerate()
+        .for_each(|(x, column)| {
+            for y in 0..height {
+                column[y * 4..y * 4 + 4].copy_from_slice(&input[(y * width + x) * 4..][..4]);
+            }
+        });
 }
 
 /// Foreground over `background` (packed 4-byte pixels, same channel order as `src`), alpha 255.
@@ -149,11 +184,11 @@ mod tests {
     fn blur_keeps_flat_colour_and_spreads_a_dot() {
         let (w, h) = (9, 7);
         let mut flat = [50u8, 60, 70, 255].repeat(w * h);
-        box_blur4(&mut flat, w, h, 2);
+        blur_with_scratch(&mut flat, &mut Vec::new(), w, h, 2);
         assert!(flat.chunks(4).all(|p| p == [50, 60, 70, 255]));
         let mut dot = vec![0u8; w * h * 4];
         dot[(3 * w + 4) * 4] = 255;
-        box_blur4(&mut dot, w, h, 1);
+        blur_with_scratch(&mut dot, &mut Vec::new(), w, h, 1);
         assert!(dot[(3 * w + 4) * 4] < 255 && dot[(3 * w + 5) * 4] > 0);
     }
 }
