@@ -30,13 +30,11 @@ fn scratch(name: &str) -> PathBuf {
 /// Extracts a member of the cached mediapipe wheel (set-up downloaded it).
 fn selfie_tflite(member: &str, out: &Path) {
     let cache = PathBuf::from(std::env::var_os("NEURALFX_CACHE").expect("NEURALFX_CACHE"));
-    let script = format!(
-        "import glob, sys, zipfile\n\
+    let script = "import glob, sys, zipfile\n\
          wheel = sorted(glob.glob(sys.argv[1] + '/wheels/mediapipe-0.10.21-*.whl'))[0]\n\
-         open(sys.argv[3], 'wb').write(zipfile.ZipFile(wheel).read(sys.argv[2]))\n"
-    );
+         open(sys.argv[3], 'wb').write(zipfile.ZipFile(wheel).read(sys.argv[2]))\n";
     let status = Command::new(convert_python())
-        .args(["-c", &script])
+        .args(["-c", script])
         .arg(&cache)
         .arg(member)
         .arg(out)
