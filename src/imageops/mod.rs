@@ -1,7 +1,10 @@
 //! Image resizing and pixel layout helpers shared by the elements' processing code.
 
+mod boxblur;
 mod cubic;
 mod resample;
+
+pub use boxblur::{BoxBlur, Edges};
 
 pub use cubic::resize_cubic;
 

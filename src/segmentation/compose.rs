@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::imageops::ImageRef;
+use crate::imageops::{BoxBlur, Edges, ImageRef};
 
 /// `src`'s pixels as packed 4-byte pixels in its own channel order (the fourth byte 255).
 fn pack4_into(src: &ImageRef<'_>, out: &mut Vec<u8>) {
@@ -42,8 +42,8 @@ impl BlurredBackground {
     }
 }
 
-/// Two running-sum passes along rows, then along columns (through a transpose), ping-ponging
-/// between `pixels` and `scratch`; the result ends in `pixels`.
+/// Two box passes each way (edge pixels repeated, alpha kept), ping-ponging between `pixels`
+/// and `scratch`.
 fn blur_with_scratch(
     pixels: &mut [u8],
     scratch: &mut Vec<u8>,
@@ -51,54 +51,14 @@ fn blur_with_scratch(
     height: usize,
     radius: usize,
 ) {
-    if radius == 0 || width == 0 || height == 0 {
-        return;
-    }
-    scratch.resize(pixels.len(), 0);
-    let scratch = &mut scratch[..pixels.len()];
-    blur_rows(pixels, scratch, width, radius);
-    blur_rows(scratch, pixels, width, radius);
-    transpose4(pixels, scratch, width, height);
-    blur_rows(scratch, pixels, height, radius);
-    blur_rows(pixels, scratch, height, radius);
-    transpose4(scratch, pixels, height, width);
-}
-
-/// One box pass along rows of `width` pixels, edge pixels repeated; alpha copied as it is.
-fn blur_rows(input: &[u8], out: &mut [u8], width: usize, radius: usize) {
-    let span = 2 * radius as u32 + 1;
-    out.par_chunks_mut(width * 4)
-        .enumerate()
-        .for_each(|(y, row)| {
-            let src = &input[y * width * 4..][..width * 4];
-            let at = |x: isize, c: usize| {
-                u32::from(src[x.clamp(0, width as isize - 1) as usize * 4 + c])
-            };
-            for c in 0..3 {
-                let mut sum: u32 = (-(radius as isize)..=radius as isize)
-                    .map(|x| at(x, c))
-                    .sum();
-                for x in 0..width {
-                    row[x * 4 + c] = ((sum + span / 2) / span) as u8;
-                    sum += at(x as isize + radius as isize + 1, c);
-                    sum -= at(x as isize - radius as isize, c);
-                }
-            }
-            for x in 0..width {
-                row[x * 4 + 3] = src[x * 4 + 3];
-            }
-        });
-}
-
-/// Transposes a `width` x `height` image of 4-byte pixels into `out` (`height` x `width`).
-fn transpose4(input: &[u8], out: &mut [u8], width: usize, height: usize) {
-    out.par_chunks_mut(height * 4)
-        .enumerate()
-        .for_each(|(x, column)| {
-            for y in 0..height {
-                column[y * 4..y * 4 + 4].copy_from_slice(&input[(y * width + x) * 4..][..4]);
-            }
-        });
+    let blur = BoxBlur {
+        channels: 4,
+        blurred: 3,
+        radius,
+        passes: 2,
+        edges: Edges::Repeat,
+    };
+    blur.apply(pixels, scratch, width, height);
 }
 
 /// Foreground over `background` (packed 4-byte pixels, same channel order as `src`), alpha 255.

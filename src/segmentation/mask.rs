@@ -1,6 +1,7 @@
 //! Operations on 8-bit masks after the model: rembg's post-processing, temporal smoothing,
 //! thresholding and feathering. Masks are packed, one byte per pixel.
 
+use crate::imageops::{BoxBlur, Edges};
 use rayon::prelude::*;
 
 /// Grey-level erosion or dilation with skimage's `disk(1)` (the 3x3 cross); edges repeat, as
@@ -105,53 +106,15 @@ pub fn threshold(mask: &mut [u8], level: u8) {
 /// Softens edges so they ramp over about `reach` pixels each side: two passes of a box blur of
 /// half that radius each way (a triangle filter, smoother than one box).
 pub fn feather(mask: &mut [u8], width: usize, height: usize, reach: usize) {
-    if reach == 0 || width == 0 || height == 0 {
-        return;
-    }
-    let radius = reach.div_ceil(2);
-    let box_rows = |input: &[u8], out: &mut [u8]| {
-        out.par_chunks_mut(width).enumerate().for_each(|(y, row)| {
-            let src = &input[y * width..][..width];
-            for (x, value) in row.iter_mut().enumerate() {
-                let (from, to) = (x.saturating_sub(radius), (x + radius).min(width - 1));
-                let sum: u32 = src[from..=to].iter().map(|&v| u32::from(v)).sum();
-                *value = ((sum + (to - from + 1) as u32 / 2) / (to - from + 1) as u32) as u8;
-            }
-        });
+    let blur = BoxBlur {
+        channels: 1,
+        blurred: 1,
+        radius: reach.div_ceil(2),
+        passes: 2,
+        // The window shrinks at the frame's edge rather than repeating the edge pixel.
+        edges: Edges::Shrink,
     };
-    let transpose = |input: &[u8], w: usize, h: usize| -> Vec<u8> {
-        let mut out = vec![0u8; input.len()];
-        for y in 0..h {
-            for x in 0..w {
-                out[x * h + y] = input[y * w + x];
-            }
-        }
-        out
-    };
-    let mut temp = vec![0u8; mask.len()];
-    for _ in 0..2 {
-        box_rows(mask, &mut temp);
-        mask.copy_from_slice(&temp);
-    }
-    let mut columns = transpose(mask, width, height);
-    let mut temp = vec![0u8; columns.len()];
-    let box_columns = |input: &[u8], out: &mut [u8]| {
-        out.par_chunks_mut(height)
-            .enumerate()
-            .for_each(|(x, column)| {
-                let src = &input[x * height..][..height];
-                for (y, value) in column.iter_mut().enumerate() {
-                    let (from, to) = (y.saturating_sub(radius), (y + radius).min(height - 1));
-                    let sum: u32 = src[from..=to].iter().map(|&v| u32::from(v)).sum();
-                    *value = ((sum + (to - from + 1) as u32 / 2) / (to - from + 1) as u32) as u8;
-                }
-            });
-    };
-    for _ in 0..2 {
-        box_columns(&columns, &mut temp);
-        columns.copy_from_slice(&temp);
-    }
-    mask.copy_from_slice(&transpose(&columns, height, width));
+    blur.apply(mask, &mut Vec::new(), width, height);
 }
 
 #[cfg(test)]
