@@ -188,6 +188,9 @@ struct State {
     /// asynchronous mode, while the model works on a newer frame), and the frame size it is for.
     model_mask: Vec<u8>,
     model_mask_size: (usize, usize),
+    /// Counts discontinuities: a mask from the model thread made for a frame before the latest
+    /// one is not shown after it.
+    history: u64,
     /// Blur mode's blurred copy of the frame, its buffers reused from frame to frame.
     blurred: compose::BlurredBackground,
     /// The decoded background of mode=replace, with what it was made for.
@@ -280,6 +283,7 @@ impl RembgFilter {
             mask: Vec::new(),
             model_mask: Vec::new(),
             model_mask_size: (0, 0),
+            history: 0,
             background: None,
             blurred: Default::default(),
             frames_since_model: None,
@@ -354,6 +358,9 @@ impl State {
     /// Forgets earlier frames: the next frame runs the model and is not blended with the past.
     fn reset_history(&mut self) {
         self.frames_since_model = None;
+        // The last mask belongs to the old scene: nothing may reuse it.
+        self.model_mask_size = (0, 0);
+        self.history += 1;
         self.previous_mask = None;
         self.previous_end = None;
     }
@@ -443,12 +450,12 @@ impl RembgFilter {
             .worker
             .as_ref()
             .expect("a finished mask comes from the worker");
-        if (finished.width, finished.height) == size {
+        if (finished.width, finished.height) == size && finished.tag == state.history {
             let old = std::mem::replace(&mut state.model_mask, mask);
             state.model_mask_size = size;
             worker.recycle_mask(old);
         } else {
-            // Made for the frame size before a caps change.
+            // Made for a frame before a caps change or another discontinuity.
             worker.recycle_mask(mask);
         }
         Ok(())
@@ -492,7 +499,7 @@ impl RembgFilter {
                     .frames_since_model
                     .is_none_or(|frames| frames >= interval);
             if due && !submitted && worker.is_idle() {
-                worker.submit(frame);
+                worker.submit(frame, state.history);
                 state.frames_since_model = Some(0);
                 submitted = true;
             }
@@ -502,7 +509,7 @@ impl RembgFilter {
                 }
                 return Ok(());
             }
-            // Nothing to show yet: wait for the run in work (perhaps of the old size) and look again.
+            // Nothing to show yet: wait for the run in work (perhaps of an older frame) and look again.
             if let Some(finished) = worker.wait_finished(Duration::from_secs(24 * 3600)) {
                 self.adopt_mask(state, finished, size)?;
             } else {

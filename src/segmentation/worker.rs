@@ -16,12 +16,15 @@ use super::{Segmenter, SegmenterError};
 /// A finished model run: the mask of a `width` x `height` frame, or why it failed.
 #[derive(Debug)]
 pub struct FinishedMask {
+    /// What the caller passed to [`MaskWorker::submit`] with the frame.
+    pub tag: u64,
     pub width: usize,
     pub height: usize,
     pub result: Result<Vec<u8>, SegmenterError>,
 }
 
 struct Job {
+    tag: u64,
     pixels: Vec<u8>,
     width: usize,
     height: usize,
@@ -79,8 +82,9 @@ impl MaskWorker {
         !slots.running && slots.waiting.is_none()
     }
 
-    /// Queues a copy of `frame` for a model run, replacing a frame still waiting.
-    pub fn submit(&self, frame: &ImageRef<'_>) {
+    /// Queues a copy of `frame` for a model run, replacing a frame still waiting. `tag` comes
+    /// back with its mask (the element uses it to tell masks from before a discontinuity).
+    pub fn submit(&self, frame: &ImageRef<'_>, tag: u64) {
         let mut pixels = self
             .shared
             .slots
@@ -95,6 +99,7 @@ impl MaskWorker {
             pixels.extend_from_slice(&frame.row(y)[..frame.width * bpp]);
         }
         let job = Job {
+            tag,
             pixels,
             width: frame.width,
             height: frame.height,
@@ -185,6 +190,7 @@ fn run(shared: &Shared, segmenter: &Mutex<Segmenter>) {
                     slots.spare_masks.push(unused);
                 }
                 slots.finished = Some(FinishedMask {
+                    tag: job.tag,
                     width: job.width,
                     height: job.height,
                     result,
@@ -251,13 +257,22 @@ mod tests {
 
     fn submit_grey(worker: &MaskWorker, level: u8) {
         let pixels = vec![level; 8 * 8 * 3];
-        worker.submit(&ImageRef::packed(&pixels, 8, 8, PixelLayout::RGB));
+        worker.submit(
+            &ImageRef::packed(&pixels, 8, 8, PixelLayout::RGB),
+            u64::from(level),
+        );
     }
 
     fn level_of(finished: FinishedMask) -> u8 {
         assert_eq!((finished.width, finished.height), (8, 8));
+        let tag = finished.tag;
         let mask = finished.result.unwrap();
         assert!(mask.iter().all(|&v| v == mask[0]), "a constant mask");
+        assert_eq!(
+            tag,
+            u64::from(mask[0]),
+            "the tag comes back with its frame's mask"
+        );
         mask[0]
     }
 
