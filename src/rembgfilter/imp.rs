@@ -188,8 +188,8 @@ struct State {
     /// asynchronous mode, while the model works on a newer frame), and the frame size it is for.
     model_mask: Vec<u8>,
     model_mask_size: (usize, usize),
-    /// Counts discontinuities: a mask from the model thread made for a frame before the latest
-    /// one is not shown after it.
+    /// Counts flushes and caps changes: a mask from the model thread made before the latest one
+    /// is not shown after it.
     history: u64,
     /// Blur mode's blurred copy of the frame, its buffers reused from frame to frame.
     blurred: compose::BlurredBackground,
@@ -355,12 +355,19 @@ impl RembgFilter {
 }
 
 impl State {
+    /// After a flush or new caps the last mask belongs to another scene or size: no frame may
+    /// reuse it, nor a mask the model thread is still making. (A DISCONT flag or a timestamp gap
+    /// only restarts smoothing: a live source marks frames it dropped that way, and the scene is
+    /// the same.)
+    fn forget_masks(&mut self) {
+        self.reset_history();
+        self.model_mask_size = (0, 0);
+        self.history += 1;
+    }
+
     /// Forgets earlier frames: the next frame runs the model and is not blended with the past.
     fn reset_history(&mut self) {
         self.frames_since_model = None;
-        // The last mask belongs to the old scene: nothing may reuse it.
-        self.model_mask_size = (0, 0);
-        self.history += 1;
         self.previous_mask = None;
         self.previous_end = None;
     }
@@ -1284,7 +1291,7 @@ impl BaseTransformImpl for RembgFilter {
     fn sink_event(&self, event: gst::Event) -> bool {
         if let gst::EventView::FlushStop(_) = event.view() {
             if let Some(state) = self.state.lock().unwrap().as_mut() {
-                state.reset_history();
+                state.forget_masks();
                 state.held.clear();
                 state.finished.clear();
             }
@@ -1391,7 +1398,7 @@ impl VideoFilterImpl for RembgFilter {
         if let Some(state) = self.state.lock().unwrap().as_mut() {
             state.video_info = Some((in_info.clone(), out_info.clone()));
             // A new size or format breaks the run of frames.
-            state.reset_history();
+            state.forget_masks();
         }
         // In asynchronous mode the latency depends on the frame rate: ask for a new query.
         if self.own_latency() != latency_before {
