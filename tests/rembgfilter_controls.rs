@@ -186,6 +186,36 @@ fn mask_interval_reuses_the_mask_between_model_runs() {
 }
 
 #[test]
+fn mask_interval_survives_dropped_frames_but_not_a_flush() {
+    let (astronaut, coffee) = (photo("astronaut"), photo("coffee"));
+    let (first, second) = (plain_mask("astronaut"), plain_mask("coffee"));
+    let mut h = harness(&[("mask-interval", 3u32.to_value())]);
+    assert_eq!(
+        push(&mut h, &astronaut, 0, gst::BufferFlags::empty()),
+        first
+    );
+    // A live source marks the frame after ones it dropped with DISCONT and a timestamp gap:
+    // the scene is the same, so the interval goes on (else a late pipeline would run the
+    // model on every frame it still gets).
+    assert_eq!(
+        push(&mut h, &coffee, 3, gst::BufferFlags::DISCONT),
+        first,
+        "DISCONT and a gap keep the mask"
+    );
+    // A flush (a seek) starts afresh: the next frame runs the model.
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
+    assert_eq!(
+        push(&mut h, &coffee, 4, gst::BufferFlags::empty()),
+        second,
+        "a flush forgets the mask"
+    );
+}
+
+#[test]
 fn controls_change_while_playing() {
     let astronaut = photo("astronaut");
     let mut h = harness(&[]);

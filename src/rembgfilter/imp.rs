@@ -195,7 +195,7 @@ struct State {
     blurred: compose::BlurredBackground,
     /// The decoded background of mode=replace, with what it was made for.
     background: Option<(BackgroundKey, Vec<u8>)>,
-    /// Frames since the model last ran; `None` forces a run (start, discontinuity, new size).
+    /// Frames since the model last ran; `None` forces a run (start, flush, new caps).
     frames_since_model: Option<u32>,
     /// The last smoothed mask, for `temporal-smoothing`; cleared on a discontinuity.
     previous_mask: Option<Vec<u8>>,
@@ -360,14 +360,14 @@ impl State {
     /// only restarts smoothing: a live source marks frames it dropped that way, and the scene is
     /// the same.)
     fn forget_masks(&mut self) {
-        self.reset_history();
+        self.restart_smoothing();
+        self.frames_since_model = None;
         self.model_mask_size = (0, 0);
         self.history += 1;
     }
 
-    /// Forgets earlier frames: the next frame runs the model and is not blended with the past.
-    fn reset_history(&mut self) {
-        self.frames_since_model = None;
+    /// The next frame is not blended with the ones before it.
+    fn restart_smoothing(&mut self) {
         self.previous_mask = None;
         self.previous_end = None;
     }
@@ -635,9 +635,6 @@ impl RembgFilter {
     ) -> Result<(), gst::FlowError> {
         let arrival = arrival.map(|buffer| {
             let discontinuity = self.note_arrival(state, &buffer);
-            if discontinuity {
-                state.frames_since_model = None;
-            }
             let interval = self.settings.lock().unwrap().mask.interval.max(1);
             let runs_model = state
                 .frames_since_model
@@ -1229,7 +1226,7 @@ impl BaseTransformImpl for RembgFilter {
         let mut state_guard = self.state.lock().unwrap();
         let state = self.started(&mut state_guard)?;
         if self.note_arrival(state, inbuf) {
-            state.reset_history();
+            state.restart_smoothing();
         }
         self.finish_frame(state, inbuf, outbuf, MaskStep::Decide)
     }
