@@ -107,6 +107,8 @@ struct LiveFigure {
     dropped_late: u64,
     mean_latency_ms: f64,
     max_latency_ms: f64,
+    /// Model runs per second of the run, from rembgfilter's `stats`.
+    model_runs_per_second: f64,
 }
 
 /// Runs a live 640x480 30 fps source through rembgfilter into a synchronised sink for
@@ -115,7 +117,7 @@ struct LiveFigure {
 fn live(model: &str, interval: u32, asynchronous: bool, seconds: u64) -> LiveFigure {
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc is-live=true pattern=ball name=src ! video/x-raw,format=RGB,width=640,height=480,framerate=30/1 \
-         ! rembgfilter model={model} mask-interval={interval} asynchronous={asynchronous} \
+         ! rembgfilter name=filter model={model} mask-interval={interval} asynchronous={asynchronous} \
          ! fakesink name=sink sync=true qos=true signal-handoffs=true"
     ))
     .unwrap();
@@ -167,6 +169,12 @@ fn live(model: &str, interval: u32, asynchronous: bool, seconds: u64) -> LiveFig
             _ => {}
         }
     }
+    let model_runs = bin
+        .by_name("filter")
+        .unwrap()
+        .property::<gst::Structure>("stats")
+        .get::<u64>("model-runs")
+        .unwrap();
     pipeline.set_state(gst::State::Null).unwrap();
     let latencies = latencies.lock().unwrap();
     LiveFigure {
@@ -175,6 +183,7 @@ fn live(model: &str, interval: u32, asynchronous: bool, seconds: u64) -> LiveFig
         dropped_late: dropped.values().sum(),
         mean_latency_ms: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
         max_latency_ms: latencies.iter().copied().fold(0.0, f64::max),
+        model_runs_per_second: model_runs as f64 / seconds as f64,
     }
 }
 
@@ -199,7 +208,7 @@ fn main() {
         "live 640x480 30 fps source, {seconds} s each (fakesink sync=true qos=true), latency = capture to render:"
     );
     println!(
-        "{:>8} {:>9} {:>6} {:>9} {:>9} {:>7} {:>12} {:>12} {:>11}",
+        "{:>8} {:>9} {:>6} {:>9} {:>9} {:>7} {:>12} {:>12} {:>11} {:>12}",
         "model",
         "interval",
         "async",
@@ -208,7 +217,8 @@ fn main() {
         "share",
         "dropped late",
         "latency mean",
-        "latency max"
+        "latency max",
+        "model runs/s"
     );
     let runs = [
         ("selfie", 1, true),
@@ -222,13 +232,14 @@ fn main() {
     for (model, interval, asynchronous) in runs {
         let figure = live(model, interval, asynchronous, seconds);
         println!(
-            "{model:>8} {interval:>9} {asynchronous:>6} {:>9} {:>9} {:>7.3} {:>12} {:>9.1} ms {:>8.1} ms",
+            "{model:>8} {interval:>9} {asynchronous:>6} {:>9} {:>9} {:>7.3} {:>12} {:>9.1} ms {:>8.1} ms {:>12.1}",
             figure.produced,
             figure.rendered,
             figure.rendered as f64 / figure.produced.max(1) as f64,
             figure.dropped_late,
             figure.mean_latency_ms,
             figure.max_latency_ms,
+            figure.model_runs_per_second,
         );
     }
     println!(

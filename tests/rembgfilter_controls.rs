@@ -186,6 +186,23 @@ fn mask_interval_reuses_the_mask_between_model_runs() {
 }
 
 #[test]
+fn stats_count_frames_and_model_runs() {
+    let astronaut = photo("astronaut");
+    let mut h = harness(&[("mask-interval", 2u32.to_value())]);
+    for index in 0..5 {
+        push(&mut h, &astronaut, index, gst::BufferFlags::empty());
+    }
+    let stats = h.element().unwrap().property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("frames").unwrap(), 5);
+    assert_eq!(
+        stats.get::<u64>("model-runs").unwrap(),
+        3,
+        "frames 1, 3 and 5"
+    );
+    assert!(stats.get::<u64>("model-time").unwrap() > 0);
+}
+
+#[test]
 fn mask_interval_survives_dropped_frames_but_not_a_flush() {
     let (astronaut, coffee) = (photo("astronaut"), photo("coffee"));
     let (first, second) = (plain_mask("astronaut"), plain_mask("coffee"));

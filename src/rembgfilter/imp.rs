@@ -148,6 +148,25 @@ impl Default for Settings {
 /// Its pixels are packed 4-byte pixels in the frame's channel order.
 type BackgroundKey = (String, usize, usize, bool);
 
+/// What the `stats` property reports, counted from `start()`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    frames: u64,
+    model_runs: u64,
+    /// Time inside the model's runs (not the resizing around them).
+    model_time: Duration,
+}
+
+impl Stats {
+    fn to_structure(self) -> gst::Structure {
+        gst::Structure::builder("rembgfilter-stats")
+            .field("frames", self.frames)
+            .field("model-runs", self.model_runs)
+            .field("model-time", self.model_time.as_nanos() as u64)
+            .build()
+    }
+}
+
 /// Where a frame's model mask comes from when it is finished.
 enum MaskStep {
     /// Decide by `mask-interval` and run the model now if due (in the streaming thread, or on the
@@ -215,6 +234,7 @@ struct State {
 pub struct RembgFilter {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    stats: Mutex<Stats>,
     /// Whether upstream is live, learnt from the latency query.
     live: AtomicBool,
 }
@@ -404,6 +424,12 @@ impl RembgFilter {
         pts > previous_end + tolerance || pts + tolerance < previous_end
     }
 
+    fn count_model_run(&self, model_time: Duration) {
+        let mut stats = self.stats.lock().unwrap();
+        stats.model_runs += 1;
+        stats.model_time += model_time;
+    }
+
     fn report_model_error(&self, err: SegmenterError) -> gst::FlowError {
         let domain = match err {
             SegmenterError::Output { .. } => gst::StreamError::Format,
@@ -453,6 +479,7 @@ impl RembgFilter {
         let mask = finished
             .result
             .map_err(|err| self.report_model_error(err))?;
+        self.count_model_run(finished.model_time);
         let worker = state
             .worker
             .as_ref()
@@ -661,17 +688,20 @@ impl RembgFilter {
         let (model_result, side_result) = rayon::join(
             || {
                 tensor.map(|tensor| {
-                    backend.run(&[TensorView {
+                    let started = std::time::Instant::now();
+                    let outputs = backend.run(&[TensorView {
                         shape: &shape,
                         data: &tensor,
-                    }])
+                    }]);
+                    (outputs, started.elapsed())
                 })
             },
             || self.finish_ready_and_prepare(state, arrival),
         );
         let arrived = side_result?;
-        if let Some(result) = model_result {
+        if let Some((result, model_time)) = model_result {
             let outputs = result.map_err(|err| self.report_model_error(err.into()))?;
+            self.count_model_run(model_time);
             let running = state
                 .held
                 .iter_mut()
@@ -798,14 +828,15 @@ impl RembgFilter {
                     .is_some_and(|frames| frames < interval);
             if !reuse {
                 state.model_mask.resize(width * height, 0);
-                let result = state
-                    .segmenter
-                    .lock()
-                    .unwrap()
-                    .compute_mask(&src, &mut state.model_mask);
+                let (result, model_time) = {
+                    let mut segmenter = state.segmenter.lock().unwrap();
+                    let result = segmenter.compute_mask(&src, &mut state.model_mask);
+                    (result, segmenter.last_run_time())
+                };
                 if let Err(err) = result {
                     return Err(self.report_model_error(err));
                 }
+                self.count_model_run(model_time);
                 state.model_mask_size = (width, height);
                 state.frames_since_model = Some(0);
             }
@@ -919,6 +950,7 @@ impl RembgFilter {
                 }
             }
         }
+        self.stats.lock().unwrap().frames += 1;
         Ok(gst::FlowSuccess::Ok)
     }
 }
@@ -1034,6 +1066,12 @@ impl ObjectImpl for RembgFilter {
                     .default_value(DEFAULT_ASYNCHRONOUS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Since start: frames output (\"frames\"), model runs (\"model-runs\", fewer with \
+                            mask-interval or asynchronous mode) and nanoseconds inside the model (\"model-time\")")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecBoolean::builder("overlap")
                     .nick("Overlap frames")
                     .blurb("In a non-live pipeline, hold one frame back so that the model's run on it \
@@ -1127,6 +1165,7 @@ impl ObjectImpl for RembgFilter {
             "mask-interval" => settings.mask.interval.to_value(),
             "asynchronous" => settings.asynchronous.to_value(),
             "overlap" => settings.overlap.to_value(),
+            "stats" => self.stats.lock().unwrap().to_structure().to_value(),
             "input-std" => array(&settings.input_std),
             other => unimplemented!("property {other}"),
         }
@@ -1212,6 +1251,7 @@ impl BaseTransformImpl for RembgFilter {
         let settings = self.settings.lock().unwrap().clone();
         let state = self.load(&settings)?;
         *self.state.lock().unwrap() = Some(state);
+        *self.stats.lock().unwrap() = Stats::default();
         gst::debug!(CAT, imp = self, "started with {}", settings.model);
         Ok(())
     }

@@ -32,6 +32,8 @@ pub struct Segmenter {
     resized: Vec<u8>,
     tensor: Vec<f32>,
     small_mask: Vec<u8>,
+    /// How long the model itself took in the last [`Segmenter::compute_mask`].
+    last_run_time: std::time::Duration,
 }
 
 impl std::fmt::Debug for Segmenter {
@@ -108,6 +110,7 @@ impl Segmenter {
             resized: Vec::new(),
             tensor: Vec::new(),
             small_mask: Vec::new(),
+            last_run_time: std::time::Duration::ZERO,
         })
     }
 
@@ -131,11 +134,19 @@ impl Segmenter {
         mask: &mut [u8],
     ) -> Result<(), SegmenterError> {
         self.preprocess(frame)?;
+        let started = std::time::Instant::now();
         let outputs = self.backend.run(&[crate::inference::TensorView {
             shape: &self.input_shape,
             data: &self.tensor,
         }])?;
+        self.last_run_time = started.elapsed();
         self.postprocess(&outputs, frame.width, frame.height, mask)
+    }
+
+    /// How long the model itself (not the resizing around it) took in the last
+    /// [`Segmenter::compute_mask`].
+    pub fn last_run_time(&self) -> std::time::Duration {
+        self.last_run_time
     }
 
     /// rembg's `normalize()`: resize to the model size, scale, subtract mean, divide by std.

@@ -21,6 +21,8 @@ pub struct FinishedMask {
     pub width: usize,
     pub height: usize,
     pub result: Result<Vec<u8>, SegmenterError>,
+    /// How long the model itself ran for it.
+    pub model_time: Duration,
 }
 
 struct Job {
@@ -172,11 +174,11 @@ fn run(shared: &Shared, segmenter: &Mutex<Segmenter>) {
         };
         mask.resize(job.width * job.height, 0);
         let frame = ImageRef::packed(&job.pixels, job.width, job.height, job.layout);
-        let result = segmenter
-            .lock()
-            .unwrap()
-            .compute_mask(&frame, &mut mask)
-            .map(|()| mask);
+        let (result, model_time) = {
+            let mut segmenter = segmenter.lock().unwrap();
+            let result = segmenter.compute_mask(&frame, &mut mask).map(|()| mask);
+            (result, segmenter.last_run_time())
+        };
         let mut slots = shared.slots.lock().unwrap();
         slots.running = false;
         match slots.finished.take() {
@@ -194,6 +196,7 @@ fn run(shared: &Shared, segmenter: &Mutex<Segmenter>) {
                     width: job.width,
                     height: job.height,
                     result,
+                    model_time,
                 });
             }
         }
