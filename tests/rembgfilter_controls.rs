@@ -36,6 +36,15 @@ fn push(h: &mut Harness, pixels: &[u8], index: u64, flags: gst::BufferFlags) -> 
     alpha_of(&map)
 }
 
+/// A flush (what a seek sends) followed by a new segment.
+fn flush(h: &mut Harness) {
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
+}
+
 fn plain_mask(name: &str) -> Vec<u8> {
     let mut h = harness(&[]);
     push(&mut h, &photo(name), 0, gst::BufferFlags::empty())
@@ -156,11 +165,7 @@ fn temporal_smoothing_blends_frames_and_resets_on_discontinuities() {
         "DISCONT flag"
     );
     push(&mut h, &astronaut, 8, gst::BufferFlags::empty());
-    assert!(h.push_event(gst::event::FlushStart::new()));
-    assert!(h.push_event(gst::event::FlushStop::new(true)));
-    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
-        gst::ClockTime,
-    >::new()));
+    flush(&mut h);
     assert_eq!(
         push(&mut h, &coffee, 9, gst::BufferFlags::empty()),
         second,
@@ -220,11 +225,7 @@ fn mask_interval_survives_dropped_frames_but_not_a_flush() {
         "DISCONT and a gap keep the mask"
     );
     // A flush (a seek) starts afresh: the next frame runs the model.
-    assert!(h.push_event(gst::event::FlushStart::new()));
-    assert!(h.push_event(gst::event::FlushStop::new(true)));
-    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
-        gst::ClockTime,
-    >::new()));
+    flush(&mut h);
     assert_eq!(
         push(&mut h, &coffee, 4, gst::BufferFlags::empty()),
         second,
