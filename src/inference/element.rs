@@ -48,3 +48,39 @@ pub fn load_model(
     }
     Ok(backend)
 }
+
+/// What an inference element's read-only `stats` property reports, counted from `start()`:
+/// frames output, model runs, and the time inside the model's runs (not the work around them),
+/// so that users and benchmarks can tell the two apart.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InferenceStats {
+    pub frames: u64,
+    pub model_runs: u64,
+    pub model_time: std::time::Duration,
+}
+
+impl InferenceStats {
+    pub fn count_model_run(&mut self, model_time: std::time::Duration) {
+        self.model_runs += 1;
+        self.model_time += model_time;
+    }
+
+    /// The property's value: a structure named `name` with `frames`, `model-runs` and
+    /// `model-time` (nanoseconds), all guint64.
+    pub fn to_structure(self, name: &str) -> gst::Structure {
+        gst::Structure::builder(name)
+            .field("frames", self.frames)
+            .field("model-runs", self.model_runs)
+            .field("model-time", self.model_time.as_nanos() as u64)
+            .build()
+    }
+}
+
+/// The read-only `stats` property; `blurb` says what the element's figures mean.
+pub fn stats_param_spec(blurb: &str) -> glib::ParamSpec {
+    glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+        .nick("Statistics")
+        .blurb(blurb)
+        .read_only()
+        .build()
+}

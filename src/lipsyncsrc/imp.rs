@@ -16,6 +16,7 @@ use gst_video::prelude::*;
 use super::LipsyncMode;
 use crate::inference;
 use crate::inference::Backend;
+use crate::inference::element::InferenceStats;
 use crate::inference::onnx::{ExecutionProvider, SessionOptions};
 use crate::lipsync::{self, AudioFeatures, FaceCrop, LipsyncModel, OutputLayout, TemplateSet};
 
@@ -100,28 +101,11 @@ struct State {
     video_info: Option<gst_video::VideoInfo>,
 }
 
-/// What the `stats` property reports, counted from `start()`.
-#[derive(Debug, Default, Clone, Copy)]
-struct Stats {
-    frames: u64,
-    /// Time spent inside the model's runs, so that the time around the model can be told apart.
-    model_time: std::time::Duration,
-}
-
-impl Stats {
-    fn to_structure(self) -> gst::Structure {
-        gst::Structure::builder("lipsyncsrc-stats")
-            .field("frames", self.frames)
-            .field("model-time", self.model_time.as_nanos() as u64)
-            .build()
-    }
-}
-
 #[derive(Default)]
 pub struct LipsyncSrc {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    stats: Mutex<Stats>,
+    stats: Mutex<InferenceStats>,
     clock_wait: Mutex<Option<gst::SingleShotClockId>>,
 }
 
@@ -269,12 +253,11 @@ impl ObjectImpl for LipsyncSrc {
                     .default_value(DEFAULT_MAX_CACHED_FRAMES)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                    .nick("Statistics")
-                    .blurb("Since start: frames made (\"frames\") and nanoseconds spent inside the model \
-                            (\"model-time\"); the rest of each frame's time is decoding, cropping and pasting")
-                    .read_only()
-                    .build(),
+                inference::element::stats_param_spec(
+                    "Since start: frames made (\"frames\"), model runs (\"model-runs\", one per frame) and \
+                     nanoseconds spent inside the model (\"model-time\"); the rest of each frame's time is \
+                     decoding, cropping and pasting",
+                ),
             ];
             properties.extend(inference::element::param_specs());
             properties
@@ -335,7 +318,12 @@ impl ObjectImpl for LipsyncSrc {
             "max-cached-frames" => settings.max_cached_frames.to_value(),
             "threads" => settings.threads.to_value(),
             "execution-provider" => settings.execution_provider.to_value(),
-            "stats" => self.stats.lock().unwrap().to_structure().to_value(),
+            "stats" => self
+                .stats
+                .lock()
+                .unwrap()
+                .to_structure("lipsyncsrc-stats")
+                .to_value(),
             other => unimplemented!("property {other}"),
         }
     }
@@ -381,7 +369,7 @@ impl BaseSrcImpl for LipsyncSrc {
         let settings = self.settings.lock().unwrap().clone();
         let state = self.load(&settings)?;
         *self.state.lock().unwrap() = Some(state);
-        *self.stats.lock().unwrap() = Stats::default();
+        *self.stats.lock().unwrap() = InferenceStats::default();
         Ok(())
     }
 
@@ -510,7 +498,7 @@ impl PushSrcImpl for LipsyncSrc {
         {
             let mut stats = self.stats.lock().unwrap();
             stats.frames += 1;
-            stats.model_time += model_time;
+            stats.count_model_run(model_time);
         }
         state.prepared = match prepared_next {
             Some(Ok(face)) => Some((next, face)),

@@ -19,6 +19,7 @@ use gst_video::subclass::prelude::*;
 
 use crate::imageops::{ImageRef, PixelLayout};
 use crate::inference;
+use crate::inference::element::InferenceStats;
 use crate::inference::onnx::{ExecutionProvider, SessionOptions};
 use crate::inference::{Backend, Tensor, TensorView};
 use crate::segmentation::catalog::{self, ModelProfile};
@@ -148,25 +149,6 @@ impl Default for Settings {
 /// Its pixels are packed 4-byte pixels in the frame's channel order.
 type BackgroundKey = (String, usize, usize, bool);
 
-/// What the `stats` property reports, counted from `start()`.
-#[derive(Debug, Default, Clone, Copy)]
-struct Stats {
-    frames: u64,
-    model_runs: u64,
-    /// Time inside the model's runs (not the resizing around them).
-    model_time: Duration,
-}
-
-impl Stats {
-    fn to_structure(self) -> gst::Structure {
-        gst::Structure::builder("rembgfilter-stats")
-            .field("frames", self.frames)
-            .field("model-runs", self.model_runs)
-            .field("model-time", self.model_time.as_nanos() as u64)
-            .build()
-    }
-}
-
 /// Where a frame's model mask comes from when it is finished.
 enum MaskStep {
     /// Decide by `mask-interval` and run the model now if due (in the streaming thread, or on the
@@ -234,7 +216,7 @@ struct State {
 pub struct RembgFilter {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    stats: Mutex<Stats>,
+    stats: Mutex<InferenceStats>,
     /// Whether upstream is live, learnt from the latency query.
     live: AtomicBool,
 }
@@ -425,9 +407,7 @@ impl RembgFilter {
     }
 
     fn count_model_run(&self, model_time: Duration) {
-        let mut stats = self.stats.lock().unwrap();
-        stats.model_runs += 1;
-        stats.model_time += model_time;
+        self.stats.lock().unwrap().count_model_run(model_time);
     }
 
     fn report_model_error(&self, err: SegmenterError) -> gst::FlowError {
@@ -1066,12 +1046,10 @@ impl ObjectImpl for RembgFilter {
                     .default_value(DEFAULT_ASYNCHRONOUS)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                    .nick("Statistics")
-                    .blurb("Since start: frames output (\"frames\"), model runs (\"model-runs\", fewer with \
-                            mask-interval or asynchronous mode) and nanoseconds inside the model (\"model-time\")")
-                    .read_only()
-                    .build(),
+                inference::element::stats_param_spec(
+                    "Since start: frames output (\"frames\"), model runs (\"model-runs\", fewer with \
+                     mask-interval or asynchronous mode) and nanoseconds inside the model (\"model-time\")",
+                ),
                 glib::ParamSpecBoolean::builder("overlap")
                     .nick("Overlap frames")
                     .blurb("In a non-live pipeline, hold one frame back so that the model's run on it \
@@ -1165,7 +1143,12 @@ impl ObjectImpl for RembgFilter {
             "mask-interval" => settings.mask.interval.to_value(),
             "asynchronous" => settings.asynchronous.to_value(),
             "overlap" => settings.overlap.to_value(),
-            "stats" => self.stats.lock().unwrap().to_structure().to_value(),
+            "stats" => self
+                .stats
+                .lock()
+                .unwrap()
+                .to_structure("rembgfilter-stats")
+                .to_value(),
             "input-std" => array(&settings.input_std),
             other => unimplemented!("property {other}"),
         }
@@ -1251,7 +1234,7 @@ impl BaseTransformImpl for RembgFilter {
         let settings = self.settings.lock().unwrap().clone();
         let state = self.load(&settings)?;
         *self.state.lock().unwrap() = Some(state);
-        *self.stats.lock().unwrap() = Stats::default();
+        *self.stats.lock().unwrap() = InferenceStats::default();
         gst::debug!(CAT, imp = self, "started with {}", settings.model);
         Ok(())
     }
