@@ -368,6 +368,19 @@ impl State {
         self.history += 1;
     }
 
+    /// Whether this frame's turn in `mask-interval` runs the model (every `interval`th frame, and
+    /// the first after start, a flush or new caps); counts the frame.
+    fn model_turn(&mut self, interval: u32) -> bool {
+        let turn = self
+            .frames_since_model
+            .is_none_or(|frames| frames >= interval);
+        self.frames_since_model = Some(match self.frames_since_model {
+            Some(frames) if !turn => frames + 1,
+            _ => 1,
+        });
+        turn
+    }
+
     /// The next frame is not blended with the ones before it.
     fn restart_smoothing(&mut self) {
         self.previous_mask = None;
@@ -521,6 +534,8 @@ impl RembgFilter {
                 if submitted && let Some(finished) = worker.wait_finished(wait) {
                     self.adopt_mask(state, finished, size)?;
                 }
+                // This frame counts towards the next run, submitted or not.
+                state.frames_since_model = state.frames_since_model.map(|frames| frames + 1);
                 return Ok(());
             }
             // Nothing to show yet: wait for the run in work (perhaps of an older frame) and look again.
@@ -643,14 +658,7 @@ impl RembgFilter {
         let arrival = arrival.map(|buffer| {
             let discontinuity = self.note_arrival(state, &buffer);
             let interval = self.settings.lock().unwrap().mask.interval.max(1);
-            let runs_model = state
-                .frames_since_model
-                .is_none_or(|frames| frames >= interval);
-            state.frames_since_model = Some(match state.frames_since_model {
-                Some(frames) if !runs_model => frames + 1,
-                _ => 1,
-            });
-            (buffer, runs_model, discontinuity)
+            (buffer, state.model_turn(interval), discontinuity)
         });
         let tensor = state.held.iter_mut().find_map(|frame| {
             match std::mem::replace(&mut frame.stage, HeldStage::Running) {
@@ -783,46 +791,44 @@ impl RembgFilter {
             (settings.mask, settings.asynchronous)
         };
         let interval = controls.interval.max(1);
-        let decided_here = matches!(step, MaskStep::Decide);
-        if let MaskStep::Inferred(outputs) = step {
-            state.model_mask.resize(width * height, 0);
-            let result = state.segmenter.lock().unwrap().postprocess(
-                &outputs,
-                width,
-                height,
-                &mut state.model_mask,
-            );
-            if let Err(err) = result {
-                return Err(self.report_model_error(err));
-            }
-            state.model_mask_size = (width, height);
-        } else if let MaskStep::Reuse = step {
-            // Overlap mode decided at arrival; the mask of the frame before is still here.
-        } else if asynchronous && self.live.load(Ordering::Relaxed) {
-            let wait = Self::frame_duration(in_frame.info());
-            self.update_mask_asynchronously(state, &src, interval, wait)?;
-        } else {
-            let reuse = state.model_mask_size == (width, height)
-                && state
-                    .frames_since_model
-                    .is_some_and(|frames| frames < interval);
-            if !reuse {
+        match step {
+            MaskStep::Inferred(outputs) => {
                 state.model_mask.resize(width * height, 0);
-                let (result, model_time) = {
-                    let mut segmenter = state.segmenter.lock().unwrap();
-                    let result = segmenter.compute_mask(&src, &mut state.model_mask);
-                    (result, segmenter.last_run_time())
-                };
+                let result = state.segmenter.lock().unwrap().postprocess(
+                    &outputs,
+                    width,
+                    height,
+                    &mut state.model_mask,
+                );
                 if let Err(err) = result {
                     return Err(self.report_model_error(err));
                 }
-                self.count_model_run(model_time);
                 state.model_mask_size = (width, height);
-                state.frames_since_model = Some(0);
             }
-        }
-        if decided_here {
-            state.frames_since_model = state.frames_since_model.map(|frames| frames + 1);
+            // Overlap mode decided at arrival; the mask of the frame before is still here.
+            MaskStep::Reuse => {}
+            MaskStep::Decide if asynchronous && self.live.load(Ordering::Relaxed) => {
+                let wait = Self::frame_duration(in_frame.info());
+                self.update_mask_asynchronously(state, &src, interval, wait)?;
+            }
+            MaskStep::Decide => {
+                let turn = state.model_turn(interval);
+                if turn || state.model_mask_size != (width, height) {
+                    state.model_mask.resize(width * height, 0);
+                    let (result, model_time) = {
+                        let mut segmenter = state.segmenter.lock().unwrap();
+                        let result = segmenter.compute_mask(&src, &mut state.model_mask);
+                        (result, segmenter.last_run_time())
+                    };
+                    if let Err(err) = result {
+                        return Err(self.report_model_error(err));
+                    }
+                    self.count_model_run(model_time);
+                    state.model_mask_size = (width, height);
+                    // The count restarts with a run, also one the frame size forced.
+                    state.frames_since_model = Some(1);
+                }
+            }
         }
         state.mask.clear();
         state.mask.extend_from_slice(&state.model_mask);
