@@ -65,13 +65,11 @@ fn bare_inference(model: &Path, features: &Path) -> Duration {
 
 /// One run of the element.
 struct ElementRun {
-    /// Mean time between consecutive output buffers (the first frame not counted).
-    per_frame: Duration,
-    /// Mean time inside the model for the same frames, from the element's `stats` property: the
-    /// rest of `per_frame` is the time around the model, measured as the Python reference does.
+    timing: common::PipelineRun,
+    /// Mean time inside the model for the frames `timing.per_frame` covers, from the element's
+    /// `stats` property: the rest of `per_frame` is the time around the model, measured as the
+    /// Python reference does.
     model_per_frame: Duration,
-    rss_start_kib: u64,
-    rss_end_kib: u64,
 }
 
 /// (frames, model-time) from lipsyncsrc's `stats`.
@@ -92,47 +90,28 @@ fn element(model: &Path, template: &Path, features: &Path) -> ElementRun {
         features.display()
     ))
     .unwrap();
-    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-    let source = bin.by_name("src").unwrap();
-    // Arrival time of each buffer, and the source's stats when the first one arrived.
-    let arrivals = Arc::new(Mutex::new(Vec::<Instant>::new()));
-    let at_first = Arc::new(Mutex::new(None::<((u64, Duration), u64)>));
-    let (recorded, first, observed) = (arrivals.clone(), at_first.clone(), source.clone());
-    bin.by_name("sink")
+    let source = pipeline
+        .downcast_ref::<gst::Bin>()
         .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            let mut arrivals = recorded.lock().unwrap();
-            arrivals.push(Instant::now());
-            match arrivals.len() {
-                1 => *first.lock().unwrap() = Some((stats(&observed), 0)),
-                // Memory growth counts from the second frame, as for rembgfilter: the cache of
-                // decoded templates filled at start is not growth.
-                2 => {
-                    if let Some(first) = first.lock().unwrap().as_mut() {
-                        first.1 = memory_kib("VmRSS:");
-                    }
-                }
-                _ => {}
-            }
-            gst::PadProbeReturn::Ok
-        });
-    common::play_until_eos(&pipeline);
+        .by_name("src")
+        .unwrap();
+    // Per-frame time counts from the first buffer's arrival, so the model time does too.
+    let at_first = Arc::new(Mutex::new(None::<(u64, Duration)>));
+    let (first, observed) = (at_first.clone(), source.clone());
+    let timing = common::time_pipeline(&pipeline, move |index| {
+        if index == 0 {
+            *first.lock().unwrap() = Some(stats(&observed));
+        }
+    });
+    assert_eq!(timing.frames, FRAMES);
+    // The stats outlive the run: they are reset at the next start only.
     let (frames_end, model_end) = stats(&source);
-    let rss_end_kib = memory_kib("VmRSS:");
-    pipeline.set_state(gst::State::Null).unwrap();
-    let arrivals = arrivals.lock().unwrap();
-    assert_eq!(arrivals.len(), FRAMES);
-    let ((frames_first, model_first), rss_start_kib) = at_first.lock().unwrap().unwrap();
-    let counted = (arrivals.len() - 1) as u32;
+    let (frames_first, model_first) = at_first.lock().unwrap().unwrap();
     // The source may already have made the second frame when the first arrives: the model time
     // is averaged over exactly the frames it covers.
     ElementRun {
-        per_frame: (arrivals[arrivals.len() - 1] - arrivals[0]) / counted,
+        timing,
         model_per_frame: (model_end - model_first) / (frames_end - frames_first) as u32,
-        rss_start_kib,
-        rss_end_kib,
     }
 }
 
@@ -189,7 +168,7 @@ fn main() {
         for _ in 0..2 {
             bare = bare.min(bare_inference(&model, &features));
             let again = element(&model, &template, &features);
-            if again.per_frame < ours.per_frame {
+            if again.timing.per_frame < ours.timing.per_frame {
                 ours = again;
             }
         }
@@ -213,8 +192,8 @@ fn main() {
         // The same treatment for the reference: the faster of two runs.
         let (first, second) = (python_run(), python_run());
         let (python_frame, python_bare) = if first.0 <= second.0 { first } else { second };
-        let growth = (ours.rss_end_kib as f64 - ours.rss_start_kib as f64) / 1024.0;
-        let ours_frame = ms(ours.per_frame);
+        let growth = (ours.timing.rss_end_kib as f64 - ours.timing.rss_start_kib as f64) / 1024.0;
+        let ours_frame = ms(ours.timing.per_frame);
         // As for Python: each frame's time minus the model's time in the same run.
         let ours_outside = ours_frame - ms(ours.model_per_frame);
         let python_outside = python_frame - python_bare;

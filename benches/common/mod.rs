@@ -32,7 +32,15 @@ pub struct PipelineRun {
 
 /// Plays `description` to EOS, stamping each buffer that reaches the element named "sink".
 pub fn run_pipeline(description: &str) -> PipelineRun {
-    let pipeline = gst::parse::launch(description).unwrap();
+    time_pipeline(&gst::parse::launch(description).unwrap(), |_| {})
+}
+
+/// Plays `pipeline` to EOS, stamping each buffer that reaches its element named "sink";
+/// `on_arrival` is called with each buffer's index as it arrives (to read element state then).
+pub fn time_pipeline(
+    pipeline: &gst::Element,
+    on_arrival: impl Fn(usize) + Send + Sync + 'static,
+) -> PipelineRun {
     let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
     let arrivals = Arc::new(Mutex::new(Vec::<(Instant, u64)>::new()));
     let recorded = arrivals.clone();
@@ -48,9 +56,10 @@ pub fn run_pipeline(description: &str) -> PipelineRun {
                 0
             };
             arrivals.push((Instant::now(), rss));
+            on_arrival(arrivals.len() - 1);
             gst::PadProbeReturn::Ok
         });
-    play_until_eos(&pipeline);
+    play_until_eos(pipeline);
     let rss_end_kib = memory_kib("VmRSS:");
     pipeline.set_state(gst::State::Null).unwrap();
     let arrivals = arrivals.lock().unwrap();
