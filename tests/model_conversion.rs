@@ -10,11 +10,7 @@ use std::process::{Command, Output};
 use common::*;
 
 fn convert_python() -> PathBuf {
-    let venv = PathBuf::from(
-        std::env::var_os("NEURALFX_CONVERT_VENV")
-            .expect("NEURALFX_CONVERT_VENV is not set: run the tests with scripts/test.sh"),
-    );
-    venv.join("bin/python")
+    python_in("NEURALFX_CONVERT_VENV")
 }
 
 fn converter() -> PathBuf {

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use common::*;
 use gst_check::Harness;
@@ -24,29 +23,20 @@ fn mediapipe_reference(variant: &str, photo: &str) -> Reference {
 }
 
 fn mediapipe_run(variant: &str, photo: &str, full_size: bool) -> Reference {
-    let venv = PathBuf::from(
-        std::env::var_os("NEURALFX_MEDIAPIPE_VENV")
-            .expect("NEURALFX_MEDIAPIPE_VENV is not set: run the tests with scripts/test.sh"),
-    );
     let prefix = std::env::temp_dir().join(format!(
         "neuralfx-mediapipe-{variant}-{photo}-{}-{}",
         if full_size { "full" } else { "model-size" },
         std::process::id()
     ));
-    let output = Command::new(venv.join("bin/python"))
-        .arg(reference_script("mediapipe_selfie.py"))
-        .args([
-            variant,
-            sample(photo).to_str().unwrap(),
-            prefix.to_str().unwrap(),
-        ])
-        .args(full_size.then_some("--full-size"))
-        .output()
-        .expect("start the MediaPipe reference");
-    assert!(
-        output.status.success(),
-        "mediapipe_selfie.py failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let image = sample(photo);
+    let mut args = vec![variant, image.to_str().unwrap(), prefix.to_str().unwrap()];
+    if full_size {
+        args.push("--full-size");
+    }
+    run_reference_with(
+        &python_in("NEURALFX_MEDIAPIPE_VENV"),
+        "mediapipe_selfie.py",
+        &args,
     );
     let read = |suffix: &str| PathBuf::from(format!("{}.{suffix}.npy", prefix.display()));
     let rgb = ndarray_npy::read_npy(read("rgb")).unwrap();

@@ -34,8 +34,14 @@ pub fn sample(name: &str) -> PathBuf {
     path
 }
 
+/// The reference oracles' Python (rembg, OpenCV, ONNX Runtime).
 pub fn venv_python() -> PathBuf {
-    let python = env_path("NEURALFX_VENV").join("bin/python");
+    python_in("NEURALFX_VENV")
+}
+
+/// The Python of the venv that environment variable `venv` (set by scripts/env.sh) names.
+pub fn python_in(venv: &str) -> PathBuf {
+    let python = env_path(venv).join("bin/python");
     assert!(
         python.is_file(),
         "{} missing: run scripts/test.sh",
@@ -52,7 +58,12 @@ pub fn reference_script(name: &str) -> PathBuf {
 
 /// Runs a Python reference script in the venv and returns its stdout.
 pub fn run_reference(script: &str, args: &[&str]) -> String {
-    let output = Command::new(venv_python())
+    run_reference_with(&venv_python(), script, args)
+}
+
+/// Runs a Python reference script with `python` and returns its stdout; it must succeed.
+pub fn run_reference_with(python: &std::path::Path, script: &str, args: &[&str]) -> String {
+    let output = Command::new(python)
         .arg(reference_script(script))
         .args(args)
         .output()
