@@ -62,6 +62,15 @@ impl<'a> ImageRef<'a> {
         &self.data[start..start + self.width * self.layout.bytes_per_pixel]
     }
 
+    /// Copies the pixels into `out` without row padding (reusing its allocation).
+    pub fn copy_packed_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(self.width * self.height * self.layout.bytes_per_pixel);
+        for y in 0..self.height {
+            out.extend_from_slice(self.row(y));
+        }
+    }
+
     /// The bytes the image needs: every row's stride but the last row's padding.
     fn required_len(&self) -> usize {
         match self.height {

@@ -346,12 +346,9 @@ impl RembgFilter {
         let buffer = sample.buffer().ok_or("no buffer")?;
         let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
             .map_err(|e| e.to_string())?;
-        let stride = frame.plane_stride()[0] as usize;
-        let data = frame.plane_data(0).map_err(|e| e.to_string())?;
-        let mut pixels = Vec::with_capacity(width * height * 4);
-        for y in 0..height {
-            pixels.extend_from_slice(&data[y * stride..y * stride + width * 4]);
-        }
+        let image = Self::image_of(&frame).map_err(|_| format!("{location}: cannot map"))?;
+        let mut pixels = Vec::new();
+        image.copy_packed_into(&mut pixels);
         Ok(pixels)
     }
 }

@@ -95,11 +95,7 @@ impl MaskWorker {
             .spare_frames
             .pop()
             .unwrap_or_default();
-        let bpp = frame.layout.bytes_per_pixel;
-        pixels.clear();
-        for y in 0..frame.height {
-            pixels.extend_from_slice(&frame.row(y)[..frame.width * bpp]);
-        }
+        frame.copy_packed_into(&mut pixels);
         let job = Job {
             tag,
             pixels,
