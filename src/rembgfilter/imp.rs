@@ -657,15 +657,17 @@ impl RembgFilter {
             let interval = self.settings.lock().unwrap().mask.interval.max(1);
             (buffer, state.model_turn(interval), discontinuity)
         });
-        let tensor = state.held.iter_mut().find_map(|frame| {
-            match std::mem::replace(&mut frame.stage, HeldStage::Running) {
-                HeldStage::Prepared(tensor) => Some(tensor),
-                other => {
-                    frame.stage = other;
-                    None
-                }
-            }
-        });
+        // The one frame waiting for the model (if any) is marked running and hands its tensor over.
+        let tensor = state
+            .held
+            .iter_mut()
+            .find(|frame| matches!(frame.stage, HeldStage::Prepared(_)))
+            .and_then(
+                |frame| match std::mem::replace(&mut frame.stage, HeldStage::Running) {
+                    HeldStage::Prepared(tensor) => Some(tensor),
+                    _ => None,
+                },
+            );
         let (backend, shape) = {
             let segmenter = state.segmenter.lock().unwrap();
             (segmenter.backend().clone(), *segmenter.input_shape())
