@@ -148,42 +148,36 @@ class Converter:
             raise ConversionError("DEQUANTIZE is only handled for constant fp16 weights")
         self.constants[outputs[0]] = value.astype(np.float32)
 
-    def op_CONV_2D(self, op, inputs, outputs):
-        options = tflite.Conv2DOptions()
+    def convolution(self, op, inputs, outputs, options, label, depthwise):
+        """CONV_2D and DEPTHWISE_CONV_2D: the same ONNX Conv, with weights laid out for each."""
         options.Init(op.BuiltinOptions().Bytes, op.BuiltinOptions().Pos)
-        weights = self.constant(inputs[1])  # [out, kh, kw, in]
+        # TFLite weights: [out, kh, kw, in] for CONV_2D, [1, kh, kw, in * multiplier] for depthwise.
+        weights = self.constant(inputs[1])
         if weights is None:
-            raise ConversionError("CONV_2D with non-constant weights is not handled")
+            raise ConversionError(f"{label} with non-constant weights is not handled")
         stride = (options.StrideH(), options.StrideW())
         dilation = (options.DilationHFactor(), options.DilationWFactor())
         pads = self.pads_2d(options.Padding(), self.shape(inputs[0]), self.shape(outputs[0]),
                             weights.shape[1:3], stride, dilation)
-        names = [self.activation(inputs[0]), self.initializer(weights.transpose(0, 3, 1, 2), "conv_w")]
+        if depthwise:
+            # ONNX grouped convolution: weights [in * multiplier, 1, kh, kw], one group per input channel.
+            onnx_weights, hint = weights.transpose(3, 0, 1, 2), "dwconv"
+            grouping = {"group": self.shape(inputs[0])[3]}
+        else:
+            onnx_weights, hint, grouping = weights.transpose(0, 3, 1, 2), "conv", {}
+        names = [self.activation(inputs[0]), self.initializer(onnx_weights, f"{hint}_w")]
         if len(inputs) > 2 and inputs[2] >= 0:
-            names.append(self.initializer(self.constant(inputs[2]), "conv_b"))
+            names.append(self.initializer(self.constant(inputs[2]), f"{hint}_b"))
         self.node("Conv", names, outputs[0], kernel_shape=list(weights.shape[1:3]), strides=list(stride),
-                  dilations=list(dilation), pads=pads)
-        self.fused_activation(outputs[0], options.FusedActivationFunction(), "CONV_2D")
+                  dilations=list(dilation), pads=pads, **grouping)
+        self.fused_activation(outputs[0], options.FusedActivationFunction(), label)
+
+    def op_CONV_2D(self, op, inputs, outputs):
+        self.convolution(op, inputs, outputs, tflite.Conv2DOptions(), "CONV_2D", depthwise=False)
 
     def op_DEPTHWISE_CONV_2D(self, op, inputs, outputs):
-        options = tflite.DepthwiseConv2DOptions()
-        options.Init(op.BuiltinOptions().Bytes, op.BuiltinOptions().Pos)
-        weights = self.constant(inputs[1])  # [1, kh, kw, in * multiplier]
-        if weights is None:
-            raise ConversionError("DEPTHWISE_CONV_2D with non-constant weights is not handled")
-        channels = self.shape(inputs[0])[3]
-        stride = (options.StrideH(), options.StrideW())
-        dilation = (options.DilationHFactor(), options.DilationWFactor())
-        pads = self.pads_2d(options.Padding(), self.shape(inputs[0]), self.shape(outputs[0]),
-                            weights.shape[1:3], stride, dilation)
-        # ONNX grouped convolution: weights [in * multiplier, 1, kh, kw], one group per input channel.
-        onnx_weights = weights.transpose(3, 0, 1, 2)
-        names = [self.activation(inputs[0]), self.initializer(onnx_weights, "dwconv_w")]
-        if len(inputs) > 2 and inputs[2] >= 0:
-            names.append(self.initializer(self.constant(inputs[2]), "dwconv_b"))
-        self.node("Conv", names, outputs[0], kernel_shape=list(weights.shape[1:3]), strides=list(stride),
-                  dilations=list(dilation), pads=pads, group=channels)
-        self.fused_activation(outputs[0], options.FusedActivationFunction(), "DEPTHWISE_CONV_2D")
+        self.convolution(op, inputs, outputs, tflite.DepthwiseConv2DOptions(), "DEPTHWISE_CONV_2D",
+                         depthwise=True)
 
     def op_AVERAGE_POOL_2D(self, op, inputs, outputs):
         options = tflite.Pool2DOptions()
