@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::{memory_kib, ms};
 use gstneuralfx::imageops::{ImageRef, PixelLayout};
+use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
-use gstneuralfx::inference::{Backend, TensorView};
 use gstneuralfx::segmentation::catalog::ModelProfile;
 use gstneuralfx::segmentation::{Segmenter, locate};
 
@@ -32,21 +32,17 @@ fn bare_inference(frames: usize) -> Duration {
     let resolved = locate::resolve(MODEL, false).expect("u2netp installed by scripts/setup.sh");
     let backend: Arc<dyn Backend> =
         OnnxBackend::load(&resolved.path, SessionOptions::default()).unwrap();
-    let mut segmenter = Segmenter::new(backend.clone(), ModelProfile::U2NET).unwrap();
+    let mut segmenter = Segmenter::new(backend, ModelProfile::U2NET).unwrap();
     let frame: Vec<u8> = (0..320 * 320 * 3).map(|i| (i % 251) as u8).collect();
-    let input = segmenter
-        .preprocess(&ImageRef::packed(&frame, 320, 320, PixelLayout::RGB))
-        .unwrap()
-        .to_vec();
-    let shape = *segmenter.input_shape();
-    let run = || {
-        backend
-            .run(&[TensorView {
-                shape: &shape,
-                data: &input,
-            }])
-            .unwrap()
-    };
+    let mut input = Vec::new();
+    segmenter
+        .preparer
+        .prepare(
+            &ImageRef::packed(&frame, 320, 320, PixelLayout::RGB),
+            &mut input,
+        )
+        .unwrap();
+    let run = || segmenter.model.run(&input).unwrap();
     run();
     let start = Instant::now();
     for _ in 0..frames {

@@ -1,16 +1,19 @@
 //! Does overlapping rembgfilter's work around the model (resize in, mask out, alpha) with the
 //! model run of the neighbouring frame raise throughput on this machine? Runs the same frames
-//! serially and overlapped (model of frame N beside post-processing of N-1 and pre-processing of
-//! N+1, frame order kept) and prints both per-frame times, measured in this one run.
+//! serially and through the element's own frame queue with one request in flight (the model on
+//! frame N beside the post-processing of N-1 and the pre-processing of N+1, frame order kept)
+//! and prints both per-frame times, measured in this one run.
 //!
 //! `cargo run --release --example overlap_probe [FRAMES]`
 use std::sync::Arc;
 use std::time::Instant;
 
 use gstneuralfx::imageops::{ImageRef, PixelLayout};
+use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
-use gstneuralfx::inference::{Backend, Tensor, TensorView};
+use gstneuralfx::inference::requests::RequestPool;
 use gstneuralfx::segmentation::catalog::ModelProfile;
+use gstneuralfx::segmentation::schedule::{FrameQueue, Ready};
 use gstneuralfx::segmentation::{Segmenter, attach_alpha, locate};
 
 fn main() {
@@ -21,55 +24,48 @@ fn main() {
     let resolved = locate::resolve("u2netp", false).unwrap();
     let backend: Arc<dyn Backend> =
         OnnxBackend::load(&resolved.path, SessionOptions::default()).unwrap();
-    let mut segmenter = Segmenter::new(backend.clone(), ModelProfile::U2NET).unwrap();
-    let shape = *segmenter.input_shape();
-    let run = |tensor: &[f32]| -> Vec<Tensor> {
-        backend
-            .run(&[TensorView {
-                shape: &shape,
-                data: tensor,
-            }])
-            .unwrap()
-    };
+    let mut segmenter = Segmenter::new(backend, ModelProfile::U2NET).unwrap();
+    let model = segmenter.model.clone();
+    let pool = RequestPool::new("probe-model", 1, move |tensor: Vec<f32>| {
+        let run = model.run(&tensor).unwrap();
+        (tensor, run)
+    })
+    .unwrap();
+    let mut queue = FrameQueue::new(pool);
     for (w, h) in [(640usize, 480usize), (1920, 1080)] {
         let frame: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
         let image = ImageRef::packed(&frame, w, h, PixelLayout::RGB);
         let mut mask = vec![0u8; w * h];
         let mut out = vec![0u8; w * h * 4];
-        run(segmenter.preprocess(&image).unwrap());
+        segmenter.compute_mask(&image, &mut mask).unwrap();
 
         let started = Instant::now();
         for _ in 0..frames {
-            let tensor = segmenter.preprocess(&image).unwrap().to_vec();
-            let outputs = run(&tensor);
-            segmenter.postprocess(&outputs, w, h, &mut mask).unwrap();
+            segmenter.compute_mask(&image, &mut mask).unwrap();
             attach_alpha(&image, &mask, &mut out, w * 4);
         }
         let serial = started.elapsed() / frames as u32;
 
         let started = Instant::now();
-        let mut tensor = segmenter.preprocess(&image).unwrap().to_vec();
-        let mut previous: Option<Vec<Tensor>> = None;
-        for index in 0..frames {
-            let last = index + 1 == frames;
-            let (outputs, next) = rayon::join(
-                || run(&tensor),
-                || {
-                    if let Some(outputs) = previous.take() {
-                        segmenter.postprocess(&outputs, w, h, &mut mask).unwrap();
-                        attach_alpha(&image, &mask, &mut out, w * 4);
-                    }
-                    (!last).then(|| segmenter.preprocess(&image).unwrap().to_vec())
-                },
-            );
-            previous = Some(outputs);
-            if let Some(next) = next {
-                tensor = next;
+        let mut spare = Vec::new();
+        for index in 0..=frames {
+            let last = index == frames;
+            if !last {
+                let mut tensor: Vec<f32> = spare.pop().unwrap_or_default();
+                segmenter.preparer.prepare(&image, &mut tensor).unwrap();
+                queue.push(index, Some(tensor)).unwrap();
             }
-        }
-        if let Some(outputs) = previous.take() {
-            segmenter.postprocess(&outputs, w, h, &mut mask).unwrap();
-            attach_alpha(&image, &mask, &mut out, w * 4);
+            while let Some((_, ready)) = queue.pop(last).unwrap() {
+                let Ready::Inferred((tensor, run)) = ready else {
+                    unreachable!("every frame runs the model");
+                };
+                segmenter
+                    .finisher
+                    .finish(&run.outputs, w, h, &mut mask)
+                    .unwrap();
+                attach_alpha(&image, &mask, &mut out, w * 4);
+                spare.push(tensor);
+            }
         }
         let overlapped = started.elapsed() / frames as u32;
         println!(

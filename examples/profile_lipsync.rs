@@ -3,7 +3,8 @@
 //! Usage: profile_lipsync TEMPLATE_DIR FEATURES.npy
 use std::time::Instant;
 
-use gstneuralfx::lipsync::{self, AudioFeatures, Mode, OutputLayout, TemplateSet};
+use gstneuralfx::imageops::PixelLayout;
+use gstneuralfx::lipsync::{self, AudioFeatures, Mode, TemplateSet};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -36,12 +37,7 @@ fn main() {
     }
     println!("paste_face {:?}", t.elapsed() / n);
     let (w, h) = templates.size();
-    let layout = OutputLayout {
-        bytes_per_pixel: 3,
-        blue: 0,
-        green: 1,
-        red: 2,
-    };
+    let layout = PixelLayout::BGR;
     let t = Instant::now();
     for (face, square) in faces.iter().zip(&squares) {
         let mut out = vec![0u8; w * h * 3];

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gstneuralfx::imageops::{ImageRef, PixelLayout};
+use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
-use gstneuralfx::inference::{Backend, TensorView};
 use gstneuralfx::segmentation::catalog::ModelProfile;
 use gstneuralfx::segmentation::{Segmenter, attach_alpha, locate};
 
@@ -13,8 +13,8 @@ fn main() {
     let resolved = locate::resolve("u2netp", false).unwrap();
     let backend: Arc<dyn Backend> =
         OnnxBackend::load(&resolved.path, SessionOptions::default()).unwrap();
-    let mut segmenter = Segmenter::new(backend.clone(), ModelProfile::U2NET).unwrap();
-    let shape = *segmenter.input_shape();
+    let mut segmenter = Segmenter::new(backend, ModelProfile::U2NET).unwrap();
+    let mut input = Vec::new();
     for (w, h) in [(640usize, 480usize), (1920, 1080)] {
         let frame: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
         let image = ImageRef::packed(&frame, w, h, PixelLayout::RGB);
@@ -23,19 +23,16 @@ fn main() {
         let n = 20;
         let t = Instant::now();
         for _ in 0..n {
-            segmenter.preprocess(&image).unwrap();
+            segmenter.preparer.prepare(&image, &mut input).unwrap();
         }
         let pre = t.elapsed() / n;
-        let input = segmenter.input_tensor().to_vec();
-        let outputs = backend
-            .run(&[TensorView {
-                shape: &shape,
-                data: &input,
-            }])
-            .unwrap();
+        let outputs = segmenter.model.run(&input).unwrap().outputs;
         let t = Instant::now();
         for _ in 0..n {
-            segmenter.postprocess(&outputs, w, h, &mut mask).unwrap();
+            segmenter
+                .finisher
+                .finish(&outputs, w, h, &mut mask)
+                .unwrap();
         }
         let post = t.elapsed() / n;
         let t = Instant::now();

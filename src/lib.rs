@@ -1,5 +1,4 @@
 //! neuralfx: neural video effects for GStreamer (background removal, talking heads).
-#![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
 
 use gst::glib;
 
@@ -9,6 +8,7 @@ pub mod lipsync;
 pub mod lipsyncsrc;
 pub mod rembgfilter;
 pub mod segmentation;
+pub mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     // ONNX Runtime is looked for beside the plugin's own file, so remember where that is.

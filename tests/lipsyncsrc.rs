@@ -367,6 +367,34 @@ fn live_mode_delivers_frames_at_their_time() {
 }
 
 #[test]
+fn stopping_a_live_source_returns_promptly_whenever_the_stop_comes() {
+    // The pipeline's base time an hour ahead: every live frame waits for its time for ever
+    // unless the stop wakes it. Stops land at different points of the first frame: while it is
+    // being made (the model's run, when an unlock used to be lost) and while it waits.
+    for delay_ms in [0u64, 5, 15, 30, 60, 120, 250] {
+        let pipeline = ave_pipeline("is-live=true", "fakesink sync=false");
+        let clock = gst::SystemClock::obtain();
+        pipeline.use_clock(Some(&clock));
+        pipeline.set_start_time(gst::ClockTime::NONE);
+        pipeline.set_base_time(clock.time() + gst::ClockTime::from_seconds(3600));
+        pipeline.set_state(gst::State::Playing).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let (done, stopped) = std::sync::mpsc::channel();
+        let stopping = pipeline.clone();
+        std::thread::spawn(move || {
+            let _ = stopping.set_state(gst::State::Null);
+            let _ = done.send(());
+        });
+        assert!(
+            stopped
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .is_ok(),
+            "a stop {delay_ms} ms after PLAYING did not return"
+        );
+    }
+}
+
+#[test]
 fn pipeline_script_writes_mp4_with_video_and_speech() {
     let d = data();
     init();

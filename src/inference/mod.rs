@@ -2,7 +2,10 @@
 
 pub mod element;
 pub mod onnx;
+pub mod requests;
 pub mod runtime;
+#[cfg(test)]
+pub mod testing;
 
 use std::fmt;
 

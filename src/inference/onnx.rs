@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-use once_cell::sync::Lazy;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
+use std::sync::LazyLock;
 
 use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView, runtime};
 
@@ -38,8 +38,8 @@ pub struct SessionOptions {
 type CacheKey = (PathBuf, SessionOptions);
 
 // Weak references: a session lives exactly as long as some element holds it.
-static SESSION_CACHE: Lazy<Mutex<HashMap<CacheKey, Weak<OnnxBackend>>>> =
-    Lazy::new(Default::default);
+static SESSION_CACHE: LazyLock<Mutex<HashMap<CacheKey, Weak<OnnxBackend>>>> =
+    LazyLock::new(Default::default);
 
 /// A model loaded into ONNX Runtime.
 pub struct OnnxBackend {

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use once_cell::sync::OnceCell;
+use std::sync::OnceLock;
 
-static PLUGIN_PATH: OnceCell<PathBuf> = OnceCell::new();
-static ENVIRONMENT: OnceCell<(ort::environment::Environment, PathBuf)> = OnceCell::new();
+static PLUGIN_PATH: OnceLock<PathBuf> = OnceLock::new();
+static ENVIRONMENT: OnceLock<(ort::environment::Environment, PathBuf)> = OnceLock::new();
 // Serialises attempts, so two elements starting together do not race to load two libraries.
 static LOAD_LOCK: Mutex<()> = Mutex::new(());
 

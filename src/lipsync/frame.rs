@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::imageops::resize_cubic;
+use crate::imageops::{PixelLayout, resize_cubic};
 use crate::inference::{Backend, ElementType, InferenceError, ShapeDisplay, TensorView};
 
 use super::features::{AudioFeatures, Mode};
@@ -303,22 +303,13 @@ pub fn paste_face(frame: &FaceCrop, output: &[f32]) -> Vec<u8> {
     square
 }
 
-/// Where B, G, R go in an output pixel, and its size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutputLayout {
-    pub bytes_per_pixel: usize,
-    pub blue: usize,
-    pub green: usize,
-    pub red: usize,
-}
-
 /// Writes the template with the face square pasted in into `out` (rows `stride` bytes apart).
 pub fn write_frame(
     face: &FaceCrop,
     square: &[u8],
     out: &mut [u8],
     stride: usize,
-    layout: OutputLayout,
+    layout: PixelLayout,
 ) {
     let template = &face.face.template;
     let rect = face.face.rect;

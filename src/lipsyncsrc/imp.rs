@@ -1,7 +1,21 @@
-//! GStreamer glue of `lipsyncsrc`: properties, caps from the templates, one synthesised frame per
-//! audio-feature row, the next frame prepared while the model runs on this one.
+//! `lipsyncsrc`: talking-head video in the manner of SyncTalk_2D. Template frames with their
+//! landmarks and one row of audio features per output frame go in; the person's U-Net (328)
+//! runs once per frame and the face it draws is pasted back into the template.
+//!
+//! ## Example pipeline
+//! ```bash
+//! gst-launch-1.0 lipsyncsrc model=unet_328.onnx template=dataset/May features=aud_ave.npy \
+//!     ! videoconvert ! video/x-raw,format=I420 ! x264enc ! mp4mux name=m ! filesink location=out.mp4 \
+//!     filesrc location=speech.wav ! wavparse ! audioconvert ! avenc_aac ! m.
+//! ```
+//!
+//! This file is glue: properties, caps from the templates, one frame per `create()`, the next
+//! frame prepared while the model runs on this one (all in `lipsync`). In a live pipeline each
+//! frame waits for its running time on the clock; a flush or stop ends that wait, also one that
+//! has not begun yet.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
@@ -18,7 +32,8 @@ use crate::inference;
 use crate::inference::Backend;
 use crate::inference::element::InferenceStats;
 use crate::inference::onnx::{ExecutionProvider, SessionOptions};
-use crate::lipsync::{self, AudioFeatures, FaceCrop, LipsyncModel, OutputLayout, TemplateSet};
+use crate::lipsync::{self, AudioFeatures, FaceCrop, LipsyncModel, TemplateSet};
+use crate::video::pixel_layout;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -40,22 +55,6 @@ const FORMATS: [VideoFormat; 4] = [
     VideoFormat::Bgrx,
     VideoFormat::Rgbx,
 ];
-
-fn output_layout(format: VideoFormat) -> Option<OutputLayout> {
-    let layout = |bytes_per_pixel, blue, green, red| OutputLayout {
-        bytes_per_pixel,
-        blue,
-        green,
-        red,
-    };
-    match format {
-        VideoFormat::Bgr => Some(layout(3, 0, 1, 2)),
-        VideoFormat::Rgb => Some(layout(3, 2, 1, 0)),
-        VideoFormat::Bgrx => Some(layout(4, 0, 1, 2)),
-        VideoFormat::Rgbx => Some(layout(4, 2, 1, 0)),
-        _ => None,
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -101,12 +100,24 @@ struct State {
     video_info: Option<gst_video::VideoInfo>,
 }
 
+/// The clock wait of a live source, as gst-plugins-rs' sinesrc keeps it: `unlock()` sets
+/// `flushing` and unschedules the wait in progress, so an unlock that comes while a frame is
+/// still being made is not lost; `unlock_stop()` clears it.
+#[derive(Debug, Default)]
+struct ClockWait {
+    clock_id: Option<gst::SingleShotClockId>,
+    flushing: bool,
+}
+
 #[derive(Default)]
 pub struct LipsyncSrc {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     stats: Mutex<InferenceStats>,
-    clock_wait: Mutex<Option<gst::SingleShotClockId>>,
+    clock_wait: Mutex<ClockWait>,
+    /// Frames per second of the running mode (0 when stopped): the latency query is answered
+    /// from it without waiting for a frame in the making.
+    fps: AtomicU32,
 }
 
 #[glib::object_subclass]
@@ -189,10 +200,17 @@ impl LipsyncSrc {
         let (Some(clock), Some(base_time)) = (obj.clock(), obj.base_time()) else {
             return Ok(());
         };
-        let id = clock.new_single_shot_id(base_time + running_time);
-        *self.clock_wait.lock().unwrap() = Some(id.clone());
+        let id = {
+            let mut clock_wait = self.clock_wait.lock().unwrap();
+            if clock_wait.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            let id = clock.new_single_shot_id(base_time + running_time);
+            clock_wait.clock_id = Some(id.clone());
+            id
+        };
         let (result, _) = id.wait();
-        *self.clock_wait.lock().unwrap() = None;
+        self.clock_wait.lock().unwrap().clock_id = None;
         match result {
             Err(gst::ClockError::Unscheduled) => Err(gst::FlowError::Flushing),
             _ => Ok(()),
@@ -368,12 +386,16 @@ impl BaseSrcImpl for LipsyncSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         let state = self.load(&settings)?;
+        self.fps.store(state.fps, Ordering::Relaxed);
         *self.state.lock().unwrap() = Some(state);
         *self.stats.lock().unwrap() = InferenceStats::default();
+        self.clock_wait.lock().unwrap().flushing = false;
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.clock_wait.lock().unwrap().flushing = true;
+        self.fps.store(0, Ordering::Relaxed);
         *self.state.lock().unwrap() = None;
         Ok(())
     }
@@ -402,7 +424,7 @@ impl BaseSrcImpl for LipsyncSrc {
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(caps)
             .map_err(|_| gst::loggable_error!(CAT, "invalid caps {caps}"))?;
-        if output_layout(info.format()).is_none() {
+        if pixel_layout(info.format()).is_none() {
             return Err(gst::loggable_error!(CAT, "unsupported caps {caps}"));
         }
         if let Some(state) = self.state.lock().unwrap().as_mut() {
@@ -418,12 +440,10 @@ impl BaseSrcImpl for LipsyncSrc {
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
-            let state = self.state.lock().unwrap();
-            if let Some(state) = state.as_ref() {
+            let fps = self.fps.load(Ordering::Relaxed);
+            if fps > 0 {
                 // A live source delivers a frame one frame duration after it starts making it.
-                let frame = gst::ClockTime::SECOND
-                    .mul_div_floor(1, state.fps as u64)
-                    .unwrap();
+                let frame = gst::ClockTime::SECOND / u64::from(fps);
                 let live = self.settings.lock().unwrap().is_live;
                 q.set(
                     live,
@@ -437,9 +457,16 @@ impl BaseSrcImpl for LipsyncSrc {
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
-        if let Some(id) = self.clock_wait.lock().unwrap().as_ref() {
+        let mut clock_wait = self.clock_wait.lock().unwrap();
+        clock_wait.flushing = true;
+        if let Some(id) = clock_wait.clock_id.take() {
             id.unschedule();
         }
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.clock_wait.lock().unwrap().flushing = false;
         Ok(())
     }
 }
@@ -450,6 +477,10 @@ impl PushSrcImpl for LipsyncSrc {
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
         let is_live = self.settings.lock().unwrap().is_live;
+        if is_live && self.clock_wait.lock().unwrap().flushing {
+            // Unlocked before this frame began: make nothing.
+            return Err(gst::FlowError::Flushing);
+        }
         let mut state_guard = self.state.lock().unwrap();
         let state = state_guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let frame = state.next_frame;
@@ -461,7 +492,7 @@ impl PushSrcImpl for LipsyncSrc {
             .video_info
             .clone()
             .ok_or(gst::FlowError::NotNegotiated)?;
-        let layout = output_layout(info.format()).ok_or(gst::FlowError::NotNegotiated)?;
+        let layout = pixel_layout(info.format()).ok_or(gst::FlowError::NotNegotiated)?;
         let fps = state.fps as u64;
         let pts = gst::ClockTime::SECOND
             .mul_div_floor(frame as u64, fps)

@@ -1,7 +1,27 @@
-//! GStreamer glue of `rembgfilter`: properties, caps, model loading at start, one mask per frame.
+//! `rembgfilter`: removes the background of raw video with a segmentation model, computing what
+//! Python rembg computes for the same model.
+//!
+//! Raw RGB-family video in; out the frame with the mask as alpha (RGBA/BGRA in the input's
+//! channel order), the mask alone (GRAY8), or the foreground over a colour, a blurred copy of
+//! the frame or a picture. Every input frame gives one output frame with its timestamps.
+//!
+//! ## Example pipelines
+//! ```bash
+//! gst-launch-1.0 filesrc location=photo.jpg ! decodebin ! videoconvert ! rembgfilter \
+//!     ! videoconvert ! pngenc ! filesink location=cutout.png
+//! gst-launch-1.0 v4l2src ! videoconvert ! rembgfilter model=selfie mode=blur \
+//!     ! videoconvert ! autovideosink
+//! ```
+//!
+//! This file is glue: a frame goes through `segmentation` (schedule -> prepare -> model ->
+//! finish -> mask chain -> compose) and comes back once. Three ways of running the model:
+//! on the streaming thread (the default), on a model thread that a live stream does not wait
+//! for (`asynchronous`), or with one request in flight while the frames around it are
+//! processed (`overlap`, non-live). No lock is held across a model run by anything but the
+//! streaming thread, and every wait for the model is woken by a flush or a stop.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -18,16 +38,21 @@ use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
 use crate::imageops::{ImageRef, PixelLayout};
-use crate::inference;
 use crate::inference::element::InferenceStats;
 use crate::inference::onnx::{ExecutionProvider, SessionOptions};
-use crate::inference::{Backend, Tensor, TensorView};
+use crate::inference::requests::{Interrupted, Interruptible, RequestPool};
+use crate::inference::{self, Backend, InferenceError};
 use crate::segmentation::catalog::{self, ModelProfile};
-use crate::segmentation::compose::{self, Background};
-use crate::segmentation::worker::{FinishedMask, MaskWorker};
-use crate::segmentation::{Segmenter, SegmenterError, attach_alpha, locate, mask};
+use crate::segmentation::compose::{self, Compositor, Output};
+use crate::segmentation::mask::{MaskChain, MaskControls, ModelMask};
+use crate::segmentation::schedule::{FrameQueue, MaskCadence, Ready};
+use crate::segmentation::worker::{LiveMaskError, MaskWorker};
+use crate::segmentation::{ModelRun, Segmenter, SegmenterError, locate};
+use crate::video::{image_of, pixel_layout};
 
 use super::RembgMode;
+use super::background::Background;
+use super::caps;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -41,58 +66,9 @@ const DEFAULT_MODEL: &str = "u2netp";
 const DEFAULT_DOWNLOAD: bool = true;
 const DEFAULT_ASYNCHRONOUS: bool = true;
 const DEFAULT_OVERLAP: bool = false;
+const DEFAULT_MASK_INTERVAL: u32 = 1;
 /// How long a frame waits for its own mask in asynchronous mode when the frame rate is unknown.
 const FALLBACK_FRAME_DURATION: Duration = Duration::from_millis(33);
-
-/// Input formats, each with the output format that keeps its channel order.
-const FORMAT_PAIRS: [(VideoFormat, VideoFormat); 6] = [
-    (VideoFormat::Rgb, VideoFormat::Rgba),
-    (VideoFormat::Rgbx, VideoFormat::Rgba),
-    (VideoFormat::Rgba, VideoFormat::Rgba),
-    (VideoFormat::Bgr, VideoFormat::Bgra),
-    (VideoFormat::Bgrx, VideoFormat::Bgra),
-    (VideoFormat::Bgra, VideoFormat::Bgra),
-];
-
-/// Input formats with what each becomes in `mode`.
-fn format_pairs(mode: RembgMode) -> Vec<(VideoFormat, VideoFormat)> {
-    match mode {
-        RembgMode::Mask => FORMAT_PAIRS
-            .iter()
-            .map(|(input, _)| (*input, VideoFormat::Gray8))
-            .collect(),
-        _ => FORMAT_PAIRS.to_vec(),
-    }
-}
-
-fn pixel_layout(format: VideoFormat) -> Option<PixelLayout> {
-    match format {
-        VideoFormat::Rgb => Some(PixelLayout::RGB),
-        VideoFormat::Bgr => Some(PixelLayout::BGR),
-        VideoFormat::Rgbx | VideoFormat::Rgba => Some(PixelLayout::RGBX),
-        VideoFormat::Bgrx | VideoFormat::Bgra => Some(PixelLayout::BGRX),
-        _ => None,
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Settings {
-    model: String,
-    download: bool,
-    threads: u32,
-    execution_provider: ExecutionProvider,
-    input_mean: Option<Vec<f64>>,
-    input_std: Option<Vec<f64>>,
-    mask: MaskControls,
-    output: OutputSettings,
-    /// The picture of mode=replace.
-    background_location: Option<String>,
-    /// In a live pipeline, run the model on its own thread (see the property's blurb).
-    asynchronous: bool,
-    /// In a non-live pipeline, hold a frame back so that the model's run overlaps the work
-    /// around its neighbours.
-    overlap: bool,
-}
 
 /// What the element outputs; changeable while playing (a mode change renegotiates).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,23 +85,31 @@ const DEFAULT_OUTPUT: OutputSettings = OutputSettings {
     blur_radius: 16,
 };
 
-/// What happens to the model's mask before it becomes alpha; all changeable while playing.
+/// The settings a frame is made with, read once per buffer.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct MaskControls {
-    post_process: bool,
-    threshold: u32,
-    feather: u32,
-    temporal_smoothing: f64,
-    interval: u32,
+struct FrameSettings {
+    mask: MaskControls,
+    mask_interval: u32,
+    output: OutputSettings,
+    /// In a live pipeline, run the model on its own thread (see the property's blurb).
+    asynchronous: bool,
+    /// In a non-live pipeline, hold a frame back so that the model's run overlaps the work
+    /// around its neighbours.
+    overlap: bool,
 }
 
-const DEFAULT_MASK_CONTROLS: MaskControls = MaskControls {
-    post_process: false,
-    threshold: 0,
-    feather: 0,
-    temporal_smoothing: 0.0,
-    interval: 1,
-};
+#[derive(Debug, Clone)]
+struct Settings {
+    model: String,
+    download: bool,
+    threads: u32,
+    execution_provider: ExecutionProvider,
+    input_mean: Option<Vec<f64>>,
+    input_std: Option<Vec<f64>>,
+    /// The picture of mode=replace.
+    background_location: Option<String>,
+    frame: FrameSettings,
+}
 
 impl Default for Settings {
     fn default() -> Self {
@@ -136,80 +120,83 @@ impl Default for Settings {
             execution_provider: inference::element::DEFAULT_EXECUTION_PROVIDER,
             input_mean: None,
             input_std: None,
-            mask: DEFAULT_MASK_CONTROLS,
-            output: DEFAULT_OUTPUT,
             background_location: None,
-            asynchronous: DEFAULT_ASYNCHRONOUS,
-            overlap: DEFAULT_OVERLAP,
+            frame: FrameSettings {
+                mask: MaskControls::default(),
+                mask_interval: DEFAULT_MASK_INTERVAL,
+                output: DEFAULT_OUTPUT,
+                asynchronous: DEFAULT_ASYNCHRONOUS,
+                overlap: DEFAULT_OVERLAP,
+            },
         }
     }
 }
 
-/// What a decoded mode=replace background was made for: location, width, height, BGR order.
-/// Its pixels are packed 4-byte pixels in the frame's channel order.
-type BackgroundKey = (String, usize, usize, bool);
-
-/// Where a frame's model mask comes from when it is finished.
-enum MaskStep {
-    /// Decide by `mask-interval` and run the model now if due (in the streaming thread, or on the
-    /// model thread in asynchronous mode).
-    Decide,
-    /// The model already ran on this frame (overlap mode): its raw outputs.
-    Inferred(Vec<Tensor>),
-    /// Reuse the last model mask (overlap mode, between model runs).
-    Reuse,
-}
-
-/// What a frame held back in overlap mode still needs.
-enum HeldStage {
-    /// The model must run on this tensor.
-    Prepared(Vec<f32>),
-    /// The model is running on it.
-    Running,
-    Inferred(Vec<Tensor>),
-    Reuse,
-}
-
-/// A frame held back in overlap mode, in arrival order.
+/// A frame waiting in overlap mode's queue.
 struct HeldFrame {
     input: gst::Buffer,
-    stage: HeldStage,
     /// It follows a discontinuity: temporal smoothing starts afresh with it.
     discontinuity: bool,
 }
 
-/// Exists between `start()` and `stop()`.
+/// A model request of overlap mode: the tensor goes to the model thread and comes back with
+/// the run, to be filled again.
+type ModelAnswer = (Vec<f32>, Result<ModelRun, InferenceError>);
+type OverlapQueue = FrameQueue<HeldFrame, Vec<f32>, ModelAnswer>;
+
+/// Exists between `start()` and `stop()`; only the streaming thread holds it for long.
 struct State {
-    /// Shared with the model thread of asynchronous mode, which locks it while it runs.
-    segmenter: Arc<Mutex<Segmenter>>,
-    /// The model thread, started by the first frame of a live pipeline in asynchronous mode.
+    /// Prepare, model and finish for the streaming thread.
+    segmenter: Segmenter,
+    /// Asynchronous mode's model thread, started by the first frame of a live pipeline.
     worker: Option<MaskWorker>,
-    mask: Vec<u8>,
-    /// The model's last mask, reused between model runs when `mask-interval` > 1 (or, in
-    /// asynchronous mode, while the model works on a newer frame), and the frame size it is for.
-    model_mask: Vec<u8>,
-    model_mask_size: (usize, usize),
+    /// Overlap mode's frames and model requests, made by the first frame that needs them.
+    queue: Option<OverlapQueue>,
+    /// Tensors back from overlap mode's model thread, filled again for the next request.
+    spare_tensors: Vec<Vec<f32>>,
+    cadence: MaskCadence,
+    model_mask: ModelMask,
+    chain: MaskChain,
+    compositor: Compositor,
     /// Counts flushes and caps changes: a mask from the model thread made before the latest one
     /// is not shown after it.
     history: u64,
-    /// Blur mode's blurred copy of the frame, its buffers reused from frame to frame.
-    blurred: compose::BlurredBackground,
-    /// The decoded background of mode=replace, with what it was made for.
-    background: Option<(BackgroundKey, Vec<u8>)>,
-    /// Frames since the model last ran; `None` forces a run (start, flush, new caps).
-    frames_since_model: Option<u32>,
-    /// The last smoothed mask, for `temporal-smoothing`; cleared on a discontinuity.
-    previous_mask: Option<Vec<u8>>,
     /// Where the previous buffer ended, to spot gaps in the timestamps.
     previous_end: Option<gst::ClockTime>,
-    /// How long one model run took at start: the latency this element adds.
-    latency: gst::ClockTime,
     /// Negotiated input and output, set by `set_info()`.
     video_info: Option<(gst_video::VideoInfo, gst_video::VideoInfo)>,
-    /// Overlap mode: frames taken in but not yet output, oldest first (at most one of them
-    /// waits for the model), and finished frames waiting to be handed downstream.
-    held: VecDeque<HeldFrame>,
+    /// Overlap mode: finished frames waiting to be handed downstream.
     finished: VecDeque<gst::Buffer>,
+}
+
+impl State {
+    /// After a flush or new caps the last mask belongs to another scene or size: no frame may
+    /// reuse it, nor a mask the model thread is still making. (A DISCONT flag or a timestamp gap
+    /// only restarts smoothing: a live source marks frames it dropped that way, and the scene is
+    /// the same.)
+    fn forget_masks(&mut self) {
+        self.chain.restart_smoothing();
+        self.previous_end = None;
+        self.cadence.restart();
+        self.model_mask.forget();
+        self.history += 1;
+    }
+
+    /// A flagged discontinuity, or a timestamp jump of more than half a frame either way.
+    /// Remembers where this buffer ends.
+    fn note_arrival(&mut self, buffer: &gst::BufferRef) -> bool {
+        let mut discontinuity = buffer.flags().contains(gst::BufferFlags::DISCONT);
+        if let (Some(pts), Some(previous_end)) = (buffer.pts(), self.previous_end) {
+            let tolerance = buffer
+                .duration()
+                .map_or(gst::ClockTime::from_mseconds(20), |d| d / 2);
+            discontinuity |= pts > previous_end + tolerance || pts + tolerance < previous_end;
+        }
+        self.previous_end = buffer
+            .pts()
+            .map(|pts| pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO));
+        discontinuity
+    }
 }
 
 #[derive(Default)]
@@ -219,6 +206,15 @@ pub struct RembgFilter {
     stats: Mutex<InferenceStats>,
     /// Whether upstream is live, learnt from the latency query.
     live: AtomicBool,
+    /// One model run at start and one frame of the caps, in ns: the latency query is answered
+    /// from these without waiting for the streaming thread.
+    model_latency_ns: AtomicU64,
+    frame_duration_ns: AtomicU64,
+    /// Wake a streaming thread that waits for the model, on a flush or a stop.
+    interrupters: Mutex<Vec<Arc<dyn Interruptible>>>,
+    flushing: AtomicBool,
+    /// The picture of mode=replace, decoded when the property is set.
+    background: Mutex<Option<Background>>,
 }
 
 #[glib::object_subclass]
@@ -238,6 +234,36 @@ fn per_channel(values: &[f64], property: &str, positive: bool) -> Result<[f32; 3
             "property '{property}' must hold 1 or 3 finite{} numbers, got {values:?}",
             if positive { " positive" } else { "" }
         )),
+    }
+}
+
+/// One frame's time, from the caps' frame rate.
+fn frame_duration(info: &gst_video::VideoInfo) -> Duration {
+    let fps = info.fps();
+    if fps.numer() > 0 && fps.denom() > 0 {
+        Duration::from_nanos(1_000_000_000u64 * fps.denom() as u64 / fps.numer() as u64)
+    } else {
+        FALLBACK_FRAME_DURATION
+    }
+}
+
+/// What a frame of `format` shows in `mode`. Right after a mode change the new caps are not
+/// negotiated yet: such a frame keeps the old output format and is written in that format's
+/// own mode.
+fn output_for<'a>(
+    output: &OutputSettings,
+    format: VideoFormat,
+    layout: PixelLayout,
+    background: Option<&'a [u8]>,
+) -> Output<'a> {
+    match (output.mode, format) {
+        (_, VideoFormat::Gray8) => Output::Mask,
+        (RembgMode::Composite, _) => {
+            Output::OverColour(compose::colour_in_layout(output.background_color, layout))
+        }
+        (RembgMode::Blur, _) => Output::OverBlur(output.blur_radius as usize),
+        (RembgMode::Replace, _) => background.map_or(Output::Alpha, Output::OverImage),
+        (RembgMode::Alpha | RembgMode::Mask, _) => Output::Alpha,
     }
 }
 
@@ -277,118 +303,28 @@ impl RembgFilter {
         })?;
         let latency = Self::measure_latency(&mut segmenter)
             .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("property 'model': {}", e)))?;
-        gst::info!(CAT, imp = self, "one model run takes {latency}");
+        gst::info!(CAT, imp = self, "one model run takes {latency:?}");
+        self.model_latency_ns
+            .store(latency.as_nanos() as u64, Ordering::Relaxed);
         Ok(State {
-            latency,
-            segmenter: Arc::new(Mutex::new(segmenter)),
+            segmenter,
             worker: None,
-            mask: Vec::new(),
-            model_mask: Vec::new(),
-            model_mask_size: (0, 0),
+            queue: None,
+            spare_tensors: Vec::new(),
+            cadence: MaskCadence::default(),
+            model_mask: ModelMask::default(),
+            chain: MaskChain::default(),
+            compositor: Compositor::default(),
             history: 0,
-            background: None,
-            blurred: Default::default(),
-            frames_since_model: None,
-            previous_mask: None,
             previous_end: None,
             video_info: None,
-            held: VecDeque::new(),
             finished: VecDeque::new(),
         })
     }
-}
 
-impl RembgFilter {
-    /// Decodes the picture of mode=replace with GStreamer and scales it to the frame.
-    fn load_background(
-        &self,
-        location: &str,
-        width: usize,
-        height: usize,
-        bgr: bool,
-    ) -> Result<Vec<u8>, String> {
-        if location.is_empty() {
-            return Err("mode=replace needs an image: set background-location".into());
-        }
-        if !std::path::Path::new(location).is_file() {
-            return Err(format!("{location} does not exist"));
-        }
-        let format = if bgr { "BGRA" } else { "RGBA" };
-        let pipeline = gst::parse::launch(&format!(
-            "filesrc name=file ! decodebin ! imagefreeze num-buffers=1 ! videoconvert ! videoscale add-borders=false \
-             ! video/x-raw,format={format},width={width},height={height} ! appsink name=sink"
-        ))
-        .map_err(|e| e.to_string())?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline".to_string())?;
-        pipeline
-            .by_name("file")
-            .expect("named in the description")
-            .set_property("location", location);
-        let sink = pipeline.by_name("sink").expect("named in the description");
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| e.to_string())?;
-        let sample = sink.emit_by_name::<Option<gst::Sample>>(
-            "try-pull-sample",
-            &[&gst::ClockTime::from_seconds(10)],
-        );
-        let error = pipeline
-            .bus()
-            .and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error]));
-        let _ = pipeline.set_state(gst::State::Null);
-        let sample = sample.ok_or_else(|| match error.as_ref().map(|m| m.view()) {
-            Some(gst::MessageView::Error(err)) => format!("{location}: {}", err.error()),
-            _ => format!("{location}: not an image GStreamer can decode"),
-        })?;
-        let info = gst_video::VideoInfo::from_caps(sample.caps().ok_or("no caps")?)
-            .map_err(|e| e.to_string())?;
-        let buffer = sample.buffer().ok_or("no buffer")?;
-        let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
-            .map_err(|e| e.to_string())?;
-        let image = Self::image_of(&frame).map_err(|_| format!("{location}: cannot map"))?;
-        let mut pixels = Vec::new();
-        image.copy_packed_into(&mut pixels);
-        Ok(pixels)
-    }
-}
-
-impl State {
-    /// After a flush or new caps the last mask belongs to another scene or size: no frame may
-    /// reuse it, nor a mask the model thread is still making. (A DISCONT flag or a timestamp gap
-    /// only restarts smoothing: a live source marks frames it dropped that way, and the scene is
-    /// the same.)
-    fn forget_masks(&mut self) {
-        self.restart_smoothing();
-        self.frames_since_model = None;
-        self.model_mask_size = (0, 0);
-        self.history += 1;
-    }
-
-    /// Whether this frame's turn in `mask-interval` runs the model (every `interval`th frame, and
-    /// the first after start, a flush or new caps); counts the frame.
-    fn model_turn(&mut self, interval: u32) -> bool {
-        let turn = self
-            .frames_since_model
-            .is_none_or(|frames| frames >= interval);
-        self.frames_since_model = Some(match self.frames_since_model {
-            Some(frames) if !turn => frames + 1,
-            _ => 1,
-        });
-        turn
-    }
-
-    /// The next frame is not blended with the ones before it.
-    fn restart_smoothing(&mut self) {
-        self.previous_mask = None;
-        self.previous_end = None;
-    }
-}
-
-impl RembgFilter {
     /// Runs the model once on a grey frame: it warms the session up, shows a model that fails to
     /// run at start rather than on the first frame, and gives the latency to report.
-    fn measure_latency(segmenter: &mut Segmenter) -> Result<gst::ClockTime, SegmenterError> {
+    fn measure_latency(segmenter: &mut Segmenter) -> Result<Duration, SegmenterError> {
         let (width, height) = segmenter.profile().input_size;
         let frame = vec![128u8; width * height * 3];
         let mut mask = vec![0u8; width * height];
@@ -397,23 +333,35 @@ impl RembgFilter {
             &ImageRef::packed(&frame, width, height, PixelLayout::RGB),
             &mut mask,
         )?;
-        Ok(gst::ClockTime::from_nseconds(
-            started.elapsed().as_nanos() as u64
-        ))
+        Ok(started.elapsed())
     }
 
-    /// A flagged discontinuity, or a timestamp jump of more than half a frame either way.
-    fn is_discontinuity(state: &State, buffer: &gst::BufferRef) -> bool {
-        if buffer.flags().contains(gst::BufferFlags::DISCONT) {
-            return true;
+    /// At start: mode=replace needs its picture, so a missing or broken one fails the state
+    /// change; in other modes it is only decoded, ready for a switch to replace.
+    fn check_background(&self, settings: &Settings) -> Result<(), gst::ErrorMessage> {
+        let mut background = self.background.lock().unwrap();
+        if let Some(location) = settings.background_location.as_deref()
+            && background
+                .as_ref()
+                .is_none_or(|known| known.location() != location)
+        {
+            *background = Some(Background::decode_in_background(location));
         }
-        let (Some(pts), Some(previous_end)) = (buffer.pts(), state.previous_end) else {
-            return false;
+        if settings.frame.output.mode != RembgMode::Replace {
+            return Ok(());
+        }
+        let error = |reason: String| {
+            gst::error_msg!(
+                gst::ResourceError::OpenRead,
+                ("property 'background-location': {}", reason)
+            )
         };
-        let tolerance = buffer
-            .duration()
-            .map_or(gst::ClockTime::from_mseconds(20), |d| d / 2);
-        pts > previous_end + tolerance || pts + tolerance < previous_end
+        match background.as_mut() {
+            Some(background) => background.picture().map(|_| ()).map_err(error),
+            None => Err(error(
+                "mode=replace needs an image: set background-location".into(),
+            )),
+        }
     }
 
     fn count_model_run(&self, model_time: Duration) {
@@ -429,118 +377,33 @@ impl RembgFilter {
         gst::FlowError::Error
     }
 
-    /// One frame's time, from the caps' frame rate.
-    fn frame_duration(info: &gst_video::VideoInfo) -> Duration {
-        let fps = info.fps();
-        if fps.numer() > 0 && fps.denom() > 0 {
-            Duration::from_nanos(1_000_000_000u64 * fps.denom() as u64 / fps.numer() as u64)
-        } else {
-            FALLBACK_FRAME_DURATION
-        }
-    }
-
     /// The latency this element adds: one model run, or in asynchronous live mode at most the
     /// one frame time a frame waits for its mask.
     fn own_latency(&self) -> gst::ClockTime {
         let asynchronous =
-            self.settings.lock().unwrap().asynchronous && self.live.load(Ordering::Relaxed);
-        let state = self.state.lock().unwrap();
-        let Some(state) = state.as_ref() else {
-            return gst::ClockTime::ZERO;
-        };
-        match (&state.video_info, asynchronous) {
-            (Some((in_info, _)), true) => {
-                let frame = Self::frame_duration(in_info);
-                state
-                    .latency
-                    .min(gst::ClockTime::from_nseconds(frame.as_nanos() as u64))
-            }
-            _ => state.latency,
-        }
-    }
-
-    /// Takes a finished mask from the model thread: kept when it fits the frame size.
-    fn adopt_mask(
-        &self,
-        state: &mut State,
-        finished: FinishedMask,
-        size: (usize, usize),
-    ) -> Result<(), gst::FlowError> {
-        let mask = finished
-            .result
-            .map_err(|err| self.report_model_error(err))?;
-        self.count_model_run(finished.model_time);
-        let worker = state
-            .worker
-            .as_ref()
-            .expect("a finished mask comes from the worker");
-        if (finished.width, finished.height) == size && finished.tag == state.history {
-            let old = std::mem::replace(&mut state.model_mask, mask);
-            state.model_mask_size = size;
-            worker.recycle_mask(old);
+            self.settings.lock().unwrap().frame.asynchronous && self.live.load(Ordering::Relaxed);
+        let model = self.model_latency_ns.load(Ordering::Relaxed);
+        let frame = self.frame_duration_ns.load(Ordering::Relaxed);
+        gst::ClockTime::from_nseconds(if asynchronous && frame > 0 {
+            model.min(frame)
         } else {
-            // Made for a frame before a caps change or another discontinuity.
-            worker.recycle_mask(mask);
-        }
-        Ok(())
+            model
+        })
     }
 
-    /// Asynchronous mode: the model runs on its own thread and this frame carries the newest
-    /// mask that has finished. A frame that starts a model run waits up to one frame time for
-    /// it, so a model faster than the frame rate still gives every frame its own mask; a slower
-    /// one leaves the frames in between with the mask before. Only a frame with no mask of its
-    /// size at all (the first, or the first after a size change) waits as long as the model takes.
-    fn update_mask_asynchronously(
-        &self,
-        state: &mut State,
-        frame: &ImageRef<'_>,
-        interval: u32,
-        wait: Duration,
-    ) -> Result<(), gst::FlowError> {
-        if state.worker.is_none() {
-            let worker =
-                MaskWorker::spawn("rembgfilter-model", state.segmenter.clone()).map_err(|err| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::CoreError::Thread,
-                        ("cannot start the model thread: {}", err)
-                    );
-                    gst::FlowError::Error
-                })?;
-            state.worker = Some(worker);
-        }
-        let size = (frame.width, frame.height);
-        let mut submitted = false;
-        loop {
-            let worker = state.worker.as_ref().expect("started above");
-            if let Some(finished) = worker.take_finished() {
-                self.adopt_mask(state, finished, size)?;
-                continue;
-            }
-            let have_mask = state.model_mask_size == size;
-            let due = !have_mask
-                || state
-                    .frames_since_model
-                    .is_none_or(|frames| frames >= interval);
-            if due && !submitted && worker.is_idle() {
-                worker.submit(frame, state.history);
-                state.frames_since_model = Some(0);
-                submitted = true;
-            }
-            if have_mask {
-                if submitted && let Some(finished) = worker.wait_finished(wait) {
-                    self.adopt_mask(state, finished, size)?;
-                }
-                // This frame counts towards the next run, submitted or not.
-                state.frames_since_model = state.frames_since_model.map(|frames| frames + 1);
-                return Ok(());
-            }
-            // Nothing to show yet: wait for the run in work (perhaps of an older frame) and look again.
-            if let Some(finished) = worker.wait_finished(Duration::from_secs(24 * 3600)) {
-                self.adopt_mask(state, finished, size)?;
-            } else {
-                submitted = false;
-            }
+    /// Registers a wait that a flush or stop must be able to wake; it starts woken when a flush
+    /// is under way.
+    fn register_interrupter(&self, interrupter: Arc<dyn Interruptible>) {
+        let mut interrupters = self.interrupters.lock().unwrap();
+        interrupter.set_interrupted(self.flushing.load(Ordering::SeqCst));
+        interrupters.push(interrupter);
+    }
+
+    fn set_flushing(&self, flushing: bool) {
+        let interrupters = self.interrupters.lock().unwrap();
+        self.flushing.store(flushing, Ordering::SeqCst);
+        for interrupter in interrupters.iter() {
+            interrupter.set_interrupted(flushing);
         }
     }
 
@@ -552,28 +415,6 @@ impl RembgFilter {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Have no state yet"));
             gst::FlowError::NotNegotiated
         })
-    }
-
-    /// Overlap mode is on and the pipeline is not live (live pipelines have asynchronous mode).
-    fn overlapping(&self) -> bool {
-        self.settings.lock().unwrap().overlap && !self.live.load(Ordering::Relaxed)
-    }
-
-    /// Bookkeeping for a frame coming in: returns whether it follows a discontinuity.
-    fn note_arrival(&self, state: &mut State, inbuf: &gst::BufferRef) -> bool {
-        let discontinuity = Self::is_discontinuity(state, inbuf);
-        if discontinuity {
-            gst::debug!(
-                CAT,
-                imp = self,
-                "discontinuity at {:?}: masks start afresh",
-                inbuf.pts()
-            );
-        }
-        state.previous_end = inbuf
-            .pts()
-            .map(|pts| pts + inbuf.duration().unwrap_or(gst::ClockTime::ZERO));
-        discontinuity
     }
 
     /// Maps `inbuf` as a frame of the negotiated input; a buffer too short for it is an error
@@ -608,29 +449,89 @@ impl RembgFilter {
         })
     }
 
-    /// The pixels of a mapped input frame.
-    fn image_of<'a>(
-        frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>,
-    ) -> Result<ImageRef<'a>, gst::FlowError> {
-        Ok(ImageRef {
-            data: frame.plane_data(0).map_err(|_| gst::FlowError::Error)?,
-            width: frame.width() as usize,
-            height: frame.height() as usize,
-            stride: frame.plane_stride()[0] as usize,
-            layout: pixel_layout(frame.format()).ok_or(gst::FlowError::NotNegotiated)?,
-        })
-    }
-
-    /// Writes the output frame of `inbuf` into `outbuf`.
-    fn finish_frame(
+    /// The model's mask for a frame, on the streaming thread: run when `mask-interval` says so,
+    /// or when there is no mask of this frame's size to reuse.
+    fn update_mask_synchronously(
         &self,
         state: &mut State,
-        inbuf: &gst::BufferRef,
+        src: &ImageRef<'_>,
+        interval: u32,
+    ) -> Result<(), gst::FlowError> {
+        if state.cadence.due(interval) || !state.model_mask.fits(src.width, src.height) {
+            let segmenter = &mut state.segmenter;
+            let mut model_time = Duration::ZERO;
+            state
+                .model_mask
+                .remake(src.width, src.height, |mask| {
+                    model_time = segmenter.compute_mask(src, mask)?;
+                    Ok(())
+                })
+                .map_err(|err| self.report_model_error(err))?;
+            self.count_model_run(model_time);
+            state.cadence.ran();
+        }
+        state.cadence.advance();
+        Ok(())
+    }
+
+    /// Asynchronous mode: the model runs on its own thread and this frame carries the newest
+    /// mask that has finished (see [`MaskWorker::update`]).
+    fn update_mask_asynchronously(
+        &self,
+        state: &mut State,
+        src: &ImageRef<'_>,
+        interval: u32,
+        wait: Duration,
+    ) -> Result<(), gst::FlowError> {
+        if state.worker.is_none() {
+            let worker = MaskWorker::spawn("rembgfilter-model", state.segmenter.fresh_copy())
+                .map_err(|err| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Thread,
+                        ("cannot start the model thread: {}", err)
+                    );
+                    gst::FlowError::Error
+                })?;
+            self.register_interrupter(worker.interrupter());
+            state.worker = Some(worker);
+        }
+        let worker = state.worker.as_ref().expect("started above");
+        worker
+            .update(
+                src,
+                &mut state.cadence,
+                interval,
+                state.history,
+                &mut state.model_mask,
+                wait,
+                |model_time| self.count_model_run(model_time),
+            )
+            .map_err(|err| match err {
+                LiveMaskError::Model(err) => self.report_model_error(err),
+                LiveMaskError::Interrupted(_) => gst::FlowError::Flushing,
+            })
+    }
+
+    /// Writes the output frame of `src` into `outbuf` from the model's mask, which must fit it.
+    fn compose_frame(
+        &self,
+        state: &mut State,
+        src: &ImageRef<'_>,
         outbuf: &mut gst::BufferRef,
-        step: MaskStep,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let in_frame = self.map_input(state, inbuf)?;
-        let out_info = state.video_info.as_ref().expect("mapped above").1.clone();
+        settings: &FrameSettings,
+    ) -> Result<(), gst::FlowError> {
+        let (width, height) = (src.width, src.height);
+        if !state.model_mask.fits(width, height) {
+            // Only a frame of a size no model run has seen could get here; make its mask now.
+            self.update_mask_synchronously(state, src, settings.mask_interval)?;
+        }
+        let out_info = state
+            .video_info
+            .as_ref()
+            .expect("mapped the input")
+            .1
+            .clone();
         let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(outbuf, &out_info)
             .map_err(|_| {
             gst::element_imp_error!(
@@ -640,86 +541,135 @@ impl RembgFilter {
             );
             gst::FlowError::Error
         })?;
-        self.process(state, &in_frame, &mut out_frame, step)
-    }
+        let out_format = out_frame.format();
+        let dst_stride = out_frame.plane_stride()[0] as usize;
+        let dst = out_frame
+            .plane_data_mut(0)
+            .map_err(|_| gst::FlowError::Error)?;
+        let mask = state
+            .chain
+            .apply(state.model_mask.pixels(), width, height, &settings.mask);
 
-    /// Overlap mode, one step: takes `arrival` in (`None` when draining), runs the model on the
-    /// held frame that waits for it and, at the same time, finishes the frames at the front
-    /// whose masks are known and pre-processes the arrival. Finished frames, in order, go to
-    /// `state.finished`. Only one frame waits for the model at a time.
-    fn advance_overlap(
-        &self,
-        state: &mut State,
-        arrival: Option<gst::Buffer>,
-    ) -> Result<(), gst::FlowError> {
-        let arrival = arrival.map(|buffer| {
-            let discontinuity = self.note_arrival(state, &buffer);
-            let interval = self.settings.lock().unwrap().mask.interval.max(1);
-            (buffer, state.model_turn(interval), discontinuity)
-        });
-        // The one frame waiting for the model (if any) is marked running and hands its tensor over.
-        let tensor = state
-            .held
-            .iter_mut()
-            .find(|frame| matches!(frame.stage, HeldStage::Prepared(_)))
-            .and_then(
-                |frame| match std::mem::replace(&mut frame.stage, HeldStage::Running) {
-                    HeldStage::Prepared(tensor) => Some(tensor),
-                    _ => None,
-                },
-            );
-        let (backend, shape) = {
-            let segmenter = state.segmenter.lock().unwrap();
-            (segmenter.backend().clone(), *segmenter.input_shape())
+        let mut background = self.background.lock().unwrap();
+        let picture = match (settings.output.mode, out_format) {
+            (RembgMode::Replace, VideoFormat::Rgba | VideoFormat::Bgra) => {
+                let scaled = match background.as_mut() {
+                    Some(background) => background.scaled_for(width, height, src.layout),
+                    None => Err("mode=replace needs an image: set background-location".into()),
+                };
+                Some(scaled.map_err(|reason| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::ResourceError::OpenRead,
+                        ("property 'background-location': {}", reason)
+                    );
+                    gst::FlowError::Error
+                })?)
+            }
+            _ => None,
         };
-        let (model_result, side_result) = rayon::join(
-            || {
-                tensor.map(|tensor| {
-                    let started = std::time::Instant::now();
-                    let outputs = backend.run(&[TensorView {
-                        shape: &shape,
-                        data: &tensor,
-                    }]);
-                    (outputs, started.elapsed())
-                })
-            },
-            || self.finish_ready_and_prepare(state, arrival),
-        );
-        let arrived = side_result?;
-        if let Some((result, model_time)) = model_result {
-            let outputs = result.map_err(|err| self.report_model_error(err.into()))?;
-            self.count_model_run(model_time);
-            let running = state
-                .held
-                .iter_mut()
-                .find(|frame| matches!(frame.stage, HeldStage::Running))
-                .expect("the frame the model ran on is still held");
-            running.stage = HeldStage::Inferred(outputs);
-        }
-        state.held.extend(arrived);
+        let output = output_for(&settings.output, out_format, src.layout, picture);
+        state.compositor.write(src, mask, output, dst, dst_stride);
+        self.stats.lock().unwrap().frames += 1;
         Ok(())
     }
 
-    /// The side of [`RembgFilter::advance_overlap`] that runs beside the model.
-    fn finish_ready_and_prepare(
+    /// Overlap mode is on and the pipeline is not live (live pipelines have asynchronous mode).
+    fn overlapping(&self, settings: &FrameSettings) -> bool {
+        settings.overlap && !self.live.load(Ordering::Relaxed)
+    }
+
+    /// Overlap mode, one frame in: prepares its tensor when `mask-interval` says it runs the
+    /// model, queues it (waiting, if one request is in flight already, for that one), then
+    /// finishes every frame at the front whose mask is known while the model runs.
+    fn take_in_overlapped(
         &self,
         state: &mut State,
-        arrival: Option<(gst::Buffer, bool, bool)>,
-    ) -> Result<Option<HeldFrame>, gst::FlowError> {
-        while let Some(frame) = state.held.pop_front() {
-            let step = match frame.stage {
-                HeldStage::Inferred(outputs) => MaskStep::Inferred(outputs),
-                HeldStage::Reuse => MaskStep::Reuse,
-                stage @ (HeldStage::Prepared(_) | HeldStage::Running) => {
-                    state.held.push_front(HeldFrame { stage, ..frame });
-                    break;
-                }
-            };
-            if frame.discontinuity {
-                state.previous_mask = None;
+        arrival: gst::Buffer,
+        settings: &FrameSettings,
+    ) -> Result<(), gst::FlowError> {
+        let discontinuity = state.note_arrival(&arrival);
+        let job = if state.cadence.next_frame(settings.mask_interval) {
+            let frame = self.map_input(state, &arrival)?;
+            let image = image_of(&frame).ok_or(gst::FlowError::NotNegotiated)?;
+            let mut tensor = state.spare_tensors.pop().unwrap_or_default();
+            state
+                .segmenter
+                .preparer
+                .prepare(&image, &mut tensor)
+                .map_err(|err| self.report_model_error(err))?;
+            Some(tensor)
+        } else {
+            None
+        };
+        let mut queue = match state.queue.take() {
+            Some(queue) => queue,
+            None => self.overlap_queue(state)?,
+        };
+        let held = HeldFrame {
+            input: arrival,
+            discontinuity,
+        };
+        let result = queue
+            .push(held, job)
+            .map_err(|Interrupted| gst::FlowError::Flushing)
+            .and_then(|()| self.finish_ready(state, &mut queue, false, settings));
+        state.queue = Some(queue);
+        result
+    }
+
+    /// Overlap mode's queue, its one model request running on a thread of its own.
+    fn overlap_queue(&self, state: &State) -> Result<OverlapQueue, gst::FlowError> {
+        let model = state.segmenter.model.clone();
+        let pool = RequestPool::new("rembgfilter-overlap", 1, move |tensor: Vec<f32>| {
+            let run = model.run(&tensor);
+            (tensor, run)
+        })
+        .map_err(|err| {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Thread,
+                ("cannot start the model thread: {}", err)
+            );
+            gst::FlowError::Error
+        })?;
+        let queue = FrameQueue::new(pool);
+        self.register_interrupter(queue.interrupter());
+        Ok(queue)
+    }
+
+    /// Finishes the frames at the front of `queue` whose masks can be made (with `wait`, all of
+    /// them) into `state.finished`, in order.
+    fn finish_ready(
+        &self,
+        state: &mut State,
+        queue: &mut OverlapQueue,
+        wait: bool,
+        settings: &FrameSettings,
+    ) -> Result<(), gst::FlowError> {
+        while let Some((held, ready)) = queue
+            .pop(wait)
+            .map_err(|Interrupted| gst::FlowError::Flushing)?
+        {
+            let frame = self.map_input(state, &held.input)?;
+            let src = image_of(&frame).ok_or(gst::FlowError::NotNegotiated)?;
+            if let Ready::Inferred((tensor, run)) = ready {
+                state.spare_tensors.push(tensor);
+                let run = run.map_err(|err| self.report_model_error(err.into()))?;
+                self.count_model_run(run.time);
+                let finisher = &mut state.segmenter.finisher;
+                state
+                    .model_mask
+                    .remake(src.width, src.height, |mask| {
+                        finisher.finish(&run.outputs, src.width, src.height, mask)
+                    })
+                    .map_err(|err| self.report_model_error(err))?;
+            }
+            if held.discontinuity {
+                state.chain.restart_smoothing();
             }
             let mut output = match self
-                .parent_prepare_output_buffer(InputBuffer::Readable(frame.input.as_ref()))?
+                .parent_prepare_output_buffer(InputBuffer::Readable(held.input.as_ref()))?
             {
                 PrepareOutputBufferSuccess::Buffer(buffer) => buffer,
                 PrepareOutputBufferSuccess::InputBuffer => {
@@ -731,41 +681,36 @@ impl RembgFilter {
                     return Err(gst::FlowError::Error);
                 }
             };
-            self.finish_frame(state, &frame.input, output.make_mut(), step)?;
+            self.compose_frame(state, &src, output.make_mut(), settings)?;
             state.finished.push_back(output);
         }
-        let Some((input, runs_model, discontinuity)) = arrival else {
-            return Ok(None);
+        Ok(())
+    }
+
+    /// Overlap mode: finishes every held frame into `state.finished`.
+    fn finish_all_held(
+        &self,
+        state: &mut State,
+        settings: &FrameSettings,
+    ) -> Result<(), gst::FlowError> {
+        let Some(mut queue) = state.queue.take() else {
+            return Ok(());
         };
-        let stage = if runs_model {
-            let frame = self.map_input(state, &input)?;
-            let image = Self::image_of(&frame)?;
-            let mut segmenter = state.segmenter.lock().unwrap();
-            let tensor = segmenter
-                .preprocess(&image)
-                .map_err(|err| self.report_model_error(err))?;
-            HeldStage::Prepared(tensor.to_vec())
-        } else {
-            HeldStage::Reuse
-        };
-        Ok(Some(HeldFrame {
-            input,
-            stage,
-            discontinuity,
-        }))
+        let result = self.finish_ready(state, &mut queue, true, settings);
+        state.queue = Some(queue);
+        result
     }
 
     /// Overlap mode: finishes every held frame and pushes them downstream (before an event that
     /// must not overtake them).
     fn drain_held(&self) -> Result<(), gst::FlowError> {
+        let settings = self.settings.lock().unwrap().frame;
         let finished: Vec<gst::Buffer> = {
             let mut state_guard = self.state.lock().unwrap();
             let Some(state) = state_guard.as_mut() else {
                 return Ok(());
             };
-            while !state.held.is_empty() {
-                self.advance_overlap(state, None)?;
-            }
+            self.finish_all_held(state, &settings)?;
             state.finished.drain(..).collect()
         };
         // Pushed without the state lock: downstream may query this element meanwhile.
@@ -773,170 +718,6 @@ impl RembgFilter {
             self.obj().src_pad().push(buffer)?;
         }
         Ok(())
-    }
-
-    /// One frame: the model's mask becomes the output's alpha, colour copied as it is.
-    fn process(
-        &self,
-        state: &mut State,
-        in_frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
-        out_frame: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
-        step: MaskStep,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let src = Self::image_of(in_frame)?;
-        let (width, height, layout) = (src.width, src.height, src.layout);
-        let (controls, asynchronous) = {
-            let settings = self.settings.lock().unwrap();
-            (settings.mask, settings.asynchronous)
-        };
-        let interval = controls.interval.max(1);
-        match step {
-            MaskStep::Inferred(outputs) => {
-                state.model_mask.resize(width * height, 0);
-                let result = state.segmenter.lock().unwrap().postprocess(
-                    &outputs,
-                    width,
-                    height,
-                    &mut state.model_mask,
-                );
-                if let Err(err) = result {
-                    return Err(self.report_model_error(err));
-                }
-                state.model_mask_size = (width, height);
-            }
-            // Overlap mode decided at arrival; the mask of the frame before is still here.
-            MaskStep::Reuse => {}
-            MaskStep::Decide if asynchronous && self.live.load(Ordering::Relaxed) => {
-                let wait = Self::frame_duration(in_frame.info());
-                self.update_mask_asynchronously(state, &src, interval, wait)?;
-            }
-            MaskStep::Decide => {
-                let turn = state.model_turn(interval);
-                if turn || state.model_mask_size != (width, height) {
-                    state.model_mask.resize(width * height, 0);
-                    let (result, model_time) = {
-                        let mut segmenter = state.segmenter.lock().unwrap();
-                        let result = segmenter.compute_mask(&src, &mut state.model_mask);
-                        (result, segmenter.last_run_time())
-                    };
-                    if let Err(err) = result {
-                        return Err(self.report_model_error(err));
-                    }
-                    self.count_model_run(model_time);
-                    state.model_mask_size = (width, height);
-                    // The count restarts with a run, also one the frame size forced.
-                    state.frames_since_model = Some(1);
-                }
-            }
-        }
-        state.mask.clear();
-        state.mask.extend_from_slice(&state.model_mask);
-        if controls.post_process {
-            mask::rembg_post_process(&mut state.mask, width, height);
-        }
-        if controls.temporal_smoothing > 0.0 {
-            if let Some(previous) = state
-                .previous_mask
-                .as_ref()
-                .filter(|p| p.len() == state.mask.len())
-            {
-                mask::smooth_temporally(&mut state.mask, previous, controls.temporal_smoothing);
-            }
-            // The buffer is reused from frame to frame rather than allocated anew.
-            let previous = state.previous_mask.get_or_insert_with(Vec::new);
-            previous.clear();
-            previous.extend_from_slice(&state.mask);
-        } else {
-            state.previous_mask = None;
-        }
-        mask::threshold(&mut state.mask, controls.threshold.min(255) as u8);
-        mask::feather(&mut state.mask, width, height, controls.feather as usize);
-        let out_format = out_frame.format();
-        let dst_stride = out_frame.plane_stride()[0] as usize;
-        let dst = out_frame
-            .plane_data_mut(0)
-            .map_err(|_| gst::FlowError::Error)?;
-        let output = self.settings.lock().unwrap().output;
-        // The output keeps the input's channel order, so colours are given in that order.
-        let [_, r, g, b] = output.background_color.to_be_bytes();
-        let colour = if layout.red == 0 {
-            [r, g, b]
-        } else {
-            [b, g, r]
-        };
-        match (output.mode, out_format) {
-            (RembgMode::Mask, VideoFormat::Gray8) => {
-                compose::write_mask(&state.mask, width, height, dst, dst_stride)
-            }
-            (RembgMode::Alpha, VideoFormat::Rgba | VideoFormat::Bgra) => {
-                attach_alpha(&src, &state.mask, dst, dst_stride)
-            }
-            (RembgMode::Composite, VideoFormat::Rgba | VideoFormat::Bgra) => {
-                compose::composite_over(
-                    &src,
-                    &state.mask,
-                    Background::Colour(colour),
-                    dst,
-                    dst_stride,
-                )
-            }
-            (RembgMode::Blur, VideoFormat::Rgba | VideoFormat::Bgra) => {
-                let blurred = state.blurred.blur(&src, output.blur_radius as usize);
-                compose::composite_over(
-                    &src,
-                    &state.mask,
-                    Background::Image(blurred),
-                    dst,
-                    dst_stride,
-                )
-            }
-            (RembgMode::Replace, VideoFormat::Rgba | VideoFormat::Bgra) => {
-                let location = self.settings.lock().unwrap().background_location.clone();
-                let key = (location.unwrap_or_default(), width, height, layout.red != 0);
-                if state
-                    .background
-                    .as_ref()
-                    .is_none_or(|(made_for, _)| *made_for != key)
-                {
-                    let pixels =
-                        self.load_background(&key.0, width, height, key.3)
-                            .map_err(|e| {
-                                gst::element_imp_error!(
-                                    self,
-                                    gst::ResourceError::OpenRead,
-                                    ("property 'background-location': {}", e)
-                                );
-                                gst::FlowError::Error
-                            })?;
-                    state.background = Some((key, pixels));
-                }
-                let background = &state.background.as_ref().expect("just loaded").1;
-                compose::composite_over(
-                    &src,
-                    &state.mask,
-                    Background::Image(background),
-                    dst,
-                    dst_stride,
-                )
-            }
-            (mode, format) => {
-                // The mode changed and the new caps are not negotiated yet: this frame keeps the
-                // old output format, so it is written in that format's own mode.
-                gst::debug!(
-                    CAT,
-                    imp = self,
-                    "mode {mode:?} waits for renegotiation from {format:?}"
-                );
-                match format {
-                    VideoFormat::Gray8 => {
-                        compose::write_mask(&state.mask, width, height, dst, dst_stride)
-                    }
-                    _ => attach_alpha(&src, &state.mask, dst, dst_stride),
-                }
-            }
-        }
-        self.stats.lock().unwrap().frames += 1;
-        Ok(gst::FlowSuccess::Ok)
     }
 }
 
@@ -984,7 +765,7 @@ impl ObjectImpl for RembgFilter {
             properties.extend([
                 glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_OUTPUT.mode)
                     .nick("Mode")
-                    .blurb("What to output: alpha (RGBA/BGRA), mask (GRAY8), composite or blur (alpha 255)")
+                    .blurb("What to output: alpha (RGBA/BGRA), mask (GRAY8), composite, blur or replace (alpha 255)")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("background-color")
@@ -1008,21 +789,21 @@ impl ObjectImpl for RembgFilter {
                 glib::ParamSpecBoolean::builder("post-process-mask")
                     .nick("Post-process mask")
                     .blurb("rembg's post-processing: opening with a radius-1 disk, Gaussian blur (sigma 2), threshold at 127")
-                    .default_value(DEFAULT_MASK_CONTROLS.post_process)
+                    .default_value(false)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("threshold")
                     .nick("Threshold")
                     .blurb("0 keeps the soft mask; otherwise alpha is 255 from this level up and 0 below")
                     .maximum(255)
-                    .default_value(DEFAULT_MASK_CONTROLS.threshold)
+                    .default_value(0)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("feather")
                     .nick("Feather")
                     .blurb("Soften the mask's edge over about this many pixels (0 = off)")
                     .maximum(256)
-                    .default_value(DEFAULT_MASK_CONTROLS.feather)
+                    .default_value(0)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("temporal-smoothing")
@@ -1031,7 +812,7 @@ impl ObjectImpl for RembgFilter {
                             reset on flush, caps change or a gap in timestamps")
                     .minimum(0.0)
                     .maximum(1.0)
-                    .default_value(DEFAULT_MASK_CONTROLS.temporal_smoothing)
+                    .default_value(0.0)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("mask-interval")
@@ -1039,7 +820,7 @@ impl ObjectImpl for RembgFilter {
                     .blurb("Run the model on every Nth frame and reuse its mask in between (1 = every frame)")
                     .minimum(1)
                     .maximum(10000)
-                    .default_value(DEFAULT_MASK_CONTROLS.interval)
+                    .default_value(DEFAULT_MASK_INTERVAL)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("asynchronous")
@@ -1077,6 +858,7 @@ impl ObjectImpl for RembgFilter {
             let values: Vec<f64> = array.iter().filter_map(|v| v.get::<f64>().ok()).collect();
             (!values.is_empty()).then_some(values)
         };
+        let frame = &mut settings.frame;
         match pspec.name() {
             "model" => {
                 let model = value
@@ -1092,36 +874,45 @@ impl ObjectImpl for RembgFilter {
                 settings.execution_provider = value.get().expect("type checked upstream")
             }
             "input-mean" => settings.input_mean = doubles(value),
+            "input-std" => settings.input_std = doubles(value),
             "mode" => {
                 let mode = value.get().expect("type checked upstream");
-                if mode != settings.output.mode {
-                    settings.output.mode = mode;
+                if mode != frame.output.mode {
+                    frame.output.mode = mode;
                     drop(settings);
                     // Output caps depend on the mode: negotiate them again before the next frame.
                     self.obj().reconfigure_src();
                 }
             }
             "background-color" => {
-                settings.output.background_color = value.get().expect("type checked upstream")
+                frame.output.background_color = value.get().expect("type checked upstream")
             }
-            "blur-radius" => {
-                settings.output.blur_radius = value.get().expect("type checked upstream")
-            }
+            "blur-radius" => frame.output.blur_radius = value.get().expect("type checked upstream"),
             "background-location" => {
-                settings.background_location = value.get().expect("type checked upstream")
+                let location: Option<String> = value.get().expect("type checked upstream");
+                let location = location.filter(|l| !l.is_empty());
+                // Decoded now, on a thread of its own, so that no frame waits for it.
+                *self.background.lock().unwrap() =
+                    location.as_deref().map(Background::decode_in_background);
+                settings.background_location = location;
             }
             "post-process-mask" => {
-                settings.mask.post_process = value.get().expect("type checked upstream")
+                frame.mask.post_process = value.get().expect("type checked upstream")
             }
-            "threshold" => settings.mask.threshold = value.get().expect("type checked upstream"),
-            "feather" => settings.mask.feather = value.get().expect("type checked upstream"),
+            "threshold" => {
+                let level: u32 = value.get().expect("type checked upstream");
+                frame.mask.threshold = level.min(255) as u8;
+            }
+            "feather" => {
+                let reach: u32 = value.get().expect("type checked upstream");
+                frame.mask.feather = reach as usize;
+            }
             "temporal-smoothing" => {
-                settings.mask.temporal_smoothing = value.get().expect("type checked upstream")
+                frame.mask.temporal_smoothing = value.get().expect("type checked upstream")
             }
-            "mask-interval" => settings.mask.interval = value.get().expect("type checked upstream"),
-            "asynchronous" => settings.asynchronous = value.get().expect("type checked upstream"),
-            "overlap" => settings.overlap = value.get().expect("type checked upstream"),
-            "input-std" => settings.input_std = doubles(value),
+            "mask-interval" => frame.mask_interval = value.get().expect("type checked upstream"),
+            "asynchronous" => frame.asynchronous = value.get().expect("type checked upstream"),
+            "overlap" => frame.overlap = value.get().expect("type checked upstream"),
             other => unimplemented!("property {other}"),
         }
     }
@@ -1131,30 +922,31 @@ impl ObjectImpl for RembgFilter {
         let array = |values: &Option<Vec<f64>>| {
             gst::Array::new(values.iter().flatten().copied()).to_value()
         };
+        let frame = &settings.frame;
         match pspec.name() {
             "model" => settings.model.to_value(),
             "threads" => settings.threads.to_value(),
             "download" => settings.download.to_value(),
             "execution-provider" => settings.execution_provider.to_value(),
             "input-mean" => array(&settings.input_mean),
-            "mode" => settings.output.mode.to_value(),
-            "background-color" => settings.output.background_color.to_value(),
-            "blur-radius" => settings.output.blur_radius.to_value(),
+            "input-std" => array(&settings.input_std),
+            "mode" => frame.output.mode.to_value(),
+            "background-color" => frame.output.background_color.to_value(),
+            "blur-radius" => frame.output.blur_radius.to_value(),
             "background-location" => settings.background_location.to_value(),
-            "post-process-mask" => settings.mask.post_process.to_value(),
-            "threshold" => settings.mask.threshold.to_value(),
-            "feather" => settings.mask.feather.to_value(),
-            "temporal-smoothing" => settings.mask.temporal_smoothing.to_value(),
-            "mask-interval" => settings.mask.interval.to_value(),
-            "asynchronous" => settings.asynchronous.to_value(),
-            "overlap" => settings.overlap.to_value(),
+            "post-process-mask" => frame.mask.post_process.to_value(),
+            "threshold" => u32::from(frame.mask.threshold).to_value(),
+            "feather" => (frame.mask.feather as u32).to_value(),
+            "temporal-smoothing" => frame.mask.temporal_smoothing.to_value(),
+            "mask-interval" => frame.mask_interval.to_value(),
+            "asynchronous" => frame.asynchronous.to_value(),
+            "overlap" => frame.overlap.to_value(),
             "stats" => self
                 .stats
                 .lock()
                 .unwrap()
                 .to_structure("rembgfilter-stats")
                 .to_value(),
-            "input-std" => array(&settings.input_std),
             other => unimplemented!("property {other}"),
         }
     }
@@ -1168,8 +960,10 @@ impl ElementImpl for RembgFilter {
             gst::subclass::ElementMetadata::new(
                 "Background removal",
                 "Filter/Effect/Video",
-                "Removes the background of video with an ONNX segmentation model (u2netp, u2net, silueta, \
-                 isnet or custom), computing what Python rembg computes; outputs the mask as alpha",
+                "Removes the background of video with a segmentation model (u2netp, u2net, silueta, \
+                 isnet, MediaPipe's selfie models for live video, or a custom ONNX model), computing \
+                 what Python rembg computes; outputs the mask as alpha, the mask alone, or the \
+                 foreground over a colour, a blurred copy or a picture",
                 "neuralfx developers",
             )
         });
@@ -1179,10 +973,10 @@ impl ElementImpl for RembgFilter {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let sink_caps = gst_video::VideoCapsBuilder::new()
-                .format_list(FORMAT_PAIRS.iter().map(|(input, _)| *input))
+                .format_list(caps::FORMAT_PAIRS.iter().map(|(input, _)| *input))
                 .build();
             let src_caps = gst_video::VideoCapsBuilder::new()
-                .format_list([VideoFormat::Rgba, VideoFormat::Bgra, VideoFormat::Gray8])
+                .format_list(caps::OUTPUT_FORMATS)
                 .build();
             vec![
                 gst::PadTemplate::new(
@@ -1203,30 +997,21 @@ impl ElementImpl for RembgFilter {
         });
         PAD_TEMPLATES.as_ref()
     }
-}
 
-/// Whether a caps structure names only grey formats.
-fn outputs_gray(structure: &gst::StructureRef) -> bool {
-    allowed_formats(structure, &[VideoFormat::Gray8]) == [VideoFormat::Gray8]
-}
-
-/// The formats a caps structure allows; all of `candidates` when it names none.
-fn allowed_formats(structure: &gst::StructureRef, candidates: &[VideoFormat]) -> Vec<VideoFormat> {
-    let Ok(value) = structure.value("format") else {
-        return candidates.to_vec();
-    };
-    let names: Vec<String> = if let Ok(name) = value.get::<String>() {
-        vec![name]
-    } else if let Ok(list) = value.get::<gst::List>() {
-        list.iter().filter_map(|v| v.get::<String>().ok()).collect()
-    } else {
-        return Vec::new();
-    };
-    names
-        .iter()
-        .map(|name| VideoFormat::from_string(name))
-        .filter(|format| candidates.contains(format))
-        .collect()
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::PausedToReady {
+            // A streaming thread waiting for the model lets go now, before the pads stop.
+            self.set_flushing(true);
+        }
+        let result = self.parent_change_state(transition);
+        if transition == gst::StateChange::ReadyToPaused {
+            self.set_flushing(false);
+        }
+        result
+    }
 }
 
 impl BaseTransformImpl for RembgFilter {
@@ -1237,6 +1022,7 @@ impl BaseTransformImpl for RembgFilter {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
+        self.check_background(&settings)?;
         let state = self.load(&settings)?;
         *self.state.lock().unwrap() = Some(state);
         *self.stats.lock().unwrap() = InferenceStats::default();
@@ -1251,25 +1037,40 @@ impl BaseTransformImpl for RembgFilter {
         inbuf: &gst::Buffer,
         outbuf: &mut gst::BufferRef,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let settings = self.settings.lock().unwrap().frame;
         let mut state_guard = self.state.lock().unwrap();
         let state = self.started(&mut state_guard)?;
-        if self.note_arrival(state, inbuf) {
-            state.restart_smoothing();
+        if state.note_arrival(inbuf) {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "discontinuity at {:?}: smoothing starts afresh",
+                inbuf.pts()
+            );
+            state.chain.restart_smoothing();
         }
-        self.finish_frame(state, inbuf, outbuf, MaskStep::Decide)
+        let frame = self.map_input(state, inbuf)?;
+        let src = image_of(&frame).ok_or(gst::FlowError::NotNegotiated)?;
+        if settings.asynchronous && self.live.load(Ordering::Relaxed) {
+            let wait = frame_duration(frame.info());
+            self.update_mask_asynchronously(state, &src, settings.mask_interval, wait)?;
+        } else {
+            self.update_mask_synchronously(state, &src, settings.mask_interval)?;
+        }
+        self.compose_frame(state, &src, outbuf, &settings)?;
+        Ok(gst::FlowSuccess::Ok)
     }
 
     // Overlap mode takes frames in here and hands finished ones out one by one; otherwise
     // BaseTransform's own generate_output() calls transform() above.
     fn generate_output(&self) -> Result<GenerateOutputSuccess, gst::FlowError> {
-        let overlap = self.overlapping();
+        let settings = self.settings.lock().unwrap().frame;
+        let overlap = self.overlapping(&settings);
         let mut state_guard = self.state.lock().unwrap();
         let state = self.started(&mut state_guard)?;
-        if !overlap && !state.held.is_empty() {
+        if !overlap {
             // Overlap ended (the pipeline turned out live): let the held frames out first.
-            while !state.held.is_empty() {
-                self.advance_overlap(state, None)?;
-            }
+            self.finish_all_held(state, &settings)?;
         }
         if let Some(buffer) = state.finished.pop_front() {
             return Ok(GenerateOutputSuccess::Buffer(buffer));
@@ -1281,7 +1082,7 @@ impl BaseTransformImpl for RembgFilter {
         let Some(arrival) = self.take_queued_buffer() else {
             return Ok(GenerateOutputSuccess::NoOutput);
         };
-        self.advance_overlap(state, Some(arrival))?;
+        self.take_in_overlapped(state, arrival, &settings)?;
         Ok(state.finished.pop_front().map_or(
             GenerateOutputSuccess::NoOutput,
             GenerateOutputSuccess::Buffer,
@@ -1314,26 +1115,36 @@ impl BaseTransformImpl for RembgFilter {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
-        if let gst::EventView::FlushStop(_) = event.view() {
-            if let Some(state) = self.state.lock().unwrap().as_mut() {
-                state.forget_masks();
-                state.held.clear();
-                state.finished.clear();
+        match event.view() {
+            // Not serialized: the streaming thread may be waiting for the model.
+            gst::EventView::FlushStart(_) => self.set_flushing(true),
+            gst::EventView::FlushStop(_) => {
+                if let Some(state) = self.state.lock().unwrap().as_mut() {
+                    state.forget_masks();
+                    if let Some(queue) = state.queue.as_mut() {
+                        queue.clear();
+                    }
+                    state.finished.clear();
+                }
+                self.set_flushing(false);
             }
-        } else if event.is_serialized() {
-            // Caps, EOS, gaps, tags: held frames go out first, so nothing overtakes them.
-            if let Err(err) = self.drain_held() {
-                gst::warning!(CAT, imp = self, "frames held back not delivered: {err:?}");
+            _ if event.is_serialized() => {
+                // Caps, EOS, gaps, tags: held frames go out first, so nothing overtakes them.
+                if let Err(err) = self.drain_held() {
+                    gst::warning!(CAT, imp = self, "frames held back not delivered: {err:?}");
+                }
             }
+            _ => {}
         }
         self.parent_sink_event(event)
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        // Dropping the state stops the model thread and drops this element's hold on the
+        // Dropping the state stops the model threads and drops this element's hold on the
         // shared session.
         let state = self.state.lock().unwrap().take();
         drop(state);
+        self.interrupters.lock().unwrap().clear();
         self.live.store(false, Ordering::Relaxed);
         Ok(())
     }
@@ -1344,49 +1155,8 @@ impl BaseTransformImpl for RembgFilter {
         caps: &gst::Caps,
         filter: Option<&gst::Caps>,
     ) -> Option<gst::Caps> {
-        let mut result = gst::Caps::new_empty();
-        {
-            let result = result.get_mut().expect("new caps are writable");
-            for (structure, features) in caps.iter_with_features() {
-                let pairs = format_pairs(self.settings.lock().unwrap().output.mode);
-                let (inputs, outputs): (Vec<_>, Vec<_>) = pairs.iter().copied().unzip();
-                let mut targets: Vec<VideoFormat> = Vec::new();
-                match direction {
-                    gst::PadDirection::Sink => {
-                        for format in allowed_formats(structure, &inputs) {
-                            let (_, out) = pairs
-                                .iter()
-                                .find(|(i, _)| *i == format)
-                                .expect("from the list");
-                            if !targets.contains(out) {
-                                targets.push(*out);
-                            }
-                        }
-                    }
-                    _ => {
-                        for format in allowed_formats(structure, &outputs) {
-                            targets.extend(
-                                pairs.iter().filter(|(_, o)| *o == format).map(|(i, _)| *i),
-                            );
-                        }
-                    }
-                }
-                if targets.is_empty() {
-                    continue;
-                }
-                let mut transformed = structure.to_owned();
-                if targets.contains(&VideoFormat::Gray8) != outputs_gray(structure) {
-                    // RGB colorimetry does not describe grey frames, and the other way round.
-                    transformed.remove_fields(["colorimetry", "chroma-site"]);
-                }
-                if targets.len() == 1 {
-                    transformed.set("format", targets[0].to_str());
-                } else {
-                    transformed.set("format", gst::List::new(targets.iter().map(|f| f.to_str())));
-                }
-                result.append_structure_full(transformed, Some(features.to_owned()));
-            }
-        }
+        let mode = self.settings.lock().unwrap().frame.output.mode;
+        let result = caps::transform_caps(mode, direction, caps);
         gst::debug!(
             CAT,
             imp = self,
@@ -1420,6 +1190,8 @@ impl VideoFilterImpl for RembgFilter {
         }
         gst::debug!(CAT, imp = self, "configured {incaps} -> {outcaps}");
         let latency_before = self.own_latency();
+        self.frame_duration_ns
+            .store(frame_duration(in_info).as_nanos() as u64, Ordering::Relaxed);
         if let Some(state) = self.state.lock().unwrap().as_mut() {
             state.video_info = Some((in_info.clone(), out_info.clone()));
             // A new size or format breaks the run of frames.

@@ -3,6 +3,8 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod background;
+mod caps;
 mod imp;
 
 glib::wrapper! {

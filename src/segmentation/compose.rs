@@ -3,7 +3,9 @@
 
 use rayon::prelude::*;
 
-use crate::imageops::{BoxBlur, Edges, ImageRef};
+use crate::imageops::{BoxBlur, Edges, ImageRef, PixelLayout};
+
+use super::attach_alpha;
 
 /// `src`'s pixels as packed 4-byte pixels in its own channel order (the fourth byte 255).
 fn pack4_into(src: &ImageRef<'_>, out: &mut Vec<u8>) {
@@ -112,6 +114,66 @@ pub fn write_mask(mask: &[u8], width: usize, height: usize, dst: &mut [u8], dst_
     }
 }
 
+/// What an output frame shows, one variant per output mode.
+#[derive(Debug, Clone, Copy)]
+pub enum Output<'a> {
+    /// The mask alone, one byte per pixel.
+    Mask,
+    /// The frame's colour with the mask as alpha, four bytes per pixel.
+    Alpha,
+    /// The foreground over a colour given in the frame's channel order, alpha 255.
+    OverColour([u8; 3]),
+    /// The foreground over a copy of the frame blurred with this radius, alpha 255.
+    OverBlur(usize),
+    /// The foreground over a picture: packed 4-byte pixels of the frame's size and channel
+    /// order, alpha 255.
+    OverImage(&'a [u8]),
+}
+
+/// Writes output frames, keeping blur mode's buffers from frame to frame.
+#[derive(Debug, Default)]
+pub struct Compositor {
+    blurred: BlurredBackground,
+}
+
+impl Compositor {
+    /// Writes what `output` shows of `src` and its `mask` into `dst` (rows `dst_stride` apart).
+    pub fn write(
+        &mut self,
+        src: &ImageRef<'_>,
+        mask: &[u8],
+        output: Output<'_>,
+        dst: &mut [u8],
+        dst_stride: usize,
+    ) {
+        match output {
+            Output::Mask => write_mask(mask, src.width, src.height, dst, dst_stride),
+            Output::Alpha => attach_alpha(src, mask, dst, dst_stride),
+            Output::OverColour(colour) => {
+                composite_over(src, mask, Background::Colour(colour), dst, dst_stride)
+            }
+            Output::OverBlur(radius) => {
+                let blurred = self.blurred.blur(src, radius);
+                composite_over(src, mask, Background::Image(blurred), dst, dst_stride)
+            }
+            Output::OverImage(picture) => {
+                composite_over(src, mask, Background::Image(picture), dst, dst_stride)
+            }
+        }
+    }
+}
+
+/// An `0xAARRGGBB` colour (as GStreamer's colour properties are) in the channel order of
+/// `layout`; alpha is dropped.
+pub fn colour_in_layout(argb: u32, layout: PixelLayout) -> [u8; 3] {
+    let [_, r, g, b] = argb.to_be_bytes();
+    let mut colour = [0u8; 3];
+    colour[layout.red] = r;
+    colour[layout.green] = g;
+    colour[layout.blue] = b;
+    colour
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +212,39 @@ mod tests {
         dot[(3 * w + 4) * 4] = 255;
         blur_with_scratch(&mut dot, &mut Vec::new(), w, h, 1);
         assert!(dot[(3 * w + 4) * 4] < 255 && dot[(3 * w + 5) * 4] > 0);
+    }
+
+    #[test]
+    fn colours_follow_the_frame_channel_order() {
+        assert_eq!(
+            colour_in_layout(0xff10_2030, PixelLayout::RGB),
+            [0x10, 0x20, 0x30]
+        );
+        assert_eq!(
+            colour_in_layout(0x0010_2030, PixelLayout::BGRX),
+            [0x30, 0x20, 0x10]
+        );
+    }
+
+    #[test]
+    fn the_compositor_writes_each_output() {
+        let src = [200u8, 100, 0, 10, 20, 30];
+        let image = ImageRef::packed(&src, 2, 1, PixelLayout::RGB);
+        let mask = [255u8, 0];
+        let mut compositor = Compositor::default();
+        let mut dst = vec![0u8; 8];
+        compositor.write(&image, &mask, Output::Alpha, &mut dst, 8);
+        assert_eq!(dst, [200, 100, 0, 255, 10, 20, 30, 0]);
+        compositor.write(&image, &mask, Output::OverColour([1, 2, 3]), &mut dst, 8);
+        assert_eq!(dst, [200, 100, 0, 255, 1, 2, 3, 255]);
+        let picture = [9u8, 8, 7, 255, 6, 5, 4, 255];
+        compositor.write(&image, &mask, Output::OverImage(&picture), &mut dst, 8);
+        assert_eq!(dst, [200, 100, 0, 255, 6, 5, 4, 255]);
+        let mut grey = vec![0u8; 4];
+        compositor.write(&image, &mask, Output::Mask, &mut grey, 4);
+        assert_eq!(&grey[..2], &mask);
+        // Radius 0 blurs nothing: the background is the frame itself.
+        compositor.write(&image, &mask, Output::OverBlur(0), &mut dst, 8);
+        assert_eq!(dst, [200, 100, 0, 255, 10, 20, 30, 255]);
     }
 }

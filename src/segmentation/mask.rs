@@ -117,6 +117,127 @@ pub fn feather(mask: &mut [u8], width: usize, height: usize, reach: usize) {
     blur.apply(mask, &mut Vec::new(), width, height);
 }
 
+/// The model's last mask at frame size, reused between model runs (`mask-interval`, or while
+/// the model thread works on a newer frame).
+#[derive(Debug, Default)]
+pub struct ModelMask {
+    pixels: Vec<u8>,
+    /// The frame size it was made for; `None` when there is none to reuse.
+    size: Option<(usize, usize)>,
+}
+
+impl ModelMask {
+    /// Whether there is a mask for a frame of this size.
+    pub fn fits(&self, width: usize, height: usize) -> bool {
+        self.size == Some((width, height))
+    }
+
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+
+    /// No frame may reuse the mask any more (a flush, new caps).
+    pub fn forget(&mut self) {
+        self.size = None;
+    }
+
+    /// Lets `make` write a new mask for a `width` x `height` frame into the kept buffer; on
+    /// failure there is no mask to reuse.
+    pub fn remake<E>(
+        &mut self,
+        width: usize,
+        height: usize,
+        make: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.size = None;
+        self.pixels.resize(width * height, 0);
+        make(&mut self.pixels)?;
+        self.size = Some((width, height));
+        Ok(())
+    }
+
+    /// Takes a mask made elsewhere (the model thread); returns the old buffer for reuse.
+    pub fn replace(&mut self, pixels: Vec<u8>, width: usize, height: usize) -> Vec<u8> {
+        debug_assert_eq!(pixels.len(), width * height);
+        self.size = Some((width, height));
+        std::mem::replace(&mut self.pixels, pixels)
+    }
+}
+
+/// What happens to the model's mask before it is shown; all changeable while playing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MaskControls {
+    /// rembg's `post_process_mask`.
+    pub post_process: bool,
+    /// 0 keeps the soft mask.
+    pub threshold: u8,
+    /// Edge softening, in pixels.
+    pub feather: usize,
+    /// Weight of the previous frame's mask, 0..1.
+    pub temporal_smoothing: f64,
+}
+
+impl Default for MaskControls {
+    fn default() -> Self {
+        Self {
+            post_process: false,
+            threshold: 0,
+            feather: 0,
+            temporal_smoothing: 0.0,
+        }
+    }
+}
+
+/// The mask steps after the model, in order: post-processing, temporal smoothing (which keeps
+/// the previous frame's result), threshold, feathering. Buffers are kept from frame to frame.
+#[derive(Debug, Default)]
+pub struct MaskChain {
+    mask: Vec<u8>,
+    /// The last smoothed mask, for `temporal_smoothing`.
+    previous: Option<Vec<u8>>,
+}
+
+impl MaskChain {
+    /// The next frame is not blended with the ones before it (a discontinuity).
+    pub fn restart_smoothing(&mut self) {
+        self.previous = None;
+    }
+
+    /// Runs the steps on `model_mask` (a `width` x `height` mask); the result lasts until the
+    /// next call.
+    pub fn apply(
+        &mut self,
+        model_mask: &[u8],
+        width: usize,
+        height: usize,
+        controls: &MaskControls,
+    ) -> &[u8] {
+        self.mask.clear();
+        self.mask.extend_from_slice(model_mask);
+        if controls.post_process {
+            rembg_post_process(&mut self.mask, width, height);
+        }
+        if controls.temporal_smoothing > 0.0 {
+            if let Some(previous) = self
+                .previous
+                .as_ref()
+                .filter(|p| p.len() == self.mask.len())
+            {
+                smooth_temporally(&mut self.mask, previous, controls.temporal_smoothing);
+            }
+            // The buffer is reused from frame to frame rather than allocated anew.
+            let previous = self.previous.get_or_insert_with(Vec::new);
+            previous.clear();
+            previous.extend_from_slice(&self.mask);
+        } else {
+            self.previous = None;
+        }
+        threshold(&mut self.mask, controls.threshold);
+        feather(&mut self.mask, width, height, controls.feather);
+        &self.mask
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +293,59 @@ mod tests {
         let mut mask = vec![0, 200];
         smooth_temporally(&mut mask, &[100, 0], 0.5);
         assert_eq!(mask, vec![50, 100]);
+    }
+
+    #[test]
+    fn the_chain_smooths_against_the_previous_frame_until_restarted() {
+        let controls = MaskControls {
+            temporal_smoothing: 0.5,
+            ..Default::default()
+        };
+        let mut chain = MaskChain::default();
+        assert_eq!(chain.apply(&[200, 0], 2, 1, &controls), &[200, 0]);
+        assert_eq!(chain.apply(&[0, 100], 2, 1, &controls), &[100, 50]);
+        chain.restart_smoothing();
+        assert_eq!(chain.apply(&[0, 100], 2, 1, &controls), &[0, 100]);
+        // Smoothing off: nothing is remembered.
+        assert_eq!(
+            chain.apply(&[40, 40], 2, 1, &MaskControls::default()),
+            &[40, 40]
+        );
+        assert_eq!(chain.apply(&[0, 0], 2, 1, &controls), &[0, 0]);
+    }
+
+    #[test]
+    fn the_chain_thresholds_after_smoothing_and_leaves_the_model_mask_alone() {
+        let controls = MaskControls {
+            temporal_smoothing: 0.5,
+            threshold: 100,
+            ..Default::default()
+        };
+        let mut chain = MaskChain::default();
+        let model_mask = [250u8, 10];
+        assert_eq!(chain.apply(&model_mask, 2, 1, &controls), &[255, 0]);
+        // Blended first (250*0.5 + 0*0.5 = 125), then thresholded.
+        assert_eq!(chain.apply(&[0, 150], 2, 1, &controls), &[255, 0]);
+        assert_eq!(model_mask, [250, 10]);
+    }
+
+    #[test]
+    fn a_model_mask_fits_only_the_size_it_was_made_for() {
+        let mut kept = ModelMask::default();
+        assert!(!kept.fits(2, 2));
+        kept.remake(2, 2, |pixels| {
+            pixels.fill(7);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert!(kept.fits(2, 2) && !kept.fits(4, 1));
+        assert_eq!(kept.pixels(), &[7; 4]);
+        assert!(kept.remake(2, 2, |_| Err(())).is_err());
+        assert!(!kept.fits(2, 2), "a failed run leaves nothing to reuse");
+        let old = kept.replace(vec![9; 4], 2, 2);
+        assert_eq!(old.len(), 4);
+        assert!(kept.fits(2, 2));
+        kept.forget();
+        assert!(!kept.fits(2, 2));
     }
 }

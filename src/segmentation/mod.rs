@@ -7,6 +7,9 @@ pub mod download;
 pub mod locate;
 pub mod mask;
 mod processing;
+pub mod schedule;
 pub mod worker;
 
-pub use processing::{Segmenter, SegmenterError, attach_alpha};
+pub use processing::{
+    Finisher, ModelRun, Preparer, SegmentationModel, Segmenter, SegmenterError, attach_alpha,
+};

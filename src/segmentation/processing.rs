@@ -1,9 +1,12 @@
-//! rembg's `normalize()` and `predict()` in Rust: frame -> model tensor -> mask at frame size.
+//! rembg's `normalize()` and `predict()` in Rust, in three steps that can run on different
+//! threads: prepare (frame -> model tensor), the model run (timed here and nowhere else), and
+//! finish (model outputs -> mask at frame size). The steps share only the `Arc<dyn Backend>`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::imageops::{ImageRef, PixelLayout, ResizeError, Resizer};
-use crate::inference::{Backend, ElementType, InferenceError, ShapeDisplay, Tensor};
+use crate::inference::{Backend, ElementType, InferenceError, ShapeDisplay, Tensor, TensorView};
 
 use super::catalog::{ModelProfile, OutputTransform, PixelScale, TensorLayout};
 
@@ -23,26 +26,244 @@ pub enum SegmenterError {
     },
 }
 
-/// Runs one segmentation model on frames of any size, reusing its buffers between frames.
-pub struct Segmenter {
-    backend: Arc<dyn Backend>,
-    profile: ModelProfile,
-    input_shape: [usize; 4],
-    resizer: Resizer,
-    resized: Vec<u8>,
-    tensor: Vec<f32>,
-    small_mask: Vec<u8>,
-    /// How long the model itself took in the last [`Segmenter::compute_mask`].
-    last_run_time: std::time::Duration,
+/// One run of the model: its outputs and how long the model itself took.
+#[derive(Debug)]
+pub struct ModelRun {
+    pub outputs: Vec<Tensor>,
+    pub time: Duration,
 }
 
-impl std::fmt::Debug for Segmenter {
+/// The segmentation model, checked to take what [`Preparer`] makes. Cheap to clone: every clone
+/// runs the same backend.
+#[derive(Clone)]
+pub struct SegmentationModel {
+    backend: Arc<dyn Backend>,
+    input_shape: [usize; 4],
+}
+
+impl std::fmt::Debug for SegmentationModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Segmenter")
+        f.debug_struct("SegmentationModel")
             .field("model", &self.backend.model_name())
-            .field("profile", &self.profile)
-            .finish_non_exhaustive()
+            .field("input_shape", &self.input_shape)
+            .finish()
     }
+}
+
+impl SegmentationModel {
+    /// Runs the model on one tensor that [`Preparer::prepare`] filled.
+    pub fn run(&self, tensor: &[f32]) -> Result<ModelRun, InferenceError> {
+        let started = Instant::now();
+        let outputs = self.backend.run(&[TensorView {
+            shape: &self.input_shape,
+            data: tensor,
+        }])?;
+        Ok(ModelRun {
+            outputs,
+            time: started.elapsed(),
+        })
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The shape of the tensor the model takes.
+    pub fn input_shape(&self) -> &[usize; 4] {
+        &self.input_shape
+    }
+}
+
+/// rembg's `normalize()`: resize to the model size, scale, subtract mean, divide by std.
+#[derive(Debug)]
+pub struct Preparer {
+    profile: ModelProfile,
+    resizer: Resizer,
+    resized: Vec<u8>,
+}
+
+impl Preparer {
+    fn new(profile: ModelProfile) -> Self {
+        Self {
+            profile,
+            resizer: Resizer::new(),
+            resized: Vec::new(),
+        }
+    }
+
+    /// Fills `tensor` (its allocation reused) with the model input made from `frame`.
+    pub fn prepare(
+        &mut self,
+        frame: &ImageRef<'_>,
+        tensor: &mut Vec<f32>,
+    ) -> Result<(), SegmenterError> {
+        let (width, height) = self.profile.input_size;
+        let layout = frame.layout;
+        let bpp = layout.bytes_per_pixel;
+        self.resized.resize(width * height * bpp, 0);
+        self.resizer.resize(
+            frame,
+            &mut self.resized,
+            width,
+            height,
+            self.profile.input_filter,
+        )?;
+
+        let pixels = || self.resized.chunks_exact(bpp);
+        let divisor = match self.profile.scale {
+            PixelScale::ImageMax => {
+                let brightest = pixels()
+                    .map(|p| p[layout.red].max(p[layout.green]).max(p[layout.blue]))
+                    .max()
+                    .unwrap_or(0);
+                // rembg divides by max(max, 1e-6): a black frame stays black instead of NaN.
+                f64::from(brightest).max(1e-6)
+            }
+            PixelScale::Fixed(value) => f64::from(value),
+        };
+        // rembg does this arithmetic in float64 and casts the result to float32.
+        let mean = self.profile.mean.map(f64::from);
+        let std = self.profile.std.map(f64::from);
+        let channel = |p: &[u8], c: usize| {
+            let offset = [layout.red, layout.green, layout.blue][c];
+            ((f64::from(p[offset]) / divisor - mean[c]) / std[c]) as f32
+        };
+        let plane = width * height;
+        tensor.resize(plane * 3, 0.0);
+        match self.profile.layout {
+            TensorLayout::Nchw => {
+                let (red, rest) = tensor.split_at_mut(plane);
+                let (green, blue) = rest.split_at_mut(plane);
+                for (i, p) in self.resized.chunks_exact(bpp).enumerate() {
+                    red[i] = channel(p, 0);
+                    green[i] = channel(p, 1);
+                    blue[i] = channel(p, 2);
+                }
+            }
+            TensorLayout::Nhwc => {
+                for (out, p) in tensor
+                    .chunks_exact_mut(3)
+                    .zip(self.resized.chunks_exact(bpp))
+                {
+                    out[0] = channel(p, 0);
+                    out[1] = channel(p, 1);
+                    out[2] = channel(p, 2);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// rembg's `predict()` after the model: first output, first channel, to 8 bits, resized to the
+/// frame.
+#[derive(Debug)]
+pub struct Finisher {
+    model_name: String,
+    profile: ModelProfile,
+    resizer: Resizer,
+    small_mask: Vec<u8>,
+}
+
+impl Finisher {
+    fn new(model_name: String, profile: ModelProfile) -> Self {
+        Self {
+            model_name,
+            profile,
+            resizer: Resizer::new(),
+            small_mask: Vec::new(),
+        }
+    }
+
+    /// Writes the mask of a `frame_width` x `frame_height` frame into `mask`.
+    pub fn finish(
+        &mut self,
+        outputs: &[Tensor],
+        frame_width: usize,
+        frame_height: usize,
+        mask: &mut [u8],
+    ) -> Result<(), SegmenterError> {
+        let Some(output) = outputs.first() else {
+            return Err(self.output_error(&[]));
+        };
+        let (mask_width, mask_height, channel_stride) = self.mask_geometry(output)?;
+        let values = output
+            .data
+            .iter()
+            .step_by(channel_stride)
+            .take(mask_width * mask_height);
+        self.small_mask.clear();
+        match self.profile.output {
+            OutputTransform::MinMax => {
+                let (lo, hi) = values
+                    .clone()
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v), hi.max(v))
+                    });
+                let range = hi - lo;
+                // Same float32 steps as numpy: (pred - mi) / (ma - mi), clip, * 255, truncate.
+                // A constant output (range 0) gives NaN there; here it gives an empty mask.
+                self.small_mask.extend(values.map(|&v| {
+                    let normalized = (v - lo) / range;
+                    (normalized.clamp(0.0, 1.0) * 255.0) as u8
+                }));
+            }
+            OutputTransform::Probability => {
+                self.small_mask
+                    .extend(values.map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8));
+            }
+        }
+        let small = ImageRef::packed(
+            &self.small_mask,
+            mask_width,
+            mask_height,
+            PixelLayout::new(1, 0, 0, 0),
+        );
+        self.resizer.resize(
+            &small,
+            mask,
+            frame_width,
+            frame_height,
+            self.profile.mask_filter,
+        )?;
+        Ok(())
+    }
+
+    fn output_error(&self, shape: &[usize]) -> SegmenterError {
+        SegmenterError::Output {
+            model: self.model_name.clone(),
+            shape: shape.to_vec(),
+            min: 2,
+        }
+    }
+
+    /// Width, height and element step of the first channel in the model's first output.
+    fn mask_geometry(&self, output: &Tensor) -> Result<(usize, usize, usize), SegmenterError> {
+        let shape = &output.shape;
+        let (height, width, stride) = match (shape.len(), self.profile.layout) {
+            (4, TensorLayout::Nchw) => (shape[2], shape[3], 1),
+            (4, TensorLayout::Nhwc) => (shape[1], shape[2], shape[3]),
+            (3, _) => (shape[1], shape[2], 1),
+            (2, _) => (shape[0], shape[1], 1),
+            _ => (0, 0, 1),
+        };
+        let needed = width
+            .checked_mul(height)
+            .and_then(|pixels| pixels.checked_mul(stride));
+        if width < 2 || height < 2 || stride == 0 || needed.is_none_or(|n| output.data.len() < n) {
+            return Err(self.output_error(shape));
+        }
+        Ok((width, height, stride))
+    }
+}
+
+/// The three steps for one thread: a frame in, its mask out.
+#[derive(Debug)]
+pub struct Segmenter {
+    pub preparer: Preparer,
+    pub model: SegmentationModel,
+    pub finisher: Finisher,
+    tensor: Vec<f32>,
 }
 
 impl Segmenter {
@@ -103,188 +324,43 @@ impl Segmenter {
             TensorLayout::Nhwc => [1, height, width, 3],
         };
         Ok(Self {
-            backend,
-            profile,
-            input_shape,
-            resizer: Resizer::new(),
-            resized: Vec::new(),
+            preparer: Preparer::new(profile),
+            finisher: Finisher::new(model, profile),
+            model: SegmentationModel {
+                backend,
+                input_shape,
+            },
             tensor: Vec::new(),
-            small_mask: Vec::new(),
-            last_run_time: std::time::Duration::ZERO,
         })
     }
 
+    /// Another segmenter for another thread: the same model, buffers of its own.
+    pub fn fresh_copy(&self) -> Self {
+        Self {
+            preparer: Preparer::new(self.preparer.profile),
+            finisher: Finisher::new(self.finisher.model_name.clone(), self.finisher.profile),
+            model: self.model.clone(),
+            tensor: Vec::new(),
+        }
+    }
+
+    /// The profile in force, with the input size the model declares.
     pub fn profile(&self) -> &ModelProfile {
-        &self.profile
+        &self.preparer.profile
     }
 
-    pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.backend
-    }
-
-    /// The shape of the tensor [`Segmenter::preprocess`] fills.
-    pub fn input_shape(&self) -> &[usize; 4] {
-        &self.input_shape
-    }
-
-    /// Computes the mask of `frame` into `mask` (one byte per pixel, `frame.width` per row).
+    /// Computes the mask of `frame` into `mask` (one byte per pixel, `frame.width` per row);
+    /// returns how long the model itself took.
     pub fn compute_mask(
         &mut self,
         frame: &ImageRef<'_>,
         mask: &mut [u8],
-    ) -> Result<(), SegmenterError> {
-        self.preprocess(frame)?;
-        let started = std::time::Instant::now();
-        let outputs = self.backend.run(&[crate::inference::TensorView {
-            shape: &self.input_shape,
-            data: &self.tensor,
-        }])?;
-        self.last_run_time = started.elapsed();
-        self.postprocess(&outputs, frame.width, frame.height, mask)
-    }
-
-    /// How long the model itself (not the resizing around it) took in the last
-    /// [`Segmenter::compute_mask`].
-    pub fn last_run_time(&self) -> std::time::Duration {
-        self.last_run_time
-    }
-
-    /// rembg's `normalize()`: resize to the model size, scale, subtract mean, divide by std.
-    pub fn preprocess(&mut self, frame: &ImageRef<'_>) -> Result<&[f32], SegmenterError> {
-        let (width, height) = self.profile.input_size;
-        let layout = frame.layout;
-        let bpp = layout.bytes_per_pixel;
-        self.resized.resize(width * height * bpp, 0);
-        self.resizer.resize(
-            frame,
-            &mut self.resized,
-            width,
-            height,
-            self.profile.input_filter,
-        )?;
-
-        let pixels = || self.resized.chunks_exact(bpp);
-        let divisor = match self.profile.scale {
-            PixelScale::ImageMax => {
-                let brightest = pixels()
-                    .map(|p| p[layout.red].max(p[layout.green]).max(p[layout.blue]))
-                    .max()
-                    .unwrap_or(0);
-                // rembg divides by max(max, 1e-6): a black frame stays black instead of NaN.
-                f64::from(brightest).max(1e-6)
-            }
-            PixelScale::Fixed(value) => f64::from(value),
-        };
-        // rembg does this arithmetic in float64 and casts the result to float32.
-        let mean = self.profile.mean.map(f64::from);
-        let std = self.profile.std.map(f64::from);
-        let channel = |p: &[u8], c: usize| {
-            let offset = [layout.red, layout.green, layout.blue][c];
-            ((f64::from(p[offset]) / divisor - mean[c]) / std[c]) as f32
-        };
-        let plane = width * height;
-        self.tensor.resize(plane * 3, 0.0);
-        match self.profile.layout {
-            TensorLayout::Nchw => {
-                let (red, rest) = self.tensor.split_at_mut(plane);
-                let (green, blue) = rest.split_at_mut(plane);
-                for (i, p) in self.resized.chunks_exact(bpp).enumerate() {
-                    red[i] = channel(p, 0);
-                    green[i] = channel(p, 1);
-                    blue[i] = channel(p, 2);
-                }
-            }
-            TensorLayout::Nhwc => {
-                for (out, p) in self
-                    .tensor
-                    .chunks_exact_mut(3)
-                    .zip(self.resized.chunks_exact(bpp))
-                {
-                    out[0] = channel(p, 0);
-                    out[1] = channel(p, 1);
-                    out[2] = channel(p, 2);
-                }
-            }
-        }
-        Ok(&self.tensor)
-    }
-
-    /// The tensor filled by the last [`Segmenter::preprocess`].
-    pub fn input_tensor(&self) -> &[f32] {
-        &self.tensor
-    }
-
-    /// rembg's `predict()` after the model: first output, first channel, to 8 bits, resized to
-    /// the frame.
-    pub fn postprocess(
-        &mut self,
-        outputs: &[Tensor],
-        frame_width: usize,
-        frame_height: usize,
-        mask: &mut [u8],
-    ) -> Result<(), SegmenterError> {
-        let output = &outputs[0];
-        let (mask_width, mask_height, channel_stride) = self.mask_geometry(output)?;
-        let values = output
-            .data
-            .iter()
-            .step_by(channel_stride)
-            .take(mask_width * mask_height);
-        self.small_mask.clear();
-        match self.profile.output {
-            OutputTransform::MinMax => {
-                let (lo, hi) = values
-                    .clone()
-                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                        (lo.min(v), hi.max(v))
-                    });
-                let range = hi - lo;
-                // Same float32 steps as numpy: (pred - mi) / (ma - mi), clip, * 255, truncate.
-                // A constant output (range 0) gives NaN there; here it gives an empty mask.
-                self.small_mask.extend(values.map(|&v| {
-                    let normalized = (v - lo) / range;
-                    (normalized.clamp(0.0, 1.0) * 255.0) as u8
-                }));
-            }
-            OutputTransform::Probability => {
-                self.small_mask
-                    .extend(values.map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8));
-            }
-        }
-        let small = ImageRef::packed(
-            &self.small_mask,
-            mask_width,
-            mask_height,
-            PixelLayout::new(1, 0, 0, 0),
-        );
-        self.resizer.resize(
-            &small,
-            mask,
-            frame_width,
-            frame_height,
-            self.profile.mask_filter,
-        )?;
-        Ok(())
-    }
-
-    /// Width, height and element step of the first channel in the model's first output.
-    fn mask_geometry(&self, output: &Tensor) -> Result<(usize, usize, usize), SegmenterError> {
-        let shape = &output.shape;
-        let (height, width, stride) = match (shape.len(), self.profile.layout) {
-            (4, TensorLayout::Nchw) => (shape[2], shape[3], 1),
-            (4, TensorLayout::Nhwc) => (shape[1], shape[2], shape[3]),
-            (3, _) => (shape[1], shape[2], 1),
-            (2, _) => (shape[0], shape[1], 1),
-            _ => (0, 0, 1),
-        };
-        if width < 2 || height < 2 || stride == 0 || output.data.len() < width * height * stride {
-            return Err(SegmenterError::Output {
-                model: self.backend.model_name().to_string(),
-                shape: shape.clone(),
-                min: 2,
-            });
-        }
-        Ok((width, height, stride))
+    ) -> Result<Duration, SegmenterError> {
+        self.preparer.prepare(frame, &mut self.tensor)?;
+        let run = self.model.run(&self.tensor)?;
+        self.finisher
+            .finish(&run.outputs, frame.width, frame.height, mask)?;
+        Ok(run.time)
     }
 }
 

@@ -1,0 +1,275 @@
+//! Model requests in flight: jobs run on a few threads of their own while the caller goes on,
+//! and each result is collected by the ticket its job was given. Local models use one thread
+//! (the model's run overlaps the work around it); a remote server can take several requests
+//! at once, so network and server time overlap too.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// A wait that was cut short: the element is flushing or stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("interrupted: flushing or stopping")]
+pub struct Interrupted;
+
+/// Something a streaming thread may be waiting on, which a flush or a state change must be able
+/// to wake without taking the lock that streaming thread holds.
+pub trait Interruptible: Send + Sync {
+    /// While on, every wait returns [`Interrupted`] at once; off again after the flush.
+    fn set_interrupted(&self, on: bool);
+}
+
+/// Names one submitted job; its result is taken with it once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ticket(u64);
+
+struct Slots<J, R> {
+    waiting: VecDeque<(u64, J)>,
+    finished: HashMap<u64, R>,
+    /// Results of tickets below this are dropped: their frames were flushed.
+    forget_before: u64,
+    interrupted: bool,
+    stop: bool,
+}
+
+struct Shared<J, R> {
+    slots: Mutex<Slots<J, R>>,
+    changed: Condvar,
+}
+
+impl<J, R> Shared<J, R> {
+    fn lock(&self) -> MutexGuard<'_, Slots<J, R>> {
+        // A job that panicked has been reported by the panic hook; its slots are still whole.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<J: Send, R: Send> Interruptible for Shared<J, R> {
+    fn set_interrupted(&self, on: bool) {
+        self.lock().interrupted = on;
+        self.changed.notify_all();
+    }
+}
+
+/// Runs jobs on `threads` threads in submission order; results are taken by ticket. Dropping
+/// the pool drops the jobs still waiting and returns once the running ones end.
+pub struct RequestPool<J: Send + 'static, R: Send + 'static> {
+    shared: Arc<Shared<J, R>>,
+    threads: Vec<JoinHandle<()>>,
+    next_ticket: u64,
+}
+
+impl<J: Send + 'static, R: Send + 'static> std::fmt::Debug for RequestPool<J, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestPool")
+            .field("threads", &self.threads.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<J: Send + 'static, R: Send + 'static> RequestPool<J, R> {
+    /// Starts `threads` threads (at least one) named `name` that run `run` on each job.
+    pub fn new(
+        name: &str,
+        threads: usize,
+        run: impl Fn(J) -> R + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            slots: Mutex::new(Slots {
+                waiting: VecDeque::new(),
+                finished: HashMap::new(),
+                forget_before: 0,
+                interrupted: false,
+                stop: false,
+            }),
+            changed: Condvar::new(),
+        });
+        let run = Arc::new(run);
+        let mut pool = Self {
+            shared,
+            threads: Vec::new(),
+            next_ticket: 0,
+        };
+        for index in 0..threads.max(1) {
+            let (shared, run) = (pool.shared.clone(), run.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn(move || work(&shared, &*run))?;
+            pool.threads.push(thread);
+        }
+        Ok(pool)
+    }
+
+    /// How many jobs may run at once.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Queues `job`; a free thread starts it at once.
+    pub fn submit(&mut self, job: J) -> Ticket {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.shared.lock().waiting.push_back((ticket, job));
+        self.shared.changed.notify_all();
+        Ticket(ticket)
+    }
+
+    /// The result of `ticket` if its job has ended.
+    pub fn take(&self, ticket: Ticket) -> Option<R> {
+        self.shared.lock().finished.remove(&ticket.0)
+    }
+
+    /// Waits for the result of `ticket`, unless interrupted.
+    pub fn wait(&self, ticket: Ticket) -> Result<R, Interrupted> {
+        let mut slots = self.shared.lock();
+        loop {
+            if slots.interrupted {
+                return Err(Interrupted);
+            }
+            if let Some(result) = slots.finished.remove(&ticket.0) {
+                return Ok(result);
+            }
+            slots = self
+                .shared
+                .changed
+                .wait(slots)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Forgets every ticket given so far: waiting jobs are dropped, running ones end unread.
+    pub fn forget_all(&mut self) {
+        let mut slots = self.shared.lock();
+        slots.forget_before = self.next_ticket;
+        slots.waiting.clear();
+        slots.finished.clear();
+    }
+
+    /// A handle that wakes (and keeps from waiting) whoever waits on this pool.
+    pub fn interrupter(&self) -> Arc<dyn Interruptible> {
+        self.shared.clone()
+    }
+}
+
+impl<J: Send + 'static, R: Send + 'static> Drop for RequestPool<J, R> {
+    fn drop(&mut self) {
+        {
+            let mut slots = self.shared.lock();
+            slots.stop = true;
+            slots.waiting.clear();
+        }
+        self.shared.changed.notify_all();
+        for thread in self.threads.drain(..) {
+            // A panic in a job has already been reported by the panic hook.
+            let _ = thread.join();
+        }
+    }
+}
+
+fn work<J, R>(shared: &Shared<J, R>, run: &(dyn Fn(J) -> R + Send + Sync)) {
+    loop {
+        let (ticket, job) = {
+            let mut slots = shared.lock();
+            loop {
+                if slots.stop {
+                    return;
+                }
+                if let Some(next) = slots.waiting.pop_front() {
+                    break next;
+                }
+                slots = shared
+                    .changed
+                    .wait(slots)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let result = run(job);
+        let mut slots = shared.lock();
+        if ticket >= slots.forget_before {
+            slots.finished.insert(ticket, result);
+        }
+        drop(slots);
+        shared.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn results_come_back_by_ticket_whatever_order_they_finish_in() {
+        // Slower for smaller jobs: the first submitted finishes last.
+        let mut pool = RequestPool::new("test", 3, |ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms));
+            ms * 10
+        })
+        .unwrap();
+        let tickets: Vec<_> = [60, 30, 1].into_iter().map(|ms| pool.submit(ms)).collect();
+        assert_eq!(pool.wait(tickets[2]), Ok(10));
+        assert_eq!(pool.wait(tickets[0]), Ok(600));
+        assert_eq!(pool.wait(tickets[1]), Ok(300));
+        assert_eq!(pool.take(tickets[1]), None, "a result is taken once");
+    }
+
+    #[test]
+    fn no_more_jobs_run_at_once_than_threads() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (r, m) = (running.clone(), most.clone());
+        let mut pool = RequestPool::new("test", 2, move |job: u32| {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(20));
+            r.fetch_sub(1, Ordering::SeqCst);
+            job
+        })
+        .unwrap();
+        let tickets: Vec<_> = (0..6).map(|job| pool.submit(job)).collect();
+        for (job, ticket) in tickets.into_iter().enumerate() {
+            assert_eq!(pool.wait(ticket), Ok(job as u32));
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn an_interrupted_wait_returns_at_once_and_forgotten_results_are_dropped() {
+        let mut pool = RequestPool::new("test", 1, |ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms));
+            ms
+        })
+        .unwrap();
+        let slow = pool.submit(300);
+        let interrupter = pool.interrupter();
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                interrupter.set_interrupted(true);
+            });
+            assert_eq!(pool.wait(slow), Err(Interrupted));
+        });
+        assert!(started.elapsed() < Duration::from_millis(250));
+        pool.forget_all();
+        interrupter.set_interrupted(false);
+        let next = pool.submit(1);
+        assert_eq!(pool.wait(next), Ok(1));
+        assert_eq!(pool.take(slow), None, "the flushed job's result is gone");
+    }
+
+    #[test]
+    fn dropping_the_pool_returns_after_the_running_job() {
+        let mut pool = RequestPool::new("test", 1, |ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms));
+        })
+        .unwrap();
+        for _ in 0..5 {
+            pool.submit(100);
+        }
+        let started = Instant::now();
+        drop(pool);
+        assert!(started.elapsed() < Duration::from_millis(400));
+    }
+}

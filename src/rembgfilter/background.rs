@@ -1,0 +1,308 @@
+//! The picture behind the foreground in `mode=replace`: decoded once with GStreamer, when the
+//! property is set or at start and never on the streaming thread, then scaled with the
+//! project's resizer when the frame size changes.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+use crate::imageops::{Filter, ImageRef, PixelLayout, Resizer};
+
+/// How long decoding one picture may take before it counts as failed.
+const DECODE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A decoded picture: packed RGBA.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picture {
+    pub rgba: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+}
+
+enum Decoding {
+    /// On a thread of its own; the answer comes through the channel.
+    Running(mpsc::Receiver<Result<Picture, String>>),
+    Done(Result<Picture, String>),
+}
+
+/// The picture of one `background-location`, with its copy scaled to the current frame.
+pub struct Background {
+    location: String,
+    decoding: Decoding,
+    /// The picture at frame size in the frame's channel order (4 bytes a pixel), and what for.
+    scaled: Option<((usize, usize, PixelLayout), Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Background")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Background {
+    /// Starts decoding `location` on a thread of its own.
+    pub fn decode_in_background(location: &str) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        let path = location.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("rembgfilter-background".into())
+            .spawn(move || {
+                let _ = sender.send(decode(&path));
+            });
+        let decoding = match spawned {
+            Ok(_) => Decoding::Running(receiver),
+            Err(err) => Decoding::Done(Err(format!("cannot start a decoding thread: {err}"))),
+        };
+        Self {
+            location: location.to_string(),
+            decoding,
+            scaled: None,
+        }
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The decoded picture, waiting for the decoding thread if it has not finished (it gives
+    /// up after a bounded time); an error names the file.
+    pub fn picture(&mut self) -> Result<&Picture, String> {
+        if let Decoding::Running(receiver) = &self.decoding {
+            let answer = receiver
+                .recv_timeout(DECODE_TIMEOUT + Duration::from_secs(1))
+                .unwrap_or_else(|_| Err("decoding did not finish".into()));
+            self.decoding = Decoding::Done(answer);
+        }
+        match &self.decoding {
+            Decoding::Done(Ok(picture)) => Ok(picture),
+            Decoding::Done(Err(reason)) => Err(format!("{}: {reason}", self.location)),
+            Decoding::Running(_) => unreachable!("resolved above"),
+        }
+    }
+
+    /// The picture scaled to `width` x `height` as packed 4-byte pixels in `layout`'s channel
+    /// order; scaled again only when the size or order changes.
+    pub fn scaled_for(
+        &mut self,
+        width: usize,
+        height: usize,
+        layout: PixelLayout,
+    ) -> Result<&[u8], String> {
+        let key = (width, height, layout);
+        if self
+            .scaled
+            .as_ref()
+            .is_none_or(|(made_for, _)| *made_for != key)
+        {
+            let picture = self.picture()?;
+            let pixels = scale_to_frame(picture, width, height, layout)
+                .map_err(|reason| format!("{}: {reason}", self.location))?;
+            self.scaled = Some((key, pixels));
+        }
+        Ok(&self.scaled.as_ref().expect("made above").1)
+    }
+}
+
+/// Stretches `picture` to the frame (PIL-style bilinear) and puts red, green and blue where
+/// `layout` has them; the fourth byte is 255.
+pub fn scale_to_frame(
+    picture: &Picture,
+    width: usize,
+    height: usize,
+    layout: PixelLayout,
+) -> Result<Vec<u8>, String> {
+    let source = ImageRef::packed(
+        &picture.rgba,
+        picture.width,
+        picture.height,
+        PixelLayout::RGBX,
+    );
+    let mut rgba = vec![0u8; width * height * 4];
+    Resizer::new()
+        .resize(&source, &mut rgba, width, height, Filter::Bilinear)
+        .map_err(|e| e.to_string())?;
+    for pixel in rgba.chunks_exact_mut(4) {
+        let [r, g, b, _] = [pixel[0], pixel[1], pixel[2], pixel[3]];
+        pixel[layout.red] = r;
+        pixel[layout.green] = g;
+        pixel[layout.blue] = b;
+        pixel[3] = 255;
+    }
+    Ok(rgba)
+}
+
+/// Decodes the first picture in the file at `location` to RGBA at its own size.
+pub fn decode(location: &str) -> Result<Picture, String> {
+    if location.is_empty() {
+        return Err("mode=replace needs an image: set background-location".into());
+    }
+    let path = std::path::Path::new(location);
+    if path.is_dir() {
+        return Err("is a folder, not an image file".into());
+    }
+    if !path.is_file() {
+        return Err("does not exist".into());
+    }
+    let pipeline = gst::Pipeline::new();
+    let make = |factory: &str| {
+        gst::ElementFactory::make(factory)
+            .build()
+            .map_err(|_| format!("GStreamer element '{factory}' is missing"))
+    };
+    let (source, decoder, convert) = (make("filesrc")?, make("decodebin")?, make("videoconvert")?);
+    let sink = gst_app::AppSink::builder()
+        .caps(
+            &gst_video::VideoCapsBuilder::new()
+                .format(gst_video::VideoFormat::Rgba)
+                .build(),
+        )
+        .max_buffers(1)
+        .build();
+    source.set_property("location", location);
+    pipeline
+        .add_many([&source, &decoder, &convert, sink.upcast_ref()])
+        .map_err(|e| e.to_string())?;
+    source.link(&decoder).map_err(|e| e.to_string())?;
+    convert.link(&sink).map_err(|e| e.to_string())?;
+    let convert_weak = convert.downgrade();
+    decoder.connect_pad_added(move |_, pad| {
+        let is_video = pad
+            .current_caps()
+            .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("video/")))
+            .unwrap_or(false);
+        if let Some(convert) = convert_weak.upgrade()
+            && is_video
+            && let Some(sink_pad) = convert.static_pad("sink")
+            && !sink_pad.is_linked()
+        {
+            let _ = pad.link(&sink_pad);
+        }
+    });
+    let result = run_decoder(&pipeline, &sink);
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+fn run_decoder(pipeline: &gst::Pipeline, sink: &gst_app::AppSink) -> Result<Picture, String> {
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| bus_error(pipeline).unwrap_or_else(|| "cannot start decoding".into()))?;
+    let deadline = Instant::now() + DECODE_TIMEOUT;
+    loop {
+        if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) {
+            return picture_of(&sample);
+        }
+        if let Some(error) = bus_error(pipeline) {
+            return Err(error);
+        }
+        if sink.is_eos() {
+            return Err("GStreamer found no picture in it (no video stream)".into());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no picture decoded within {} s",
+                DECODE_TIMEOUT.as_secs()
+            ));
+        }
+    }
+}
+
+/// The first error on the pipeline's bus, in words.
+fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
+    let bus = pipeline.bus()?;
+    let message = bus.pop_filtered(&[gst::MessageType::Error])?;
+    let gst::MessageView::Error(err) = message.view() else {
+        return None;
+    };
+    Some(format!(
+        "not an image GStreamer can decode ({})",
+        err.error()
+    ))
+}
+
+fn picture_of(sample: &gst::Sample) -> Result<Picture, String> {
+    let caps = sample.caps().ok_or("decoded picture without caps")?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
+    let buffer = sample.buffer().ok_or("decoded picture without data")?;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|e| e.to_string())?;
+    let image = crate::video::image_of(&frame).ok_or("decoded picture is not RGBA")?;
+    let mut rgba = Vec::new();
+    image.copy_packed_into(&mut rgba);
+    Ok(Picture {
+        rgba,
+        width: image.width,
+        height: image.height,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_stretches_and_follows_the_channel_order() {
+        // Left half red, right half blue, 4x2.
+        let rgba: Vec<u8> = (0..8)
+            .flat_map(|i| {
+                if i % 4 < 2 {
+                    [255, 0, 0, 255]
+                } else {
+                    [0, 0, 255, 255]
+                }
+            })
+            .collect();
+        let picture = Picture {
+            rgba,
+            width: 4,
+            height: 2,
+        };
+        let rgb = scale_to_frame(&picture, 8, 3, PixelLayout::RGB).unwrap();
+        assert_eq!(rgb.len(), 8 * 3 * 4);
+        assert_eq!(&rgb[..4], &[255, 0, 0, 255]);
+        assert_eq!(&rgb[7 * 4..8 * 4], &[0, 0, 255, 255]);
+        let bgr = scale_to_frame(&picture, 8, 3, PixelLayout::BGRX).unwrap();
+        assert_eq!(&bgr[..4], &[0, 0, 255, 255], "red where BGRx keeps it");
+    }
+
+    #[test]
+    fn a_missing_file_or_a_folder_is_named_at_once() {
+        gst::init().unwrap();
+        let mut missing = Background::decode_in_background("/nonexistent/beach.jpg");
+        let err = missing.picture().unwrap_err();
+        assert!(
+            err.contains("/nonexistent/beach.jpg") && err.contains("does not exist"),
+            "{err}"
+        );
+        let folder = std::env::temp_dir();
+        let err = decode(folder.to_str().unwrap()).unwrap_err();
+        assert!(err.contains("folder"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_picture_fails_within_seconds() {
+        gst::init().unwrap();
+        let path =
+            std::env::temp_dir().join(format!("neuralfx-not-a-picture-{}.txt", std::process::id()));
+        std::fs::write(
+            &path,
+            b"hello, this is text and no picture at all\n".repeat(50),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let err = decode(path.to_str().unwrap()).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.contains("not an image") || err.contains("no picture"),
+            "{err}"
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+}
