@@ -45,7 +45,7 @@ use crate::inference::{self, Backend, InferenceError};
 use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::compose::{self, Compositor, Output};
 use crate::segmentation::mask::{MaskChain, MaskControls, ModelMask};
-use crate::segmentation::schedule::{FrameQueue, MaskCadence, Ready};
+use crate::segmentation::schedule::{self, FrameQueue, MaskCadence, Ready};
 use crate::segmentation::worker::{LiveMaskError, MaskWorker};
 use crate::segmentation::{ModelRun, Segmenter, SegmenterError, locate};
 use crate::video::{image_of, pixel_layout};
@@ -368,6 +368,15 @@ impl RembgFilter {
         self.stats.lock().unwrap().count_model_run(model_time);
     }
 
+    fn thread_error(&self, err: std::io::Error) -> gst::FlowError {
+        gst::element_imp_error!(
+            self,
+            gst::CoreError::Thread,
+            ("cannot start the model thread: {}", err)
+        );
+        gst::FlowError::Error
+    }
+
     fn report_model_error(&self, err: SegmenterError) -> gst::FlowError {
         let domain = match err {
             SegmenterError::Output { .. } => gst::StreamError::Format,
@@ -457,20 +466,17 @@ impl RembgFilter {
         src: &ImageRef<'_>,
         interval: u32,
     ) -> Result<(), gst::FlowError> {
-        if state.cadence.due(interval) || !state.model_mask.fits(src.width, src.height) {
-            let segmenter = &mut state.segmenter;
-            let mut model_time = Duration::ZERO;
-            state
-                .model_mask
-                .remake(src.width, src.height, |mask| {
-                    model_time = segmenter.compute_mask(src, mask)?;
-                    Ok(())
-                })
-                .map_err(|err| self.report_model_error(err))?;
+        let ran = schedule::update_in_place(
+            &mut state.segmenter,
+            &mut state.cadence,
+            &mut state.model_mask,
+            src,
+            interval,
+        )
+        .map_err(|err| self.report_model_error(err))?;
+        if let Some(model_time) = ran {
             self.count_model_run(model_time);
-            state.cadence.ran();
         }
-        state.cadence.advance();
         Ok(())
     }
 
@@ -485,14 +491,7 @@ impl RembgFilter {
     ) -> Result<(), gst::FlowError> {
         if state.worker.is_none() {
             let worker = MaskWorker::spawn("rembgfilter-model", state.segmenter.fresh_copy())
-                .map_err(|err| {
-                    gst::element_imp_error!(
-                        self,
-                        gst::CoreError::Thread,
-                        ("cannot start the model thread: {}", err)
-                    );
-                    gst::FlowError::Error
-                })?;
+                .map_err(|err| self.thread_error(err))?;
             self.register_interrupter(worker.interrupter());
             state.worker = Some(worker);
         }
@@ -625,14 +624,7 @@ impl RembgFilter {
             let run = model.run(&tensor);
             (tensor, run)
         })
-        .map_err(|err| {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::Thread,
-                ("cannot start the model thread: {}", err)
-            );
-            gst::FlowError::Error
-        })?;
+        .map_err(|err| self.thread_error(err))?;
         let queue = FrameQueue::new(pool);
         self.register_interrupter(queue.interrupter());
         Ok(queue)

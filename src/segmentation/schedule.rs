@@ -3,8 +3,13 @@
 //! one-request case), which hands frames back in arrival order.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
+use crate::imageops::ImageRef;
 use crate::inference::requests::{Interrupted, RequestPool, Ticket};
+
+use super::mask::ModelMask;
+use super::{Segmenter, SegmenterError};
 
 /// `mask-interval`: the model runs on the first frame after a restart and then every
 /// `interval`th frame; the frames between reuse the last mask.
@@ -45,6 +50,28 @@ impl MaskCadence {
     pub fn restart(&mut self) {
         self.since_run = None;
     }
+}
+
+/// One frame whose model, if any, runs on the calling thread: it runs when `cadence` says so or
+/// when `model_mask` holds no mask of this frame's size (the first frame of a size always gets
+/// its own). Returns the model's time when it ran.
+pub fn update_in_place(
+    segmenter: &mut Segmenter,
+    cadence: &mut MaskCadence,
+    model_mask: &mut ModelMask,
+    frame: &ImageRef<'_>,
+    interval: u32,
+) -> Result<Option<Duration>, SegmenterError> {
+    let mut ran = None;
+    if cadence.due(interval) || !model_mask.fits(frame.width, frame.height) {
+        model_mask.remake(frame.width, frame.height, |mask| {
+            ran = Some(segmenter.compute_mask(frame, mask)?);
+            Ok::<(), SegmenterError>(())
+        })?;
+        cadence.ran();
+    }
+    cadence.advance();
+    Ok(ran)
 }
 
 /// Where a queued frame's mask will come from.
@@ -356,5 +383,39 @@ mod tests {
             // The constant model answers with the input's mean: the frame's own level.
             assert!(mask.iter().all(|&v| v == level), "{mask:?}");
         }
+    }
+
+    #[test]
+    fn in_place_runs_follow_the_interval_and_every_new_frame_size() {
+        let mut segmenter = Segmenter::new(
+            Arc::new(ConstantMaskModel::new(8)),
+            ModelProfile {
+                input_size: (8, 8),
+                ..ModelProfile::SELFIE
+            },
+        )
+        .unwrap();
+        let (mut cadence, mut model_mask) = (MaskCadence::default(), ModelMask::default());
+        let mut shown = Vec::new();
+        for (level, width) in [(10u8, 4), (20, 4), (30, 4), (40, 6), (50, 6), (60, 6)] {
+            let pixels = vec![level; width * 4 * 3];
+            let frame = ImageRef::packed(&pixels, width, 4, PixelLayout::RGB);
+            let ran =
+                update_in_place(&mut segmenter, &mut cadence, &mut model_mask, &frame, 2).unwrap();
+            assert!(model_mask.fits(width, 4));
+            shown.push((model_mask.pixels()[0], ran.is_some()));
+        }
+        // Every second frame runs, and the first frame of a new size runs whatever the turn.
+        assert_eq!(
+            shown,
+            [
+                (10, true),
+                (10, false),
+                (30, true),
+                (40, true),
+                (40, false),
+                (60, true)
+            ]
+        );
     }
 }
