@@ -91,6 +91,9 @@ impl AudioFeatures {
             return Err(read_error("does not exist".into()));
         }
         let (shape, data) = if path.extension().is_some_and(|e| e == "npy") {
+            // The header's shape is checked against the file's length before ndarray-npy
+            // allocates what it declares.
+            check_npy_size(path).map_err(read_error)?;
             let array: ndarray::ArrayD<f32> = ndarray_npy::read_npy(path)
                 .map_err(|e| read_error(format!("not a float32 .npy array ({e})")))?;
             let shape = array.shape().to_vec();
@@ -138,15 +141,36 @@ impl AudioFeatures {
                 .ok_or_else(|| format!("{} lacks a number '{name}'", json_path.display()))
         };
         let (frames, feature_size) = (field("num_frames")?, field("feature_size")?);
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-        let expected = frames * feature_size * 4;
-        if bytes.len() != expected {
+        if let Some(shape) = meta.get("shape") {
+            let dims: Option<Vec<u64>> = shape
+                .as_array()
+                .map(|dims| dims.iter().map(serde_json::Value::as_u64).collect())
+                .unwrap_or(None);
+            let agrees = dims.as_deref().is_some_and(|dims| {
+                let rest = dims
+                    .get(1..)
+                    .map(|rest| rest.iter().try_fold(1u64, |n, &d| n.checked_mul(d)));
+                dims.first() == Some(&(frames as u64)) && rest == Some(Some(feature_size as u64))
+            });
+            if !agrees {
+                return Err(format!(
+                    "{}: 'shape' {shape} disagrees with num_frames {frames} and feature_size                      {feature_size} (expected [{frames}, ...] with the rest multiplying to {feature_size})",
+                    json_path.display()
+                ));
+            }
+        }
+        let expected = frames
+            .checked_mul(feature_size)
+            .and_then(|values| values.checked_mul(4));
+        let file_len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+        if expected.is_none_or(|expected| expected as u64 != file_len) {
             return Err(format!(
-                "has {} bytes but {} says {frames} frames x {feature_size} float32 values = {expected} bytes",
-                bytes.len(),
-                json_path.display()
+                "has {file_len} bytes but {} says {frames} frames x {feature_size} float32 values = {} bytes",
+                json_path.display(),
+                expected.map_or("more than can be addressed".into(), |e| e.to_string())
             ));
         }
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
         let data = bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -185,6 +209,85 @@ impl AudioFeatures {
             }
         }
     }
+}
+
+/// Reads a `.npy` header and checks that the data it declares (shape times item size) is what
+/// the file holds after it, so that no allocation is made from a header alone.
+fn check_npy_size(path: &Path) -> Result<(), String> {
+    use std::io::{Read, Seek};
+
+    let file_len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let mut start = [0u8; 12];
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    file.read_exact(&mut start)
+        .map_err(|_| "not a .npy file: shorter than its header".to_string())?;
+    if &start[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file: no NUMPY magic".into());
+    }
+    let (header_len, header_start) = match start[6] {
+        1 => (u64::from(u16::from_le_bytes([start[8], start[9]])), 10u64),
+        2 | 3 => (
+            u64::from(u32::from_le_bytes([
+                start[8], start[9], start[10], start[11],
+            ])),
+            12,
+        ),
+        version => return Err(format!("unknown .npy format version {version}")),
+    };
+    let data_start = header_start + header_len;
+    if header_len > 1 << 20 || data_start > file_len {
+        return Err(format!(
+            "not a .npy file: its header claims {header_len} bytes of a {file_len}-byte file"
+        ));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.seek(std::io::SeekFrom::Start(header_start))
+        .and_then(|_| file.read_exact(&mut header))
+        .map_err(|e| e.to_string())?;
+    let header = String::from_utf8_lossy(&header);
+    let item_size = field_after(&header, "'descr'")
+        .and_then(|descr| {
+            descr
+                .trim_matches(|c| c == '\'' || c == '"')
+                .get(2..)?
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| format!("not a .npy file: no readable 'descr' in {header:?}"))?;
+    let shape_text = header
+        .find("'shape'")
+        .and_then(|at| {
+            let rest = &header[at..];
+            Some(&rest[rest.find('(')? + 1..rest.find(')')?])
+        })
+        .ok_or_else(|| format!("not a .npy file: no readable 'shape' in {header:?}"))?;
+    let mut bytes: Option<u64> = Some(item_size);
+    for dim in shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        let dim: u64 = dim
+            .parse()
+            .map_err(|_| format!("'shape' ({shape_text}) holds '{dim}', not a size"))?;
+        bytes = bytes.and_then(|b| b.checked_mul(dim));
+    }
+    let held = file_len - data_start;
+    if bytes != Some(held) {
+        return Err(format!(
+            "header declares shape ({shape_text}) of {item_size}-byte values, {} bytes, but the file \
+             holds {held} bytes of data",
+            bytes.map_or("more than can be addressed".into(), |b| b.to_string())
+        ));
+    }
+    Ok(())
+}
+
+/// The value text after `key:` in a Python dict literal, up to the next comma.
+fn field_after<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let rest = &header[header.find(key)? + key.len()..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    Some(rest[..rest.find(',')?].trim())
 }
 
 #[cfg(test)]
@@ -227,5 +330,103 @@ mod tests {
             (Mode::Wenet.frame_len(), Mode::Wenet.window_len()),
             (8192, 131072)
         );
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("neuralfx-features-{}-{name}", std::process::id()))
+    }
+
+    /// A version-1 `.npy` with this header dict and `data_len` bytes of data.
+    fn write_npy(path: &Path, dict: &str, data_len: usize) {
+        let mut header = dict.to_string();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes.extend(vec![0u8; data_len]);
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn an_npy_header_declaring_more_than_the_file_holds_is_refused_before_allocating() {
+        let path = temp("huge.npy");
+        write_npy(
+            &path,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (100000000000,), }",
+            64,
+        );
+        let err = AudioFeatures::load(&path, Mode::Ave)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("(100000000000,)") && err.contains("64 bytes"),
+            "{err}"
+        );
+        write_npy(
+            &path,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }",
+            64,
+        );
+        let err = AudioFeatures::load(&path, Mode::Ave)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than can be addressed"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn an_npy_whose_header_fits_its_data_loads() {
+        let path = temp("fits.npy");
+        write_npy(
+            &path,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 512), }",
+            3 * 512 * 4,
+        );
+        let features = AudioFeatures::load(&path, Mode::Ave).unwrap();
+        assert_eq!((features.frames(), features.is_windowed()), (3, false));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    fn write_bin(name: &str, json: &str, values: usize) -> PathBuf {
+        let path = temp(name);
+        std::fs::write(&path, vec![0u8; values * 4]).unwrap();
+        std::fs::write(format!("{}.json", path.display()), json).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_bin_json_whose_sizes_overflow_or_disagree_is_refused() {
+        let path = write_bin(
+            "overflow.bin",
+            r#"{"num_frames": 4611686018427387904, "feature_size": 512}"#,
+            512,
+        );
+        let err = AudioFeatures::load(&path, Mode::Ave)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than can be addressed"), "{err}");
+        let path = write_bin(
+            "shape.bin",
+            r#"{"num_frames": 2, "feature_size": 512, "shape": [2, 16, 16]}"#,
+            1024,
+        );
+        let err = AudioFeatures::load(&path, Mode::Ave)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'shape' [2,16,16] disagrees"), "{err}");
+        let path = write_bin(
+            "agrees.bin",
+            r#"{"num_frames": 2, "feature_size": 512, "shape": [2, 32, 16]}"#,
+            1024,
+        );
+        assert_eq!(AudioFeatures::load(&path, Mode::Ave).unwrap().frames(), 2);
+        for name in ["overflow.bin", "shape.bin", "agrees.bin"] {
+            let path = temp(name);
+            std::fs::remove_file(format!("{}.json", path.display())).unwrap();
+            std::fs::remove_file(path).unwrap();
+        }
     }
 }

@@ -33,33 +33,39 @@ fn file_error(path: &Path, reason: impl Into<String>) -> TemplateError {
     TemplateError::File(path.to_path_buf(), reason.into())
 }
 
+/// The landmarks the crop uses: x of point 1, x of point 31, y of point 52.
+const CROP_POINTS: [(usize, usize); 3] = [(1, 0), (31, 0), (52, 1)];
+
+/// Coordinates beyond this cannot be pixel positions (numpy's int32 cast of them is undefined).
+const MAX_COORDINATE: f32 = 2_147_483_520.0;
+
 /// Reads a landmarks file ("x y" per line, as float, truncated to int) and returns SyncTalk_2D's
-/// face square: x from point 1 to point 31, y from point 52 down by the same width.
+/// face square: x from point 1 to point 31, y from point 52 down by the same width. As with
+/// SyncTalk_2D's `np.loadtxt`, every line must hold numbers; points the crop does not use may be
+/// NaN or infinite, the three it uses must be finite pixel positions.
 pub fn read_crop_rect(path: &Path, width: usize, height: usize) -> Result<CropRect, TemplateError> {
     let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
-    let mut points = Vec::new();
-    for (line_number, line) in text
+    // (x, y, line number) per point.
+    let mut points: Vec<(f32, f32, usize)> = Vec::new();
+    for (line_index, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
+        let line_number = line_index + 1;
         let values: Vec<&str> = line.split_whitespace().collect();
-        let parse = |s: &str| s.parse::<f32>().ok().filter(|v| v.is_finite());
-        match values.as_slice() {
-            [x, y, ..] => match (parse(x), parse(y)) {
-                // numpy's float32 -> int32 cast truncates toward zero.
-                (Some(x), Some(y)) => points.push((x as i64, y as i64)),
-                _ => {
-                    return Err(file_error(
-                        path,
-                        format!("line {}: '{line}' is not two numbers", line_number + 1),
-                    ));
-                }
-            },
+        let [x, y, ..] = values.as_slice() else {
+            return Err(file_error(
+                path,
+                format!("line {line_number}: '{line}' is not an 'x y' pair"),
+            ));
+        };
+        match (x.parse::<f32>(), y.parse::<f32>()) {
+            (Ok(x), Ok(y)) => points.push((x, y, line_number)),
             _ => {
                 return Err(file_error(
                     path,
-                    format!("line {}: '{line}' is not an 'x y' pair", line_number + 1),
+                    format!("line {line_number}: '{line}' is not two numbers"),
                 ));
             }
         }
@@ -73,7 +79,24 @@ pub fn read_crop_rect(path: &Path, width: usize, height: usize) -> Result<CropRe
             ),
         ));
     }
-    let (x_min, y_min, x_max) = (points[1].0, points[52].1, points[31].0);
+    let mut used = [0i64; 3];
+    for (value, (point, axis)) in used.iter_mut().zip(CROP_POINTS) {
+        let (x, y, line_number) = points[point];
+        let coordinate = if axis == 0 { x } else { y };
+        if !coordinate.is_finite() || coordinate.abs() > MAX_COORDINATE {
+            return Err(file_error(
+                path,
+                format!(
+                    "line {line_number}: point {point} {} = {coordinate} is not a pixel position",
+                    ["x", "y"][axis]
+                ),
+            ));
+        }
+        // numpy's float32 -> int32 cast truncates toward zero.
+        *value = coordinate as i64;
+    }
+    // Each value fits in 32 bits, so none of this arithmetic can overflow an i64.
+    let [x_min, x_max, y_min] = used;
     let size = x_max - x_min;
     if size <= 0 {
         return Err(file_error(
@@ -341,5 +364,83 @@ impl TemplateSet {
             ));
         }
         Ok(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes 68 landmark lines (point i at `point(i)`) and reads the crop of a 200x200 image.
+    fn crop_of(name: &str, point: impl Fn(usize) -> String) -> Result<CropRect, String> {
+        let path = std::env::temp_dir().join(format!(
+            "neuralfx-landmarks-{}-{name}.lms",
+            std::process::id()
+        ));
+        let text: String = (0..68).map(|i| point(i) + "\n").collect();
+        std::fs::write(&path, text).unwrap();
+        let result = read_crop_rect(&path, 200, 200).map_err(|e| e.to_string());
+        std::fs::remove_file(&path).unwrap();
+        result
+    }
+
+    /// Points 1, 31 and 52 give a 100-pixel square at (20, 30); the rest sit at `others`.
+    fn face(others: &'static str) -> impl Fn(usize) -> String {
+        move |i| match i {
+            1 => "20.7 99".into(),
+            31 => "120.2 99".into(),
+            52 => "99 30.9".into(),
+            _ => others.into(),
+        }
+    }
+
+    #[test]
+    fn the_crop_comes_from_points_1_31_and_52_truncated() {
+        let rect = crop_of("plain", face("10 10")).unwrap();
+        assert_eq!((rect.x, rect.y, rect.size), (20, 30, 100));
+    }
+
+    #[test]
+    fn points_the_crop_does_not_use_may_be_nan_or_infinite_as_numpy_reads_them() {
+        let rect = crop_of("nan", face("nan inf")).unwrap();
+        assert_eq!((rect.x, rect.y, rect.size), (20, 30, 100));
+    }
+
+    #[test]
+    fn absurd_or_non_finite_crop_points_are_named_with_line_and_value() {
+        for (name, point, line) in [
+            ("huge", "0 10000000000000000000", 53),
+            ("huge-x", "-10000000000000000000 5", 2),
+            ("nan", "NaN 5", 2),
+            ("inf", "20 -inf", 53),
+        ] {
+            let which = if line == 53 { 52 } else { 1 };
+            let err = crop_of(name, |i| {
+                if i == which {
+                    point.to_string()
+                } else {
+                    face("10 10")(i)
+                }
+            })
+            .unwrap_err();
+            assert!(
+                err.contains(&format!("line {line}:"))
+                    && err.contains("not a pixel position")
+                    && err.contains(&format!("point {which}")),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_crop_that_would_overflow_is_outside_the_image_not_a_panic() {
+        let err = crop_of("wide", |i| match i {
+            1 => "-2147483000 0".into(),
+            31 => "2147483000 0".into(),
+            52 => "0 2147483000".into(),
+            _ => "1 1".into(),
+        })
+        .unwrap_err();
+        assert!(err.contains("falls outside the 200x200 image"), "{err}");
     }
 }

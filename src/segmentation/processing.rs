@@ -26,6 +26,10 @@ pub enum SegmenterError {
     },
 }
 
+/// The largest model input side accepted: 4096x4096x3 floats is 200 MB, far beyond any
+/// segmentation model, so a larger declared size is a broken export, not something to allocate.
+pub const MAX_INPUT_SIDE: usize = 4096;
+
 /// One run of the model: its outputs and how long the model itself took.
 #[derive(Debug)]
 pub struct ModelRun {
@@ -315,6 +319,16 @@ impl Segmenter {
         if width == 0 || height == 0 {
             return Err(shape_error(found()).into());
         }
+        if width > MAX_INPUT_SIDE || height > MAX_INPUT_SIDE {
+            return Err(InferenceError::Shape {
+                model: model.clone(),
+                found: found(),
+                expected: format!(
+                    "a segmentation input of at most {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} pixels"
+                ),
+            }
+            .into());
+        }
         if backend.outputs().is_empty() {
             return Err(shape_error("no outputs".into()).into());
         }
@@ -396,4 +410,66 @@ pub fn attach_alpha(src: &ImageRef<'_>, mask: &[u8], dst: &mut [u8], dst_stride:
                 }
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::{ElementType, TensorSpec};
+
+    /// A model that only declares its input shape; it is never run.
+    struct DeclaredOnly {
+        inputs: Vec<TensorSpec>,
+        outputs: Vec<TensorSpec>,
+    }
+
+    impl Backend for DeclaredOnly {
+        fn model_name(&self) -> &str {
+            "declared.onnx"
+        }
+        fn inputs(&self) -> &[TensorSpec] {
+            &self.inputs
+        }
+        fn outputs(&self) -> &[TensorSpec] {
+            &self.outputs
+        }
+        fn run(&self, _: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
+            unreachable!("only declared")
+        }
+    }
+
+    fn declaring(shape: [Option<usize>; 4]) -> Arc<dyn Backend> {
+        let spec = |name: &str, shape: Vec<Option<usize>>| TensorSpec {
+            name: name.into(),
+            element_type: ElementType::Float32,
+            shape,
+        };
+        Arc::new(DeclaredOnly {
+            inputs: vec![spec("input", shape.to_vec())],
+            outputs: vec![spec("mask", vec![Some(1), Some(1), None, None])],
+        })
+    }
+
+    #[test]
+    fn a_model_declaring_a_huge_input_is_refused_naming_the_shape() {
+        let err = Segmenter::new(
+            declaring([Some(1), Some(3), Some(100_000), Some(100_000)]),
+            ModelProfile::U2NET,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("[1,3,100000,100000]") && err.contains("at most 4096x4096"),
+            "{err}"
+        );
+        let fits = Segmenter::new(
+            declaring([Some(1), Some(3), Some(4096), Some(4096)]),
+            ModelProfile::U2NET,
+        );
+        assert!(fits.is_ok());
+        // Dynamic sides take the profile's size.
+        let dynamic =
+            Segmenter::new(declaring([None, Some(3), None, None]), ModelProfile::U2NET).unwrap();
+        assert_eq!(dynamic.profile().input_size, (320, 320));
+    }
 }
