@@ -339,7 +339,7 @@ mod tests {
     /// A version-1 `.npy` with this header dict and `data_len` bytes of data.
     fn write_npy(path: &Path, dict: &str, data_len: usize) {
         let mut header = dict.to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');
