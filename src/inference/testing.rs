@@ -1,8 +1,53 @@
-//! Fake backends for unit tests: models whose answer says which input they were given.
+//! Fake backends for unit tests: models whose answer says which input they were given, and
+//! models that only declare their tensors.
 
 use std::time::Duration;
 
 use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
+
+/// A model that only declares float32 inputs and outputs of the given shapes, for tests of what
+/// is checked when a model is loaded; running it is an error.
+pub struct DeclaredModel {
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+impl DeclaredModel {
+    pub fn float32(inputs: &[&[Option<usize>]], outputs: &[&[Option<usize>]]) -> Self {
+        let specs = |prefix: &str, shapes: &[&[Option<usize>]]| {
+            shapes
+                .iter()
+                .enumerate()
+                .map(|(i, shape)| TensorSpec {
+                    name: format!("{prefix}{i}"),
+                    element_type: ElementType::Float32,
+                    shape: shape.to_vec(),
+                })
+                .collect()
+        };
+        Self {
+            inputs: specs("input", inputs),
+            outputs: specs("output", outputs),
+        }
+    }
+}
+
+impl Backend for DeclaredModel {
+    fn model_name(&self) -> &str {
+        "declared"
+    }
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+    fn run(&self, _: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
+        Err(InferenceError::Run(
+            "a declared-only model does not run".into(),
+        ))
+    }
+}
 
 /// A `[1,N,N,3]` -> `[1,N,N,1]` model (NHWC, as the selfie models are) that takes `delay` and
 /// answers with a constant mask equal to the mean of its input, so each mask tells which frame
@@ -10,8 +55,7 @@ use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView
 pub struct ConstantMaskModel {
     size: usize,
     delay: Duration,
-    inputs: Vec<TensorSpec>,
-    outputs: Vec<TensorSpec>,
+    declared: DeclaredModel,
 }
 
 impl ConstantMaskModel {
@@ -20,16 +64,14 @@ impl ConstantMaskModel {
     }
 
     pub fn with_delay(size: usize, delay: Duration) -> Self {
-        let spec = |name: &str, channels| TensorSpec {
-            name: name.into(),
-            element_type: ElementType::Float32,
-            shape: vec![Some(1), Some(size), Some(size), Some(channels)],
-        };
+        let side = Some(size);
         Self {
             size,
             delay,
-            inputs: vec![spec("image", 3)],
-            outputs: vec![spec("mask", 1)],
+            declared: DeclaredModel::float32(
+                &[&[Some(1), side, side, Some(3)]],
+                &[&[Some(1), side, side, Some(1)]],
+            ),
         }
     }
 }
@@ -39,10 +81,10 @@ impl Backend for ConstantMaskModel {
         "constant-mask"
     }
     fn inputs(&self) -> &[TensorSpec] {
-        &self.inputs
+        self.declared.inputs()
     }
     fn outputs(&self) -> &[TensorSpec] {
-        &self.outputs
+        self.declared.outputs()
     }
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
         std::thread::sleep(self.delay);

@@ -549,10 +549,13 @@ impl RembgFilter {
             .chain
             .apply(state.model_mask.pixels(), width, height, &settings.mask);
 
-        let mut background = self.background.lock().unwrap();
+        // Only replace mode takes the picture's lock: setting the property never waits for
+        // another mode's frames.
+        let mut background =
+            (settings.output.mode == RembgMode::Replace).then(|| self.background.lock().unwrap());
         let picture = match (settings.output.mode, out_format) {
             (RembgMode::Replace, VideoFormat::Rgba | VideoFormat::Bgra) => {
-                let scaled = match background.as_mut() {
+                let scaled = match background.as_deref_mut().and_then(Option::as_mut) {
                     Some(background) => background.scaled_for(width, height, src.layout),
                     None => Err("mode=replace needs an image: set background-location".into()),
                 };

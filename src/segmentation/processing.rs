@@ -415,39 +415,13 @@ pub fn attach_alpha(src: &ImageRef<'_>, mask: &[u8], dst: &mut [u8], dst_stride:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::{ElementType, TensorSpec};
-
-    /// A model that only declares its input shape; it is never run.
-    struct DeclaredOnly {
-        inputs: Vec<TensorSpec>,
-        outputs: Vec<TensorSpec>,
-    }
-
-    impl Backend for DeclaredOnly {
-        fn model_name(&self) -> &str {
-            "declared.onnx"
-        }
-        fn inputs(&self) -> &[TensorSpec] {
-            &self.inputs
-        }
-        fn outputs(&self) -> &[TensorSpec] {
-            &self.outputs
-        }
-        fn run(&self, _: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
-            unreachable!("only declared")
-        }
-    }
+    use crate::inference::testing::DeclaredModel;
 
     fn declaring(shape: [Option<usize>; 4]) -> Arc<dyn Backend> {
-        let spec = |name: &str, shape: Vec<Option<usize>>| TensorSpec {
-            name: name.into(),
-            element_type: ElementType::Float32,
-            shape,
-        };
-        Arc::new(DeclaredOnly {
-            inputs: vec![spec("input", shape.to_vec())],
-            outputs: vec![spec("mask", vec![Some(1), Some(1), None, None])],
-        })
+        Arc::new(DeclaredModel::float32(
+            &[&shape],
+            &[&[Some(1), Some(1), None, None]],
+        ))
     }
 
     #[test]
