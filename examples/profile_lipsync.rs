@@ -33,7 +33,7 @@ fn main() {
     let t = Instant::now();
     let mut squares = Vec::new();
     for face in &faces {
-        squares.push(lipsync::paste_face(face, &output));
+        squares.push(lipsync::paste_face(face, &output).square);
     }
     println!("paste_face {:?}", t.elapsed() / n);
     let (w, h) = templates.size();

@@ -680,3 +680,55 @@ fn missing_model_property_is_named() {
     ));
     assert!(err.contains("property 'model' is not set"), "{err}");
 }
+
+#[test]
+fn a_unet_whose_output_is_not_nchw_is_refused_showing_both_shapes() {
+    let d = data();
+    let err = lipsync_error(
+        &test_model("unet_nhwc.onnx"),
+        &d.template(),
+        &d.features("ave.npy"),
+        "ave",
+    );
+    assert!(
+        err.contains("unet_nhwc.onnx")
+            && err.contains("[1,320,320,3]")
+            && err.contains("[1,3,320,320]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nan_from_the_model_shows_the_template_face_with_one_warning() {
+    let d = data();
+    let (samples, warnings) = collect_samples_and_warnings(&format!(
+        "lipsyncsrc model={} template={} features={} num-buffers=3 \
+         ! video/x-raw,format=BGR ! appsink name=sink",
+        test_model("unet_nan.onnx").display(),
+        d.template().display(),
+        d.features("ave.npy").display()
+    ))
+    .unwrap();
+    let frames: Vec<Vec<u8>> = samples.iter().map(|s| packed_pixels(s).1).collect();
+    assert_eq!(frames.len(), 3, "every feature row still gives a frame");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("unet_nan.onnx") && warnings[0].contains("NaN or infinite"),
+        "{}",
+        warnings[0]
+    );
+    // Frames 0, 1, 2 use templates 1, 2, 3 (the ping-pong cycle): with every model value NaN,
+    // each frame is its template, the face only passed through the 328 crop and back.
+    for (frame, pixels) in frames.iter().enumerate() {
+        let template = gstneuralfx::lipsync::templates::decode_jpeg(
+            &d.template()
+                .join(format!("full_body_img/{}.jpg", frame + 1)),
+        )
+        .unwrap();
+        let quality = psnr(pixels, &template.data);
+        assert!(
+            quality > 30.0,
+            "frame {frame}: PSNR {quality:.1} dB against its template"
+        );
+    }
+}

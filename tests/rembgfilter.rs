@@ -430,3 +430,35 @@ fn buffer_smaller_than_its_caps_is_an_error_not_a_crash() {
     let result = h.push(gst::Buffer::from_mut_slice(vec![0u8; 291 * 33]));
     assert_eq!(result, Err(gst::FlowError::Error));
 }
+
+#[test]
+fn nan_from_the_model_is_background_with_one_warning() {
+    // partly_nan.onnx takes the log of the normalised channel mean: NaN or -inf for a black
+    // frame, finite for a white one.
+    let model = test_model("partly_nan.onnx");
+    let run = |pattern: &str| {
+        collect_samples_and_warnings(&format!(
+            "videotestsrc num-buffers=3 pattern={pattern} ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter model={} ! appsink name=sink",
+            model.display()
+        ))
+        .unwrap()
+    };
+    let (samples, warnings) = run("black");
+    assert_eq!(samples.len(), 3, "every frame still comes out");
+    for sample in &samples {
+        assert!(alpha_of(&packed_pixels(sample).1).iter().all(|&a| a == 0));
+    }
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("partly_nan.onnx") && warnings[0].contains("NaN or infinite"),
+        "{}",
+        warnings[0]
+    );
+    let (samples, warnings) = run("white");
+    assert_eq!(samples.len(), 3);
+    assert!(
+        warnings.is_empty(),
+        "finite output, no warning: {warnings:?}"
+    );
+}

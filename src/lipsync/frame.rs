@@ -21,8 +21,8 @@ pub enum FrameError {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Inference(#[from] InferenceError),
-    #[error("model {model} returned {found} values; expected [1,3,320,320]")]
-    Output { model: String, found: usize },
+    #[error("model {model} returned output of shape {found}; expected [1,3,320,320]")]
+    Output { model: String, found: String },
 }
 
 /// The U-Net with its two inputs told apart by shape, since exports name them differently.
@@ -75,6 +75,22 @@ impl LipsyncModel {
         {
             return Err(shape_error());
         }
+        let outputs = backend.outputs();
+        let output_shape = [1, 3, MODEL_SIZE, MODEL_SIZE];
+        if !outputs
+            .first()
+            .is_some_and(|output| fits(&output.shape, &output_shape))
+        {
+            let found = match outputs.first() {
+                Some(output) => format!("output '{}' {}", output.name, ShapeDisplay(&output.shape)),
+                None => "no outputs".into(),
+            };
+            return Err(InferenceError::Shape {
+                model: backend.model_name().to_string(),
+                found,
+                expected: "the U-Net's first output must be the face, [1,3,320,320] (NCHW)".into(),
+            });
+        }
         let image_input = match (
             fits(&inputs[0].shape, &image_shape) && fits(&inputs[1].shape, &audio_shape),
             fits(&inputs[1].shape, &image_shape) && fits(&inputs[0].shape, &audio_shape),
@@ -111,14 +127,22 @@ impl LipsyncModel {
             [audio, image]
         };
         let mut outputs = self.backend.run(&inputs)?;
-        let output = outputs.swap_remove(0);
-        if output.data.len() != 3 * PLANE {
-            return Err(FrameError::Output {
+        let output = (!outputs.is_empty()).then(|| outputs.swap_remove(0));
+        match output {
+            Some(output)
+                if output.shape == [1, 3, MODEL_SIZE, MODEL_SIZE]
+                    && output.data.len() == 3 * PLANE =>
+            {
+                Ok(output.data)
+            }
+            other => Err(FrameError::Output {
                 model: self.backend.model_name().to_string(),
-                found: output.data.len(),
-            });
+                found: other.map_or("none".into(), |output| {
+                    let shape: Vec<_> = output.shape.iter().copied().map(Some).collect();
+                    ShapeDisplay(&shape).to_string()
+                }),
+            }),
         }
-        Ok(output.data)
     }
 }
 
@@ -259,11 +283,22 @@ pub fn prepare(
     Ok(FaceCrop { face, audio_input })
 }
 
+/// The face square of one frame, and how many of the model's values were NaN or infinite
+/// (their pixels show the template instead).
+#[derive(Debug)]
+pub struct PastedFace {
+    pub square: Vec<u8>,
+    pub non_finite: usize,
+}
+
 /// Puts the model's output into the 328 crop, resizes it back to the face square and returns
-/// that square (BGR, `rect.size` squared), with parsing-protected pixels from the template.
-pub fn paste_face(frame: &FaceCrop, output: &[f32]) -> Vec<u8> {
+/// that square (BGR, `rect.size` squared), with parsing-protected pixels from the template. A
+/// NaN or infinite value keeps the template's own value there, so a broken model shows the
+/// template's face rather than a black one.
+pub fn paste_face(frame: &FaceCrop, output: &[f32]) -> PastedFace {
     let face = &frame.face;
     let mut crop = face.crop.clone();
+    let mut non_finite = 0;
     let (blue, rest) = output.split_at(PLANE);
     let (green, red) = rest.split_at(PLANE);
     for y in 0..MODEL_SIZE {
@@ -274,10 +309,15 @@ pub fn paste_face(frame: &FaceCrop, output: &[f32]) -> Vec<u8> {
             &red[y * MODEL_SIZE..][..MODEL_SIZE],
         );
         for (x, pixel) in row.chunks_exact_mut(3).enumerate() {
-            // numpy: float32 * 255 cast to uint8 truncates; the sigmoid keeps it in 0..255.
-            pixel[0] = (planes.0[x] * 255.0).clamp(0.0, 255.0) as u8;
-            pixel[1] = (planes.1[x] * 255.0).clamp(0.0, 255.0) as u8;
-            pixel[2] = (planes.2[x] * 255.0).clamp(0.0, 255.0) as u8;
+            for (channel, plane) in [planes.0, planes.1, planes.2].into_iter().enumerate() {
+                let value = plane[x];
+                if value.is_finite() {
+                    // numpy: float32 * 255 cast to uint8 truncates; the sigmoid keeps it in 0..255.
+                    pixel[channel] = (value * 255.0).clamp(0.0, 255.0) as u8;
+                } else {
+                    non_finite += 1;
+                }
+            }
         }
     }
     let size = face.rect.size;
@@ -300,7 +340,7 @@ pub fn paste_face(frame: &FaceCrop, output: &[f32]) -> Vec<u8> {
             square[i * 3..i * 3 + 3].copy_from_slice(&template.data[source..source + 3]);
         }
     }
-    square
+    PastedFace { square, non_finite }
 }
 
 /// Writes the template with the face square pasted in into `out` (rows `stride` bytes apart).

@@ -97,6 +97,8 @@ struct State {
     next_frame: usize,
     /// The next frame's crop and inputs, prepared while the model ran on the previous one.
     prepared: Option<(usize, FaceCrop)>,
+    /// The model has given NaN or infinite values in this stream (warned once).
+    warned_non_finite: bool,
     video_info: Option<gst_video::VideoInfo>,
 }
 
@@ -190,6 +192,7 @@ impl LipsyncSrc {
             fps: mode.fps(),
             next_frame: 0,
             prepared: None,
+            warned_non_finite: false,
             video_info: None,
         })
     }
@@ -536,7 +539,21 @@ impl PushSrcImpl for LipsyncSrc {
             Some(Err(e)) => return Err(self.frame_error(e)),
             None => None,
         };
-        let square = lipsync::paste_face(&face, &output);
+        let pasted = lipsync::paste_face(&face, &output);
+        if pasted.non_finite > 0 && !state.warned_non_finite {
+            state.warned_non_finite = true;
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                (
+                    "model {} gave {} NaN or infinite values of {} in frame {frame}; those pixels \
+                     show the template (warned once per stream)",
+                    state.model.backend().model_name(),
+                    pasted.non_finite,
+                    output.len()
+                )
+            );
+        }
 
         // Buffers from the negotiated pool are reused: a fresh multi-megabyte allocation per frame
         // costs page faults on every write.
@@ -562,7 +579,7 @@ impl PushSrcImpl for LipsyncSrc {
             let data = video_frame
                 .plane_data_mut(0)
                 .map_err(|_| gst::FlowError::Error)?;
-            lipsync::write_frame(&face, &square, data, stride, layout);
+            lipsync::write_frame(&face, &pasted.square, data, stride, layout);
         }
         state.next_frame += 1;
         drop(state_guard);

@@ -167,6 +167,8 @@ struct State {
     video_info: Option<(gst_video::VideoInfo, gst_video::VideoInfo)>,
     /// Overlap mode: finished frames waiting to be handed downstream.
     finished: VecDeque<gst::Buffer>,
+    /// The model has given NaN or infinite values since start (warned once).
+    warned_non_finite: bool,
 }
 
 impl State {
@@ -319,6 +321,7 @@ impl RembgFilter {
             previous_end: None,
             video_info: None,
             finished: VecDeque::new(),
+            warned_non_finite: false,
         })
     }
 
@@ -545,6 +548,7 @@ impl RembgFilter {
         let dst = out_frame
             .plane_data_mut(0)
             .map_err(|_| gst::FlowError::Error)?;
+        self.warn_of_non_finite_values(state);
         let mask = state
             .chain
             .apply(state.model_mask.pixels(), width, height, &settings.mask);
@@ -574,6 +578,25 @@ impl RembgFilter {
         state.compositor.write(src, mask, output, dst, dst_stride);
         self.stats.lock().unwrap().frames += 1;
         Ok(())
+    }
+
+    /// The first NaN or infinite value from the model gets a warning on the bus; those values
+    /// count as background.
+    fn warn_of_non_finite_values(&self, state: &mut State) {
+        let count = state.segmenter.finisher.non_finite_values();
+        if count > 0 && !state.warned_non_finite {
+            state.warned_non_finite = true;
+            let backend = state.segmenter.model.backend();
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                (
+                    "model {} gave {count} NaN or infinite mask values; they are shown as \
+                     background (warned once)",
+                    backend.model_name()
+                )
+            );
+        }
     }
 
     /// Overlap mode is on and the pipeline is not live (live pipelines have asynchronous mode).

@@ -3,6 +3,7 @@
 //! finish (model outputs -> mask at frame size). The steps share only the `Arc<dyn Backend>`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::imageops::{ImageRef, PixelLayout, ResizeError, Resizer};
@@ -167,16 +168,25 @@ pub struct Finisher {
     profile: ModelProfile,
     resizer: Resizer,
     small_mask: Vec<u8>,
+    /// NaN or infinite mask values seen so far, by this finisher and its fresh copies.
+    non_finite: Arc<AtomicU64>,
 }
 
 impl Finisher {
-    fn new(model_name: String, profile: ModelProfile) -> Self {
+    fn new(model_name: String, profile: ModelProfile, non_finite: Arc<AtomicU64>) -> Self {
         Self {
             model_name,
             profile,
             resizer: Resizer::new(),
             small_mask: Vec::new(),
+            non_finite,
         }
+    }
+
+    /// How many NaN or infinite mask values the model has given so far (they count as 0,
+    /// background).
+    pub fn non_finite_values(&self) -> u64 {
+        self.non_finite.load(Ordering::Relaxed)
     }
 
     /// Writes the mask of a `frame_width` x `frame_height` frame into `mask`.
@@ -197,10 +207,14 @@ impl Finisher {
             .step_by(channel_stride)
             .take(mask_width * mask_height);
         self.small_mask.clear();
+        // A NaN or infinite value is background (0) and is counted, so the element can say so;
+        // it takes no part in the min-max range.
+        let non_finite = values.clone().filter(|v| !v.is_finite()).count();
         match self.profile.output {
             OutputTransform::MinMax => {
                 let (lo, hi) = values
                     .clone()
+                    .filter(|v| v.is_finite())
                     .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
                         (lo.min(v), hi.max(v))
                     });
@@ -209,13 +223,26 @@ impl Finisher {
                 // A constant output (range 0) gives NaN there; here it gives an empty mask.
                 self.small_mask.extend(values.map(|&v| {
                     let normalized = (v - lo) / range;
-                    (normalized.clamp(0.0, 1.0) * 255.0) as u8
+                    if normalized.is_finite() {
+                        (normalized.clamp(0.0, 1.0) * 255.0) as u8
+                    } else {
+                        0
+                    }
                 }));
             }
             OutputTransform::Probability => {
-                self.small_mask
-                    .extend(values.map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8));
+                self.small_mask.extend(values.map(|&v| {
+                    if v.is_finite() {
+                        (v.clamp(0.0, 1.0) * 255.0).round() as u8
+                    } else {
+                        0
+                    }
+                }));
             }
+        }
+        if non_finite > 0 {
+            self.non_finite
+                .fetch_add(non_finite as u64, Ordering::Relaxed);
         }
         let small = ImageRef::packed(
             &self.small_mask,
@@ -339,7 +366,7 @@ impl Segmenter {
         };
         Ok(Self {
             preparer: Preparer::new(profile),
-            finisher: Finisher::new(model, profile),
+            finisher: Finisher::new(model, profile, Arc::default()),
             model: SegmentationModel {
                 backend,
                 input_shape,
@@ -352,7 +379,11 @@ impl Segmenter {
     pub fn fresh_copy(&self) -> Self {
         Self {
             preparer: Preparer::new(self.preparer.profile),
-            finisher: Finisher::new(self.finisher.model_name.clone(), self.finisher.profile),
+            finisher: Finisher::new(
+                self.finisher.model_name.clone(),
+                self.finisher.profile,
+                self.finisher.non_finite.clone(),
+            ),
             model: self.model.clone(),
             tensor: Vec::new(),
         }
@@ -445,5 +476,27 @@ mod tests {
         let dynamic =
             Segmenter::new(declaring([None, Some(3), None, None]), ModelProfile::U2NET).unwrap();
         assert_eq!(dynamic.profile().input_size, (320, 320));
+    }
+
+    #[test]
+    fn nan_and_infinite_mask_values_are_background_and_counted() {
+        let segmenter = Segmenter::new(
+            declaring([Some(1), Some(3), Some(4), Some(4)]),
+            ModelProfile::U2NET,
+        )
+        .unwrap();
+        let mut finisher = segmenter.fresh_copy().finisher;
+        let mut data = vec![0.0f32, 1.0, 0.5, 0.25];
+        data.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.0]);
+        let outputs = [Tensor {
+            shape: vec![1, 1, 2, 4],
+            data,
+        }];
+        let mut mask = vec![9u8; 8];
+        finisher.finish(&outputs, 4, 2, &mut mask).unwrap();
+        // Min-max over the finite values only (0..1); the three others are 0.
+        assert_eq!(mask, [0, 255, 127, 63, 0, 0, 0, 255]);
+        // Counted across the copies that share a model.
+        assert_eq!(segmenter.finisher.non_finite_values(), 3);
     }
 }

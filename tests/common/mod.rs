@@ -89,6 +89,13 @@ pub fn test_model(name: &str) -> PathBuf {
 
 /// Runs `description` (which must end in an appsink named "sink") to EOS and returns every sample.
 pub fn collect_samples(description: &str) -> Result<Vec<gst::Sample>, String> {
+    collect_samples_and_warnings(description).map(|(samples, _)| samples)
+}
+
+/// [`collect_samples`], with the text of every warning posted on the bus.
+pub fn collect_samples_and_warnings(
+    description: &str,
+) -> Result<(Vec<gst::Sample>, Vec<String>), String> {
     init();
     let pipeline = gst::parse::launch(description).map_err(|e| e.to_string())?;
     let pipeline = pipeline.downcast::<gst::Pipeline>().unwrap();
@@ -111,22 +118,29 @@ pub fn collect_samples(description: &str) -> Result<Vec<gst::Sample>, String> {
             })
             .build(),
     );
-    let result = run_to_eos(&pipeline);
+    let result = run_to_eos_noting_warnings(&pipeline);
     pipeline.set_state(gst::State::Null).unwrap();
-    result?;
+    let warnings = result?;
     let samples = std::mem::take(&mut *samples.lock().unwrap());
-    Ok(samples)
+    Ok((samples, warnings))
 }
 
 /// Plays a pipeline until EOS; an error message becomes `Err` with its text and debug info.
 pub fn run_to_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
+    run_to_eos_noting_warnings(pipeline).map(|_| ())
+}
+
+/// [`run_to_eos`], returning the text of every warning posted on the way.
+pub fn run_to_eos_noting_warnings(pipeline: &gst::Pipeline) -> Result<Vec<String>, String> {
+    let mut warnings = Vec::new();
     if pipeline.set_state(gst::State::Playing).is_err() {
         // The element's error message says why; fall through to read it from the bus.
     }
     let bus = pipeline.bus().unwrap();
     for message in bus.iter_timed(gst::ClockTime::from_seconds(300)) {
         match message.view() {
-            gst::MessageView::Eos(..) => return Ok(()),
+            gst::MessageView::Eos(..) => return Ok(warnings),
+            gst::MessageView::Warning(warning) => warnings.push(warning.error().to_string()),
             gst::MessageView::Error(err) => {
                 return Err(format!(
                     "{} ({})",

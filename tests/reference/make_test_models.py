@@ -7,6 +7,9 @@ Usage: make_test_models.py OUT_DIR
   two_inputs.onnx     two float inputs: not a segmentation model
   int_input.onnx      [1,3,32,32] int64: wrong element type
   not_onnx.onnx       text, not a model
+  partly_nan.onnx     [1,3,64,64] -> log of the channel mean: NaN or -inf wherever it is <= 0
+  unet_nan.onnx       U-Net (328) shaped for mode ave whose output is NaN everywhere
+  unet_nhwc.onnx      U-Net (328) shaped for mode ave whose output is [1,320,320,3]
 """
 import os
 import sys
@@ -34,6 +37,24 @@ def channel_mean(name, shape, out_shape, path):
     save([x], nodes, [y], path)
 
 
+def unet_like(path, output_nodes, output_shape):
+    """Inputs of SyncTalk_2D's U-Net in mode ave; `output_nodes` turn 'face' ([1,3,320,320], the
+    image input's first three channels) into 'output'."""
+    image = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 6, 320, 320])
+    audio = helper.make_tensor_value_info("audio", TensorProto.FLOAT, [1, 32, 16, 16])
+    out = helper.make_tensor_value_info("output", TensorProto.FLOAT, output_shape)
+    ints = lambda name, values: helper.make_node(
+        "Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
+    )
+    nodes = [
+        ints("starts", [0]),
+        ints("ends", [3]),
+        ints("axes", [1]),
+        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["face"]),
+    ] + output_nodes
+    save([image, audio], nodes, [out], path)
+
+
 def main() -> None:
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -52,6 +73,36 @@ def main() -> None:
     i = helper.make_tensor_value_info("image", TensorProto.INT64, [1, 3, 32, 32])
     f = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 32, 32])
     save([i], [helper.make_node("Cast", ["image"], ["out"], to=TensorProto.FLOAT)], [f], os.path.join(out, "int_input.onnx"))
+
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 64, 64])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    save(
+        [x],
+        [
+            helper.make_node("Constant", [], ["axes_value"], value=axes),
+            helper.make_node("ReduceMean", ["image", "axes_value"], ["mean"], keepdims=1),
+            helper.make_node("Log", ["mean"], ["mask"]),
+        ],
+        [y],
+        os.path.join(out, "partly_nan.onnx"),
+    )
+
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    unet_like(
+        os.path.join(out, "unet_nan.onnx"),
+        [
+            helper.make_node("Constant", [], ["two_value"], value=two),
+            helper.make_node("Sub", ["face", "two_value"], ["below_zero"]),
+            helper.make_node("Sqrt", ["below_zero"], ["output"]),
+        ],
+        [1, 3, 320, 320],
+    )
+    unet_like(
+        os.path.join(out, "unet_nhwc.onnx"),
+        [helper.make_node("Transpose", ["face"], ["output"], perm=[0, 2, 3, 1])],
+        [1, 320, 320, 3],
+    )
 
     with open(os.path.join(out, "not_onnx.onnx"), "w") as text:
         text.write("this is not an ONNX model\n")
