@@ -346,7 +346,7 @@ fn model_with_integer_input_fails() {
     let model = test_model("int_input.onnx");
     let err = rembg_error(&format!("model={}", model.display()));
     assert!(
-        err.contains("input 'image' of type Other") && err.contains("float32"),
+        err.contains("input 'image' of type i64") && err.contains("float32"),
         "{err}"
     );
 }

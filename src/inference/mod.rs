@@ -10,11 +10,25 @@ pub mod testing;
 use std::fmt;
 
 /// The element type of a model input or output, as far as neuralfx handles them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElementType {
     Float32,
     Float16,
-    Other,
+    /// Any other tensor element type, by the runtime's name for it (`i64`, `u8`, ...).
+    Other(String),
+    /// Not a tensor at all (a sequence or a map).
+    NotTensor,
+}
+
+impl fmt::Display for ElementType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ElementType::Float32 => f.write_str("float32"),
+            ElementType::Float16 => f.write_str("float16"),
+            ElementType::Other(name) => f.write_str(name),
+            ElementType::NotTensor => f.write_str("not a tensor (a sequence or map)"),
+        }
+    }
 }
 
 /// What a model declares for one input or output. Dynamic dimensions are `None`.
@@ -29,7 +43,7 @@ impl fmt::Display for TensorSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {:?} {}",
+            "{} {} {}",
             self.name,
             self.element_type,
             ShapeDisplay(&self.shape)

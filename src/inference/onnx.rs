@@ -160,11 +160,11 @@ fn spec(name: &str, dtype: &ValueType) -> TensorSpec {
             match ty {
                 TensorElementType::Float32 => ElementType::Float32,
                 TensorElementType::Float16 => ElementType::Float16,
-                _ => ElementType::Other,
+                other => ElementType::Other(other.to_string()),
             },
             shape.iter().map(|&d| usize::try_from(d).ok()).collect(),
         ),
-        _ => (ElementType::Other, Vec::new()),
+        _ => (ElementType::NotTensor, Vec::new()),
     };
     TensorSpec {
         name: name.to_string(),

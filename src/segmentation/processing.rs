@@ -328,7 +328,7 @@ impl Segmenter {
         };
         if input.element_type != ElementType::Float32 {
             return Err(shape_error(format!(
-                "input '{}' of type {:?}",
+                "input '{}' of type {}",
                 input.name, input.element_type
             ))
             .into());
@@ -356,8 +356,37 @@ impl Segmenter {
             }
             .into());
         }
-        if backend.outputs().is_empty() {
+        let Some(output) = backend.outputs().first() else {
             return Err(shape_error("no outputs".into()).into());
+        };
+        // The first output must be able to hold a mask: [H,W], [1,H,W] or a batch of one with
+        // the mask in its first channel, H and W at least 2 where declared.
+        let side = |d: Option<usize>| d.is_none_or(|d| d >= 2);
+        let one = |d: Option<usize>| d.is_none_or(|d| d == 1);
+        let holds_mask = match (output.shape.as_slice(), profile.layout) {
+            ([h, w], _) => side(*h) && side(*w),
+            ([n, h, w], _) => one(*n) && side(*h) && side(*w),
+            ([n, _, h, w], TensorLayout::Nchw) | ([n, h, w, _], TensorLayout::Nhwc) => {
+                one(*n) && side(*h) && side(*w)
+            }
+            _ => false,
+        };
+        if !holds_mask || output.element_type != ElementType::Float32 {
+            return Err(InferenceError::Shape {
+                model: model.clone(),
+                found: format!(
+                    "output '{}' {} {}",
+                    output.name,
+                    output.element_type,
+                    ShapeDisplay(&output.shape)
+                ),
+                expected: match profile.layout {
+                    TensorLayout::Nchw => "a float32 mask output [1,1,H,W] (or [1,H,W], [H,W])",
+                    TensorLayout::Nhwc => "a float32 mask output [1,H,W,1] (or [1,H,W], [H,W])",
+                }
+                .into(),
+            }
+            .into());
         }
         profile.input_size = (width, height);
         let input_shape = match profile.layout {
@@ -498,5 +527,30 @@ mod tests {
         assert_eq!(mask, [0, 255, 127, 63, 0, 0, 0, 255]);
         // Counted across the copies that share a model.
         assert_eq!(segmenter.finisher.non_finite_values(), 3);
+    }
+
+    #[test]
+    fn a_model_whose_output_cannot_be_a_mask_is_refused_at_start() {
+        let with_output = |shape: &[Option<usize>]| {
+            Segmenter::new(
+                Arc::new(DeclaredModel::float32(
+                    &[&[Some(1), Some(3), Some(320), Some(320)]],
+                    &[shape],
+                )),
+                ModelProfile::U2NET,
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        let err = with_output(&[Some(1), Some(1000)]).unwrap_err();
+        assert!(
+            err.contains("[1,1000]") && err.contains("[1,1,H,W]"),
+            "{err}"
+        );
+        assert!(with_output(&[Some(2), Some(1), Some(320), Some(320)]).is_err());
+        assert!(with_output(&[Some(1), Some(7)]).is_err());
+        assert!(with_output(&[Some(1), Some(1), Some(320), Some(320)]).is_ok());
+        assert!(with_output(&[None, Some(1), None, None]).is_ok());
+        assert!(with_output(&[Some(320), Some(320)]).is_ok());
     }
 }
