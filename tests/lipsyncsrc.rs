@@ -732,3 +732,84 @@ fn nan_from_the_model_shows_the_template_face_with_one_warning() {
         );
     }
 }
+
+#[test]
+fn grey_cmyk_and_truncated_jpegs_decode_as_opencv_reads_them() {
+    use gstneuralfx::lipsync::templates::{decode_jpeg, read_jpeg_header};
+    let dir = data().dir.join("jpeg-variants");
+    run_reference(
+        "jpeg_variants.py",
+        &[
+            sample("astronaut").to_str().unwrap(),
+            dir.to_str().unwrap(),
+            "160",
+            "120",
+        ],
+    );
+    for name in ["grey", "cmyk", "colour", "truncated"] {
+        let path = dir.join(format!("{name}.jpg"));
+        let ours = decode_jpeg(&path).unwrap();
+        let opencv = std::fs::read(dir.join(format!("{name}.bgr"))).unwrap();
+        assert_eq!((ours.width, ours.height), (160, 120), "{name}");
+        // Decoders differ by a few levels in IDCT rounding and chroma upsampling (the colour
+        // file here too); a wrong channel order, an unconverted CMYK or a black remainder
+        // would cost tens of dB.
+        // A cut-off file is compared where its data reaches (the first third of its rows); the
+        // remainder is filler, which differs between decoders.
+        let compared = if name == "truncated" {
+            160 * 40 * 3
+        } else {
+            opencv.len()
+        };
+        let quality = psnr(&ours.data[..compared], &opencv[..compared]);
+        println!("{name}: {quality:.1} dB against cv2.imread");
+        assert!(
+            quality >= 40.0,
+            "{name}: {quality:.1} dB against cv2.imread"
+        );
+        let header = read_jpeg_header(&path).unwrap();
+        assert_eq!((header.width, header.height), (160, 120), "{name}");
+        assert_eq!(header.truncated, name == "truncated", "{name}");
+    }
+}
+
+#[test]
+fn a_truncated_template_plays_with_one_warning_naming_it() {
+    let template = template_copy("truncated");
+    let jpeg = template.join("full_body_img/3.jpg");
+    let bytes = std::fs::read(&jpeg).unwrap();
+    std::fs::write(&jpeg, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let d = data();
+    let (samples, warnings) = collect_samples_and_warnings(&format!(
+        "lipsyncsrc model={} template={} features={} num-buffers=4 ! appsink name=sink",
+        d.model("ave").display(),
+        template.display(),
+        d.features("ave.npy").display()
+    ))
+    .unwrap();
+    assert_eq!(samples.len(), 4);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("full_body_img/3.jpg") && warnings[0].contains("Premature end"),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[test]
+fn a_broken_template_beyond_the_cache_fails_at_start() {
+    // With no templates cached, nothing but the headers is read at start: they must catch it.
+    let template = template_copy("late-corrupt");
+    std::fs::write(template.join("full_body_img/6.jpg"), b"not a jpeg at all").unwrap();
+    let d = data();
+    let err = start_error(&format!(
+        "lipsyncsrc model={} template={} features={} max-cached-frames=0 ! fakesink",
+        d.model("ave").display(),
+        template.display(),
+        d.features("ave.npy").display()
+    ));
+    assert!(
+        err.contains("full_body_img/6.jpg") && err.contains("not a readable JPEG"),
+        "{err}"
+    );
+}

@@ -120,22 +120,136 @@ pub fn read_crop_rect(path: &Path, width: usize, height: usize) -> Result<CropRe
     })
 }
 
-/// Decodes a JPEG into packed BGR.
+/// What a JPEG's headers say, read without decoding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JpegHeader {
+    pub width: usize,
+    pub height: usize,
+    /// No end-of-image marker near the end: the file was cut off. It still decodes (the missing
+    /// part grey), as OpenCV decodes it with a warning.
+    pub truncated: bool,
+}
+
+/// Reads the size from a JPEG's frame header, skipping the segments before it, and looks for
+/// the end-of-image marker in its last bytes: a few kilobytes read whatever the file's size.
+pub fn read_jpeg_header(path: &Path) -> Result<JpegHeader, TemplateError> {
+    use std::io::{BufReader, Read, Seek, SeekFrom};
+
+    let error = |reason: &str| file_error(path, format!("not a readable JPEG: {reason}"));
+    let file = std::fs::File::open(path).map_err(|e| file_error(path, e.to_string()))?;
+    let length = file
+        .metadata()
+        .map_err(|e| file_error(path, e.to_string()))?
+        .len();
+    let mut reader = BufReader::new(file);
+    let mut byte = || -> Result<u8, TemplateError> {
+        let mut one = [0u8; 1];
+        reader
+            .read_exact(&mut one)
+            .map_err(|_| error("it ends before its frame header"))?;
+        Ok(one[0])
+    };
+    if (byte()?, byte()?) != (0xFF, 0xD8) {
+        return Err(error("no start-of-image marker"));
+    }
+    let (width, height) = loop {
+        if byte()? != 0xFF {
+            return Err(error("a segment does not start with a marker"));
+        }
+        let mut marker = byte()?;
+        while marker == 0xFF {
+            marker = byte()?;
+        }
+        if matches!(marker, 0x01 | 0xD0..=0xD7) {
+            continue;
+        }
+        if matches!(marker, 0xD9 | 0xDA) {
+            return Err(error("image data before a frame header"));
+        }
+        let segment = usize::from(u16::from_be_bytes([byte()?, byte()?]));
+        if segment < 2 {
+            return Err(error("a segment shorter than its length field"));
+        }
+        let is_frame = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_frame {
+            if segment < 8 {
+                return Err(error("a frame header too short for a size"));
+            }
+            let _precision = byte()?;
+            let height = usize::from(u16::from_be_bytes([byte()?, byte()?]));
+            let width = usize::from(u16::from_be_bytes([byte()?, byte()?]));
+            break (width, height);
+        }
+        for _ in 0..segment - 2 {
+            byte()?;
+        }
+    };
+    if width == 0 || height == 0 {
+        return Err(error(&format!(
+            "its frame header gives a size of {width}x{height}"
+        )));
+    }
+    let mut file = reader.into_inner();
+    let tail_len = length.min(4096);
+    let mut tail = vec![0u8; tail_len as usize];
+    file.seek(SeekFrom::Start(length - tail_len))
+        .and_then(|_| file.read_exact(&mut tail))
+        .map_err(|e| file_error(path, e.to_string()))?;
+    let truncated = !tail.windows(2).any(|pair| pair == [0xFF, 0xD9]);
+    Ok(JpegHeader {
+        width,
+        height,
+        truncated,
+    })
+}
+
+/// Decodes a JPEG into packed BGR as OpenCV's `imread` does: grey images become three equal
+/// channels, CMYK (Adobe's inverted, as Photoshop and Pillow write it) is converted with
+/// OpenCV's formula.
 pub fn decode_jpeg(path: &Path) -> Result<BgrImage, TemplateError> {
     use zune_jpeg::zune_core::colorspace::ColorSpace;
     use zune_jpeg::zune_core::options::DecoderOptions;
 
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
-    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::BGR);
+    let unreadable = |e: zune_jpeg::errors::DecodeErrors| {
+        file_error(path, format!("not a readable JPEG: {e:?}"))
+    };
+    let mut headers = zune_jpeg::JpegDecoder::new(&bytes[..]);
+    headers.decode_headers().map_err(unreadable)?;
+    let out = match headers.get_input_colorspace() {
+        Some(ColorSpace::CMYK | ColorSpace::YCCK) => ColorSpace::CMYK,
+        _ => ColorSpace::BGR,
+    };
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(out);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(&bytes[..], options);
-    let data = decoder
-        .decode()
-        .map_err(|e| file_error(path, format!("not a readable JPEG: {e:?}")))?;
+    let decoded = decoder.decode().map_err(unreadable)?;
     let (width, height) = decoder
         .dimensions()
         .ok_or_else(|| file_error(path, "JPEG without dimensions"))?;
-    if data.len() != width * height * 3 {
-        return Err(file_error(path, "JPEG did not decode to 3 channels"));
+    let (pixels, decoded_len) = (width * height, decoded.len());
+    let data = match decoded_len / pixels.max(1) {
+        _ if decoded_len % pixels.max(1) != 0 => Vec::new(),
+        3 => decoded,
+        1 => decoded.iter().flat_map(|&v| [v; 3]).collect(),
+        4 => decoded
+            .chunks_exact(4)
+            .flat_map(|cmyk| {
+                let k = u32::from(cmyk[3]);
+                // OpenCV's icvCvt_CMYK2BGR_8u_C4C3R on libjpeg's raw (inverted) values.
+                let channel = |v: u8| (k - (((255 - u32::from(v)) * k) >> 8)) as u8;
+                [channel(cmyk[2]), channel(cmyk[1]), channel(cmyk[0])]
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if data.len() != pixels * 3 {
+        return Err(file_error(
+            path,
+            format!(
+                "JPEG decoded to {decoded_len} bytes for {width}x{height} pixels; 1, 3 or 4 \
+                 channels expected"
+            ),
+        ));
     }
     Ok(BgrImage {
         width,
@@ -223,6 +337,8 @@ pub struct TemplateSet {
     parsing: bool,
     cache: Mutex<LruCache<BgrImage>>,
     cache_frames: usize,
+    /// What a user should hear about the folder that does not stop it (truncated JPEGs).
+    warnings: Vec<String>,
 }
 
 impl TemplateSet {
@@ -262,6 +378,40 @@ impl TemplateSet {
         }
         let first = decode_jpeg(&images.join(format!("{start_frame}.jpg")))?;
         let (width, height) = (first.width, first.height);
+        // Every template's headers now, so a broken or odd-sized one fails at start rather
+        // than when the video reaches it.
+        let mut truncated = Vec::new();
+        for index in start_frame..jpegs {
+            let path = images.join(format!("{index}.jpg"));
+            let header = read_jpeg_header(&path)?;
+            if (header.width, header.height) != (width, height) {
+                return Err(file_error(
+                    &path,
+                    format!(
+                        "is {}x{}, template {start_frame}.jpg is {width}x{height}",
+                        header.width, header.height
+                    ),
+                ));
+            }
+            if header.truncated {
+                truncated.push(path.display().to_string());
+            }
+        }
+        let mut warnings = Vec::new();
+        if !truncated.is_empty() {
+            let shown = truncated.len().min(5);
+            warnings.push(format!(
+                "{} template JPEG(s) end before their end-of-image marker and decode with a grey \
+                 remainder, as OpenCV's 'Premature end of JPEG file': {}{}",
+                truncated.len(),
+                truncated[..shown].join(", "),
+                if truncated.len() > shown {
+                    format!(" and {} more", truncated.len() - shown)
+                } else {
+                    String::new()
+                }
+            ));
+        }
         let count = jpegs - start_frame;
         let rects = (start_frame..jpegs)
             .map(|index| {
@@ -290,12 +440,18 @@ impl TemplateSet {
             parsing,
             cache: Mutex::new(LruCache::new(cache_frames)),
             cache_frames,
+            warnings,
         };
         set.cache
             .lock()
             .unwrap()
             .insert(start_frame, Arc::new(first));
         Ok(set)
+    }
+
+    /// Things found at start that do not stop the element, for the bus.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Templates in the ping-pong cycle (those from `start_frame` on).

@@ -180,6 +180,13 @@ impl LipsyncSrc {
             },
             mode.name()
         );
+        for warning in templates.warnings() {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                ("property 'template': {}", warning)
+            );
+        }
         let faces = lipsync::face_cache(&templates);
         lipsync::warm_cache(&templates, &faces).map_err(|e| {
             gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
