@@ -1,5 +1,6 @@
 //! Downloading a catalog model on first use, against an HTTP server this test starts on
-//! 127.0.0.1: success, 404, a corrupted body, a server that stalls, and downloading turned off.
+//! 127.0.0.1: success, 404, a corrupted body, a server that stalls, one that trickles bytes,
+//! partial files left by a dead download, and downloading turned off.
 //! The tests share the process environment (model folder, base URL), so they run one at a time.
 
 mod common;
@@ -20,6 +21,8 @@ enum Reply {
     NotFound,
     /// Headers and half the body, then silence.
     Stall(Vec<u8>),
+    /// Headers, then one byte of the body every 200 ms.
+    Trickle(Vec<u8>),
 }
 
 /// Serves `reply` to every request until the test ends; returns the base URL.
@@ -48,6 +51,16 @@ fn serve(reply: Reply) -> String {
                         std::thread::sleep(Duration::from_secs(20));
                         result
                     }
+                    Reply::Trickle(body) => stream
+                        .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
+                        .and_then(|()| {
+                            for byte in body.iter().take(200) {
+                                stream.write_all(std::slice::from_ref(byte))?;
+                                stream.flush()?;
+                                std::thread::sleep(Duration::from_millis(200));
+                            }
+                            Ok(())
+                        }),
                 };
             });
         }
@@ -72,11 +85,22 @@ fn real_u2netp() -> Vec<u8> {
 /// Runs rembgfilter with model=u2netp, an empty model folder and the server's base URL.
 /// Returns the error message (None if it played) and the folder's files afterwards.
 fn attempt(reply: Reply, download: bool) -> (Option<String>, Vec<String>) {
+    attempt_with(reply, download, &[])
+}
+
+/// [`attempt`] with more environment variables set. The model folder starts with a partial
+/// file of a download whose process is gone, which every attempt must clear away.
+fn attempt_with(
+    reply: Reply,
+    download: bool,
+    environment: &[(&str, &str)],
+) -> (Option<String>, Vec<String>) {
     let original = real_u2netp();
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let reply = match reply {
         Reply::File(body) if body.is_empty() => Reply::File(original),
         Reply::Stall(body) if body.is_empty() => Reply::Stall(original),
+        Reply::Trickle(body) if body.is_empty() => Reply::Trickle(original),
         other => other,
     };
     let folder: PathBuf = std::env::temp_dir().join(format!(
@@ -85,12 +109,19 @@ fn attempt(reply: Reply, download: bool) -> (Option<String>, Vec<String>) {
         rand_id()
     ));
     std::fs::create_dir_all(&folder).unwrap();
+    if download {
+        // No process has this id (above Linux's pid limit): a download that died. A download
+        // clears it away; with downloading off the folder is not touched.
+        std::fs::write(folder.join(".u2netp.onnx.4194999-0.part"), b"half a model").unwrap();
+    }
     let base = serve(reply);
-    const VARIABLES: [&str; 4] = [
+    const VARIABLES: [&str; 6] = [
         "U2NET_HOME",
         "REMBG_HOME",
         "NEURALFX_MODEL_BASE_URL",
         "NEURALFX_DOWNLOAD_TIMEOUT",
+        "NEURALFX_DOWNLOAD_DEADLINE",
+        "NEURALFX_DOWNLOAD_MIN_RATE",
     ];
     let saved: Vec<Option<std::ffi::OsString>> = VARIABLES.iter().map(std::env::var_os).collect();
     // SAFETY: the tests of this binary hold ONE_AT_A_TIME, so nothing else reads the environment.
@@ -99,6 +130,11 @@ fn attempt(reply: Reply, download: bool) -> (Option<String>, Vec<String>) {
         std::env::set_var("REMBG_HOME", &folder);
         std::env::set_var("NEURALFX_MODEL_BASE_URL", &base);
         std::env::set_var("NEURALFX_DOWNLOAD_TIMEOUT", "2");
+        std::env::remove_var("NEURALFX_DOWNLOAD_DEADLINE");
+        std::env::remove_var("NEURALFX_DOWNLOAD_MIN_RATE");
+        for (name, value) in environment {
+            std::env::set_var(name, value);
+        }
     }
     let description = format!(
         "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=32,height=24 ! rembgfilter model=u2netp download={download} ! fakesink"
@@ -188,6 +224,52 @@ fn stalled_server_times_out_and_leaves_nothing() {
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "the timeout, not the server, ended it"
+    );
+    assert!(files.is_empty(), "{files:?}");
+}
+
+#[test]
+fn a_trickling_server_is_too_slow_within_seconds_and_leaves_nothing() {
+    // One byte every 200 ms never trips the 2 s stall timeout; the minimum rate does.
+    let started = std::time::Instant::now();
+    let (error, files) = attempt(Reply::Trickle(Vec::new()), true);
+    let error = error.expect("a trickling download must stop the element");
+    assert!(
+        error.contains("/models/u2netp.onnx")
+            && error.contains("too slow")
+            && error.contains("NEURALFX_DOWNLOAD_MIN_RATE"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(files.is_empty(), "{files:?}");
+}
+
+#[test]
+fn the_overall_deadline_ends_a_download_that_keeps_the_minimum_rate() {
+    let started = std::time::Instant::now();
+    let (error, files) = attempt_with(
+        Reply::Trickle(Vec::new()),
+        true,
+        &[
+            ("NEURALFX_DOWNLOAD_MIN_RATE", "1"),
+            ("NEURALFX_DOWNLOAD_DEADLINE", "3"),
+        ],
+    );
+    let error = error.expect("a download past its deadline must stop the element");
+    assert!(
+        error.contains("/models/u2netp.onnx")
+            && error.contains("not finished within the 3 s in all")
+            && error.contains("NEURALFX_DOWNLOAD_DEADLINE"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
     );
     assert!(files.is_empty(), "{files:?}");
 }

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 
@@ -12,8 +12,16 @@ use super::catalog::CatalogEntry;
 
 /// Replaces rembg's release URL prefix (for mirrors, and for tests against a local server).
 pub const BASE_URL_ENV: &str = "NEURALFX_MODEL_BASE_URL";
-/// Seconds a stalled download waits for data before giving up (default 30).
+/// Seconds a stalled download waits for data before giving up (default 30); also the window
+/// over which the minimum rate is measured.
 pub const TIMEOUT_ENV: &str = "NEURALFX_DOWNLOAD_TIMEOUT";
+/// Seconds a whole download may take (default 3600).
+pub const DEADLINE_ENV: &str = "NEURALFX_DOWNLOAD_DEADLINE";
+/// Bytes per second a download must keep up over each timeout window (default 1024), so a
+/// server that trickles bytes fails instead of holding the element's start for hours.
+pub const MIN_RATE_ENV: &str = "NEURALFX_DOWNLOAD_MIN_RATE";
+/// A partial file older than this is removed whoever wrote it.
+const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DownloadError {
@@ -41,12 +49,64 @@ pub fn source_url(entry: &CatalogEntry) -> Option<String> {
     }
 }
 
-fn timeout() -> Duration {
-    let seconds = std::env::var(TIMEOUT_ENV)
+/// A positive number from the environment, else `default`.
+fn setting(name: &str, default: f64) -> f64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(30.0);
-    Duration::from_secs_f64(seconds.max(0.1))
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .unwrap_or(default)
+}
+
+fn timeout() -> Duration {
+    Duration::from_secs_f64(setting(TIMEOUT_ENV, 30.0).clamp(0.1, 1e6))
+}
+
+fn deadline() -> Duration {
+    Duration::from_secs_f64(setting(DEADLINE_ENV, 3600.0).clamp(0.1, 1e7))
+}
+
+/// The partial file of one download: unique per process and per call, so two elements (or two
+/// processes) fetching the same model never write into one file.
+fn partial_name(file_name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        ".{file_name}.{}-{}.part",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Removes partial files of `file_name` left by downloads that died: their process is gone, or
+/// they are older than a day.
+fn remove_stale_parts(folder: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}.");
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(writer) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".part"))
+        else {
+            continue;
+        };
+        let pid = writer.split('-').next().unwrap_or_default();
+        let writer_gone = pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+        });
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if writer_gone || old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Downloads `entry` into `folder` and returns the model's path.
@@ -67,10 +127,14 @@ pub fn download(entry: &CatalogEntry, folder: &Path) -> Result<PathBuf, Download
         reason,
     };
     std::fs::create_dir_all(folder).map_err(|e| write_error(e.to_string()))?;
+    remove_stale_parts(folder, entry.file_name);
+    let (window, deadline) = (timeout(), deadline());
+    let min_rate = setting(MIN_RATE_ENV, 1024.0);
     let agent = ureq::AgentBuilder::new()
-        .timeout_connect(timeout())
-        .timeout_read(timeout())
+        .timeout_connect(window)
+        .timeout_read(window)
         .build();
+    let started = Instant::now();
     let response = agent.get(&url).call().map_err(|e| match e {
         ureq::Error::Status(code, response) => {
             transfer(format!("HTTP {code} {}", response.status_text()))
@@ -78,16 +142,56 @@ pub fn download(entry: &CatalogEntry, folder: &Path) -> Result<PathBuf, Download
         other => transfer(other.to_string()),
     })?;
     // Written beside the target under a name no model lookup matches, then renamed into place.
-    let partial = folder.join(format!(".{}.{}.part", entry.file_name, std::process::id()));
+    let partial = folder.join(partial_name(entry.file_name));
+    let expected_len = response
+        .header("Content-Length")
+        .and_then(|v| v.parse::<u64>().ok());
     let result = (|| {
         let mut file = std::fs::File::create(&partial).map_err(|e| write_error(e.to_string()))?;
         let mut body = response.into_reader();
         let mut hasher = Md5::new();
         let mut chunk = vec![0u8; 1 << 16];
+        let (mut total, mut window_start, mut window_bytes) = (0u64, Instant::now(), 0u64);
         loop {
-            let read = body.read(&mut chunk).map_err(|e| transfer(e.to_string()))?;
+            let of_expected = |total: u64| {
+                format!(
+                    "{total} of {} bytes",
+                    expected_len.map_or("?".into(), |n| n.to_string())
+                )
+            };
+            let read = body.read(&mut chunk).map_err(|e| {
+                transfer(format!(
+                    "{e} after {} (no data for {} s ends a download)",
+                    of_expected(total),
+                    window.as_secs_f64()
+                ))
+            })?;
             if read == 0 {
                 break;
+            }
+            // Reads block at most one stall timeout, so this is looked at often enough.
+            if started.elapsed() > deadline {
+                return Err(transfer(format!(
+                    "not finished within the {} s in all that a download may take \
+                     (${DEADLINE_ENV}); {} arrived",
+                    deadline.as_secs_f64(),
+                    of_expected(total + read as u64)
+                )));
+            }
+            total += read as u64;
+            window_bytes += read as u64;
+            let elapsed = window_start.elapsed();
+            if elapsed >= window {
+                let rate = window_bytes as f64 / elapsed.as_secs_f64();
+                if rate < min_rate {
+                    return Err(transfer(format!(
+                        "too slow: {rate:.0} bytes/s over the last {:.1} s, below the minimum of \
+                         {min_rate:.0} bytes/s (${MIN_RATE_ENV}); {} arrived",
+                        elapsed.as_secs_f64(),
+                        of_expected(total)
+                    )));
+                }
+                (window_start, window_bytes) = (Instant::now(), 0);
             }
             hasher.update(&chunk[..read]);
             file.write_all(&chunk[..read])
