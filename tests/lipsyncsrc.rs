@@ -813,3 +813,28 @@ fn a_broken_template_beyond_the_cache_fails_at_start() {
         "{err}"
     );
 }
+
+#[test]
+fn a_folder_for_features_and_a_file_for_the_template_are_named_as_such() {
+    let d = data();
+    let err = features_error(&d.dir);
+    assert!(err.contains("is a folder"), "{err}");
+    let err = template_error(&d.features("ave.npy"));
+    assert!(err.contains("ave.npy") && err.contains("is a file"), "{err}");
+}
+
+#[test]
+fn after_an_error_the_source_starts_again_with_good_input() {
+    let d = data();
+    let pipeline = ave_pipeline("name=src num-buffers=2", "fakesink");
+    let source = pipeline.by_name("src").unwrap();
+    source.set_property("features", "/nonexistent/features.npy");
+    let err = run_to_eos(&pipeline).unwrap_err();
+    assert!(err.contains("/nonexistent/features.npy"), "{err}");
+    pipeline.set_state(gst::State::Null).unwrap();
+    source.set_property("features", d.features("ave.npy").to_str().unwrap());
+    run_to_eos(&pipeline).expect("the same element plays once its features are good");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let stats = source.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("frames").unwrap(), 2);
+}

@@ -462,3 +462,49 @@ fn nan_from_the_model_is_background_with_one_warning() {
         "finite output, no warning: {warnings:?}"
     );
 }
+
+#[test]
+fn a_folder_given_as_the_model_is_named_as_a_folder() {
+    let folder = std::env::temp_dir();
+    let err = rembg_error(&format!("model={}", folder.display()));
+    assert!(
+        err.contains(&folder.display().to_string()) && err.contains("is a folder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn threads_are_bounded_by_the_machine() {
+    init();
+    let cores = std::thread::available_parallelism().unwrap().get() as u32;
+    for factory in ["rembgfilter", "lipsyncsrc"] {
+        let element = gst::ElementFactory::make(factory).build().unwrap();
+        let spec = element
+            .find_property("threads")
+            .unwrap()
+            .downcast::<gst::glib::ParamSpecUInt>()
+            .unwrap();
+        assert_eq!(spec.maximum(), cores * 4, "{factory}");
+    }
+}
+
+#[test]
+fn after_an_error_the_element_starts_again_with_good_input() {
+    init();
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=32,height=24 \
+         ! rembgfilter name=filter model=/nonexistent/model.onnx ! fakesink",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let err = run_to_eos(&pipeline).unwrap_err();
+    assert!(err.contains("/nonexistent/model.onnx"), "{err}");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let filter = pipeline.by_name("filter").unwrap();
+    filter.set_property("model", test_model("brightness.onnx").to_str().unwrap());
+    run_to_eos(&pipeline).expect("the same element plays once its model is good");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let stats = filter.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("frames").unwrap(), 2);
+}

@@ -13,13 +13,20 @@ use super::onnx::{ExecutionProvider, OnnxBackend, SessionOptions};
 pub const DEFAULT_THREADS: u32 = 0;
 pub const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
 
+/// The largest `threads` accepted: four per core of this machine. More only adds contention,
+/// and a typo such as 1024 would start a thousand threads.
+pub fn max_threads() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(cores.saturating_mul(4)).unwrap_or(u32::MAX)
+}
+
 /// `threads` and `execution-provider`, changeable up to READY.
 pub fn param_specs() -> [glib::ParamSpec; 2] {
     [
         glib::ParamSpecUInt::builder("threads")
             .nick("Threads")
-            .blurb("Intra-op threads of ONNX Runtime (0 = its default, one per core)")
-            .maximum(1024)
+            .blurb("Intra-op threads of ONNX Runtime (0 = its default, one per core); at most four per core")
+            .maximum(max_threads())
             .default_value(DEFAULT_THREADS)
             .mutable_ready()
             .build(),

@@ -87,6 +87,11 @@ impl AudioFeatures {
     /// Reads `.npy` (float32) or `.bin` (little-endian float32, with `<file>.json` beside it).
     pub fn load(path: &Path, mode: Mode) -> Result<Self, FeatureError> {
         let read_error = |reason: String| FeatureError::Read(path.to_path_buf(), reason);
+        if path.is_dir() {
+            return Err(read_error(
+                "is a folder; expected a .npy or .bin features file".into(),
+            ));
+        }
         if !path.is_file() {
             return Err(read_error("does not exist".into()));
         }

@@ -350,6 +350,11 @@ impl TemplateSet {
         cache_frames: usize,
     ) -> Result<Self, TemplateError> {
         let folder_error = |reason: String| TemplateError::Folder(folder.to_path_buf(), reason);
+        if folder.is_file() {
+            return Err(folder_error(
+                "is a file; expected a folder holding full_body_img/ and landmarks/".into(),
+            ));
+        }
         let images = folder.join("full_body_img");
         if !images.is_dir() {
             return Err(folder_error("has no full_body_img folder".into()));

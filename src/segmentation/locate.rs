@@ -15,6 +15,8 @@ pub struct ResolvedModel {
 pub enum LocateError {
     #[error("model file {0} does not exist")]
     MissingFile(PathBuf),
+    #[error("model {0} is a folder; expected an .onnx file")]
+    Folder(PathBuf),
     #[error(
         "catalog model '{name}' ({file}) is in none of these folders: {}; \
          put it there (scripts/setup.sh fetches u2netp), set U2NET_HOME, or set download=true",
@@ -85,6 +87,9 @@ pub fn resolve(model: &str, download: bool) -> Result<ResolvedModel, LocateError
         return Err(LocateError::Unknown(model.to_string()));
     }
     let path = Path::new(model);
+    if path.is_dir() {
+        return Err(LocateError::Folder(path.to_path_buf()));
+    }
     if !path.exists() {
         return Err(LocateError::MissingFile(path.to_path_buf()));
     }
