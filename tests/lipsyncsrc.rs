@@ -820,7 +820,10 @@ fn a_folder_for_features_and_a_file_for_the_template_are_named_as_such() {
     let err = features_error(&d.dir);
     assert!(err.contains("is a folder"), "{err}");
     let err = template_error(&d.features("ave.npy"));
-    assert!(err.contains("ave.npy") && err.contains("is a file"), "{err}");
+    assert!(
+        err.contains("ave.npy") && err.contains("is a file"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -137,44 +137,8 @@ impl AudioFeatures {
         let json_path = PathBuf::from(json_path);
         let json = std::fs::read_to_string(&json_path)
             .map_err(|e| format!("cannot read {}: {e}", json_path.display()))?;
-        let meta: serde_json::Value = serde_json::from_str(&json)
-            .map_err(|e| format!("{} is not JSON: {e}", json_path.display()))?;
-        let field = |name: &str| {
-            meta.get(name)
-                .and_then(serde_json::Value::as_u64)
-                .map(|v| v as usize)
-                .ok_or_else(|| format!("{} lacks a number '{name}'", json_path.display()))
-        };
-        let (frames, feature_size) = (field("num_frames")?, field("feature_size")?);
-        if let Some(shape) = meta.get("shape") {
-            let dims: Option<Vec<u64>> = shape
-                .as_array()
-                .map(|dims| dims.iter().map(serde_json::Value::as_u64).collect())
-                .unwrap_or(None);
-            let agrees = dims.as_deref().is_some_and(|dims| {
-                let rest = dims
-                    .get(1..)
-                    .map(|rest| rest.iter().try_fold(1u64, |n, &d| n.checked_mul(d)));
-                dims.first() == Some(&(frames as u64)) && rest == Some(Some(feature_size as u64))
-            });
-            if !agrees {
-                return Err(format!(
-                    "{}: 'shape' {shape} disagrees with num_frames {frames} and feature_size                      {feature_size} (expected [{frames}, ...] with the rest multiplying to {feature_size})",
-                    json_path.display()
-                ));
-            }
-        }
-        let expected = frames
-            .checked_mul(feature_size)
-            .and_then(|values| values.checked_mul(4));
         let file_len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-        if expected.is_none_or(|expected| expected as u64 != file_len) {
-            return Err(format!(
-                "has {file_len} bytes but {} says {frames} frames x {feature_size} float32 values = {} bytes",
-                json_path.display(),
-                expected.map_or("more than can be addressed".into(), |e| e.to_string())
-            ));
-        }
+        let (frames, feature_size) = bin_layout(&json, &json_path.display().to_string(), file_len)?;
         let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
         let data = bytes
             .chunks_exact(4)
@@ -216,27 +180,74 @@ impl AudioFeatures {
     }
 }
 
+/// Frames and values per frame of a raw `.bin` of `file_len` bytes, from its `.json` (named
+/// `json_name` in errors): `num_frames` and `feature_size`, whose product must be the file's
+/// float32 count, and `shape` if present, which must agree with them.
+pub fn bin_layout(json: &str, json_name: &str, file_len: u64) -> Result<(usize, usize), String> {
+    let meta: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("{json_name} is not JSON: {e}"))?;
+    let field = |name: &str| {
+        meta.get(name)
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| format!("{json_name} lacks a number '{name}'"))
+    };
+    let (frames, feature_size) = (field("num_frames")?, field("feature_size")?);
+    if let Some(shape) = meta.get("shape") {
+        let dims: Option<Vec<u64>> = shape
+            .as_array()
+            .map(|dims| dims.iter().map(serde_json::Value::as_u64).collect())
+            .unwrap_or(None);
+        let agrees = dims.as_deref().is_some_and(|dims| {
+            let rest = dims
+                .get(1..)
+                .map(|rest| rest.iter().try_fold(1u64, |n, &d| n.checked_mul(d)));
+            dims.first() == Some(&(frames as u64)) && rest == Some(Some(feature_size as u64))
+        });
+        if !agrees {
+            return Err(format!(
+                "{json_name}: 'shape' {shape} disagrees with num_frames {frames} and feature_size \
+                 {feature_size} (expected [{frames}, ...] with the rest multiplying to {feature_size})"
+            ));
+        }
+    }
+    let expected = frames
+        .checked_mul(feature_size)
+        .and_then(|values| values.checked_mul(4));
+    if expected.is_none_or(|expected| expected as u64 != file_len) {
+        return Err(format!(
+            "has {file_len} bytes but {json_name} says {frames} frames x {feature_size} float32 \
+             values = {} bytes",
+            expected.map_or("more than can be addressed".into(), |e| e.to_string())
+        ));
+    }
+    Ok((frames, feature_size))
+}
+
 /// Reads a `.npy` header and checks that the data it declares (shape times item size) is what
 /// the file holds after it, so that no allocation is made from a header alone.
 fn check_npy_size(path: &Path) -> Result<(), String> {
-    use std::io::{Read, Seek};
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file_len = file.metadata().map_err(|e| e.to_string())?.len();
+    check_npy_header(std::io::BufReader::new(file), file_len)
+}
 
-    let file_len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    let mut start = [0u8; 12];
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    file.read_exact(&mut start)
-        .map_err(|_| "not a .npy file: shorter than its header".to_string())?;
+/// [`check_npy_size`] on any reader positioned at the start of a `.npy` of `file_len` bytes.
+pub fn check_npy_header(mut reader: impl std::io::Read, file_len: u64) -> Result<(), String> {
+    let too_short = |_| "not a .npy file: shorter than its header".to_string();
+    let mut start = [0u8; 10];
+    reader.read_exact(&mut start).map_err(too_short)?;
     if &start[..6] != b"\x93NUMPY" {
         return Err("not a .npy file: no NUMPY magic".into());
     }
     let (header_len, header_start) = match start[6] {
         1 => (u64::from(u16::from_le_bytes([start[8], start[9]])), 10u64),
-        2 | 3 => (
-            u64::from(u32::from_le_bytes([
-                start[8], start[9], start[10], start[11],
-            ])),
-            12,
-        ),
+        2 | 3 => {
+            let mut high = [0u8; 2];
+            reader.read_exact(&mut high).map_err(too_short)?;
+            let len = u32::from_le_bytes([start[8], start[9], high[0], high[1]]);
+            (u64::from(len), 12)
+        }
         version => return Err(format!("unknown .npy format version {version}")),
     };
     let data_start = header_start + header_len;
@@ -246,9 +257,7 @@ fn check_npy_size(path: &Path) -> Result<(), String> {
         ));
     }
     let mut header = vec![0u8; header_len as usize];
-    file.seek(std::io::SeekFrom::Start(header_start))
-        .and_then(|_| file.read_exact(&mut header))
-        .map_err(|e| e.to_string())?;
+    reader.read_exact(&mut header).map_err(too_short)?;
     let header = String::from_utf8_lossy(&header);
     let item_size = field_after(&header, "'descr'")
         .and_then(|descr| {

@@ -45,6 +45,16 @@ const MAX_COORDINATE: f32 = 2_147_483_520.0;
 /// NaN or infinite, the three it uses must be finite pixel positions.
 pub fn read_crop_rect(path: &Path, width: usize, height: usize) -> Result<CropRect, TemplateError> {
     let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e.to_string()))?;
+    parse_crop_rect(&text, path, width, height)
+}
+
+/// [`read_crop_rect`] on the text of a landmarks file; `path` names it in errors.
+pub fn parse_crop_rect(
+    text: &str,
+    path: &Path,
+    width: usize,
+    height: usize,
+) -> Result<CropRect, TemplateError> {
     // (x, y, line number) per point.
     let mut points: Vec<(f32, f32, usize)> = Vec::new();
     for (line_index, line) in text
@@ -135,60 +145,14 @@ pub struct JpegHeader {
 pub fn read_jpeg_header(path: &Path) -> Result<JpegHeader, TemplateError> {
     use std::io::{BufReader, Read, Seek, SeekFrom};
 
-    let error = |reason: &str| file_error(path, format!("not a readable JPEG: {reason}"));
     let file = std::fs::File::open(path).map_err(|e| file_error(path, e.to_string()))?;
     let length = file
         .metadata()
         .map_err(|e| file_error(path, e.to_string()))?
         .len();
     let mut reader = BufReader::new(file);
-    let mut byte = || -> Result<u8, TemplateError> {
-        let mut one = [0u8; 1];
-        reader
-            .read_exact(&mut one)
-            .map_err(|_| error("it ends before its frame header"))?;
-        Ok(one[0])
-    };
-    if (byte()?, byte()?) != (0xFF, 0xD8) {
-        return Err(error("no start-of-image marker"));
-    }
-    let (width, height) = loop {
-        if byte()? != 0xFF {
-            return Err(error("a segment does not start with a marker"));
-        }
-        let mut marker = byte()?;
-        while marker == 0xFF {
-            marker = byte()?;
-        }
-        if matches!(marker, 0x01 | 0xD0..=0xD7) {
-            continue;
-        }
-        if matches!(marker, 0xD9 | 0xDA) {
-            return Err(error("image data before a frame header"));
-        }
-        let segment = usize::from(u16::from_be_bytes([byte()?, byte()?]));
-        if segment < 2 {
-            return Err(error("a segment shorter than its length field"));
-        }
-        let is_frame = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
-        if is_frame {
-            if segment < 8 {
-                return Err(error("a frame header too short for a size"));
-            }
-            let _precision = byte()?;
-            let height = usize::from(u16::from_be_bytes([byte()?, byte()?]));
-            let width = usize::from(u16::from_be_bytes([byte()?, byte()?]));
-            break (width, height);
-        }
-        for _ in 0..segment - 2 {
-            byte()?;
-        }
-    };
-    if width == 0 || height == 0 {
-        return Err(error(&format!(
-            "its frame header gives a size of {width}x{height}"
-        )));
-    }
+    let (width, height) = jpeg_size(&mut reader)
+        .map_err(|reason| file_error(path, format!("not a readable JPEG: {reason}")))?;
     let mut file = reader.into_inner();
     let tail_len = length.min(4096);
     let mut tail = vec![0u8; tail_len as usize];
@@ -201,6 +165,58 @@ pub fn read_jpeg_header(path: &Path) -> Result<JpegHeader, TemplateError> {
         height,
         truncated,
     })
+}
+
+/// Width and height from the frame header of the JPEG `reader` is at the start of, skipping the
+/// segments before it; reads no further.
+pub fn jpeg_size(reader: impl std::io::BufRead) -> Result<(usize, usize), String> {
+    let mut bytes = reader.bytes();
+    let mut byte = || -> Result<u8, String> {
+        match bytes.next() {
+            Some(Ok(byte)) => Ok(byte),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("it ends before its frame header".into()),
+        }
+    };
+    if (byte()?, byte()?) != (0xFF, 0xD8) {
+        return Err("no start-of-image marker".into());
+    }
+    let (width, height) = loop {
+        if byte()? != 0xFF {
+            return Err("a segment does not start with a marker".into());
+        }
+        let mut marker = byte()?;
+        while marker == 0xFF {
+            marker = byte()?;
+        }
+        if matches!(marker, 0x01 | 0xD0..=0xD7) {
+            continue;
+        }
+        if matches!(marker, 0xD9 | 0xDA) {
+            return Err("image data before a frame header".into());
+        }
+        let segment = usize::from(u16::from_be_bytes([byte()?, byte()?]));
+        if segment < 2 {
+            return Err("a segment shorter than its length field".into());
+        }
+        let is_frame = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_frame {
+            if segment < 8 {
+                return Err("a frame header too short for a size".into());
+            }
+            let _precision = byte()?;
+            let height = usize::from(u16::from_be_bytes([byte()?, byte()?]));
+            let width = usize::from(u16::from_be_bytes([byte()?, byte()?]));
+            break (width, height);
+        }
+        for _ in 0..segment - 2 {
+            byte()?;
+        }
+    };
+    if width == 0 || height == 0 {
+        return Err(format!("its frame header gives a size of {width}x{height}"));
+    }
+    Ok((width, height))
 }
 
 /// Decodes a JPEG into packed BGR as OpenCV's `imread` does: grey images become three equal
