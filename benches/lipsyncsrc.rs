@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{memory_kib, ms};
+use common::{memory_kib, ms, python, reference, run};
 use gst::prelude::*;
 use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
@@ -23,27 +23,6 @@ use gstneuralfx::lipsync::{AudioFeatures, LipsyncModel, Mode};
 
 const FRAMES: usize = 150;
 const TEMPLATES: usize = 30;
-
-fn python() -> PathBuf {
-    PathBuf::from(std::env::var("NEURALFX_VENV").expect("NEURALFX_VENV (set by scripts/env.sh)"))
-        .join("bin/python")
-}
-
-fn reference(script: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/reference")
-        .join(script)
-}
-
-fn run(command: &mut Command) -> String {
-    let output = command.output().expect("start a reference script");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 /// Mean time of the U-Net alone on real inputs.
 fn bare_inference(model: &Path, features: &Path) -> Duration {

@@ -3,13 +3,14 @@
 #   rembgfilter: pipeline vs bare u2netp inference vs Python rembg, at 640x480 and 1080p
 #   lipsyncsrc:  element vs bare U-Net inference vs the Python reference loop, at 720p and 1080p
 #   rembgfilter_video: flicker with and without temporal smoothing; live share of frames and latency
-# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video]   (all when none is named)
+#   soak: resident memory over long runs and many start/stop cycles of each element
+# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video|soak]   (all when none is named)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$REPO/scripts/setup.sh" --test
 source "$REPO/scripts/env.sh"
 cd "$REPO"
-for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video}"; do
+for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video soak}"; do
     for name in $bench; do
         cargo bench --bench "$name"
     done

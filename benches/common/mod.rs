@@ -1,6 +1,8 @@
 //! Shared by the benchmarks: time a pipeline frame by frame, and read this process's memory.
 #![allow(dead_code)] // each benchmark uses part of it
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,4 +89,28 @@ pub fn play_until_eos(pipeline: &gst::Element) {
             _ => {}
         }
     }
+}
+
+/// The Python of the reference venv that scripts/setup.sh --test made.
+pub fn python() -> PathBuf {
+    PathBuf::from(std::env::var("NEURALFX_VENV").expect("NEURALFX_VENV (set by scripts/env.sh)"))
+        .join("bin/python")
+}
+
+/// A script of tests/reference.
+pub fn reference(script: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference")
+        .join(script)
+}
+
+/// Runs a reference script, panicking with its stderr if it fails; returns its stdout.
+pub fn run(command: &mut Command) -> String {
+    let output = command.output().expect("start a reference script");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
