@@ -508,3 +508,15 @@ fn after_an_error_the_element_starts_again_with_good_input() {
     let stats = filter.property::<gst::Structure>("stats");
     assert_eq!(stats.get::<u64>("frames").unwrap(), 2);
 }
+
+#[test]
+fn a_model_without_outputs_is_named_with_what_is_needed() {
+    let model = test_model("no_outputs.onnx");
+    let err = rembg_error(&format!("model={}", model.display()));
+    assert!(
+        err.contains("no_outputs.onnx")
+            && err.contains("no outputs")
+            && err.contains("mask output"),
+        "{err}"
+    );
+}

@@ -356,8 +356,17 @@ impl Segmenter {
             }
             .into());
         }
+        let mask_expected = match profile.layout {
+            TensorLayout::Nchw => "a float32 mask output [1,1,H,W] (or [1,H,W], [H,W])",
+            TensorLayout::Nhwc => "a float32 mask output [1,H,W,1] (or [1,H,W], [H,W])",
+        };
         let Some(output) = backend.outputs().first() else {
-            return Err(shape_error("no outputs".into()).into());
+            return Err(InferenceError::Shape {
+                model: model.clone(),
+                found: "no outputs".into(),
+                expected: format!("a segmentation model needs {mask_expected}"),
+            }
+            .into());
         };
         // The first output must be able to hold a mask: [H,W], [1,H,W] or a batch of one with
         // the mask in its first channel, H and W at least 2 where declared.
@@ -380,11 +389,7 @@ impl Segmenter {
                     output.element_type,
                     ShapeDisplay(&output.shape)
                 ),
-                expected: match profile.layout {
-                    TensorLayout::Nchw => "a float32 mask output [1,1,H,W] (or [1,H,W], [H,W])",
-                    TensorLayout::Nhwc => "a float32 mask output [1,H,W,1] (or [1,H,W], [H,W])",
-                }
-                .into(),
+                expected: format!("a segmentation model needs {mask_expected}"),
             }
             .into());
         }

@@ -10,6 +10,7 @@ Usage: make_test_models.py OUT_DIR
   partly_nan.onnx     [1,3,64,64] -> log of the channel mean: NaN or -inf wherever it is <= 0
   unet_nan.onnx       U-Net (328) shaped for mode ave whose output is NaN everywhere
   unet_nhwc.onnx      U-Net (328) shaped for mode ave whose output is [1,320,320,3]
+  no_outputs.onnx     [1,3,32,32] float and no graph output at all
 """
 import os
 import sys
@@ -103,6 +104,13 @@ def main() -> None:
         [helper.make_node("Transpose", ["face"], ["output"], perm=[0, 2, 3, 1])],
         [1, 320, 320, 3],
     )
+
+    # The checker refuses a graph without outputs, which is the point: saved unchecked.
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["unused"])], "no_outputs", [image], [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, os.path.join(out, "no_outputs.onnx"))
 
     with open(os.path.join(out, "not_onnx.onnx"), "w") as text:
         text.write("this is not an ONNX model\n")
