@@ -168,11 +168,17 @@ pub fn decode(location: &str) -> Result<Picture, String> {
     source.link(&decoder).map_err(|e| e.to_string())?;
     convert.link(&sink).map_err(|e| e.to_string())?;
     let convert_weak = convert.downgrade();
+    // What decodebin found, so a file with streams but no picture (a .wav) is named as such
+    // rather than by the "not linked" error that follows.
+    let streams = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let found = streams.clone();
     decoder.connect_pad_added(move |_, pad| {
-        let is_video = pad
+        let kind = pad
             .current_caps()
-            .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("video/")))
-            .unwrap_or(false);
+            .and_then(|caps| caps.structure(0).map(|s| s.name().to_string()))
+            .unwrap_or_default();
+        let is_video = kind.starts_with("video/");
+        found.lock().unwrap().push(kind);
         if let Some(convert) = convert_weak.upgrade()
             && is_video
             && let Some(sink_pad) = convert.static_pad("sink")
@@ -183,7 +189,16 @@ pub fn decode(location: &str) -> Result<Picture, String> {
     });
     let result = run_decoder(&pipeline, &sink);
     let _ = pipeline.set_state(gst::State::Null);
-    result
+    let streams = streams.lock().unwrap();
+    match result {
+        Err(_) if !streams.is_empty() && !streams.iter().any(|s| s.starts_with("video/")) => {
+            Err(format!(
+                "holds no picture: GStreamer found only {}",
+                streams.join(", ")
+            ))
+        }
+        other => other,
+    }
 }
 
 fn run_decoder(pipeline: &gst::Pipeline, sink: &gst_app::AppSink) -> Result<Picture, String> {
@@ -301,6 +316,32 @@ mod tests {
         );
         assert!(
             err.contains("not an image") || err.contains("no picture"),
+            "{err}"
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_sound_file_is_named_as_holding_no_picture() {
+        gst::init().unwrap();
+        let path = std::env::temp_dir().join(format!("neuralfx-sound-{}.wav", std::process::id()));
+        let writer = gst::parse::launch(&format!(
+            "audiotestsrc num-buffers=5 ! wavenc ! filesink location={}",
+            path.display()
+        ))
+        .unwrap();
+        writer.set_state(gst::State::Playing).unwrap();
+        let bus = writer.bus().unwrap();
+        bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        writer.set_state(gst::State::Null).unwrap();
+        let started = Instant::now();
+        let err = decode(path.to_str().unwrap()).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            err.contains("holds no picture") && err.contains("audio/x-raw"),
             "{err}"
         );
         std::fs::remove_file(path).unwrap();
