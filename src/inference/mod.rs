@@ -6,6 +6,7 @@ pub mod requests;
 pub mod runtime;
 #[cfg(test)]
 pub mod testing;
+pub mod triton;
 
 use std::fmt;
 

@@ -1,0 +1,426 @@
+//! A model served over KServe v2's HTTP/REST protocol (Triton's `/v2/...` endpoints), tensors
+//! sent and received with the binary tensor extension: a JSON header of
+//! `Inference-Header-Content-Length` bytes, then the raw little-endian tensor data.
+
+use std::io::Read;
+use std::time::Duration;
+
+use crate::inference::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
+
+/// The largest answer read from a server (a 1024x1024 mask with all its side outputs is tens
+/// of MB): a bigger one is refused rather than buffered.
+const MAX_RESPONSE_BYTES: u64 = 1 << 30;
+
+/// A model on a KServe v2 server, reached over HTTP. One connection pool for the element's life.
+pub struct TritonHttpBackend {
+    /// `http://host:port`, no trailing slash.
+    server: String,
+    /// `/v2/models/<name>[/versions/<version>]`
+    model_path: String,
+    display_name: String,
+    agent: ureq::Agent,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+impl std::fmt::Debug for TritonHttpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TritonHttpBackend")
+            .field("model", &self.display_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `server` with a scheme (http:// when none is given) and no trailing slash.
+pub fn server_url(server: &str) -> String {
+    let server = server.trim().trim_end_matches('/');
+    if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    }
+}
+
+impl TritonHttpBackend {
+    /// Checks that the server and the model are ready and reads the model's metadata; each
+    /// failure names the server and what it answered. `timeout` bounds every request.
+    pub fn connect(
+        server: &str,
+        model: &str,
+        version: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, InferenceError> {
+        let server = server_url(server);
+        let model_path = match version {
+            Some(version) => format!("/v2/models/{model}/versions/{version}"),
+            None => format!("/v2/models/{model}"),
+        };
+        let display_name = match version {
+            Some(version) => format!("'{model}' version {version} on {server}"),
+            None => format!("'{model}' on {server}"),
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(timeout)
+            .timeout(timeout)
+            .build();
+        let load_error = |reason: String| InferenceError::ModelLoad {
+            path: display_name.clone(),
+            reason,
+        };
+        get(&agent, &format!("{server}/v2/health/ready"))
+            .map_err(|e| load_error(format!("the server is not ready: {e}")))?;
+        get(&agent, &format!("{server}{model_path}/ready"))
+            .map_err(|e| load_error(format!("the model is not ready: {e}")))?;
+        let metadata = get(&agent, &format!("{server}{model_path}"))
+            .map_err(|e| load_error(format!("no model metadata: {e}")))?;
+        let metadata: serde_json::Value = serde_json::from_str(&metadata)
+            .map_err(|e| load_error(format!("model metadata is not JSON: {e}")))?;
+        let inputs = super::tensor_specs(&metadata, "inputs").map_err(load_error)?;
+        let outputs = super::tensor_specs(&metadata, "outputs").map_err(load_error)?;
+        Ok(Self {
+            server,
+            model_path,
+            display_name,
+            agent,
+            inputs,
+            outputs,
+        })
+    }
+}
+
+/// GET `url`: the body of a 200 answer, or what went wrong, with the server's own message.
+fn get(agent: &ureq::Agent, url: &str) -> Result<String, String> {
+    match agent.get(url).call() {
+        Ok(response) => {
+            let mut body = String::new();
+            response
+                .into_reader()
+                .take(1 << 20)
+                .read_to_string(&mut body)
+                .map_err(|e| format!("{url}: {e}"))?;
+            Ok(body)
+        }
+        Err(err) => Err(describe(url, err)),
+    }
+}
+
+/// A failed request in words: the HTTP status with the server's `error` message, or why no
+/// answer came (refused, timed out).
+fn describe(url: &str, err: ureq::Error) -> String {
+    match err {
+        ureq::Error::Status(code, response) => {
+            let body = response.into_string().unwrap_or_default();
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or(body);
+            format!("{url} answered HTTP {code}: {}", message.trim())
+        }
+        ureq::Error::Transport(transport) => format!("{url}: {transport}"),
+    }
+}
+
+/// The body of an inference request: the JSON header (its length is returned too) asking for
+/// every output in binary, then each input's data as little-endian float32.
+pub fn infer_request(
+    inputs: &[(&TensorSpec, TensorView<'_>)],
+    outputs: &[TensorSpec],
+) -> (Vec<u8>, usize) {
+    let header = serde_json::json!({
+        "inputs": inputs.iter().map(|(spec, view)| serde_json::json!({
+            "name": spec.name,
+            "shape": view.shape,
+            "datatype": "FP32",
+            "parameters": {"binary_data_size": view.data.len() * 4},
+        })).collect::<Vec<_>>(),
+        "outputs": outputs.iter().map(|spec| serde_json::json!({
+            "name": spec.name,
+            "parameters": {"binary_data": true},
+        })).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let data_len: usize = inputs.iter().map(|(_, view)| view.data.len() * 4).sum();
+    let mut body = Vec::with_capacity(header.len() + data_len);
+    body.extend_from_slice(header.as_bytes());
+    for (_, view) in inputs {
+        for value in view.data {
+            body.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    (body, header.len())
+}
+
+/// Reads an inference answer: a JSON header of `header_len` bytes (the whole body when the
+/// server sent no binary data), then the outputs' binary data in the order the header lists
+/// them. Returns the outputs named in `wanted`, in that order, as float32. Sizes are checked
+/// against the body before anything is allocated from them.
+pub fn parse_infer_response(
+    header_len: Option<usize>,
+    body: &[u8],
+    wanted: &[String],
+) -> Result<Vec<Tensor>, String> {
+    let header_len = header_len.unwrap_or(body.len());
+    let (header, mut binary) = body.split_at_checked(header_len).ok_or_else(|| {
+        format!(
+            "header of {header_len} bytes in a {}-byte answer",
+            body.len()
+        )
+    })?;
+    let header: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| format!("answer header is not JSON: {e}"))?;
+    let outputs = header
+        .get("outputs")
+        .and_then(serde_json::Value::as_array)
+        .ok_or("the answer has no 'outputs'")?;
+    let mut found: Vec<(String, Tensor)> = Vec::with_capacity(outputs.len().min(64));
+    for output in outputs {
+        let name = output
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .ok_or("an output of the answer has no name")?;
+        let datatype = output.get("datatype").and_then(serde_json::Value::as_str);
+        let shape: Vec<usize> = output
+            .get("shape")
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| format!("output '{name}' has no shape"))?
+            .iter()
+            .map(|d| {
+                d.as_i64()
+                    .filter(|d| (0..=super::MAX_DIMENSION).contains(d))
+                    .map(|d| d as usize)
+                    .ok_or_else(|| format!("output '{name}' has dimension {d}"))
+            })
+            .collect::<Result<_, _>>()?;
+        let elements = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| format!("output '{name}' of shape {shape:?} is too large"))?;
+        let binary_size = output
+            .get("parameters")
+            .and_then(|p| p.get("binary_data_size"))
+            .and_then(serde_json::Value::as_u64);
+        let data = match binary_size {
+            Some(size) => {
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                let (bytes, rest) = binary.split_at_checked(size).ok_or_else(|| {
+                    format!(
+                        "output '{name}' claims {size} bytes, {} are left in the answer",
+                        binary.len()
+                    )
+                })?;
+                binary = rest;
+                if datatype != Some("FP32") || elements.checked_mul(4) != Some(size) {
+                    return Err(format!(
+                        "output '{name}' is {} of shape {shape:?} in {size} bytes; expected FP32, \
+                         4 bytes a value",
+                        datatype.unwrap_or("untyped")
+                    ));
+                }
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            }
+            None => {
+                let values = output
+                    .get("data")
+                    .and_then(serde_json::Value::as_array)
+                    .ok_or_else(|| format!("output '{name}' has neither binary nor JSON data"))?;
+                if values.len() != elements {
+                    return Err(format!(
+                        "output '{name}' of shape {shape:?} has {} values",
+                        values.len()
+                    ));
+                }
+                values
+                    .iter()
+                    .map(|v| v.as_f64().map(|v| v as f32))
+                    .collect::<Option<Vec<f32>>>()
+                    .ok_or_else(|| format!("output '{name}' holds a value that is not a number"))?
+            }
+        };
+        found.push((name.to_string(), Tensor { shape, data }));
+    }
+    wanted
+        .iter()
+        .map(|name| {
+            found
+                .iter()
+                .position(|(found, _)| found == name)
+                .map(|at| found.swap_remove(at).1)
+                .ok_or_else(|| format!("the answer lacks output '{name}'"))
+        })
+        .collect()
+}
+
+impl Backend for TritonHttpBackend {
+    fn model_name(&self) -> &str {
+        &self.display_name
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
+        let run_error =
+            |reason: String| InferenceError::Run(format!("{}: {reason}", self.display_name));
+        if inputs.len() != self.inputs.len() {
+            return Err(run_error(format!(
+                "takes {} inputs, {} given",
+                self.inputs.len(),
+                inputs.len()
+            )));
+        }
+        if let Some(spec) = self
+            .inputs
+            .iter()
+            .find(|spec| spec.element_type != ElementType::Float32)
+        {
+            return Err(run_error(format!(
+                "input '{}' is {}; only float32 is sent",
+                spec.name, spec.element_type
+            )));
+        }
+        let pairs: Vec<_> = self.inputs.iter().zip(inputs.iter().copied()).collect();
+        let (body, header_len) = infer_request(&pairs, &self.outputs);
+        let url = format!("{}{}/infer", self.server, self.model_path);
+        let response = self
+            .agent
+            .post(&url)
+            .set("Content-Type", "application/octet-stream")
+            .set("Inference-Header-Content-Length", &header_len.to_string())
+            .send_bytes(&body)
+            .map_err(|e| run_error(describe(&url, e)))?;
+        let answer_header_len = response
+            .header("Inference-Header-Content-Length")
+            .map(|v| {
+                v.parse::<usize>()
+                    .map_err(|_| run_error(format!("Inference-Header-Content-Length '{v}'")))
+            })
+            .transpose()?;
+        let mut answer = Vec::new();
+        response
+            .into_reader()
+            .take(MAX_RESPONSE_BYTES + 1)
+            .read_to_end(&mut answer)
+            .map_err(|e| run_error(format!("reading the answer: {e}")))?;
+        if answer.len() as u64 > MAX_RESPONSE_BYTES {
+            return Err(run_error(format!(
+                "answer larger than {MAX_RESPONSE_BYTES} bytes"
+            )));
+        }
+        let wanted: Vec<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
+        parse_infer_response(answer_header_len, &answer, &wanted).map_err(run_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            element_type: ElementType::Float32,
+            shape: vec![Some(1), Some(2)],
+        }
+    }
+
+    /// An answer as Triton writes it: JSON header, then the binary data of each output.
+    fn answer(outputs: &[(&str, &[usize], &[f32])]) -> (usize, Vec<u8>) {
+        let header = serde_json::json!({
+            "model_name": "m",
+            "outputs": outputs.iter().map(|(name, shape, data)| serde_json::json!({
+                "name": name, "datatype": "FP32", "shape": shape,
+                "parameters": {"binary_data_size": data.len() * 4},
+            })).collect::<Vec<_>>(),
+        })
+        .to_string();
+        let mut body = header.clone().into_bytes();
+        for (_, _, data) in outputs {
+            body.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        (header.len(), body)
+    }
+
+    #[test]
+    fn a_request_is_the_json_header_then_the_inputs_bytes() {
+        let input = spec("image");
+        let data = [1.0f32, -2.5];
+        let (body, header_len) = infer_request(
+            &[(
+                &input,
+                TensorView {
+                    shape: &[1, 2],
+                    data: &data,
+                },
+            )],
+            &[spec("mask")],
+        );
+        let header: serde_json::Value = serde_json::from_slice(&body[..header_len]).unwrap();
+        assert_eq!(header["inputs"][0]["name"], "image");
+        assert_eq!(header["inputs"][0]["shape"], serde_json::json!([1, 2]));
+        assert_eq!(header["inputs"][0]["parameters"]["binary_data_size"], 8);
+        assert_eq!(header["outputs"][0]["parameters"]["binary_data"], true);
+        assert_eq!(
+            &body[header_len..],
+            &[1.0f32.to_le_bytes(), (-2.5f32).to_le_bytes()].concat()
+        );
+    }
+
+    #[test]
+    fn outputs_come_back_by_name_in_the_declared_order() {
+        let (len, body) = answer(&[("b", &[1, 2], &[3.0, 4.0]), ("a", &[2], &[1.0, 2.0])]);
+        let tensors = parse_infer_response(Some(len), &body, &["a".into(), "b".into()]).unwrap();
+        assert_eq!(tensors[0].data, [1.0, 2.0]);
+        assert_eq!(tensors[1].shape, [1, 2]);
+        assert_eq!(tensors[1].data, [3.0, 4.0]);
+        let err = parse_infer_response(Some(len), &body, &["c".into()]).unwrap_err();
+        assert!(err.contains("lacks output 'c'"), "{err}");
+    }
+
+    #[test]
+    fn sizes_that_do_not_add_up_are_refused() {
+        let (len, body) = answer(&[("a", &[2], &[1.0, 2.0])]);
+        let short = &body[..body.len() - 1];
+        assert!(
+            parse_infer_response(Some(len), short, &["a".into()])
+                .unwrap_err()
+                .contains("claims 8 bytes")
+        );
+        assert!(parse_infer_response(Some(body.len() + 1), &body, &["a".into()]).is_err());
+        let (len, body) = answer(&[("a", &[3], &[1.0, 2.0])]);
+        assert!(
+            parse_infer_response(Some(len), &body, &["a".into()])
+                .unwrap_err()
+                .contains("expected FP32")
+        );
+        let header = r#"{"outputs":[{"name":"a","datatype":"FP32","shape":[4294967296,4294967296],"parameters":{"binary_data_size":8}}]}"#;
+        let err = parse_infer_response(None, header.as_bytes(), &["a".into()]).unwrap_err();
+        assert!(
+            err.contains("too large") || err.contains("dimension"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn json_data_answers_are_read_too() {
+        let body = br#"{"outputs":[{"name":"a","datatype":"FP32","shape":[2],"data":[0.5,1.5]}]}"#;
+        let tensors = parse_infer_response(None, body, &["a".into()]).unwrap();
+        assert_eq!(tensors[0].data, [0.5, 1.5]);
+    }
+
+    #[test]
+    fn server_addresses_get_a_scheme() {
+        assert_eq!(server_url("127.0.0.1:8000"), "http://127.0.0.1:8000");
+        assert_eq!(
+            server_url("https://triton.example/"),
+            "https://triton.example"
+        );
+    }
+}
