@@ -142,6 +142,9 @@ install_test_tools() {
             "$(fetch_wheel mediapipe==0.10.21)"
         touch "$NEURALFX_MEDIAPIPE_VENV/.neuralfx-mediapipe"
     fi
+    # A real Triton server (pytriton bundles tritonserver, CPU, Python backend) for the remote
+    # backend's tests; tests/reference/triton_server.py serves ONNX models with onnxruntime.
+    install_venv "$NEURALFX_TRITON_VENV" "$REPO/tests/requirements-triton.txt" "the Triton test server"
 }
 
 install_apt_packages

@@ -1,14 +1,18 @@
-//! What every inference element shares: the `threads` and `execution-provider` properties and
-//! loading a model at start with errors and warnings a GStreamer user can act on.
+//! What every inference element shares: where the model runs (`backend`, with `threads` and
+//! `execution-provider` for ONNX Runtime, `server`, `model-version`, `request-timeout` and
+//! `requests-in-flight` for a server), and loading it at start with errors and warnings a
+//! GStreamer user can act on.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
 
-use super::InferenceError;
 use super::onnx::{ExecutionProvider, OnnxBackend, SessionOptions};
+use super::triton::http::TritonHttpBackend;
+use super::{Backend, InferenceError};
 
 pub const DEFAULT_THREADS: u32 = 0;
 pub const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
@@ -20,9 +24,119 @@ pub fn max_threads() -> u32 {
     u32::try_from(cores.saturating_mul(4)).unwrap_or(u32::MAX)
 }
 
-/// `threads` and `execution-provider`, changeable up to READY.
-pub fn param_specs() -> [glib::ParamSpec; 2] {
+/// Where an element's model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstNeuralfxBackend")]
+pub enum BackendKind {
+    #[default]
+    #[enum_value(
+        name = "ONNX Runtime in this process (model is a file)",
+        nick = "onnxruntime"
+    )]
+    OnnxRuntime,
+    #[enum_value(
+        name = "A Triton or other KServe v2 server over HTTP (model is the served model's name, server its address)",
+        nick = "triton-http"
+    )]
+    TritonHttp,
+}
+
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 10_000;
+pub const DEFAULT_REQUESTS_IN_FLIGHT: u32 = 2;
+
+/// The properties of [`param_specs`], as an element keeps them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendSettings {
+    pub kind: BackendKind,
+    pub threads: u32,
+    pub execution_provider: ExecutionProvider,
+    pub server: Option<String>,
+    pub model_version: Option<String>,
+    pub request_timeout_ms: u32,
+    pub requests_in_flight: u32,
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        Self {
+            kind: BackendKind::default(),
+            threads: DEFAULT_THREADS,
+            execution_provider: DEFAULT_EXECUTION_PROVIDER,
+            server: None,
+            model_version: None,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            requests_in_flight: DEFAULT_REQUESTS_IN_FLIGHT,
+        }
+    }
+}
+
+impl BackendSettings {
+    /// The model runs on a server.
+    pub fn is_remote(&self) -> bool {
+        self.kind != BackendKind::OnnxRuntime
+    }
+
+    /// How many model requests an element may have in flight: several for a server, one for
+    /// ONNX Runtime (whose session runs one at a time anyway).
+    pub fn requests_in_flight(&self) -> usize {
+        if self.is_remote() {
+            self.requests_in_flight.max(1) as usize
+        } else {
+            1
+        }
+    }
+
+    /// Sets one of [`param_specs`]'s properties; false for any other name.
+    pub fn set(&mut self, name: &str, value: &glib::Value) -> bool {
+        let text = |value: &glib::Value| {
+            value
+                .get::<Option<String>>()
+                .expect("type checked upstream")
+                .filter(|s| !s.is_empty())
+        };
+        match name {
+            "backend" => self.kind = value.get().expect("type checked upstream"),
+            "threads" => self.threads = value.get().expect("type checked upstream"),
+            "execution-provider" => {
+                self.execution_provider = value.get().expect("type checked upstream")
+            }
+            "server" => self.server = text(value),
+            "model-version" => self.model_version = text(value),
+            "request-timeout" => {
+                self.request_timeout_ms = value.get().expect("type checked upstream")
+            }
+            "requests-in-flight" => {
+                self.requests_in_flight = value.get().expect("type checked upstream")
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Reads one of [`param_specs`]'s properties; `None` for any other name.
+    pub fn get(&self, name: &str) -> Option<glib::Value> {
+        Some(match name {
+            "backend" => self.kind.to_value(),
+            "threads" => self.threads.to_value(),
+            "execution-provider" => self.execution_provider.to_value(),
+            "server" => self.server.to_value(),
+            "model-version" => self.model_version.to_value(),
+            "request-timeout" => self.request_timeout_ms.to_value(),
+            "requests-in-flight" => self.requests_in_flight.to_value(),
+            _ => return None,
+        })
+    }
+}
+
+/// Where the model runs and how, changeable up to READY.
+pub fn param_specs() -> [glib::ParamSpec; 7] {
     [
+        glib::ParamSpecEnum::builder_with_default("backend", BackendKind::default())
+            .nick("Backend")
+            .blurb("Where the model runs: onnxruntime in this process, or triton-http on the server of property 'server'")
+            .mutable_ready()
+            .build(),
         glib::ParamSpecUInt::builder("threads")
             .nick("Threads")
             .blurb("Intra-op threads of ONNX Runtime (0 = its default, one per core); at most four per core")
@@ -33,15 +147,80 @@ pub fn param_specs() -> [glib::ParamSpec; 2] {
         glib::ParamSpecEnum::builder_with_default("execution-provider", DEFAULT_EXECUTION_PROVIDER)
             .nick("Execution provider")
             .blurb(
-                "Where the model runs; cuda falls back to the CPU with a warning if it cannot load",
+                "Where ONNX Runtime runs the model; cuda falls back to the CPU with a warning if it cannot load",
             )
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("server")
+            .nick("Server")
+            .blurb("Address of the inference server of backend=triton-http, e.g. 127.0.0.1:8000 or https://host:8000")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("model-version")
+            .nick("Model version")
+            .blurb("Version of the served model (empty = the server's choice)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("request-timeout")
+            .nick("Request timeout")
+            .blurb("Milliseconds a request to the server may take, connecting included; past it the element stops with an error")
+            .minimum(1)
+            .maximum(3_600_000)
+            .default_value(DEFAULT_REQUEST_TIMEOUT_MS)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("requests-in-flight")
+            .nick("Requests in flight")
+            .blurb("With a server, in a non-live pipeline: frames whose requests are sent before the first answer comes back, so network and server time overlap (frames still leave in order)")
+            .minimum(1)
+            .maximum(64)
+            .default_value(DEFAULT_REQUESTS_IN_FLIGHT)
             .mutable_ready()
             .build(),
     ]
 }
 
+/// The model of `model` (a file or catalog name for ONNX Runtime, the served model's name for a
+/// server) where `settings` says it runs. `local_file` turns `model` into a file; it is called
+/// only for ONNX Runtime.
+pub fn load_backend(
+    element: &impl IsA<gst::Element>,
+    settings: &BackendSettings,
+    model: &str,
+    local_file: impl FnOnce() -> Result<PathBuf, gst::ErrorMessage>,
+) -> Result<Arc<dyn Backend>, gst::ErrorMessage> {
+    match settings.kind {
+        BackendKind::OnnxRuntime => {
+            let options = SessionOptions {
+                threads: settings.threads as usize,
+                execution_provider: settings.execution_provider,
+            };
+            Ok(load_model(element, &local_file()?, options)?)
+        }
+        BackendKind::TritonHttp => {
+            let server = settings.server.as_deref().ok_or_else(|| {
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("property 'server' is not set: backend=triton-http needs the server's address")
+                )
+            })?;
+            let timeout = Duration::from_millis(u64::from(settings.request_timeout_ms));
+            let backend = TritonHttpBackend::connect(
+                server,
+                model,
+                settings.model_version.as_deref(),
+                timeout,
+            )
+            .map_err(|e| {
+                gst::error_msg!(gst::ResourceError::OpenRead, ("property 'model': {}", e))
+            })?;
+            Ok(Arc::new(backend))
+        }
+    }
+}
+
 /// Loads (or shares) the session for `path`; a CUDA fallback becomes a warning on the bus.
-pub fn load_model(
+fn load_model(
     element: &impl IsA<gst::Element>,
     path: &Path,
     options: SessionOptions,

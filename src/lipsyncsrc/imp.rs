@@ -29,9 +29,7 @@ use gst_video::prelude::*;
 
 use super::LipsyncMode;
 use crate::inference;
-use crate::inference::Backend;
-use crate::inference::element::InferenceStats;
-use crate::inference::onnx::{ExecutionProvider, SessionOptions};
+use crate::inference::element::{BackendSettings, InferenceStats};
 use crate::lipsync::{self, AudioFeatures, FaceCrop, LipsyncModel, TemplateSet};
 use crate::video::pixel_layout;
 
@@ -66,8 +64,8 @@ struct Settings {
     parsing: bool,
     is_live: bool,
     max_cached_frames: u32,
-    threads: u32,
-    execution_provider: ExecutionProvider,
+    /// Where the model runs.
+    backend: BackendSettings,
 }
 
 impl Default for Settings {
@@ -81,8 +79,7 @@ impl Default for Settings {
             parsing: DEFAULT_PARSING,
             is_live: DEFAULT_IS_LIVE,
             max_cached_frames: DEFAULT_MAX_CACHED_FRAMES,
-            threads: inference::element::DEFAULT_THREADS,
-            execution_provider: inference::element::DEFAULT_EXECUTION_PROVIDER,
+            backend: BackendSettings::default(),
         }
     }
 }
@@ -157,12 +154,12 @@ impl LipsyncSrc {
         .map_err(|e| {
             gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
         })?;
-        let options = SessionOptions {
-            threads: settings.threads as usize,
-            execution_provider: settings.execution_provider,
-        };
-        let backend = inference::element::load_model(&*self.obj(), &model_path, options)?;
-        let backend: Arc<dyn Backend> = backend;
+        let backend = inference::element::load_backend(
+            &*self.obj(),
+            &settings.backend,
+            &model_path.to_string_lossy(),
+            || Ok(model_path.clone()),
+        )?;
         let model = LipsyncModel::new(backend, mode).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
@@ -302,6 +299,9 @@ impl ObjectImpl for LipsyncSrc {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut settings = self.settings.lock().unwrap();
+        if settings.backend.set(pspec.name(), value) {
+            return;
+        }
         let path = |value: &glib::Value| {
             value
                 .get::<Option<String>>()
@@ -324,16 +324,15 @@ impl ObjectImpl for LipsyncSrc {
             "max-cached-frames" => {
                 settings.max_cached_frames = value.get().expect("type checked upstream")
             }
-            "threads" => settings.threads = value.get().expect("type checked upstream"),
-            "execution-provider" => {
-                settings.execution_provider = value.get().expect("type checked upstream")
-            }
             other => unimplemented!("property {other}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let settings = self.settings.lock().unwrap();
+        if let Some(value) = settings.backend.get(pspec.name()) {
+            return value;
+        }
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).to_value();
         match pspec.name() {
             "model" => path(&settings.model),
@@ -344,8 +343,6 @@ impl ObjectImpl for LipsyncSrc {
             "parsing" => settings.parsing.to_value(),
             "is-live" => settings.is_live.to_value(),
             "max-cached-frames" => settings.max_cached_frames.to_value(),
-            "threads" => settings.threads.to_value(),
-            "execution-provider" => settings.execution_provider.to_value(),
             "stats" => self
                 .stats
                 .lock()

@@ -38,10 +38,10 @@ use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
 use crate::imageops::{ImageRef, PixelLayout};
+use crate::inference::element::BackendSettings;
 use crate::inference::element::InferenceStats;
-use crate::inference::onnx::{ExecutionProvider, SessionOptions};
 use crate::inference::requests::{Interrupted, Interruptible, RequestPool};
-use crate::inference::{self, Backend, InferenceError};
+use crate::inference::{self, InferenceError};
 use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::compose::{self, Compositor, Output};
 use crate::segmentation::mask::{MaskChain, MaskControls, ModelMask};
@@ -102,8 +102,8 @@ struct FrameSettings {
 struct Settings {
     model: String,
     download: bool,
-    threads: u32,
-    execution_provider: ExecutionProvider,
+    /// Where the model runs.
+    backend: BackendSettings,
     input_mean: Option<Vec<f64>>,
     input_std: Option<Vec<f64>>,
     /// The picture of mode=replace.
@@ -116,8 +116,7 @@ impl Default for Settings {
         Self {
             model: DEFAULT_MODEL.to_string(),
             download: DEFAULT_DOWNLOAD,
-            threads: inference::element::DEFAULT_THREADS,
-            execution_provider: inference::element::DEFAULT_EXECUTION_PROVIDER,
+            backend: BackendSettings::default(),
             input_mean: None,
             input_std: None,
             background_location: None,
@@ -169,6 +168,10 @@ struct State {
     finished: VecDeque<gst::Buffer>,
     /// The model has given NaN or infinite values since start (warned once).
     warned_non_finite: bool,
+    /// Model requests that may be in flight: one for ONNX Runtime, `requests-in-flight` for a
+    /// server, where non-live pipelines always go through the frame queue.
+    requests_in_flight: usize,
+    remote: bool,
 }
 
 impl State {
@@ -271,11 +274,22 @@ fn output_for<'a>(
 
 impl RembgFilter {
     fn load(&self, settings: &Settings) -> Result<State, gst::ErrorMessage> {
-        let resolved = locate::resolve(&settings.model, settings.download).map_err(|e| {
-            gst::error_msg!(gst::ResourceError::NotFound, ("property 'model': {}", e))
-        })?;
-        let mut profile = resolved
-            .entry
+        // A served model of a catalog name takes that entry's processing, as a file does.
+        let mut entry = catalog::find(&settings.model);
+        let backend = inference::element::load_backend(
+            &*self.obj(),
+            &settings.backend,
+            &settings.model,
+            || {
+                let resolved =
+                    locate::resolve(&settings.model, settings.download).map_err(|e| {
+                        gst::error_msg!(gst::ResourceError::NotFound, ("property 'model': {}", e))
+                    })?;
+                entry = resolved.entry;
+                Ok(resolved.path)
+            },
+        )?;
+        let mut profile = entry
             .map(|entry| entry.profile)
             .unwrap_or(ModelProfile::U2NET);
         if let Some(mean) = &settings.input_mean {
@@ -286,20 +300,14 @@ impl RembgFilter {
             profile.std = per_channel(std, "input-std", true)
                 .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         }
-        let options = SessionOptions {
-            threads: settings.threads as usize,
-            execution_provider: settings.execution_provider,
-        };
-        let backend = inference::element::load_model(&*self.obj(), &resolved.path, options)?;
         gst::info!(
             CAT,
             imp = self,
             "loaded {} (inputs {:?}, outputs {:?})",
-            resolved.path.display(),
+            backend.model_name(),
             backend.inputs(),
             backend.outputs()
         );
-        let backend: Arc<dyn Backend> = backend;
         let mut segmenter = Segmenter::new(backend, profile).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
@@ -322,6 +330,8 @@ impl RembgFilter {
             video_info: None,
             finished: VecDeque::new(),
             warned_non_finite: false,
+            requests_in_flight: settings.backend.requests_in_flight(),
+            remote: settings.backend.is_remote(),
         })
     }
 
@@ -599,9 +609,10 @@ impl RembgFilter {
         }
     }
 
-    /// Overlap mode is on and the pipeline is not live (live pipelines have asynchronous mode).
-    fn overlapping(&self, settings: &FrameSettings) -> bool {
-        settings.overlap && !self.live.load(Ordering::Relaxed)
+    /// Frames go through the queue of model requests: overlap mode, or a server's model, in a
+    /// pipeline that is not live (live pipelines have asynchronous mode).
+    fn queueing(&self, state: &State, settings: &FrameSettings) -> bool {
+        (settings.overlap || state.remote) && !self.live.load(Ordering::Relaxed)
     }
 
     /// Overlap mode, one frame in: prepares its tensor when `mask-interval` says it runs the
@@ -643,10 +654,12 @@ impl RembgFilter {
         result
     }
 
-    /// Overlap mode's queue, its one model request running on a thread of its own.
+    /// The queue of model requests, each running on a thread of its own (one for ONNX Runtime,
+    /// `requests-in-flight` for a server).
     fn overlap_queue(&self, state: &State) -> Result<OverlapQueue, gst::FlowError> {
         let model = state.segmenter.model.clone();
-        let pool = RequestPool::new("rembgfilter-overlap", 1, move |tensor: Vec<f32>| {
+        let threads = state.requests_in_flight;
+        let pool = RequestPool::new("rembgfilter-request", threads, move |tensor: Vec<f32>| {
             let run = model.run(&tensor);
             (tensor, run)
         })
@@ -876,6 +889,9 @@ impl ObjectImpl for RembgFilter {
             let values: Vec<f64> = array.iter().filter_map(|v| v.get::<f64>().ok()).collect();
             (!values.is_empty()).then_some(values)
         };
+        if settings.backend.set(pspec.name(), value) {
+            return;
+        }
         let frame = &mut settings.frame;
         match pspec.name() {
             "model" => {
@@ -886,11 +902,7 @@ impl ObjectImpl for RembgFilter {
                 gst::info!(CAT, imp = self, "model: {} -> {}", settings.model, model);
                 settings.model = model;
             }
-            "threads" => settings.threads = value.get().expect("type checked upstream"),
             "download" => settings.download = value.get().expect("type checked upstream"),
-            "execution-provider" => {
-                settings.execution_provider = value.get().expect("type checked upstream")
-            }
             "input-mean" => settings.input_mean = doubles(value),
             "input-std" => settings.input_std = doubles(value),
             "mode" => {
@@ -937,15 +949,16 @@ impl ObjectImpl for RembgFilter {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let settings = self.settings.lock().unwrap();
+        if let Some(value) = settings.backend.get(pspec.name()) {
+            return value;
+        }
         let array = |values: &Option<Vec<f64>>| {
             gst::Array::new(values.iter().flatten().copied()).to_value()
         };
         let frame = &settings.frame;
         match pspec.name() {
             "model" => settings.model.to_value(),
-            "threads" => settings.threads.to_value(),
             "download" => settings.download.to_value(),
-            "execution-provider" => settings.execution_provider.to_value(),
             "input-mean" => array(&settings.input_mean),
             "input-std" => array(&settings.input_std),
             "mode" => frame.output.mode.to_value(),
@@ -1083,9 +1096,9 @@ impl BaseTransformImpl for RembgFilter {
     // BaseTransform's own generate_output() calls transform() above.
     fn generate_output(&self) -> Result<GenerateOutputSuccess, gst::FlowError> {
         let settings = self.settings.lock().unwrap().frame;
-        let overlap = self.overlapping(&settings);
         let mut state_guard = self.state.lock().unwrap();
         let state = self.started(&mut state_guard)?;
+        let overlap = self.queueing(state, &settings);
         if !overlap {
             // Overlap ended (the pipeline turned out live): let the held frames out first.
             self.finish_all_held(state, &settings)?;

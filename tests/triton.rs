@@ -1,0 +1,294 @@
+//! The remote backend against a real Triton server (pytriton's tritonserver, started here on
+//! 127.0.0.1 by tests/reference/triton_server.py, stopped when this test process ends): the same
+//! masks and frames as ONNX Runtime in-process, several requests in flight with frames in order,
+//! and every fault with a clear message within seconds.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Server {
+    http: String,
+    unet: PathBuf,
+    /// Kept so the server runs as long as the tests; it stops itself when this process ends.
+    _process: Mutex<Child>,
+}
+
+fn u2netp() -> PathBuf {
+    let home = std::env::var("U2NET_HOME")
+        .unwrap_or_else(|_| format!("{}/.u2net", std::env::var("HOME").unwrap()));
+    Path::new(&home).join("u2netp.onnx")
+}
+
+/// The Triton server, started once for this test binary with u2netp and a U-Net-328-shaped
+/// lipsync model (and the 'slow' and 'failing' test models).
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let python = python_in("NEURALFX_TRITON_VENV");
+        // Earlier runs' models and logs go once their test process is gone.
+        for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("neuralfx-triton-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("neuralfx-triton-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let unet = dir.join("unet_ave.onnx");
+        run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
+        // The Python backend's stub loads libpython and pytriton's own libraries.
+        let paths = Command::new(&python)
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_config_var('LIBDIR')); print(sysconfig.get_paths()['purelib'])",
+            ])
+            .output()
+            .unwrap();
+        let paths = String::from_utf8(paths.stdout).unwrap();
+        let mut lines = paths.lines();
+        let (libdir, site) = (lines.next().unwrap(), lines.next().unwrap());
+        let library_path = format!(
+            "{libdir}:{site}/nvidia_pytriton.libs:{}",
+            std::env::var("LD_LIBRARY_PATH").unwrap_or_default()
+        );
+        let ready = dir.join("ready");
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let process = Command::new(&python)
+            .arg(reference_script("triton_server.py"))
+            .arg(&ready)
+            .arg(format!("u2netp={}", u2netp().display()))
+            .arg(format!("unet={}", unet.display()))
+            .env("LD_LIBRARY_PATH", library_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start tests/reference/triton_server.py");
+        let process = Mutex::new(process);
+        let deadline = Instant::now() + Duration::from_secs(240);
+        let ports = loop {
+            if let Ok(ports) = std::fs::read_to_string(&ready) {
+                break ports;
+            }
+            if let Ok(Some(status)) = process.lock().unwrap().try_wait() {
+                panic!(
+                    "the Triton server ended ({status}): {}",
+                    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "the Triton server did not start in 240 s");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let http_port = ports.split_whitespace().next().unwrap();
+        Server {
+            http: format!("127.0.0.1:{http_port}"),
+            unet,
+            _process: process,
+        }
+    })
+}
+
+/// One output frame: its PTS and its alpha plane.
+type AlphaFrame = (Option<gst::ClockTime>, Vec<u8>);
+
+/// Alpha planes of `description` (ending in an appsink named "sink"), with each frame's PTS.
+fn alphas(description: &str) -> Result<Vec<AlphaFrame>, String> {
+    Ok(collect_samples(description)?
+        .iter()
+        .map(|sample| {
+            let pts = sample.buffer().unwrap().pts();
+            (pts, alpha_of(&packed_pixels(sample).1))
+        })
+        .collect())
+}
+
+fn photo_pipeline(name: &str, rembgfilter: &str) -> String {
+    format!(
+        "filesrc location={} ! pngdec ! videoconvert ! video/x-raw,format=RGB \
+         ! {rembgfilter} ! video/x-raw,format=RGBA ! appsink name=sink",
+        sample(name).display()
+    )
+}
+
+#[test]
+fn alpha_through_triton_http_matches_onnx_runtime_on_the_three_photos() {
+    let server = server();
+    for name in ["astronaut", "chelsea", "coffee"] {
+        let local = alphas(&photo_pipeline(name, "rembgfilter model=u2netp")).unwrap();
+        let remote = alphas(&photo_pipeline(
+            name,
+            &format!(
+                "rembgfilter backend=triton-http server={} model=u2netp",
+                server.http
+            ),
+        ))
+        .unwrap();
+        assert_eq!(local.len(), 1);
+        assert_eq!(remote.len(), 1);
+        let largest = local[0]
+            .1
+            .iter()
+            .zip(&remote[0].1)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(largest <= 1, "{name}: alpha differs by up to {largest}");
+    }
+}
+
+#[test]
+fn requests_in_flight_keep_every_frame_in_order_with_its_timestamps() {
+    let server = server();
+    let video = |rembgfilter: &str| {
+        format!(
+            "videotestsrc num-buffers=10 pattern=ball ! video/x-raw,format=RGB,width=96,height=72 \
+             ! {rembgfilter} ! appsink name=sink"
+        )
+    };
+    let local = alphas(&video("rembgfilter model=u2netp")).unwrap();
+    for in_flight in [1, 3] {
+        let remote = alphas(&video(&format!(
+            "rembgfilter backend=triton-http server={} model=u2netp requests-in-flight={in_flight}",
+            server.http
+        )))
+        .unwrap();
+        assert_eq!(remote.len(), 10, "every frame comes out");
+        for (i, ((local_pts, local_alpha), (pts, alpha))) in local.iter().zip(&remote).enumerate() {
+            assert_eq!(pts, local_pts, "frame {i} keeps its timestamp");
+            let largest = local_alpha
+                .iter()
+                .zip(alpha)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(
+                largest <= 1,
+                "frame {i} ({in_flight} in flight): differs by {largest}"
+            );
+        }
+    }
+}
+
+/// The error message of a rembgfilter pipeline with `properties`, and how long it took.
+fn rembg_error(properties: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let err = start_error(&format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
+         ! rembgfilter {properties} ! fakesink"
+    ));
+    (err, started.elapsed())
+}
+
+#[test]
+fn a_server_that_is_not_there_is_named_within_seconds() {
+    // Port 9 (discard) on loopback: nothing listens there.
+    let (err, took) = rembg_error("backend=triton-http server=127.0.0.1:9 model=u2netp");
+    assert!(
+        err.contains("127.0.0.1:9") && err.contains("not ready"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let (err, _) = rembg_error("backend=triton-http model=u2netp");
+    assert!(err.contains("property 'server'"), "{err}");
+}
+
+#[test]
+fn an_unknown_model_is_named_with_the_servers_own_message() {
+    let server = server();
+    let (err, _) = rembg_error(&format!(
+        "backend=triton-http server={} model=no-such-model",
+        server.http
+    ));
+    assert!(
+        err.contains("no-such-model") && err.contains(&server.http) && err.contains("HTTP 4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_request_past_its_timeout_stops_the_element_naming_it() {
+    let server = server();
+    let (err, took) = rembg_error(&format!(
+        "backend=triton-http server={} model=slow request-timeout=1000",
+        server.http
+    ));
+    assert!(
+        err.contains("'slow'") && err.to_lowercase().contains("timed out"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn the_servers_error_reaches_the_bus() {
+    let server = server();
+    let (err, _) = rembg_error(&format!(
+        "backend=triton-http server={} model=failing",
+        server.http
+    ));
+    assert!(
+        err.contains("'failing'") && err.contains("deliberate failure"),
+        "{err}"
+    );
+}
+
+#[test]
+fn lipsyncsrc_through_triton_gives_the_frames_of_onnx_runtime() {
+    let server = server();
+    let dir = server.unet.parent().unwrap().join("lipsync-data");
+    run_reference(
+        "make_lipsync_data.py",
+        &[
+            sample("astronaut").to_str().unwrap(),
+            dir.to_str().unwrap(),
+            "--templates",
+            "4",
+            "--width",
+            "400",
+            "--height",
+            "300",
+            "--feature-frames",
+            "4",
+        ],
+    );
+    let frames = |properties: &str| {
+        collect_samples(&format!(
+            "lipsyncsrc {properties} template={} features={} ! video/x-raw,format=BGR ! appsink name=sink",
+            dir.join("template").display(),
+            dir.join("features/ave.npy").display()
+        ))
+        .unwrap()
+        .iter()
+        .map(|s| packed_pixels(s).1)
+        .collect::<Vec<_>>()
+    };
+    let local = frames(&format!("model={}", server.unet.display()));
+    let remote = frames(&format!(
+        "backend=triton-http server={} model=unet",
+        server.http
+    ));
+    assert_eq!(local.len(), 4);
+    assert_eq!(remote.len(), 4);
+    for (i, (a, b)) in local.iter().zip(&remote).enumerate() {
+        let mse = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+            .sum::<f64>()
+            / a.len() as f64;
+        let psnr = if mse == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (255.0f64 * 255.0 / mse).log10()
+        };
+        assert!(psnr >= 50.0, "frame {i}: {psnr:.1} dB");
+    }
+}
