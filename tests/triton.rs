@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
+use gst::prelude::*;
 
 struct Server {
     http: String,
@@ -291,4 +292,79 @@ fn lipsyncsrc_through_triton_gives_the_frames_of_onnx_runtime() {
         };
         assert!(psnr >= 50.0, "frame {i}: {psnr:.1} dB");
     }
+}
+
+fn run_pipeline_script(name: &str, args: &[&str], env: &[(&str, &str)]) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("pipelines")
+        .join(name);
+    let output = Command::new(script)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{name} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn remote_cutout_script_writes_video_with_alpha_from_the_server() {
+    let server = server();
+    let dir = server.unet.parent().unwrap();
+    let (input, output) = (dir.join("input.mkv"), dir.join("remote-alpha.mkv"));
+    init();
+    let writer = gst::parse::launch(&format!(
+        "filesrc location={} ! pngdec ! imagefreeze num-buffers=4 ! videoconvert ! videoscale \
+         ! video/x-raw,format=I420,width=160,height=160,framerate=10/1 ! avenc_ffv1 ! matroskamux \
+         ! filesink location={}",
+        sample("astronaut").display(),
+        input.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    run_to_eos(&writer).unwrap();
+    writer.set_state(gst::State::Null).unwrap();
+    run_pipeline_script(
+        "remote-cutout.sh",
+        &[
+            &server.http,
+            input.to_str().unwrap(),
+            output.to_str().unwrap(),
+            "requests-in-flight=2",
+        ],
+        &[],
+    );
+    let frames = collect_samples(&format!(
+        "filesrc location={} ! matroskademux ! avdec_ffv1 ! videoconvert ! video/x-raw,format=RGBA \
+         ! appsink name=sink",
+        output.display()
+    ))
+    .unwrap();
+    assert_eq!(frames.len(), 4);
+    for frame in &frames {
+        let alpha = alpha_of(&packed_pixels(frame).1);
+        let clear = alpha.iter().filter(|&&a| a < 10).count();
+        assert!(
+            clear > alpha.len() / 10 && clear < alpha.len() * 9 / 10,
+            "{clear} clear"
+        );
+    }
+}
+
+#[test]
+fn webcam_remote_script_runs_live_on_the_server() {
+    let server = server();
+    run_pipeline_script(
+        "webcam-remote.sh",
+        &[&server.http, "/dev/null", "model=u2netp"],
+        &[
+            ("SOURCE", "videotestsrc is-live=true num-buffers=10"),
+            ("SINK", "fakesink sync=true"),
+        ],
+    );
 }
