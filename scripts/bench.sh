@@ -4,13 +4,14 @@
 #   lipsyncsrc:  element vs bare U-Net inference vs the Python reference loop, at 720p and 1080p
 #   rembgfilter_video: flicker with and without temporal smoothing; live share of frames and latency
 #   soak: resident memory over long runs and many start/stop cycles of each element
-# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video|soak]   (all when none is named)
+#   remote: rembgfilter with a Triton server over HTTP (1, 2, 4 requests in flight) against in-process
+# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video|soak|remote]   (all when none is named)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$REPO/scripts/setup.sh" --test
 source "$REPO/scripts/env.sh"
 cd "$REPO"
-for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video soak}"; do
+for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video soak remote}"; do
     for name in $bench; do
         cargo bench --bench "$name"
     done

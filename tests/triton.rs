@@ -6,8 +6,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,8 +16,7 @@ use gst::prelude::*;
 struct Server {
     http: String,
     unet: PathBuf,
-    /// Kept so the server runs as long as the tests; it stops itself when this process ends.
-    _process: Mutex<Child>,
+    _server: triton_server::TritonServer,
 }
 
 fn u2netp() -> PathBuf {
@@ -31,7 +30,6 @@ fn u2netp() -> PathBuf {
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let python = python_in("NEURALFX_TRITON_VENV");
         // Earlier runs' models and logs go once their test process is gone.
         for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -45,54 +43,16 @@ fn server() -> &'static Server {
         std::fs::create_dir_all(&dir).unwrap();
         let unet = dir.join("unet_ave.onnx");
         run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
-        // The Python backend's stub loads libpython and pytriton's own libraries.
-        let paths = Command::new(&python)
-            .args([
-                "-c",
-                "import sysconfig; print(sysconfig.get_config_var('LIBDIR')); print(sysconfig.get_paths()['purelib'])",
-            ])
-            .output()
-            .unwrap();
-        let paths = String::from_utf8(paths.stdout).unwrap();
-        let mut lines = paths.lines();
-        let (libdir, site) = (lines.next().unwrap(), lines.next().unwrap());
-        let library_path = format!(
-            "{libdir}:{site}/nvidia_pytriton.libs:{}",
-            std::env::var("LD_LIBRARY_PATH").unwrap_or_default()
+        let server = triton_server::start(
+            &python_in("NEURALFX_TRITON_VENV"),
+            &reference_script("triton_server.py"),
+            &dir,
+            &[("u2netp", &u2netp()), ("unet", &unet)],
         );
-        let ready = dir.join("ready");
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let process = Command::new(&python)
-            .arg(reference_script("triton_server.py"))
-            .arg(&ready)
-            .arg(format!("u2netp={}", u2netp().display()))
-            .arg(format!("unet={}", unet.display()))
-            .env("LD_LIBRARY_PATH", library_path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start tests/reference/triton_server.py");
-        let process = Mutex::new(process);
-        let deadline = Instant::now() + Duration::from_secs(240);
-        let ports = loop {
-            if let Ok(ports) = std::fs::read_to_string(&ready) {
-                break ports;
-            }
-            if let Ok(Some(status)) = process.lock().unwrap().try_wait() {
-                panic!(
-                    "the Triton server ended ({status}): {}",
-                    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "the Triton server did not start in 240 s");
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        let http_port = ports.split_whitespace().next().unwrap();
         Server {
-            http: format!("127.0.0.1:{http_port}"),
+            http: server.http.clone(),
             unet,
-            _process: process,
+            _server: server,
         }
     })
 }

@@ -1,6 +1,9 @@
 //! Shared by the benchmarks: time a pipeline frame by frame, and read this process's memory.
 #![allow(dead_code)] // each benchmark uses part of it
 
+#[path = "../../tests/common/triton_server.rs"]
+pub mod triton_server;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};

@@ -110,4 +110,17 @@ pub trait Backend: Send + Sync {
     fn outputs(&self) -> &[TensorSpec];
     /// Runs the model with one tensor per declared input, in declaration order.
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError>;
+
+    /// Runs the model and returns its first output only: what both elements use. A server is
+    /// then asked for that one output (u2netp has seven), so less travels back.
+    fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
+        let mut outputs = self.run(inputs)?;
+        if outputs.is_empty() {
+            return Err(InferenceError::Run(format!(
+                "{} returned no outputs",
+                self.model_name()
+            )));
+        }
+        Ok(outputs.swap_remove(0))
+    }
 }

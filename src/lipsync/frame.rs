@@ -126,23 +126,15 @@ impl LipsyncModel {
         } else {
             [audio, image]
         };
-        let mut outputs = self.backend.run(&inputs)?;
-        let output = (!outputs.is_empty()).then(|| outputs.swap_remove(0));
-        match output {
-            Some(output)
-                if output.shape == [1, 3, MODEL_SIZE, MODEL_SIZE]
-                    && output.data.len() == 3 * PLANE =>
-            {
-                Ok(output.data)
-            }
-            other => Err(FrameError::Output {
-                model: self.backend.model_name().to_string(),
-                found: other.map_or("none".into(), |output| {
-                    let shape: Vec<_> = output.shape.iter().copied().map(Some).collect();
-                    ShapeDisplay(&shape).to_string()
-                }),
-            }),
+        let output = self.backend.run_first(&inputs)?;
+        if output.shape == [1, 3, MODEL_SIZE, MODEL_SIZE] && output.data.len() == 3 * PLANE {
+            return Ok(output.data);
         }
+        let shape: Vec<_> = output.shape.iter().copied().map(Some).collect();
+        Err(FrameError::Output {
+            model: self.backend.model_name().to_string(),
+            found: ShapeDisplay(&shape).to_string(),
+        })
     }
 }
 

@@ -59,12 +59,13 @@ impl SegmentationModel {
     /// Runs the model on one tensor that [`Preparer::prepare`] filled.
     pub fn run(&self, tensor: &[f32]) -> Result<ModelRun, InferenceError> {
         let started = Instant::now();
-        let outputs = self.backend.run(&[TensorView {
+        // The mask is the first output; the others (u2netp's side outputs) are not used.
+        let mask = self.backend.run_first(&[TensorView {
             shape: &self.input_shape,
             data: tensor,
         }])?;
         Ok(ModelRun {
-            outputs,
+            outputs: vec![mask],
             time: started.elapsed(),
         })
     }

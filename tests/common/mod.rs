@@ -2,6 +2,8 @@
 //! scripts/setup.sh fills, the Python reference venv, and pipeline helpers.
 #![allow(dead_code)]
 
+pub mod triton_server;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Once, OnceLock};

@@ -3,11 +3,13 @@ onnxruntime in Python-backend models, for the remote backend's tests.
 
 Usage: triton_server.py READY_FILE NAME=MODEL.onnx [NAME=MODEL.onnx ...]
 Also serves 'slow' (the first model, answering after 3 s) and 'failing' (the first model's
-interface, answering with an error). Picks free ports, writes "HTTP_PORT GRPC_PORT" to READY_FILE
+interface, answering with an error). Picks free ports, writes "HTTP_PORT GRPC_PORT ACCESS_TOKEN"
+(the token of the statistics and other restricted endpoints) to READY_FILE
 once every model is loaded, and stops when the process that started it is gone. Triton's
 SageMaker and metrics endpoints stay off (SageMaker's would bind 0.0.0.0).
 """
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -16,7 +18,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 from pytriton.model_config import ModelConfig, Tensor
-from pytriton.triton import Triton, TritonConfig
+from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
 
 def free_port():
@@ -49,7 +51,22 @@ def serving(path, delay=0.0, fail=False):
     return infer, tensors(session.get_inputs()), tensors(outputs)
 
 
+def with_library_path():
+    """The Python backend's stub loads libpython and pytriton's own libraries: put their folders
+    first in LD_LIBRARY_PATH, which only takes effect for a new process, so run again with it."""
+    if os.environ.get("NEURALFX_TRITON_LIBRARY_PATH") == "1":
+        return
+    import sysconfig
+
+    libs = os.path.join(sysconfig.get_paths()["purelib"], "nvidia_pytriton.libs")
+    path = [sysconfig.get_config_var("LIBDIR"), libs, os.environ.get("LD_LIBRARY_PATH", "")]
+    os.environ["LD_LIBRARY_PATH"] = ":".join(p for p in path if p)
+    os.environ["NEURALFX_TRITON_LIBRARY_PATH"] = "1"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
 def main():
+    with_library_path()
     ready_file, models = sys.argv[1], [arg.split("=", 1) for arg in sys.argv[2:]]
     parent = os.getppid()
     http_port, grpc_port = free_port(), free_port()
@@ -58,7 +75,10 @@ def main():
         grpc_address="127.0.0.1", grpc_port=grpc_port,
         allow_metrics=False, allow_sagemaker=False, log_verbose=0,
     )
-    with Triton(config=config) as triton:
+    # Statistics and the other administrative endpoints stay behind a token, as pytriton sets
+    # them; the benchmark reads statistics with it.
+    security = TritonSecurityConfig(access_token=secrets.token_urlsafe(16))
+    with Triton(config=config, security_config=security) as triton:
         first = models[0][1]
         served = [(name, serving(path)) for name, path in models]
         served += [("slow", serving(first, delay=3.0)), ("failing", serving(first, fail=True))]
@@ -67,7 +87,7 @@ def main():
                         config=ModelConfig(batching=False))
         triton.run()
         with open(ready_file + ".part", "w") as f:
-            f.write(f"{http_port} {grpc_port}\n")
+            f.write(f"{http_port} {grpc_port} {security.access_token}\n")
         os.rename(ready_file + ".part", ready_file)
         while os.getppid() == parent:
             time.sleep(0.5)

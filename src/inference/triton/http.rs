@@ -267,6 +267,25 @@ impl Backend for TritonHttpBackend {
     }
 
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
+        self.request(inputs, &self.outputs)
+    }
+
+    fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
+        let first = self.outputs.get(..1).unwrap_or_default();
+        let mut outputs = self.request(inputs, first)?;
+        outputs
+            .pop()
+            .ok_or_else(|| InferenceError::Run(format!("{} has no outputs", self.display_name)))
+    }
+}
+
+impl TritonHttpBackend {
+    /// One inference request asking for `outputs`, which come back in that order.
+    fn request(
+        &self,
+        inputs: &[TensorView<'_>],
+        outputs: &[TensorSpec],
+    ) -> Result<Vec<Tensor>, InferenceError> {
         let run_error =
             |reason: String| InferenceError::Run(format!("{}: {reason}", self.display_name));
         if inputs.len() != self.inputs.len() {
@@ -287,7 +306,7 @@ impl Backend for TritonHttpBackend {
             )));
         }
         let pairs: Vec<_> = self.inputs.iter().zip(inputs.iter().copied()).collect();
-        let (body, header_len) = infer_request(&pairs, &self.outputs);
+        let (body, header_len) = infer_request(&pairs, outputs);
         let url = format!("{}{}/infer", self.server, self.model_path);
         let response = self
             .agent
@@ -314,7 +333,7 @@ impl Backend for TritonHttpBackend {
                 "answer larger than {MAX_RESPONSE_BYTES} bytes"
             )));
         }
-        let wanted: Vec<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
+        let wanted: Vec<String> = outputs.iter().map(|o| o.name.clone()).collect();
         parse_infer_response(answer_header_len, &answer, &wanted).map_err(run_error)
     }
 }

@@ -1,0 +1,96 @@
+//! Remote inference on this machine: rembgfilter (u2netp, 640x480) with ONNX Runtime in process
+//! against a real Triton server over HTTP (pytriton's tritonserver, u2netp run by onnxruntime in
+//! its Python backend) with 1, 2 and 4 requests in flight: frames per second, and the time per
+//! frame the element and the transport add over the server's own compute time (Triton's
+//! statistics extension), all measured in this one run. Server and element share the two cores,
+//! so the figures show overheads and overlap, not a remote GPU's speed.
+//!
+//! `scripts/bench.sh remote`; BENCH_FRAMES=N (default 20).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{ms, reference, run_pipeline, triton_server};
+
+/// Triton's count of u2netp inferences and nanoseconds of compute so far.
+fn compute_stats(server: &triton_server::TritonServer) -> (u64, u64) {
+    let body = ureq::get(&format!("http://{}/v2/models/u2netp/stats", server.http))
+        .set("triton-access-token", &server.access_token)
+        .call()
+        .expect("Triton's statistics")
+        .into_string()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let compute = &stats["model_stats"][0]["inference_stats"]["compute_infer"];
+    (
+        compute["count"].as_u64().unwrap_or(0),
+        compute["ns"].as_u64().unwrap_or(0),
+    )
+}
+
+fn main() {
+    gst::init().unwrap();
+    gstneuralfx::plugin_register_static().unwrap();
+    let frames: usize = std::env::var("BENCH_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let home = std::env::var("U2NET_HOME").expect("U2NET_HOME (set by scripts/env.sh)");
+    let model = Path::new(&home).join("u2netp.onnx");
+    let venv = std::env::var("NEURALFX_TRITON_VENV").expect("NEURALFX_TRITON_VENV");
+    let dir = std::env::temp_dir().join(format!("neuralfx-remote-bench-{}", std::process::id()));
+    let server = triton_server::start(
+        &Path::new(&venv).join("bin/python"),
+        &reference("triton_server.py"),
+        &dir,
+        &[("u2netp", &model)],
+    );
+    let pipeline = |rembgfilter: &str| {
+        format!(
+            "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=RGB,width=640,height=480 \
+             ! {rembgfilter} ! fakesink name=sink"
+        )
+    };
+    println!(
+        "remote benchmark: u2netp at 640x480, {frames} frames per row, server {}",
+        server.http
+    );
+    println!(
+        "{:>26} {:>8} {:>10} {:>14} {:>14} {:>12}",
+        "backend", "fps", "ms/frame", "server ms/run", "added ms/frame", "vs local"
+    );
+    let local = run_pipeline(&pipeline("rembgfilter model=u2netp"));
+    let local_ms = ms(local.per_frame);
+    println!(
+        "{:>26} {:>8.2} {:>10.1} {:>14} {:>14} {:>12.3}",
+        "onnxruntime",
+        1000.0 / local_ms,
+        local_ms,
+        "-",
+        "-",
+        1.0
+    );
+    for in_flight in [1, 2, 4] {
+        let (count_before, ns_before) = compute_stats(&server);
+        let run = run_pipeline(&pipeline(&format!(
+            "rembgfilter backend=triton-http server={} model=u2netp requests-in-flight={in_flight}",
+            server.http
+        )));
+        let (count_after, ns_after) = compute_stats(&server);
+        let runs = (count_after - count_before).max(1);
+        let server_ms = ms(Duration::from_nanos((ns_after - ns_before) / runs));
+        let per_frame = ms(run.per_frame);
+        println!(
+            "{:>26} {:>8.2} {:>10.1} {:>14.1} {:>14.1} {:>12.3}",
+            format!("triton-http, {in_flight} in flight"),
+            1000.0 / per_frame,
+            per_frame,
+            server_ms,
+            per_frame - server_ms,
+            local_ms / per_frame
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
