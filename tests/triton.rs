@@ -328,3 +328,56 @@ fn webcam_remote_script_runs_live_on_the_server() {
         ],
     );
 }
+
+#[test]
+fn a_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
+    // A server of its own, since this test stops it.
+    let dir = std::env::temp_dir().join(format!("neuralfx-triton-{}-dying", std::process::id()));
+    let dying = triton_server::start(
+        &python_in("NEURALFX_TRITON_VENV"),
+        &reference_script("triton_server.py"),
+        &dir,
+        &[("u2netp", &u2netp())],
+    );
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
+         ! rembgfilter backend=triton-http server={} model=u2netp request-timeout=3000 ! appsink name=sink sync=false",
+        dying.http
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for _ in 0..3 {
+        assert!(
+            sink.try_pull_sample(gst::ClockTime::from_seconds(60))
+                .is_some()
+        );
+    }
+    dying.stop();
+    let stopped = Instant::now();
+    // Drain what is queued; the error must follow within the request timeout and a margin.
+    let error = pipeline
+        .bus()
+        .unwrap()
+        .iter_timed(gst::ClockTime::from_seconds(30))
+        .find_map(|message| match message.view() {
+            gst::MessageView::Error(err) => Some(err.error().to_string()),
+            gst::MessageView::Eos(..) => Some("EOS".into()),
+            _ => None,
+        })
+        .expect("an error within 30 s");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(error.contains(&dying.http), "{error}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(15),
+        "the error came after {:?}",
+        stopped.elapsed()
+    );
+}

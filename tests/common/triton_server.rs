@@ -66,3 +66,15 @@ pub fn start(python: &Path, script: &Path, dir: &Path, models: &[(&str, &Path)])
         _process: process,
     }
 }
+
+impl TritonServer {
+    /// Stops the server now (SIGTERM: it shuts tritonserver down on its way out), as a server
+    /// that goes away mid-stream does.
+    pub fn stop(&self) {
+        let process = self._process.lock().unwrap();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(process.id().to_string())
+            .status();
+    }
+}

@@ -10,6 +10,7 @@ SageMaker and metrics endpoints stay off (SageMaker's would bind 0.0.0.0).
 """
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -67,6 +68,10 @@ def with_library_path():
 
 def main():
     with_library_path()
+    # A process group of its own: SIGTERM (a test stopping the server mid-stream) ends the whole
+    # group at once, tritonserver and its Python-backend stubs included, none left orphaned.
+    os.setpgrp()
+    signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
     ready_file, models = sys.argv[1], [arg.split("=", 1) for arg in sys.argv[2:]]
     parent = os.getppid()
     http_port, grpc_port = free_port(), free_port()
