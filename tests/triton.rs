@@ -381,3 +381,56 @@ fn a_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
         stopped.elapsed()
     );
 }
+
+#[test]
+fn a_model_unloaded_while_playing_stops_the_element_with_the_servers_message() {
+    let dir = std::env::temp_dir().join(format!("neuralfx-triton-{}-unload", std::process::id()));
+    let server = triton_server::start(
+        &python_in("NEURALFX_TRITON_VENV"),
+        &reference_script("triton_server.py"),
+        &dir,
+        &[("u2netp", &u2netp())],
+    );
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
+         ! rembgfilter backend=triton-http server={} model=u2netp ! appsink name=sink sync=false",
+        server.http
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(
+        sink.try_pull_sample(gst::ClockTime::from_seconds(60))
+            .is_some()
+    );
+    ureq::post(&format!(
+        "http://{}/v2/repository/models/u2netp/unload",
+        server.http
+    ))
+    .set("triton-access-token", &server.access_token)
+    .send_string("{}")
+    .expect("Triton unloads the model");
+    let error = pipeline
+        .bus()
+        .unwrap()
+        .iter_timed(gst::ClockTime::from_seconds(30))
+        .find_map(|message| match message.view() {
+            gst::MessageView::Error(err) => Some(err.error().to_string()),
+            gst::MessageView::Eos(..) => Some("EOS".into()),
+            _ => None,
+        })
+        .expect("an error within 30 s");
+    pipeline.set_state(gst::State::Null).unwrap();
+    server.stop();
+    assert!(
+        error.contains("'u2netp'") && error.contains("HTTP 4"),
+        "{error}"
+    );
+}
