@@ -37,16 +37,7 @@ fn data() -> &'static Data {
     static DATA: OnceLock<Data> = OnceLock::new();
     DATA.get_or_init(|| {
         // Earlier runs' data (hundreds of MB of models) goes once its test process is gone.
-        for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("neuralfx-lipsync-")
-                && !Path::new("/proc").join(pid).exists()
-            {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-        let dir = std::env::temp_dir().join(format!("neuralfx-lipsync-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir_of("lipsync", "");
         for mode in ["ave", "hubert", "wenet"] {
             let out = dir.join(format!("unet_{mode}.onnx"));
             run_reference("make_unet328.py", &[mode, out.to_str().unwrap()]);
@@ -91,20 +82,6 @@ fn element_frames(properties: &str, format: &str) -> Result<Vec<gst::Sample>, St
     collect_samples(&format!(
         "lipsyncsrc {properties} ! video/x-raw,format={format} ! appsink name=sink"
     ))
-}
-
-fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
 }
 
 /// Renders with the element and with the Python reference and compares every frame.

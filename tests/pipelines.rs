@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use gst::prelude::*;
 
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,19 +37,7 @@ fn scratch(name: &str) -> PathBuf {
 fn input_video() -> PathBuf {
     let path = scratch("input.mkv");
     if !path.exists() {
-        init();
-        let pipeline = gst::parse::launch(&format!(
-            "filesrc location={} ! pngdec ! imagefreeze num-buffers=5 ! videoconvert ! videoscale \
-             ! video/x-raw,format=I420,width=256,height=256,framerate=10/1 ! avenc_ffv1 ! matroskamux \
-             ! filesink location={}",
-            sample("astronaut").display(),
-            path.display()
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        run_to_eos(&pipeline).unwrap();
-        pipeline.set_state(gst::State::Null).unwrap();
+        write_astronaut_video(&path, 5, 256);
     }
     path
 }

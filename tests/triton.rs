@@ -31,16 +31,7 @@ fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         // Earlier runs' models and logs go once their test process is gone.
-        for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("neuralfx-triton-")
-                && !Path::new("/proc").join(pid).exists()
-            {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-        let dir = std::env::temp_dir().join(format!("neuralfx-triton-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir_of("triton", "");
         let unet = dir.join("unet_ave.onnx");
         run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
         let server = triton_server::start(
@@ -239,17 +230,7 @@ fn lipsyncsrc_through_triton_gives_the_frames_of_onnx_runtime() {
     assert_eq!(local.len(), 4);
     assert_eq!(remote.len(), 4);
     for (i, (a, b)) in local.iter().zip(&remote).enumerate() {
-        let mse = a
-            .iter()
-            .zip(b)
-            .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-            .sum::<f64>()
-            / a.len() as f64;
-        let psnr = if mse == 0.0 {
-            f64::INFINITY
-        } else {
-            10.0 * (255.0f64 * 255.0 / mse).log10()
-        };
+        let psnr = psnr(a, b);
         assert!(psnr >= 50.0, "frame {i}: {psnr:.1} dB");
     }
 }
@@ -276,19 +257,7 @@ fn remote_cutout_script_writes_video_with_alpha_from_the_server() {
     let server = server();
     let dir = server.unet.parent().unwrap();
     let (input, output) = (dir.join("input.mkv"), dir.join("remote-alpha.mkv"));
-    init();
-    let writer = gst::parse::launch(&format!(
-        "filesrc location={} ! pngdec ! imagefreeze num-buffers=4 ! videoconvert ! videoscale \
-         ! video/x-raw,format=I420,width=160,height=160,framerate=10/1 ! avenc_ffv1 ! matroskamux \
-         ! filesink location={}",
-        sample("astronaut").display(),
-        input.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    run_to_eos(&writer).unwrap();
-    writer.set_state(gst::State::Null).unwrap();
+    write_astronaut_video(&input, 4, 160);
     run_pipeline_script(
         "remote-cutout.sh",
         &[
@@ -329,21 +298,25 @@ fn webcam_remote_script_runs_live_on_the_server() {
     );
 }
 
-#[test]
-fn a_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
-    // A server of its own, since this test stops it.
-    let dir = std::env::temp_dir().join(format!("neuralfx-triton-{}-dying", std::process::id()));
-    let dying = triton_server::start(
+/// Starts a u2netp server of its own (named `name`), plays a long remote rembgfilter stream on
+/// it, calls `act` on the server once three frames have come out, and returns the error that
+/// follows with the time it took after `act`.
+fn error_after(
+    name: &str,
+    act: impl FnOnce(&triton_server::TritonServer),
+) -> (String, String, Duration) {
+    let server = triton_server::start(
         &python_in("NEURALFX_TRITON_VENV"),
         &reference_script("triton_server.py"),
-        &dir,
+        &temp_dir_of("triton", &format!("-{name}")),
         &[("u2netp", &u2netp())],
     );
     init();
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
-         ! rembgfilter backend=triton-http server={} model=u2netp request-timeout=3000 ! appsink name=sink sync=false",
-        dying.http
+         ! rembgfilter backend=triton-http server={} model=u2netp request-timeout=3000 \
+         ! appsink name=sink sync=false",
+        server.http
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -360,9 +333,8 @@ fn a_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
                 .is_some()
         );
     }
-    dying.stop();
-    let stopped = Instant::now();
-    // Drain what is queued; the error must follow within the request timeout and a margin.
+    act(&server);
+    let acted = Instant::now();
     let error = pipeline
         .bus()
         .unwrap()
@@ -373,64 +345,40 @@ fn a_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
             _ => None,
         })
         .expect("an error within 30 s");
+    let took = acted.elapsed();
     pipeline.set_state(gst::State::Null).unwrap();
-    assert!(error.contains(&dying.http), "{error}");
+    server.stop();
+    (error, server.http.clone(), took)
+}
+
+#[test]
+fn a_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
+    let (error, http, took) = error_after("dying", |server| server.stop());
+    assert!(error.contains(&http), "{error}");
+    // Within the request timeout (3 s) and a margin.
     assert!(
-        stopped.elapsed() < Duration::from_secs(15),
-        "the error came after {:?}",
-        stopped.elapsed()
+        took < Duration::from_secs(15),
+        "the error came after {took:?}"
     );
 }
 
 #[test]
 fn a_model_unloaded_while_playing_stops_the_element_with_the_servers_message() {
-    let dir = std::env::temp_dir().join(format!("neuralfx-triton-{}-unload", std::process::id()));
-    let server = triton_server::start(
-        &python_in("NEURALFX_TRITON_VENV"),
-        &reference_script("triton_server.py"),
-        &dir,
-        &[("u2netp", &u2netp())],
-    );
-    init();
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
-         ! rembgfilter backend=triton-http server={} model=u2netp ! appsink name=sink sync=false",
-        server.http
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    assert!(
-        sink.try_pull_sample(gst::ClockTime::from_seconds(60))
-            .is_some()
-    );
-    ureq::post(&format!(
-        "http://{}/v2/repository/models/u2netp/unload",
-        server.http
-    ))
-    .set("triton-access-token", &server.access_token)
-    .send_string("{}")
-    .expect("Triton unloads the model");
-    let error = pipeline
-        .bus()
-        .unwrap()
-        .iter_timed(gst::ClockTime::from_seconds(30))
-        .find_map(|message| match message.view() {
-            gst::MessageView::Error(err) => Some(err.error().to_string()),
-            gst::MessageView::Eos(..) => Some("EOS".into()),
-            _ => None,
-        })
-        .expect("an error within 30 s");
-    pipeline.set_state(gst::State::Null).unwrap();
-    server.stop();
+    let (error, _, took) = error_after("unload", |server| {
+        ureq::post(&format!(
+            "http://{}/v2/repository/models/u2netp/unload",
+            server.http
+        ))
+        .set("triton-access-token", &server.access_token)
+        .send_string("{}")
+        .expect("Triton unloads the model");
+    });
     assert!(
         error.contains("'u2netp'") && error.contains("HTTP 4"),
         "{error}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "the error came after {took:?}"
     );
 }

@@ -252,3 +252,55 @@ pub fn rembgfilter_harness(
     ));
     h
 }
+
+/// `neuralfx-<kind>-<this process>` in the temp folder (with `suffix` after it), created;
+/// folders of the same kind that test processes now gone left behind are removed first.
+pub fn temp_dir_of(kind: &str, suffix: &str) -> PathBuf {
+    let prefix = format!("neuralfx-{kind}-");
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if !pid.is_empty() && !std::path::Path::new("/proc").join(&pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("{prefix}{}{suffix}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Peak signal-to-noise ratio of two 8-bit images, in dB (infinite when equal).
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}
+
+/// Writes `frames` frames of the astronaut photo at `size` x `size`, 10 fps, as lossless
+/// FFV1 in Matroska: an input video for the file pipelines.
+pub fn write_astronaut_video(path: &std::path::Path, frames: usize, size: usize) {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! pngdec ! imagefreeze num-buffers={frames} ! videoconvert ! videoscale \
+         ! video/x-raw,format=I420,width={size},height={size},framerate=10/1 ! avenc_ffv1 ! matroskamux \
+         ! filesink location={}",
+        sample("astronaut").display(),
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    run_to_eos(&pipeline).unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+}

@@ -14,8 +14,8 @@ pub struct TritonServer {
     pub access_token: String,
     /// Where its log and ready file are, and room for the caller's files.
     pub dir: PathBuf,
-    /// Kept so the server lives as long as its holder.
-    _process: Mutex<Child>,
+    /// The server script; it stops by itself when its holder's process ends.
+    process: Mutex<Child>,
 }
 
 /// Serves each `(name, model.onnx)` (plus the script's 'slow' and 'failing' models) with the
@@ -63,7 +63,7 @@ pub fn start(python: &Path, script: &Path, dir: &Path, models: &[(&str, &Path)])
         http: format!("127.0.0.1:{http_port}"),
         access_token,
         dir: dir.to_path_buf(),
-        _process: process,
+        process,
     }
 }
 
@@ -71,7 +71,7 @@ impl TritonServer {
     /// Stops the server now (SIGTERM: it shuts tritonserver down on its way out), as a server
     /// that goes away mid-stream does.
     pub fn stop(&self) {
-        let process = self._process.lock().unwrap();
+        let process = self.process.lock().unwrap();
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(process.id().to_string())
