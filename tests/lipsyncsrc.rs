@@ -423,6 +423,12 @@ fn pipeline_script_writes_mp4_with_video_and_speech() {
         (440..=560).contains(&duration),
         "12 frames at 25 fps last 480 ms, got {duration} ms"
     );
+    // Players refuse H.264 4:4:4 (what videoconvert ! x264enc makes of BGR).
+    let (profile, chroma) = h264_profile(&output);
+    assert!(
+        !profile.contains("4:4:4") && chroma == "4:2:0",
+        "{profile}, {chroma}"
+    );
 }
 
 // ---- bad input: each fails at start with an element error naming what is wrong ----

@@ -104,6 +104,11 @@ fn blurred_background_video_is_an_mp4_of_every_frame() {
     assert_eq!(frames.len(), 5);
     let (info, _) = packed_pixels(&frames[0]);
     assert_eq!((info.width(), info.height()), (256, 256));
+    let (profile, chroma) = h264_profile(&output);
+    assert!(
+        !profile.contains("4:4:4") && chroma == "4:2:0",
+        "{profile}, {chroma}"
+    );
 }
 
 #[test]

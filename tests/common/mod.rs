@@ -304,3 +304,23 @@ pub fn write_astronaut_video(path: &std::path::Path, frames: usize, size: usize)
     run_to_eos(&pipeline).unwrap();
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// The H.264 profile and chroma format of the first video stream of a file, as GStreamer's
+/// discoverer reads them: what decides whether common players take it (4:4:4 they refuse).
+pub fn h264_profile(path: &std::path::Path) -> (String, String) {
+    init();
+    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30)).unwrap();
+    let info = discoverer
+        .discover_uri(&format!("file://{}", path.display()))
+        .unwrap();
+    let video = info
+        .video_streams()
+        .into_iter()
+        .next()
+        .expect("a video stream");
+    let caps = gst_pbutils::prelude::DiscovererStreamInfoExt::caps(&video).expect("video caps");
+    let structure = caps.structure(0).unwrap();
+    let field = |name: &str| structure.get::<String>(name).unwrap_or_default();
+    assert_eq!(structure.name(), "video/x-h264", "{caps}");
+    (field("profile"), field("chroma-format"))
+}
