@@ -411,3 +411,42 @@ fn replace_mode_with_a_missing_picture_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn rgba_input_keeps_its_transparency_unless_told_otherwise() {
+    // The astronaut as RGBA with its left half fully transparent: rembg's cutout multiplies the
+    // mask by that alpha, so the left half stays transparent whatever the model says.
+    let rgb = photo("astronaut");
+    let (width, height) = (WIDTH as usize, HEIGHT as usize);
+    let rgba: Vec<u8> = rgb
+        .chunks_exact(3)
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let alpha = if i % width < width / 2 { 0 } else { 255 };
+            [p[0], p[1], p[2], alpha]
+        })
+        .collect();
+    let model_mask = plain_mask("astronaut");
+    let rgba_caps = format!("video/x-raw,format=RGBA,width={width},height={height},framerate=25/1");
+    for keep in [true, false] {
+        let mut h = harness(&[("keep-input-alpha", keep.to_value())]);
+        h.set_src_caps_str(&rgba_caps);
+        let (format, out) = push_full(&mut h, &rgba, 0);
+        assert_eq!(format, "RGBA");
+        let alpha = alpha_of(&out);
+        for (i, (&a, &m)) in alpha.iter().zip(&model_mask).enumerate() {
+            let expected = if keep && i % width < width / 2 { 0 } else { m };
+            assert!(
+                a.abs_diff(expected) <= 1,
+                "keep-input-alpha={keep}, pixel {i}: {a}, expected {expected}"
+            );
+        }
+        // The left half was foreground in places: the property made a difference there.
+        assert!(
+            model_mask
+                .iter()
+                .enumerate()
+                .any(|(i, &m)| i % width < width / 2 && m > 200)
+        );
+    }
+}

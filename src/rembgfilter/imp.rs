@@ -67,6 +67,7 @@ const DEFAULT_DOWNLOAD: bool = true;
 const DEFAULT_ASYNCHRONOUS: bool = true;
 const DEFAULT_OVERLAP: bool = false;
 const DEFAULT_MASK_INTERVAL: u32 = 1;
+const DEFAULT_KEEP_INPUT_ALPHA: bool = true;
 /// How long a frame waits for its own mask in asynchronous mode when the frame rate is unknown.
 const FALLBACK_FRAME_DURATION: Duration = Duration::from_millis(33);
 
@@ -96,6 +97,8 @@ struct FrameSettings {
     /// In a non-live pipeline, hold a frame back so that the model's run overlaps the work
     /// around its neighbours.
     overlap: bool,
+    /// RGBA/BGRA input: the output's alpha is the mask times the input's alpha.
+    keep_input_alpha: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +129,7 @@ impl Default for Settings {
                 output: DEFAULT_OUTPUT,
                 asynchronous: DEFAULT_ASYNCHRONOUS,
                 overlap: DEFAULT_OVERLAP,
+                keep_input_alpha: DEFAULT_KEEP_INPUT_ALPHA,
             },
         }
     }
@@ -559,9 +563,19 @@ impl RembgFilter {
             .plane_data_mut(0)
             .map_err(|_| gst::FlowError::Error)?;
         self.warn_of_non_finite_values(state);
-        let mask = state
+        state
             .chain
             .apply(state.model_mask.pixels(), width, height, &settings.mask);
+        let input_alpha = matches!(
+            state.video_info.as_ref().map(|(input, _)| input.format()),
+            Some(VideoFormat::Rgba | VideoFormat::Bgra)
+        );
+        // The mask output is the model's mask; pictures follow the input's transparency too.
+        let mask = if input_alpha && settings.keep_input_alpha && out_format != VideoFormat::Gray8 {
+            state.chain.multiply_by_alpha(src)
+        } else {
+            state.chain.result()
+        };
 
         // Only replace mode takes the picture's lock: setting the property never waits for
         // another mode's frames.
@@ -867,6 +881,14 @@ impl ObjectImpl for RembgFilter {
                     "Since start: frames output (\"frames\"), model runs (\"model-runs\", fewer with \
                      mask-interval or asynchronous mode) and nanoseconds inside the model (\"model-time\")",
                 ),
+                glib::ParamSpecBoolean::builder("keep-input-alpha")
+                    .nick("Keep input alpha")
+                    .blurb("For RGBA/BGRA input, multiply the mask by the input's alpha, as rembg's cutout does, \
+                            so what is transparent in the input stays transparent (mode=mask outputs the \
+                            model's mask alone)")
+                    .default_value(DEFAULT_KEEP_INPUT_ALPHA)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoolean::builder("overlap")
                     .nick("Overlap frames")
                     .blurb("In a non-live pipeline, hold one frame back so that the model's run on it \
@@ -943,6 +965,9 @@ impl ObjectImpl for RembgFilter {
             "mask-interval" => frame.mask_interval = value.get().expect("type checked upstream"),
             "asynchronous" => frame.asynchronous = value.get().expect("type checked upstream"),
             "overlap" => frame.overlap = value.get().expect("type checked upstream"),
+            "keep-input-alpha" => {
+                frame.keep_input_alpha = value.get().expect("type checked upstream")
+            }
             other => unimplemented!("property {other}"),
         }
     }
@@ -972,6 +997,7 @@ impl ObjectImpl for RembgFilter {
             "mask-interval" => frame.mask_interval.to_value(),
             "asynchronous" => frame.asynchronous.to_value(),
             "overlap" => frame.overlap.to_value(),
+            "keep-input-alpha" => frame.keep_input_alpha.to_value(),
             "stats" => self
                 .stats
                 .lock()

@@ -1,7 +1,7 @@
 //! Operations on 8-bit masks after the model: rembg's post-processing, temporal smoothing,
 //! thresholding and feathering. Masks are packed, one byte per pixel.
 
-use crate::imageops::{BoxBlur, Edges};
+use crate::imageops::{BoxBlur, Edges, ImageRef};
 use rayon::prelude::*;
 
 /// Grey-level erosion or dilation with skimage's `disk(1)` (the 3x3 cross); edges repeat, as
@@ -236,6 +236,29 @@ impl MaskChain {
         feather(&mut self.mask, width, height, controls.feather);
         &self.mask
     }
+
+    /// The last result of [`MaskChain::apply`].
+    pub fn result(&self) -> &[u8] {
+        &self.mask
+    }
+
+    /// Multiplies the last result by `frame`'s own alpha (the fourth byte of each pixel), as
+    /// rembg's cutout does for RGBA input: what is transparent in the input stays transparent.
+    pub fn multiply_by_alpha(&mut self, frame: &ImageRef<'_>) -> &[u8] {
+        if frame.layout.bytes_per_pixel == 4 {
+            for (y, mask_row) in self
+                .mask
+                .chunks_mut(frame.width)
+                .enumerate()
+                .take(frame.height)
+            {
+                for (m, pixel) in mask_row.iter_mut().zip(frame.row(y).chunks_exact(4)) {
+                    *m = ((u32::from(*m) * u32::from(pixel[3]) + 127) / 255) as u8;
+                }
+            }
+        }
+        &self.mask
+    }
 }
 
 #[cfg(test)]
@@ -347,5 +370,15 @@ mod tests {
         assert!(kept.fits(2, 2));
         kept.forget();
         assert!(!kept.fits(2, 2));
+    }
+
+    #[test]
+    fn the_input_alpha_multiplies_the_mask() {
+        use crate::imageops::PixelLayout;
+        let mut chain = MaskChain::default();
+        chain.apply(&[255, 255, 128, 0], 4, 1, &MaskControls::default());
+        let rgba = [9, 9, 9, 255, 9, 9, 9, 0, 9, 9, 9, 128, 9, 9, 9, 255];
+        let frame = ImageRef::packed(&rgba, 4, 1, PixelLayout::RGBX);
+        assert_eq!(chain.multiply_by_alpha(&frame), &[255, 0, 64, 0]);
     }
 }
