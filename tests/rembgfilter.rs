@@ -21,8 +21,10 @@ fn astronaut_rgb(width: u32, height: u32) -> Vec<u8> {
 }
 
 /// Repacks RGB pixels into another layout (`offsets` = where R, G, B go; `bpp` 3 or 4).
-fn repack(rgb: &[u8], bpp: usize, offsets: [usize; 3]) -> Vec<u8> {
-    let mut out = vec![0xEE; rgb.len() / 3 * bpp];
+/// `rgb` in another layout; a fourth byte is `fourth` (padding of x formats, or the alpha of
+/// A formats, which the output's alpha is multiplied by).
+fn repack(rgb: &[u8], bpp: usize, offsets: [usize; 3], fourth: u8) -> Vec<u8> {
+    let mut out = vec![fourth; rgb.len() / 3 * bpp];
     for (dst, src) in out.chunks_exact_mut(bpp).zip(rgb.chunks_exact(3)) {
         for c in 0..3 {
             dst[offsets[c]] = src[c];
@@ -96,7 +98,16 @@ fn every_format_keeps_colour_order_and_gets_the_same_mask() {
         ("BGRA", 4, [2, 1, 0], "BGRA"),
     ] {
         let mut h = harness(&[]);
-        let (format, out) = process(&mut h, input, width, height, repack(&rgb, bpp, offsets));
+        // Padding is anything (its value must not leak into the alpha); alpha is opaque, as in
+        // RGBA video, so every format gets the same mask.
+        let fourth = if input.ends_with('A') { 0xFF } else { 0xEE };
+        let (format, out) = process(
+            &mut h,
+            input,
+            width,
+            height,
+            repack(&rgb, bpp, offsets, fourth),
+        );
         assert_eq!(format, output, "{input}");
         assert_eq!(
             alpha_of(&out),
@@ -114,7 +125,7 @@ fn every_format_keeps_colour_order_and_gets_the_same_mask() {
         };
         assert_eq!(
             colour,
-            repack(&rgb, 3, out_offsets),
+            repack(&rgb, 3, out_offsets, 0),
             "{input}: colour changed"
         );
     }
@@ -126,7 +137,13 @@ fn odd_width_and_padded_strides_give_the_packed_result() {
     let (width, height) = (101, 77);
     let rgb = astronaut_rgb(width, height);
     let mut h = harness(&[]);
-    let (_, from_rgbx) = process(&mut h, "RGBx", width, height, repack(&rgb, 4, [0, 1, 2]));
+    let (_, from_rgbx) = process(
+        &mut h,
+        "RGBx",
+        width,
+        height,
+        repack(&rgb, 4, [0, 1, 2], 0xEE),
+    );
 
     let stride = 304;
     let mut padded = vec![0x55; stride * height as usize];
