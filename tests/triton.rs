@@ -15,8 +15,16 @@ use gst::prelude::*;
 
 struct Server {
     http: String,
+    grpc: String,
     unet: PathBuf,
     _server: triton_server::TritonServer,
+}
+
+impl Server {
+    /// Each protocol's `backend` value with this server's address for it.
+    fn endpoints(&self) -> [(&'static str, &str); 2] {
+        [("triton-http", &self.http), ("triton", &self.grpc)]
+    }
 }
 
 fn u2netp() -> PathBuf {
@@ -42,6 +50,7 @@ fn server() -> &'static Server {
         );
         Server {
             http: server.http.clone(),
+            grpc: server.grpc.clone(),
             unet,
             _server: server,
         }
@@ -71,28 +80,30 @@ fn photo_pipeline(name: &str, rembgfilter: &str) -> String {
 }
 
 #[test]
-fn alpha_through_triton_http_matches_onnx_runtime_on_the_three_photos() {
+fn alpha_through_triton_grpc_and_http_matches_onnx_runtime_on_the_three_photos() {
     let server = server();
     for name in ["astronaut", "chelsea", "coffee"] {
         let local = alphas(&photo_pipeline(name, "rembgfilter model=u2netp")).unwrap();
-        let remote = alphas(&photo_pipeline(
-            name,
-            &format!(
-                "rembgfilter backend=triton-http server={} model=u2netp",
-                server.http
-            ),
-        ))
-        .unwrap();
         assert_eq!(local.len(), 1);
-        assert_eq!(remote.len(), 1);
-        let largest = local[0]
-            .1
-            .iter()
-            .zip(&remote[0].1)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
+        for (backend, address) in server.endpoints() {
+            let remote = alphas(&photo_pipeline(
+                name,
+                &format!("rembgfilter backend={backend} server={address} model=u2netp"),
+            ))
             .unwrap();
-        assert!(largest <= 1, "{name}: alpha differs by up to {largest}");
+            assert_eq!(remote.len(), 1);
+            let largest = local[0]
+                .1
+                .iter()
+                .zip(&remote[0].1)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(
+                largest <= 1,
+                "{name} over {backend}: alpha differs by up to {largest}"
+            );
+        }
     }
 }
 
@@ -106,10 +117,13 @@ fn requests_in_flight_keep_every_frame_in_order_with_its_timestamps() {
         )
     };
     let local = alphas(&video("rembgfilter model=u2netp")).unwrap();
-    for in_flight in [1, 3] {
+    for ((backend, address), in_flight) in server
+        .endpoints()
+        .into_iter()
+        .flat_map(|endpoint| [(endpoint, 1), (endpoint, 3)])
+    {
         let remote = alphas(&video(&format!(
-            "rembgfilter backend=triton-http server={} model=u2netp requests-in-flight={in_flight}",
-            server.http
+            "rembgfilter backend={backend} server={address} model=u2netp requests-in-flight={in_flight}"
         )))
         .unwrap();
         assert_eq!(remote.len(), 10, "every frame comes out");
@@ -123,7 +137,7 @@ fn requests_in_flight_keep_every_frame_in_order_with_its_timestamps() {
                 .unwrap();
             assert!(
                 largest <= 1,
-                "frame {i} ({in_flight} in flight): differs by {largest}"
+                "frame {i} ({backend}, {in_flight} in flight): differs by {largest}"
             );
         }
     }
@@ -148,48 +162,91 @@ fn a_server_that_is_not_there_is_named_within_seconds() {
         "{err}"
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let (err, _) = rembg_error("backend=triton-http model=u2netp");
-    assert!(err.contains("property 'server'"), "{err}");
+    let (err, took) = rembg_error("backend=triton server=127.0.0.1:9 model=u2netp");
+    assert!(
+        err.contains("127.0.0.1:9") && err.contains("cannot connect"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    for backend in ["triton-http", "triton"] {
+        let (err, _) = rembg_error(&format!("backend={backend} model=u2netp"));
+        assert!(err.contains("property 'server'"), "{err}");
+    }
 }
 
 #[test]
 fn an_unknown_model_is_named_with_the_servers_own_message() {
     let server = server();
-    let (err, _) = rembg_error(&format!(
-        "backend=triton-http server={} model=no-such-model",
-        server.http
-    ));
-    assert!(
-        err.contains("no-such-model") && err.contains(&server.http) && err.contains("HTTP 4"),
-        "{err}"
-    );
+    for (backend, address) in server.endpoints() {
+        let (err, _) = rembg_error(&format!(
+            "backend={backend} server={address} model=no-such-model"
+        ));
+        // Triton's own words for it, over either protocol.
+        assert!(
+            err.contains("'no-such-model'")
+                && err.contains(address)
+                && err.contains("is not found"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
 fn a_request_past_its_timeout_stops_the_element_naming_it() {
     let server = server();
-    let (err, took) = rembg_error(&format!(
-        "backend=triton-http server={} model=slow request-timeout=1000",
-        server.http
-    ));
-    assert!(
-        err.contains("'slow'") && err.to_lowercase().contains("timed out"),
-        "{err}"
-    );
-    assert!(took < Duration::from_secs(10), "took {took:?}");
+    for (backend, address) in server.endpoints() {
+        let (err, took) = rembg_error(&format!(
+            "backend={backend} server={address} model=slow request-timeout=1000"
+        ));
+        let lower = err.to_lowercase();
+        assert!(
+            err.contains("'slow'")
+                && (lower.contains("timed out") || lower.contains("no answer within 1s")),
+            "{err}"
+        );
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+    }
+}
+
+#[test]
+fn a_briefly_overloaded_server_is_retried_when_retries_ask_for_it() {
+    // 'slow-once-a' and '-b' answer their first request after 3 s, then at once: with a 2 s
+    // timeout the first request fails and, with retries, the next one goes through.
+    let server = server();
+    for ((backend, address), model) in server
+        .endpoints()
+        .into_iter()
+        .zip(["slow-once-a", "slow-once-b"])
+    {
+        let (frames, warnings) = collect_samples_and_warnings(&format!(
+            "videotestsrc num-buffers=3 ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter backend={backend} server={address} model={model} \
+               request-timeout=2000 retries=3 ! appsink name=sink"
+        ))
+        .unwrap_or_else(|e| panic!("{backend}: {e}"));
+        assert_eq!(frames.len(), 3, "{backend}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(&format!("'{model}'")) && w.contains("retry 1 of 3")),
+            "{backend}: {warnings:?}"
+        );
+    }
 }
 
 #[test]
 fn the_servers_error_reaches_the_bus() {
     let server = server();
-    let (err, _) = rembg_error(&format!(
-        "backend=triton-http server={} model=failing",
-        server.http
-    ));
-    assert!(
-        err.contains("'failing'") && err.contains("deliberate failure"),
-        "{err}"
-    );
+    for (backend, address) in server.endpoints() {
+        let (err, _) = rembg_error(&format!(
+            "backend={backend} server={address} model=failing retries=3"
+        ));
+        // The model's own failure is not retried: it would fail again.
+        assert!(
+            err.contains("'failing'") && err.contains("deliberate failure"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -223,15 +280,14 @@ fn lipsyncsrc_through_triton_gives_the_frames_of_onnx_runtime() {
         .collect::<Vec<_>>()
     };
     let local = frames(&format!("model={}", server.unet.display()));
-    let remote = frames(&format!(
-        "backend=triton-http server={} model=unet",
-        server.http
-    ));
     assert_eq!(local.len(), 4);
-    assert_eq!(remote.len(), 4);
-    for (i, (a, b)) in local.iter().zip(&remote).enumerate() {
-        let psnr = psnr(a, b);
-        assert!(psnr >= 50.0, "frame {i}: {psnr:.1} dB");
+    for (backend, address) in server.endpoints() {
+        let remote = frames(&format!("backend={backend} server={address} model=unet"));
+        assert_eq!(remote.len(), 4);
+        for (i, (a, b)) in local.iter().zip(&remote).enumerate() {
+            let psnr = psnr(a, b);
+            assert!(psnr >= 50.0, "frame {i} over {backend}: {psnr:.1} dB");
+        }
     }
 }
 
@@ -303,6 +359,7 @@ fn webcam_remote_script_runs_live_on_the_server() {
 /// follows with the time it took after `act`.
 fn error_after(
     name: &str,
+    backend: &str,
     act: impl FnOnce(&triton_server::TritonServer),
 ) -> (String, String, Duration) {
     let server = triton_server::start(
@@ -314,9 +371,13 @@ fn error_after(
     init();
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
-         ! rembgfilter backend=triton-http server={} model=u2netp request-timeout=3000 \
+         ! rembgfilter backend={backend} server={} model=u2netp request-timeout=3000 \
          ! appsink name=sink sync=false",
-        server.http
+        if backend == "triton" {
+            &server.grpc
+        } else {
+            &server.http
+        }
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -348,12 +409,17 @@ fn error_after(
     let took = acted.elapsed();
     pipeline.set_state(gst::State::Null).unwrap();
     server.stop();
-    (error, server.http.clone(), took)
+    let address = if backend == "triton" {
+        server.grpc.clone()
+    } else {
+        server.http.clone()
+    };
+    (error, address, took)
 }
 
 #[test]
 fn a_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
-    let (error, http, took) = error_after("dying", |server| server.stop());
+    let (error, http, took) = error_after("dying", "triton-http", |server| server.stop());
     assert!(error.contains(&http), "{error}");
     // Within the request timeout (3 s) and a margin.
     assert!(
@@ -363,8 +429,41 @@ fn a_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
 }
 
 #[test]
+fn a_grpc_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
+    let (error, grpc, took) = error_after("dying-grpc", "triton", |server| server.stop());
+    assert!(error.contains(&grpc), "{error}");
+    assert!(
+        took < Duration::from_secs(15),
+        "the error came after {took:?}"
+    );
+}
+
+#[test]
+fn a_model_unloaded_while_playing_over_grpc_stops_the_element_with_the_servers_message() {
+    let (error, _, took) = error_after("unload-grpc", "triton", unload_u2netp);
+    assert!(
+        error.contains("'u2netp'") && error.contains("server answered"),
+        "{error}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "the error came after {took:?}"
+    );
+}
+
+fn unload_u2netp(server: &triton_server::TritonServer) {
+    ureq::post(&format!(
+        "http://{}/v2/repository/models/u2netp/unload",
+        server.http
+    ))
+    .set("triton-access-token", &server.access_token)
+    .send_string("{}")
+    .expect("Triton unloads the model");
+}
+
+#[test]
 fn a_model_unloaded_while_playing_stops_the_element_with_the_servers_message() {
-    let (error, _, took) = error_after("unload", |server| {
+    let (error, _, took) = error_after("unload", "triton-http", |server| {
         ureq::post(&format!(
             "http://{}/v2/repository/models/u2netp/unload",
             server.http

@@ -11,6 +11,9 @@ use gst::glib;
 use gst::prelude::*;
 
 use super::onnx::{ExecutionProvider, OnnxBackend, SessionOptions};
+use super::retry::Retrying;
+#[cfg(feature = "triton-grpc")]
+use super::triton::grpc::TritonGrpcBackend;
 use super::triton::http::TritonHttpBackend;
 use super::{Backend, InferenceError};
 
@@ -40,10 +43,16 @@ pub enum BackendKind {
         nick = "triton-http"
     )]
     TritonHttp,
+    #[enum_value(
+        name = "A Triton or other KServe v2 server over gRPC (model is the served model's name, server its address)",
+        nick = "triton"
+    )]
+    TritonGrpc,
 }
 
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 10_000;
 pub const DEFAULT_REQUESTS_IN_FLIGHT: u32 = 2;
+pub const DEFAULT_RETRIES: u32 = 0;
 
 /// The properties of [`param_specs`], as an element keeps them.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +64,7 @@ pub struct BackendSettings {
     pub model_version: Option<String>,
     pub request_timeout_ms: u32,
     pub requests_in_flight: u32,
+    pub retries: u32,
 }
 
 impl Default for BackendSettings {
@@ -67,6 +77,18 @@ impl Default for BackendSettings {
             model_version: None,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             requests_in_flight: DEFAULT_REQUESTS_IN_FLIGHT,
+            retries: DEFAULT_RETRIES,
+        }
+    }
+}
+
+impl BackendKind {
+    /// The property value that selects it, as users write it.
+    pub fn nick(self) -> &'static str {
+        match self {
+            BackendKind::OnnxRuntime => "onnxruntime",
+            BackendKind::TritonHttp => "triton-http",
+            BackendKind::TritonGrpc => "triton",
         }
     }
 }
@@ -109,6 +131,7 @@ impl BackendSettings {
             "requests-in-flight" => {
                 self.requests_in_flight = value.get().expect("type checked upstream")
             }
+            "retries" => self.retries = value.get().expect("type checked upstream"),
             _ => return false,
         }
         true
@@ -124,17 +147,18 @@ impl BackendSettings {
             "model-version" => self.model_version.to_value(),
             "request-timeout" => self.request_timeout_ms.to_value(),
             "requests-in-flight" => self.requests_in_flight.to_value(),
+            "retries" => self.retries.to_value(),
             _ => return None,
         })
     }
 }
 
 /// Where the model runs and how, changeable up to READY.
-pub fn param_specs() -> [glib::ParamSpec; 7] {
+pub fn param_specs() -> [glib::ParamSpec; 8] {
     [
         glib::ParamSpecEnum::builder_with_default("backend", BackendKind::default())
             .nick("Backend")
-            .blurb("Where the model runs: onnxruntime in this process, or triton-http on the server of property 'server'")
+            .blurb("Where the model runs: onnxruntime in this process, or on the inference server of property 'server' over gRPC (triton) or HTTP (triton-http)")
             .mutable_ready()
             .build(),
         glib::ParamSpecUInt::builder("threads")
@@ -153,7 +177,7 @@ pub fn param_specs() -> [glib::ParamSpec; 7] {
             .build(),
         glib::ParamSpecString::builder("server")
             .nick("Server")
-            .blurb("Address of the inference server of backend=triton-http, e.g. 127.0.0.1:8000 or https://host:8000")
+            .blurb("Address of the inference server: for backend=triton host:port of its gRPC port (e.g. 127.0.0.1:8001; grpcs:// for TLS), for backend=triton-http of its HTTP port (e.g. 127.0.0.1:8000 or https://host:8000)")
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("model-version")
@@ -163,7 +187,7 @@ pub fn param_specs() -> [glib::ParamSpec; 7] {
             .build(),
         glib::ParamSpecUInt::builder("request-timeout")
             .nick("Request timeout")
-            .blurb("Milliseconds a request to the server may take, connecting included; past it the element stops with an error")
+            .blurb("Milliseconds a request to the server may take, connecting included; past it the request has failed (see 'retries')")
             .minimum(1)
             .maximum(3_600_000)
             .default_value(DEFAULT_REQUEST_TIMEOUT_MS)
@@ -175,6 +199,13 @@ pub fn param_specs() -> [glib::ParamSpec; 7] {
             .minimum(1)
             .maximum(64)
             .default_value(DEFAULT_REQUESTS_IN_FLIGHT)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("retries")
+            .nick("Retries")
+            .blurb("With a server: times a request is sent again when the server cannot be reached, is overloaded or does not answer within 'request-timeout' (a warning on the bus each time, pauses of 0.1 s doubling up to 2 s); 0 = the first such failure stops the element with an error. Errors the server reports (unknown model, bad input, the model's own exception) are never retried")
+            .maximum(100)
+            .default_value(DEFAULT_RETRIES)
             .mutable_ready()
             .build(),
     ]
@@ -197,26 +228,71 @@ pub fn load_backend(
             };
             Ok(load_model(element, &local_file()?, options)?)
         }
-        BackendKind::TritonHttp => {
+        BackendKind::TritonHttp | BackendKind::TritonGrpc => {
             let server = settings.server.as_deref().ok_or_else(|| {
                 gst::error_msg!(
                     gst::ResourceError::Settings,
-                    ("property 'server' is not set: backend=triton-http needs the server's address")
+                    (
+                        "property 'server' is not set: backend={} needs the server's address",
+                        settings.kind.nick()
+                    )
                 )
             })?;
             let timeout = Duration::from_millis(u64::from(settings.request_timeout_ms));
-            let backend = TritonHttpBackend::connect(
-                server,
-                model,
-                settings.model_version.as_deref(),
-                timeout,
-            )
-            .map_err(|e| {
-                gst::error_msg!(gst::ResourceError::OpenRead, ("property 'model': {}", e))
-            })?;
-            Ok(Arc::new(backend))
+            let version = settings.model_version.as_deref();
+            let backend: Arc<dyn Backend> = match settings.kind {
+                #[cfg(feature = "triton-grpc")]
+                BackendKind::TritonGrpc => Arc::new(
+                    TritonGrpcBackend::connect(server, model, version, timeout)
+                        .map_err(model_error)?,
+                ),
+                #[cfg(not(feature = "triton-grpc"))]
+                BackendKind::TritonGrpc => {
+                    return Err(gst::error_msg!(
+                        gst::LibraryError::Init,
+                        ("backend=triton: this build of neuralfx has no gRPC client (cargo feature 'triton-grpc'); use backend=triton-http")
+                    ));
+                }
+                _ => Arc::new(
+                    TritonHttpBackend::connect(server, model, version, timeout)
+                        .map_err(model_error)?,
+                ),
+            };
+            Ok(with_retries(element, backend, settings.retries))
         }
     }
+}
+
+fn model_error(error: InferenceError) -> gst::ErrorMessage {
+    gst::error_msg!(
+        gst::ResourceError::OpenRead,
+        ("property 'model': {}", error)
+    )
+}
+
+/// `backend`, its transient failures retried `retries` times with a warning on the bus each time.
+fn with_retries(
+    element: &impl IsA<gst::Element>,
+    backend: Arc<dyn Backend>,
+    retries: u32,
+) -> Arc<dyn Backend> {
+    if retries == 0 {
+        return backend;
+    }
+    let element = element.upcast_ref::<gst::Element>().downgrade();
+    Arc::new(Retrying::new(
+        backend,
+        retries,
+        Box::new(move |retry, of, error| {
+            if let Some(element) = element.upgrade() {
+                gst::element_warning!(
+                    element,
+                    gst::ResourceError::Read,
+                    ("{}; retry {} of {} (property 'retries')", error, retry, of)
+                );
+            }
+        }),
+    ))
 }
 
 /// Loads (or shares) the session for `path`; a CUDA fallback becomes a warning on the bus.

@@ -3,6 +3,7 @@
 pub mod element;
 pub mod onnx;
 pub mod requests;
+pub mod retry;
 pub mod runtime;
 #[cfg(test)]
 pub mod testing;
@@ -99,6 +100,17 @@ pub enum InferenceError {
     },
     #[error("inference failed: {0}")]
     Run(String),
+    /// A request that failed for a reason that may pass: the server could not be reached, did
+    /// not answer in time or said it is overloaded. Only these are retried (`retries`).
+    #[error("inference failed: {0}")]
+    Unavailable(String),
+}
+
+impl InferenceError {
+    /// Whether the same request may succeed if sent again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, InferenceError::Unavailable(_))
+    }
 }
 
 /// Runs one model. Local ONNX Runtime sessions and remote servers implement it alike, so an

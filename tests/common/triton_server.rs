@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct TritonServer {
     /// `127.0.0.1:PORT` of the HTTP endpoint.
     pub http: String,
+    /// `127.0.0.1:PORT` of the gRPC endpoint.
+    pub grpc: String,
     /// The `triton-access-token` of its statistics and other restricted endpoints.
     pub access_token: String,
     /// Where its log and ready file are, and room for the caller's files.
@@ -58,9 +60,11 @@ pub fn start(python: &Path, script: &Path, dir: &Path, models: &[(&str, &Path)])
     };
     let mut fields = ports.split_whitespace();
     let http_port = fields.next().expect("ports in the ready file");
-    let access_token = fields.nth(1).unwrap_or_default().to_string();
+    let grpc_port = fields.next().expect("ports in the ready file");
+    let access_token = fields.next().unwrap_or_default().to_string();
     TritonServer {
         http: format!("127.0.0.1:{http_port}"),
+        grpc: format!("127.0.0.1:{grpc_port}"),
         access_token,
         dir: dir.to_path_buf(),
         process,

@@ -2,8 +2,10 @@
 onnxruntime in Python-backend models, for the remote backend's tests.
 
 Usage: triton_server.py READY_FILE NAME=MODEL.onnx [NAME=MODEL.onnx ...]
-Also serves 'slow' (the first model, answering after 3 s) and 'failing' (the first model's
-interface, answering with an error). Picks free ports, writes "HTTP_PORT GRPC_PORT ACCESS_TOKEN"
+Also serves 'slow' (the first model, answering after 3 s), 'slow-once-a' and 'slow-once-b' (the
+first model, its first answer after 3 s and the others at once: a server that is briefly
+overloaded, one for each protocol's test) and
+'failing' (the first model's interface, answering with an error). Picks free ports, writes "HTTP_PORT GRPC_PORT ACCESS_TOKEN"
 (the token of the statistics and other restricted endpoints) to READY_FILE
 once every model is loaded, and stops when the process that started it is gone. Triton's
 SageMaker and metrics endpoints stay off (SageMaker's would bind 0.0.0.0).
@@ -32,16 +34,20 @@ def tensors(args):
     return [Tensor(name=a.name, dtype=np.float32, shape=tuple(d if isinstance(d, int) else -1 for d in a.shape)) for a in args]
 
 
-def serving(path, delay=0.0, fail=False):
+def serving(path, delay=0.0, fail=False, delay_once=0.0):
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     outputs = session.get_outputs()
+    delays_left = [1 if delay_once else 0]
 
     def answer(request):
         if fail:
             raise ValueError("deliberate failure of the test model 'failing'")
         if delay:
             time.sleep(delay)
+        if delays_left[0]:
+            delays_left[0] -= 1
+            time.sleep(delay_once)
         results = session.run(None, {name: request[name] for name in names})
         return {o.name: r for o, r in zip(outputs, results)}
 
@@ -86,7 +92,9 @@ def main():
     with Triton(config=config, security_config=security) as triton:
         first = models[0][1]
         served = [(name, serving(path)) for name, path in models]
-        served += [("slow", serving(first, delay=3.0)), ("failing", serving(first, fail=True))]
+        served += [("slow", serving(first, delay=3.0)), ("failing", serving(first, fail=True)),
+                   ("slow-once-a", serving(first, delay_once=3.0)),
+                   ("slow-once-b", serving(first, delay_once=3.0))]
         for name, (infer, inputs, outputs) in served:
             triton.bind(model_name=name, infer_func=infer, inputs=inputs, outputs=outputs,
                         config=ModelConfig(batching=False))

@@ -69,10 +69,17 @@ impl TritonHttpBackend {
         };
         get(&agent, &format!("{server}/v2/health/ready"))
             .map_err(|e| load_error(format!("the server is not ready: {e}")))?;
-        get(&agent, &format!("{server}{model_path}/ready"))
-            .map_err(|e| load_error(format!("the model is not ready: {e}")))?;
-        let metadata = get(&agent, &format!("{server}{model_path}"))
-            .map_err(|e| load_error(format!("no model metadata: {e}")))?;
+        let ready = get(&agent, &format!("{server}{model_path}/ready"));
+        let metadata = get(&agent, &format!("{server}{model_path}"));
+        // For a model it does not have, Triton's ready endpoint only says "not ready"; its
+        // metadata endpoint says "unknown model", which is what the user needs to read.
+        let metadata = match (ready, metadata) {
+            (Ok(_), Ok(metadata)) => metadata,
+            (Err(_), Err(e)) | (Ok(_), Err(e)) => {
+                return Err(load_error(format!("the model is not available: {e}")));
+            }
+            (Err(e), Ok(_)) => return Err(load_error(format!("the model is not ready: {e}"))),
+        };
         let metadata: serde_json::Value = serde_json::from_str(&metadata)
             .map_err(|e| load_error(format!("model metadata is not JSON: {e}")))?;
         let inputs = super::tensor_specs(&metadata, "inputs").map_err(load_error)?;
@@ -143,9 +150,7 @@ pub fn infer_request(
     let mut body = Vec::with_capacity(header.len() + data_len);
     body.extend_from_slice(header.as_bytes());
     for (_, view) in inputs {
-        for value in view.data {
-            body.extend_from_slice(&value.to_le_bytes());
-        }
+        super::raw_bytes(view.data, &mut body);
     }
     (body, header.len())
 }
@@ -179,27 +184,23 @@ pub fn parse_infer_response(
             .and_then(serde_json::Value::as_str)
             .ok_or("an output of the answer has no name")?;
         let datatype = output.get("datatype").and_then(serde_json::Value::as_str);
-        let shape: Vec<usize> = output
+        let dims: Vec<i64> = output
             .get("shape")
             .and_then(serde_json::Value::as_array)
             .ok_or_else(|| format!("output '{name}' has no shape"))?
             .iter()
             .map(|d| {
                 d.as_i64()
-                    .filter(|d| (0..=super::MAX_DIMENSION).contains(d))
-                    .map(|d| d as usize)
                     .ok_or_else(|| format!("output '{name}' has dimension {d}"))
             })
             .collect::<Result<_, _>>()?;
-        let elements = shape
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d))
-            .ok_or_else(|| format!("output '{name}' of shape {shape:?} is too large"))?;
+        // The shape is checked before any byte count taken from the answer is used.
+        let (shape, elements) = super::answer_shape(name, &dims)?;
         let binary_size = output
             .get("parameters")
             .and_then(|p| p.get("binary_data_size"))
             .and_then(serde_json::Value::as_u64);
-        let data = match binary_size {
+        let tensor = match binary_size {
             Some(size) => {
                 let size = usize::try_from(size).unwrap_or(usize::MAX);
                 let (bytes, rest) = binary.split_at_checked(size).ok_or_else(|| {
@@ -209,17 +210,7 @@ pub fn parse_infer_response(
                     )
                 })?;
                 binary = rest;
-                if datatype != Some("FP32") || elements.checked_mul(4) != Some(size) {
-                    return Err(format!(
-                        "output '{name}' is {} of shape {shape:?} in {size} bytes; expected FP32, \
-                         4 bytes a value",
-                        datatype.unwrap_or("untyped")
-                    ));
-                }
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect()
+                super::fp32_from_raw(name, datatype, &dims, bytes)?
             }
             None => {
                 let values = output
@@ -232,14 +223,15 @@ pub fn parse_infer_response(
                         values.len()
                     ));
                 }
-                values
+                let data = values
                     .iter()
                     .map(|v| v.as_f64().map(|v| v as f32))
                     .collect::<Option<Vec<f32>>>()
-                    .ok_or_else(|| format!("output '{name}' holds a value that is not a number"))?
+                    .ok_or_else(|| format!("output '{name}' holds a value that is not a number"))?;
+                Tensor { shape, data }
             }
         };
-        found.push((name.to_string(), Tensor { shape, data }));
+        found.push((name.to_string(), tensor));
     }
     wanted
         .iter()
@@ -314,7 +306,19 @@ impl TritonHttpBackend {
             .set("Content-Type", "application/octet-stream")
             .set("Inference-Header-Content-Length", &header_len.to_string())
             .send_bytes(&body)
-            .map_err(|e| run_error(describe(&url, e)))?;
+            .map_err(|e| {
+                let transient = match &e {
+                    ureq::Error::Transport(_) => true,
+                    // Too many requests, bad gateway, unavailable, gateway timeout.
+                    ureq::Error::Status(code, _) => matches!(code, 429 | 502 | 503 | 504),
+                };
+                let reason = format!("{}: {}", self.display_name, describe(&url, e));
+                if transient {
+                    InferenceError::Unavailable(reason)
+                } else {
+                    InferenceError::Run(reason)
+                }
+            })?;
         let answer_header_len = response
             .header("Inference-Header-Content-Length")
             .map(|v| {

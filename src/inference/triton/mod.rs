@@ -1,9 +1,12 @@
 //! NVIDIA Triton and other KServe v2 inference servers: the model's metadata as the server
-//! reports it, and the HTTP/REST client with the binary tensor extension.
+//! reports it, the raw tensor bytes both protocols carry, and the two clients: HTTP/REST with
+//! the binary tensor extension, and gRPC (feature `triton-grpc`).
 
+#[cfg(feature = "triton-grpc")]
+pub mod grpc;
 pub mod http;
 
-use super::{ElementType, TensorSpec};
+use super::{ElementType, Tensor, TensorSpec};
 
 /// The largest dimension accepted from a server's metadata or answer: anything larger cannot be
 /// a tensor this project sends or receives, so it is refused before anything is sized from it.
@@ -18,8 +21,26 @@ pub fn element_type(datatype: &str) -> ElementType {
     }
 }
 
-/// The tensors of a KServe v2 model metadata document (`inputs` or `outputs`); `-1` is a
-/// dynamic dimension.
+/// One tensor of a model's metadata; `-1` is a dynamic dimension. Dimensions are checked
+/// before anything is sized from them.
+pub fn tensor_spec(name: &str, datatype: &str, dims: &[i64]) -> Result<TensorSpec, String> {
+    let shape = dims
+        .iter()
+        .map(|&dim| match dim {
+            -1 => Ok(None),
+            d if (0..=MAX_DIMENSION).contains(&d) => Ok(Some(d as usize)),
+            _ => Err(format!("tensor '{name}' has dimension {dim}")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TensorSpec {
+        name: name.to_string(),
+        element_type: element_type(datatype),
+        shape,
+    })
+}
+
+/// The tensors of a KServe v2 model metadata document (`inputs` or `outputs`) as the HTTP API
+/// returns it.
 pub fn tensor_specs(metadata: &serde_json::Value, field: &str) -> Result<Vec<TensorSpec>, String> {
     let Some(tensors) = metadata.get(field).and_then(serde_json::Value::as_array) else {
         return Err(format!("the model metadata has no '{field}' list"));
@@ -35,24 +56,68 @@ pub fn tensor_specs(metadata: &serde_json::Value, field: &str) -> Result<Vec<Ten
                 .get("datatype")
                 .and_then(serde_json::Value::as_str)
                 .ok_or_else(|| format!("tensor '{name}' has no datatype"))?;
-            let shape = tensor
+            let dims = tensor
                 .get("shape")
                 .and_then(serde_json::Value::as_array)
                 .ok_or_else(|| format!("tensor '{name}' has no shape"))?
                 .iter()
-                .map(|dim| match dim.as_i64() {
-                    Some(-1) => Ok(None),
-                    Some(d) if (0..=MAX_DIMENSION).contains(&d) => Ok(Some(d as usize)),
-                    _ => Err(format!("tensor '{name}' has dimension {dim}")),
+                .map(|dim| {
+                    dim.as_i64()
+                        .ok_or_else(|| format!("tensor '{name}' has dimension {dim}"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(TensorSpec {
-                name: name.to_string(),
-                element_type: element_type(datatype),
-                shape,
-            })
+            tensor_spec(name, datatype, &dims)
         })
         .collect()
+}
+
+/// The shape of an output in an answer, each dimension checked, and its number of elements.
+pub fn answer_shape(name: &str, dims: &[i64]) -> Result<(Vec<usize>, usize), String> {
+    let shape: Vec<usize> = dims
+        .iter()
+        .map(|&d| {
+            usize::try_from(d)
+                .ok()
+                .filter(|_| d <= MAX_DIMENSION)
+                .ok_or_else(|| format!("output '{name}' has dimension {d}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let elements = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| format!("output '{name}' of shape {shape:?} is too large"))?;
+    Ok((shape, elements))
+}
+
+/// An output sent as raw bytes (HTTP's binary extension, gRPC's `raw_output_contents`) as a
+/// float32 tensor: the datatype must be FP32 and the byte count must match the shape.
+pub fn fp32_from_raw(
+    name: &str,
+    datatype: Option<&str>,
+    dims: &[i64],
+    bytes: &[u8],
+) -> Result<Tensor, String> {
+    let (shape, elements) = answer_shape(name, dims)?;
+    if datatype != Some("FP32") || elements.checked_mul(4) != Some(bytes.len()) {
+        return Err(format!(
+            "output '{name}' is {} of shape {shape:?} in {} bytes; expected FP32, 4 bytes a value",
+            datatype.unwrap_or("untyped"),
+            bytes.len()
+        ));
+    }
+    let data = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok(Tensor { shape, data })
+}
+
+/// Input data as the raw little-endian bytes both protocols carry.
+pub fn raw_bytes(data: &[f32], into: &mut Vec<u8>) {
+    into.reserve(data.len() * 4);
+    for value in data {
+        into.extend_from_slice(&value.to_le_bytes());
+    }
 }
 
 #[cfg(test)]

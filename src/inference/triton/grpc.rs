@@ -1,0 +1,508 @@
+//! A model served over KServe v2's gRPC protocol (Triton's port 8001), with the client that
+//! build.rs generates from `grpc_predict_v2.proto`. Tensors travel as raw bytes
+//! (`raw_input_contents`, `raw_output_contents`); one channel serves the element's whole life.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use crate::inference::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
+
+/// The client and messages generated from the proto.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("inference");
+}
+
+use proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+use proto::{
+    ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelReadyRequest,
+    ServerReadyRequest,
+};
+
+/// The largest message sent or received: gRPC's default of 4 MB is less than one 1024x1024
+/// float32 image (12 MB), so the limit is raised to what a segmentation model can need.
+const MAX_MESSAGE_BYTES: usize = 1 << 30;
+
+/// A model on a KServe v2 server, reached over gRPC.
+pub struct TritonGrpcBackend {
+    /// The requests are made from the element's threads, which block on this runtime; its one
+    /// worker thread drives the channel's connection.
+    runtime: tokio::runtime::Runtime,
+    client: GrpcInferenceServiceClient<Channel>,
+    model: String,
+    version: String,
+    display_name: String,
+    timeout: Duration,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+impl std::fmt::Debug for TritonGrpcBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TritonGrpcBackend")
+            .field("model", &self.display_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `server` as a URI tonic connects to: `host:port` and `grpc://` are plain HTTP/2, `grpcs://`
+/// and `https://` use TLS.
+pub fn server_uri(server: &str) -> String {
+    let server = server.trim().trim_end_matches('/');
+    if let Some(rest) = server.strip_prefix("grpc://") {
+        format!("http://{rest}")
+    } else if let Some(rest) = server.strip_prefix("grpcs://") {
+        format!("https://{rest}")
+    } else if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    }
+}
+
+/// An error with every cause it wraps: tonic's own message is often just "transport error".
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A failed call in words, and whether it may pass: the server's status code and message, or
+/// why the call did not get through.
+fn describe_status(status: &tonic::Status) -> (String, bool) {
+    use tonic::Code;
+    let transient = matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled
+    );
+    let mut text = format!("server answered {:?}: {}", status.code(), status.message());
+    if let Some(source) = std::error::Error::source(status) {
+        text.push_str(": ");
+        text.push_str(&with_causes(source));
+    }
+    (text, transient)
+}
+
+impl TritonGrpcBackend {
+    /// Connects, checks that the server and the model are ready and reads the model's
+    /// metadata; each failure names the server and what it answered. `timeout` bounds the
+    /// connection and every call.
+    pub fn connect(
+        server: &str,
+        model: &str,
+        version: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self, InferenceError> {
+        let uri = server_uri(server);
+        let display_name = match version {
+            Some(version) => format!("'{model}' version {version} on {uri} (gRPC)"),
+            None => format!("'{model}' on {uri} (gRPC)"),
+        };
+        let load_error = |reason: String| InferenceError::ModelLoad {
+            path: display_name.clone(),
+            reason,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("neuralfx-grpc")
+            .enable_all()
+            .build()
+            .map_err(|e| load_error(format!("cannot start the gRPC runtime: {e}")))?;
+        let mut endpoint = Endpoint::from_shared(uri.clone())
+            .map_err(|e| load_error(format!("'{server}' is not a server address: {e}")))?
+            .connect_timeout(timeout);
+        if uri.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().with_native_roots())
+                .map_err(|e| load_error(format!("TLS: {}", with_causes(&e))))?;
+        }
+        let channel = runtime
+            .block_on(async { tokio::time::timeout(timeout, endpoint.connect()).await })
+            .map_err(|_| load_error(format!("no connection within {timeout:?}")))?
+            .map_err(|e| load_error(format!("cannot connect: {}", with_causes(&e))))?;
+        let client = GrpcInferenceServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let version = version.unwrap_or_default().to_string();
+        let call_error = |what: &str, status: tonic::Status| {
+            load_error(format!("{what}: {}", describe_status(&status).0))
+        };
+        let (ready, metadata) = runtime.block_on(async {
+            let mut client = client.clone();
+            let server_ready = client
+                .server_ready(ServerReadyRequest {})
+                .await
+                .map_err(|s| call_error("the server is not ready", s))?
+                .into_inner()
+                .ready;
+            if !server_ready {
+                return Err(load_error("the server is not ready".into()));
+            }
+            let model_ready = client
+                .model_ready(ModelReadyRequest {
+                    name: model.to_string(),
+                    version: version.clone(),
+                })
+                .await
+                .map(|answer| answer.into_inner().ready);
+            // For a model it does not have, Triton only says "not ready" here; its metadata
+            // call says "unknown model", which is what the user needs to read.
+            let metadata = client
+                .model_metadata(ModelMetadataRequest {
+                    name: model.to_string(),
+                    version: version.clone(),
+                })
+                .await
+                .map_err(|s| call_error("the model is not available", s))?
+                .into_inner();
+            let ready = model_ready.map_err(|s| call_error("the model is not ready", s))?;
+            Ok((ready, metadata))
+        })?;
+        if !ready {
+            return Err(load_error("the model is not ready".into()));
+        }
+        let specs = |tensors: &[proto::model_metadata_response::TensorMetadata]| {
+            tensors
+                .iter()
+                .map(|t| super::tensor_spec(&t.name, &t.datatype, &t.shape))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(load_error)
+        };
+        let inputs = specs(&metadata.inputs)?;
+        let outputs = specs(&metadata.outputs)?;
+        Ok(Self {
+            runtime,
+            client,
+            model: model.to_string(),
+            version,
+            display_name,
+            timeout,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// One inference call asking for `outputs`, which come back in that order.
+    fn request(
+        &self,
+        inputs: &[TensorView<'_>],
+        outputs: &[TensorSpec],
+    ) -> Result<Vec<Tensor>, InferenceError> {
+        let run_error =
+            |reason: String| InferenceError::Run(format!("{}: {reason}", self.display_name));
+        if inputs.len() != self.inputs.len() {
+            return Err(run_error(format!(
+                "takes {} inputs, {} given",
+                self.inputs.len(),
+                inputs.len()
+            )));
+        }
+        if let Some(spec) = self
+            .inputs
+            .iter()
+            .find(|spec| spec.element_type != ElementType::Float32)
+        {
+            return Err(run_error(format!(
+                "input '{}' is {}; only float32 is sent",
+                spec.name, spec.element_type
+            )));
+        }
+        let request = infer_request(
+            &self.model,
+            &self.version,
+            &self.inputs,
+            inputs,
+            outputs.iter().map(|o| o.name.as_str()),
+        );
+        let mut client = self.client.clone();
+        let timeout = self.timeout;
+        let answer = self.runtime.block_on(async move {
+            tokio::time::timeout(timeout, client.model_infer(request)).await
+        });
+        let response = match answer {
+            Err(_) => {
+                return Err(InferenceError::Unavailable(format!(
+                    "{}: no answer within {timeout:?}",
+                    self.display_name
+                )));
+            }
+            Ok(Err(status)) => {
+                let (text, transient) = describe_status(&status);
+                let reason = format!("{}: {text}", self.display_name);
+                return Err(if transient {
+                    InferenceError::Unavailable(reason)
+                } else {
+                    InferenceError::Run(reason)
+                });
+            }
+            Ok(Ok(response)) => response.into_inner(),
+        };
+        let wanted: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+        parse_infer_response(response, &wanted).map_err(run_error)
+    }
+}
+
+/// A ModelInfer request with each input's data as raw bytes, asking for `outputs`.
+pub fn infer_request<'a>(
+    model: &str,
+    version: &str,
+    specs: &[TensorSpec],
+    inputs: &[TensorView<'_>],
+    outputs: impl Iterator<Item = &'a str>,
+) -> ModelInferRequest {
+    ModelInferRequest {
+        model_name: model.to_string(),
+        model_version: version.to_string(),
+        inputs: specs
+            .iter()
+            .zip(inputs)
+            .map(|(spec, view)| InferInputTensor {
+                name: spec.name.clone(),
+                datatype: "FP32".into(),
+                shape: view.shape.iter().map(|&d| d as i64).collect(),
+                ..Default::default()
+            })
+            .collect(),
+        outputs: outputs
+            .map(|name| InferRequestedOutputTensor {
+                name: name.to_string(),
+                ..Default::default()
+            })
+            .collect(),
+        raw_input_contents: inputs
+            .iter()
+            .map(|view| {
+                let mut bytes = Vec::new();
+                super::raw_bytes(view.data, &mut bytes);
+                bytes
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The outputs named in `wanted`, in that order, from an answer whose tensors come as raw bytes
+/// (one entry of `raw_output_contents` per output) or as `fp32_contents`. Sizes are checked
+/// against the shape before a tensor is made.
+pub fn parse_infer_response(
+    response: ModelInferResponse,
+    wanted: &[&str],
+) -> Result<Vec<Tensor>, String> {
+    let ModelInferResponse {
+        outputs,
+        mut raw_output_contents,
+        ..
+    } = response;
+    if !raw_output_contents.is_empty() && raw_output_contents.len() != outputs.len() {
+        return Err(format!(
+            "the answer has {} outputs and {} raw contents",
+            outputs.len(),
+            raw_output_contents.len()
+        ));
+    }
+    wanted
+        .iter()
+        .map(|&name| {
+            let at = outputs
+                .iter()
+                .position(|o| o.name == name)
+                .ok_or_else(|| format!("the answer lacks output '{name}'"))?;
+            let output = &outputs[at];
+            if let Some(raw) = raw_output_contents.get_mut(at) {
+                let bytes = std::mem::take(raw);
+                return super::fp32_from_raw(name, Some(&output.datatype), &output.shape, &bytes);
+            }
+            let (shape, elements) = super::answer_shape(name, &output.shape)?;
+            let values = output
+                .contents
+                .as_ref()
+                .map(|c| c.fp32_contents.as_slice())
+                .unwrap_or_default();
+            if output.datatype != "FP32" || values.len() != elements {
+                return Err(format!(
+                    "output '{name}' is {} of shape {shape:?} with {} float32 values",
+                    output.datatype,
+                    values.len()
+                ));
+            }
+            Ok(Tensor {
+                shape,
+                data: values.to_vec(),
+            })
+        })
+        .collect()
+}
+
+impl Backend for TritonGrpcBackend {
+    fn model_name(&self) -> &str {
+        &self.display_name
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
+        self.request(inputs, &self.outputs)
+    }
+
+    fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
+        let first = self.outputs.get(..1).unwrap_or_default();
+        let mut outputs = self.request(inputs, first)?;
+        outputs
+            .pop()
+            .ok_or_else(|| InferenceError::Run(format!("{} has no outputs", self.display_name)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::model_infer_response::InferOutputTensor;
+
+    fn output(name: &str, datatype: &str, shape: &[i64]) -> InferOutputTensor {
+        InferOutputTensor {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape: shape.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn raw(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn a_request_carries_each_input_as_raw_little_endian_bytes() {
+        let spec = TensorSpec {
+            name: "input.1".into(),
+            element_type: ElementType::Float32,
+            shape: vec![Some(1), Some(2)],
+        };
+        let data = [1.5f32, -3.0];
+        let request = infer_request(
+            "u2netp",
+            "2",
+            &[spec],
+            &[TensorView {
+                shape: &[1, 2],
+                data: &data,
+            }],
+            ["mask"].into_iter(),
+        );
+        assert_eq!(request.model_name, "u2netp");
+        assert_eq!(request.model_version, "2");
+        assert_eq!(request.inputs[0].name, "input.1");
+        assert_eq!(request.inputs[0].datatype, "FP32");
+        assert_eq!(request.inputs[0].shape, [1, 2]);
+        assert_eq!(request.raw_input_contents, [raw(&data)]);
+        assert_eq!(request.outputs[0].name, "mask");
+    }
+
+    #[test]
+    fn raw_outputs_come_back_by_name_in_the_order_asked() {
+        let response = ModelInferResponse {
+            outputs: vec![output("b", "FP32", &[1, 2]), output("a", "FP32", &[1])],
+            raw_output_contents: vec![raw(&[3.0, 4.0]), raw(&[1.0])],
+            ..Default::default()
+        };
+        let tensors = parse_infer_response(response, &["a", "b"]).unwrap();
+        assert_eq!(tensors[0].data, [1.0]);
+        assert_eq!(tensors[1].shape, [1, 2]);
+        assert_eq!(tensors[1].data, [3.0, 4.0]);
+    }
+
+    #[test]
+    fn answers_that_do_not_add_up_are_refused() {
+        let short = ModelInferResponse {
+            outputs: vec![output("a", "FP32", &[3])],
+            raw_output_contents: vec![raw(&[1.0, 2.0])],
+            ..Default::default()
+        };
+        let err = parse_infer_response(short, &["a"]).unwrap_err();
+        assert!(err.contains("expected FP32"), "{err}");
+        let wrong_type = ModelInferResponse {
+            outputs: vec![output("a", "INT64", &[1])],
+            raw_output_contents: vec![vec![0; 8]],
+            ..Default::default()
+        };
+        assert!(parse_infer_response(wrong_type, &["a"]).is_err());
+        let huge = ModelInferResponse {
+            outputs: vec![output("a", "FP32", &[1 << 40, 1 << 40])],
+            raw_output_contents: vec![vec![]],
+            ..Default::default()
+        };
+        assert!(parse_infer_response(huge, &["a"]).is_err());
+        let mismatched = ModelInferResponse {
+            outputs: vec![output("a", "FP32", &[1]), output("b", "FP32", &[1])],
+            raw_output_contents: vec![raw(&[1.0])],
+            ..Default::default()
+        };
+        assert!(parse_infer_response(mismatched, &["a"]).is_err());
+        let missing = ModelInferResponse::default();
+        let err = parse_infer_response(missing, &["mask"]).unwrap_err();
+        assert!(err.contains("lacks output 'mask'"), "{err}");
+    }
+
+    #[test]
+    fn typed_contents_are_read_when_no_raw_bytes_come() {
+        let mut tensor = output("a", "FP32", &[2]);
+        tensor.contents = Some(proto::InferTensorContents {
+            fp32_contents: vec![0.25, 0.75],
+            ..Default::default()
+        });
+        let response = ModelInferResponse {
+            outputs: vec![tensor],
+            ..Default::default()
+        };
+        assert_eq!(
+            parse_infer_response(response, &["a"]).unwrap()[0].data,
+            [0.25, 0.75]
+        );
+    }
+
+    #[test]
+    fn server_addresses_become_uris() {
+        assert_eq!(server_uri("127.0.0.1:8001"), "http://127.0.0.1:8001");
+        assert_eq!(server_uri("grpc://triton:8001/"), "http://triton:8001");
+        assert_eq!(server_uri("grpcs://triton:443"), "https://triton:443");
+        assert_eq!(server_uri("https://triton"), "https://triton");
+    }
+
+    #[test]
+    fn an_absent_server_is_named_quickly() {
+        // A port nothing listens on: bind one, then free it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let started = std::time::Instant::now();
+        let err = TritonGrpcBackend::connect(
+            &format!("127.0.0.1:{port}"),
+            "u2netp",
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(err.contains("cannot connect"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
