@@ -1,6 +1,6 @@
 //! Remote inference on this machine: rembgfilter (u2netp, 640x480) with ONNX Runtime in process
-//! against a real Triton server over HTTP (pytriton's tritonserver, u2netp run by onnxruntime in
-//! its Python backend) with 1, 2 and 4 requests in flight: frames per second, and the time per
+//! against a real Triton server over gRPC and HTTP (pytriton's tritonserver, u2netp run by
+//! onnxruntime in its Python backend) with 1, 2 and 4 requests in flight: frames per second, and the time per
 //! frame the element and the transport add over the server's own compute time (Triton's
 //! statistics extension), all measured in this one run. Server and element share the two cores,
 //! so the figures show overheads and overlap, not a remote GPU's speed.
@@ -72,11 +72,14 @@ fn main() {
         "-",
         1.0
     );
-    for in_flight in [1, 2, 4] {
+    let endpoints = [("triton", &server.grpc), ("triton-http", &server.http)];
+    for ((backend, address), in_flight) in endpoints
+        .into_iter()
+        .flat_map(|endpoint| [1, 2, 4].map(|n| (endpoint, n)))
+    {
         let (count_before, ns_before) = compute_stats(&server);
         let run = run_pipeline(&pipeline(&format!(
-            "rembgfilter backend=triton-http server={} model=u2netp requests-in-flight={in_flight}",
-            server.http
+            "rembgfilter backend={backend} server={address} model=u2netp requests-in-flight={in_flight}"
         )));
         let (count_after, ns_after) = compute_stats(&server);
         let runs = (count_after - count_before).max(1);
@@ -84,7 +87,7 @@ fn main() {
         let per_frame = ms(run.per_frame);
         println!(
             "{:>26} {:>8.2} {:>10.1} {:>14.1} {:>14.1} {:>12.3}",
-            format!("triton-http, {in_flight} in flight"),
+            format!("{backend}, {in_flight} in flight"),
             1000.0 / per_frame,
             per_frame,
             server_ms,

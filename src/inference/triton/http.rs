@@ -331,7 +331,13 @@ impl TritonHttpBackend {
             .into_reader()
             .take(MAX_RESPONSE_BYTES + 1)
             .read_to_end(&mut answer)
-            .map_err(|e| run_error(format!("reading the answer: {e}")))?;
+            .map_err(|e| {
+                // A body that stops coming (timeout, reset) may come whole next time.
+                InferenceError::Unavailable(format!(
+                    "{}: reading the answer: {e}",
+                    self.display_name
+                ))
+            })?;
         if answer.len() as u64 > MAX_RESPONSE_BYTES {
             return Err(run_error(format!(
                 "answer larger than {MAX_RESPONSE_BYTES} bytes"
