@@ -48,6 +48,11 @@ pub enum BackendKind {
         nick = "triton"
     )]
     TritonGrpc,
+    #[enum_value(
+        name = "An AWS SageMaker endpoint (property 'endpoint'; model is the same model as a local file or catalog name, for its tensors' names and shapes)",
+        nick = "sagemaker"
+    )]
+    SageMaker,
 }
 
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 10_000;
@@ -65,6 +70,10 @@ pub struct BackendSettings {
     pub request_timeout_ms: u32,
     pub requests_in_flight: u32,
     pub retries: u32,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub content_type: Option<String>,
 }
 
 impl Default for BackendSettings {
@@ -78,6 +87,10 @@ impl Default for BackendSettings {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             requests_in_flight: DEFAULT_REQUESTS_IN_FLIGHT,
             retries: DEFAULT_RETRIES,
+            endpoint: None,
+            region: None,
+            endpoint_url: None,
+            content_type: None,
         }
     }
 }
@@ -89,6 +102,7 @@ impl BackendKind {
             BackendKind::OnnxRuntime => "onnxruntime",
             BackendKind::TritonHttp => "triton-http",
             BackendKind::TritonGrpc => "triton",
+            BackendKind::SageMaker => "sagemaker",
         }
     }
 }
@@ -132,6 +146,10 @@ impl BackendSettings {
                 self.requests_in_flight = value.get().expect("type checked upstream")
             }
             "retries" => self.retries = value.get().expect("type checked upstream"),
+            "endpoint" => self.endpoint = text(value),
+            "region" => self.region = text(value),
+            "endpoint-url" => self.endpoint_url = text(value),
+            "content-type" => self.content_type = text(value),
             _ => return false,
         }
         true
@@ -148,13 +166,17 @@ impl BackendSettings {
             "request-timeout" => self.request_timeout_ms.to_value(),
             "requests-in-flight" => self.requests_in_flight.to_value(),
             "retries" => self.retries.to_value(),
+            "endpoint" => self.endpoint.to_value(),
+            "region" => self.region.to_value(),
+            "endpoint-url" => self.endpoint_url.to_value(),
+            "content-type" => self.content_type.to_value(),
             _ => return None,
         })
     }
 }
 
 /// Where the model runs and how, changeable up to READY.
-pub fn param_specs() -> [glib::ParamSpec; 8] {
+pub fn param_specs() -> [glib::ParamSpec; 12] {
     [
         glib::ParamSpecEnum::builder_with_default("backend", BackendKind::default())
             .nick("Backend")
@@ -206,6 +228,26 @@ pub fn param_specs() -> [glib::ParamSpec; 8] {
             .blurb("With a server: times a request is sent again when the server cannot be reached, is overloaded or does not answer within 'request-timeout' (a warning on the bus each time, pauses of 0.1 s doubling up to 2 s); 0 = the first such failure stops the element with an error. Errors the server reports (unknown model, bad input, the model's own exception) are never retried")
             .maximum(100)
             .default_value(DEFAULT_RETRIES)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("endpoint")
+            .nick("SageMaker endpoint")
+            .blurb("Name of the SageMaker endpoint of backend=sagemaker")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("region")
+            .nick("AWS region")
+            .blurb("AWS region of the SageMaker endpoint (empty = the standard AWS chain: AWS_REGION, the profile)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("endpoint-url")
+            .nick("SageMaker runtime URL")
+            .blurb("Another URL for the SageMaker runtime API (a VPC endpoint, a test server); empty = AWS's own for the region")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("content-type")
+            .nick("Content type")
+            .blurb("Content type of backend=sagemaker's requests (empty = application/vnd.sagemaker-triton.binary+json, which Triton-based endpoints take; ;json-header-size=N is added to any *binary+json type)")
             .mutable_ready()
             .build(),
     ]
@@ -260,7 +302,54 @@ pub fn load_backend(
             };
             Ok(with_retries(element, backend, settings.retries))
         }
+        BackendKind::SageMaker => {
+            let backend = sagemaker_backend(element, settings, local_file)?;
+            Ok(with_retries(element, backend, settings.retries))
+        }
     }
+}
+
+/// A SageMaker endpoint serving the model of `local_file`, whose tensors' names and shapes it
+/// takes: SageMaker has no metadata call.
+#[cfg(feature = "sagemaker")]
+fn sagemaker_backend(
+    element: &impl IsA<gst::Element>,
+    settings: &BackendSettings,
+    local_file: impl FnOnce() -> Result<PathBuf, gst::ErrorMessage>,
+) -> Result<Arc<dyn Backend>, gst::ErrorMessage> {
+    use super::sagemaker::{EndpointClient, EndpointSettings, SageMakerTensorBackend};
+    let Some(endpoint) = settings.endpoint.clone() else {
+        return Err(gst::error_msg!(
+            gst::ResourceError::Settings,
+            ("property 'endpoint' is not set: backend=sagemaker needs the endpoint's name")
+        ));
+    };
+    let local = load_model(element, &local_file()?, SessionOptions::default())?;
+    let client = EndpointClient::connect(EndpointSettings {
+        endpoint,
+        region: settings.region.clone(),
+        endpoint_url: settings.endpoint_url.clone(),
+        content_type: settings.content_type.clone(),
+        timeout: Duration::from_millis(u64::from(settings.request_timeout_ms)),
+    })
+    .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)))?;
+    Ok(Arc::new(SageMakerTensorBackend::new(
+        client,
+        local.inputs().to_vec(),
+        local.outputs().to_vec(),
+    )))
+}
+
+#[cfg(not(feature = "sagemaker"))]
+fn sagemaker_backend(
+    _element: &impl IsA<gst::Element>,
+    _settings: &BackendSettings,
+    _local_file: impl FnOnce() -> Result<PathBuf, gst::ErrorMessage>,
+) -> Result<Arc<dyn Backend>, gst::ErrorMessage> {
+    Err(gst::error_msg!(
+        gst::LibraryError::Init,
+        ("backend=sagemaker: this build of neuralfx has no SageMaker client (cargo feature 'sagemaker')")
+    ))
 }
 
 fn model_error(error: InferenceError) -> gst::ErrorMessage {

@@ -5,6 +5,8 @@ pub mod onnx;
 pub mod requests;
 pub mod retry;
 pub mod runtime;
+#[cfg(feature = "sagemaker")]
+pub mod sagemaker;
 #[cfg(test)]
 pub mod testing;
 pub mod triton;
@@ -104,6 +106,22 @@ pub enum InferenceError {
     /// not answer in time or said it is overloaded. Only these are retried (`retries`).
     #[error("inference failed: {0}")]
     Unavailable(String),
+}
+
+/// An error with every cause it wraps, each said once: client libraries' own messages are often
+/// just "transport error" or "dispatch failure", with the reason a user can act on underneath.
+pub fn error_with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl InferenceError {

@@ -62,21 +62,6 @@ pub fn server_uri(server: &str) -> String {
     }
 }
 
-/// An error with every cause it wraps: tonic's own message is often just "transport error".
-fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// A failed call in words, and whether it may pass: the server's status code and message, or
 /// why the call did not get through.
 fn describe_status(status: &tonic::Status) -> (String, bool) {
@@ -88,7 +73,7 @@ fn describe_status(status: &tonic::Status) -> (String, bool) {
     let mut text = format!("server answered {:?}: {}", status.code(), status.message());
     if let Some(source) = std::error::Error::source(status) {
         text.push_str(": ");
-        text.push_str(&with_causes(source));
+        text.push_str(&crate::inference::error_with_causes(source));
     }
     (text, transient)
 }
@@ -124,12 +109,19 @@ impl TritonGrpcBackend {
         if uri.starts_with("https://") {
             endpoint = endpoint
                 .tls_config(ClientTlsConfig::new().with_native_roots())
-                .map_err(|e| load_error(format!("TLS: {}", with_causes(&e))))?;
+                .map_err(|e| {
+                    load_error(format!("TLS: {}", crate::inference::error_with_causes(&e)))
+                })?;
         }
         let channel = runtime
             .block_on(async { tokio::time::timeout(timeout, endpoint.connect()).await })
             .map_err(|_| load_error(format!("no connection within {timeout:?}")))?
-            .map_err(|e| load_error(format!("cannot connect: {}", with_causes(&e))))?;
+            .map_err(|e| {
+                load_error(format!(
+                    "cannot connect: {}",
+                    crate::inference::error_with_causes(&e)
+                ))
+            })?;
         let client = GrpcInferenceServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -1,0 +1,354 @@
+//! A model behind an AWS SageMaker endpoint, invoked with the official AWS SDK (credentials and
+//! region from the standard AWS chain, or the element's properties). Tensors travel in the
+//! format of Triton-based SageMaker endpoints (`application/vnd.sagemaker-triton.binary+json`):
+//! KServe v2's binary body, with the JSON header's length in the content type.
+
+use std::time::Duration;
+
+use aws_sdk_sagemakerruntime::Client;
+use aws_sdk_sagemakerruntime::config::retry::RetryConfig;
+use aws_sdk_sagemakerruntime::config::timeout::TimeoutConfig;
+use aws_sdk_sagemakerruntime::config::{BehaviorVersion, Region};
+use aws_sdk_sagemakerruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sagemakerruntime::operation::invoke_endpoint::InvokeEndpointError;
+use aws_sdk_sagemakerruntime::primitives::Blob;
+
+use super::triton::http::{infer_request, parse_infer_response};
+use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
+
+/// The content type of Triton's SageMaker binary tensor format.
+pub const TRITON_BINARY_JSON: &str = "application/vnd.sagemaker-triton.binary+json";
+
+/// The largest answer accepted: the same bound as a Triton answer.
+const MAX_RESPONSE_BYTES: usize = 1 << 30;
+
+/// Where an endpoint is and how to reach it.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointSettings {
+    /// The endpoint's name.
+    pub endpoint: String,
+    /// The AWS region; `None` takes it from the standard chain (AWS_REGION, the profile).
+    pub region: Option<String>,
+    /// Another URL for the SageMaker runtime API (a test server, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+    /// The content type sent instead of Triton's binary+json, for custom containers.
+    pub content_type: Option<String>,
+    /// Bounds each call, connecting included.
+    pub timeout: Duration,
+}
+
+/// An AWS client on a runtime of its own, for the element's threads to block on.
+pub struct EndpointClient {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    settings: EndpointSettings,
+    display_name: String,
+}
+
+impl EndpointClient {
+    /// Loads the AWS configuration and checks that credentials and a region are there; the
+    /// endpoint itself is first reached by the first request (SageMaker has no health call).
+    pub fn connect(settings: EndpointSettings) -> Result<Self, InferenceError> {
+        let display_name = match &settings.endpoint_url {
+            Some(url) => format!("SageMaker endpoint '{}' at {url}", settings.endpoint),
+            None => format!("SageMaker endpoint '{}'", settings.endpoint),
+        };
+        let load_error = |reason: String| InferenceError::ModelLoad {
+            path: display_name.clone(),
+            reason,
+        };
+        if settings.endpoint.is_empty() {
+            return Err(load_error("property 'endpoint' is not set".into()));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("neuralfx-sagemaker")
+            .enable_all()
+            .build()
+            .map_err(|e| load_error(format!("cannot start the AWS runtime: {e}")))?;
+        let timeout = settings.timeout;
+        let config = runtime.block_on(async {
+            let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(timeout)
+                        .operation_timeout(timeout)
+                        .build(),
+                )
+                // The element's own 'retries' decides what is sent again, and says so.
+                .retry_config(RetryConfig::disabled());
+            if let Some(region) = &settings.region {
+                loader = loader.region(Region::new(region.clone()));
+            }
+            if let Some(url) = &settings.endpoint_url {
+                loader = loader.endpoint_url(url);
+            }
+            tokio::time::timeout(timeout.max(Duration::from_secs(5)), loader.load()).await
+        });
+        let config = config.map_err(|_| load_error("the AWS configuration did not load".into()))?;
+        if config.region().is_none() {
+            return Err(load_error(
+                "no AWS region: set property 'region' or AWS_REGION".into(),
+            ));
+        }
+        let credentials = config.credentials_provider().ok_or_else(|| {
+            load_error("no AWS credentials provider in the AWS configuration".into())
+        })?;
+        runtime
+            .block_on(async {
+                use aws_sdk_sagemakerruntime::config::ProvideCredentials;
+                tokio::time::timeout(
+                    timeout.max(Duration::from_secs(5)),
+                    credentials.provide_credentials(),
+                )
+                .await
+            })
+            .map_err(|_| load_error("no AWS credentials in time".into()))?
+            .map_err(|e| {
+                load_error(format!(
+                    "no AWS credentials ({}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a \
+                     profile, SSO or an instance role",
+                    DisplayErrorContext(&e)
+                ))
+            })?;
+        Ok(Self {
+            runtime,
+            client: Client::new(&config),
+            settings,
+            display_name,
+        })
+    }
+
+    pub fn display_name(&self) -> &str {
+        &self.display_name
+    }
+
+    /// Sends `body` as `content_type`; returns the answer's body and content type.
+    pub fn invoke(
+        &self,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(Vec<u8>, Option<String>), InferenceError> {
+        let call = self
+            .client
+            .invoke_endpoint()
+            .endpoint_name(&self.settings.endpoint)
+            .content_type(content_type)
+            .body(Blob::new(body))
+            .send();
+        let timeout = self.settings.timeout;
+        let answer = self
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, call).await })
+            .map_err(|_| {
+                InferenceError::Unavailable(format!(
+                    "{}: no answer within {timeout:?}",
+                    self.display_name
+                ))
+            })?
+            .map_err(|e| self.call_error(e))?;
+        let body = answer.body.map(Blob::into_inner).unwrap_or_default();
+        if body.len() > MAX_RESPONSE_BYTES {
+            return Err(InferenceError::Run(format!(
+                "{}: answer larger than {MAX_RESPONSE_BYTES} bytes",
+                self.display_name
+            )));
+        }
+        Ok((body, answer.content_type))
+    }
+
+    /// A failed call in words, transient when sending it again may work (throttling, service
+    /// unavailable, no connection); a model error carries the container's own status and
+    /// message.
+    fn call_error<R: std::fmt::Debug + Send + Sync + 'static>(
+        &self,
+        error: SdkError<InvokeEndpointError, R>,
+    ) -> InferenceError {
+        let (text, transient) = match &error {
+            SdkError::ServiceError(service) => {
+                let err = service.err();
+                let code = err.code().unwrap_or("an unnamed error");
+                let message = err.message().unwrap_or_default();
+                let transient = matches!(
+                    err,
+                    InvokeEndpointError::ServiceUnavailable(_)
+                        | InvokeEndpointError::InternalFailure(_)
+                        | InvokeEndpointError::ModelNotReadyException(_)
+                ) || code.contains("Throttl");
+                let mut text = format!("SageMaker answered {code}: {message}");
+                if let InvokeEndpointError::ModelError(model) = err
+                    && let Some(status) = model.original_status_code()
+                {
+                    text.push_str(&format!(" (the container answered {status}"));
+                    if let Some(original) = model.original_message() {
+                        text.push_str(&format!(": {original}"));
+                    }
+                    text.push(')');
+                }
+                (text, transient)
+            }
+            SdkError::TimeoutError(_) => (
+                format!("no answer within {:?}", self.settings.timeout),
+                true,
+            ),
+            SdkError::DispatchFailure(failure) => {
+                let cause = failure
+                    .as_connector_error()
+                    .map(|e| super::error_with_causes(e))
+                    .unwrap_or_else(|| super::error_with_causes(&error));
+                (format!("the request was not sent: {cause}"), true)
+            }
+            SdkError::ResponseError(_) => (super::error_with_causes(&error), true),
+            _ => (super::error_with_causes(&error), false),
+        };
+        let reason = format!("{}: {text}", self.display_name);
+        if transient {
+            InferenceError::Unavailable(reason)
+        } else {
+            InferenceError::Run(reason)
+        }
+    }
+}
+
+/// The content type of a Triton binary+json body whose JSON header is `header_len` bytes.
+pub fn binary_json_content_type(base: &str, header_len: usize) -> String {
+    format!("{base};json-header-size={header_len}")
+}
+
+/// The JSON header length a binary+json answer's content type declares; `None` when the answer
+/// is JSON alone.
+pub fn json_header_size(content_type: Option<&str>) -> Result<Option<usize>, String> {
+    let Some(content_type) = content_type else {
+        return Ok(None);
+    };
+    for parameter in content_type.split(';').skip(1) {
+        if let Some((key, value)) = parameter.split_once('=')
+            && key.trim().eq_ignore_ascii_case("json-header-size")
+        {
+            return value
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("content type '{content_type}' has a bad json-header-size"));
+        }
+    }
+    Ok(None)
+}
+
+/// A model served by a Triton-based SageMaker endpoint: tensors in, tensors out. SageMaker has
+/// no metadata call, so the tensors' names and shapes come from the same model as a local file
+/// (`inputs`, `outputs`).
+pub struct SageMakerTensorBackend {
+    client: EndpointClient,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+impl SageMakerTensorBackend {
+    pub fn new(client: EndpointClient, inputs: Vec<TensorSpec>, outputs: Vec<TensorSpec>) -> Self {
+        Self {
+            client,
+            inputs,
+            outputs,
+        }
+    }
+
+    fn request(
+        &self,
+        inputs: &[TensorView<'_>],
+        outputs: &[TensorSpec],
+    ) -> Result<Vec<Tensor>, InferenceError> {
+        let name = self.client.display_name();
+        let run_error = |reason: String| InferenceError::Run(format!("{name}: {reason}"));
+        if inputs.len() != self.inputs.len() {
+            return Err(run_error(format!(
+                "takes {} inputs, {} given",
+                self.inputs.len(),
+                inputs.len()
+            )));
+        }
+        if let Some(spec) = self
+            .inputs
+            .iter()
+            .find(|spec| spec.element_type != ElementType::Float32)
+        {
+            return Err(run_error(format!(
+                "input '{}' is {}; only float32 is sent",
+                spec.name, spec.element_type
+            )));
+        }
+        let pairs: Vec<_> = self.inputs.iter().zip(inputs.iter().copied()).collect();
+        let (body, header_len) = infer_request(&pairs, outputs);
+        let base = self
+            .client
+            .settings
+            .content_type
+            .as_deref()
+            .unwrap_or(TRITON_BINARY_JSON);
+        let content_type = binary_json_content_type(base, header_len);
+        let (answer, answer_type) = self.client.invoke(body, &content_type)?;
+        let header_len = json_header_size(answer_type.as_deref()).map_err(run_error)?;
+        let wanted: Vec<String> = outputs.iter().map(|o| o.name.clone()).collect();
+        parse_infer_response(header_len, &answer, &wanted).map_err(run_error)
+    }
+}
+
+impl Backend for SageMakerTensorBackend {
+    fn model_name(&self) -> &str {
+        self.client.display_name()
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
+        self.request(inputs, &self.outputs)
+    }
+
+    fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
+        let first = self.outputs.get(..1).unwrap_or_default();
+        let mut outputs = self.request(inputs, first)?;
+        outputs.pop().ok_or_else(|| {
+            InferenceError::Run(format!("{} has no outputs", self.client.display_name()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_header_size_travels_in_the_content_type() {
+        assert_eq!(
+            binary_json_content_type(TRITON_BINARY_JSON, 123),
+            "application/vnd.sagemaker-triton.binary+json;json-header-size=123"
+        );
+        assert_eq!(
+            json_header_size(Some(
+                "application/vnd.sagemaker-triton.binary+json; json-header-size=57"
+            )),
+            Ok(Some(57))
+        );
+        assert_eq!(json_header_size(Some("application/json")), Ok(None));
+        assert_eq!(json_header_size(None), Ok(None));
+        assert!(json_header_size(Some("x;json-header-size=-1")).is_err());
+    }
+
+    #[test]
+    fn an_unset_endpoint_is_named() {
+        let err = EndpointClient::connect(EndpointSettings {
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("property 'endpoint'"), "{err}");
+    }
+}

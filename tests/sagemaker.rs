@@ -1,0 +1,321 @@
+//! The SageMaker backend through the official AWS SDK against a SageMaker runtime stand-in on
+//! 127.0.0.1 (tests/reference/sagemaker_server.py: it checks each request's SigV4 signature with
+//! botocore and forwards tensors to a real Triton server, as a Triton-based endpoint does): the
+//! same masks and frames as ONNX Runtime in process, and every fault with AWS's own words.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ACCESS_KEY: &str = "AKIDNEURALFXTEST";
+const SECRET_KEY: &str = "neuralfx-test-secret-key";
+const REGION: &str = "eu-test-1";
+
+struct Servers {
+    /// `http://127.0.0.1:PORT` of the SageMaker stand-in with the test credentials.
+    sagemaker: String,
+    /// The same stand-in, expecting another secret: every request's signature is wrong there.
+    wrong_secret: String,
+    unet: PathBuf,
+    _triton: triton_server::TritonServer,
+    _processes: Vec<Mutex<Child>>,
+}
+
+fn u2netp() -> PathBuf {
+    let home = std::env::var("U2NET_HOME")
+        .unwrap_or_else(|_| format!("{}/.u2net", std::env::var("HOME").unwrap()));
+    Path::new(&home).join("u2netp.onnx")
+}
+
+/// The AWS SDK reads credentials from the standard chain: here, the test credentials in the
+/// environment and nothing from the user's own AWS files, instance role or region.
+fn use_test_credentials() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // SAFETY: every test calls this first and waits for it here, before any thread of this
+        // process reads the environment through the AWS SDK or GStreamer.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/neuralfx-aws-config");
+            std::env::set_var(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/neuralfx-aws-credentials",
+            );
+            for name in [
+                "AWS_SESSION_TOKEN",
+                "AWS_PROFILE",
+                "AWS_REGION",
+                "AWS_DEFAULT_REGION",
+                "AWS_ENDPOINT_URL",
+                "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+            ] {
+                std::env::remove_var(name);
+            }
+        }
+    });
+}
+
+/// Starts the stand-in expecting `secret`, in front of the Triton at `triton`.
+fn start_stand_in(dir: &Path, name: &str, triton: &str, secret: &str) -> (String, Child) {
+    let ready = dir.join(format!("{name}.ready"));
+    let _ = std::fs::remove_file(&ready);
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let mut child = Command::new(venv_python())
+        .arg(reference_script("sagemaker_server.py"))
+        .args([ready.to_str().unwrap(), triton, ACCESS_KEY, secret, REGION])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start tests/reference/sagemaker_server.py");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(port) = std::fs::read_to_string(&ready) {
+            return (format!("http://127.0.0.1:{}", port.trim()), child);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the SageMaker stand-in ended ({status}): {}",
+                std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the SageMaker stand-in did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn servers() -> &'static Servers {
+    use_test_credentials();
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        let dir = temp_dir_of("sagemaker", "");
+        let unet = dir.join("unet_ave.onnx");
+        run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
+        let triton = triton_server::start(
+            &python_in("NEURALFX_TRITON_VENV"),
+            &reference_script("triton_server.py"),
+            &dir,
+            &[("u2netp", &u2netp()), ("unet", &unet)],
+        );
+        let (sagemaker, right) = start_stand_in(&dir, "sagemaker", &triton.http, SECRET_KEY);
+        let (wrong_secret, wrong) =
+            start_stand_in(&dir, "wrong-secret", &triton.http, "another-secret");
+        Servers {
+            sagemaker,
+            wrong_secret,
+            unet,
+            _triton: triton,
+            _processes: vec![Mutex::new(right), Mutex::new(wrong)],
+        }
+    })
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for process in &self._processes {
+            let _ = process.lock().unwrap().kill();
+        }
+    }
+}
+
+/// rembgfilter properties for `endpoint` on the stand-in at `url`.
+fn on(url: &str, endpoint: &str) -> String {
+    format!("backend=sagemaker endpoint={endpoint} endpoint-url={url} region={REGION}")
+}
+
+fn alpha_of_photo(name: &str, rembgfilter: &str) -> Vec<u8> {
+    let samples = collect_samples(&format!(
+        "filesrc location={} ! pngdec ! videoconvert ! video/x-raw,format=RGB \
+         ! rembgfilter {rembgfilter} ! video/x-raw,format=RGBA ! appsink name=sink",
+        sample(name).display()
+    ))
+    .unwrap();
+    assert_eq!(samples.len(), 1);
+    alpha_of(&packed_pixels(&samples[0]).1)
+}
+
+fn largest_difference(a: &[u8], b: &[u8]) -> u8 {
+    a.iter().zip(b).map(|(a, b)| a.abs_diff(*b)).max().unwrap()
+}
+
+#[test]
+fn alpha_through_a_sagemaker_endpoint_matches_onnx_runtime_on_the_three_photos() {
+    let servers = servers();
+    for name in ["astronaut", "chelsea", "coffee"] {
+        let local = alpha_of_photo(name, "model=u2netp");
+        let remote = alpha_of_photo(
+            name,
+            &format!("model=u2netp {}", on(&servers.sagemaker, "u2netp")),
+        );
+        let largest = largest_difference(&local, &remote);
+        assert!(largest <= 1, "{name}: alpha differs by up to {largest}");
+    }
+}
+
+#[test]
+fn requests_in_flight_to_sagemaker_keep_every_frame_in_order() {
+    let servers = servers();
+    let video = |properties: &str| {
+        collect_samples(&format!(
+            "videotestsrc num-buffers=8 pattern=ball ! video/x-raw,format=RGB,width=96,height=72 \
+             ! rembgfilter model=u2netp {properties} ! appsink name=sink"
+        ))
+        .unwrap()
+    };
+    let local = video("");
+    let remote = video(&format!(
+        "{} requests-in-flight=3",
+        on(&servers.sagemaker, "u2netp")
+    ));
+    assert_eq!(remote.len(), 8, "every frame comes out");
+    for (i, (a, b)) in local.iter().zip(&remote).enumerate() {
+        assert_eq!(a.buffer().unwrap().pts(), b.buffer().unwrap().pts());
+        let largest = largest_difference(
+            &alpha_of(&packed_pixels(a).1),
+            &alpha_of(&packed_pixels(b).1),
+        );
+        assert!(largest <= 1, "frame {i}: differs by {largest}");
+    }
+}
+
+#[test]
+fn lipsyncsrc_through_sagemaker_gives_the_frames_of_onnx_runtime() {
+    let servers = servers();
+    let dir = servers.unet.parent().unwrap().join("lipsync-data");
+    run_reference(
+        "make_lipsync_data.py",
+        &[
+            sample("astronaut").to_str().unwrap(),
+            dir.to_str().unwrap(),
+            "--templates",
+            "3",
+            "--width",
+            "400",
+            "--height",
+            "300",
+            "--feature-frames",
+            "3",
+        ],
+    );
+    let frames = |properties: &str| {
+        collect_samples(&format!(
+            "lipsyncsrc model={} {properties} template={} features={} \
+             ! video/x-raw,format=BGR ! appsink name=sink",
+            servers.unet.display(),
+            dir.join("template").display(),
+            dir.join("features/ave.npy").display()
+        ))
+        .unwrap()
+        .iter()
+        .map(|s| packed_pixels(s).1)
+        .collect::<Vec<_>>()
+    };
+    let local = frames("");
+    let remote = frames(&on(&servers.sagemaker, "unet"));
+    assert_eq!(local.len(), 3);
+    assert_eq!(remote.len(), 3);
+    for (i, (a, b)) in local.iter().zip(&remote).enumerate() {
+        let psnr = psnr(a, b);
+        assert!(psnr >= 50.0, "frame {i}: {psnr:.1} dB");
+    }
+}
+
+fn rembg_error(properties: &str) -> (String, Duration) {
+    use_test_credentials();
+    let started = Instant::now();
+    let err = start_error(&format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
+         ! rembgfilter model=u2netp {properties} ! fakesink"
+    ));
+    (err, started.elapsed())
+}
+
+#[test]
+fn a_wrong_signature_is_refused_with_awss_own_words() {
+    let servers = servers();
+    let (err, _) = rembg_error(&on(&servers.wrong_secret, "u2netp"));
+    assert!(
+        err.contains("InvalidSignatureException") && err.contains("'u2netp'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_containers_error_reaches_the_bus_as_a_model_error() {
+    let servers = servers();
+    // Triton's 'failing' model raises; SageMaker reports that as ModelError with the
+    // container's status and message. It is not retried.
+    let (err, _) = rembg_error(&format!("{} retries=2", on(&servers.sagemaker, "failing")));
+    assert!(
+        err.contains("ModelError") && err.contains("deliberate failure"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_endpoint_is_a_validation_error_naming_it() {
+    let servers = servers();
+    let (err, _) = rembg_error(&on(&servers.sagemaker, "no-such-endpoint"));
+    assert!(
+        err.contains("ValidationError") && err.contains("no-such-endpoint"),
+        "{err}"
+    );
+}
+
+#[test]
+fn throttling_is_retried_when_retries_ask_for_it_and_an_error_otherwise() {
+    let servers = servers();
+    let (err, _) = rembg_error(&on(&servers.sagemaker, "throttled-once-a"));
+    assert!(err.contains("ThrottlingException"), "{err}");
+
+    let (samples, warnings) = collect_samples_and_warnings(&format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
+         ! rembgfilter model=u2netp {} retries=2 ! appsink name=sink",
+        on(&servers.sagemaker, "throttled-once-b")
+    ))
+    .unwrap();
+    assert_eq!(samples.len(), 2);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("ThrottlingException") && w.contains("retry 1 of 2")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_request_past_its_timeout_is_named() {
+    let servers = servers();
+    let (err, took) = rembg_error(&format!(
+        "{} request-timeout=1000",
+        on(&servers.sagemaker, "slow")
+    ));
+    assert!(
+        err.contains("'slow'") && err.contains("no answer within 1s"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn missing_settings_and_an_absent_service_are_named_within_seconds() {
+    use_test_credentials();
+    // Nothing listens on port 9 of loopback.
+    let (err, took) = rembg_error(&on("http://127.0.0.1:9", "u2netp"));
+    assert!(err.contains("http://127.0.0.1:9"), "{err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let (err, _) = rembg_error("backend=sagemaker region=eu-test-1");
+    assert!(err.contains("property 'endpoint'"), "{err}");
+    let (err, _) = rembg_error("backend=sagemaker endpoint=u2netp endpoint-url=http://127.0.0.1:9");
+    assert!(err.contains("no AWS region"), "{err}");
+}
