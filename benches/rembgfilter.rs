@@ -34,7 +34,7 @@ fn bare_inference(frames: usize) -> Duration {
         OnnxBackend::load(&resolved.path, SessionOptions::default()).unwrap();
     let mut segmenter = Segmenter::new(backend, ModelProfile::U2NET).unwrap();
     let frame: Vec<u8> = (0..320 * 320 * 3).map(|i| (i % 251) as u8).collect();
-    let mut input = Vec::new();
+    let mut input = gstneuralfx::segmentation::ModelInput::default();
     segmenter
         .preparer
         .prepare(

@@ -26,10 +26,14 @@ fn main() {
         OnnxBackend::load(&resolved.path, SessionOptions::default()).unwrap();
     let mut segmenter = Segmenter::new(backend, ModelProfile::U2NET).unwrap();
     let model = segmenter.model.clone();
-    let pool = RequestPool::new("probe-model", 1, move |tensor: Vec<f32>| {
-        let run = model.run(&tensor).unwrap();
-        (tensor, run)
-    })
+    let pool = RequestPool::new(
+        "probe-model",
+        1,
+        move |tensor: gstneuralfx::segmentation::ModelInput| {
+            let run = model.run(&tensor).unwrap();
+            (tensor, run)
+        },
+    )
     .unwrap();
     let mut queue = FrameQueue::new(pool);
     for (w, h) in [(640usize, 480usize), (1920, 1080)] {
@@ -51,7 +55,8 @@ fn main() {
         for index in 0..=frames {
             let last = index == frames;
             if !last {
-                let mut tensor: Vec<f32> = spare.pop().unwrap_or_default();
+                let mut tensor: gstneuralfx::segmentation::ModelInput =
+                    spare.pop().unwrap_or_default();
                 segmenter.preparer.prepare(&image, &mut tensor).unwrap();
                 queue.push(index, Some(tensor)).unwrap();
             }

@@ -14,7 +14,7 @@ fn main() {
     let backend: Arc<dyn Backend> =
         OnnxBackend::load(&resolved.path, SessionOptions::default()).unwrap();
     let mut segmenter = Segmenter::new(backend, ModelProfile::U2NET).unwrap();
-    let mut input = Vec::new();
+    let mut input = gstneuralfx::segmentation::ModelInput::default();
     for (w, h) in [(640usize, 480usize), (1920, 1080)] {
         let frame: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
         let image = ImageRef::packed(&frame, w, h, PixelLayout::RGB);

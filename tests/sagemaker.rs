@@ -319,3 +319,86 @@ fn missing_settings_and_an_absent_service_are_named_within_seconds() {
     let (err, _) = rembg_error("backend=sagemaker endpoint=u2netp endpoint-url=http://127.0.0.1:9");
     assert!(err.contains("no AWS region"), "{err}");
 }
+
+/// rembgfilter properties for a picture endpoint of the stand-in (Python rembg behind it).
+fn picture_endpoint(payload: &str, endpoint: &str) -> String {
+    format!("{} payload={payload}", on(&servers().sagemaker, endpoint))
+}
+
+#[test]
+fn cutouts_from_a_png_picture_endpoint_match_python_rembg_on_the_three_photos() {
+    // The endpoint runs Python rembg on the PNG it gets; rembgfilter's own u2netp matches
+    // Python rembg within 1, so the two agree within 1.
+    for name in ["astronaut", "chelsea", "coffee"] {
+        let local = alpha_of_photo(name, "model=u2netp");
+        let remote = alpha_of_photo(name, &picture_endpoint("png", "rembg-u2netp"));
+        let largest = largest_difference(&local, &remote);
+        assert!(largest <= 1, "{name}: alpha differs by up to {largest}");
+    }
+}
+
+#[test]
+fn every_form_of_mask_answer_gives_the_same_alpha() {
+    // A grey PNG, an RGBA cutout (its alpha), raw uint8 and raw float32: the same mask.
+    let grey = alpha_of_photo("chelsea", &picture_endpoint("png", "rembg-u2netp"));
+    for form in [
+        "rembg-u2netp-cutout",
+        "rembg-u2netp-raw8",
+        "rembg-u2netp-raw32",
+    ] {
+        let other = alpha_of_photo("chelsea", &picture_endpoint("png", form));
+        assert_eq!(largest_difference(&grey, &other), 0, "{form}");
+    }
+}
+
+#[test]
+fn a_jpeg_picture_endpoint_gives_nearly_the_same_mask() {
+    let local = alpha_of_photo("astronaut", "model=u2netp");
+    let remote = alpha_of_photo("astronaut", &picture_endpoint("jpeg", "rembg-u2netp"));
+    let (mean, iou) = compare_masks(&remote, &local);
+    assert!(mean < 3.0 && iou > 0.97, "mean |d| {mean:.2}, IoU {iou:.3}");
+}
+
+#[test]
+fn mask_controls_and_modes_apply_to_an_endpoints_mask() {
+    // threshold=128 turns the endpoint's soft mask into 0 / 255, as it does a model's.
+    let hard = alpha_of_photo(
+        "coffee",
+        &format!("{} threshold=128", picture_endpoint("png", "rembg-u2netp")),
+    );
+    assert!(hard.iter().all(|&a| a == 0 || a == 255));
+    assert!(hard.contains(&0) && hard.contains(&255));
+    // mode=mask gives the mask itself, at the frame's size.
+    let samples = collect_samples(&format!(
+        "filesrc location={} ! pngdec ! videoconvert ! video/x-raw,format=RGB \
+         ! rembgfilter mode=mask {} ! video/x-raw,format=GRAY8 ! appsink name=sink",
+        sample("coffee").display(),
+        picture_endpoint("png", "rembg-u2netp")
+    ))
+    .unwrap();
+    let (info, mask) = packed_pixels(&samples[0]);
+    let soft = alpha_of_photo("coffee", &picture_endpoint("png", "rembg-u2netp"));
+    assert_eq!(mask.len(), (info.width() * info.height()) as usize);
+    assert_eq!(largest_difference(&mask, &soft), 0);
+}
+
+#[test]
+fn an_answer_that_is_no_mask_is_named() {
+    // A container that answers JSON: the element says what came instead of a mask.
+    let (err, _) = rembg_error(&picture_endpoint("png", "rembg-u2netp-json"));
+    assert!(
+        err.contains("application/json") && err.contains("neither a PNG or JPEG mask"),
+        "{err}"
+    );
+    let (err, _) = rembg_error(&picture_endpoint("png", "rembg-no-such"));
+    assert!(err.contains("ValidationError"), "{err}");
+    // lipsyncsrc sends tensors only.
+    let err = start_error(&format!(
+        "lipsyncsrc backend=sagemaker payload=png endpoint=x model=/nonexistent.onnx \
+         template=/nonexistent features=/nonexistent.npy ! fakesink"
+    ));
+    assert!(
+        err.contains("property 'payload'") || err.contains("/nonexistent"),
+        "{err}"
+    );
+}

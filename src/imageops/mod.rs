@@ -136,6 +136,14 @@ impl Resizer {
         if dst.len() < dst_width * dst_height * bpp {
             return Err(error("destination buffer too small"));
         }
+        if src.width == dst_width && src.height == dst_height {
+            // Every filter maps a pixel onto itself at scale 1: copy the rows.
+            let row = dst_width * bpp;
+            for (y, out) in dst.chunks_exact_mut(row).take(dst_height).enumerate() {
+                out.copy_from_slice(&src.row(y)[..row]);
+            }
+            return Ok(());
+        }
         resample::resize(
             src.data,
             src.width,

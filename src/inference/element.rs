@@ -55,6 +55,29 @@ pub enum BackendKind {
     SageMaker,
 }
 
+/// What a SageMaker endpoint is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstNeuralfxPayload")]
+pub enum Payload {
+    #[default]
+    #[enum_value(
+        name = "The model's input tensor in Triton's SageMaker binary+json format; tensors come back",
+        nick = "tensor"
+    )]
+    Tensor,
+    #[enum_value(
+        name = "The frame as a PNG, for containers that do their own processing; a mask comes back (PNG, JPEG, or raw uint8/float32 of the frame size)",
+        nick = "png"
+    )]
+    Png,
+    #[enum_value(
+        name = "The frame as a JPEG (quality 90): smaller and faster than png, slightly lossy; a mask comes back",
+        nick = "jpeg"
+    )]
+    Jpeg,
+}
+
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 10_000;
 pub const DEFAULT_REQUESTS_IN_FLIGHT: u32 = 2;
 pub const DEFAULT_RETRIES: u32 = 0;
@@ -74,6 +97,7 @@ pub struct BackendSettings {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     pub content_type: Option<String>,
+    pub payload: Payload,
 }
 
 impl Default for BackendSettings {
@@ -91,6 +115,7 @@ impl Default for BackendSettings {
             region: None,
             endpoint_url: None,
             content_type: None,
+            payload: Payload::default(),
         }
     }
 }
@@ -111,6 +136,12 @@ impl BackendSettings {
     /// The model runs on a server.
     pub fn is_remote(&self) -> bool {
         self.kind != BackendKind::OnnxRuntime
+    }
+
+    /// The element sends whole frames as pictures and gets masks back (the endpoint does its own
+    /// processing), rather than tensors.
+    pub fn sends_pictures(&self) -> bool {
+        self.kind == BackendKind::SageMaker && self.payload != Payload::Tensor
     }
 
     /// How many model requests an element may have in flight: several for a server, one for
@@ -150,6 +181,7 @@ impl BackendSettings {
             "region" => self.region = text(value),
             "endpoint-url" => self.endpoint_url = text(value),
             "content-type" => self.content_type = text(value),
+            "payload" => self.payload = value.get().expect("type checked upstream"),
             _ => return false,
         }
         true
@@ -170,13 +202,14 @@ impl BackendSettings {
             "region" => self.region.to_value(),
             "endpoint-url" => self.endpoint_url.to_value(),
             "content-type" => self.content_type.to_value(),
+            "payload" => self.payload.to_value(),
             _ => return None,
         })
     }
 }
 
 /// Where the model runs and how, changeable up to READY.
-pub fn param_specs() -> [glib::ParamSpec; 12] {
+pub fn param_specs() -> [glib::ParamSpec; 13] {
     [
         glib::ParamSpecEnum::builder_with_default("backend", BackendKind::default())
             .nick("Backend")
@@ -247,7 +280,12 @@ pub fn param_specs() -> [glib::ParamSpec; 12] {
             .build(),
         glib::ParamSpecString::builder("content-type")
             .nick("Content type")
-            .blurb("Content type of backend=sagemaker's requests (empty = application/vnd.sagemaker-triton.binary+json, which Triton-based endpoints take; ;json-header-size=N is added to any *binary+json type)")
+            .blurb("Content type of backend=sagemaker's requests (empty = application/vnd.sagemaker-triton.binary+json for payload=tensor, which Triton-based endpoints take, image/png or image/jpeg for pictures; ;json-header-size=N is added to any *binary+json type)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("payload", Payload::default())
+            .nick("SageMaker payload")
+            .blurb("What backend=sagemaker sends: tensor (pre- and post-processing here, tensors travel) or png/jpeg (rembgfilter only: the whole frame as a picture to a container that does its own processing, e.g. rembg; the mask it answers is used as the model's, all modes and mask controls apply)")
             .mutable_ready()
             .build(),
     ]
@@ -317,14 +355,16 @@ fn sagemaker_backend(
     settings: &BackendSettings,
     local_file: impl FnOnce() -> Result<PathBuf, gst::ErrorMessage>,
 ) -> Result<Arc<dyn Backend>, gst::ErrorMessage> {
-    use super::sagemaker::{EndpointClient, EndpointSettings, SageMakerTensorBackend};
+    use super::image_payload::ImageEncoding;
+    use super::sagemaker::{
+        EndpointClient, EndpointSettings, SageMakerImageBackend, SageMakerTensorBackend,
+    };
     let Some(endpoint) = settings.endpoint.clone() else {
         return Err(gst::error_msg!(
             gst::ResourceError::Settings,
             ("property 'endpoint' is not set: backend=sagemaker needs the endpoint's name")
         ));
     };
-    let local = load_model(element, &local_file()?, SessionOptions::default())?;
     let client = EndpointClient::connect(EndpointSettings {
         endpoint,
         region: settings.region.clone(),
@@ -333,6 +373,15 @@ fn sagemaker_backend(
         timeout: Duration::from_millis(u64::from(settings.request_timeout_ms)),
     })
     .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)))?;
+    let encoding = match settings.payload {
+        Payload::Tensor => None,
+        Payload::Png => Some(ImageEncoding::Png),
+        Payload::Jpeg => Some(ImageEncoding::Jpeg(90)),
+    };
+    if let Some(encoding) = encoding {
+        return Ok(Arc::new(SageMakerImageBackend::new(client, encoding)));
+    }
+    let local = load_model(element, &local_file()?, SessionOptions::default())?;
     Ok(Arc::new(SageMakerTensorBackend::new(
         client,
         local.inputs().to_vec(),

@@ -1,6 +1,7 @@
 //! Model inference behind one trait, so elements do not care where a model runs.
 
 pub mod element;
+pub mod image_payload;
 pub mod onnx;
 pub mod requests;
 pub mod retry;

@@ -13,6 +13,7 @@ use aws_sdk_sagemakerruntime::error::{DisplayErrorContext, ProvideErrorMetadata,
 use aws_sdk_sagemakerruntime::operation::invoke_endpoint::InvokeEndpointError;
 use aws_sdk_sagemakerruntime::primitives::Blob;
 
+use super::image_payload::{ImageEncoding, decode_mask, encode_frame};
 use super::triton::http::{infer_request, parse_infer_response};
 use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
 
@@ -316,6 +317,72 @@ impl Backend for SageMakerTensorBackend {
         outputs.pop().ok_or_else(|| {
             InferenceError::Run(format!("{} has no outputs", self.client.display_name()))
         })
+    }
+}
+
+/// A custom container that takes the frame as a picture and answers with its mask (a rembg
+/// container, say): it does its own processing, so the element sends whole frames
+/// ([`ModelProfile::WHOLE_FRAME`](crate::segmentation::catalog::ModelProfile::WHOLE_FRAME)) and
+/// uses the mask that comes back as its own model's.
+pub struct SageMakerImageBackend {
+    client: EndpointClient,
+    encoding: ImageEncoding,
+    inputs: [TensorSpec; 1],
+    outputs: [TensorSpec; 1],
+}
+
+impl SageMakerImageBackend {
+    pub fn new(client: EndpointClient, encoding: ImageEncoding) -> Self {
+        let any_size = |name: &str, channels: usize| TensorSpec {
+            name: name.into(),
+            element_type: ElementType::Float32,
+            shape: vec![Some(1), None, None, Some(channels)],
+        };
+        Self {
+            client,
+            encoding,
+            inputs: [any_size("frame", 3)],
+            outputs: [any_size("mask", 1)],
+        }
+    }
+}
+
+impl Backend for SageMakerImageBackend {
+    fn model_name(&self) -> &str {
+        self.client.display_name()
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
+        self.run_first(inputs).map(|mask| vec![mask])
+    }
+
+    fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
+        let name = self.client.display_name();
+        let run_error = |reason: String| InferenceError::Run(format!("{name}: {reason}"));
+        let [frame] = inputs else {
+            return Err(run_error(format!(
+                "takes one frame, {} given",
+                inputs.len()
+            )));
+        };
+        let body = encode_frame(frame, self.encoding).map_err(run_error)?;
+        let content_type = self
+            .client
+            .settings
+            .content_type
+            .as_deref()
+            .unwrap_or(self.encoding.content_type());
+        let (answer, answer_type) = self.client.invoke(body, content_type)?;
+        let (height, width) = (frame.shape[1], frame.shape[2]);
+        decode_mask(&answer, answer_type.as_deref(), width, height).map_err(run_error)
     }
 }
 

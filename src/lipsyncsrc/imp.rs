@@ -154,6 +154,12 @@ impl LipsyncSrc {
         .map_err(|e| {
             gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
         })?;
+        if settings.backend.sends_pictures() {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("property 'payload': lipsyncsrc sends the U-Net's tensors (payload=tensor); png and jpeg are for segmentation endpoints of rembgfilter")
+            ));
+        }
         let backend = inference::element::load_backend(
             &*self.obj(),
             &settings.backend,

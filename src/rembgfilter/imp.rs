@@ -47,7 +47,7 @@ use crate::segmentation::compose::{self, Compositor, Output};
 use crate::segmentation::mask::{MaskChain, MaskControls, ModelMask};
 use crate::segmentation::schedule::{self, FrameQueue, MaskCadence, Ready};
 use crate::segmentation::worker::{LiveMaskError, MaskWorker};
-use crate::segmentation::{ModelRun, Segmenter, SegmenterError, locate};
+use crate::segmentation::{ModelInput, ModelRun, Segmenter, SegmenterError, locate};
 use crate::video::{image_of, pixel_layout};
 
 use super::RembgMode;
@@ -144,8 +144,8 @@ struct HeldFrame {
 
 /// A model request of overlap mode: the tensor goes to the model thread and comes back with
 /// the run, to be filled again.
-type ModelAnswer = (Vec<f32>, Result<ModelRun, InferenceError>);
-type OverlapQueue = FrameQueue<HeldFrame, Vec<f32>, ModelAnswer>;
+type ModelAnswer = (ModelInput, Result<ModelRun, InferenceError>);
+type OverlapQueue = FrameQueue<HeldFrame, ModelInput, ModelAnswer>;
 
 /// Exists between `start()` and `stop()`; only the streaming thread holds it for long.
 struct State {
@@ -156,7 +156,7 @@ struct State {
     /// Overlap mode's frames and model requests, made by the first frame that needs them.
     queue: Option<OverlapQueue>,
     /// Tensors back from overlap mode's model thread, filled again for the next request.
-    spare_tensors: Vec<Vec<f32>>,
+    spare_tensors: Vec<ModelInput>,
     cadence: MaskCadence,
     model_mask: ModelMask,
     chain: MaskChain,
@@ -296,13 +296,18 @@ impl RembgFilter {
         let mut profile = entry
             .map(|entry| entry.profile)
             .unwrap_or(ModelProfile::U2NET);
-        if let Some(mean) = &settings.input_mean {
-            profile.mean = per_channel(mean, "input-mean", false)
-                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
-        }
-        if let Some(std) = &settings.input_std {
-            profile.std = per_channel(std, "input-std", true)
-                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
+        if settings.backend.sends_pictures() {
+            // The endpoint does its own processing: it gets the frame, the element its mask.
+            profile = ModelProfile::WHOLE_FRAME;
+        } else {
+            if let Some(mean) = &settings.input_mean {
+                profile.mean = per_channel(mean, "input-mean", false)
+                    .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
+            }
+            if let Some(std) = &settings.input_std {
+                profile.std = per_channel(std, "input-std", true)
+                    .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
+            }
         }
         gst::info!(
             CAT,
@@ -342,7 +347,13 @@ impl RembgFilter {
     /// Runs the model once on a grey frame: it warms the session up, shows a model that fails to
     /// run at start rather than on the first frame, and gives the latency to report.
     fn measure_latency(segmenter: &mut Segmenter) -> Result<Duration, SegmenterError> {
-        let (width, height) = segmenter.profile().input_size;
+        let profile = segmenter.profile();
+        // A whole-frame service takes any size: probe it with a small frame.
+        let (width, height) = if profile.frame_sized {
+            (320, 240)
+        } else {
+            profile.input_size
+        };
         let frame = vec![128u8; width * height * 3];
         let mut mask = vec![0u8; width * height];
         let started = std::time::Instant::now();
@@ -673,7 +684,7 @@ impl RembgFilter {
     fn overlap_queue(&self, state: &State) -> Result<OverlapQueue, gst::FlowError> {
         let model = state.segmenter.model.clone();
         let threads = state.requests_in_flight;
-        let pool = RequestPool::new("rembgfilter-request", threads, move |tensor: Vec<f32>| {
+        let pool = RequestPool::new("rembgfilter-request", threads, move |tensor: ModelInput| {
             let run = model.run(&tensor);
             (tensor, run)
         })

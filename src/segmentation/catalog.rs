@@ -40,6 +40,9 @@ pub struct ModelProfile {
     pub output: OutputTransform,
     /// How the mask is brought back to the frame size.
     pub mask_filter: crate::imageops::Filter,
+    /// The model takes the whole frame at its own size (an endpoint that is sent encoded images
+    /// and does its own processing), not an image shrunk to `input_size`.
+    pub frame_sized: bool,
 }
 
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -56,6 +59,7 @@ impl ModelProfile {
         input_filter: crate::imageops::Filter::Lanczos3,
         output: OutputTransform::MinMax,
         mask_filter: crate::imageops::Filter::Lanczos3,
+        frame_sized: false,
     };
 
     /// rembg's DIS/ISNet sessions: 1024x1024, mean 0.5, std 1.0.
@@ -77,6 +81,21 @@ impl ModelProfile {
         input_filter: crate::imageops::Filter::Bilinear,
         output: OutputTransform::Probability,
         mask_filter: crate::imageops::Filter::Bilinear,
+        frame_sized: false,
+    };
+
+    /// A mask service that does its own pre- and post-processing (SageMaker's image payload):
+    /// the frame goes as it is (NHWC, 0..255) and a 0..1 mask of any size comes back.
+    pub const WHOLE_FRAME: Self = Self {
+        input_size: (0, 0),
+        layout: TensorLayout::Nhwc,
+        scale: PixelScale::Fixed(1.0),
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        input_filter: crate::imageops::Filter::Bilinear,
+        output: OutputTransform::Probability,
+        mask_filter: crate::imageops::Filter::Bilinear,
+        frame_sized: true,
     };
 
     /// The landscape variant of [`ModelProfile::SELFIE`]: 256 wide, 144 high.

@@ -11,5 +11,6 @@ pub mod schedule;
 pub mod worker;
 
 pub use processing::{
-    Finisher, ModelRun, Preparer, SegmentationModel, Segmenter, SegmenterError, attach_alpha,
+    Finisher, ModelInput, ModelRun, Preparer, SegmentationModel, Segmenter, SegmenterError,
+    attach_alpha,
 };

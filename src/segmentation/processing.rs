@@ -38,6 +38,14 @@ pub struct ModelRun {
     pub time: Duration,
 }
 
+/// A model input as [`Preparer::prepare`] fills it: the values and their shape (fixed by the
+/// model, or the frame's own size for a whole-frame model). Reused from frame to frame.
+#[derive(Debug, Default, Clone)]
+pub struct ModelInput {
+    pub data: Vec<f32>,
+    pub shape: [usize; 4],
+}
+
 /// The segmentation model, checked to take what [`Preparer`] makes. Cheap to clone: every clone
 /// runs the same backend.
 #[derive(Clone)]
@@ -56,13 +64,13 @@ impl std::fmt::Debug for SegmentationModel {
 }
 
 impl SegmentationModel {
-    /// Runs the model on one tensor that [`Preparer::prepare`] filled.
-    pub fn run(&self, tensor: &[f32]) -> Result<ModelRun, InferenceError> {
+    /// Runs the model on one input that [`Preparer::prepare`] filled.
+    pub fn run(&self, input: &ModelInput) -> Result<ModelRun, InferenceError> {
         let started = Instant::now();
         // The mask is the first output; the others (u2netp's side outputs) are not used.
         let mask = self.backend.run_first(&[TensorView {
-            shape: &self.input_shape,
-            data: tensor,
+            shape: &input.shape,
+            data: &input.data,
         }])?;
         Ok(ModelRun {
             outputs: vec![mask],
@@ -74,7 +82,7 @@ impl SegmentationModel {
         &self.backend
     }
 
-    /// The shape of the tensor the model takes.
+    /// The shape of the tensor the model takes (`[1,0,0,3]` for a whole-frame model: any size).
     pub fn input_shape(&self) -> &[usize; 4] {
         &self.input_shape
     }
@@ -97,13 +105,17 @@ impl Preparer {
         }
     }
 
-    /// Fills `tensor` (its allocation reused) with the model input made from `frame`.
+    /// Fills `input` (its allocation reused) with the model input made from `frame`.
     pub fn prepare(
         &mut self,
         frame: &ImageRef<'_>,
-        tensor: &mut Vec<f32>,
+        input: &mut ModelInput,
     ) -> Result<(), SegmenterError> {
-        let (width, height) = self.profile.input_size;
+        let (width, height) = if self.profile.frame_sized {
+            (frame.width, frame.height)
+        } else {
+            self.profile.input_size
+        };
         let layout = frame.layout;
         let bpp = layout.bytes_per_pixel;
         self.resized.resize(width * height * bpp, 0);
@@ -114,6 +126,11 @@ impl Preparer {
             height,
             self.profile.input_filter,
         )?;
+        input.shape = match self.profile.layout {
+            TensorLayout::Nchw => [1, 3, height, width],
+            TensorLayout::Nhwc => [1, height, width, 3],
+        };
+        let tensor = &mut input.data;
 
         let pixels = || self.resized.chunks_exact(bpp);
         let divisor = match self.profile.scale {
@@ -295,7 +312,7 @@ pub struct Segmenter {
     pub preparer: Preparer,
     pub model: SegmentationModel,
     pub finisher: Finisher,
-    tensor: Vec<f32>,
+    input: ModelInput,
 }
 
 impl Segmenter {
@@ -344,7 +361,16 @@ impl Segmenter {
         }
         let height = input.shape[height_axis].unwrap_or(profile.input_size.1);
         let width = input.shape[width_axis].unwrap_or(profile.input_size.0);
-        if width == 0 || height == 0 {
+        let any_size = input.shape[height_axis].is_none() && input.shape[width_axis].is_none();
+        if profile.frame_sized && !any_size {
+            return Err(InferenceError::Shape {
+                model: model.clone(),
+                found: found(),
+                expected: "a whole-frame model takes frames of any size ([1,?,?,3])".into(),
+            }
+            .into());
+        }
+        if (width == 0 || height == 0) && !profile.frame_sized {
             return Err(shape_error(found()).into());
         }
         if width > MAX_INPUT_SIDE || height > MAX_INPUT_SIDE {
@@ -406,7 +432,7 @@ impl Segmenter {
                 backend,
                 input_shape,
             },
-            tensor: Vec::new(),
+            input: ModelInput::default(),
         })
     }
 
@@ -420,7 +446,7 @@ impl Segmenter {
                 self.finisher.non_finite.clone(),
             ),
             model: self.model.clone(),
-            tensor: Vec::new(),
+            input: ModelInput::default(),
         }
     }
 
@@ -436,8 +462,8 @@ impl Segmenter {
         frame: &ImageRef<'_>,
         mask: &mut [u8],
     ) -> Result<Duration, SegmenterError> {
-        self.preparer.prepare(frame, &mut self.tensor)?;
-        let run = self.model.run(&self.tensor)?;
+        self.preparer.prepare(frame, &mut self.input)?;
+        let run = self.model.run(&self.input)?;
         self.finisher
             .finish(&run.outputs, frame.width, frame.height, mask)?;
         Ok(run.time)

@@ -217,6 +217,7 @@ mod tests {
     use super::*;
     use crate::imageops::{ImageRef, PixelLayout};
     use crate::inference::testing::ConstantMaskModel;
+    use crate::segmentation::ModelInput;
     use crate::segmentation::Segmenter;
     use crate::segmentation::catalog::ModelProfile;
 
@@ -356,12 +357,13 @@ mod tests {
         )
         .unwrap();
         let model = segmenter.model.clone();
-        let pool = RequestPool::new("test", 2, move |tensor: Vec<f32>| model.run(&tensor)).unwrap();
+        let pool =
+            RequestPool::new("test", 2, move |tensor: ModelInput| model.run(&tensor)).unwrap();
         let mut queue = FrameQueue::new(pool);
         let mut preparer = segmenter.fresh_copy().preparer;
         for level in [10u8, 20, 30, 40] {
             let pixels = vec![level; 8 * 8 * 3];
-            let mut tensor = Vec::new();
+            let mut tensor = ModelInput::default();
             preparer
                 .prepare(
                     &ImageRef::packed(&pixels, 8, 8, PixelLayout::RGB),

@@ -5,8 +5,8 @@ botocore's signer against the test credentials, and
 - forwards Triton binary+json tensor requests to a real Triton server's HTTP endpoint (the
   endpoint name is the served model; SageMaker's json-header-size content-type parameter becomes
   Inference-Header-Content-Length and back), as a Triton-based SageMaker endpoint does;
-- answers image/png and image/jpeg requests with rembg's u2netp mask as a greyscale PNG, as a
-  custom rembg container would;
+- answers image/png and image/jpeg requests with rembg's u2netp mask (a greyscale PNG, an RGBA
+  cutout, or raw uint8 / float32 values, by endpoint name), as a custom rembg container would;
 - answers with AWS-shaped errors (x-amzn-ErrorType) where real SageMaker does: ModelError with the
   container's status and message, ValidationError for an endpoint it does not have, and, for
   endpoints named 'throttled-once-*', one ThrottlingException before serving them.
@@ -131,15 +131,31 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(200, answer, answer_type)
 
     def mask_of_image(self, endpoint, body):
-        if endpoint not in self.server.sessions:
-            return self.error(400, "ValidationError",
-                              f"Endpoint {endpoint} of account 000000000000 not found.")
+        """Endpoints 'rembg-u2netp' (a greyscale PNG mask), '...-cutout' (rembg's RGBA cutout:
+        the alpha is the mask), '...-raw8' and '...-raw32' (the mask's values as raw uint8 or
+        float32 of the picture's size, application/octet-stream), and '...-json' (a JSON answer
+        that is no mask, as a misconfigured container gives)."""
+        import numpy as np
         from PIL import Image
         from rembg import remove
-        image = Image.open(io.BytesIO(body))
-        mask = remove(image, session=self.server.sessions[endpoint], only_mask=True)
+        base, _, form = endpoint.partition("-u2netp")
+        if base != "rembg" or form not in ("", "-cutout", "-raw8", "-raw32", "-json"):
+            return self.error(400, "ValidationError",
+                              f"Endpoint {endpoint} of account 000000000000 not found.")
+        if form == "-json":
+            return self.answer(200, b'{"predictions": []}', "application/json")
+        image = Image.open(io.BytesIO(body)).convert("RGB")
+        mask = remove(image, session=self.server.session, only_mask=True)
+        if form == "-raw8":
+            return self.answer(200, np.asarray(mask, np.uint8).tobytes(), "application/octet-stream")
+        if form == "-raw32":
+            values = (np.asarray(mask, np.float32) / 255).astype("<f4")
+            return self.answer(200, values.tobytes(), "application/octet-stream")
+        picture = image.convert("RGBA") if form == "-cutout" else mask
+        if form == "-cutout":
+            picture.putalpha(mask)
         out = io.BytesIO()
-        mask.save(out, format="PNG")
+        picture.save(out, format="PNG")
         self.answer(200, out.getvalue(), "image/png")
 
 
@@ -151,7 +167,7 @@ def main():
         triton, access_key, secret_key, region)
     server.lock, server.throttled = threading.Lock(), set()
     from rembg import new_session
-    server.sessions = {"rembg-u2netp": new_session("u2netp")}
+    server.session = new_session("u2netp")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     with open(ready_file + ".part", "w") as f:
         f.write(f"{server.server_address[1]}\n")
