@@ -128,6 +128,12 @@ impl ObjectSubclass for LipsyncSrc {
 
 impl LipsyncSrc {
     fn load(&self, settings: &Settings) -> Result<State, gst::ErrorMessage> {
+        if settings.backend.sends_pictures() {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("property 'payload': lipsyncsrc sends the U-Net's tensors (payload=tensor); png and jpeg are for segmentation endpoints of rembgfilter")
+            ));
+        }
         let required = |value: &Option<PathBuf>, name: &str| {
             value.clone().ok_or_else(|| {
                 gst::error_msg!(
@@ -154,12 +160,6 @@ impl LipsyncSrc {
         .map_err(|e| {
             gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
         })?;
-        if settings.backend.sends_pictures() {
-            return Err(gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("property 'payload': lipsyncsrc sends the U-Net's tensors (payload=tensor); png and jpeg are for segmentation endpoints of rembgfilter")
-            ));
-        }
         let backend = inference::element::load_backend(
             &*self.obj(),
             &settings.backend,
