@@ -481,3 +481,61 @@ fn a_model_unloaded_while_playing_stops_the_element_with_the_servers_message() {
         "the error came after {took:?}"
     );
 }
+
+#[test]
+fn a_live_stream_through_grpc_gives_every_frame_its_own_mask_and_reports_the_latency() {
+    let server = server();
+    let video = |live: bool, rembgfilter: &str| {
+        format!(
+            "videotestsrc is-live={live} num-buffers=8 pattern=ball \
+             ! video/x-raw,format=RGB,width=96,height=72,framerate=10/1 \
+             ! {rembgfilter} ! appsink name=sink"
+        )
+    };
+    let local = alphas(&video(false, "rembgfilter model=u2netp")).unwrap();
+    init();
+    let pipeline = gst::parse::launch(&video(
+        true,
+        &format!(
+            "rembgfilter backend=triton server={} model=u2netp asynchronous=false \
+             requests-in-flight=3",
+            server.grpc
+        ),
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    sink.set_property("sync", false);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut remote = Vec::new();
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+        if remote.is_empty() {
+            // Asked upstream of the sink (a sink that does not sync reports none itself).
+            let mut query = gst::query::Latency::new();
+            assert!(sink.static_pad("sink").unwrap().peer_query(&mut query));
+            let (live, min, _) = query.result();
+            // One request (measured at start) plus one frame time (100 ms at 10 fps).
+            assert!(live && min >= gst::ClockTime::from_mseconds(100), "{min}");
+        }
+        remote.push(alpha_of(&packed_pixels(&sample).1));
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(remote.len(), 8, "every live frame comes out");
+    for (i, ((_, local), remote)) in local.iter().zip(&remote).enumerate() {
+        let largest = local
+            .iter()
+            .zip(remote)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(
+            largest <= 1,
+            "frame {i} has its own mask: differs by {largest}"
+        );
+    }
+}

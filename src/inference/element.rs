@@ -250,7 +250,7 @@ pub fn param_specs() -> [glib::ParamSpec; 13] {
             .build(),
         glib::ParamSpecUInt::builder("requests-in-flight")
             .nick("Requests in flight")
-            .blurb("With a server, in a non-live pipeline: frames whose requests are sent before the first answer comes back, so network and server time overlap (frames still leave in order)")
+            .blurb("With a server: frames whose requests are sent before the first answer comes back, so network and server time overlap (frames still leave in order, with their timestamps). In a non-live pipeline always; in a live one with rembgfilter's asynchronous=false")
             .minimum(1)
             .maximum(64)
             .default_value(DEFAULT_REQUESTS_IN_FLIGHT)

@@ -218,6 +218,8 @@ pub struct RembgFilter {
     /// One model run at start and one frame of the caps, in ns: the latency query is answered
     /// from these without waiting for the streaming thread.
     model_latency_ns: AtomicU64,
+    /// The model runs on a server (set at start), for the latency query.
+    remote: AtomicBool,
     frame_duration_ns: AtomicU64,
     /// Wake a streaming thread that waits for the model, on a flush or a stop.
     interrupters: Mutex<Vec<Arc<dyn Interruptible>>>,
@@ -325,6 +327,8 @@ impl RembgFilter {
         gst::info!(CAT, imp = self, "one model run takes {latency:?}");
         self.model_latency_ns
             .store(latency.as_nanos() as u64, Ordering::Relaxed);
+        self.remote
+            .store(settings.backend.is_remote(), Ordering::Relaxed);
         Ok(State {
             segmenter,
             worker: None,
@@ -414,15 +418,19 @@ impl RembgFilter {
         gst::FlowError::Error
     }
 
-    /// The latency this element adds: one model run, or in asynchronous live mode at most the
-    /// one frame time a frame waits for its mask.
+    /// The latency this element adds: one model run; in asynchronous live mode at most the one
+    /// frame time a frame waits for its mask; with a server's requests queued in a live
+    /// pipeline, one request plus the frame time until the next arrival lets it out.
     fn own_latency(&self) -> gst::ClockTime {
-        let asynchronous =
-            self.settings.lock().unwrap().frame.asynchronous && self.live.load(Ordering::Relaxed);
+        let live = self.live.load(Ordering::Relaxed);
+        let asynchronous = self.settings.lock().unwrap().frame.asynchronous && live;
+        let remote = self.remote.load(Ordering::Relaxed);
         let model = self.model_latency_ns.load(Ordering::Relaxed);
         let frame = self.frame_duration_ns.load(Ordering::Relaxed);
         gst::ClockTime::from_nseconds(if asynchronous && frame > 0 {
             model.min(frame)
+        } else if live && remote {
+            model + frame
         } else {
             model
         })
@@ -635,9 +643,11 @@ impl RembgFilter {
     }
 
     /// Frames go through the queue of model requests: overlap mode, or a server's model, in a
-    /// pipeline that is not live (live pipelines have asynchronous mode).
+    /// pipeline that is not live; in a live one, a server's model with asynchronous mode off
+    /// (every frame gets its own mask, several requests in flight).
     fn queueing(&self, state: &State, settings: &FrameSettings) -> bool {
-        (settings.overlap || state.remote) && !self.live.load(Ordering::Relaxed)
+        let live = self.live.load(Ordering::Relaxed);
+        (settings.overlap || state.remote) && (!live || (state.remote && !settings.asynchronous))
     }
 
     /// Overlap mode, one frame in: prepares its tensor when `mask-interval` says it runs the
@@ -884,7 +894,10 @@ impl ObjectImpl for RembgFilter {
                     .blurb("In a live pipeline, run the model on its own thread: a frame waits at most one \
                             frame time for its own mask, then goes out with the newest finished one, so a \
                             model slower than the camera lags the video instead of dropping frames. \
-                            Off, or in a non-live pipeline, every frame that runs the model waits for it")
+                            Off, or in a non-live pipeline, every frame that runs the model waits for it; \
+                            off with a server (backend=triton...), each frame gets its own mask with \
+                            'requests-in-flight' requests at once, and the latency reported is one request \
+                            plus one frame time")
                     .default_value(DEFAULT_ASYNCHRONOUS)
                     .mutable_ready()
                     .build(),
