@@ -317,7 +317,7 @@ fn remote_cutout_script_writes_video_with_alpha_from_the_server() {
     run_pipeline_script(
         "remote-cutout.sh",
         &[
-            &server.http,
+            &format!("grpc://{}", server.grpc),
             input.to_str().unwrap(),
             output.to_str().unwrap(),
             "requests-in-flight=2",
@@ -347,6 +347,19 @@ fn webcam_remote_script_runs_live_on_the_server() {
     run_pipeline_script(
         "webcam-remote.sh",
         &[&server.http, "/dev/null", "model=u2netp"],
+        &[
+            ("SOURCE", "videotestsrc is-live=true num-buffers=10"),
+            ("SINK", "fakesink sync=true"),
+        ],
+    );
+    run_pipeline_script(
+        "webcam-remote.sh",
+        &[
+            &format!("grpc://{}", server.grpc),
+            "/dev/null",
+            "model=u2netp",
+            "asynchronous=false",
+        ],
         &[
             ("SOURCE", "videotestsrc is-live=true num-buffers=10"),
             ("SINK", "fakesink sync=true"),
