@@ -10,7 +10,7 @@ source "$REPO/scripts/env.sh"
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(landmarks npy_header bin_json jpeg_header)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(landmarks npy_header bin_json jpeg_header server_answer)
 
 log() { printf '\033[1m[fuzz]\033[0m %s\n' "$*" >&2; }
 

@@ -1,5 +1,6 @@
 //! Property-based tests of every reader of outside data: landmark files, `.npy` headers, `.bin`
-//! sidecar JSON and JPEG headers. Arbitrary and mutated input never panics, what is accepted is
+//! sidecar JSON, JPEG headers, and servers' answers (KServe v2 over HTTP and gRPC, SageMaker's
+//! content types, mask pictures and raw masks). Arbitrary and mutated input never panics, what is accepted is
 //! consistent, and no single allocation grows beyond a small bound whatever a header declares
 //! (a counting allocator watches this test binary).
 
@@ -7,6 +8,13 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use gstneuralfx::inference::image_payload::decode_mask;
+use gstneuralfx::inference::sagemaker::json_header_size;
+use gstneuralfx::inference::triton::grpc::parse_infer_response as parse_grpc_answer;
+use gstneuralfx::inference::triton::grpc::proto::{
+    ModelInferResponse, model_infer_response::InferOutputTensor,
+};
+use gstneuralfx::inference::triton::http::parse_infer_response as parse_http_answer;
 use gstneuralfx::lipsync::features::{bin_layout, check_npy_header};
 use gstneuralfx::lipsync::templates::{jpeg_size, parse_crop_rect};
 use proptest::prelude::*;
@@ -193,4 +201,128 @@ proptest! {
         }
         assert_small_allocations();
     }
+
+    #[test]
+    fn any_http_answer_gives_consistent_tensors_or_an_error(
+        body in prop::collection::vec(any::<u8>(), 0..600),
+        header_len in prop::option::of(0usize..700),
+    ) {
+        if let Ok(tensors) = parse_http_answer(header_len, &body, &["mask".into()]) {
+            let elements: usize = tensors[0].shape.iter().product();
+            prop_assert_eq!(elements, tensors[0].data.len());
+        }
+        assert_small_allocations();
+    }
+
+    #[test]
+    fn http_answers_declaring_any_shape_allocate_nothing_large(
+        dims in prop::collection::vec(any::<i64>(), 0..5),
+        binary_size in any::<u64>(),
+        data in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let header = format!(
+            "{{\"outputs\":[{{\"name\":\"mask\",\"datatype\":\"FP32\",\"shape\":{dims:?},\
+             \"parameters\":{{\"binary_data_size\":{binary_size}}}}}]}}"
+        );
+        let mut body = header.clone().into_bytes();
+        body.extend_from_slice(&data);
+        if let Ok(tensors) = parse_http_answer(Some(header.len()), &body, &["mask".into()]) {
+            prop_assert_eq!(tensors[0].data.len() * 4, data.len());
+        }
+        assert_small_allocations();
+    }
+
+    #[test]
+    fn grpc_answers_declaring_any_shape_give_consistent_tensors_or_an_error(
+        dims in prop::collection::vec(any::<i64>(), 0..5),
+        raw in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..3),
+        datatype in prop::sample::select(vec!["FP32", "FP16", "INT64", ""]),
+    ) {
+        let response = ModelInferResponse {
+            outputs: vec![InferOutputTensor {
+                name: "mask".into(),
+                datatype: datatype.into(),
+                shape: dims,
+                ..Default::default()
+            }],
+            raw_output_contents: raw,
+            ..Default::default()
+        };
+        if let Ok(tensors) = parse_grpc_answer(response, &["mask"]) {
+            let elements: usize = tensors[0].shape.iter().product();
+            prop_assert_eq!(elements, tensors[0].data.len());
+        }
+        assert_small_allocations();
+    }
+
+    #[test]
+    fn any_content_type_gives_a_header_size_or_an_error(text in ".{0,200}") {
+        let _ = json_header_size(Some(&text));
+        assert_small_allocations();
+    }
+
+    #[test]
+    fn any_answer_as_a_mask_gives_a_mask_or_an_error(
+        body in prop::collection::vec(any::<u8>(), 0..2000),
+        content_type in prop::sample::select(vec![
+            "image/png", "image/jpeg", "application/octet-stream", "application/json", "",
+        ]),
+        width in 1usize..80,
+        height in 1usize..60,
+    ) {
+        let content_type = (!content_type.is_empty()).then_some(content_type);
+        if let Ok(mask) = decode_mask(&body, content_type, width, height) {
+            let elements: usize = mask.shape.iter().product();
+            prop_assert_eq!(elements, mask.data.len());
+        }
+        assert_small_allocations();
+    }
+
+    #[test]
+    fn mutated_mask_pictures_never_panic_or_allocate_much(
+        edits in prop::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+        claimed_width in prop_oneof![4 => 0u32..20_000, 1 => any::<u32>()],
+        claimed_height in prop_oneof![4 => 0u32..20_000, 1 => any::<u32>()],
+    ) {
+        let mut png = mask_png(32, 24);
+        // The IHDR's width and height, whatever they say, with a CRC that matches: a header a
+        // hostile or broken server could send.
+        png[16..20].copy_from_slice(&claimed_width.to_be_bytes());
+        png[20..24].copy_from_slice(&claimed_height.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        let png = mutate(png, &edits);
+        let _ = decode_mask(&png, Some("image/png"), 32, 24);
+        assert_small_allocations();
+    }
+}
+
+/// A greyscale PNG mask of `width` x `height`.
+fn mask_png(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().unwrap();
+    writer
+        .write_image_data(&vec![200; (width * height) as usize])
+        .unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+/// PNG's chunk CRC (CRC-32, ISO 3309) of a chunk's type and data.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }

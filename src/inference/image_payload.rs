@@ -23,9 +23,16 @@ impl ImageEncoding {
     }
 }
 
-/// The largest side of a mask picture accepted from a service: larger is refused before it is
-/// decoded.
-pub const MAX_MASK_SIDE: u32 = 16384;
+/// The largest side of a mask picture accepted from a service, whatever the frame.
+pub const MAX_MASK_SIDE: usize = 16384;
+
+/// The largest mask accepted for a `width` x `height` frame: twice the frame's size a side (a
+/// service answers at the frame's size or its model's; a larger mask only costs memory), checked
+/// before anything is allocated from a picture's header.
+fn mask_limits(width: usize, height: usize) -> (usize, usize) {
+    let limit = |side: usize| side.saturating_mul(2).clamp(64, MAX_MASK_SIDE);
+    (limit(width), limit(height))
+}
 
 /// Encodes an `[1,H,W,3]` frame of 0..255 values (what the whole-frame profile prepares).
 pub fn encode_frame(view: &TensorView<'_>, encoding: ImageEncoding) -> Result<Vec<u8>, String> {
@@ -100,11 +107,12 @@ pub fn decode_mask(
         .unwrap_or_default();
     let is_png = kind == "image/png" || body.starts_with(b"\x89PNG\r\n\x1a\n");
     let is_jpeg = kind == "image/jpeg" || (!is_png && body.starts_with(&[0xFF, 0xD8, 0xFF]));
+    let limits = mask_limits(width, height);
     if is_png {
-        return decode_png_mask(body);
+        return decode_png_mask(body, limits);
     }
     if is_jpeg {
-        return decode_jpeg_mask(body);
+        return decode_jpeg_mask(body, limits);
     }
     let pixels = width * height;
     let data: Vec<f32> = if body.len() == pixels {
@@ -128,14 +136,20 @@ pub fn decode_mask(
     })
 }
 
-fn decode_png_mask(body: &[u8]) -> Result<Tensor, String> {
-    let mut decoder = png::Decoder::new(std::io::Cursor::new(body));
+fn decode_png_mask(body: &[u8], limits: (usize, usize)) -> Result<Tensor, String> {
+    let mut decoder = png::Decoder::new_with_limits(
+        std::io::Cursor::new(body),
+        png::Limits {
+            // Four 8-bit channels at the largest size accepted.
+            bytes: limits.0 * limits.1 * 4,
+        },
+    );
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder
         .read_info()
         .map_err(|e| format!("the answer is not a readable PNG: {e}"))?;
     let (width, height) = reader.info().size();
-    check_mask_size(width, height)?;
+    check_mask_size(width as usize, height as usize, limits)?;
     let (color, _) = reader.output_color_type();
     let channels = color.samples();
     let mut pixels = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
@@ -157,13 +171,13 @@ fn decode_png_mask(body: &[u8]) -> Result<Tensor, String> {
     })
 }
 
-fn decode_jpeg_mask(body: &[u8]) -> Result<Tensor, String> {
+fn decode_jpeg_mask(body: &[u8], limits: (usize, usize)) -> Result<Tensor, String> {
     use zune_jpeg::zune_core::colorspace::ColorSpace;
     use zune_jpeg::zune_core::options::DecoderOptions;
     let options = DecoderOptions::default()
         .jpeg_set_out_colorspace(ColorSpace::Luma)
-        .set_max_width(MAX_MASK_SIDE as usize)
-        .set_max_height(MAX_MASK_SIDE as usize);
+        .set_max_width(limits.0)
+        .set_max_height(limits.1);
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(body, options);
     let grey = decoder
         .decode()
@@ -181,10 +195,11 @@ fn decode_jpeg_mask(body: &[u8]) -> Result<Tensor, String> {
     })
 }
 
-fn check_mask_size(width: u32, height: u32) -> Result<(), String> {
-    if width == 0 || height == 0 || width > MAX_MASK_SIDE || height > MAX_MASK_SIDE {
+fn check_mask_size(width: usize, height: usize, limits: (usize, usize)) -> Result<(), String> {
+    if width == 0 || height == 0 || width > limits.0 || height > limits.1 {
         return Err(format!(
-            "the answer's mask is {width}x{height}; at most {MAX_MASK_SIDE} a side is accepted"
+            "the answer's mask is {width}x{height}; at most {}x{} is accepted for this frame",
+            limits.0, limits.1
         ));
     }
     Ok(())
