@@ -232,12 +232,7 @@ fn lipsyncsrc_through_sagemaker_gives_the_frames_of_onnx_runtime() {
 
 fn rembg_error(properties: &str) -> (String, Duration) {
     use_test_credentials();
-    let started = Instant::now();
-    let err = start_error(&format!(
-        "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
-         ! rembgfilter model=u2netp {properties} ! fakesink"
-    ));
-    (err, started.elapsed())
+    rembgfilter_error(&format!("model=u2netp {properties}"))
 }
 
 #[test]

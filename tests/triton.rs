@@ -143,33 +143,23 @@ fn requests_in_flight_keep_every_frame_in_order_with_its_timestamps() {
     }
 }
 
-/// The error message of a rembgfilter pipeline with `properties`, and how long it took.
-fn rembg_error(properties: &str) -> (String, Duration) {
-    let started = Instant::now();
-    let err = start_error(&format!(
-        "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
-         ! rembgfilter {properties} ! fakesink"
-    ));
-    (err, started.elapsed())
-}
-
 #[test]
 fn a_server_that_is_not_there_is_named_within_seconds() {
     // Port 9 (discard) on loopback: nothing listens there.
-    let (err, took) = rembg_error("backend=triton-http server=127.0.0.1:9 model=u2netp");
+    let (err, took) = rembgfilter_error("backend=triton-http server=127.0.0.1:9 model=u2netp");
     assert!(
         err.contains("127.0.0.1:9") && err.contains("not ready"),
         "{err}"
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    let (err, took) = rembg_error("backend=triton server=127.0.0.1:9 model=u2netp");
+    let (err, took) = rembgfilter_error("backend=triton server=127.0.0.1:9 model=u2netp");
     assert!(
         err.contains("127.0.0.1:9") && err.contains("cannot connect"),
         "{err}"
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
     for backend in ["triton-http", "triton"] {
-        let (err, _) = rembg_error(&format!("backend={backend} model=u2netp"));
+        let (err, _) = rembgfilter_error(&format!("backend={backend} model=u2netp"));
         assert!(err.contains("property 'server'"), "{err}");
     }
 }
@@ -178,7 +168,7 @@ fn a_server_that_is_not_there_is_named_within_seconds() {
 fn an_unknown_model_is_named_with_the_servers_own_message() {
     let server = server();
     for (backend, address) in server.endpoints() {
-        let (err, _) = rembg_error(&format!(
+        let (err, _) = rembgfilter_error(&format!(
             "backend={backend} server={address} model=no-such-model"
         ));
         // Triton's own words for it, over either protocol.
@@ -195,7 +185,7 @@ fn an_unknown_model_is_named_with_the_servers_own_message() {
 fn a_request_past_its_timeout_stops_the_element_naming_it() {
     let server = server();
     for (backend, address) in server.endpoints() {
-        let (err, took) = rembg_error(&format!(
+        let (err, took) = rembgfilter_error(&format!(
             "backend={backend} server={address} model=slow request-timeout=1000"
         ));
         let lower = err.to_lowercase();
@@ -238,7 +228,7 @@ fn a_briefly_overloaded_server_is_retried_when_retries_ask_for_it() {
 fn the_servers_error_reaches_the_bus() {
     let server = server();
     for (backend, address) in server.endpoints() {
-        let (err, _) = rembg_error(&format!(
+        let (err, _) = rembgfilter_error(&format!(
             "backend={backend} server={address} model=failing retries=3"
         ));
         // The model's own failure is not retried: it would fail again.

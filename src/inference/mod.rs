@@ -3,6 +3,7 @@
 pub mod element;
 pub mod image_payload;
 pub mod onnx;
+pub mod remote;
 pub mod requests;
 pub mod retry;
 pub mod runtime;

@@ -14,6 +14,7 @@ use aws_sdk_sagemakerruntime::operation::invoke_endpoint::InvokeEndpointError;
 use aws_sdk_sagemakerruntime::primitives::Blob;
 
 use super::image_payload::{ImageEncoding, decode_mask, encode_frame};
+use super::remote::{RemoteModel, request_error};
 use super::triton::http::{infer_request, parse_infer_response};
 use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
 
@@ -142,10 +143,11 @@ impl EndpointClient {
             .runtime
             .block_on(async { tokio::time::timeout(timeout, call).await })
             .map_err(|_| {
-                InferenceError::Unavailable(format!(
-                    "{}: no answer within {timeout:?}",
-                    self.display_name
-                ))
+                request_error(
+                    &self.display_name,
+                    format!("no answer within {timeout:?}"),
+                    true,
+                )
             })?
             .map_err(|e| self.call_error(e))?;
         let body = answer.body.map(Blob::into_inner).unwrap_or_default();
@@ -202,12 +204,7 @@ impl EndpointClient {
             SdkError::ResponseError(_) => (super::error_with_causes(&error), true),
             _ => (super::error_with_causes(&error), false),
         };
-        let reason = format!("{}: {text}", self.display_name);
-        if transient {
-            InferenceError::Unavailable(reason)
-        } else {
-            InferenceError::Run(reason)
-        }
+        request_error(&self.display_name, text, transient)
     }
 }
 
@@ -253,6 +250,20 @@ impl SageMakerTensorBackend {
             outputs,
         }
     }
+}
+
+impl RemoteModel for SageMakerTensorBackend {
+    fn display_name(&self) -> &str {
+        self.client.display_name()
+    }
+
+    fn input_specs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn output_specs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
 
     fn request(
         &self,
@@ -261,23 +272,6 @@ impl SageMakerTensorBackend {
     ) -> Result<Vec<Tensor>, InferenceError> {
         let name = self.client.display_name();
         let run_error = |reason: String| InferenceError::Run(format!("{name}: {reason}"));
-        if inputs.len() != self.inputs.len() {
-            return Err(run_error(format!(
-                "takes {} inputs, {} given",
-                self.inputs.len(),
-                inputs.len()
-            )));
-        }
-        if let Some(spec) = self
-            .inputs
-            .iter()
-            .find(|spec| spec.element_type != ElementType::Float32)
-        {
-            return Err(run_error(format!(
-                "input '{}' is {}; only float32 is sent",
-                spec.name, spec.element_type
-            )));
-        }
         let pairs: Vec<_> = self.inputs.iter().zip(inputs.iter().copied()).collect();
         let (body, header_len) = infer_request(&pairs, outputs);
         let base = self
@@ -291,32 +285,6 @@ impl SageMakerTensorBackend {
         let header_len = json_header_size(answer_type.as_deref()).map_err(run_error)?;
         let wanted: Vec<String> = outputs.iter().map(|o| o.name.clone()).collect();
         parse_infer_response(header_len, &answer, &wanted).map_err(run_error)
-    }
-}
-
-impl Backend for SageMakerTensorBackend {
-    fn model_name(&self) -> &str {
-        self.client.display_name()
-    }
-
-    fn inputs(&self) -> &[TensorSpec] {
-        &self.inputs
-    }
-
-    fn outputs(&self) -> &[TensorSpec] {
-        &self.outputs
-    }
-
-    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
-        self.request(inputs, &self.outputs)
-    }
-
-    fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
-        let first = self.outputs.get(..1).unwrap_or_default();
-        let mut outputs = self.request(inputs, first)?;
-        outputs.pop().ok_or_else(|| {
-            InferenceError::Run(format!("{} has no outputs", self.client.display_name()))
-        })
     }
 }
 

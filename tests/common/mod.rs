@@ -324,3 +324,13 @@ pub fn h264_profile(path: &std::path::Path) -> (String, String) {
     assert_eq!(structure.name(), "video/x-h264", "{caps}");
     (field("profile"), field("chroma-format"))
 }
+
+/// The error a small rembgfilter pipeline with `properties` stops with, and how long it took.
+pub fn rembgfilter_error(properties: &str) -> (String, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let err = start_error(&format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
+         ! rembgfilter {properties} ! fakesink"
+    ));
+    (err, started.elapsed())
+}

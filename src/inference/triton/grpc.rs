@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::inference::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
+use crate::inference::remote::{RemoteModel, request_error};
+use crate::inference::{InferenceError, Tensor, TensorSpec, TensorView};
 
 /// The client and messages generated from the proto.
 #[allow(clippy::all, missing_docs)]
@@ -183,8 +184,21 @@ impl TritonGrpcBackend {
             outputs,
         })
     }
+}
 
-    /// One inference call asking for `outputs`, which come back in that order.
+impl RemoteModel for TritonGrpcBackend {
+    fn display_name(&self) -> &str {
+        &self.display_name
+    }
+
+    fn input_specs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn output_specs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
     fn request(
         &self,
         inputs: &[TensorView<'_>],
@@ -192,23 +206,6 @@ impl TritonGrpcBackend {
     ) -> Result<Vec<Tensor>, InferenceError> {
         let run_error =
             |reason: String| InferenceError::Run(format!("{}: {reason}", self.display_name));
-        if inputs.len() != self.inputs.len() {
-            return Err(run_error(format!(
-                "takes {} inputs, {} given",
-                self.inputs.len(),
-                inputs.len()
-            )));
-        }
-        if let Some(spec) = self
-            .inputs
-            .iter()
-            .find(|spec| spec.element_type != ElementType::Float32)
-        {
-            return Err(run_error(format!(
-                "input '{}' is {}; only float32 is sent",
-                spec.name, spec.element_type
-            )));
-        }
         let request = infer_request(
             &self.model,
             &self.version,
@@ -223,19 +220,15 @@ impl TritonGrpcBackend {
         });
         let response = match answer {
             Err(_) => {
-                return Err(InferenceError::Unavailable(format!(
-                    "{}: no answer within {timeout:?}",
-                    self.display_name
-                )));
+                return Err(request_error(
+                    &self.display_name,
+                    format!("no answer within {timeout:?}"),
+                    true,
+                ));
             }
             Ok(Err(status)) => {
                 let (text, transient) = describe_status(&status);
-                let reason = format!("{}: {text}", self.display_name);
-                return Err(if transient {
-                    InferenceError::Unavailable(reason)
-                } else {
-                    InferenceError::Run(reason)
-                });
+                return Err(request_error(&self.display_name, text, transient));
             }
             Ok(Ok(response)) => response.into_inner(),
         };
@@ -335,35 +328,10 @@ pub fn parse_infer_response(
         .collect()
 }
 
-impl Backend for TritonGrpcBackend {
-    fn model_name(&self) -> &str {
-        &self.display_name
-    }
-
-    fn inputs(&self) -> &[TensorSpec] {
-        &self.inputs
-    }
-
-    fn outputs(&self) -> &[TensorSpec] {
-        &self.outputs
-    }
-
-    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
-        self.request(inputs, &self.outputs)
-    }
-
-    fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
-        let first = self.outputs.get(..1).unwrap_or_default();
-        let mut outputs = self.request(inputs, first)?;
-        outputs
-            .pop()
-            .ok_or_else(|| InferenceError::Run(format!("{} has no outputs", self.display_name)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inference::ElementType;
     use proto::model_infer_response::InferOutputTensor;
 
     fn output(name: &str, datatype: &str, shape: &[i64]) -> InferOutputTensor {

@@ -5,7 +5,8 @@
 use std::io::Read;
 use std::time::Duration;
 
-use crate::inference::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
+use crate::inference::remote::{RemoteModel, request_error};
+use crate::inference::{InferenceError, Tensor, TensorSpec, TensorView};
 
 /// The largest answer read from a server (a 1024x1024 mask with all its side outputs is tens
 /// of MB): a bigger one is refused rather than buffered.
@@ -245,34 +246,19 @@ pub fn parse_infer_response(
         .collect()
 }
 
-impl Backend for TritonHttpBackend {
-    fn model_name(&self) -> &str {
+impl RemoteModel for TritonHttpBackend {
+    fn display_name(&self) -> &str {
         &self.display_name
     }
 
-    fn inputs(&self) -> &[TensorSpec] {
+    fn input_specs(&self) -> &[TensorSpec] {
         &self.inputs
     }
 
-    fn outputs(&self) -> &[TensorSpec] {
+    fn output_specs(&self) -> &[TensorSpec] {
         &self.outputs
     }
 
-    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
-        self.request(inputs, &self.outputs)
-    }
-
-    fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
-        let first = self.outputs.get(..1).unwrap_or_default();
-        let mut outputs = self.request(inputs, first)?;
-        outputs
-            .pop()
-            .ok_or_else(|| InferenceError::Run(format!("{} has no outputs", self.display_name)))
-    }
-}
-
-impl TritonHttpBackend {
-    /// One inference request asking for `outputs`, which come back in that order.
     fn request(
         &self,
         inputs: &[TensorView<'_>],
@@ -280,23 +266,6 @@ impl TritonHttpBackend {
     ) -> Result<Vec<Tensor>, InferenceError> {
         let run_error =
             |reason: String| InferenceError::Run(format!("{}: {reason}", self.display_name));
-        if inputs.len() != self.inputs.len() {
-            return Err(run_error(format!(
-                "takes {} inputs, {} given",
-                self.inputs.len(),
-                inputs.len()
-            )));
-        }
-        if let Some(spec) = self
-            .inputs
-            .iter()
-            .find(|spec| spec.element_type != ElementType::Float32)
-        {
-            return Err(run_error(format!(
-                "input '{}' is {}; only float32 is sent",
-                spec.name, spec.element_type
-            )));
-        }
         let pairs: Vec<_> = self.inputs.iter().zip(inputs.iter().copied()).collect();
         let (body, header_len) = infer_request(&pairs, outputs);
         let url = format!("{}{}/infer", self.server, self.model_path);
@@ -312,12 +281,7 @@ impl TritonHttpBackend {
                     // Too many requests, bad gateway, unavailable, gateway timeout.
                     ureq::Error::Status(code, _) => matches!(code, 429 | 502 | 503 | 504),
                 };
-                let reason = format!("{}: {}", self.display_name, describe(&url, e));
-                if transient {
-                    InferenceError::Unavailable(reason)
-                } else {
-                    InferenceError::Run(reason)
-                }
+                request_error(&self.display_name, describe(&url, e), transient)
             })?;
         let answer_header_len = response
             .header("Inference-Header-Content-Length")
@@ -331,12 +295,9 @@ impl TritonHttpBackend {
             .into_reader()
             .take(MAX_RESPONSE_BYTES + 1)
             .read_to_end(&mut answer)
+            // A body that stops coming (timeout, reset) may come whole next time.
             .map_err(|e| {
-                // A body that stops coming (timeout, reset) may come whole next time.
-                InferenceError::Unavailable(format!(
-                    "{}: reading the answer: {e}",
-                    self.display_name
-                ))
+                request_error(&self.display_name, format!("reading the answer: {e}"), true)
             })?;
         if answer.len() as u64 > MAX_RESPONSE_BYTES {
             return Err(run_error(format!(
@@ -351,6 +312,7 @@ impl TritonHttpBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inference::ElementType;
 
     fn spec(name: &str) -> TensorSpec {
         TensorSpec {
