@@ -191,37 +191,11 @@ fn requests_in_flight_to_sagemaker_keep_every_frame_in_order() {
 #[test]
 fn lipsyncsrc_through_sagemaker_gives_the_frames_of_onnx_runtime() {
     let servers = servers();
-    let dir = servers.unet.parent().unwrap().join("lipsync-data");
-    run_reference(
-        "make_lipsync_data.py",
-        &[
-            sample("astronaut").to_str().unwrap(),
-            dir.to_str().unwrap(),
-            "--templates",
-            "3",
-            "--width",
-            "400",
-            "--height",
-            "300",
-            "--feature-frames",
-            "3",
-        ],
-    );
-    let frames = |properties: &str| {
-        collect_samples(&format!(
-            "lipsyncsrc model={} {properties} template={} features={} \
-             ! video/x-raw,format=BGR ! appsink name=sink",
-            servers.unet.display(),
-            dir.join("template").display(),
-            dir.join("features/ave.npy").display()
-        ))
-        .unwrap()
-        .iter()
-        .map(|s| packed_pixels(s).1)
-        .collect::<Vec<_>>()
-    };
-    let local = frames("");
-    let remote = frames(&on(&servers.sagemaker, "unet"));
+    let frames =
+        lipsync_frames_on_test_data(&servers.unet.parent().unwrap().join("lipsync-data"), 3);
+    let model = format!("model={}", servers.unet.display());
+    let local = frames(&model);
+    let remote = frames(&format!("{model} {}", on(&servers.sagemaker, "unet")));
     assert_eq!(local.len(), 3);
     assert_eq!(remote.len(), 3);
     for (i, (a, b)) in local.iter().zip(&remote).enumerate() {

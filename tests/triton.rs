@@ -242,33 +242,8 @@ fn the_servers_error_reaches_the_bus() {
 #[test]
 fn lipsyncsrc_through_triton_gives_the_frames_of_onnx_runtime() {
     let server = server();
-    let dir = server.unet.parent().unwrap().join("lipsync-data");
-    run_reference(
-        "make_lipsync_data.py",
-        &[
-            sample("astronaut").to_str().unwrap(),
-            dir.to_str().unwrap(),
-            "--templates",
-            "4",
-            "--width",
-            "400",
-            "--height",
-            "300",
-            "--feature-frames",
-            "4",
-        ],
-    );
-    let frames = |properties: &str| {
-        collect_samples(&format!(
-            "lipsyncsrc {properties} template={} features={} ! video/x-raw,format=BGR ! appsink name=sink",
-            dir.join("template").display(),
-            dir.join("features/ave.npy").display()
-        ))
-        .unwrap()
-        .iter()
-        .map(|s| packed_pixels(s).1)
-        .collect::<Vec<_>>()
-    };
+    let frames =
+        lipsync_frames_on_test_data(&server.unet.parent().unwrap().join("lipsync-data"), 4);
     let local = frames(&format!("model={}", server.unet.display()));
     assert_eq!(local.len(), 4);
     for (backend, address) in server.endpoints() {

@@ -334,3 +334,41 @@ pub fn rembgfilter_error(properties: &str) -> (String, std::time::Duration) {
     ));
     (err, started.elapsed())
 }
+
+/// Writes `frames` 400x300 astronaut templates with landmarks and `ave` features for as many
+/// frames into `dir` (tests/reference/make_lipsync_data.py) and returns a function giving the
+/// BGR frames of lipsyncsrc on them with the extra `properties`.
+pub fn lipsync_frames_on_test_data(
+    dir: &std::path::Path,
+    frames: usize,
+) -> impl Fn(&str) -> Vec<Vec<u8>> + use<> {
+    let count = frames.to_string();
+    run_reference(
+        "make_lipsync_data.py",
+        &[
+            sample("astronaut").to_str().unwrap(),
+            dir.to_str().unwrap(),
+            "--templates",
+            &count,
+            "--width",
+            "400",
+            "--height",
+            "300",
+            "--feature-frames",
+            &count,
+        ],
+    );
+    let dir = dir.to_path_buf();
+    move |properties: &str| {
+        collect_samples(&format!(
+            "lipsyncsrc {properties} template={} features={} ! video/x-raw,format=BGR \
+             ! appsink name=sink",
+            dir.join("template").display(),
+            dir.join("features/ave.npy").display()
+        ))
+        .unwrap()
+        .iter()
+        .map(|s| packed_pixels(s).1)
+        .collect()
+    }
+}
