@@ -2,15 +2,16 @@
 # A still image to a transparent PNG (what `rembg i` does), with any rembgfilter options.
 #
 # Usage: pipelines/cutout-image.sh INPUT_IMAGE OUTPUT.png [rembgfilter properties...]
+# Fully transparent pixels are written black (clear-transparent=true; pass =false to keep them).
 # Example: pipelines/cutout-image.sh photo.jpg cutout.png model=u2net post-process-mask=true
 set -euo pipefail
 if [ $# -lt 2 ]; then
-    sed -n '2,5p' "$0" >&2
+    sed -n '2,6p' "$0" >&2
     exit 2
 fi
 INPUT="$1" OUTPUT="$2"
 shift 2
 # videoflip applies the photo's EXIF orientation where the decoder reports it.
 gst-launch-1.0 -q filesrc location="$INPUT" ! decodebin ! videoflip video-direction=auto ! videoconvert \
-    ! rembgfilter "$@" ! videoconvert ! pngenc ! filesink location="$OUTPUT"
+    ! rembgfilter clear-transparent=true "$@" ! videoconvert ! pngenc ! filesink location="$OUTPUT"
 echo "wrote $OUTPUT" >&2

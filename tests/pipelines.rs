@@ -65,9 +65,37 @@ fn still_image_becomes_a_transparent_png_like_rembgfilter_computes() {
         photo.display()
     ))
     .unwrap();
-    assert_eq!(
-        alpha_of(&packed_pixels(&png[0]).1),
-        alpha_of(&packed_pixels(&expected[0]).1)
+    let pixels = packed_pixels(&png[0]).1;
+    assert_eq!(alpha_of(&pixels), alpha_of(&packed_pixels(&expected[0]).1));
+    // Colour where nothing shows is cleared (clear-transparent=true), so the file is smaller
+    // than with the colour kept; visible pixels keep theirs.
+    let hidden = pixels.chunks_exact(4).filter(|p| p[3] == 0);
+    assert!(hidden.clone().count() > 1000);
+    assert!(hidden.into_iter().all(|p| p[..3] == [0, 0, 0]));
+    let kept = scratch("cutout-kept.png");
+    run_script(
+        "cutout-image.sh",
+        &[
+            photo.to_str().unwrap(),
+            kept.to_str().unwrap(),
+            "clear-transparent=false",
+        ],
+        &[],
+    );
+    let (cleared_size, kept_size) = (
+        std::fs::metadata(&output).unwrap().len(),
+        std::fs::metadata(&kept).unwrap().len(),
+    );
+    assert!(
+        cleared_size * 10 < kept_size * 9,
+        "{cleared_size} bytes cleared, {kept_size} kept"
+    );
+    let kept_pixels = packed_pixels(&decoded_frames(&kept, "RGBA")[0]).1;
+    assert_eq!(alpha_of(&kept_pixels), alpha_of(&pixels));
+    assert!(
+        kept_pixels
+            .chunks_exact(4)
+            .any(|p| p[3] == 0 && p[..3] != [0, 0, 0])
     );
 }
 

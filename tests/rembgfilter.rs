@@ -276,8 +276,9 @@ fn input_mean_and_std_change_what_the_model_sees() {
     let (width, height) = (64u32, 64u32);
     let pixels = two_colours(width, height, [255, 0, 0], [0, 255, 0]);
     let (red, green) = (32 * 64 + 2, 32 * 64 + 60);
-    let std = gst::Array::new([0.01f64, 1.0, 1.0]);
-    let mean = gst::Array::new([0.0f64]);
+    // gst-launch's array syntax and a plain list are both taken.
+    let std = "<0.01, 1.0, 1.0>";
+    let mean = "0";
     let mut h = harness(&[
         ("model", &model.to_str().unwrap()),
         ("input-std", &std),

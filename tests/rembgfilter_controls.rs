@@ -363,7 +363,7 @@ fn changing_mode_while_playing_renegotiates() {
 #[test]
 fn replace_mode_puts_the_foreground_over_an_image_scaled_to_the_frame() {
     init();
-    // A small red picture of another size: it is decoded and stretched to the frame.
+    // A small red picture of another size: it is decoded and scaled to the frame.
     let picture =
         std::env::temp_dir().join(format!("neuralfx-background-{}.png", std::process::id()));
     let pipeline = gst::parse::launch(&format!(
@@ -396,6 +396,101 @@ fn replace_mode_puts_the_foreground_over_an_image_scaled_to_the_frame() {
         } else if a == 255 {
             assert_eq!(&pixel[..3], &astronaut[i * 3..i * 3 + 3]);
         }
+    }
+    std::fs::remove_file(picture).unwrap();
+}
+
+/// Writes a `width` x `height` PNG of three vertical bands: red, green, blue.
+fn three_band_png(width: u32, height: u32) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "neuralfx-bands-{}-{width}x{height}.png",
+        std::process::id()
+    ));
+    let pixels: Vec<u8> = (0..width * height)
+        .flat_map(|i| match (i % width) * 3 / width {
+            0 => [255, 0, 0],
+            1 => [0, 255, 0],
+            _ => [0, 0, 255],
+        })
+        .collect();
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut encoder = png::Encoder::new(file, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(&pixels).unwrap();
+    writer.finish().unwrap();
+    path
+}
+
+#[test]
+fn replace_mode_fills_fits_or_stretches_a_picture_of_another_shape() {
+    init();
+    // A 6:1 picture behind a 4:3 frame: fill shows only its middle band.
+    let picture = three_band_png(600, 100);
+    let astronaut = photo("astronaut");
+    let alpha = plain_mask("astronaut");
+    let background_of = |fit: &str| {
+        let mut h = harness(&[
+            ("mode", RembgMode::Replace.to_value()),
+            ("background-location", picture.to_str().unwrap().to_value()),
+            ("background-color", 0xff10_2030u32.to_value()),
+        ]);
+        h.element()
+            .unwrap()
+            .set_property_from_str("background-fit", fit);
+        let (_, out) = push_full(&mut h, &astronaut, 0);
+        out
+    };
+    let at = |out: &[u8], x: u32, y: u32| {
+        let i = (y * WIDTH + x) as usize;
+        (alpha[i] == 0).then(|| [out[i * 4], out[i * 4 + 1], out[i * 4 + 2]])
+    };
+    let background_pixels = |out: &[u8]| -> Vec<[u8; 3]> {
+        (0..HEIGHT)
+            .flat_map(|y| (0..WIDTH).map(move |x| (x, y)))
+            .filter_map(|(x, y)| at(out, x, y))
+            .collect()
+    };
+    // fill (the default): the middle of the picture covers the frame, all green behind.
+    let fill = background_of("fill");
+    let shown = background_pixels(&fill);
+    assert!(shown.len() > 1000);
+    assert!(
+        shown.iter().all(|p| p[1] > 200 && p[0] < 60 && p[2] < 60),
+        "fill shows the green middle band"
+    );
+    // fit: the whole picture, 160x27 in the middle, bars of background-color above and below.
+    let fit = background_of("fit");
+    let row = |out: &[u8], y: u32, xs: std::ops::Range<u32>| -> Vec<[u8; 3]> {
+        xs.filter_map(|x| at(out, x, y)).collect()
+    };
+    let bars: Vec<_> = [0, HEIGHT - 1]
+        .into_iter()
+        .flat_map(|y| row(&fit, y, 0..WIDTH))
+        .collect();
+    assert!(bars.len() > 20 && bars.iter().all(|p| *p == [0x10, 0x20, 0x30]));
+    // Inside the band the picture's outer thirds show at its left and right (its middle may be
+    // behind the astronaut).
+    let band: Vec<_> = (50..70).flat_map(|y| row(&fit, y, 0..WIDTH)).collect();
+    for colour in [[255, 0, 0], [0, 0, 255]] {
+        assert!(band.contains(&colour), "fit shows the {colour:?} band");
+    }
+    assert!(
+        !band.contains(&[0x10, 0x20, 0x30]),
+        "no bar inside the picture"
+    );
+    // stretch: every band, top to bottom, no bars.
+    let stretch = background_of("stretch");
+    let edges: Vec<_> = [0, HEIGHT - 1]
+        .into_iter()
+        .flat_map(|y| row(&stretch, y, 0..WIDTH))
+        .collect();
+    assert!(!edges.contains(&[0x10, 0x20, 0x30]));
+    for colour in [[255, 0, 0], [0, 0, 255]] {
+        assert!(
+            edges.contains(&colour),
+            "stretch reaches the edge with {colour:?}"
+        );
     }
     std::fs::remove_file(picture).unwrap();
 }
@@ -449,4 +544,58 @@ fn rgba_input_keeps_its_transparency_unless_told_otherwise() {
                 .any(|(i, &m)| i % width < width / 2 && m > 200)
         );
     }
+}
+
+#[test]
+fn start_only_properties_set_while_playing_are_refused_and_keep_reporting_what_runs() {
+    init();
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=4 ! video/x-raw,format=RGB,width=64,height=48 \
+         ! rembgfilter name=cut model=u2netp threads=1 ! appsink name=sink sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let cut = pipeline.by_name("cut").unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(
+        sink.try_pull_sample(gst::ClockTime::from_seconds(60))
+            .is_some()
+    );
+    cut.set_property("model", "selfie");
+    cut.set_property("threads", 2u32);
+    // A property that can change while playing still does.
+    cut.set_property("threshold", 100u32);
+    assert_eq!(cut.property::<String>("model"), "u2netp");
+    assert_eq!(cut.property::<u32>("threads"), 1);
+    assert_eq!(cut.property::<u32>("threshold"), 100);
+    // The sink lets EOS through once every frame is taken.
+    while sink
+        .try_pull_sample(gst::ClockTime::from_seconds(30))
+        .is_some()
+    {}
+    let warnings = run_to_eos_noting_warnings(&pipeline).unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    for property in ["'model'", "'threads'"] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(property) && w.contains("cannot change while the element runs")),
+            "{property}: {warnings:?}"
+        );
+    }
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("keeps \"u2netp\"") || w.contains("keeps u2netp")),
+        "{warnings:?}"
+    );
+    // Stopped, the element takes it.
+    cut.set_property("model", "selfie");
+    assert_eq!(cut.property::<String>("model"), "selfie");
 }

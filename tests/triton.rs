@@ -33,8 +33,9 @@ fn u2netp() -> PathBuf {
     Path::new(&home).join("u2netp.onnx")
 }
 
-/// The Triton server, started once for this test binary with u2netp and a U-Net-328-shaped
-/// lipsync model (and the 'slow' and 'failing' test models).
+/// The Triton server, started once for this test binary with u2netp, MediaPipe's selfie model
+/// (NHWC in, a probability out) and a U-Net-328-shaped lipsync model (and the script's 'slow',
+/// 'slow-once' and 'failing' test models).
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
@@ -46,7 +47,11 @@ fn server() -> &'static Server {
             &python_in("NEURALFX_TRITON_VENV"),
             &reference_script("triton_server.py"),
             &dir,
-            &[("u2netp", &u2netp()), ("unet", &unet)],
+            &[
+                ("u2netp", &u2netp()),
+                ("selfie", &u2netp().with_file_name("selfie.onnx")),
+                ("unet", &unet),
+            ],
         );
         Server {
             http: server.http.clone(),
@@ -104,6 +109,33 @@ fn alpha_through_triton_grpc_and_http_matches_onnx_runtime_on_the_three_photos()
                 "{name} over {backend}: alpha differs by up to {largest}"
             );
         }
+    }
+}
+
+#[test]
+fn the_selfie_model_through_triton_gives_the_alpha_of_onnx_runtime() {
+    // The catalog's selfie entry (NHWC input, probability output) gives the served model its
+    // processing, as it gives the local file.
+    let server = server();
+    let local = alphas(&photo_pipeline("astronaut", "rembgfilter model=selfie")).unwrap();
+    for (backend, address) in server.endpoints() {
+        let remote = alphas(&photo_pipeline(
+            "astronaut",
+            &format!("rembgfilter backend={backend} server={address} model=selfie"),
+        ))
+        .unwrap();
+        let largest = local[0]
+            .1
+            .iter()
+            .zip(&remote[0].1)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(largest <= 1, "{backend}: alpha differs by up to {largest}");
+        assert!(
+            remote[0].1.iter().any(|&a| a > 200) && remote[0].1.iter().any(|&a| a < 50),
+            "{backend}: a real mask, not a constant"
+        );
     }
 }
 

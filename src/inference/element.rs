@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gst::glib;
@@ -483,4 +484,49 @@ pub fn stats_param_spec(blurb: &str) -> glib::ParamSpec {
         .blurb(blurb)
         .read_only()
         .build()
+}
+
+/// Keeps the properties that take effect only at start (flagged `mutable_ready`: the model, its
+/// runtime, its server, its input statistics...) from changing under a running element: a new
+/// value is refused with a bus warning naming the property and what still runs, so reading the
+/// property back reports what runs. They take new values in the NULL and READY states.
+#[derive(Debug, Default)]
+pub struct StartSettingsGuard {
+    running: AtomicBool,
+}
+
+impl StartSettingsGuard {
+    /// Called from `start()` (true) and `stop()` (false).
+    pub fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::SeqCst);
+    }
+
+    /// Whether setting `pspec` now must be refused; if so the warning is posted. `current`
+    /// is the value in force.
+    pub fn refuses(
+        &self,
+        element: &impl IsA<gst::Element>,
+        pspec: &glib::ParamSpec,
+        current: &glib::Value,
+    ) -> bool {
+        let start_only = pspec.flags().contains(gst::PARAM_FLAG_MUTABLE_READY)
+            && !pspec.flags().contains(gst::PARAM_FLAG_MUTABLE_PLAYING);
+        if !start_only || !self.running.load(Ordering::SeqCst) {
+            return false;
+        }
+        let shown = current
+            .serialize()
+            .map(|text| text.to_string())
+            .unwrap_or_else(|_| "its value".into());
+        gst::element_warning!(
+            element,
+            gst::LibraryError::Settings,
+            (
+                "property '{}' cannot change while the element runs: it keeps {} (set it in the NULL or READY state)",
+                pspec.name(),
+                shown
+            )
+        );
+        true
+    }
 }

@@ -17,13 +17,34 @@ pub fn set_plugin_path(path: PathBuf) {
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "could not load the ONNX Runtime library (version 1.{} or newer needed); tried:\n{}\n\
-     Set ORT_DYLIB_PATH to the absolute path of libonnxruntime.so, or put it beside the plugin",
+    "could not load the ONNX Runtime library (version 1.{} or newer needed); tried:\n{}\n{}",
     ort::MINOR_VERSION,
-    .attempts.join("\n")
+    .attempts.join("\n"),
+    .hint
 )]
 pub struct RuntimeError {
     pub attempts: Vec<String>,
+    /// What to do about it, for a plugin or for an application that links neuralfx.
+    pub hint: String,
+}
+
+/// What a user can do when no library loads: a plugin looks beside its own `.so`; an
+/// application that links the crate (`plugin_register_static`) has no such folder and needs
+/// `ORT_DYLIB_PATH`.
+pub fn missing_library_hint(plugin_path: Option<&Path>) -> String {
+    match plugin_path.and_then(Path::parent) {
+        Some(folder) => format!(
+            "Set ORT_DYLIB_PATH to the absolute path of libonnxruntime.so, or put it beside \
+             the plugin in {}",
+            folder.display()
+        ),
+        None => "This program links neuralfx itself (plugin_register_static), so there is no \
+                 plugin folder to look in: set ORT_DYLIB_PATH to the absolute path of \
+                 libonnxruntime.so (./scripts/setup.sh installs one as \
+                 ~/.cache/neuralfx/onnxruntime/libonnxruntime.so.1.31.1), or install it where \
+                 the system loader finds it"
+            .into(),
+    }
 }
 
 /// The places to look, in order: `ORT_DYLIB_PATH`, a `libonnxruntime.so*` beside the plugin,
@@ -90,7 +111,10 @@ pub fn environment() -> Result<&'static ort::environment::Environment, RuntimeEr
             Err(e) => attempts.push(format!("  {}: {e}", candidate.display())),
         }
     }
-    Err(RuntimeError { attempts })
+    Err(RuntimeError {
+        attempts,
+        hint: missing_library_hint(PLUGIN_PATH.get().map(PathBuf::as_path)),
+    })
 }
 
 /// The library that was loaded, if any.
@@ -136,5 +160,22 @@ mod tests {
                 PathBuf::from("libonnxruntime.so")
             ]
         );
+    }
+
+    #[test]
+    fn the_hint_fits_a_plugin_and_an_application() {
+        let plugin =
+            missing_library_hint(Some(Path::new("/usr/lib/gstreamer-1.0/libgstneuralfx.so")));
+        assert!(
+            plugin.contains("beside the plugin in /usr/lib/gstreamer-1.0"),
+            "{plugin}"
+        );
+        let application = missing_library_hint(None);
+        assert!(
+            application.contains("ORT_DYLIB_PATH")
+                && application.contains("plugin_register_static"),
+            "{application}"
+        );
+        assert!(!application.contains("beside the plugin"));
     }
 }

@@ -117,6 +117,7 @@ pub struct LipsyncSrc {
     /// Frames per second of the running mode (0 when stopped): the latency query is answered
     /// from it without waiting for a frame in the making.
     fps: AtomicU32,
+    start_settings: inference::element::StartSettingsGuard,
 }
 
 #[glib::object_subclass]
@@ -304,6 +305,12 @@ impl ObjectImpl for LipsyncSrc {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self
+            .start_settings
+            .refuses(&*self.obj(), pspec, &self.property(_id, pspec))
+        {
+            return;
+        }
         let mut settings = self.settings.lock().unwrap();
         if settings.backend.set(pspec.name(), value) {
             return;
@@ -403,10 +410,12 @@ impl BaseSrcImpl for LipsyncSrc {
         *self.state.lock().unwrap() = Some(state);
         *self.stats.lock().unwrap() = InferenceStats::default();
         self.clock_wait.lock().unwrap().flushing = false;
+        self.start_settings.set_running(true);
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.start_settings.set_running(false);
         self.clock_wait.lock().unwrap().flushing = true;
         self.fps.store(0, Ordering::Relaxed);
         *self.state.lock().unwrap() = None;

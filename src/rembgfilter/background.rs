@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
+use super::BackgroundFit;
 use crate::imageops::{Filter, ImageRef, PixelLayout, Resizer};
 
 /// How long decoding one picture may take before it counts as failed.
@@ -26,12 +27,15 @@ enum Decoding {
     Done(Result<Picture, String>),
 }
 
+/// What a scaled copy was made for: frame size, channel order, fit and the colour of fit's bars.
+type ScaledFor = (usize, usize, PixelLayout, BackgroundFit, [u8; 3]);
+
 /// The picture of one `background-location`, with its copy scaled to the current frame.
 pub struct Background {
     location: String,
     decoding: Decoding,
     /// The picture at frame size in the frame's channel order (4 bytes a pixel), and what for.
-    scaled: Option<((usize, usize, PixelLayout), Vec<u8>)>,
+    scaled: Option<(ScaledFor, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Background {
@@ -84,21 +88,24 @@ impl Background {
     }
 
     /// The picture scaled to `width` x `height` as packed 4-byte pixels in `layout`'s channel
-    /// order; scaled again only when the size or order changes.
+    /// order, placed as `fit` says (`bars`: the colour around a fitted picture, in the frame's
+    /// channel order); scaled again only when one of them changes.
     pub fn scaled_for(
         &mut self,
         width: usize,
         height: usize,
         layout: PixelLayout,
+        fit: BackgroundFit,
+        bars: [u8; 3],
     ) -> Result<&[u8], String> {
-        let key = (width, height, layout);
+        let key = (width, height, layout, fit, bars);
         if self
             .scaled
             .as_ref()
             .is_none_or(|(made_for, _)| *made_for != key)
         {
             let picture = self.picture()?;
-            let pixels = scale_to_frame(picture, width, height, layout)
+            let pixels = scale_to_frame(picture, width, height, layout, fit, bars)
                 .map_err(|reason| format!("{}: {reason}", self.location))?;
             self.scaled = Some((key, pixels));
         }
@@ -106,24 +113,107 @@ impl Background {
     }
 }
 
-/// Stretches `picture` to the frame (PIL-style bilinear) and puts red, green and blue where
-/// `layout` has them; the fourth byte is 255.
+/// A rectangle in pixels: left, top, width, height.
+pub type Rect = (usize, usize, usize, usize);
+
+/// The part of a `picture_width` x `picture_height` picture that `fill` shows in a `width` x
+/// `height` frame: the largest centred rectangle of the frame's shape.
+pub fn fill_crop(picture_width: usize, picture_height: usize, width: usize, height: usize) -> Rect {
+    // Compare the aspect ratios without division: picture wider than the frame?
+    if picture_width * height > width * picture_height {
+        let w = (picture_height * width)
+            .div_ceil(height)
+            .clamp(1, picture_width);
+        ((picture_width - w) / 2, 0, w, picture_height)
+    } else {
+        let h = (picture_width * height)
+            .div_ceil(width)
+            .clamp(1, picture_height);
+        (0, (picture_height - h) / 2, picture_width, h)
+    }
+}
+
+/// Where `fit` puts a `picture_width` x `picture_height` picture in a `width` x `height` frame:
+/// as large as fits, centred.
+pub fn fit_placement(
+    picture_width: usize,
+    picture_height: usize,
+    width: usize,
+    height: usize,
+) -> Rect {
+    if picture_width * height > width * picture_height {
+        let h = (width * picture_height)
+            .div_ceil(picture_width)
+            .clamp(1, height);
+        (0, (height - h) / 2, width, h)
+    } else {
+        let w = (height * picture_width)
+            .div_ceil(picture_height)
+            .clamp(1, width);
+        ((width - w) / 2, 0, w, height)
+    }
+}
+
+/// Scales `picture` to the frame as `fit` says (PIL-style bilinear), `bars` around it for
+/// `fit`, and puts red, green and blue where `layout` has them; the fourth byte is 255.
 pub fn scale_to_frame(
     picture: &Picture,
     width: usize,
     height: usize,
     layout: PixelLayout,
+    fit: BackgroundFit,
+    bars: [u8; 3],
 ) -> Result<Vec<u8>, String> {
-    let source = ImageRef::packed(
-        &picture.rgba,
-        picture.width,
-        picture.height,
-        PixelLayout::RGBX,
-    );
+    let (pw, ph) = (picture.width, picture.height);
+    let stride = pw * 4;
+    let region = |(x, y, w, h): Rect| ImageRef {
+        data: &picture.rgba[y * stride + x * 4..],
+        width: w,
+        height: h,
+        stride,
+        layout: PixelLayout::RGBX,
+    };
+    let mut resizer = Resizer::new();
     let mut rgba = vec![0u8; width * height * 4];
-    Resizer::new()
-        .resize(&source, &mut rgba, width, height, Filter::Bilinear)
-        .map_err(|e| e.to_string())?;
+    match fit {
+        BackgroundFit::Stretch => resizer
+            .resize(
+                &region((0, 0, pw, ph)),
+                &mut rgba,
+                width,
+                height,
+                Filter::Bilinear,
+            )
+            .map_err(|e| e.to_string())?,
+        BackgroundFit::Fill => resizer
+            .resize(
+                &region(fill_crop(pw, ph, width, height)),
+                &mut rgba,
+                width,
+                height,
+                Filter::Bilinear,
+            )
+            .map_err(|e| e.to_string())?,
+        BackgroundFit::Fit => {
+            let (x, y, w, h) = fit_placement(pw, ph, width, height);
+            let mut inner = vec![0u8; w * h * 4];
+            resizer
+                .resize(&region((0, 0, pw, ph)), &mut inner, w, h, Filter::Bilinear)
+                .map_err(|e| e.to_string())?;
+            // Bars in RGB order here; the channel order is applied below with the rest.
+            let mut rgb_bars = [0u8; 3];
+            rgb_bars[0] = bars[layout.red];
+            rgb_bars[1] = bars[layout.green];
+            rgb_bars[2] = bars[layout.blue];
+            for pixel in rgba.chunks_exact_mut(4) {
+                pixel[..3].copy_from_slice(&rgb_bars);
+            }
+            for (row, inner_row) in inner.chunks_exact(w * 4).enumerate() {
+                let start = ((y + row) * width + x) * 4;
+                rgba[start..start + w * 4].copy_from_slice(inner_row);
+            }
+        }
+    }
     for pixel in rgba.chunks_exact_mut(4) {
         let [r, g, b, _] = [pixel[0], pixel[1], pixel[2], pixel[3]];
         pixel[layout.red] = r;
@@ -275,12 +365,75 @@ mod tests {
             width: 4,
             height: 2,
         };
-        let rgb = scale_to_frame(&picture, 8, 3, PixelLayout::RGB).unwrap();
+        let stretch = |layout| {
+            scale_to_frame(&picture, 8, 3, layout, BackgroundFit::Stretch, [0; 3]).unwrap()
+        };
+        let rgb = stretch(PixelLayout::RGB);
         assert_eq!(rgb.len(), 8 * 3 * 4);
         assert_eq!(&rgb[..4], &[255, 0, 0, 255]);
         assert_eq!(&rgb[7 * 4..8 * 4], &[0, 0, 255, 255]);
-        let bgr = scale_to_frame(&picture, 8, 3, PixelLayout::BGRX).unwrap();
+        let bgr = stretch(PixelLayout::BGRX);
         assert_eq!(&bgr[..4], &[0, 0, 255, 255], "red where BGRx keeps it");
+    }
+
+    #[test]
+    fn fill_crops_the_overflow_evenly_and_fit_centres_the_picture() {
+        // A 400x100 panorama in a 200x200 frame: fill shows its middle 100x100, fit puts it
+        // 200x50 in the middle.
+        assert_eq!(fill_crop(400, 100, 200, 200), (150, 0, 100, 100));
+        assert_eq!(fit_placement(400, 100, 200, 200), (0, 75, 200, 50));
+        // A tall picture in a wide frame.
+        assert_eq!(fill_crop(100, 400, 200, 100), (0, 175, 100, 50));
+        assert_eq!(fit_placement(100, 400, 200, 100), (87, 0, 25, 100));
+        // The same shape: all of it, everywhere.
+        assert_eq!(fill_crop(640, 480, 320, 240), (0, 0, 640, 480));
+        assert_eq!(fit_placement(640, 480, 320, 240), (0, 0, 320, 240));
+    }
+
+    #[test]
+    fn fit_surrounds_the_picture_with_bars_and_fill_keeps_its_middle() {
+        // A 4x1 picture: red, green, green, blue.
+        let picture = Picture {
+            rgba: [
+                [255, 0, 0, 255],
+                [0, 255, 0, 255],
+                [0, 255, 0, 255],
+                [0, 0, 255, 255],
+            ]
+            .concat(),
+            width: 4,
+            height: 1,
+        };
+        let fitted = scale_to_frame(
+            &picture,
+            4,
+            4,
+            PixelLayout::RGB,
+            BackgroundFit::Fit,
+            [9, 8, 7],
+        )
+        .unwrap();
+        assert_eq!(&fitted[..4], &[9, 8, 7, 255], "a bar above");
+        assert_eq!(
+            &fitted[4 * 4 * 3..4 * 4 * 3 + 4],
+            &[9, 8, 7, 255],
+            "a bar below"
+        );
+        let filled = scale_to_frame(
+            &picture,
+            2,
+            2,
+            PixelLayout::RGB,
+            BackgroundFit::Fill,
+            [0; 3],
+        )
+        .unwrap();
+        assert!(
+            filled
+                .chunks_exact(4)
+                .all(|p| p[1] > 100 && p[0] < 100 && p[2] < 100),
+            "fill shows the green middle: {filled:?}"
+        );
     }
 
     #[test]

@@ -50,9 +50,9 @@ use crate::segmentation::worker::{LiveMaskError, MaskWorker};
 use crate::segmentation::{ModelInput, ModelRun, Segmenter, SegmenterError, locate};
 use crate::video::{image_of, pixel_layout};
 
-use super::RembgMode;
 use super::background::Background;
 use super::caps;
+use super::{BackgroundFit, RembgMode};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -78,12 +78,16 @@ struct OutputSettings {
     /// ARGB, as GStreamer's colour properties are.
     background_color: u32,
     blur_radius: u32,
+    clear_transparent: bool,
+    background_fit: BackgroundFit,
 }
 
 const DEFAULT_OUTPUT: OutputSettings = OutputSettings {
     mode: RembgMode::Alpha,
     background_color: 0xff00_ff00,
     blur_radius: 16,
+    clear_transparent: false,
+    background_fit: BackgroundFit::Fill,
 };
 
 /// The settings a frame is made with, read once per buffer.
@@ -107,8 +111,8 @@ struct Settings {
     download: bool,
     /// Where the model runs.
     backend: BackendSettings,
-    input_mean: Option<Vec<f64>>,
-    input_std: Option<Vec<f64>>,
+    input_mean: Option<String>,
+    input_std: Option<String>,
     /// The picture of mode=replace.
     background_location: Option<String>,
     frame: FrameSettings,
@@ -226,6 +230,7 @@ pub struct RembgFilter {
     flushing: AtomicBool,
     /// The picture of mode=replace, decoded when the property is set.
     background: Mutex<Option<Background>>,
+    start_settings: inference::element::StartSettingsGuard,
 }
 
 #[glib::object_subclass]
@@ -235,16 +240,26 @@ impl ObjectSubclass for RembgFilter {
     type ParentType = gst_video::VideoFilter;
 }
 
-/// Reads a mean/std property: one value for all channels or one per channel.
-fn per_channel(values: &[f64], property: &str, positive: bool) -> Result<[f32; 3], String> {
+/// Reads a mean/std property: one value for all channels or one per channel, written `0.5`,
+/// `0.5, 0.5, 0.5` or gst-launch's array syntax `<0.5, 0.5, 0.5>`.
+fn per_channel(text: &str, property: &str, positive: bool) -> Result<[f32; 3], String> {
+    let error = || {
+        format!(
+            "property '{property}' must hold 1 or 3 finite{} numbers (e.g. \"0.5\" or \"0.485, 0.456, 0.406\"), got '{text}'",
+            if positive { " positive" } else { "" }
+        )
+    };
+    let inner = text.trim().trim_start_matches('<').trim_end_matches('>');
+    let values = inner
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .map(|part| part.parse::<f64>().map_err(|_| error()))
+        .collect::<Result<Vec<f64>, String>>()?;
     let valid = |v: &f64| v.is_finite() && (!positive || *v > 0.0);
-    match values {
+    match values.as_slice() {
         [v] if valid(v) => Ok([*v as f32; 3]),
         [r, g, b] if [r, g, b].into_iter().all(valid) => Ok([*r as f32, *g as f32, *b as f32]),
-        _ => Err(format!(
-            "property '{property}' must hold 1 or 3 finite{} numbers, got {values:?}",
-            if positive { " positive" } else { "" }
-        )),
+        _ => Err(error()),
     }
 }
 
@@ -267,14 +282,17 @@ fn output_for<'a>(
     layout: PixelLayout,
     background: Option<&'a [u8]>,
 ) -> Output<'a> {
+    let alpha = Output::Alpha {
+        clear_transparent: output.clear_transparent,
+    };
     match (output.mode, format) {
         (_, VideoFormat::Gray8) => Output::Mask,
         (RembgMode::Composite, _) => {
             Output::OverColour(compose::colour_in_layout(output.background_color, layout))
         }
         (RembgMode::Blur, _) => Output::OverBlur(output.blur_radius as usize),
-        (RembgMode::Replace, _) => background.map_or(Output::Alpha, Output::OverImage),
-        (RembgMode::Alpha | RembgMode::Mask, _) => Output::Alpha,
+        (RembgMode::Replace, _) => background.map_or(alpha, Output::OverImage),
+        (RembgMode::Alpha | RembgMode::Mask, _) => alpha,
     }
 }
 
@@ -603,7 +621,13 @@ impl RembgFilter {
         let picture = match (settings.output.mode, out_format) {
             (RembgMode::Replace, VideoFormat::Rgba | VideoFormat::Bgra) => {
                 let scaled = match background.as_deref_mut().and_then(Option::as_mut) {
-                    Some(background) => background.scaled_for(width, height, src.layout),
+                    Some(background) => background.scaled_for(
+                        width,
+                        height,
+                        src.layout,
+                        settings.output.background_fit,
+                        compose::colour_in_layout(settings.output.background_color, src.layout),
+                    ),
                     None => Err("mode=replace needs an image: set background-location".into()),
                 };
                 Some(scaled.map_err(|reason| {
@@ -796,7 +820,6 @@ impl ObjectImpl for RembgFilter {
 
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let channel_value = glib::ParamSpecDouble::builder("value").build();
             let mut properties = vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
@@ -814,16 +837,16 @@ impl ObjectImpl for RembgFilter {
                     .default_value(DEFAULT_DOWNLOAD)
                     .mutable_ready()
                     .build(),
-                gst::ParamSpecArray::builder("input-mean")
+                glib::ParamSpecString::builder("input-mean")
                     .nick("Input mean")
-                    .blurb("Mean subtracted from the 0..1 input, one value or <r, g, b>; empty = the model's own")
-                    .element_spec(&channel_value)
+                    .blurb("Mean subtracted from the 0..1 input: one value or three, \"0.485, 0.456, 0.406\" \
+                            (gst-launch's \"<0.485, 0.456, 0.406>\" works too); empty = the model's own")
                     .mutable_ready()
                     .build(),
-                gst::ParamSpecArray::builder("input-std")
+                glib::ParamSpecString::builder("input-std")
                     .nick("Input std")
-                    .blurb("Standard deviation the input is divided by, one value or <r, g, b>; empty = the model's own")
-                    .element_spec(&channel_value)
+                    .blurb("Standard deviation the input is divided by: one value or three, \
+                            \"0.229, 0.224, 0.225\"; empty = the model's own")
                     .mutable_ready()
                     .build(),
             ];
@@ -836,7 +859,7 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 glib::ParamSpecUInt::builder("background-color")
                     .nick("Background colour")
-                    .blurb("Background of mode=composite, as 0xAARRGGBB (alpha ignored)")
+                    .blurb("Background of mode=composite, and the bars of mode=replace with background-fit=fit, as 0xAARRGGBB (alpha ignored)")
                     .default_value(DEFAULT_OUTPUT.background_color)
                     .mutable_playing()
                     .build(),
@@ -913,6 +936,22 @@ impl ObjectImpl for RembgFilter {
                     .default_value(DEFAULT_KEEP_INPUT_ALPHA)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("background-fit", DEFAULT_OUTPUT.background_fit)
+                    .nick("Background fit")
+                    .blurb("How mode=replace's picture covers a frame of another shape: fill (scaled to \
+                            cover, the overflow cropped evenly), fit (scaled to fit, bars of \
+                            background-color around it) or stretch")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("clear-transparent")
+                    .nick("Clear transparent colour")
+                    .blurb("In alpha output (mode=alpha, or replace without a picture), set the colour of \
+                            fully transparent pixels to black: nobody sees it, and PNG or video encoders \
+                            then spend almost nothing on it (a PNG cutout about the size of rembg's). \
+                            Visible pixels keep their straight colour either way")
+                    .default_value(DEFAULT_OUTPUT.clear_transparent)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoolean::builder("overlap")
                     .nick("Overlap frames")
                     .blurb("In a non-live pipeline, hold one frame back so that the model's run on it \
@@ -929,11 +968,18 @@ impl ObjectImpl for RembgFilter {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if self
+            .start_settings
+            .refuses(&*self.obj(), pspec, &self.property(_id, pspec))
+        {
+            return;
+        }
         let mut settings = self.settings.lock().unwrap();
-        let doubles = |value: &glib::Value| -> Option<Vec<f64>> {
-            let array = value.get::<gst::Array>().ok()?;
-            let values: Vec<f64> = array.iter().filter_map(|v| v.get::<f64>().ok()).collect();
-            (!values.is_empty()).then_some(values)
+        let text = |value: &glib::Value| -> Option<String> {
+            value
+                .get::<Option<String>>()
+                .expect("type checked upstream")
+                .filter(|s| !s.trim().is_empty())
         };
         if settings.backend.set(pspec.name(), value) {
             return;
@@ -949,8 +995,8 @@ impl ObjectImpl for RembgFilter {
                 settings.model = model;
             }
             "download" => settings.download = value.get().expect("type checked upstream"),
-            "input-mean" => settings.input_mean = doubles(value),
-            "input-std" => settings.input_std = doubles(value),
+            "input-mean" => settings.input_mean = text(value),
+            "input-std" => settings.input_std = text(value),
             "mode" => {
                 let mode = value.get().expect("type checked upstream");
                 if mode != frame.output.mode {
@@ -992,6 +1038,12 @@ impl ObjectImpl for RembgFilter {
             "keep-input-alpha" => {
                 frame.keep_input_alpha = value.get().expect("type checked upstream")
             }
+            "clear-transparent" => {
+                frame.output.clear_transparent = value.get().expect("type checked upstream")
+            }
+            "background-fit" => {
+                frame.output.background_fit = value.get().expect("type checked upstream")
+            }
             other => unimplemented!("property {other}"),
         }
     }
@@ -1001,15 +1053,12 @@ impl ObjectImpl for RembgFilter {
         if let Some(value) = settings.backend.get(pspec.name()) {
             return value;
         }
-        let array = |values: &Option<Vec<f64>>| {
-            gst::Array::new(values.iter().flatten().copied()).to_value()
-        };
         let frame = &settings.frame;
         match pspec.name() {
             "model" => settings.model.to_value(),
             "download" => settings.download.to_value(),
-            "input-mean" => array(&settings.input_mean),
-            "input-std" => array(&settings.input_std),
+            "input-mean" => settings.input_mean.to_value(),
+            "input-std" => settings.input_std.to_value(),
             "mode" => frame.output.mode.to_value(),
             "background-color" => frame.output.background_color.to_value(),
             "blur-radius" => frame.output.blur_radius.to_value(),
@@ -1022,6 +1071,8 @@ impl ObjectImpl for RembgFilter {
             "asynchronous" => frame.asynchronous.to_value(),
             "overlap" => frame.overlap.to_value(),
             "keep-input-alpha" => frame.keep_input_alpha.to_value(),
+            "clear-transparent" => frame.output.clear_transparent.to_value(),
+            "background-fit" => frame.output.background_fit.to_value(),
             "stats" => self
                 .stats
                 .lock()
@@ -1107,6 +1158,7 @@ impl BaseTransformImpl for RembgFilter {
         let state = self.load(&settings)?;
         *self.state.lock().unwrap() = Some(state);
         *self.stats.lock().unwrap() = InferenceStats::default();
+        self.start_settings.set_running(true);
         gst::debug!(CAT, imp = self, "started with {}", settings.model);
         Ok(())
     }
@@ -1223,6 +1275,7 @@ impl BaseTransformImpl for RembgFilter {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         // Dropping the state stops the model threads and drops this element's hold on the
         // shared session.
+        self.start_settings.set_running(false);
         let state = self.state.lock().unwrap().take();
         drop(state);
         self.interrupters.lock().unwrap().clear();

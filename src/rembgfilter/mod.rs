@@ -45,8 +45,28 @@ pub enum RembgMode {
     )]
     Blur,
     #[enum_value(
-        name = "The foreground over the image of background-location, scaled to the frame, alpha 255",
+        name = "The foreground over the image of background-location, placed as background-fit says, alpha 255",
         nick = "replace"
     )]
     Replace,
+}
+
+/// How `mode=replace`'s picture covers a frame of another shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRembgFilterBackgroundFit")]
+pub enum BackgroundFit {
+    #[enum_value(name = "Stretched to the frame (its shape changes)", nick = "stretch")]
+    Stretch,
+    #[default]
+    #[enum_value(
+        name = "Scaled to cover the frame, the overflow cropped evenly (its shape kept)",
+        nick = "fill"
+    )]
+    Fill,
+    #[enum_value(
+        name = "Scaled to fit inside the frame, bars of background-color around it (its shape kept)",
+        nick = "fit"
+    )]
+    Fit,
 }

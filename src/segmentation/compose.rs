@@ -119,8 +119,9 @@ pub fn write_mask(mask: &[u8], width: usize, height: usize, dst: &mut [u8], dst_
 pub enum Output<'a> {
     /// The mask alone, one byte per pixel.
     Mask,
-    /// The frame's colour with the mask as alpha, four bytes per pixel.
-    Alpha,
+    /// The frame's colour with the mask as alpha, four bytes per pixel; with
+    /// `clear_transparent`, colour 0 where the alpha is 0.
+    Alpha { clear_transparent: bool },
     /// The foreground over a colour given in the frame's channel order, alpha 255.
     OverColour([u8; 3]),
     /// The foreground over a copy of the frame blurred with this radius, alpha 255.
@@ -148,7 +149,12 @@ impl Compositor {
     ) {
         match output {
             Output::Mask => write_mask(mask, src.width, src.height, dst, dst_stride),
-            Output::Alpha => attach_alpha(src, mask, dst, dst_stride),
+            Output::Alpha { clear_transparent } => {
+                attach_alpha(src, mask, dst, dst_stride);
+                if clear_transparent {
+                    clear_transparent_colour(dst, src.width, src.height, dst_stride);
+                }
+            }
             Output::OverColour(colour) => {
                 composite_over(src, mask, Background::Colour(colour), dst, dst_stride)
             }
@@ -161,6 +167,19 @@ impl Compositor {
             }
         }
     }
+}
+
+/// Sets the colour of every pixel whose alpha is 0 to 0 in a 4-byte-per-pixel frame (alpha last):
+/// what nobody sees then compresses to almost nothing (a PNG cutout shrinks to about the size of
+/// rembg's), while visible pixels keep their straight colour.
+pub fn clear_transparent_colour(dst: &mut [u8], width: usize, height: usize, dst_stride: usize) {
+    dst.par_chunks_mut(dst_stride).take(height).for_each(|row| {
+        for pixel in row[..width * 4].chunks_exact_mut(4) {
+            if pixel[3] == 0 {
+                pixel[..3].fill(0);
+            }
+        }
+    });
 }
 
 /// An `0xAARRGGBB` colour (as GStreamer's colour properties are) in the channel order of
@@ -233,7 +252,15 @@ mod tests {
         let mask = [255u8, 0];
         let mut compositor = Compositor::default();
         let mut dst = vec![0u8; 8];
-        compositor.write(&image, &mask, Output::Alpha, &mut dst, 8);
+        compositor.write(
+            &image,
+            &mask,
+            Output::Alpha {
+                clear_transparent: false,
+            },
+            &mut dst,
+            8,
+        );
         assert_eq!(dst, [200, 100, 0, 255, 10, 20, 30, 0]);
         compositor.write(&image, &mask, Output::OverColour([1, 2, 3]), &mut dst, 8);
         assert_eq!(dst, [200, 100, 0, 255, 1, 2, 3, 255]);
@@ -246,5 +273,23 @@ mod tests {
         // Radius 0 blurs nothing: the background is the frame itself.
         compositor.write(&image, &mask, Output::OverBlur(0), &mut dst, 8);
         assert_eq!(dst, [200, 100, 0, 255, 10, 20, 30, 255]);
+    }
+
+    #[test]
+    fn clearing_transparent_colour_touches_only_alpha_zero() {
+        let src = [10u8, 20, 30, 40, 50, 60, 70, 80, 90];
+        let image = ImageRef::packed(&src, 3, 1, PixelLayout::RGB);
+        let mut dst = vec![0u8; 16];
+        Compositor::default().write(
+            &image,
+            &[0, 1, 255],
+            Output::Alpha {
+                clear_transparent: true,
+            },
+            &mut dst,
+            16,
+        );
+        assert_eq!(&dst[..12], &[0, 0, 0, 0, 40, 50, 60, 1, 70, 80, 90, 255]);
+        assert_eq!(&dst[12..], &[0; 4], "row padding untouched");
     }
 }
