@@ -824,3 +824,24 @@ fn after_an_error_the_source_starts_again_with_good_input() {
     let stats = source.property::<gst::Structure>("stats");
     assert_eq!(stats.get::<u64>("frames").unwrap(), 2);
 }
+
+#[test]
+fn a_start_that_fails_posts_one_error_naming_the_file() {
+    init();
+    let pipeline = gst::parse::launch(
+        "lipsyncsrc model=/nonexistent/unet.onnx template=/nonexistent features=/nonexistent/ave.npy \
+         ! fakesink",
+    )
+    .unwrap();
+    assert!(pipeline.set_state(gst::State::Paused).is_err());
+    let bus = pipeline.bus().unwrap();
+    let errors: Vec<String> = std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Error]))
+        .filter_map(|message| match message.view() {
+            gst::MessageView::Error(err) => Some(err.error().to_string()),
+            _ => None,
+        })
+        .collect();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("/nonexistent"), "{errors:?}");
+}

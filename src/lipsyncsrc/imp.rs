@@ -370,13 +370,34 @@ impl ObjectImpl for LipsyncSrc {
 impl GstObjectImpl for LipsyncSrc {}
 
 impl ElementImpl for LipsyncSrc {
+    // Loading happens before BaseSrc's own READY -> PAUSED: a failure posts the element's
+    // error once, where BaseSrc would add a second, generic "Failed to start" after a start()
+    // that failed.
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            let settings = self.settings.lock().unwrap().clone();
+            match self.load(&settings) {
+                Ok(state) => *self.state.lock().unwrap() = Some(state),
+                Err(err) => {
+                    self.post_error_message(err);
+                    return Err(gst::StateChangeError);
+                }
+            }
+        }
+        self.parent_change_state(transition)
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
                 "Talking-head synthesis",
                 "Source/Video",
                 "Synthesises talking-head video from SyncTalk_2D template frames, landmarks and audio features \
-                 with the person's U-Net (328) in ONNX, one frame per audio-feature row",
+                 with the person's U-Net (328) in ONNX (run here, or on a Triton server or SageMaker \
+                 endpoint), one frame per audio-feature row",
                 "neuralfx developers",
             )
         });
@@ -404,10 +425,15 @@ impl ElementImpl for LipsyncSrc {
 
 impl BaseSrcImpl for LipsyncSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
-        let state = self.load(&settings)?;
-        self.fps.store(state.fps, Ordering::Relaxed);
-        *self.state.lock().unwrap() = Some(state);
+        // change_state() has loaded everything already; load here only if it has not.
+        let mut state = self.state.lock().unwrap();
+        if state.is_none() {
+            let settings = self.settings.lock().unwrap().clone();
+            *state = Some(self.load(&settings)?);
+        }
+        let fps = state.as_ref().map_or(0, |state| state.fps);
+        drop(state);
+        self.fps.store(fps, Ordering::Relaxed);
         *self.stats.lock().unwrap() = InferenceStats::default();
         self.clock_wait.lock().unwrap().flushing = false;
         self.start_settings.set_running(true);
