@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # A video file to an MP4 whose background is blurred, the person kept sharp (the video-call look).
+# The sound is kept (passed through, or re-encoded to AAC when MP4 cannot carry it).
 #
 # Usage: pipelines/blur-background.sh INPUT_VIDEO OUTPUT.mp4 [rembgfilter properties...]
 # Example: pipelines/blur-background.sh talk.mp4 talk-blurred.mp4 blur-radius=24 temporal-smoothing=0.5
 set -euo pipefail
 if [ $# -lt 2 ]; then
-    sed -n '2,5p' "$0" >&2
+    sed -n '2,6p' "$0" >&2
     exit 2
 fi
 INPUT="$1" OUTPUT="$2"
@@ -15,8 +16,12 @@ if gst-inspect-1.0 x264enc >/dev/null 2>&1; then
 else
     VIDEO_ENCODER="openh264enc"
 fi
+# shellcheck source=pipelines/lib/audio.sh
+. "$(dirname "$0")/lib/audio.sh"
+audio_branch "$INPUT" decoder mux mp4
 # shellcheck disable=SC2086
-gst-launch-1.0 -e filesrc location="$INPUT" ! decodebin ! videoconvert ! rembgfilter overlap=true mode=blur "$@" \
+gst-launch-1.0 -e filesrc location="$INPUT" ! decodebin name=decoder ${DECODER_CAPS:+caps="$DECODER_CAPS"} \
+    decoder. ! video/x-raw ! videoconvert ! rembgfilter overlap=true mode=blur "$@" \
     ! progressreport update-freq=5 ! videoconvert ! video/x-raw,format=I420 ! $VIDEO_ENCODER ! h264parse \
-    ! mp4mux ! filesink location="$OUTPUT"
+    ! mp4mux name=mux ! filesink location="$OUTPUT" $AUDIO_BRANCH
 echo "wrote $OUTPUT" >&2

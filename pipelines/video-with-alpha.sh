@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # A video file to a Matroska file with transparency: lossless FFV1 keeps the alpha channel, and
-# GStreamer (avdec_ffv1), FFmpeg and most editors read it back.
+# GStreamer (avdec_ffv1), FFmpeg and most editors read it back. The sound is kept (passed through,
+# or re-encoded to FLAC when Matroska cannot carry it).
 #
 # Usage: pipelines/video-with-alpha.sh INPUT_VIDEO OUTPUT.mkv [rembgfilter properties...]
 # Example: pipelines/video-with-alpha.sh talk.mp4 talk-alpha.mkv temporal-smoothing=0.5
 set -euo pipefail
 if [ $# -lt 2 ]; then
-    sed -n '2,6p' "$0" >&2
+    sed -n '2,7p' "$0" >&2
     exit 2
 fi
 INPUT="$1" OUTPUT="$2"
 shift 2
-gst-launch-1.0 -e filesrc location="$INPUT" ! decodebin ! videoconvert ! rembgfilter overlap=true "$@" \
+# shellcheck source=pipelines/lib/audio.sh
+. "$(dirname "$0")/lib/audio.sh"
+audio_branch "$INPUT" decoder mux mkv
+# shellcheck disable=SC2086
+gst-launch-1.0 -e filesrc location="$INPUT" ! decodebin name=decoder ${DECODER_CAPS:+caps="$DECODER_CAPS"} \
+    decoder. ! video/x-raw ! videoconvert ! rembgfilter overlap=true "$@" \
     ! progressreport update-freq=5 ! videoconvert ! video/x-raw,format=BGRA ! avenc_ffv1 \
-    ! matroskamux ! filesink location="$OUTPUT"
+    ! matroskamux name=mux ! filesink location="$OUTPUT" $AUDIO_BRANCH
 echo "wrote $OUTPUT" >&2

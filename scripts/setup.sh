@@ -28,7 +28,7 @@ install_apt_packages() {
     local wanted=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
         gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
         gstreamer1.0-plugins-ugly gstreamer1.0-libav pkg-config python3-venv unzip curl build-essential
-        python3-gi gir1.2-gstreamer-1.0)
+        python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-base-apps)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use gst::glib;
+use gst::prelude::*;
+use gst_pbutils::prelude::*;
 
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -44,7 +47,7 @@ fn input_video() -> PathBuf {
 
 fn decoded_frames(path: &Path, format: &str) -> Vec<gst::Sample> {
     collect_samples(&format!(
-        "filesrc location={} ! decodebin ! videoconvert ! video/x-raw,format={format} ! appsink name=sink",
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format={format} ! appsink name=sink",
         path.display()
     ))
     .unwrap()
@@ -149,4 +152,104 @@ fn webcam_script_runs_live_with_a_test_source() {
             ("SINK", "fakesink sync=true"),
         ],
     );
+}
+
+/// A one-second clip with sound: 25 frames of a moving ball and a 440 Hz tone, muxed as
+/// `container` ("mp4": H.264 + AAC; "mkv": FFV1 + raw PCM, which the scripts re-encode).
+fn clip_with_sound(container: &str) -> PathBuf {
+    init();
+    let path = scratch(&format!("with sound.{container}"));
+    let (video, audio, mux) = match container {
+        "mp4" => (
+            "x264enc speed-preset=faster ! video/x-h264,profile=high",
+            "avenc_aac",
+            "mp4mux",
+        ),
+        _ => ("avenc_ffv1", "identity", "matroskamux"),
+    };
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=25 pattern=ball ! video/x-raw,width=128,height=96,framerate=25/1 \
+         ! videoconvert ! {video} ! {mux} name=mux ! filesink location=\"{}\" \
+         audiotestsrc num-buffers=10 samplesperbuffer=4800 freq=440 \
+         ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! audioconvert ! {audio} ! mux.audio_%u",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    run_to_eos(&pipeline).unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    path
+}
+
+/// Seconds of decoded video (frames x frame time) and of decoded sound in `path`, and the
+/// sound's loudest sample (0..1).
+fn video_and_audio_seconds(path: &Path) -> (f64, f64, f64) {
+    let frames = decoded_frames(path, "RGB");
+    let fps = gst_video::VideoInfo::from_caps(frames[0].caps().unwrap())
+        .unwrap()
+        .fps();
+    let video = frames.len() as f64 * f64::from(fps.denom()) / f64::from(fps.numer());
+    let audio = collect_samples(&format!(
+        "filesrc location=\"{}\" ! decodebin ! audio/x-raw ! audioconvert ! audioresample \
+         ! audio/x-raw,format=F32LE,rate=48000,channels=1 ! appsink name=sink",
+        path.display()
+    ))
+    .unwrap();
+    let samples: Vec<f32> = audio
+        .iter()
+        .flat_map(|sample| {
+            let map = sample.buffer().unwrap().map_readable().unwrap();
+            map.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let loudest = samples.iter().fold(0f32, |m, v| m.max(v.abs()));
+    (video, samples.len() as f64 / 48000.0, f64::from(loudest))
+}
+
+#[test]
+fn the_scripts_keep_the_sound_in_sync_passed_through_or_re_encoded() {
+    // AAC in MP4 passes through into both containers; raw PCM in Matroska is re-encoded (AAC in
+    // MP4, FLAC in Matroska). Every output has all the video and all the sound.
+    for (input, script, output, codec) in [
+        ("mp4", "blur-background.sh", "kept.mp4", "MPEG-4 AAC"),
+        ("mp4", "video-with-alpha.sh", "kept.mkv", "MPEG-4 AAC"),
+        ("mkv", "blur-background.sh", "reencoded.mp4", "MPEG-4 AAC"),
+        ("mkv", "video-with-alpha.sh", "reencoded.mkv", "FLAC"),
+    ] {
+        let input = clip_with_sound(input);
+        let output = scratch(output);
+        run_script(
+            script,
+            &[
+                input.to_str().unwrap(),
+                output.to_str().unwrap(),
+                "model=selfie",
+            ],
+            &[],
+        );
+        let (_, input_audio, _) = video_and_audio_seconds(&input);
+        let (video, audio, loudest) = video_and_audio_seconds(&output);
+        assert!((video - 1.0).abs() < 0.01, "{script}: {video} s of video");
+        // All the input's sound: the same length within two AAC frames (43 ms at 48 kHz, about
+        // one video frame), which a re-encode may add as padding.
+        assert!(
+            (audio - input_audio).abs() <= 0.045,
+            "{script} on {}: {audio} s of sound out, {input_audio} s in",
+            input.display()
+        );
+        assert!(loudest > 0.3, "{script}: the tone survives ({loudest})");
+        let info = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(10))
+            .unwrap()
+            .discover_uri(&glib::filename_to_uri(&output, None).unwrap())
+            .unwrap();
+        let audio_streams = info.audio_streams();
+        assert_eq!(audio_streams.len(), 1, "{script}: one audio track");
+        let description =
+            gst_pbutils::pb_utils_get_codec_description(&audio_streams[0].caps().unwrap())
+                .to_string();
+        assert!(description.contains(codec), "{script}: {description}");
+    }
 }
