@@ -11,7 +11,10 @@ if [ $# -lt 2 ]; then
 fi
 INPUT="$1" OUTPUT="$2"
 shift 2
-# videoflip applies the photo's EXIF orientation where the decoder reports it.
-gst-launch-1.0 -q filesrc location="$INPUT" ! decodebin ! videoflip video-direction=auto ! videoconvert \
-    ! rembgfilter clear-transparent=true "$@" ! videoconvert ! pngenc ! filesink location="$OUTPUT"
+# Decoded as Python rembg decodes it (Pillow's colours, EXIF orientation applied).
+# shellcheck source=pipelines/lib/still.sh
+. "$(dirname "$0")/lib/still.sh"
+SOURCE=$(still_source "$INPUT")
+eval gst-launch-1.0 -q "$SOURCE" ! videoconvert \
+    ! rembgfilter clear-transparent=true '"$@"' ! videoconvert ! pngenc ! filesink location='"$OUTPUT"'
 echo "wrote $OUTPUT" >&2

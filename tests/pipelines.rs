@@ -253,3 +253,79 @@ fn the_scripts_keep_the_sound_in_sync_passed_through_or_re_encoded() {
         assert!(description.contains(codec), "{script}: {description}");
     }
 }
+
+/// The alpha of `pipelines/cutout-image.sh` on `photo` against Python rembg's mask of the same
+/// file (which applies its EXIF orientation): the same size, and the largest difference.
+fn cutout_against_rembg(photo: &Path) -> ((u32, u32), (u32, u32), u8) {
+    let output = photo.with_extension("cutout.png");
+    run_script(
+        "cutout-image.sh",
+        &[photo.to_str().unwrap(), output.to_str().unwrap()],
+        &[],
+    );
+    let frames = decoded_frames(&output, "RGBA");
+    let (info, pixels) = packed_pixels(&frames[0]);
+    let ours = alpha_of(&pixels);
+    let raw = photo.with_extension("rembg.raw");
+    let size = run_reference(
+        "rembg_mask.py",
+        &["u2netp", photo.to_str().unwrap(), raw.to_str().unwrap()],
+    );
+    let mut dims = size.split_whitespace().map(|v| v.parse::<u32>().unwrap());
+    let reference_size = (dims.next().unwrap(), dims.next().unwrap());
+    let reference = std::fs::read(&raw).unwrap();
+    let largest = if ours.len() == reference.len() {
+        ours.iter()
+            .zip(&reference)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap()
+    } else {
+        u8::MAX
+    };
+    ((info.width(), info.height()), reference_size, largest)
+}
+
+#[test]
+fn jpeg_stills_match_python_rembg_in_every_exif_orientation() {
+    // Camera-style JPEGs of a non-square photo: orientations 1-8 (little-endian EXIF), 6 with
+    // a big-endian EXIF, and none. Decoded as Pillow decodes them and turned upright, the
+    // cutout's alpha is Python rembg's within 1.
+    let dir = scratch("oriented");
+    run_reference(
+        "oriented_jpegs.py",
+        &[sample("chelsea").to_str().unwrap(), dir.to_str().unwrap()],
+    );
+    let names = (1..=8)
+        .map(|o| format!("orientation-{o}"))
+        .chain(["orientation-6-mm".into(), "plain".into()]);
+    for name in names {
+        let (ours, reference, largest) = cutout_against_rembg(&dir.join(format!("{name}.jpg")));
+        assert_eq!(ours, reference, "{name}: the cutout is upright");
+        assert!(
+            largest <= 1,
+            "{name}: alpha differs from rembg's by up to {largest}"
+        );
+    }
+}
+
+#[test]
+fn jpeg_photos_match_python_rembg() {
+    for photo in ["astronaut", "coffee"] {
+        let dir = scratch(&format!("jpeg-{photo}"));
+        run_reference(
+            "oriented_jpegs.py",
+            &[
+                sample(photo).to_str().unwrap(),
+                dir.to_str().unwrap(),
+                "400",
+            ],
+        );
+        let (ours, reference, largest) = cutout_against_rembg(&dir.join("plain.jpg"));
+        assert_eq!(ours, reference);
+        assert!(
+            largest <= 1,
+            "{photo}: alpha differs from rembg's by up to {largest}"
+        );
+    }
+}
