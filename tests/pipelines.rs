@@ -329,3 +329,113 @@ fn jpeg_photos_match_python_rembg() {
         );
     }
 }
+
+/// The alpha of a PNG cutout.
+fn png_alpha(path: &Path) -> Vec<u8> {
+    alpha_of(&packed_pixels(&decoded_frames(path, "RGBA")[0]).1)
+}
+
+#[test]
+fn a_folder_is_cut_out_file_by_file_skipping_what_is_not_a_picture() {
+    let dir = scratch("folder");
+    let (input, output) = (dir.join("in"), dir.join("out"));
+    run_reference(
+        "oriented_jpegs.py",
+        &[sample("chelsea").to_str().unwrap(), input.to_str().unwrap()],
+    );
+    // Keep two of the JPEGs, add a PNG with a space in its name, a PNG and a JPEG of the same
+    // stem, and a file that is no picture.
+    for name in [
+        "orientation-1.jpg",
+        "orientation-2.jpg",
+        "orientation-3.jpg",
+        "orientation-4.jpg",
+        "orientation-5.jpg",
+        "orientation-7.jpg",
+        "orientation-8.jpg",
+        "orientation-6-mm.jpg",
+    ] {
+        std::fs::remove_file(input.join(name)).unwrap();
+    }
+    std::fs::copy(sample("coffee"), input.join("my coffee.png")).unwrap();
+    std::fs::copy(sample("coffee"), input.join("plain.png")).unwrap();
+    std::fs::write(input.join("notes.txt"), "not a picture").unwrap();
+    let result = Command::new(script("cutout-folder.sh"))
+        .args([input.to_str().unwrap(), output.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(stdout.contains("skipping notes.txt"), "{stdout}");
+    assert!(
+        stdout.contains("[1/5]") && stdout.contains("[5/5]"),
+        "{stdout}"
+    );
+    // Each cutout is what cutout-image.sh (tested against Python rembg) makes of the file.
+    for (name, written) in [
+        ("orientation-6.jpg", "orientation-6.png"),
+        ("my coffee.png", "my coffee.png"),
+        ("plain.jpg", "plain.png"),
+        ("plain.png", "plain.png.png"),
+    ] {
+        let single = dir.join(format!("single-{written}"));
+        run_script(
+            "cutout-image.sh",
+            &[input.join(name).to_str().unwrap(), single.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(
+            png_alpha(&output.join(written)),
+            png_alpha(&single),
+            "{name}"
+        );
+    }
+    let written: Vec<_> = std::fs::read_dir(&output).unwrap().collect();
+    assert_eq!(
+        written.len(),
+        4,
+        "one PNG per picture, nothing for notes.txt"
+    );
+}
+
+#[test]
+fn a_watched_folder_cuts_out_files_as_they_arrive() {
+    let dir = scratch("watched");
+    let (input, output) = (dir.join("in"), dir.join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(sample("coffee"), input.join("first.png")).unwrap();
+    let mut child = Command::new(script("cutout-folder.sh"))
+        .args([
+            "--watch",
+            input.to_str().unwrap(),
+            output.to_str().unwrap(),
+            "model=selfie",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let appears = |path: PathBuf| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !path.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never came",
+                path.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    appears(output.join("first.png"));
+    std::fs::copy(sample("chelsea"), input.join("arrived later.png")).unwrap();
+    appears(output.join("arrived later.png"));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "stops cleanly on SIGTERM: {status}");
+}
