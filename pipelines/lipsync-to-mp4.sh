@@ -1,18 +1,57 @@
 #!/usr/bin/env bash
 # Renders a talking-head MP4 with lipsyncsrc, the speech muxed beside it as AAC.
 #
-# Usage: pipelines/lipsync-to-mp4.sh MODEL.onnx TEMPLATE_DIR FEATURES SPEECH.wav OUT.mp4 [MODE] [extra lipsyncsrc properties...]
-#   MODE: ave (default), hubert or wenet. FEATURES: .npy or .bin (+ .bin.json), one row per video frame.
+# Usage: pipelines/lipsync-to-mp4.sh MODEL.onnx TEMPLATE_DIR FEATURES SPEECH.wav OUT.mp4 [MODE] [key=value...]
+#   MODE: ave (default), hubert or wenet, anywhere after the five files, as may be any lipsyncsrc
+#   property (key=value). FEATURES: .npy or .bin (+ .bin.json), one row per video frame.
 # Example:
-#   pipelines/lipsync-to-mp4.sh unet_328.onnx dataset/May aud_ave.npy speech.wav out.mp4 ave start-frame=10
+#   pipelines/lipsync-to-mp4.sh unet_328.onnx dataset/May aud_ave.npy speech.wav out.mp4 start-frame=10 ave
 set -euo pipefail
 if [ $# -lt 5 ]; then
-    sed -n '2,8p' "$0" >&2
+    sed -n '2,9p' "$0" >&2
     exit 2
 fi
 MODEL="$1" TEMPLATE="$2" FEATURES="$3" SPEECH="$4" OUTPUT="$5"
-MODE="${6:-ave}"
-shift $(($# < 6 ? $# : 6))
+shift 5
+MODE=ave
+PROPERTIES=()
+for argument in "$@"; do
+    case "$argument" in
+        ave | hubert | wenet) MODE="$argument" ;;
+        mode=*) MODE="${argument#mode=}" ;;
+        *=*) PROPERTIES+=("$argument") ;;
+        *)
+            echo "unexpected argument '$argument': expected MODE (ave, hubert, wenet) or a lipsyncsrc property as key=value" >&2
+            exit 2
+            ;;
+    esac
+done
+
+# The features' frame count, from the .npy header or the .bin's JSON; empty when unreadable.
+feature_frames() {
+    case "$FEATURES" in
+        *.npy) head -c 4096 "$FEATURES" | tr -d '\0' | grep -aoE "'shape': *\(([0-9]+)" | grep -oE '[0-9]+$' ;;
+        *.bin) grep -oE '"num_frames": *[0-9]+' "$FEATURES.json" 2>/dev/null | grep -oE '[0-9]+$' ;;
+    esac
+}
+
+# Warn when the speech and the video would not end together (more than one frame apart).
+FPS=25
+[ "$MODE" = wenet ] && FPS=20
+FRAMES=$(feature_frames || true)
+SPEECH_NS=$(gst-discoverer-1.0 "$SPEECH" 2>/dev/null | sed -nE 's/^ *Duration: ([0-9]+):([0-9]+):([0-9.]+).*/\1 \2 \3/p' \
+    | awk '{ printf "%d", ($1 * 3600 + $2 * 60 + $3) * 1e9 }' || true)
+if [ -n "$FRAMES" ] && [ -n "$SPEECH_NS" ]; then
+    VIDEO_NS=$((FRAMES * 1000000000 / FPS))
+    FRAME_NS=$((1000000000 / FPS))
+    DIFFERENCE=$((VIDEO_NS - SPEECH_NS))
+    if [ "${DIFFERENCE#-}" -gt "$FRAME_NS" ]; then
+        if [ "$DIFFERENCE" -gt 0 ]; then LONGER="the video (the features)"; else LONGER="the speech"; fi
+        printf 'warning: the features make %d frames (%.2f s at %d fps) and the speech lasts %.2f s: %s is longer by %.2f s\n' \
+            "$FRAMES" "$(awk "BEGIN { print $VIDEO_NS / 1e9 }")" "$FPS" "$(awk "BEGIN { print $SPEECH_NS / 1e9 }")" \
+            "$LONGER" "$(awk "BEGIN { print ${DIFFERENCE#-} / 1e9 }")" >&2
+    fi
+fi
 
 # x264enc (gst-plugins-ugly) where installed, else OpenH264 (gst-plugins-bad).
 if gst-inspect-1.0 x264enc >/dev/null 2>&1; then
@@ -21,11 +60,12 @@ else
     VIDEO_ENCODER="openh264enc"
 fi
 
-# -e: on Ctrl-C, finish the file properly instead of leaving it unreadable.
+# -e: on Ctrl-C, finish the file properly instead of leaving it unreadable. progressreport prints
+# the position every 5 s.
 # shellcheck disable=SC2086
 gst-launch-1.0 -e \
-    lipsyncsrc model="$MODEL" template="$TEMPLATE" features="$FEATURES" mode="$MODE" "$@" \
-        ! videoconvert ! video/x-raw,format=I420 ! $VIDEO_ENCODER ! h264parse ! queue ! mp4mux name=mux \
-        ! filesink location="$OUTPUT" \
+    lipsyncsrc model="$MODEL" template="$TEMPLATE" features="$FEATURES" mode="$MODE" "${PROPERTIES[@]}" \
+        ! progressreport update-freq=5 ! videoconvert ! video/x-raw,format=I420 ! $VIDEO_ENCODER ! h264parse \
+        ! queue ! mp4mux name=mux ! filesink location="$OUTPUT" \
     filesrc location="$SPEECH" ! wavparse ! audioconvert ! audioresample ! avenc_aac ! aacparse ! queue ! mux.
 echo "wrote $OUTPUT" >&2

@@ -398,14 +398,59 @@ fn pipeline_script_writes_mp4_with_video_and_speech() {
             &speech,
             &output,
         ])
-        .arg("ave")
+        // A property before MODE: both may come in any order after the five files.
+        .args(["start-frame=0", "ave"])
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "{stderr}");
     assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+        !stderr.contains("warning:"),
+        "speech and features agree: {stderr}"
     );
+
+    // Speech a second long against 12 frames (0.48 s): a warning says which is longer.
+    let long_speech = d.dir.join("long-speech.wav");
+    let wav = gst::parse::launch(&format!(
+        "audiotestsrc num-buffers=1 samplesperbuffer=44100 ! audio/x-raw,rate=44100,channels=1 \
+         ! wavenc ! filesink location={}",
+        long_speech.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    run_to_eos(&wav).unwrap();
+    wav.set_state(gst::State::Null).unwrap();
+    let mismatched = std::process::Command::new(&script)
+        .args([
+            &d.model("ave"),
+            &d.template(),
+            &d.features("ave.npy"),
+            &long_speech,
+            &d.dir.join("mismatched.mp4"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&mismatched.stderr);
+    assert!(mismatched.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the speech is longer by 0.52 s"),
+        "{stderr}"
+    );
+    // An argument that is neither MODE nor key=value is refused, naming it.
+    let refused = std::process::Command::new(&script)
+        .args([
+            &d.model("ave"),
+            &d.template(),
+            &d.features("ave.npy"),
+            &long_speech,
+            &d.dir.join("refused.mp4"),
+        ])
+        .arg("avee")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unexpected argument 'avee'"));
 
     let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30)).unwrap();
     let info = discoverer
@@ -844,4 +889,59 @@ fn a_start_that_fails_posts_one_error_naming_the_file() {
     pipeline.set_state(gst::State::Null).unwrap();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("/nonexistent"), "{errors:?}");
+}
+
+#[test]
+fn duration_is_known_and_a_flushing_seek_starts_at_its_frame() {
+    let d = data();
+    init();
+    let frames = |seek_to: Option<gst::ClockTime>| {
+        let pipeline = gst::parse::launch(&format!(
+            "lipsyncsrc model={} template={} features={} ! video/x-raw,format=BGR \
+             ! appsink name=sink sync=false",
+            d.model("ave").display(),
+            d.template().display(),
+            d.features("ave.npy").display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sink = pipeline
+            .by_name("sink")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        pipeline.set_state(gst::State::Paused).unwrap();
+        pipeline.state(gst::ClockTime::from_seconds(60)).0.unwrap();
+        // 12 feature frames at 25 fps.
+        assert_eq!(
+            pipeline.query_duration::<gst::ClockTime>(),
+            Some(gst::ClockTime::from_mseconds(480))
+        );
+        if let Some(position) = seek_to {
+            pipeline
+                .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, position)
+                .unwrap();
+            pipeline.state(gst::ClockTime::from_seconds(60)).0.unwrap();
+        }
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let mut out = Vec::new();
+        while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
+            out.push((
+                sample.buffer().unwrap().pts().unwrap(),
+                packed_pixels(&sample).1,
+            ));
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        out
+    };
+    let all = frames(None);
+    assert_eq!(all.len(), FEATURE_FRAMES);
+    // A seek into frame 5 (200..240 ms) starts there: the same frames from 5 on.
+    let from_five = frames(Some(gst::ClockTime::from_mseconds(210)));
+    assert_eq!(from_five.len(), FEATURE_FRAMES - 5);
+    for ((pts, pixels), (expected_pts, expected)) in from_five.iter().zip(&all[5..]) {
+        assert_eq!(pts, expected_pts);
+        assert!(pixels == expected, "frame at {pts} differs after the seek");
+    }
 }

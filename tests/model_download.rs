@@ -85,16 +85,18 @@ fn real_u2netp() -> Vec<u8> {
 /// Runs rembgfilter with model=u2netp, an empty model folder and the server's base URL.
 /// Returns the error message (None if it played) and the folder's files afterwards.
 fn attempt(reply: Reply, download: bool) -> (Option<String>, Vec<String>) {
-    attempt_with(reply, download, &[])
+    let (error, files, _) = attempt_with(reply, download, &[]);
+    (error, files)
 }
 
-/// [`attempt`] with more environment variables set. The model folder starts with a partial
-/// file of a download whose process is gone, which every attempt must clear away.
+/// [`attempt`] with more environment variables set, also returning the `progress` messages
+/// posted, as "Kind code: text". The model folder starts with a partial file of a download
+/// whose process is gone, which every attempt must clear away.
 fn attempt_with(
     reply: Reply,
     download: bool,
     environment: &[(&str, &str)],
-) -> (Option<String>, Vec<String>) {
+) -> (Option<String>, Vec<String>, Vec<String>) {
     let original = real_u2netp();
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let reply = match reply {
@@ -144,8 +146,33 @@ fn attempt_with(
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
-    let error = run_to_eos(&pipeline).err();
+    // Played to the end by hand, noting the progress messages on the way.
+    let _ = pipeline.set_state(gst::State::Playing);
+    let mut progress = Vec::new();
+    let mut error = Some("no EOS within 120 s".to_string());
+    for message in pipeline
+        .bus()
+        .unwrap()
+        .iter_timed(gst::ClockTime::from_seconds(120))
+    {
+        match message.view() {
+            gst::MessageView::Progress(p) => {
+                let (kind, code, text) = p.get();
+                progress.push(format!("{kind:?} {code}: {text}"));
+            }
+            gst::MessageView::Eos(..) => {
+                error = None;
+                break;
+            }
+            gst::MessageView::Error(err) => {
+                error = Some(err.error().to_string());
+                break;
+            }
+            _ => {}
+        }
+    }
     pipeline.set_state(gst::State::Null).unwrap();
+
     for (name, value) in VARIABLES.iter().zip(saved) {
         // SAFETY: as above.
         unsafe {
@@ -161,7 +188,7 @@ fn attempt_with(
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     std::fs::remove_dir_all(&folder).unwrap();
-    (error, files)
+    (error, files, progress)
 }
 
 fn rand_id() -> u64 {
@@ -174,7 +201,7 @@ use gst::prelude::*;
 
 #[test]
 fn missing_catalog_model_is_downloaded_verified_and_used() {
-    let (error, files) = attempt(Reply::File(Vec::new()), true);
+    let (error, files, progress) = attempt_with(Reply::File(Vec::new()), true, &[]);
     assert_eq!(
         error, None,
         "the pipeline should play with the downloaded model"
@@ -183,6 +210,33 @@ fn missing_catalog_model_is_downloaded_verified_and_used() {
         files,
         vec!["u2netp.onnx".to_string()],
         "only the model is left"
+    );
+    // Progress messages: start with the size, bytes as they come, complete.
+    assert!(
+        progress[0]
+            .starts_with("Start download: downloading u2netp (4.6 MB) from http://127.0.0.1"),
+        "{progress:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|p| p.starts_with("Continue download: u2netp: 4.6 of 4.6 MB (100%)")),
+        "{progress:?}"
+    );
+    assert_eq!(
+        progress.last().unwrap(),
+        "Complete download: u2netp: 4.6 MB downloaded and verified"
+    );
+}
+
+#[test]
+fn a_failed_download_ends_its_progress_with_an_error() {
+    let (error, _, progress) = attempt_with(Reply::Stall(Vec::new()), true, &[]);
+    assert!(error.is_some());
+    assert!(progress[0].starts_with("Start download"), "{progress:?}");
+    assert_eq!(
+        progress.last().unwrap(),
+        "Error download: u2netp: download failed"
     );
 }
 
@@ -251,7 +305,7 @@ fn a_trickling_server_is_too_slow_within_seconds_and_leaves_nothing() {
 #[test]
 fn the_overall_deadline_ends_a_download_that_keeps_the_minimum_rate() {
     let started = std::time::Instant::now();
-    let (error, files) = attempt_with(
+    let (error, files, _) = attempt_with(
         Reply::Trickle(Vec::new()),
         true,
         &[

@@ -90,8 +90,18 @@ class Cutter:
         self.src = self.pipeline.get_by_name("src")
         self.sink = self.pipeline.get_by_name("sink")
         self.frames = 0
+        # A first-use model download reports its progress as it happens, on the thread that
+        # starts the pipeline.
+        bus = self.pipeline.get_bus()
+        bus.enable_sync_message_emission()
+        bus.connect("sync-message::progress", self.print_progress)
         if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             self.fail()
+
+    @staticmethod
+    def print_progress(_bus, message):
+        _kind, code, text = message.parse_progress()
+        print(f"Progress: ({code}) {text}", flush=True)
 
     def fail(self):
         message = self.pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)

@@ -15,7 +15,7 @@
 //! has not begun yet.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
@@ -117,6 +117,8 @@ pub struct LipsyncSrc {
     /// Frames per second of the running mode (0 when stopped): the latency query is answered
     /// from it without waiting for a frame in the making.
     fps: AtomicU32,
+    /// Frames the features make (0 when stopped), for duration queries and seeks.
+    frame_count: AtomicU64,
     start_settings: inference::element::StartSettingsGuard,
 }
 
@@ -432,8 +434,10 @@ impl BaseSrcImpl for LipsyncSrc {
             *state = Some(self.load(&settings)?);
         }
         let fps = state.as_ref().map_or(0, |state| state.fps);
+        let frames = state.as_ref().map_or(0, |state| state.features.frames());
         drop(state);
         self.fps.store(fps, Ordering::Relaxed);
+        self.frame_count.store(frames as u64, Ordering::Relaxed);
         *self.stats.lock().unwrap() = InferenceStats::default();
         self.clock_wait.lock().unwrap().flushing = false;
         self.start_settings.set_running(true);
@@ -444,6 +448,7 @@ impl BaseSrcImpl for LipsyncSrc {
         self.start_settings.set_running(false);
         self.clock_wait.lock().unwrap().flushing = true;
         self.fps.store(0, Ordering::Relaxed);
+        self.frame_count.store(0, Ordering::Relaxed);
         *self.state.lock().unwrap() = None;
         Ok(())
     }
@@ -482,11 +487,54 @@ impl BaseSrcImpl for LipsyncSrc {
         Ok(())
     }
 
+    // A file-like source: players and progressreport can seek it, to a frame.
     fn is_seekable(&self) -> bool {
-        false
+        !self.settings.lock().unwrap().is_live
+    }
+
+    fn do_seek(&self, segment: &mut gst::Segment) -> bool {
+        let Some(segment) = segment.downcast_mut::<gst::ClockTime>() else {
+            return false;
+        };
+        let fps = u64::from(self.fps.load(Ordering::Relaxed));
+        if fps == 0 {
+            return false;
+        }
+        let start = segment.start().unwrap_or(gst::ClockTime::ZERO);
+        // The frame showing at `start`: its first PTS is at or before it.
+        let frame = start
+            .nseconds()
+            .mul_div_floor(fps, gst::ClockTime::SECOND.nseconds())
+            .unwrap_or(u64::MAX)
+            .min(self.frame_count.load(Ordering::Relaxed));
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.next_frame = frame as usize;
+            state.prepared = None;
+        }
+        gst::debug!(CAT, imp = self, "seek to {start}: frame {frame}");
+        true
     }
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Duration(q) = query.view_mut() {
+            let (fps, frames) = (
+                u64::from(self.fps.load(Ordering::Relaxed)),
+                self.frame_count.load(Ordering::Relaxed),
+            );
+            if fps > 0 {
+                match q.format() {
+                    gst::Format::Time => {
+                        q.set(gst::ClockTime::SECOND.mul_div_floor(frames, fps));
+                        return true;
+                    }
+                    gst::Format::Default => {
+                        q.set(gst::format::Default::from_u64(frames));
+                        return true;
+                    }
+                    _ => {}
+                }
+            }
+        }
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {
             let fps = self.fps.load(Ordering::Relaxed);
             if fps > 0 {

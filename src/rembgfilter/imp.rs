@@ -44,6 +44,7 @@ use crate::inference::requests::{Interrupted, Interruptible, RequestPool};
 use crate::inference::{self, InferenceError};
 use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::compose::{self, Compositor, Output};
+use crate::segmentation::download::DownloadEvent;
 use crate::segmentation::mask::{MaskChain, MaskControls, ModelMask};
 use crate::segmentation::schedule::{self, FrameQueue, MaskCadence, Ready};
 use crate::segmentation::worker::{LiveMaskError, MaskWorker};
@@ -305,8 +306,25 @@ impl RembgFilter {
             &settings.backend,
             &settings.model,
             || {
+                let mut downloading = false;
                 let resolved =
-                    locate::resolve(&settings.model, settings.download).map_err(|e| {
+                    locate::resolve_reporting(&settings.model, settings.download, &mut |event| {
+                        downloading = true;
+                        self.post_download_progress(&settings.model, event)
+                    })
+                    .map_err(|e| {
+                        if downloading {
+                            // A started download ends in a progress message too.
+                            let _ = self.obj().post_message(
+                                gst::message::Progress::builder(
+                                    gst::ProgressType::Error,
+                                    "download",
+                                    &format!("{}: download failed", settings.model),
+                                )
+                                .src(&*self.obj())
+                                .build(),
+                            );
+                        }
                         gst::error_msg!(gst::ResourceError::NotFound, ("property 'model': {}", e))
                     })?;
                 entry = resolved.entry;
@@ -384,6 +402,49 @@ impl RembgFilter {
             &mut mask,
         )?;
         Ok(started.elapsed())
+    }
+
+    /// A first-use model download as GStreamer `progress` messages (code "download"): start,
+    /// bytes so far, complete; gst-launch and the scripts print them.
+    fn post_download_progress(&self, model: &str, event: DownloadEvent) {
+        let megabytes = |bytes: u64| bytes as f64 / 1e6;
+        let (kind, text) = match event {
+            DownloadEvent::Started { url, total } => (
+                gst::ProgressType::Start,
+                match total {
+                    Some(total) => format!(
+                        "downloading {model} ({:.1} MB) from {url}",
+                        megabytes(total)
+                    ),
+                    None => format!("downloading {model} from {url}"),
+                },
+            ),
+            DownloadEvent::Received { bytes, total } => (
+                gst::ProgressType::Continue,
+                match total {
+                    Some(total) if total > 0 => format!(
+                        "{model}: {:.1} of {:.1} MB ({:.0}%)",
+                        megabytes(bytes),
+                        megabytes(total),
+                        bytes as f64 * 100.0 / total as f64
+                    ),
+                    _ => format!("{model}: {:.1} MB", megabytes(bytes)),
+                },
+            ),
+            DownloadEvent::Finished { bytes } => (
+                gst::ProgressType::Complete,
+                format!(
+                    "{model}: {:.1} MB downloaded and verified",
+                    megabytes(bytes)
+                ),
+            ),
+        };
+        gst::info!(CAT, imp = self, "{text}");
+        let _ = self.obj().post_message(
+            gst::message::Progress::builder(kind, "download", &text)
+                .src(&*self.obj())
+                .build(),
+        );
     }
 
     /// At start: mode=replace needs its picture, so a missing or broken one fails the state

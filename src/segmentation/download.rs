@@ -109,8 +109,26 @@ fn remove_stale_parts(folder: &Path, file_name: &str) {
     }
 }
 
-/// Downloads `entry` into `folder` and returns the model's path.
-pub fn download(entry: &CatalogEntry, folder: &Path) -> Result<PathBuf, DownloadError> {
+/// What a download reports while it runs, for an element to post as `progress` messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DownloadEvent {
+    /// The server answered; `total` is its Content-Length, when it gave one.
+    Started { url: String, total: Option<u64> },
+    /// Bytes received so far: at most twice a second, and once at the end.
+    Received { bytes: u64, total: Option<u64> },
+    /// Received whole and verified.
+    Finished { bytes: u64 },
+}
+
+/// How often [`DownloadEvent::Received`] is reported.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Downloads `entry` into `folder` and returns the model's path; `progress` hears how it goes.
+pub fn download(
+    entry: &CatalogEntry,
+    folder: &Path,
+    progress: &mut dyn FnMut(DownloadEvent),
+) -> Result<PathBuf, DownloadError> {
     let url = source_url(entry).ok_or_else(|| DownloadError::Transfer {
         url: entry.name.to_string(),
         reason: "this model has no download address; models/fetch.py (run by scripts/setup.sh) \
@@ -146,8 +164,13 @@ pub fn download(entry: &CatalogEntry, folder: &Path) -> Result<PathBuf, Download
     let expected_len = response
         .header("Content-Length")
         .and_then(|v| v.parse::<u64>().ok());
-    let result = (|| {
+    progress(DownloadEvent::Started {
+        url: url.clone(),
+        total: expected_len,
+    });
+    let mut result = (|| {
         let mut file = std::fs::File::create(&partial).map_err(|e| write_error(e.to_string()))?;
+        let mut reported = Instant::now();
         let mut body = response.into_reader();
         let mut hasher = Md5::new();
         let mut chunk = vec![0u8; 1 << 16];
@@ -196,7 +219,18 @@ pub fn download(entry: &CatalogEntry, folder: &Path) -> Result<PathBuf, Download
             hasher.update(&chunk[..read]);
             file.write_all(&chunk[..read])
                 .map_err(|e| write_error(e.to_string()))?;
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                progress(DownloadEvent::Received {
+                    bytes: total,
+                    total: expected_len,
+                });
+            }
         }
+        progress(DownloadEvent::Received {
+            bytes: total,
+            total: expected_len,
+        });
         file.sync_all().map_err(|e| write_error(e.to_string()))?;
         let found: String = hasher
             .finalize()
@@ -210,10 +244,14 @@ pub fn download(entry: &CatalogEntry, folder: &Path) -> Result<PathBuf, Download
                 found,
             });
         }
-        std::fs::rename(&partial, &target).map_err(|e| write_error(e.to_string()))
+        std::fs::rename(&partial, &target).map_err(|e| write_error(e.to_string()))?;
+        Ok(total)
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
+    match &mut result {
+        Ok(bytes) => progress(DownloadEvent::Finished { bytes: *bytes }),
+        Err(_) => {
+            let _ = std::fs::remove_file(&partial);
+        }
     }
-    result.map(|()| target)
+    result.map(|_| target)
 }

@@ -57,6 +57,15 @@ pub fn model_folders(model_name: &str) -> Vec<PathBuf> {
 /// Resolves a catalog name or a file path; with `download`, a catalog model found in no folder
 /// is fetched into the first one.
 pub fn resolve(model: &str, download: bool) -> Result<ResolvedModel, LocateError> {
+    resolve_reporting(model, download, &mut |_| {})
+}
+
+/// [`resolve`], with a download's progress reported to `progress`.
+pub fn resolve_reporting(
+    model: &str,
+    download: bool,
+    progress: &mut dyn FnMut(super::download::DownloadEvent),
+) -> Result<ResolvedModel, LocateError> {
     if let Some(entry) = catalog::find(model) {
         let folders = model_folders(entry.name);
         if let Some(path) = folders
@@ -76,7 +85,8 @@ pub fn resolve(model: &str, download: bool) -> Result<ResolvedModel, LocateError
                 searched: folders,
             });
         }
-        let path = super::download::download(entry, &folders[0]).map_err(LocateError::Download)?;
+        let path = super::download::download(entry, &folders[0], progress)
+            .map_err(LocateError::Download)?;
         return Ok(ResolvedModel {
             path,
             entry: Some(entry),
