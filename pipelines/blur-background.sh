@@ -11,6 +11,10 @@ if [ $# -lt 2 ]; then
 fi
 INPUT="$1" OUTPUT="$2"
 shift 2
+# A model not installed yet is downloaded first, its progress shown as it goes.
+# shellcheck source=pipelines/lib/model.sh
+. "$(dirname "$0")/lib/model.sh"
+prefetch_model u2netp "$@"
 if gst-inspect-1.0 x264enc >/dev/null 2>&1; then
     VIDEO_ENCODER="x264enc speed-preset=faster"
 else

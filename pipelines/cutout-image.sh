@@ -11,6 +11,10 @@ if [ $# -lt 2 ]; then
 fi
 INPUT="$1" OUTPUT="$2"
 shift 2
+# A model not installed yet is downloaded first, its progress shown as it goes.
+# shellcheck source=pipelines/lib/model.sh
+. "$(dirname "$0")/lib/model.sh"
+prefetch_model u2netp "$@"
 # Decoded as Python rembg decodes it (Pillow's colours, EXIF orientation applied).
 # shellcheck source=pipelines/lib/still.sh
 . "$(dirname "$0")/lib/still.sh"

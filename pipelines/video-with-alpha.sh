@@ -12,6 +12,10 @@ if [ $# -lt 2 ]; then
 fi
 INPUT="$1" OUTPUT="$2"
 shift 2
+# A model not installed yet is downloaded first, its progress shown as it goes.
+# shellcheck source=pipelines/lib/model.sh
+. "$(dirname "$0")/lib/model.sh"
+prefetch_model u2netp "$@"
 # shellcheck source=pipelines/lib/audio.sh
 . "$(dirname "$0")/lib/audio.sh"
 audio_branch "$INPUT" decoder mux mkv

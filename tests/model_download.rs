@@ -338,3 +338,33 @@ fn download_off_reports_where_it_looked() {
     );
     assert!(files.is_empty());
 }
+
+#[test]
+fn a_script_shows_a_first_use_download_as_it_goes_then_cuts_out() {
+    let base = serve(Reply::File(real_u2netp()));
+    let folder = std::env::temp_dir().join(format!(
+        "neuralfx-download-script-{}-{}",
+        std::process::id(),
+        rand_id()
+    ));
+    std::fs::create_dir_all(&folder).unwrap();
+    let output = folder.join("cutout.png");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines/cutout-image.sh");
+    // The child gets its own environment: this process's stays as it is.
+    let result = std::process::Command::new(script)
+        .args([sample("coffee").to_str().unwrap(), output.to_str().unwrap()])
+        .env("U2NET_HOME", &folder)
+        .env("REMBG_HOME", &folder)
+        .env("NEURALFX_MODEL_BASE_URL", &base)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Progress: (download) downloading u2netp (4.6 MB)")
+            && stderr.contains("Progress: (download) u2netp: 4.6 MB downloaded and verified"),
+        "{stderr}"
+    );
+    assert!(output.is_file() && folder.join("u2netp.onnx").is_file());
+    std::fs::remove_dir_all(&folder).unwrap();
+}
