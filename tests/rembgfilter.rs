@@ -389,11 +389,13 @@ fn cuda_falls_back_to_cpu_with_a_warning_and_keeps_working() {
     pipeline.set_state(gst::State::Playing).unwrap();
     let bus = pipeline.bus().unwrap();
     let mut warned = false;
+    let mut runs_on = String::new();
     for message in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
         match message.view() {
             gst::MessageView::Warning(w) => {
                 warned |= w.error().to_string().contains("CUDA is not available");
             }
+            gst::MessageView::Info(i) => runs_on = i.error().to_string(),
             gst::MessageView::Error(e) => panic!("{}", e.error()),
             gst::MessageView::Eos(..) => break,
             _ => {}
@@ -401,6 +403,12 @@ fn cuda_falls_back_to_cpu_with_a_warning_and_keeps_working() {
     }
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(warned, "expected a CUDA fallback warning on the bus");
+    // An info message says what actually runs: the CPU here.
+    assert!(
+        runs_on.contains("runs on ONNX Runtime's CPUExecutionProvider")
+            && runs_on.contains("libonnxruntime"),
+        "{runs_on}"
+    );
 }
 
 #[test]

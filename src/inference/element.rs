@@ -447,6 +447,17 @@ fn load_model(
     if let Some(warning) = backend.fallback_warning() {
         gst::element_warning!(element, gst::LibraryError::Init, ("{}", warning));
     }
+    // Says what runs, so a user can check that the GPU is used.
+    gst::element_info!(
+        element,
+        gst::LibraryError::Init,
+        (
+            "{} runs on ONNX Runtime's {} ({})",
+            backend.model_name(),
+            backend.provider(),
+            super::runtime::loaded_library().map_or("?".into(), |p| p.display().to_string())
+        )
+    );
     Ok(backend)
 }
 

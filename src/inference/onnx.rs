@@ -49,6 +49,8 @@ pub struct OnnxBackend {
     // ort's `Session::run` takes `&mut self`; elements sharing a session take turns.
     session: Mutex<Session>,
     fallback_warning: Option<String>,
+    /// The execution provider the session runs on, as ONNX Runtime names it.
+    provider: &'static str,
 }
 
 impl std::fmt::Debug for OnnxBackend {
@@ -104,6 +106,7 @@ impl OnnxBackend {
                 .map_err(|e| load_error(e.to_string()))?;
         }
         let mut fallback_warning = None;
+        let mut provider = "CPUExecutionProvider";
         if options.execution_provider == ExecutionProvider::Cuda {
             use ort::ep::ExecutionProvider as _;
             // A CPU build of ONNX Runtime accepts the CUDA options and then silently runs on the
@@ -116,7 +119,10 @@ impl OnnxBackend {
             } else {
                 let cuda = ort::ep::CUDA::default().build().error_on_failure();
                 builder = match builder.with_execution_providers([cuda]) {
-                    Ok(builder) => builder,
+                    Ok(builder) => {
+                        provider = "CUDAExecutionProvider";
+                        builder
+                    }
                     Err(e) => {
                         fallback_warning = Some(format!(
                             "CUDA is not available ({e}); running {display} on the CPU"
@@ -145,7 +151,14 @@ impl OnnxBackend {
             outputs,
             session: Mutex::new(session),
             fallback_warning,
+            provider,
         })
+    }
+
+    /// The execution provider that runs the model: `CPUExecutionProvider` or
+    /// `CUDAExecutionProvider`.
+    pub fn provider(&self) -> &'static str {
+        self.provider
     }
 
     /// Set when CUDA was asked for but the session runs on the CPU.
