@@ -366,5 +366,25 @@ fn a_script_shows_a_first_use_download_as_it_goes_then_cuts_out() {
         "{stderr}"
     );
     assert!(output.is_file() && folder.join("u2netp.onnx").is_file());
+
+    // With download=false nothing is fetched: the script fails saying where it looked.
+    std::fs::remove_file(folder.join("u2netp.onnx")).unwrap();
+    let result = std::process::Command::new(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines/cutout-image.sh"),
+    )
+    .args([
+        sample("coffee").to_str().unwrap(),
+        output.to_str().unwrap(),
+        "download=false",
+    ])
+    .env("U2NET_HOME", &folder)
+    .env("REMBG_HOME", &folder)
+    .env("NEURALFX_MODEL_BASE_URL", &base)
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "{stderr}");
+    assert!(!stderr.contains("Progress: (download)"), "{stderr}");
+    assert!(!folder.join("u2netp.onnx").exists());
     std::fs::remove_dir_all(&folder).unwrap();
 }

@@ -2,7 +2,8 @@
 # before the script's own pipeline, its progress shown as it goes (pipelines/lib/fetch_model.py).
 #
 # prefetch_model DEFAULT [rembgfilter properties...]: the model the properties name (the last
-# model=, else DEFAULT), unless the model runs on a server, is a file path, or is installed.
+# model=, else DEFAULT), unless the model runs on a server, is a file path, is installed, or the
+# properties turn downloading off.
 prefetch_model() {
     local model="$1" backend=onnxruntime argument
     shift
@@ -10,6 +11,8 @@ prefetch_model() {
         case "$argument" in
             model=*) model="${argument#model=}" ;;
             backend=*) backend="${argument#backend=}" ;;
+            # Downloading turned off: nothing to fetch, rembgfilter says where it looked.
+            download=false | download=0 | download=no) return 0 ;;
         esac
     done
     case "$backend" in triton | triton-http) return 0 ;; esac
