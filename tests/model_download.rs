@@ -349,17 +349,23 @@ fn a_script_shows_a_first_use_download_as_it_goes_then_cuts_out() {
     ));
     std::fs::create_dir_all(&folder).unwrap();
     let output = folder.join("cutout.png");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines/cutout-image.sh");
-    // The child gets its own environment: this process's stays as it is.
-    let result = std::process::Command::new(script)
+    // The script in a child with its own environment: this process's stays as it is.
+    let cutout = |extra: &[&str]| {
+        let result = std::process::Command::new(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines/cutout-image.sh"),
+        )
         .args([sample("coffee").to_str().unwrap(), output.to_str().unwrap()])
+        .args(extra)
         .env("U2NET_HOME", &folder)
         .env("REMBG_HOME", &folder)
         .env("NEURALFX_MODEL_BASE_URL", &base)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(result.status.success(), "{stderr}");
+        let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+        (result.status.success(), stderr)
+    };
+    let (succeeded, stderr) = cutout(&[]);
+    assert!(succeeded, "{stderr}");
     assert!(
         stderr.contains("Progress: (download) downloading u2netp (4.6 MB)")
             && stderr.contains("Progress: (download) u2netp: 4.6 MB downloaded and verified"),
@@ -369,21 +375,8 @@ fn a_script_shows_a_first_use_download_as_it_goes_then_cuts_out() {
 
     // With download=false nothing is fetched: the script fails saying where it looked.
     std::fs::remove_file(folder.join("u2netp.onnx")).unwrap();
-    let result = std::process::Command::new(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines/cutout-image.sh"),
-    )
-    .args([
-        sample("coffee").to_str().unwrap(),
-        output.to_str().unwrap(),
-        "download=false",
-    ])
-    .env("U2NET_HOME", &folder)
-    .env("REMBG_HOME", &folder)
-    .env("NEURALFX_MODEL_BASE_URL", &base)
-    .output()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(!result.status.success(), "{stderr}");
+    let (succeeded, stderr) = cutout(&["download=false"]);
+    assert!(!succeeded, "{stderr}");
     assert!(!stderr.contains("Progress: (download)"), "{stderr}");
     assert!(!folder.join("u2netp.onnx").exists());
     std::fs::remove_dir_all(&folder).unwrap();

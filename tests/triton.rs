@@ -378,16 +378,16 @@ fn error_after(
         &temp_dir_of("triton", &format!("-{name}")),
         &[("u2netp", &u2netp())],
     );
+    let address = if backend == "triton" {
+        server.grpc.clone()
+    } else {
+        server.http.clone()
+    };
     init();
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
-         ! rembgfilter backend={backend} server={} model=u2netp request-timeout=3000 \
-         ! appsink name=sink sync=false",
-        if backend == "triton" {
-            &server.grpc
-        } else {
-            &server.http
-        }
+         ! rembgfilter backend={backend} server={address} model=u2netp request-timeout=3000 \
+         ! appsink name=sink sync=false"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -419,11 +419,6 @@ fn error_after(
     let took = acted.elapsed();
     pipeline.set_state(gst::State::Null).unwrap();
     server.stop();
-    let address = if backend == "triton" {
-        server.grpc.clone()
-    } else {
-        server.http.clone()
-    };
     (error, address, took)
 }
 
@@ -473,15 +468,7 @@ fn unload_u2netp(server: &triton_server::TritonServer) {
 
 #[test]
 fn a_model_unloaded_while_playing_stops_the_element_with_the_servers_message() {
-    let (error, _, took) = error_after("unload", "triton-http", |server| {
-        ureq::post(&format!(
-            "http://{}/v2/repository/models/u2netp/unload",
-            server.http
-        ))
-        .set("triton-access-token", &server.access_token)
-        .send_string("{}")
-        .expect("Triton unloads the model");
-    });
+    let (error, _, took) = error_after("unload", "triton-http", unload_u2netp);
     assert!(
         error.contains("'u2netp'") && error.contains("HTTP 4"),
         "{error}"

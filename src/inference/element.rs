@@ -512,20 +512,20 @@ impl StartSettingsGuard {
         self.running.store(running, Ordering::SeqCst);
     }
 
-    /// Whether setting `pspec` now must be refused; if so the warning is posted. `current`
-    /// is the value in force.
+    /// Whether setting `pspec` now must be refused; if so the warning is posted, with the value
+    /// in force that `current` reads (only then).
     pub fn refuses(
         &self,
         element: &impl IsA<gst::Element>,
         pspec: &glib::ParamSpec,
-        current: &glib::Value,
+        current: impl FnOnce() -> glib::Value,
     ) -> bool {
         let start_only = pspec.flags().contains(gst::PARAM_FLAG_MUTABLE_READY)
             && !pspec.flags().contains(gst::PARAM_FLAG_MUTABLE_PLAYING);
         if !start_only || !self.running.load(Ordering::SeqCst) {
             return false;
         }
-        let shown = current
+        let shown = current()
             .serialize()
             .map(|text| text.to_string())
             .unwrap_or_else(|_| "its value".into());

@@ -34,6 +34,36 @@ pub fn request_error(
     }
 }
 
+/// A runtime for a network client, on which the element's threads block for each request: its
+/// one worker thread drives the client's connections between requests.
+#[cfg(any(feature = "triton-grpc", feature = "sagemaker"))]
+pub struct BlockingRuntime(tokio::runtime::Runtime);
+
+#[cfg(any(feature = "triton-grpc", feature = "sagemaker"))]
+impl BlockingRuntime {
+    pub fn new(thread_name: &str) -> std::io::Result<Self> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(thread_name)
+            .enable_all()
+            .build()
+            .map(Self)
+    }
+
+    /// Runs `future` to its end, waiting at most `timeout`: past it, a transient failure of
+    /// `model` ("no answer within ..."), which `retries` may send again.
+    pub fn within<F: std::future::Future>(
+        &self,
+        model: &str,
+        timeout: std::time::Duration,
+        future: F,
+    ) -> Result<F::Output, InferenceError> {
+        self.0
+            .block_on(async { tokio::time::timeout(timeout, future).await })
+            .map_err(|_| request_error(model, format!("no answer within {timeout:?}"), true))
+    }
+}
+
 /// The inputs fit what the server declared: as many as it takes, every one float32 (the only
 /// type sent).
 fn check_inputs(model: &impl RemoteModel, inputs: &[TensorView<'_>]) -> Result<(), InferenceError> {

@@ -14,7 +14,7 @@ use aws_sdk_sagemakerruntime::operation::invoke_endpoint::InvokeEndpointError;
 use aws_sdk_sagemakerruntime::primitives::Blob;
 
 use super::image_payload::{ImageEncoding, decode_mask, encode_frame};
-use super::remote::{RemoteModel, request_error};
+use super::remote::{BlockingRuntime, RemoteModel, request_error};
 use super::triton::http::{infer_request, parse_infer_response};
 use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
 
@@ -41,7 +41,7 @@ pub struct EndpointSettings {
 
 /// An AWS client on a runtime of its own, for the element's threads to block on.
 pub struct EndpointClient {
-    runtime: tokio::runtime::Runtime,
+    runtime: BlockingRuntime,
     client: Client,
     settings: EndpointSettings,
     display_name: String,
@@ -62,14 +62,11 @@ impl EndpointClient {
         if settings.endpoint.is_empty() {
             return Err(load_error("property 'endpoint' is not set".into()));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("neuralfx-sagemaker")
-            .enable_all()
-            .build()
+        let runtime = BlockingRuntime::new("neuralfx-sagemaker")
             .map_err(|e| load_error(format!("cannot start the AWS runtime: {e}")))?;
         let timeout = settings.timeout;
-        let config = runtime.block_on(async {
+        let setup_timeout = timeout.max(Duration::from_secs(5));
+        let loader = {
             let mut loader = aws_config::defaults(BehaviorVersion::latest())
                 .timeout_config(
                     TimeoutConfig::builder()
@@ -85,9 +82,11 @@ impl EndpointClient {
             if let Some(url) = &settings.endpoint_url {
                 loader = loader.endpoint_url(url);
             }
-            tokio::time::timeout(timeout.max(Duration::from_secs(5)), loader.load()).await
-        });
-        let config = config.map_err(|_| load_error("the AWS configuration did not load".into()))?;
+            loader
+        };
+        let config = runtime
+            .within(&display_name, setup_timeout, loader.load())
+            .map_err(|_| load_error("the AWS configuration did not load".into()))?;
         if config.region().is_none() {
             return Err(load_error(
                 "no AWS region: set property 'region' or AWS_REGION".into(),
@@ -96,15 +95,13 @@ impl EndpointClient {
         let credentials = config.credentials_provider().ok_or_else(|| {
             load_error("no AWS credentials provider in the AWS configuration".into())
         })?;
+        use aws_sdk_sagemakerruntime::config::ProvideCredentials;
         runtime
-            .block_on(async {
-                use aws_sdk_sagemakerruntime::config::ProvideCredentials;
-                tokio::time::timeout(
-                    timeout.max(Duration::from_secs(5)),
-                    credentials.provide_credentials(),
-                )
-                .await
-            })
+            .within(
+                &display_name,
+                setup_timeout,
+                credentials.provide_credentials(),
+            )
             .map_err(|_| load_error("no AWS credentials in time".into()))?
             .map_err(|e| {
                 load_error(format!(
@@ -141,21 +138,15 @@ impl EndpointClient {
         let timeout = self.settings.timeout;
         let answer = self
             .runtime
-            .block_on(async { tokio::time::timeout(timeout, call).await })
-            .map_err(|_| {
-                request_error(
-                    &self.display_name,
-                    format!("no answer within {timeout:?}"),
-                    true,
-                )
-            })?
+            .within(&self.display_name, timeout, call)?
             .map_err(|e| self.call_error(e))?;
         let body = answer.body.map(Blob::into_inner).unwrap_or_default();
         if body.len() > MAX_RESPONSE_BYTES {
-            return Err(InferenceError::Run(format!(
-                "{}: answer larger than {MAX_RESPONSE_BYTES} bytes",
-                self.display_name
-            )));
+            return Err(request_error(
+                &self.display_name,
+                format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
+                false,
+            ));
         }
         Ok((body, answer.content_type))
     }
@@ -271,7 +262,7 @@ impl RemoteModel for SageMakerTensorBackend {
         outputs: &[TensorSpec],
     ) -> Result<Vec<Tensor>, InferenceError> {
         let name = self.client.display_name();
-        let run_error = |reason: String| InferenceError::Run(format!("{name}: {reason}"));
+        let run_error = |reason: String| request_error(name, reason, false);
         let pairs: Vec<_> = self.inputs.iter().zip(inputs.iter().copied()).collect();
         let (body, header_len) = infer_request(&pairs, outputs);
         let base = self
@@ -334,7 +325,7 @@ impl Backend for SageMakerImageBackend {
 
     fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
         let name = self.client.display_name();
-        let run_error = |reason: String| InferenceError::Run(format!("{name}: {reason}"));
+        let run_error = |reason: String| request_error(name, reason, false);
         let [frame] = inputs else {
             return Err(run_error(format!(
                 "takes one frame, {} given",

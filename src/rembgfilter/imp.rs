@@ -1031,7 +1031,7 @@ impl ObjectImpl for RembgFilter {
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         if self
             .start_settings
-            .refuses(&*self.obj(), pspec, &self.property(_id, pspec))
+            .refuses(&*self.obj(), pspec, || self.property(_id, pspec))
         {
             return;
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::inference::remote::{RemoteModel, request_error};
+use crate::inference::remote::{BlockingRuntime, RemoteModel, request_error};
 use crate::inference::{InferenceError, Tensor, TensorSpec, TensorView};
 
 /// The client and messages generated from the proto.
@@ -30,7 +30,7 @@ const MAX_MESSAGE_BYTES: usize = 1 << 30;
 pub struct TritonGrpcBackend {
     /// The requests are made from the element's threads, which block on this runtime; its one
     /// worker thread drives the channel's connection.
-    runtime: tokio::runtime::Runtime,
+    runtime: BlockingRuntime,
     client: GrpcInferenceServiceClient<Channel>,
     model: String,
     version: String,
@@ -98,11 +98,7 @@ impl TritonGrpcBackend {
             path: display_name.clone(),
             reason,
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("neuralfx-grpc")
-            .enable_all()
-            .build()
+        let runtime = BlockingRuntime::new("neuralfx-grpc")
             .map_err(|e| load_error(format!("cannot start the gRPC runtime: {e}")))?;
         let mut endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|e| load_error(format!("'{server}' is not a server address: {e}")))?
@@ -115,7 +111,7 @@ impl TritonGrpcBackend {
                 })?;
         }
         let channel = runtime
-            .block_on(async { tokio::time::timeout(timeout, endpoint.connect()).await })
+            .within(&display_name, timeout, endpoint.connect())
             .map_err(|_| load_error(format!("no connection within {timeout:?}")))?
             .map_err(|e| {
                 load_error(format!(
@@ -130,7 +126,8 @@ impl TritonGrpcBackend {
         let call_error = |what: &str, status: tonic::Status| {
             load_error(format!("{what}: {}", describe_status(&status).0))
         };
-        let (ready, metadata) = runtime.block_on(async {
+        // Bounded too: a server that takes the connection and never answers is an error.
+        let (ready, metadata) = runtime.within(&display_name, timeout, async {
             let mut client = client.clone();
             let server_ready = client
                 .server_ready(ServerReadyRequest {})
@@ -160,7 +157,7 @@ impl TritonGrpcBackend {
                 .into_inner();
             let ready = model_ready.map_err(|s| call_error("the model is not ready", s))?;
             Ok((ready, metadata))
-        })?;
+        })??;
         if !ready {
             return Err(load_error("the model is not ready".into()));
         }
@@ -204,8 +201,7 @@ impl RemoteModel for TritonGrpcBackend {
         inputs: &[TensorView<'_>],
         outputs: &[TensorSpec],
     ) -> Result<Vec<Tensor>, InferenceError> {
-        let run_error =
-            |reason: String| InferenceError::Run(format!("{}: {reason}", self.display_name));
+        let run_error = |reason: String| request_error(&self.display_name, reason, false);
         let request = infer_request(
             &self.model,
             &self.version,
@@ -215,23 +211,14 @@ impl RemoteModel for TritonGrpcBackend {
         );
         let mut client = self.client.clone();
         let timeout = self.timeout;
-        let answer = self.runtime.block_on(async move {
-            tokio::time::timeout(timeout, client.model_infer(request)).await
-        });
-        let response = match answer {
-            Err(_) => {
-                return Err(request_error(
-                    &self.display_name,
-                    format!("no answer within {timeout:?}"),
-                    true,
-                ));
-            }
-            Ok(Err(status)) => {
+        let response = self
+            .runtime
+            .within(&self.display_name, timeout, client.model_infer(request))?
+            .map_err(|status| {
                 let (text, transient) = describe_status(&status);
-                return Err(request_error(&self.display_name, text, transient));
-            }
-            Ok(Ok(response)) => response.into_inner(),
-        };
+                request_error(&self.display_name, text, transient)
+            })?
+            .into_inner();
         let wanted: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
         parse_infer_response(response, &wanted).map_err(run_error)
     }

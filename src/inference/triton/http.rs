@@ -264,8 +264,7 @@ impl RemoteModel for TritonHttpBackend {
         inputs: &[TensorView<'_>],
         outputs: &[TensorSpec],
     ) -> Result<Vec<Tensor>, InferenceError> {
-        let run_error =
-            |reason: String| InferenceError::Run(format!("{}: {reason}", self.display_name));
+        let run_error = |reason: String| request_error(&self.display_name, reason, false);
         let pairs: Vec<_> = self.inputs.iter().zip(inputs.iter().copied()).collect();
         let (body, header_len) = infer_request(&pairs, outputs);
         let url = format!("{}{}/infer", self.server, self.model_path);
