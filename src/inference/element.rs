@@ -12,6 +12,7 @@ use gst::glib;
 use gst::prelude::*;
 
 use super::onnx::{ExecutionProvider, OnnxBackend, SessionOptions};
+use super::openvino::{CompileOptions, OpenVinoBackend, Precision};
 use super::retry::Retrying;
 #[cfg(feature = "triton-grpc")]
 use super::triton::grpc::TritonGrpcBackend;
@@ -35,10 +36,20 @@ pub fn max_threads() -> u32 {
 pub enum BackendKind {
     #[default]
     #[enum_value(
+        name = "OpenVINO in this process when it loads and suits the model, else ONNX Runtime (always ONNX Runtime with execution-provider=cuda)",
+        nick = "auto"
+    )]
+    Auto,
+    #[enum_value(
         name = "ONNX Runtime in this process (model is a file)",
         nick = "onnxruntime"
     )]
     OnnxRuntime,
+    #[enum_value(
+        name = "OpenVINO on the CPU in this process (model is a file; property 'precision')",
+        nick = "openvino"
+    )]
+    OpenVino,
     #[enum_value(
         name = "A Triton or other KServe v2 server over HTTP (model is the served model's name, server its address)",
         nick = "triton-http"
@@ -99,6 +110,7 @@ pub struct BackendSettings {
     pub endpoint_url: Option<String>,
     pub content_type: Option<String>,
     pub payload: Payload,
+    pub precision: Precision,
 }
 
 impl Default for BackendSettings {
@@ -117,6 +129,7 @@ impl Default for BackendSettings {
             endpoint_url: None,
             content_type: None,
             payload: Payload::default(),
+            precision: Precision::default(),
         }
     }
 }
@@ -125,7 +138,9 @@ impl BackendKind {
     /// The property value that selects it, as users write it.
     pub fn nick(self) -> &'static str {
         match self {
+            BackendKind::Auto => "auto",
             BackendKind::OnnxRuntime => "onnxruntime",
+            BackendKind::OpenVino => "openvino",
             BackendKind::TritonHttp => "triton-http",
             BackendKind::TritonGrpc => "triton",
             BackendKind::SageMaker => "sagemaker",
@@ -136,7 +151,10 @@ impl BackendKind {
 impl BackendSettings {
     /// The model runs on a server.
     pub fn is_remote(&self) -> bool {
-        self.kind != BackendKind::OnnxRuntime
+        !matches!(
+            self.kind,
+            BackendKind::Auto | BackendKind::OnnxRuntime | BackendKind::OpenVino
+        )
     }
 
     /// The element sends whole frames as pictures and gets masks back (the endpoint does its own
@@ -145,8 +163,9 @@ impl BackendSettings {
         self.kind == BackendKind::SageMaker && self.payload != Payload::Tensor
     }
 
-    /// How many model requests an element may have in flight: several for a server, one for
-    /// ONNX Runtime (whose session runs one at a time anyway).
+    /// How many model requests an element may have in flight: several for a server, one for a
+    /// local runtime, which gives one request every core (two OpenVINO streams of one core
+    /// each ran u2netp at 1080p at half the frame rate on a 2-core machine).
     pub fn requests_in_flight(&self) -> usize {
         if self.is_remote() {
             self.requests_in_flight.max(1) as usize
@@ -183,6 +202,7 @@ impl BackendSettings {
             "endpoint-url" => self.endpoint_url = text(value),
             "content-type" => self.content_type = text(value),
             "payload" => self.payload = value.get().expect("type checked upstream"),
+            "precision" => self.precision = value.get().expect("type checked upstream"),
             _ => return false,
         }
         true
@@ -204,22 +224,33 @@ impl BackendSettings {
             "endpoint-url" => self.endpoint_url.to_value(),
             "content-type" => self.content_type.to_value(),
             "payload" => self.payload.to_value(),
+            "precision" => self.precision.to_value(),
             _ => return None,
         })
     }
 }
 
 /// Where the model runs and how, changeable up to READY.
-pub fn param_specs() -> [glib::ParamSpec; 13] {
+pub fn param_specs() -> [glib::ParamSpec; 15] {
     [
         glib::ParamSpecEnum::builder_with_default("backend", BackendKind::default())
             .nick("Backend")
-            .blurb("Where the model runs: onnxruntime in this process, or on the inference server of property 'server' over gRPC (triton) or HTTP (triton-http)")
+            .blurb("Where the model runs: auto (OpenVINO when it loads and suits the model, else ONNX Runtime; read 'active-backend' for the choice), onnxruntime or openvino in this process, or on the inference server of property 'server' over gRPC (triton) or HTTP (triton-http), or a SageMaker endpoint (sagemaker)")
             .mutable_ready()
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("precision", Precision::default())
+            .nick("Precision")
+            .blurb("What OpenVINO computes in: f32 (the model's own results) or bf16 (about twice as fast on CPUs with bfloat16 instructions, refused on others; masks differ slightly). bf16 makes backend=auto choose OpenVINO; ONNX Runtime and servers take only f32")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("active-backend")
+            .nick("Active backend")
+            .blurb("What runs the model since the element started: the runtime, device, precision and library (e.g. 'OpenVINO 2026.4.0 on the CPU, f32, 1 stream (...)'), or the server; empty when stopped")
+            .read_only()
             .build(),
         glib::ParamSpecUInt::builder("threads")
             .nick("Threads")
-            .blurb("Intra-op threads of ONNX Runtime (0 = its default, one per core); at most four per core")
+            .blurb("Inference threads of ONNX Runtime or OpenVINO (0 = their default, one per core); at most four per core")
             .maximum(max_threads())
             .default_value(DEFAULT_THREADS)
             .mutable_ready()
@@ -292,22 +323,63 @@ pub fn param_specs() -> [glib::ParamSpec; 13] {
     ]
 }
 
-/// The model of `model` (a file or catalog name for ONNX Runtime, the served model's name for a
-/// server) where `settings` says it runs. `local_file` turns `model` into a file; it is called
-/// only for ONNX Runtime.
+/// A model ready to run, and what runs it (the `active-backend` property).
+pub struct LoadedBackend {
+    pub model: Arc<dyn Backend>,
+    pub runs_on: String,
+}
+
+/// The model of `model` (a file or catalog name for a local runtime, the served model's name for
+/// a server) where `settings` says it runs. `local_file` turns `model` into a file; it is called
+/// only for local runtimes and SageMaker tensors.
 pub fn load_backend(
     element: &impl IsA<gst::Element>,
     settings: &BackendSettings,
     model: &str,
     local_file: impl FnOnce() -> Result<PathBuf, gst::ErrorMessage>,
-) -> Result<Arc<dyn Backend>, gst::ErrorMessage> {
+) -> Result<LoadedBackend, gst::ErrorMessage> {
+    if settings.precision == Precision::Bf16
+        && !matches!(settings.kind, BackendKind::Auto | BackendKind::OpenVino)
+    {
+        return Err(gst::error_msg!(
+            gst::LibraryError::Settings,
+            (
+                "property 'precision': bf16 is OpenVINO's; backend={} computes in f32 (use backend=openvino or auto, or precision=f32)",
+                settings.kind.nick()
+            )
+        ));
+    }
+    if settings.kind == BackendKind::OpenVino
+        && settings.execution_provider != ExecutionProvider::Cpu
+    {
+        return Err(gst::error_msg!(
+            gst::LibraryError::Settings,
+            ("property 'execution-provider': cuda is ONNX Runtime's; backend=openvino runs on the CPU (use backend=onnxruntime or auto for CUDA)")
+        ));
+    }
     match settings.kind {
-        BackendKind::OnnxRuntime => {
-            let options = SessionOptions {
-                threads: settings.threads as usize,
-                execution_provider: settings.execution_provider,
-            };
-            Ok(load_model(element, &local_file()?, options)?)
+        BackendKind::Auto => {
+            let path = local_file()?;
+            match auto_choice(settings, &path) {
+                Ok(()) => match OpenVinoBackend::load(&path, openvino_options(settings)) {
+                    Ok(backend) => Ok(announce_openvino(element, backend)),
+                    // A model OpenVINO cannot compile may still run on ONNX Runtime.
+                    Err(error) if settings.precision == Precision::F32 => load_onnxruntime(
+                        element,
+                        &path,
+                        settings,
+                        &format!("OpenVINO could not compile it: {error}"),
+                    ),
+                    Err(error) => Err(openvino_error(error)),
+                },
+                Err(reason) => load_onnxruntime(element, &path, settings, &reason),
+            }
+        }
+        BackendKind::OnnxRuntime => load_onnxruntime(element, &local_file()?, settings, ""),
+        BackendKind::OpenVino => {
+            let backend = OpenVinoBackend::load(&local_file()?, openvino_options(settings))
+                .map_err(openvino_error)?;
+            Ok(announce_openvino(element, backend))
         }
         BackendKind::TritonHttp | BackendKind::TritonGrpc => {
             let server = settings.server.as_deref().ok_or_else(|| {
@@ -339,13 +411,106 @@ pub fn load_backend(
                         .map_err(model_error)?,
                 ),
             };
-            Ok(with_retries(element, backend, settings.retries))
+            Ok(LoadedBackend {
+                runs_on: format!(
+                    "{} on the server at {server} ({})",
+                    backend.model_name(),
+                    settings.kind.nick()
+                ),
+                model: with_retries(element, backend, settings.retries),
+            })
         }
         BackendKind::SageMaker => {
             let backend = sagemaker_backend(element, settings, local_file)?;
-            Ok(with_retries(element, backend, settings.retries))
+            Ok(LoadedBackend {
+                runs_on: format!(
+                    "the SageMaker endpoint {} ({:?} payload)",
+                    settings.endpoint.as_deref().unwrap_or_default(),
+                    settings.payload
+                ),
+                model: with_retries(element, backend, settings.retries),
+            })
         }
     }
+}
+
+/// Whether `backend=auto` runs `path` on OpenVINO; if not, why not.
+fn auto_choice(settings: &BackendSettings, path: &Path) -> Result<(), String> {
+    if settings.precision == Precision::Bf16 {
+        return Ok(());
+    }
+    if settings.execution_provider == ExecutionProvider::Cuda {
+        return Err("execution-provider=cuda is ONNX Runtime's".into());
+    }
+    // Reading the file costs a few milliseconds even for ISNet's 170 MB.
+    if std::fs::read(path)
+        .is_ok_and(|bytes| super::onnx_graph::uses_dynamic_integer_operators(&bytes))
+    {
+        return Err(format!(
+            "the model uses {} (dynamic quantization), which ONNX Runtime runs about twice as fast",
+            super::onnx_graph::DYNAMIC_INTEGER_OPERATORS.join("/")
+        ));
+    }
+    super::openvino::available().map_err(|e| e.to_string())
+}
+
+fn openvino_options(settings: &BackendSettings) -> CompileOptions {
+    CompileOptions {
+        threads: settings.threads as usize,
+        precision: settings.precision,
+    }
+}
+
+fn openvino_error(error: InferenceError) -> gst::ErrorMessage {
+    match error {
+        InferenceError::ModelLoad { .. } => {
+            gst::error_msg!(
+                gst::ResourceError::OpenRead,
+                ("property 'model': {}", error)
+            )
+        }
+        _ => gst::error_msg!(gst::LibraryError::Init, ("backend=openvino: {}", error)),
+    }
+}
+
+/// Says on the bus what runs the model, as for ONNX Runtime.
+fn announce_openvino(
+    element: &impl IsA<gst::Element>,
+    backend: Arc<OpenVinoBackend>,
+) -> LoadedBackend {
+    let runs_on = backend.description().to_string();
+    gst::element_info!(
+        element,
+        gst::LibraryError::Init,
+        ("{} runs on {}", backend.model_name(), runs_on)
+    );
+    LoadedBackend {
+        model: backend,
+        runs_on,
+    }
+}
+
+/// ONNX Runtime; `why_not_openvino` says why backend=auto did not choose OpenVINO.
+fn load_onnxruntime(
+    element: &impl IsA<gst::Element>,
+    path: &Path,
+    settings: &BackendSettings,
+    why_not_openvino: &str,
+) -> Result<LoadedBackend, gst::ErrorMessage> {
+    let options = SessionOptions {
+        threads: settings.threads as usize,
+        execution_provider: settings.execution_provider,
+    };
+    let backend = load_model(element, path, options, why_not_openvino)?;
+    let runs_on = format!(
+        "ONNX Runtime's {} ({})",
+        backend.provider(),
+        super::runtime::loaded_library().map_or("?".into(), |p| p.display().to_string())
+    );
+    Ok(LoadedBackend {
+        model: backend,
+        runs_on,
+    })
 }
 
 /// A SageMaker endpoint serving the model of `local_file`, whose tensors' names and shapes it
@@ -382,7 +547,7 @@ fn sagemaker_backend(
     if let Some(encoding) = encoding {
         return Ok(Arc::new(SageMakerImageBackend::new(client, encoding)));
     }
-    let local = load_model(element, &local_file()?, SessionOptions::default())?;
+    let local = load_model(element, &local_file()?, SessionOptions::default(), "")?;
     Ok(Arc::new(SageMakerTensorBackend::new(
         client,
         local.inputs().to_vec(),
@@ -439,8 +604,17 @@ fn load_model(
     element: &impl IsA<gst::Element>,
     path: &Path,
     options: SessionOptions,
+    why_not_openvino: &str,
 ) -> Result<Arc<OnnxBackend>, gst::ErrorMessage> {
     let backend = OnnxBackend::load(path, options).map_err(|e| match e {
+        InferenceError::Runtime(_) if !why_not_openvino.is_empty() => gst::error_msg!(
+            gst::LibraryError::Init,
+            (
+                "{}\n(backend=auto tried OpenVINO first: {})",
+                e,
+                why_not_openvino
+            )
+        ),
         InferenceError::Runtime(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", e)),
         _ => gst::error_msg!(gst::ResourceError::OpenRead, ("property 'model': {}", e)),
     })?;
@@ -448,14 +622,20 @@ fn load_model(
         gst::element_warning!(element, gst::LibraryError::Init, ("{}", warning));
     }
     // Says what runs, so a user can check that the GPU is used.
+    let why = if why_not_openvino.is_empty() {
+        String::new()
+    } else {
+        format!(" (backend=auto: not OpenVINO, as {why_not_openvino})")
+    };
     gst::element_info!(
         element,
         gst::LibraryError::Init,
         (
-            "{} runs on ONNX Runtime's {} ({})",
+            "{} runs on ONNX Runtime's {} ({}){}",
             backend.model_name(),
             backend.provider(),
-            super::runtime::loaded_library().map_or("?".into(), |p| p.display().to_string())
+            super::runtime::loaded_library().map_or("?".into(), |p| p.display().to_string()),
+            why
         )
     );
     Ok(backend)

@@ -3,6 +3,8 @@
 pub mod element;
 pub mod image_payload;
 pub mod onnx;
+pub mod onnx_graph;
+pub mod openvino;
 pub mod remote;
 pub mod requests;
 pub mod retry;

@@ -15,6 +15,11 @@ pub fn set_plugin_path(path: PathBuf) {
     let _ = PLUGIN_PATH.set(path);
 }
 
+/// The plugin's own shared object, when neuralfx was loaded as a plugin.
+pub fn plugin_path() -> Option<&'static Path> {
+    PLUGIN_PATH.get().map(PathBuf::as_path)
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "could not load the ONNX Runtime library (version 1.{} or newer needed); tried:\n{}\n{}",

@@ -113,6 +113,8 @@ pub struct LipsyncSrc {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     stats: Mutex<InferenceStats>,
+    /// What runs the model (property 'active-backend'), set at start, emptied at stop.
+    active_backend: Mutex<String>,
     clock_wait: Mutex<ClockWait>,
     /// Frames per second of the running mode (0 when stopped): the latency query is answered
     /// from it without waiting for a frame in the making.
@@ -163,13 +165,14 @@ impl LipsyncSrc {
         .map_err(|e| {
             gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
         })?;
-        let backend = inference::element::load_backend(
+        let loaded = inference::element::load_backend(
             &*self.obj(),
             &settings.backend,
             &model_path.to_string_lossy(),
             || Ok(model_path.clone()),
         )?;
-        let model = LipsyncModel::new(backend, mode).map_err(|e| {
+        *self.active_backend.lock().unwrap() = loaded.runs_on;
+        let model = LipsyncModel::new(loaded.model, mode).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
         gst::info!(
@@ -358,6 +361,7 @@ impl ObjectImpl for LipsyncSrc {
             "parsing" => settings.parsing.to_value(),
             "is-live" => settings.is_live.to_value(),
             "max-cached-frames" => settings.max_cached_frames.to_value(),
+            "active-backend" => self.active_backend.lock().unwrap().to_value(),
             "stats" => self
                 .stats
                 .lock()
@@ -450,6 +454,7 @@ impl BaseSrcImpl for LipsyncSrc {
         self.fps.store(0, Ordering::Relaxed);
         self.frame_count.store(0, Ordering::Relaxed);
         *self.state.lock().unwrap() = None;
+        self.active_backend.lock().unwrap().clear();
         Ok(())
     }
 

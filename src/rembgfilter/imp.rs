@@ -218,6 +218,8 @@ pub struct RembgFilter {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     stats: Mutex<InferenceStats>,
+    /// What runs the model (property 'active-backend'), set at start, emptied at stop.
+    active_backend: Mutex<String>,
     /// Whether upstream is live, learnt from the latency query.
     live: AtomicBool,
     /// One model run at start and one frame of the caps, in ns: the latency query is answered
@@ -301,7 +303,7 @@ impl RembgFilter {
     fn load(&self, settings: &Settings) -> Result<State, gst::ErrorMessage> {
         // A served model of a catalog name takes that entry's processing, as a file does.
         let mut entry = catalog::find(&settings.model);
-        let backend = inference::element::load_backend(
+        let loaded = inference::element::load_backend(
             &*self.obj(),
             &settings.backend,
             &settings.model,
@@ -331,6 +333,8 @@ impl RembgFilter {
                 Ok(resolved.path)
             },
         )?;
+        let backend = loaded.model;
+        *self.active_backend.lock().unwrap() = loaded.runs_on;
         let mut profile = entry
             .map(|entry| entry.profile)
             .unwrap_or(ModelProfile::U2NET);
@@ -1134,6 +1138,7 @@ impl ObjectImpl for RembgFilter {
             "keep-input-alpha" => frame.keep_input_alpha.to_value(),
             "clear-transparent" => frame.output.clear_transparent.to_value(),
             "background-fit" => frame.output.background_fit.to_value(),
+            "active-backend" => self.active_backend.lock().unwrap().to_value(),
             "stats" => self
                 .stats
                 .lock()
@@ -1339,6 +1344,7 @@ impl BaseTransformImpl for RembgFilter {
         // shared session.
         self.start_settings.set_running(false);
         let state = self.state.lock().unwrap().take();
+        self.active_backend.lock().unwrap().clear();
         drop(state);
         self.interrupters.lock().unwrap().clear();
         self.live.store(false, Ordering::Relaxed);

@@ -125,6 +125,15 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx"),
         md5: "8e83ca70e441ab06c318d82300c84806",
     },
+    // Made by scripts/setup.sh (models/quantize_u2netp.py): u2netp with int8 weights and uint8
+    // activations, about twice as fast on both runtimes, masks slightly different.
+    CatalogEntry {
+        name: "u2netp-int8",
+        file_name: "u2netp-int8.onnx",
+        profile: ModelProfile::U2NET,
+        url: None,
+        md5: "8786c43c50be3d7d7ee0c2c2d8d788a0",
+    },
     CatalogEntry {
         name: "u2net",
         file_name: "u2net.onnx",

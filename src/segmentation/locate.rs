@@ -19,7 +19,9 @@ pub enum LocateError {
     Folder(PathBuf),
     #[error(
         "catalog model '{name}' ({file}) is in none of these folders: {}; \
-         put it there (scripts/setup.sh fetches u2netp), set U2NET_HOME, or set download=true",
+         put it there (./scripts/setup.sh installs u2netp, u2netp-int8 and the selfie models, \
+         with --test the ISNet ones), set U2NET_HOME, or set download=true for the models rembg \
+         publishes",
         .searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
     NotDownloaded {
