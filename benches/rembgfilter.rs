@@ -1,7 +1,8 @@
 //! Prints, measured in this one run, per model (u2netp, u2netp-int8, selfie, isnet-fp16) and
 //! runtime (ONNX Runtime, OpenVINO f32, OpenVINO bf16):
 //! - bare inference per frame on that runtime, and the rembgfilter pipeline per frame
-//!   (videotestsrc ! rembgfilter ! fakesink) at 640x480 and 1920x1080 with overlap=false;
+//!   (videotestsrc ! rembgfilter ! fakesink) at 640x480 and 1920x1080 with overlap=false, each
+//!   the median of its frames (this machine's speed comes and goes; medians compare best);
 //! - each pipeline against bare ONNX Runtime inference of the model (speed-up) and against bare
 //!   inference on its own runtime (what pre- and post-processing add);
 //! - Python rembg with u2netp at both sizes, and the speed-up of each u2netp row over it;
@@ -66,7 +67,7 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Mean time of the model alone on `runtime`, on a prepared frame.
+/// Median time of the model alone on `runtime`, on a prepared frame.
 fn bare_inference(model: &str, runtime: Runtime, frames: usize) -> Duration {
     let resolved = locate::resolve(model, false)
         .unwrap_or_else(|e| panic!("{model}: {e} (scripts/setup.sh --test installs it)"));
@@ -96,11 +97,15 @@ fn bare_inference(model: &str, runtime: Runtime, frames: usize) -> Duration {
         .unwrap();
     let run = || segmenter.model.run(&input).unwrap();
     run();
-    let start = Instant::now();
-    for _ in 0..frames {
-        run();
-    }
-    start.elapsed() / frames as u32
+    common::median(
+        (0..frames)
+            .map(|_| {
+                let start = Instant::now();
+                run();
+                start.elapsed()
+            })
+            .collect(),
+    )
 }
 
 /// videotestsrc ! rembgfilter ! fakesink, timed between output buffers.
@@ -112,7 +117,7 @@ fn pipeline(model: &str, runtime: Runtime, (width, height): (u32, u32), frames: 
         runtime.properties()
     ));
     assert_eq!(run.frames, frames + 1, "every frame must come out");
-    run.per_frame
+    run.median_frame
 }
 
 /// The alpha rembgfilter gives a sample photo.

@@ -60,14 +60,20 @@ fn pil_resize(
 fn lanczos_and_bilinear_match_pil_byte_for_byte() {
     let mut rng = Lcg(20261121);
     let mut resizer = Resizer::new();
-    for case in 0..24 {
-        let channels = [1, 3][case % 2];
-        let (w, h) = (1 + rng.below(300), 1 + rng.below(300));
+    for case in 0..30 {
+        let channels = [1, 3, 4][case % 3];
+        let (mut w, mut h) = (1 + rng.below(300), 1 + rng.below(300));
         let (mut ow, mut oh) = (1 + rng.below(300), 1 + rng.below(300));
         match case % 6 {
             0 => ow = w,
             1 => oh = h,
             2 => (ow, oh) = (w / 3 + 1, h / 9 + 1), // height shrinks far more: vertical pass first
+            _ => {}
+        }
+        // What rembgfilter does at 1080p: the frame down to the model, the mask back up.
+        match case {
+            28 => (w, h, ow, oh) = (1920, 1080, 320, 320),
+            29 => (w, h, ow, oh) = (320, 320, 1920, 1080),
             _ => {}
         }
         let filter = if case % 4 == 3 { "bilinear" } else { "lanczos" };

@@ -29,6 +29,9 @@ pub fn memory_kib(field: &str) -> u64 {
 pub struct PipelineRun {
     /// Mean time between consecutive output buffers (start-up not counted).
     pub per_frame: Duration,
+    /// Median time between consecutive output buffers: on a shared machine whose speed comes and
+    /// goes, the figure that compares best between runs.
+    pub median_frame: Duration,
     pub frames: usize,
     /// Resident memory when the second and the last buffer arrived.
     pub rss_start_kib: u64,
@@ -70,12 +73,23 @@ pub fn time_pipeline(
     let arrivals = arrivals.lock().unwrap();
     let frames = arrivals.len();
     assert!(frames >= 3, "too few frames to time");
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1].0 - w[0].0).collect();
     PipelineRun {
+        median_frame: median(gaps),
         per_frame: (arrivals[frames - 1].0 - arrivals[0].0) / (frames - 1) as u32,
         frames,
         rss_start_kib: arrivals[1].1,
         rss_end_kib,
     }
+}
+
+/// The median of some durations (the upper one of an even count).
+pub fn median(mut durations: Vec<Duration>) -> Duration {
+    durations.sort();
+    durations
+        .get(durations.len() / 2)
+        .copied()
+        .unwrap_or_default()
 }
 
 pub fn ms(d: Duration) -> f64 {

@@ -97,7 +97,7 @@ pub struct ResizeError {
 /// `Image.resize` computes (see the `resample` module).
 #[derive(Debug, Default)]
 pub struct Resizer {
-    temp: Vec<u8>,
+    scratch: resample::Scratch,
 }
 
 impl Resizer {
@@ -154,7 +154,7 @@ impl Resizer {
             dst_width,
             dst_height,
             filter,
-            &mut self.temp,
+            &mut self.scratch,
         );
         Ok(())
     }

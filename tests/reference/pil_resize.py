@@ -1,7 +1,8 @@
 """Reference oracle: PIL's Image.resize of a raw 8-bit image.
 
 Usage: pil_resize.py IN_RAW WIDTH HEIGHT CHANNELS OUT_WIDTH OUT_HEIGHT OUT_RAW FILTER
-FILTER is lanczos or bilinear; CHANNELS is 1 (mode L) or 3 (mode RGB).
+FILTER is lanczos or bilinear; CHANNELS is 1 (mode L), 3 (mode RGB) or 4 (mode RGBX: four
+channels resized alike, as PIL's RGBA would not be: it premultiplies by alpha).
 """
 import sys
 
@@ -15,8 +16,13 @@ def main() -> None:
     shape = (height, width) if channels == 1 else (height, width, channels)
     pixels = np.fromfile(in_path, np.uint8).reshape(shape)
     resample = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling.BILINEAR}[filter_name]
-    resized = Image.fromarray(pixels).resize((out_width, out_height), resample)
-    np.asarray(resized).tofile(out_path)
+    if channels == 4:
+        image = Image.frombytes("RGBX", (width, height), pixels.tobytes())
+    else:
+        image = Image.fromarray(pixels)
+    resized = image.resize((out_width, out_height), resample)
+    with open(out_path, "wb") as out:
+        out.write(resized.tobytes())
 
 
 if __name__ == "__main__":
