@@ -6,7 +6,10 @@
 //! (lipsyncsrc's `stats` property; the reference's own timer), not minus a separate bare run, whose
 //! run-to-run wander on this machine (several ms) would swamp a figure of about one ms.
 //!
-//! Run with `scripts/bench.sh lipsyncsrc` (it sets up ONNX Runtime and the Python venv).
+//! Each size runs the element on ONNX Runtime and on OpenVINO (f32), with the bare model on the
+//! same runtime, and prints OpenVINO's speed-up over ONNX Runtime per frame.
+//!
+//! Run with `scripts/bench.sh lipsyncsrc` (it sets up ONNX Runtime, OpenVINO and the Python venv).
 
 mod common;
 
@@ -19,14 +22,22 @@ use common::{memory_kib, ms, python, reference, run};
 use gst::prelude::*;
 use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
+use gstneuralfx::inference::openvino::{CompileOptions, OpenVinoBackend};
 use gstneuralfx::lipsync::{AudioFeatures, LipsyncModel, Mode};
 
 const FRAMES: usize = 150;
 const TEMPLATES: usize = 30;
 
-/// Mean time of the U-Net alone on real inputs.
-fn bare_inference(model: &Path, features: &Path) -> Duration {
-    let backend: Arc<dyn Backend> = OnnxBackend::load(model, SessionOptions::default()).unwrap();
+/// The runtimes compared: the `backend` property's value.
+const RUNTIMES: [&str; 2] = ["onnxruntime", "openvino"];
+
+/// Mean time of the U-Net alone on real inputs, on `runtime`.
+fn bare_inference(model: &Path, features: &Path, runtime: &str) -> Duration {
+    let backend: Arc<dyn Backend> = if runtime == "openvino" {
+        OpenVinoBackend::load(model, CompileOptions::default()).unwrap()
+    } else {
+        OnnxBackend::load(model, SessionOptions::default()).unwrap()
+    };
     let model = LipsyncModel::new(backend, Mode::Ave).unwrap();
     let features = AudioFeatures::load(features, Mode::Ave).unwrap();
     let image: Vec<f32> = (0..6 * 320 * 320)
@@ -61,9 +72,9 @@ fn stats(source: &gst::Element) -> (u64, Duration) {
 }
 
 /// lipsyncsrc ! fakesink, timed between output buffers.
-fn element(model: &Path, template: &Path, features: &Path) -> ElementRun {
+fn element(model: &Path, template: &Path, features: &Path, runtime: &str) -> ElementRun {
     let pipeline = gst::parse::launch(&format!(
-        "lipsyncsrc name=src model={} template={} features={} ! video/x-raw,format=BGR ! fakesink name=sink sync=false",
+        "lipsyncsrc name=src backend={runtime} model={} template={} features={} ! video/x-raw,format=BGR ! fakesink name=sink sync=false",
         model.display(),
         template.display(),
         features.display()
@@ -109,8 +120,9 @@ fn main() {
          {TEMPLATES} templates (all fit the default 32-frame cache)"
     );
     println!(
-        "{:>10} {:>8} {:>8} {:>8} {:>7} {:>10} | {:>9} {:>8} {:>7} {:>10} | {:>15} | {:>10}",
+        "{:>10} {:>12} {:>8} {:>8} {:>8} {:>7} {:>10} | {:>9} {:>8} {:>7} {:>10} | {:>15} | {:>10} | {:>10}",
         "templates",
+        "backend",
         "fps",
         "ours ms",
         "bare ms",
@@ -121,7 +133,8 @@ fn main() {
         "ratio",
         "outside ms",
         "outside ours/py",
-        "RSS +MiB"
+        "RSS +MiB",
+        "vs ORT"
     );
     for (width, height) in [(1280, 720), (1920, 1080)] {
         let data = dir.join(format!("{width}x{height}"));
@@ -140,17 +153,6 @@ fn main() {
                 &FRAMES.to_string(),
             ]));
         let (template, features) = (data.join("template"), data.join("features/ave.npy"));
-        // This machine's timings wander by several percent; the minimum of interleaved runs of
-        // each is the figure least disturbed by whatever else the machine is doing.
-        let mut bare = bare_inference(&model, &features);
-        let mut ours = element(&model, &template, &features);
-        for _ in 0..2 {
-            bare = bare.min(bare_inference(&model, &features));
-            let again = element(&model, &template, &features);
-            if again.timing.per_frame < ours.timing.per_frame {
-                ours = again;
-            }
-        }
         let python_run = || {
             let times = run(Command::new(python())
                 .arg(reference("lipsync_reference.py"))
@@ -168,29 +170,47 @@ fn main() {
                 .collect();
             (fields[0], fields[1])
         };
-        // The same treatment for the reference: the faster of two runs.
+        // The faster of two runs of the reference.
         let (first, second) = (python_run(), python_run());
         let (python_frame, python_bare) = if first.0 <= second.0 { first } else { second };
-        let growth = (ours.timing.rss_end_kib as f64 - ours.timing.rss_start_kib as f64) / 1024.0;
-        let ours_frame = ms(ours.timing.per_frame);
-        // As for Python: each frame's time minus the model's time in the same run.
-        let ours_outside = ours_frame - ms(ours.model_per_frame);
         let python_outside = python_frame - python_bare;
-        println!(
-            "{:>10} {:>8.1} {:>8.2} {:>8.2} {:>7.3} {:>10.2} | {:>9.2} {:>8.2} {:>7.3} {:>10.2} | {:>15.3} | {:>10.1}",
-            format!("{width}x{height}"),
-            1000.0 / ours_frame,
-            ours_frame,
-            ms(bare),
-            ours_frame / ms(bare),
-            ours_outside,
-            python_frame,
-            python_bare,
-            python_frame / python_bare,
-            python_outside,
-            ours_outside / python_outside,
-            growth
-        );
+        let mut onnxruntime_frame = None;
+        for runtime in RUNTIMES {
+            // This machine's timings wander by several percent; the minimum of interleaved runs
+            // of each is the figure least disturbed by whatever else the machine is doing.
+            let mut bare = bare_inference(&model, &features, runtime);
+            let mut ours = element(&model, &template, &features, runtime);
+            for _ in 0..2 {
+                bare = bare.min(bare_inference(&model, &features, runtime));
+                let again = element(&model, &template, &features, runtime);
+                if again.timing.per_frame < ours.timing.per_frame {
+                    ours = again;
+                }
+            }
+            let growth =
+                (ours.timing.rss_end_kib as f64 - ours.timing.rss_start_kib as f64) / 1024.0;
+            let ours_frame = ms(ours.timing.per_frame);
+            let reference_frame = *onnxruntime_frame.get_or_insert(ours_frame);
+            // As for Python: each frame's time minus the model's time in the same run.
+            let ours_outside = ours_frame - ms(ours.model_per_frame);
+            println!(
+                "{:>10} {:>12} {:>8.1} {:>8.2} {:>8.2} {:>7.3} {:>10.2} | {:>9.2} {:>8.2} {:>7.3} {:>10.2} | {:>15.3} | {:>10.1} | {:>9.2}x",
+                format!("{width}x{height}"),
+                runtime,
+                1000.0 / ours_frame,
+                ours_frame,
+                ms(bare),
+                ours_frame / ms(bare),
+                ours_outside,
+                python_frame,
+                python_bare,
+                python_frame / python_bare,
+                python_outside,
+                ours_outside / python_outside,
+                growth,
+                reference_frame / ours_frame
+            );
+        }
     }
     println!(
         "peak RSS of this process: {:.1} MiB",
