@@ -454,7 +454,7 @@ fn check_bf16(core: &Core) -> Result<(), InferenceError> {
     let capabilities = core
         .get_property(&cpu, &PropertyKey::DeviceCapabilities)
         .unwrap_or_default();
-    if capabilities.split_whitespace().any(|c| c == "BF16") {
+    if has_bf16(&capabilities) {
         return Ok(());
     }
     let name = core
@@ -464,6 +464,12 @@ fn check_bf16(core: &Core) -> Result<(), InferenceError> {
         "property 'precision': bf16 needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX); \
          {name} has none (OpenVINO reports capabilities: {capabilities}); use precision=f32"
     )))
+}
+
+/// Whether OpenVINO's OPTIMIZATION_CAPABILITIES of a CPU (e.g. "FP32 BF16 INT8 BIN EXPORT_IMPORT")
+/// include bfloat16.
+fn has_bf16(capabilities: &str) -> bool {
+    capabilities.split_whitespace().any(|c| c == "BF16")
 }
 
 fn node_spec(node: &openvino::Node) -> Result<TensorSpec, openvino::InferenceError> {
@@ -520,6 +526,14 @@ impl Backend for OpenVinoBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bf16_is_read_from_the_cpu_capabilities() {
+        assert!(has_bf16("FP32 BF16 FP16 INT8 BIN EXPORT_IMPORT"));
+        // A CPU without bf16 instructions (AVX2 only): precision=bf16 is refused there.
+        assert!(!has_bf16("FP32 FP16 INT8 BIN EXPORT_IMPORT"));
+        assert!(!has_bf16(""));
+    }
 
     #[test]
     fn variable_first_then_plugin_folder_then_finder_then_system() {
