@@ -28,7 +28,7 @@ install_apt_packages() {
     local wanted=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
         gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
         gstreamer1.0-plugins-ugly gstreamer1.0-libav pkg-config python3-venv unzip curl build-essential
-        python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-base-apps)
+        python3-gi gir1.2-gstreamer-1.0 gstreamer1.0-plugins-base-apps espeak-ng)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -175,6 +175,7 @@ install_test_tools() {
     # A real Triton server (pytriton bundles tritonserver, CPU, Python backend) for the remote
     # backend's tests; tests/reference/triton_server.py serves ONNX models with onnxruntime.
     install_venv "$NEURALFX_TRITON_VENV" "$REPO/tests/requirements-triton.txt" "the Triton test server"
+    install_venv "$NEURALFX_LIBROSA_VENV" "$REPO/tests/requirements-librosa.txt" "the librosa oracle of the audio features"
 }
 
 install_apt_packages

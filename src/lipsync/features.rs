@@ -131,6 +131,18 @@ impl AudioFeatures {
         })
     }
 
+    /// Per-frame features computed in this process (the speech side), `mode.frame_len()` values
+    /// per frame.
+    pub fn from_rows(mode: Mode, data: Vec<f32>) -> Self {
+        let frames = data.len() / mode.frame_len();
+        Self {
+            mode,
+            frames,
+            windowed: false,
+            data,
+        }
+    }
+
     fn read_bin(path: &Path) -> Result<(Vec<usize>, Vec<f32>), String> {
         let mut json_path = path.as_os_str().to_owned();
         json_path.push(".json");

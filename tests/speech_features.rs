@@ -1,0 +1,238 @@
+//! The `ave` audio features computed in Rust (src/lipsync/speech.rs) against a reference built on
+//! librosa (tests/reference/ave_features.py): the mel spectrogram of real speech (espeak-ng) and of
+//! tones, and the rows of an encoder-shaped ONNX model with random weights.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+use gst::prelude::*;
+use gstneuralfx::inference::Backend;
+use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
+use gstneuralfx::lipsync::speech::{
+    AudioEncoder, ENCODER_WIDTH, MEL_BANDS, MelSpectrogram, encoder_windows, mel_spectrogram,
+};
+
+fn librosa_python() -> PathBuf {
+    python_in("NEURALFX_LIBROSA_VENV")
+}
+
+/// A 16 kHz mono 16-bit wav of `sentence` spoken by espeak-ng (22.05 kHz, resampled by
+/// GStreamer's audioresample).
+fn spoken(dir: &Path, sentence: &str) -> PathBuf {
+    let raw = dir.join("espeak.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-w", raw.to_str().unwrap(), sentence])
+        .status()
+        .expect("espeak-ng (scripts/setup.sh --test installs it)");
+    assert!(status.success());
+    let wav = dir.join("speech16k.wav");
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
+         audio/x-raw,format=S16LE,rate=16000,channels=1 ! wavenc ! filesink location={}",
+        raw.display(),
+        wav.display()
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    bus.timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Eos])
+        .expect("the wav is written");
+    pipeline.set_state(gst::State::Null).unwrap();
+    wav
+}
+
+/// A 16 kHz mono 16-bit wav of two tones, written directly.
+fn tones(dir: &Path) -> PathBuf {
+    let samples: Vec<i16> = (0..24000)
+        .map(|i| {
+            let t = i as f64 / 16000.0;
+            let value = 0.4 * (2.0 * std::f64::consts::PI * 220.0 * t).sin()
+                + 0.2 * (2.0 * std::f64::consts::PI * 3100.0 * t).sin();
+            (value * 32767.0) as i16
+        })
+        .collect();
+    let path = dir.join("tones.wav");
+    let data_len = (samples.len() * 2) as u32;
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    for value in [16u32, 0x0001_0001, 16000, 32000] {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    bytes.extend_from_slice(&0x0010_0002u32.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    for sample in samples {
+        bytes.extend_from_slice(&sample.to_le_bytes());
+    }
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The samples of a 16-bit wav as float32 in [-1, 1), as soundfile reads them.
+fn samples_of(wav: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(wav).unwrap();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("a data chunk");
+    let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+    // Only the chunk's declared bytes: wavenc may write more chunks after it.
+    bytes[at + 8..(at + 8 + size).min(bytes.len())]
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect()
+}
+
+fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let array: ndarray::ArrayD<f32> = ndarray_npy::read_npy(path).unwrap();
+    (
+        array.shape().to_vec(),
+        array.as_standard_layout().iter().copied().collect(),
+    )
+}
+
+fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn assert_mel_matches_librosa(wav: &Path) -> MelSpectrogram {
+    let reference = wav.with_extension("mel.npy");
+    run_reference_with(
+        &librosa_python(),
+        "ave_features.py",
+        &[wav.to_str().unwrap(), reference.to_str().unwrap()],
+    );
+    let (shape, expected) = read_npy(&reference);
+    let ours = mel_spectrogram(&samples_of(wav));
+    assert_eq!(shape, vec![ours.frames, MEL_BANDS], "{}", wav.display());
+    let largest = largest_difference(&ours.data, &expected);
+    println!(
+        "{}: {} mel frames, largest difference {largest:e}",
+        wav.display(),
+        ours.frames
+    );
+    assert!(largest <= 1e-3, "mel differs by {largest}");
+    ours
+}
+
+#[test]
+fn mel_of_speech_matches_librosa() {
+    let dir = temp_dir_of("speech-mel", "");
+    let wav = spoken(&dir, "The quick brown fox jumps over the lazy dog, twice.");
+    let mel = assert_mel_matches_librosa(&wav);
+    // Speech, not silence: the mel spans most of its range.
+    let (low, high) = mel
+        .data
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    assert!(low <= -3.5 && high >= 0.5, "{low} {high}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn mel_of_tones_matches_librosa() {
+    let dir = temp_dir_of("speech-tones", "");
+    assert_mel_matches_librosa(&tones(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The encoder of make_audio_encoder.py with `args`.
+fn encoder_model(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let mut all = vec![path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_reference_with(&librosa_python(), "make_audio_encoder.py", &all);
+    path
+}
+
+fn load(model: &Path) -> Arc<dyn Backend> {
+    init();
+    OnnxBackend::load(model, SessionOptions::default()).unwrap()
+}
+
+#[test]
+fn encoder_rows_match_the_reference_with_fixed_and_dynamic_batches() {
+    let dir = temp_dir_of("speech-encoder", "");
+    let wav = spoken(&dir, "Hello, this is a test of the audio encoder.");
+    let dynamic = encoder_model(&dir, "encoder.onnx", &[]);
+    let fixed = encoder_model(&dir, "encoder_batch1.onnx", &["--batch", "1"]);
+    // A fixed batch that the window count does not fill: the last batch is padded.
+    let fixed4 = encoder_model(&dir, "encoder_batch4.onnx", &["--batch", "4"]);
+    let (mel_path, rows_path) = (dir.join("mel.npy"), dir.join("rows.npy"));
+    run_reference_with(
+        &librosa_python(),
+        "ave_features.py",
+        &[
+            wav.to_str().unwrap(),
+            mel_path.to_str().unwrap(),
+            dynamic.to_str().unwrap(),
+            rows_path.to_str().unwrap(),
+        ],
+    );
+    let (mel_shape, mel) = read_npy(&mel_path);
+    let (rows_shape, expected) = read_npy(&rows_path);
+    // The reference's own mel, windowed here: the encoder alone is compared.
+    let reference_mel = MelSpectrogram {
+        frames: mel_shape[0],
+        data: mel,
+    };
+    let windows = encoder_windows(&reference_mel, 0).unwrap();
+    assert_eq!(windows.len() / (80 * 16), rows_shape[0], "window count");
+    assert_ne!(
+        rows_shape[0] % 4,
+        0,
+        "the padding case needs a count that 4 does not divide"
+    );
+    for model in [&dynamic, &fixed, &fixed4] {
+        let encoder = AudioEncoder::new(load(model)).unwrap();
+        let rows = encoder.encode(&windows).unwrap();
+        assert_eq!(rows.len(), rows_shape[0] * ENCODER_WIDTH);
+        let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let largest = largest_difference(&rows, &expected);
+        println!(
+            "{}: largest row difference {largest:e} (values up to {scale})",
+            model.display()
+        );
+        assert!(largest <= 1e-4 * scale, "rows differ by {largest}");
+    }
+    // End to end, from the wav: our mel's windows through the encoder.
+    let ours = mel_spectrogram(&samples_of(&wav));
+    let encoder = AudioEncoder::new(load(&dynamic)).unwrap();
+    let rows = encoder.encode(&encoder_windows(&ours, 0).unwrap()).unwrap();
+    let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let largest = largest_difference(&rows, &expected);
+    println!("end to end: largest row difference {largest:e}");
+    assert!(largest <= 1e-3 * scale, "rows differ by {largest}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn encoders_of_the_wrong_shape_are_refused() {
+    let dir = temp_dir_of("speech-wrong-encoder", "");
+    for (args, expected) in [
+        (["--wrong-input"], "[?,1,80,20]"),
+        (["--wrong-output"], "256"),
+    ] {
+        let model = encoder_model(&dir, &format!("{}.onnx", &args[0][2..]), &args);
+        let err = AudioEncoder::new(load(&model))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains(expected) && err.contains(model.to_str().unwrap()),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
