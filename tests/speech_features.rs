@@ -236,3 +236,222 @@ fn encoders_of_the_wrong_shape_are_refused() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Templates, landmarks and a U-Net for lipsyncsrc in `dir`: (template folder, U-Net).
+fn lipsync_inputs(dir: &Path) -> (PathBuf, PathBuf) {
+    let unet = dir.join("unet_ave.onnx");
+    run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
+    let data = dir.join("data");
+    run_reference(
+        "make_lipsync_data.py",
+        &[
+            sample("astronaut").to_str().unwrap(),
+            data.to_str().unwrap(),
+            "--templates",
+            "6",
+            "--width",
+            "400",
+            "--height",
+            "300",
+            "--feature-frames",
+            "4",
+        ],
+    );
+    (data.join("template"), unet)
+}
+
+#[test]
+fn lipsyncsrc_from_speech_matches_the_reference_loop_on_python_features() {
+    let dir = temp_dir_of("speech-lipsync", "");
+    let wav = spoken(&dir, "Talking heads from speech.");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    let features = dir.join("features.npy");
+    run_reference_with(
+        &librosa_python(),
+        "ave_features.py",
+        &[
+            wav.to_str().unwrap(),
+            dir.join("mel.npy").to_str().unwrap(),
+            encoder.to_str().unwrap(),
+            dir.join("rows.npy").to_str().unwrap(),
+            features.to_str().unwrap(),
+        ],
+    );
+    let reference_file = dir.join("reference.raw");
+    run_reference(
+        "lipsync_reference.py",
+        &[
+            unet.to_str().unwrap(),
+            template.to_str().unwrap(),
+            features.to_str().unwrap(),
+            "ave",
+            reference_file.to_str().unwrap(),
+        ],
+    );
+    let reference = std::fs::read(&reference_file).unwrap();
+    let samples = collect_samples(&format!(
+        "lipsyncsrc model={} template={} audio-location={} audio-encoder={} \
+         ! video/x-raw,format=BGR ! appsink name=sink",
+        unet.display(),
+        template.display(),
+        wav.display(),
+        encoder.display()
+    ))
+    .unwrap();
+    let frame_bytes = 400 * 300 * 3;
+    assert_eq!(samples.len(), reference.len() / frame_bytes, "frame count");
+    // About 1.5 s of speech: one frame per 40 ms, plus the repeated first and last.
+    assert!(samples.len() > 20, "{} frames", samples.len());
+    let mut worst = f64::INFINITY;
+    for (i, sample) in samples.iter().enumerate() {
+        let (_, ours) = packed_pixels(sample);
+        let value = psnr(&ours, &reference[i * frame_bytes..(i + 1) * frame_bytes]);
+        worst = worst.min(value);
+        assert!(value >= 40.0, "frame {i}: PSNR {value:.1} dB < 40");
+    }
+    println!(
+        "{} frames from speech, worst PSNR {worst:.1} dB",
+        samples.len()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn compressed_speech_plays_with_as_many_frames() {
+    let dir = temp_dir_of("speech-ogg", "");
+    let wav = spoken(&dir, "Compressed speech works too.");
+    let ogg = dir.join("speech.ogg");
+    let samples = collect_samples(&format!(
+        "filesrc location={} ! wavparse ! audioconvert ! tee name=t \
+         t. ! queue ! vorbisenc ! oggmux ! filesink location={} \
+         t. ! queue ! fakesink t. ! queue ! appsink name=sink",
+        wav.display(),
+        ogg.display()
+    ));
+    assert!(samples.is_ok(), "{samples:?}");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    let frames = |audio: &Path| {
+        collect_samples(&format!(
+            "lipsyncsrc model={} template={} audio-location={} audio-encoder={} \
+             ! video/x-raw,format=BGR ! appsink name=sink",
+            unet.display(),
+            template.display(),
+            audio.display(),
+            encoder.display()
+        ))
+        .unwrap()
+        .len()
+    };
+    let (from_wav, from_ogg) = (frames(&wav), frames(&ogg));
+    // Vorbis may pad the end by a few milliseconds.
+    assert!(
+        from_wav.abs_diff(from_ogg) <= 1,
+        "{from_wav} against {from_ogg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The error message lipsyncsrc stops with, given `properties` besides model and template.
+fn lipsync_error(dir: &Path, properties: &str) -> String {
+    let (template, unet) = (dir.join("data/template"), dir.join("unet_ave.onnx"));
+    start_error(&format!(
+        "lipsyncsrc model={} template={} {properties} ! fakesink",
+        unet.display(),
+        template.display()
+    ))
+}
+
+#[test]
+fn bad_speech_inputs_are_named_errors() {
+    let dir = temp_dir_of("speech-errors", "");
+    let wav = spoken(&dir, "Errors.");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    lipsync_inputs(&dir);
+    let short = dir.join("short.wav");
+    std::fs::write(&short, {
+        let mut bytes = std::fs::read(tones(&dir)).unwrap();
+        // 0.1 s: 1600 samples; RIFF and data sizes patched.
+        bytes.truncate(44 + 3200);
+        bytes[4..8].copy_from_slice(&(36u32 + 3200).to_le_bytes());
+        bytes[40..44].copy_from_slice(&3200u32.to_le_bytes());
+        bytes
+    })
+    .unwrap();
+    let picture = sample("astronaut");
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            format!("audio-location={}", wav.display()),
+            vec!["'audio-encoder' is not set"],
+        ),
+        (
+            format!(
+                "audio-location=/nonexistent/speech.wav audio-encoder={}",
+                encoder.display()
+            ),
+            vec![
+                "'audio-location'",
+                "/nonexistent/speech.wav",
+                "does not exist",
+            ],
+        ),
+        (
+            format!(
+                "audio-location={} audio-encoder={}",
+                picture.display(),
+                encoder.display()
+            ),
+            vec!["'audio-location'", "astronaut.png", "no audio stream"],
+        ),
+        (
+            format!(
+                "audio-location={} audio-encoder={}",
+                short.display(),
+                encoder.display()
+            ),
+            vec!["'audio-location'", "short.wav", "1600 samples", "0.2 s"],
+        ),
+        (
+            format!(
+                "audio-location={} audio-encoder={} features={}",
+                wav.display(),
+                encoder.display(),
+                wav.display()
+            ),
+            vec!["'features' and 'audio-location'"],
+        ),
+        (
+            format!(
+                "mode=hubert audio-location={} audio-encoder={}",
+                wav.display(),
+                encoder.display()
+            ),
+            vec!["mode=hubert"],
+        ),
+        (
+            format!(
+                "audio-location={} audio-encoder={}",
+                wav.display(),
+                encoder_model(&dir, "wrong.onnx", &["--wrong-output"]).display()
+            ),
+            vec!["'audio-encoder'", "wrong.onnx", "512"],
+        ),
+    ];
+    for (properties, expected) in cases {
+        let started = std::time::Instant::now();
+        let err = lipsync_error(&dir, &properties);
+        for part in expected {
+            assert!(
+                err.contains(part),
+                "{properties}: {err} (expected '{part}')"
+            );
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "{properties}: took {:?}",
+            started.elapsed()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

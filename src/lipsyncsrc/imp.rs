@@ -28,6 +28,7 @@ use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
 use super::LipsyncMode;
+use super::speech_file;
 use crate::inference;
 use crate::inference::element::{BackendSettings, InferenceStats};
 use crate::lipsync::{self, AudioFeatures, FaceCrop, LipsyncModel, TemplateSet};
@@ -59,6 +60,8 @@ struct Settings {
     model: Option<PathBuf>,
     template: Option<PathBuf>,
     features: Option<PathBuf>,
+    audio_location: Option<PathBuf>,
+    audio_encoder: Option<PathBuf>,
     mode: LipsyncMode,
     start_frame: u32,
     parsing: bool,
@@ -74,6 +77,8 @@ impl Default for Settings {
             model: None,
             template: None,
             features: None,
+            audio_location: None,
+            audio_encoder: None,
             mode: DEFAULT_MODE,
             start_frame: DEFAULT_START_FRAME,
             parsing: DEFAULT_PARSING,
@@ -132,6 +137,83 @@ impl ObjectSubclass for LipsyncSrc {
 }
 
 impl LipsyncSrc {
+    /// The `ave` features of the sound file `audio`, computed with `audio-encoder` (on this
+    /// machine: with a server backend the encoder still runs locally, on `auto`).
+    fn speech_features(
+        &self,
+        settings: &Settings,
+        audio: &std::path::Path,
+        mode: lipsync::Mode,
+    ) -> Result<AudioFeatures, gst::ErrorMessage> {
+        if mode != lipsync::Mode::Ave {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                (
+                    "property 'audio-location' computes ave features; mode={} needs them precomputed in 'features'",
+                    mode.name()
+                )
+            ));
+        }
+        let Some(encoder_path) = settings.audio_encoder.clone() else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("property 'audio-encoder' is not set: 'audio-location' needs SyncTalk_2D's audio encoder in ONNX (models/export_audio_encoder.py makes it from your checkpoint)")
+            ));
+        };
+        let progress = |kind: gst::ProgressType, text: &str| {
+            let _ = self.obj().post_message(
+                gst::message::Progress::builder(kind, "audio-features", text)
+                    .src(&*self.obj())
+                    .build(),
+            );
+        };
+        progress(
+            gst::ProgressType::Start,
+            &format!("decoding {}", audio.display()),
+        );
+        let fail = |text: String| {
+            progress(gst::ProgressType::Error, &text);
+            gst::error_msg!(gst::ResourceError::OpenRead, ("{}", text))
+        };
+        let samples = speech_file::decode_speech(audio).map_err(|e| {
+            fail(format!(
+                "property 'audio-location': {}: {e}",
+                audio.display()
+            ))
+        })?;
+        let mut local = settings.backend.clone();
+        if local.is_remote() {
+            local.kind = inference::element::BackendKind::Auto;
+        }
+        let loaded = inference::element::load_backend(
+            &*self.obj(),
+            &local,
+            &encoder_path.to_string_lossy(),
+            || Ok(encoder_path.clone()),
+        )
+        .inspect_err(|_| progress(gst::ProgressType::Error, "the audio encoder did not load"))?;
+        let encoder = lipsync::speech::AudioEncoder::new(loaded.model)
+            .map_err(|e| fail(format!("property 'audio-encoder': {e}")))?;
+        progress(
+            gst::ProgressType::Continue,
+            &format!(
+                "{:.1} s of speech: computing features",
+                samples.len() as f64 / f64::from(lipsync::speech::SAMPLE_RATE)
+            ),
+        );
+        let features = lipsync::speech::speech_features(&samples, &encoder).map_err(|e| {
+            fail(format!(
+                "property 'audio-location': {}: {e}",
+                audio.display()
+            ))
+        })?;
+        progress(
+            gst::ProgressType::Complete,
+            &format!("{} frames of features", features.frames()),
+        );
+        Ok(features)
+    }
+
     fn load(&self, settings: &Settings) -> Result<State, gst::ErrorMessage> {
         if settings.backend.sends_pictures() {
             return Err(gst::error_msg!(
@@ -147,15 +229,31 @@ impl LipsyncSrc {
                 )
             })
         };
-        let (model_path, template_path, features_path) = (
+        let (model_path, template_path) = (
             required(&settings.model, "model")?,
             required(&settings.template, "template")?,
-            required(&settings.features, "features")?,
         );
         let mode: lipsync::Mode = settings.mode.into();
-        let features = AudioFeatures::load(&features_path, mode).map_err(|e| {
-            gst::error_msg!(gst::ResourceError::OpenRead, ("property 'features': {}", e))
-        })?;
+        let features = match (&settings.features, &settings.audio_location) {
+            (Some(_), Some(_)) => {
+                return Err(gst::error_msg!(
+                    gst::LibraryError::Settings,
+                    ("properties 'features' and 'audio-location' are both set: the features come from one or the other")
+                ));
+            }
+            (Some(features_path), None) => {
+                AudioFeatures::load(features_path, mode).map_err(|e| {
+                    gst::error_msg!(gst::ResourceError::OpenRead, ("property 'features': {}", e))
+                })?
+            }
+            (None, Some(audio)) => self.speech_features(settings, audio, mode)?,
+            (None, None) => {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::NotFound,
+                    ("property 'features' is not set (nor 'audio-location' with 'audio-encoder')")
+                ));
+            }
+        };
         let templates = TemplateSet::open(
             &template_path,
             settings.start_frame as usize,
@@ -261,6 +359,16 @@ impl ObjectImpl for LipsyncSrc {
                     .blurb("Audio features: a float32 .npy, or a raw float32 .bin with its .bin.json; one row per output frame")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("audio-location")
+                    .nick("Speech")
+                    .blurb("A sound file (any format GStreamer decodes: wav, mp3, ogg, ...) whose speech drives the face: its ave features are computed at start with 'audio-encoder', one frame per 40 ms (instead of 'features'; mode=ave). Progress messages tell the decoding and the features")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("audio-encoder")
+                    .nick("Audio encoder")
+                    .blurb("SyncTalk_2D's audio encoder in ONNX ([batch,1,80,16] mel windows in, 512 values each out; models/export_audio_encoder.py exports it from your checkpoint), for 'audio-location'. It runs in this process, on OpenVINO or ONNX Runtime as 'backend' says (auto with a server backend)")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_MODE)
                     .nick("Mode")
                     .blurb("Audio encoder of the features and the model")
@@ -330,6 +438,8 @@ impl ObjectImpl for LipsyncSrc {
             "model" => settings.model = path(value),
             "template" => settings.template = path(value),
             "features" => settings.features = path(value),
+            "audio-location" => settings.audio_location = path(value),
+            "audio-encoder" => settings.audio_encoder = path(value),
             "mode" => settings.mode = value.get().expect("type checked upstream"),
             "start-frame" => settings.start_frame = value.get().expect("type checked upstream"),
             "parsing" => settings.parsing = value.get().expect("type checked upstream"),
@@ -356,6 +466,8 @@ impl ObjectImpl for LipsyncSrc {
             "model" => path(&settings.model),
             "template" => path(&settings.template),
             "features" => path(&settings.features),
+            "audio-location" => path(&settings.audio_location),
+            "audio-encoder" => path(&settings.audio_encoder),
             "mode" => settings.mode.to_value(),
             "start-frame" => settings.start_frame.to_value(),
             "parsing" => settings.parsing.to_value(),

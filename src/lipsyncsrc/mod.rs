@@ -7,6 +7,7 @@ use gst::prelude::*;
 use crate::lipsync;
 
 mod imp;
+mod speech_file;
 
 glib::wrapper! {
     pub struct LipsyncSrc(ObjectSubclass<imp::LipsyncSrc>)

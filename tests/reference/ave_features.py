@@ -1,10 +1,11 @@
 """Reference for the `ave` audio features, built on librosa: the mel spectrogram of SyncTalk_2D's
 data_utils/ave (Wav2Lip's audio.py with its hparams) and the encoder rows of its AudDataset.
 
-    ave_features.py WAV MEL_OUT.npy [ENCODER.onnx ROWS_OUT.npy]
+    ave_features.py WAV MEL_OUT.npy [ENCODER.onnx ROWS_OUT.npy [FEATURES_OUT.npy]]
 
 WAV must be 16 kHz mono. MEL_OUT gets [T, 80] float32 (normalised log-mel, frame-major, as
-AudDataset keeps it); ROWS_OUT the encoder's [N, 512] rows (before the first and last are repeated).
+AudDataset keeps it); ROWS_OUT the encoder's [N, 512] rows; FEATURES_OUT the features of
+inference_328.py: those rows with the first and the last repeated once, [N + 2, 512].
 The STFT is centred with zero padding, as librosa >= 0.10 does (SyncTalk_2D pins 0.10.1).
 """
 import sys
@@ -56,7 +57,10 @@ def main():
         session = onnxruntime.InferenceSession(encoder_path, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         rows = [session.run(None, {name: item[np.newaxis]})[0].reshape(-1) for item in windows(mel)]
-        np.save(rows_out, np.stack(rows).astype(np.float32))
+        rows = np.stack(rows).astype(np.float32)
+        np.save(rows_out, rows)
+        if len(sys.argv) > 5:
+            np.save(sys.argv[5], np.concatenate([rows[:1], rows, rows[-1:]]))
 
 
 if __name__ == "__main__":
