@@ -2,17 +2,33 @@
 # Renders a talking-head MP4 with lipsyncsrc, the speech muxed beside it as AAC.
 #
 # Usage: pipelines/lipsync-to-mp4.sh MODEL.onnx TEMPLATE_DIR FEATURES SPEECH.wav OUT.mp4 [MODE] [key=value...]
-#   MODE: ave (default), hubert or wenet, anywhere after the five files, as may be any lipsyncsrc
+#        pipelines/lipsync-to-mp4.sh MODEL.onnx TEMPLATE_DIR SPEECH OUT.mp4 audio-encoder=ENCODER.onnx [key=value...]
+#   MODE: ave (default), hubert or wenet, anywhere after the files, as may be any lipsyncsrc
 #   property (key=value). FEATURES: .npy or .bin (+ .bin.json), one row per video frame.
-# Example:
+#   The second form computes the ave features from the speech itself (any sound file GStreamer
+#   decodes) with SyncTalk_2D's audio encoder (models/export_audio_encoder.py): no Python.
+# Examples:
 #   pipelines/lipsync-to-mp4.sh unet_328.onnx dataset/May aud_ave.npy speech.wav out.mp4 start-frame=10 ave
+#   pipelines/lipsync-to-mp4.sh unet_328.onnx dataset/May speech.mp3 out.mp4 audio-encoder=ave_encoder.onnx
 set -euo pipefail
-if [ $# -lt 5 ]; then
-    sed -n '2,9p' "$0" >&2
+if [ $# -lt 4 ]; then
+    sed -n '2,14p' "$0" >&2
     exit 2
 fi
-MODEL="$1" TEMPLATE="$2" FEATURES="$3" SPEECH="$4" OUTPUT="$5"
-shift 5
+case "$3" in
+    *.npy | *.bin)
+        if [ $# -lt 5 ]; then
+            sed -n '2,14p' "$0" >&2
+            exit 2
+        fi
+        MODEL="$1" TEMPLATE="$2" FEATURES="$3" SPEECH="$4" OUTPUT="$5"
+        shift 5
+        ;;
+    *)
+        MODEL="$1" TEMPLATE="$2" FEATURES="" SPEECH="$3" OUTPUT="$4"
+        shift 4
+        ;;
+esac
 MODE=ave
 PROPERTIES=()
 for argument in "$@"; do
@@ -27,7 +43,8 @@ for argument in "$@"; do
     esac
 done
 
-# The features' frame count, from the .npy header or the .bin's JSON; empty when unreadable.
+# The features' frame count, from the .npy header or the .bin's JSON; empty when unreadable or
+# computed from the speech (which then has the speech's length by construction).
 feature_frames() {
     case "$FEATURES" in
         *.npy) head -c 4096 "$FEATURES" | tr -d '\0' | grep -aoE "'shape': *\(([0-9]+)" | grep -oE '[0-9]+$' ;;
@@ -62,10 +79,15 @@ fi
 
 # -e: on Ctrl-C, finish the file properly instead of leaving it unreadable. progressreport prints
 # the position every 5 s.
+if [ -n "$FEATURES" ]; then
+    SOURCE_FEATURES=(features="$FEATURES")
+else
+    SOURCE_FEATURES=(audio-location="$SPEECH")
+fi
 # shellcheck disable=SC2086
 gst-launch-1.0 -e \
-    lipsyncsrc model="$MODEL" template="$TEMPLATE" features="$FEATURES" mode="$MODE" "${PROPERTIES[@]}" \
+    lipsyncsrc model="$MODEL" template="$TEMPLATE" "${SOURCE_FEATURES[@]}" mode="$MODE" "${PROPERTIES[@]}" \
         ! progressreport update-freq=5 ! videoconvert ! video/x-raw,format=I420 ! $VIDEO_ENCODER ! h264parse \
         ! queue ! mp4mux name=mux ! filesink location="$OUTPUT" \
-    filesrc location="$SPEECH" ! wavparse ! audioconvert ! audioresample ! avenc_aac ! aacparse ! queue ! mux.
+    filesrc location="$SPEECH" ! decodebin ! audioconvert ! audioresample ! avenc_aac ! aacparse ! queue ! mux.
 echo "wrote $OUTPUT" >&2

@@ -323,7 +323,8 @@ fn missing_model_file_fails_at_start_naming_the_file() {
 fn unknown_model_name_lists_the_catalog() {
     let err = rembg_error("model=u3netp");
     assert!(
-        err.contains("'u3netp'") && err.contains("u2netp, u2net, u2net_human_seg, silueta"),
+        err.contains("'u3netp'")
+            && err.contains("u2netp, u2netp-int8, u2net, u2net_human_seg, silueta"),
         "{err}"
     );
 }

@@ -455,3 +455,39 @@ fn bad_speech_inputs_are_named_errors() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn mp4_script_renders_speech_alone_with_its_sound() {
+    let dir = temp_dir_of("speech-mp4", "");
+    let wav = spoken(&dir, "A talking head from a sound file, no Python.");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    let output = dir.join("talking.mp4");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines/lipsync-to-mp4.sh");
+    let run = Command::new(&script)
+        .args([&unet, &template, &wav, &output])
+        .arg(format!("audio-encoder={}", encoder.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30)).unwrap();
+    let info = discoverer
+        .discover_uri(&gst::glib::filename_to_uri(&output, None).unwrap())
+        .unwrap();
+    assert_eq!(info.video_streams().len(), 1, "one video stream");
+    assert_eq!(info.audio_streams().len(), 1, "one audio stream");
+    let speech = discoverer
+        .discover_uri(&gst::glib::filename_to_uri(&wav, None).unwrap())
+        .unwrap()
+        .duration()
+        .unwrap()
+        .mseconds() as i64;
+    let video = info.duration().unwrap().mseconds() as i64;
+    // N + 2 feature rows for about speech * 25 frames: within three frames (120 ms).
+    assert!(
+        (video - speech).abs() <= 120,
+        "video {video} ms, speech {speech} ms"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
