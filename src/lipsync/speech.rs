@@ -122,55 +122,109 @@ fn hann() -> &'static [f64] {
 /// through the mel basis, `20 log10(max(1e-5, x)) - 20`, then `clip(8 (S + 100) / 100 - 4, -4, 4)`.
 /// Arithmetic in float64 as numpy does it; one frame per 200 samples, plus one.
 pub fn mel_spectrogram(samples: &[f32]) -> MelSpectrogram {
-    let emphasised: Vec<f64> = samples
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            let previous = if i == 0 {
-                0.0
-            } else {
-                f64::from(samples[i - 1])
-            };
-            f64::from(x) - PREEMPHASIS * previous
-        })
-        .collect();
+    let mut emphasis = PreEmphasis::default();
+    let emphasised: Vec<f64> = samples.iter().map(|&x| emphasis.next(x)).collect();
     let frames = 1 + emphasised.len() / HOP;
-    let mut planner = RealFftPlanner::<f64>::new();
-    let fft = planner.plan_fft_forward(N_FFT);
-    let mut input = fft.make_input_vec();
-    let mut spectrum = fft.make_output_vec();
-    let mut scratch = fft.make_scratch_vec();
-    let mut magnitudes = vec![0.0f64; BINS];
-    let (basis, window) = (mel_basis(), hann());
-    let min_level = (MIN_LEVEL_DB / 20.0 * 10f64.ln()).exp();
+    let mut computer = MelFrameComputer::new();
     let mut data = Vec::with_capacity(frames * MEL_BANDS);
     for frame in 0..frames {
-        // Sample index of the frame's first value: the centre minus half a window.
-        let first = (frame * HOP) as isize - (N_FFT / 2) as isize;
-        for (n, value) in input.iter_mut().enumerate() {
-            let at = first + n as isize;
-            let sample = if at >= 0 && (at as usize) < emphasised.len() {
-                emphasised[at as usize]
-            } else {
-                0.0
-            };
-            *value = sample * window[n];
+        computer.frame(frame, &mut data, |at| {
+            usize::try_from(at)
+                .ok()
+                .and_then(|at| emphasised.get(at))
+                .copied()
+                .unwrap_or(0.0)
+        });
+    }
+    MelSpectrogram { frames, data }
+}
+
+/// `y[n] = x[n] - 0.97 x[n - 1]` (scipy's lfilter([1, -0.97], [1], x)), in float64.
+#[derive(Debug, Default, Clone, Copy)]
+struct PreEmphasis {
+    previous: f64,
+}
+
+impl PreEmphasis {
+    fn next(&mut self, x: f32) -> f64 {
+        let x = f64::from(x);
+        let y = x - PREEMPHASIS * self.previous;
+        self.previous = x;
+        y
+    }
+}
+
+/// One mel frame at a time, with the FFT plan and buffers kept between frames.
+struct MelFrameComputer {
+    fft: Arc<dyn realfft::RealToComplex<f64>>,
+    input: Vec<f64>,
+    spectrum: Vec<realfft::num_complex::Complex<f64>>,
+    scratch: Vec<realfft::num_complex::Complex<f64>>,
+    magnitudes: Vec<f64>,
+}
+
+impl MelFrameComputer {
+    fn new() -> Self {
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(N_FFT);
+        Self {
+            input: fft.make_input_vec(),
+            spectrum: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            magnitudes: vec![0.0; BINS],
+            fft,
         }
-        fft.process_with_scratch(&mut input, &mut spectrum, &mut scratch)
+    }
+
+    /// Appends mel frame `frame` to `out`; `sample(i)` gives pre-emphasised sample i (0 outside
+    /// the signal: the centred STFT's zero padding).
+    fn frame(&mut self, frame: usize, out: &mut Vec<f32>, sample: impl Fn(isize) -> f64) {
+        let (basis, window) = (mel_basis(), hann());
+        // The frame's first sample: its centre minus half a window.
+        let first = (frame * HOP) as isize - (N_FFT / 2) as isize;
+        for (n, value) in self.input.iter_mut().enumerate() {
+            *value = sample(first + n as isize) * window[n];
+        }
+        self.fft
+            .process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch)
             .expect("buffers made by the plan");
-        for (magnitude, bin) in magnitudes.iter_mut().zip(&spectrum) {
+        for (magnitude, bin) in self.magnitudes.iter_mut().zip(&self.spectrum) {
             *magnitude = bin.norm();
         }
+        let min_level = (MIN_LEVEL_DB / 20.0 * 10f64.ln()).exp();
         for band in 0..MEL_BANDS {
             let weights = &basis[band * BINS..(band + 1) * BINS];
-            let energy: f64 = weights.iter().zip(&magnitudes).map(|(w, m)| w * m).sum();
+            let energy: f64 = weights
+                .iter()
+                .zip(&self.magnitudes)
+                .map(|(w, m)| w * m)
+                .sum();
             let db = 20.0 * energy.max(min_level).log10() - REF_LEVEL_DB;
             let normalised =
                 (2.0 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE;
-            data.push(normalised.clamp(-MAX_ABS_VALUE, MAX_ABS_VALUE) as f32);
+            out.push(normalised.clamp(-MAX_ABS_VALUE, MAX_ABS_VALUE) as f32);
         }
     }
-    MelSpectrogram { frames, data }
+}
+
+/// Where AudDataset's window `index` starts, before any move back from the end.
+fn window_start(index: usize) -> usize {
+    (MEL_FRAMES_PER_SECOND * (index as f64 / VIDEO_FPS)) as usize
+}
+
+/// How many windows AudDataset makes of `frames` mel frames (at least 16).
+fn window_count(frames: usize) -> usize {
+    ((frames - WINDOW_FRAMES) as f64 / MEL_FRAMES_PER_SECOND * VIDEO_FPS) as usize + 2
+}
+
+/// Writes the [80][16] window of the 16 mel frames from `start` (frame-major `mel`, whose first
+/// row is mel frame `first_frame`).
+fn write_window(mel: &[f32], first_frame: usize, start: usize, window: &mut [f32]) {
+    for t in 0..WINDOW_FRAMES {
+        let row = &mel[(start + t - first_frame) * MEL_BANDS..][..MEL_BANDS];
+        for (band, &value) in row.iter().enumerate() {
+            window[band * WINDOW_FRAMES + t] = value;
+        }
+    }
 }
 
 /// AudDataset's mel windows, one per video frame at 25 fps: `int((T - 16) / 80 * 25) + 2` of
@@ -186,20 +240,12 @@ pub fn encoder_windows(mel: &MelSpectrogram, samples: usize) -> Result<Vec<f32>,
             frames,
         });
     }
-    let count = ((frames - WINDOW_FRAMES) as f64 / MEL_FRAMES_PER_SECOND * VIDEO_FPS) as usize + 2;
+    let count = window_count(frames);
     let window_len = MEL_BANDS * WINDOW_FRAMES;
     let mut windows = vec![0.0f32; count * window_len];
     for (index, window) in windows.chunks_exact_mut(window_len).enumerate() {
-        let mut start = (MEL_FRAMES_PER_SECOND * (index as f64 / VIDEO_FPS)) as usize;
-        if start + WINDOW_FRAMES > frames {
-            start = frames - WINDOW_FRAMES;
-        }
-        for t in 0..WINDOW_FRAMES {
-            let row = &mel.data[(start + t) * MEL_BANDS..(start + t + 1) * MEL_BANDS];
-            for (band, &value) in row.iter().enumerate() {
-                window[band * WINDOW_FRAMES + t] = value;
-            }
-        }
+        let start = window_start(index).min(frames - WINDOW_FRAMES);
+        write_window(&mel.data, 0, start, window);
     }
     Ok(windows)
 }
@@ -310,10 +356,343 @@ pub fn speech_features(
     Ok(ave_features(&encoder.encode(&windows)?))
 }
 
+/// The same features from speech that arrives a piece at a time (a live `lipsync` element), equal
+/// to [`speech_features`] on the whole: a mel frame is made once its 800 samples are there, a
+/// window once its 16 mel frames are (windows are moved back from the end only at
+/// [`SpeechStream::finish`], as AudDataset does for the last ones), and video frame `f` once the
+/// rows of its 16-row window (features `f - 8 ..= f + 7`) are known. Only what later frames need
+/// is kept, so memory stays flat however long the speech.
+pub struct SpeechStream {
+    emphasis: PreEmphasis,
+    /// Pre-emphasised samples from index `samples_base` on.
+    samples: std::collections::VecDeque<f64>,
+    samples_base: usize,
+    samples_total: usize,
+    computer: MelFrameComputer,
+    /// Mel frames from `mel_base` on, frame-major.
+    mel: Vec<f32>,
+    mel_base: usize,
+    mel_frames: usize,
+    /// The next window to encode.
+    next_window: usize,
+    /// Encoder rows from `rows_base` on.
+    rows: Vec<f32>,
+    rows_base: usize,
+    rows_total: usize,
+    /// Set by `finish`: the number of encoder rows (windows) the whole speech makes.
+    final_rows: Option<usize>,
+    next_frame: usize,
+}
+
+impl Default for SpeechStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpeechStream {
+    pub fn new() -> Self {
+        Self {
+            emphasis: PreEmphasis::default(),
+            samples: Default::default(),
+            samples_base: 0,
+            samples_total: 0,
+            computer: MelFrameComputer::new(),
+            mel: Vec::new(),
+            mel_base: 0,
+            mel_frames: 0,
+            next_window: 0,
+            rows: Vec::new(),
+            rows_base: 0,
+            rows_total: 0,
+            final_rows: None,
+            next_frame: 0,
+        }
+    }
+
+    /// Audio a video frame waits for beyond its own time: the rest of its mel window (0.2 s plus
+    /// half an FFT) and the seven rows after it in its feature window (0.28 s).
+    pub fn lookahead() -> std::time::Duration {
+        let samples =
+            (WINDOW_FRAMES * HOP + N_FFT / 2) as f64 + 7.0 * f64::from(SAMPLE_RATE) / VIDEO_FPS;
+        std::time::Duration::from_secs_f64(samples / f64::from(SAMPLE_RATE))
+    }
+
+    /// Takes more 16 kHz mono samples and makes the mel frames they complete.
+    pub fn push(&mut self, samples: &[f32]) {
+        for &x in samples {
+            self.samples.push_back(self.emphasis.next(x));
+        }
+        self.samples_total += samples.len();
+        while self.mel_frames * HOP + N_FFT / 2 <= self.samples_total {
+            self.make_mel_frame();
+        }
+    }
+
+    fn make_mel_frame(&mut self) {
+        let (samples, base) = (&self.samples, self.samples_base as isize);
+        self.computer.frame(self.mel_frames, &mut self.mel, |at| {
+            usize::try_from(at - base)
+                .ok()
+                .and_then(|at| samples.get(at))
+                .copied()
+                .unwrap_or(0.0)
+        });
+        self.mel_frames += 1;
+        // Later frames start at least one hop further on.
+        let keep_from = (self.mel_frames * HOP).saturating_sub(N_FFT / 2);
+        while self.samples_base < keep_from && !self.samples.is_empty() {
+            self.samples.pop_front();
+            self.samples_base += 1;
+        }
+    }
+
+    /// The speech has ended: the last mel frames (zero-padded) and the windows moved back from
+    /// the end become known. Less than one window of speech is an error.
+    pub fn finish(&mut self) -> Result<(), SpeechError> {
+        if self.final_rows.is_some() {
+            return Ok(());
+        }
+        let frames = 1 + self.samples_total / HOP;
+        while self.mel_frames < frames {
+            self.make_mel_frame();
+        }
+        if frames < WINDOW_FRAMES {
+            return Err(SpeechError::TooShort {
+                samples: self.samples_total,
+                seconds: self.samples_total as f64 / f64::from(SAMPLE_RATE),
+                frames,
+            });
+        }
+        self.final_rows = Some(window_count(frames));
+        Ok(())
+    }
+
+    /// Runs the encoder on every window whose mel frames are all there.
+    pub fn encode_ready(&mut self, encoder: &AudioEncoder) -> Result<(), SpeechError> {
+        let window_len = MEL_BANDS * WINDOW_FRAMES;
+        let mut windows = Vec::new();
+        loop {
+            let start = match self.final_rows {
+                Some(count) if self.next_window >= count => break,
+                Some(_) => window_start(self.next_window).min(self.mel_frames - WINDOW_FRAMES),
+                None => {
+                    let start = window_start(self.next_window);
+                    if start + WINDOW_FRAMES > self.mel_frames {
+                        break;
+                    }
+                    start
+                }
+            };
+            let at = windows.len();
+            windows.resize(at + window_len, 0.0);
+            write_window(&self.mel, self.mel_base, start, &mut windows[at..]);
+            self.next_window += 1;
+        }
+        if windows.is_empty() {
+            return Ok(());
+        }
+        self.rows.extend(encoder.encode(&windows)?);
+        self.rows_total += windows.len() / window_len;
+        // Later windows start at or after the next one's start.
+        let keep_from =
+            window_start(self.next_window).min(self.mel_frames.saturating_sub(WINDOW_FRAMES));
+        if keep_from > self.mel_base {
+            self.mel.drain(..(keep_from - self.mel_base) * MEL_BANDS);
+            self.mel_base = keep_from;
+        }
+        Ok(())
+    }
+
+    /// Video frames the whole speech makes, once it has ended.
+    pub fn total_frames(&self) -> Option<usize> {
+        self.final_rows.map(|rows| rows + 2)
+    }
+
+    /// Feature row `feature` (of the N + 2: the first and the last encoder rows repeated), if
+    /// known; `Some(None)` for rows past either end (zeros in the window).
+    fn feature_row(&self, feature: isize) -> Option<Option<&[f32]>> {
+        if feature < 0 {
+            return Some(None);
+        }
+        let feature = feature as usize;
+        let row = match self.final_rows {
+            Some(rows) if feature >= rows + 2 => return Some(None),
+            Some(rows) if feature == rows + 1 => rows - 1,
+            _ => feature.saturating_sub(1),
+        };
+        if row >= self.rows_total {
+            return None;
+        }
+        Some(Some(
+            &self.rows[(row - self.rows_base) * ENCODER_WIDTH..][..ENCODER_WIDTH],
+        ))
+    }
+
+    /// The next video frame's feature window ([16][512], zeros past either end) into `window`,
+    /// and its index, when every row of it is known.
+    pub fn next_frame_window(&mut self, window: &mut Vec<f32>) -> Option<usize> {
+        let frame = self.next_frame;
+        if self.total_frames().is_some_and(|total| frame >= total) {
+            return None;
+        }
+        // The last row of the window decides whether it is complete.
+        self.feature_row(frame as isize + 7)?;
+        window.clear();
+        window.resize(16 * ENCODER_WIDTH, 0.0);
+        for (slot, feature) in (frame as isize - 8..frame as isize + 8).enumerate() {
+            if let Some(Some(row)) = self.feature_row(feature) {
+                window[slot * ENCODER_WIDTH..(slot + 1) * ENCODER_WIDTH].copy_from_slice(row);
+            }
+        }
+        self.next_frame += 1;
+        // Frame f + 1 needs rows from feature f - 7 on, which is encoder row f - 8.
+        let keep_from = (frame + 1).saturating_sub(9);
+        if keep_from > self.rows_base && keep_from <= self.rows_total {
+            self.rows
+                .drain(..(keep_from - self.rows_base) * ENCODER_WIDTH);
+            self.rows_base = keep_from;
+        }
+        Some(frame)
+    }
+
+    /// Values held for later frames (samples, mel and rows), for tests of the memory bound.
+    pub fn held_values(&self) -> usize {
+        self.samples.len() + self.mel.len() + self.rows.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inference::testing::DeclaredModel;
+    use crate::inference::{Tensor, TensorSpec};
+
+    /// An encoder-shaped model whose 512 outputs are sums over parts of its window, so every row
+    /// tells which window it came from.
+    struct WindowSums {
+        declared: DeclaredModel,
+    }
+
+    impl WindowSums {
+        fn new() -> Self {
+            Self {
+                declared: DeclaredModel::float32(
+                    &[&[None, Some(1), Some(80), Some(16)]],
+                    &[&[None, Some(512)]],
+                ),
+            }
+        }
+    }
+
+    impl Backend for WindowSums {
+        fn model_name(&self) -> &str {
+            "window-sums"
+        }
+        fn inputs(&self) -> &[TensorSpec] {
+            self.declared.inputs()
+        }
+        fn outputs(&self) -> &[TensorSpec] {
+            self.declared.outputs()
+        }
+        fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
+            let batch = inputs[0].shape[0];
+            let mut data = Vec::with_capacity(batch * ENCODER_WIDTH);
+            for window in inputs[0].data.chunks_exact(1280) {
+                for j in 0..ENCODER_WIDTH {
+                    data.push(window[(j * 5) % 1280] + window[(j * 11 + 3) % 1280] * 0.5);
+                }
+            }
+            Ok(vec![Tensor {
+                shape: vec![batch, ENCODER_WIDTH],
+                data,
+            }])
+        }
+    }
+
+    fn speechlike(samples: usize) -> Vec<f32> {
+        (0..samples)
+            .map(|i| {
+                let t = i as f32 / 16000.0;
+                (0.3 * (t * 700.0).sin() + 0.2 * (t * 2900.0 + (t * 3.0).sin() * 40.0).sin())
+                    * (t * 2.0).sin().abs()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streamed_speech_gives_the_windows_of_the_whole() {
+        let encoder = AudioEncoder::new(Arc::new(WindowSums::new())).unwrap();
+        for (length, seed) in [(16000 * 3 + 123, 7u64), (3400, 11), (16000, 3)] {
+            let samples = speechlike(length);
+            let whole = speech_features(&samples, &encoder).unwrap();
+            let mut stream = SpeechStream::new();
+            let mut state = seed;
+            let mut at = 0;
+            let mut windows = Vec::new();
+            let mut window = Vec::new();
+            while at < samples.len() {
+                // Pieces of 1 to 2000 samples, as buffers of any size may come.
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let piece = 1 + (state >> 33) as usize % 2000;
+                let end = (at + piece).min(samples.len());
+                stream.push(&samples[at..end]);
+                stream.encode_ready(&encoder).unwrap();
+                while let Some(frame) = stream.next_frame_window(&mut window) {
+                    assert_eq!(frame, windows.len());
+                    windows.push(window.clone());
+                }
+                at = end;
+            }
+            stream.finish().unwrap();
+            stream.encode_ready(&encoder).unwrap();
+            while let Some(frame) = stream.next_frame_window(&mut window) {
+                assert_eq!(frame, windows.len());
+                windows.push(window.clone());
+            }
+            assert_eq!(windows.len(), whole.frames(), "{length} samples");
+            assert_eq!(stream.total_frames(), Some(whole.frames()));
+            let mut expected = Vec::new();
+            for (frame, window) in windows.iter().enumerate() {
+                whole.window(frame, &mut expected);
+                assert_eq!(window, &expected, "{length} samples: frame {frame}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_holds_a_bounded_amount_however_long() {
+        let encoder = AudioEncoder::new(Arc::new(WindowSums::new())).unwrap();
+        let mut stream = SpeechStream::new();
+        let second = speechlike(16000);
+        let mut window = Vec::new();
+        let mut most = 0;
+        for _ in 0..20 {
+            for piece in second.chunks(640) {
+                stream.push(piece);
+                stream.encode_ready(&encoder).unwrap();
+                while stream.next_frame_window(&mut window).is_some() {}
+                most = most.max(stream.held_values());
+            }
+        }
+        // About half a second of samples, a few windows of mel, 17 rows: well under 30k values.
+        assert!(most < 30_000, "held {most} values");
+    }
+
+    #[test]
+    fn the_lookahead_is_the_mel_window_and_seven_rows() {
+        let lookahead = SpeechStream::lookahead().as_secs_f64();
+        assert!((lookahead - 0.505).abs() < 1e-9, "{lookahead}");
+    }
+
+    #[test]
+    fn a_stream_shorter_than_a_window_is_refused_at_its_end() {
+        let mut stream = SpeechStream::new();
+        stream.push(&speechlike(2000));
+        assert!(matches!(stream.finish(), Err(SpeechError::TooShort { .. })));
+    }
 
     #[test]
     fn slaney_scale_round_trips_and_is_linear_below_1_khz() {
