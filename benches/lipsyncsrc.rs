@@ -23,7 +23,7 @@ use gst::prelude::*;
 use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
 use gstneuralfx::inference::openvino::{CompileOptions, OpenVinoBackend};
-use gstneuralfx::lipsync::{AudioFeatures, LipsyncModel, Mode};
+use gstneuralfx::talking_head::{AudioFeatures, LipsyncModel, Mode};
 
 const FRAMES: usize = 150;
 const TEMPLATES: usize = 30;

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use gstneuralfx::imageops::PixelLayout;
-use gstneuralfx::lipsync::{self, AudioFeatures, Mode, TemplateSet};
+use gstneuralfx::talking_head::{self, AudioFeatures, Mode, TemplateSet};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -13,7 +13,7 @@ fn main() {
     let n = 20;
     let t = Instant::now();
     for i in 0..n {
-        lipsync::templates::decode_jpeg(
+        talking_head::templates::decode_jpeg(
             &std::path::PathBuf::from(&args[1]).join(format!("full_body_img/{}.jpg", i % 8)),
         )
         .unwrap();
@@ -23,17 +23,17 @@ fn main() {
         templates.image(i).unwrap();
     }
     let t = Instant::now();
-    let cache = lipsync::face_cache(&templates);
+    let cache = talking_head::face_cache(&templates);
     let mut faces = Vec::new();
     for i in 0..n as usize {
-        faces.push(lipsync::prepare(&templates, &cache, &features, i).unwrap());
+        faces.push(talking_head::prepare(&templates, &cache, &features, i).unwrap());
     }
     println!("prepare (cached template) {:?}", t.elapsed() / n);
     let output = vec![0.5f32; 3 * 320 * 320];
     let t = Instant::now();
     let mut squares = Vec::new();
     for face in &faces {
-        squares.push(lipsync::paste_face(face, &output).square);
+        squares.push(talking_head::paste_face(face, &output).square);
     }
     println!("paste_face {:?}", t.elapsed() / n);
     let (w, h) = templates.size();
@@ -41,7 +41,7 @@ fn main() {
     let t = Instant::now();
     for (face, square) in faces.iter().zip(&squares) {
         let mut out = vec![0u8; w * h * 3];
-        lipsync::write_frame(face, square, &mut out, w * 3, layout);
+        talking_head::write_frame(face, square, &mut out, w * 3, layout);
     }
     println!("write_frame incl. allocation {:?}", t.elapsed() / n);
 }

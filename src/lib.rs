@@ -4,10 +4,10 @@ use gst::glib;
 
 pub mod imageops;
 pub mod inference;
-pub mod lipsync;
 pub mod lipsyncsrc;
 pub mod rembgfilter;
 pub mod segmentation;
+pub mod talking_head;
 pub mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

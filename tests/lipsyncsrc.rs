@@ -748,7 +748,7 @@ fn nan_from_the_model_shows_the_template_face_with_one_warning() {
     // Frames 0, 1, 2 use templates 1, 2, 3 (the ping-pong cycle): with every model value NaN,
     // each frame is its template, the face only passed through the 328 crop and back.
     for (frame, pixels) in frames.iter().enumerate() {
-        let template = gstneuralfx::lipsync::templates::decode_jpeg(
+        let template = gstneuralfx::talking_head::templates::decode_jpeg(
             &d.template()
                 .join(format!("full_body_img/{}.jpg", frame + 1)),
         )
@@ -763,7 +763,7 @@ fn nan_from_the_model_shows_the_template_face_with_one_warning() {
 
 #[test]
 fn grey_cmyk_and_truncated_jpegs_decode_as_opencv_reads_them() {
-    use gstneuralfx::lipsync::templates::{decode_jpeg, read_jpeg_header};
+    use gstneuralfx::talking_head::templates::{decode_jpeg, read_jpeg_header};
     let dir = data().dir.join("jpeg-variants");
     run_reference(
         "jpeg_variants.py",

@@ -15,8 +15,8 @@ use gstneuralfx::inference::triton::grpc::proto::{
     ModelInferResponse, model_infer_response::InferOutputTensor,
 };
 use gstneuralfx::inference::triton::http::parse_infer_response as parse_http_answer;
-use gstneuralfx::lipsync::features::{bin_layout, check_npy_header};
-use gstneuralfx::lipsync::templates::{jpeg_size, parse_crop_rect};
+use gstneuralfx::talking_head::features::{bin_layout, check_npy_header};
+use gstneuralfx::talking_head::templates::{jpeg_size, parse_crop_rect};
 use proptest::prelude::*;
 
 /// Records the largest single allocation made by this process.

@@ -1,4 +1,4 @@
-//! The `ave` audio features computed in Rust (src/lipsync/speech.rs) against a reference built on
+//! The `ave` audio features computed in Rust (src/talking_head/speech.rs) against a reference built on
 //! librosa (tests/reference/ave_features.py): the mel spectrogram of real speech (espeak-ng) and of
 //! tones, and the rows of an encoder-shaped ONNX model with random weights.
 
@@ -12,7 +12,7 @@ use common::*;
 use gst::prelude::*;
 use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
-use gstneuralfx::lipsync::speech::{
+use gstneuralfx::talking_head::speech::{
     AudioEncoder, ENCODER_WIDTH, MEL_BANDS, MelSpectrogram, encoder_windows, mel_spectrogram,
 };
 

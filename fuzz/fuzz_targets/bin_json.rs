@@ -2,7 +2,7 @@
 //! what is accepted adds up to the file.
 #![no_main]
 
-use gstneuralfx::lipsync::features::bin_layout;
+use gstneuralfx::talking_head::features::bin_layout;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! A JPEG's headers: any bytes give a non-empty size or an error.
 #![no_main]
 
-use gstneuralfx::lipsync::templates::jpeg_size;
+use gstneuralfx::talking_head::templates::jpeg_size;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! A landmarks file's text: any bytes give a crop inside the image or an error.
 #![no_main]
 
-use gstneuralfx::lipsync::templates::parse_crop_rect;
+use gstneuralfx::talking_head::templates::parse_crop_rect;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

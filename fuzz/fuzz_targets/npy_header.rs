@@ -2,7 +2,7 @@
 //! content; nothing panics and nothing large is allocated from a header.
 #![no_main]
 
-use gstneuralfx::lipsync::features::check_npy_header;
+use gstneuralfx::talking_head::features::check_npy_header;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

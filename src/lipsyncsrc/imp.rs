@@ -31,7 +31,7 @@ use super::LipsyncMode;
 use super::speech_file;
 use crate::inference;
 use crate::inference::element::{BackendSettings, InferenceStats};
-use crate::lipsync::{self, AudioFeatures, FaceCrop, LipsyncModel, TemplateSet};
+use crate::talking_head::{self, AudioFeatures, FaceCrop, LipsyncModel, TemplateSet};
 use crate::video::pixel_layout;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -92,7 +92,7 @@ impl Default for Settings {
 /// Exists between `start()` and `stop()`.
 struct State {
     templates: Arc<TemplateSet>,
-    faces: Arc<lipsync::FaceCache>,
+    faces: Arc<talking_head::FaceCache>,
     features: Arc<AudioFeatures>,
     model: LipsyncModel,
     fps: u32,
@@ -143,9 +143,9 @@ impl LipsyncSrc {
         &self,
         settings: &Settings,
         audio: &std::path::Path,
-        mode: lipsync::Mode,
+        mode: talking_head::Mode,
     ) -> Result<AudioFeatures, gst::ErrorMessage> {
-        if mode != lipsync::Mode::Ave {
+        if mode != talking_head::Mode::Ave {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
                 (
@@ -192,16 +192,16 @@ impl LipsyncSrc {
             || Ok(encoder_path.clone()),
         )
         .inspect_err(|_| progress(gst::ProgressType::Error, "the audio encoder did not load"))?;
-        let encoder = lipsync::speech::AudioEncoder::new(loaded.model)
+        let encoder = talking_head::speech::AudioEncoder::new(loaded.model)
             .map_err(|e| fail(format!("property 'audio-encoder': {e}")))?;
         progress(
             gst::ProgressType::Continue,
             &format!(
                 "{:.1} s of speech: computing features",
-                samples.len() as f64 / f64::from(lipsync::speech::SAMPLE_RATE)
+                samples.len() as f64 / f64::from(talking_head::speech::SAMPLE_RATE)
             ),
         );
-        let features = lipsync::speech::speech_features(&samples, &encoder).map_err(|e| {
+        let features = talking_head::speech::speech_features(&samples, &encoder).map_err(|e| {
             fail(format!(
                 "property 'audio-location': {}: {e}",
                 audio.display()
@@ -233,7 +233,7 @@ impl LipsyncSrc {
             required(&settings.model, "model")?,
             required(&settings.template, "template")?,
         );
-        let mode: lipsync::Mode = settings.mode.into();
+        let mode: talking_head::Mode = settings.mode.into();
         let features = match (&settings.features, &settings.audio_location) {
             (Some(_), Some(_)) => {
                 return Err(gst::error_msg!(
@@ -294,8 +294,8 @@ impl LipsyncSrc {
                 ("property 'template': {}", warning)
             );
         }
-        let faces = lipsync::face_cache(&templates);
-        lipsync::warm_cache(&templates, &faces).map_err(|e| {
+        let faces = talking_head::face_cache(&templates);
+        talking_head::warm_cache(&templates, &faces).map_err(|e| {
             gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
         })?;
         Ok(State {
@@ -334,7 +334,7 @@ impl LipsyncSrc {
         }
     }
 
-    fn frame_error(&self, err: lipsync::FrameError) -> gst::FlowError {
+    fn frame_error(&self, err: talking_head::FrameError) -> gst::FlowError {
         gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", err));
         gst::FlowError::Error
     }
@@ -716,7 +716,7 @@ impl PushSrcImpl for LipsyncSrc {
 
         let face = match state.prepared.take() {
             Some((prepared_frame, face)) if prepared_frame == frame => face,
-            _ => lipsync::prepare(&state.templates, &state.faces, &state.features, frame)
+            _ => talking_head::prepare(&state.templates, &state.faces, &state.features, frame)
                 .map_err(|e| self.frame_error(e))?,
         };
         // The model runs on this frame while the next frame's template is decoded and cropped.
@@ -734,7 +734,7 @@ impl PushSrcImpl for LipsyncSrc {
             },
             || {
                 (next < features.frames())
-                    .then(|| lipsync::prepare(&templates, &faces, &features, next))
+                    .then(|| talking_head::prepare(&templates, &faces, &features, next))
             },
         );
         let (output, model_time) = output;
@@ -749,7 +749,7 @@ impl PushSrcImpl for LipsyncSrc {
             Some(Err(e)) => return Err(self.frame_error(e)),
             None => None,
         };
-        let pasted = lipsync::paste_face(&face, &output);
+        let pasted = talking_head::paste_face(&face, &output);
         if pasted.non_finite > 0 && !state.warned_non_finite {
             state.warned_non_finite = true;
             gst::element_imp_warning!(
@@ -789,7 +789,7 @@ impl PushSrcImpl for LipsyncSrc {
             let data = video_frame
                 .plane_data_mut(0)
                 .map_err(|_| gst::FlowError::Error)?;
-            lipsync::write_frame(&face, &pasted.square, data, stride, layout);
+            talking_head::write_frame(&face, &pasted.square, data, stride, layout);
         }
         state.next_frame += 1;
         drop(state_guard);

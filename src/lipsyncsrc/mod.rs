@@ -4,7 +4,7 @@
 use gst::glib;
 use gst::prelude::*;
 
-use crate::lipsync;
+use crate::talking_head;
 
 mod imp;
 mod speech_file;
@@ -37,12 +37,12 @@ pub enum LipsyncMode {
     Wenet,
 }
 
-impl From<LipsyncMode> for lipsync::Mode {
+impl From<LipsyncMode> for talking_head::Mode {
     fn from(mode: LipsyncMode) -> Self {
         match mode {
-            LipsyncMode::Ave => lipsync::Mode::Ave,
-            LipsyncMode::Hubert => lipsync::Mode::Hubert,
-            LipsyncMode::Wenet => lipsync::Mode::Wenet,
+            LipsyncMode::Ave => talking_head::Mode::Ave,
+            LipsyncMode::Hubert => talking_head::Mode::Hubert,
+            LipsyncMode::Wenet => talking_head::Mode::Wenet,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use gst::prelude::*;
 
-use crate::lipsync::speech::SAMPLE_RATE;
+use crate::talking_head::speech::SAMPLE_RATE;
 
 /// Longest sound file taken: an hour of speech is 230 MB of float32 samples.
 const MAX_SECONDS: u64 = 3600;
