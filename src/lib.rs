@@ -4,6 +4,7 @@ use gst::glib;
 
 pub mod imageops;
 pub mod inference;
+pub mod lipsync;
 pub mod lipsyncsrc;
 pub mod rembgfilter;
 pub mod segmentation;
@@ -17,6 +18,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     }
     rembgfilter::register(plugin)?;
     lipsyncsrc::register(plugin)?;
+    lipsync::register(plugin)?;
     Ok(())
 }
 

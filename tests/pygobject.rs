@@ -1,4 +1,4 @@
-//! Applications in Python: every property of both elements set and read back through PyGObject
+//! Applications in Python: every property of every element set and read back through PyGObject
 //! (tests/reference/set_every_property.py, run by the system Python with python3-gi), with the
 //! installed plugin.
 
@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 #[test]
-fn every_property_of_both_elements_can_be_set_from_python() {
+fn every_property_of_every_element_can_be_set_from_python() {
     let output = Command::new("/usr/bin/python3")
         .arg(common::reference_script("set_every_property.py"))
         .output()
@@ -22,6 +22,7 @@ fn every_property_of_both_elements_can_be_set_from_python() {
         "rembgfilter.input-mean",
         "rembgfilter.payload",
         "lipsyncsrc.backend",
+        "lipsync.audio-encoder",
     ] {
         assert!(stdout.contains(property), "{property} not set: {stdout}");
     }

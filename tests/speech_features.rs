@@ -491,3 +491,112 @@ fn mp4_script_renders_speech_alone_with_its_sound() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The live element on `audio` (any file decodebin takes), as BGR frames with their timestamps.
+fn live_frames(audio: &Path, unet: &Path, template: &Path, encoder: &Path) -> Vec<gst::Sample> {
+    collect_samples(&format!(
+        "filesrc location={} ! decodebin ! audioconvert ! audioresample \
+         ! audio/x-raw,rate=16000,channels=1 ! lipsync model={} template={} audio-encoder={} \
+         ! video/x-raw,format=BGR ! appsink name=sink",
+        audio.display(),
+        unet.display(),
+        template.display(),
+        encoder.display()
+    ))
+    .unwrap()
+}
+
+#[test]
+fn lipsync_turns_streamed_speech_into_lipsyncsrc_frames_at_the_audio_times() {
+    let dir = temp_dir_of("speech-live", "");
+    let wav = spoken(&dir, "Live speech in, the same talking head out.");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    let live = live_frames(&wav, &unet, &template, &encoder);
+    let whole = collect_samples(&format!(
+        "lipsyncsrc model={} template={} audio-location={} audio-encoder={} \
+         ! video/x-raw,format=BGR ! appsink name=sink",
+        unet.display(),
+        template.display(),
+        wav.display(),
+        encoder.display()
+    ))
+    .unwrap();
+    assert_eq!(live.len(), whole.len(), "frame count");
+    for (i, (a, b)) in live.iter().zip(&whole).enumerate() {
+        let pts = a.buffer().unwrap().pts().unwrap();
+        assert_eq!(
+            pts,
+            gst::ClockTime::from_mseconds(40 * i as u64),
+            "frame {i}"
+        );
+        let quality = psnr(&packed_pixels(a).1, &packed_pixels(b).1);
+        assert!(quality >= 50.0, "frame {i}: PSNR {quality:.1} dB");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
+    let dir = temp_dir_of("speech-live-errors", "");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    let element = format!(
+        "lipsync model={} template={} audio-encoder={}",
+        unet.display(),
+        template.display(),
+        encoder.display()
+    );
+    // 44.1 kHz without audioresample: the pad template refuses it, so the link fails.
+    init();
+    let err = gst::parse::launch(&format!(
+        "audiotestsrc num-buffers=5 ! audio/x-raw,rate=44100,channels=1 ! {element} ! fakesink"
+    ))
+    .expect_err("44.1 kHz refused")
+    .to_string();
+    assert!(
+        err.contains("can't handle caps") && err.contains("44100"),
+        "{err}"
+    );
+    // 0.1 s of speech, then EOS: less than one window.
+    let err = start_error(&format!(
+        "audiotestsrc num-buffers=1 samplesperbuffer=1600 ! audio/x-raw,rate=16000,channels=1 \
+         ! {element} ! fakesink"
+    ));
+    assert!(
+        err.contains("1600 samples") && err.contains("0.2 s"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
+    let dir = temp_dir_of("speech-live-latency", "");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=16000,channels=1 \
+         ! lipsync name=nf model={} template={} audio-encoder={} ! fakesink name=sink",
+        unet.display(),
+        template.display(),
+        encoder.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
+    result.unwrap();
+    let mut query = gst::query::Latency::new();
+    let element = pipeline.by_name("nf").unwrap();
+    assert!(element.static_pad("src").unwrap().query(&mut query));
+    let (live, min, _) = query.result();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(live);
+    // 0.505 s of audio ahead, plus the encoder's and the U-Net's time.
+    assert!(min >= gst::ClockTime::from_mseconds(505), "{min}");
+    assert!(min < gst::ClockTime::from_seconds(3), "{min}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -259,6 +259,18 @@ pub fn prepare(
     features: &AudioFeatures,
     frame: usize,
 ) -> Result<FaceCrop, FrameError> {
+    let mut audio_input = Vec::new();
+    features.window(frame, &mut audio_input);
+    prepare_with_window(templates, faces, frame, audio_input)
+}
+
+/// [`prepare`] with the frame's audio window already made (a live stream makes its own).
+pub fn prepare_with_window(
+    templates: &TemplateSet,
+    faces: &FaceCache,
+    frame: usize,
+    audio_input: Vec<f32>,
+) -> Result<FaceCrop, FrameError> {
     let position = super::ping_pong_index(frame as u64, templates.count());
     let cached = faces.lock().unwrap().get(position);
     let face = match cached {
@@ -269,9 +281,6 @@ pub fn prepare(
             face
         }
     };
-    let mut audio_input = Vec::new();
-    features.window(frame, &mut audio_input);
-
     Ok(FaceCrop { face, audio_input })
 }
 

@@ -10,7 +10,7 @@ pub mod templates;
 pub use features::{AudioFeatures, FeatureError, Mode};
 pub use frame::{
     FaceCache, FaceCrop, FrameError, LipsyncModel, PastedFace, TemplateFace, face_cache,
-    paste_face, prepare, warm_cache, write_frame,
+    paste_face, prepare, prepare_with_window, warm_cache, write_frame,
 };
 pub use templates::{CropRect, TemplateError, TemplateSet};
 

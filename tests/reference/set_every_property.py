@@ -1,4 +1,4 @@
-"""Sets every writable property of rembgfilter and lipsyncsrc from PyGObject, as an application
+"""Sets every writable property of rembgfilter, lipsyncsrc and lipsync from PyGObject, as an application
 does, reads each back, then runs a rembgfilter pipeline whose input-mean/input-std were set
 from Python. Prints one line per property; exits non-zero on the first that does not take.
 
@@ -48,7 +48,7 @@ def value_for(spec):
 
 def main():
     Gst.init(None)
-    for factory in ("rembgfilter", "lipsyncsrc"):
+    for factory in ("rembgfilter", "lipsyncsrc", "lipsync"):
         element = Gst.ElementFactory.make(factory)
         if element is None:
             sys.exit(f"{factory}: not found (is the plugin installed?)")
