@@ -175,11 +175,20 @@ fn open(path: &Path) -> Result<Runtime, String> {
         .parent()
         .map(|folder| folder.join("plugins.xml"))
         .filter(|xml| xml.is_file());
-    let core = match &plugins_xml {
+    let mut core = match &plugins_xml {
         Some(xml) => Core::new_with_config(&xml.to_string_lossy()),
         None => Core::new(),
     }
     .map_err(|e| e.to_string())?;
+    // Compiled models come back from the shared on-disk cache by mmap unless told otherwise; a
+    // second process rewriting the same blob (compiling the model at the same moment) would then
+    // change the weights under a running model. Reading them into memory keeps each process's own.
+    core.set_property(
+        &DeviceType::Other("".into()),
+        &RwPropertyKey::EnableMmap,
+        "NO",
+    )
+    .map_err(|e| format!("setting ENABLE_MMAP=NO: {e}"))?;
     let build = openvino::version().build_number;
     let version = build.split('-').next().unwrap_or(&build).to_string();
     let core_has_cpu = core
