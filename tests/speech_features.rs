@@ -600,3 +600,61 @@ fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
     assert!(min < gst::ClockTime::from_seconds(3), "{min}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn lipsync_video_muxed_with_its_own_audio_lasts_as_long() {
+    let dir = temp_dir_of("speech-live-mux", "");
+    let wav = spoken(&dir, "The muxed audio and video end together.");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    let output = dir.join("live.mp4");
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! wavparse ! tee name=t \
+         t. ! queue ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 \
+            ! lipsync model={} template={} audio-encoder={} ! videoconvert \
+            ! x264enc speed-preset=ultrafast ! h264parse ! queue ! mp4mux name=m \
+            ! filesink location={} \
+         t. ! queue ! audioconvert ! avenc_aac ! aacparse ! queue ! m.",
+        wav.display(),
+        unet.display(),
+        template.display(),
+        encoder.display(),
+        output.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    run_to_eos(&pipeline).unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30)).unwrap();
+    let info = discoverer
+        .discover_uri(&gst::glib::filename_to_uri(&output, None).unwrap())
+        .unwrap();
+    assert_eq!(info.video_streams().len(), 1);
+    assert_eq!(info.audio_streams().len(), 1);
+    let video_end = {
+        let frames = collect_samples(&format!(
+            "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! appsink name=sink",
+            output.display()
+        ))
+        .unwrap();
+        let last = frames.last().unwrap().buffer().unwrap();
+        (last.pts().unwrap() + last.duration().unwrap()).mseconds() as i64
+    };
+    let speech = discoverer
+        .discover_uri(&gst::glib::filename_to_uri(&wav, None).unwrap())
+        .unwrap()
+        .duration()
+        .unwrap()
+        .mseconds() as i64;
+    // T = 1 + samples / 200 mel frames make int((T - 16) / 3.2) + 2 windows, plus the two
+    // repeated rows: about 25 x seconds - 1 frames, as the offline reference makes. The video
+    // ends at most two frames (80 ms) before the speech.
+    println!("video ends at {video_end} ms, speech lasts {speech} ms");
+    assert!(
+        (0..=80).contains(&(speech - video_end)),
+        "video ends at {video_end} ms, speech lasts {speech} ms"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
