@@ -157,6 +157,16 @@ impl BackendSettings {
         )
     }
 
+    /// These settings for a helper model that always runs in this process (lipsync's audio
+    /// encoder): a server backend becomes `auto`, the rest (threads, precision, provider) stays.
+    pub fn in_this_process(&self) -> Self {
+        let mut local = self.clone();
+        if local.is_remote() {
+            local.kind = BackendKind::Auto;
+        }
+        local
+    }
+
     /// The element sends whole frames as pictures and gets masks back (the endpoint does its own
     /// processing), rather than tensors.
     pub fn sends_pictures(&self) -> bool {
@@ -719,5 +729,30 @@ impl StartSettingsGuard {
             )
         );
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_helper_model_runs_here_whatever_the_backend() {
+        let served = BackendSettings {
+            kind: BackendKind::TritonGrpc,
+            precision: Precision::Bf16,
+            threads: 2,
+            ..BackendSettings::default()
+        };
+        let local = served.in_this_process();
+        assert_eq!(
+            (local.kind, local.precision, local.threads),
+            (BackendKind::Auto, Precision::Bf16, 2)
+        );
+        let openvino = BackendSettings {
+            kind: BackendKind::OpenVino,
+            ..BackendSettings::default()
+        };
+        assert_eq!(openvino.in_this_process(), openvino);
     }
 }

@@ -151,10 +151,7 @@ impl Lipsync {
         .map_err(|e| {
             gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
         })?;
-        let mut local = settings.backend.clone();
-        if local.is_remote() {
-            local.kind = inference::element::BackendKind::Auto;
-        }
+        let local = settings.backend.in_this_process();
         let encoder = inference::element::load_backend(
             &*self.obj(),
             &local,

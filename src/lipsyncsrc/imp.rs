@@ -181,10 +181,7 @@ impl LipsyncSrc {
                 audio.display()
             ))
         })?;
-        let mut local = settings.backend.clone();
-        if local.is_remote() {
-            local.kind = inference::element::BackendKind::Auto;
-        }
+        let local = settings.backend.in_this_process();
         let loaded = inference::element::load_backend(
             &*self.obj(),
             &local,
