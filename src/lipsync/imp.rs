@@ -299,7 +299,7 @@ impl Lipsync {
         let mut window = Vec::new();
         while let Some(frame) = state.stream.next_frame_window(&mut window) {
             self.negotiate(state)?;
-            buffers.push(self.render(state, frame, std::mem::take(&mut window))?);
+            buffers.push(self.render(state, frame.index, std::mem::take(&mut window))?);
         }
         Ok(buffers)
     }

@@ -4,6 +4,7 @@
 
 pub mod features;
 pub mod frame;
+pub mod live;
 pub mod speech;
 pub mod templates;
 

@@ -382,6 +382,19 @@ pub struct SpeechStream {
     /// Set by `finish`: the number of encoder rows (windows) the whole speech makes.
     final_rows: Option<usize>,
     next_frame: usize,
+    /// The largest |sample| of each hop (200 samples, one mel step) from hop `peaks_base` on:
+    /// the level of the audio that a frame's features read, for skipping silence.
+    hop_peaks: std::collections::VecDeque<f32>,
+    peaks_base: usize,
+}
+
+/// A video frame whose feature window is complete.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadyFrame {
+    pub index: usize,
+    /// The largest |sample| (1.0 = full scale) of all the audio its features were computed from
+    /// (its 16 rows' mel windows): 0 means every value the U-Net sees came from digital silence.
+    pub peak: f32,
 }
 
 impl Default for SpeechStream {
@@ -407,6 +420,8 @@ impl SpeechStream {
             rows_total: 0,
             final_rows: None,
             next_frame: 0,
+            hop_peaks: Default::default(),
+            peaks_base: 0,
         }
     }
 
@@ -420,8 +435,17 @@ impl SpeechStream {
 
     /// Takes more 16 kHz mono samples and makes the mel frames they complete.
     pub fn push(&mut self, samples: &[f32]) {
-        for &x in samples {
+        for (at, &x) in (self.samples_total..).zip(samples) {
             self.samples.push_back(self.emphasis.next(x));
+            let hop = at / HOP - self.peaks_base;
+            if hop == self.hop_peaks.len() {
+                self.hop_peaks.push_back(0.0);
+            }
+            let peak = &mut self.hop_peaks[hop];
+            // NaN counts as loud: it reaches the features.
+            if !(x.abs() <= *peak) {
+                *peak = if x.is_nan() { f32::INFINITY } else { x.abs() };
+            }
         }
         self.samples_total += samples.len();
         while self.mel_frames * HOP + N_FFT / 2 <= self.samples_total {
@@ -529,9 +553,31 @@ impl SpeechStream {
         ))
     }
 
+    /// The mel frame where encoder row `row`'s window starts, once the row is known.
+    fn row_start(&self, row: usize) -> usize {
+        match self.final_rows {
+            Some(_) => window_start(row).min(self.mel_frames - WINDOW_FRAMES),
+            None => window_start(row),
+        }
+    }
+
+    /// The hops (200 samples each) that the mel windows of encoder rows `rows` read: a mel frame
+    /// `m` reads samples `200 m - 400 .. 200 m + 400`, and pre-emphasis one sample before.
+    fn hops_of_rows(&self, rows: std::ops::RangeInclusive<usize>) -> std::ops::Range<usize> {
+        self.row_start(*rows.start()).saturating_sub(3)
+            ..self.row_start(*rows.end()) + WINDOW_FRAMES + 1
+    }
+
+    /// The encoder rows in video frame `frame`'s window (features `frame - 8 ..= frame + 7`,
+    /// feature `j` being row `j - 1`, the first and last rows repeated).
+    fn rows_of_frame(&self, frame: usize) -> std::ops::RangeInclusive<usize> {
+        let last = self.final_rows.map_or(usize::MAX, |rows| rows - 1);
+        frame.saturating_sub(9).min(last)..=(frame + 6).min(last)
+    }
+
     /// The next video frame's feature window ([16][512], zeros past either end) into `window`,
-    /// and its index, when every row of it is known.
-    pub fn next_frame_window(&mut self, window: &mut Vec<f32>) -> Option<usize> {
+    /// with its index and audio level, when every row of it is known.
+    pub fn next_frame_window(&mut self, window: &mut Vec<f32>) -> Option<ReadyFrame> {
         let frame = self.next_frame;
         if self.total_frames().is_some_and(|total| frame >= total) {
             return None;
@@ -545,6 +591,14 @@ impl SpeechStream {
                 window[slot * ENCODER_WIDTH..(slot + 1) * ENCODER_WIDTH].copy_from_slice(row);
             }
         }
+        let hops = self.hops_of_rows(self.rows_of_frame(frame));
+        // Hops not pushed yet are past the speech's end: the zero padding.
+        let peak = self
+            .hop_peaks
+            .iter()
+            .skip(hops.start.saturating_sub(self.peaks_base))
+            .take(hops.end.saturating_sub(hops.start.max(self.peaks_base)))
+            .fold(0.0f32, |peak, &hop| peak.max(hop));
         self.next_frame += 1;
         // Frame f + 1 needs rows from feature f - 7 on, which is encoder row f - 8.
         let keep_from = (frame + 1).saturating_sub(9);
@@ -553,12 +607,17 @@ impl SpeechStream {
                 .drain(..(keep_from - self.rows_base) * ENCODER_WIDTH);
             self.rows_base = keep_from;
         }
-        Some(frame)
+        let keep_hops_from = self.hops_of_rows(self.rows_of_frame(frame + 1)).start;
+        while self.peaks_base < keep_hops_from && !self.hop_peaks.is_empty() {
+            self.hop_peaks.pop_front();
+            self.peaks_base += 1;
+        }
+        Some(ReadyFrame { index: frame, peak })
     }
 
     /// Values held for later frames (samples, mel and rows), for tests of the memory bound.
     pub fn held_values(&self) -> usize {
-        self.samples.len() + self.mel.len() + self.rows.len()
+        self.samples.len() + self.mel.len() + self.rows.len() + self.hop_peaks.len()
     }
 }
 
@@ -641,7 +700,7 @@ mod tests {
                 stream.push(&samples[at..end]);
                 stream.encode_ready(&encoder).unwrap();
                 while let Some(frame) = stream.next_frame_window(&mut window) {
-                    assert_eq!(frame, windows.len());
+                    assert_eq!(frame.index, windows.len());
                     windows.push(window.clone());
                 }
                 at = end;
@@ -649,7 +708,7 @@ mod tests {
             stream.finish().unwrap();
             stream.encode_ready(&encoder).unwrap();
             while let Some(frame) = stream.next_frame_window(&mut window) {
-                assert_eq!(frame, windows.len());
+                assert_eq!(frame.index, windows.len());
                 windows.push(window.clone());
             }
             assert_eq!(windows.len(), whole.frames(), "{length} samples");
@@ -679,6 +738,68 @@ mod tests {
         }
         // About half a second of samples, a few windows of mel, 17 rows: well under 30k values.
         assert!(most < 30_000, "held {most} values");
+    }
+
+    /// Every frame's window and peak, the speech pushed in pieces of `piece` samples.
+    fn frames_of(samples: &[f32], piece: usize, encoder: &AudioEncoder) -> Vec<(Vec<f32>, f32)> {
+        let mut stream = SpeechStream::new();
+        let mut frames = Vec::new();
+        let mut window = Vec::new();
+        for chunk in samples.chunks(piece) {
+            stream.push(chunk);
+            stream.encode_ready(encoder).unwrap();
+            while let Some(frame) = stream.next_frame_window(&mut window) {
+                assert_eq!(frame.index, frames.len());
+                frames.push((window.clone(), frame.peak));
+            }
+        }
+        stream.finish().unwrap();
+        stream.encode_ready(encoder).unwrap();
+        while let Some(frame) = stream.next_frame_window(&mut window) {
+            frames.push((window.clone(), frame.peak));
+        }
+        frames
+    }
+
+    #[test]
+    fn a_frame_is_silent_only_when_its_features_are_those_of_silence() {
+        let encoder = AudioEncoder::new(Arc::new(WindowSums::new())).unwrap();
+        let silence = frames_of(&vec![0.0; 16000 * 3], 640, &encoder);
+        // One click at a time, at the start, inside and at the end of three seconds.
+        for click in [0, 1, 199, 200, 4321, 24_000, 24_639, 47_000, 47_999] {
+            let mut samples = vec![0.0; 16000 * 3];
+            samples[click] = 0.5;
+            let clicked = frames_of(&samples, 640, &encoder);
+            assert_eq!(clicked.len(), silence.len());
+            let loud: Vec<usize> = (0..clicked.len()).filter(|&f| clicked[f].1 > 0.0).collect();
+            for (frame, ((window, peak), (quiet, _))) in clicked.iter().zip(&silence).enumerate() {
+                if window != quiet {
+                    assert_eq!(
+                        *peak, 0.5,
+                        "click at {click}: frame {frame} changed but is silent"
+                    );
+                }
+            }
+            // The features of frame f read about f x 640 - 6400 ..= f x 640 + 7240: 22 frames.
+            let expected = click / 640;
+            assert!(
+                !loud.is_empty() && loud.len() <= 23,
+                "click {click}: {loud:?}"
+            );
+            assert!(
+                loud.contains(&expected.min(clicked.len() - 1)),
+                "click {click}: {loud:?}"
+            );
+            // The same levels whatever the buffer size.
+            for piece in [1, 333, 5000] {
+                let peaks: Vec<f32> = frames_of(&samples, piece, &encoder)
+                    .iter()
+                    .map(|f| f.1)
+                    .collect();
+                let expected: Vec<f32> = clicked.iter().map(|f| f.1).collect();
+                assert_eq!(peaks, expected, "click {click}, pieces of {piece}");
+            }
+        }
     }
 
     #[test]
