@@ -5,6 +5,7 @@ use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
 use crate::imageops::{ImageRef, PixelLayout};
+use crate::talking_head::{self, FaceCrop};
 
 /// The packed 8-bit RGB-family layout of `format`; a fourth byte (x or alpha) is carried along.
 pub fn pixel_layout(format: VideoFormat) -> Option<PixelLayout> {
@@ -26,6 +27,47 @@ pub fn image_of<T>(frame: &gst_video::VideoFrameRef<T>) -> Option<ImageRef<'_>> 
         stride: usize::try_from(frame.plane_stride()[0]).ok()?,
         layout: pixel_layout(frame.format())?,
     })
+}
+
+/// Where a talking-head frame goes on the timeline.
+#[derive(Debug, Clone, Copy)]
+pub struct FramePlacement {
+    pub index: u64,
+    pub pts: gst::ClockTime,
+    pub end: gst::ClockTime,
+}
+
+/// A talking-head frame (the template of `face`, with `square` pasted in, or alone) in a buffer
+/// from `pool` when one is active and large enough: a fresh multi-megabyte allocation per frame
+/// costs page faults on every write.
+pub fn talking_head_buffer(
+    pool: Option<&gst::BufferPool>,
+    info: &gst_video::VideoInfo,
+    face: &FaceCrop,
+    square: Option<&[u8]>,
+    placement: FramePlacement,
+) -> Result<gst::Buffer, gst::FlowError> {
+    let layout = pixel_layout(info.format()).ok_or(gst::FlowError::NotNegotiated)?;
+    let pooled = pool
+        .filter(|pool| pool.is_active())
+        .and_then(|pool| pool.acquire_buffer(None).ok())
+        .filter(|buffer| buffer.size() >= info.size());
+    let mut buffer = match pooled {
+        Some(buffer) => buffer,
+        None => gst::Buffer::with_size(info.size()).map_err(|_| gst::FlowError::Error)?,
+    };
+    let buffer_ref = buffer.get_mut().ok_or(gst::FlowError::Error)?;
+    buffer_ref.set_pts(placement.pts);
+    buffer_ref.set_duration(placement.end.saturating_sub(placement.pts));
+    buffer_ref.set_offset(placement.index);
+    buffer_ref.set_offset_end(placement.index + 1);
+    let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer_ref, info)
+        .map_err(|_| gst::FlowError::Error)?;
+    let stride = usize::try_from(frame.plane_stride()[0]).map_err(|_| gst::FlowError::Error)?;
+    let data = frame.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
+    talking_head::write_frame(face, square, data, stride, layout);
+    drop(frame);
+    Ok(buffer)
 }
 
 #[cfg(test)]

@@ -1,20 +1,24 @@
-//! GStreamer glue of `lipsync`: properties, caps, the audio entry point, events and queries. The
-//! features come from `talking_head::speech`, the frames from `talking_head`.
+//! GStreamer glue of `lipsync`: properties, caps, the audio entry point, events and queries, and
+//! in live pipelines a thread that fills stalls in the audio with silence so the video keeps
+//! coming. The features come from `talking_head::speech`, time and frame choices from
+//! `talking_head::live`, the frames from `talking_head`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_video::VideoFormat;
-use gst_video::prelude::*;
 
 use crate::inference;
 use crate::inference::element::{BackendSettings, InferenceStats, StartSettingsGuard};
+use crate::talking_head::live::{self, AudioTimeline, FrameConditions, FrameSource};
 use crate::talking_head::speech::{AudioEncoder, SAMPLE_RATE, SpeechError, SpeechStream};
 use crate::talking_head::{self, LipsyncModel, TemplateSet};
-use crate::video::pixel_layout;
+use crate::video::{FramePlacement, talking_head_buffer};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -28,6 +32,15 @@ const FPS: u64 = 25;
 const DEFAULT_START_FRAME: u32 = 0;
 const DEFAULT_PARSING: bool = false;
 const DEFAULT_MAX_CACHED_FRAMES: u32 = 32;
+const DEFAULT_SKIP_SILENCE: bool = false;
+const DEFAULT_SILENCE_LEVEL: f64 = -50.0;
+const DEFAULT_CATCH_UP: bool = true;
+/// In a live pipeline, audio this long overdue (beyond upstream's latency) is taken as missing
+/// and replaced by silence; it is part of the latency the element reports.
+const STALL_GRACE: gst::ClockTime = gst::ClockTime::from_mseconds(100);
+/// Silence for a gap is pushed and rendered this many samples at a time, so a long gap never
+/// holds more than a second of audio or a frame at once.
+const SILENCE_CHUNK: usize = SAMPLE_RATE as usize;
 const FORMATS: [VideoFormat; 4] = [
     VideoFormat::Bgr,
     VideoFormat::Rgb,
@@ -43,6 +56,9 @@ struct Settings {
     start_frame: u32,
     parsing: bool,
     max_cached_frames: u32,
+    skip_silence: bool,
+    silence_level: f64,
+    catch_up: bool,
     backend: BackendSettings,
 }
 
@@ -55,9 +71,19 @@ impl Default for Settings {
             start_frame: DEFAULT_START_FRAME,
             parsing: DEFAULT_PARSING,
             max_cached_frames: DEFAULT_MAX_CACHED_FRAMES,
+            skip_silence: DEFAULT_SKIP_SILENCE,
+            silence_level: DEFAULT_SILENCE_LEVEL,
+            catch_up: DEFAULT_CATCH_UP,
             backend: BackendSettings::default(),
         }
     }
+}
+
+/// Frames made each way since start, for the `stats` property.
+#[derive(Debug, Default, Clone, Copy)]
+struct SourceCounts {
+    silent: u64,
+    late: u64,
 }
 
 /// Exists from READY to PAUSED until PAUSED to READY.
@@ -67,12 +93,48 @@ struct State {
     model: LipsyncModel,
     encoder: AudioEncoder,
     stream: SpeechStream,
-    /// The timestamp of the first audio since start or the last flush: frame f shows the audio
-    /// at this plus f x 40 ms.
-    first_sample_pts: Option<gst::ClockTime>,
+    /// Where the audio since start or the last flush sits: frame f shows the audio at its
+    /// origin + f x 40 ms.
+    timeline: AudioTimeline,
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    /// Whether upstream is live, asked at the first buffer.
+    live: Option<bool>,
+    upstream_latency: gst::ClockTime,
+    /// EOS came: no more audio, and no silence is added.
+    ended: bool,
     video_info: Option<gst_video::VideoInfo>,
+    pool: Option<gst::BufferPool>,
+    window: Vec<f32>,
+    /// The last U-Net output, pasted again into frames that would be late.
+    last_mouth: Option<Vec<f32>>,
+    warned_non_finite: bool,
     /// One U-Net run at start, for the latency query.
-    model_latency: std::time::Duration,
+    model_latency: Duration,
+    /// A running estimate of the U-Net's time, to tell whether a frame would be late.
+    model_estimate: Duration,
+}
+
+/// What the stall filler and the flush events share.
+#[derive(Default)]
+struct StallWatch {
+    stop: AtomicBool,
+    flushing: AtomicBool,
+    clock_id: Mutex<Option<gst::SingleShotClockId>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl StallWatch {
+    fn wake(&self) {
+        if let Some(id) = self.clock_id.lock().unwrap().as_ref() {
+            id.unschedule();
+        }
+    }
+}
+
+/// Audio for the speech stream: samples, or silence of some length.
+enum Audio {
+    Samples(Vec<f32>),
+    Silence(u64),
 }
 
 pub struct Lipsync {
@@ -80,7 +142,15 @@ pub struct Lipsync {
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// Held while audio goes into the stream and its frames go out, so the streaming thread and
+    /// the stall filler push frames in order.
+    push_lock: Mutex<()>,
+    stall_watch: Arc<StallWatch>,
+    /// The pipeline's latency (the LATENCY event from downstream): a frame is due at its running
+    /// time plus this.
+    pipeline_latency: Mutex<Option<gst::ClockTime>>,
     stats: Mutex<InferenceStats>,
+    counts: Mutex<SourceCounts>,
     active_backend: Mutex<String>,
     start_settings: StartSettingsGuard,
 }
@@ -116,13 +186,24 @@ impl ObjectSubclass for Lipsync {
                     |this| this.src_query(pad, query),
                 )
             })
+            .event_function(|pad, parent, event| {
+                Lipsync::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.src_event(pad, event),
+                )
+            })
             .build();
         Self {
             sinkpad,
             srcpad,
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
+            push_lock: Mutex::new(()),
+            stall_watch: Arc::new(StallWatch::default()),
+            pipeline_latency: Mutex::new(None),
             stats: Mutex::new(InferenceStats::default()),
+            counts: Mutex::new(SourceCounts::default()),
             active_backend: Mutex::new(String::new()),
             start_settings: StartSettingsGuard::default(),
         }
@@ -198,19 +279,30 @@ impl Lipsync {
         model
             .run(&face.face.image_input, &face.audio_input)
             .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("property 'model': {}", e)))?;
+        let model_latency = started.elapsed();
         Ok(State {
             templates,
             faces,
             model,
             encoder,
             stream: SpeechStream::new(),
-            first_sample_pts: None,
+            timeline: AudioTimeline::default(),
+            segment: gst::FormattedSegment::new(),
+            live: None,
+            upstream_latency: gst::ClockTime::ZERO,
+            ended: false,
             video_info: None,
-            model_latency: started.elapsed(),
+            pool: None,
+            window: Vec::new(),
+            last_mouth: None,
+            warned_non_finite: false,
+            model_latency,
+            model_estimate: model_latency,
         })
     }
 
-    /// Video caps for the templates' size: the format downstream prefers of [`FORMATS`].
+    /// Video caps for the templates' size: the format downstream prefers of [`FORMATS`], and a
+    /// buffer pool of that size.
     fn negotiate(&self, state: &mut State) -> Result<(), gst::FlowError> {
         if state.video_info.is_some() {
             return Ok(());
@@ -245,6 +337,17 @@ impl Lipsync {
         if !self.srcpad.push_event(gst::event::Caps::new(&caps)) {
             return Err(gst::FlowError::NotNegotiated);
         }
+        let pool = gst_video::VideoBufferPool::new();
+        let mut config = pool.config();
+        config.set_params(Some(&caps), info.size() as u32, 2, 0);
+        state.pool = match pool.set_config(config).and_then(|_| pool.set_active(true)) {
+            Ok(()) => Some(pool.upcast()),
+            // Frames are then allocated one by one: slower, not wrong.
+            Err(err) => {
+                gst::warning!(CAT, imp = self, "no buffer pool: {err}");
+                None
+            }
+        };
         state.video_info = Some(info);
         Ok(())
     }
@@ -274,34 +377,101 @@ impl Lipsync {
                     .collect()
             }
         };
-        let frames = {
+        let _push = self.push_lock.lock().unwrap();
+        let (placement, start_stall_watch) = {
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-            if state.first_sample_pts.is_none() {
-                state.first_sample_pts = Some(buffer.pts().unwrap_or(gst::ClockTime::ZERO));
+            let first = state.live.is_none();
+            if first {
+                let mut query = gst::query::Latency::new();
+                let (live, min) = if self.sinkpad.peer_query(&mut query) {
+                    let (live, min, _) = query.result();
+                    (live, min)
+                } else {
+                    (false, gst::ClockTime::ZERO)
+                };
+                gst::debug!(CAT, imp = self, "upstream live: {live}, latency {min}");
+                state.live = Some(live);
+                state.upstream_latency = min;
             }
-            state.stream.push(&samples);
-            self.render_ready(state)?
+            let placement = state
+                .timeline
+                .place(buffer.pts().map(|pts| pts.nseconds()), samples.len())
+                .map_err(|e| {
+                    gst::element_imp_error!(self, gst::StreamError::Format, ("{}", e));
+                    gst::FlowError::Error
+                })?;
+            (placement, first && state.live == Some(true))
         };
-        for frame in frames {
-            self.srcpad.push(frame)?;
+        if placement.silence_before > 0 || placement.skip > 0 {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "buffer at {:?}: {} samples of silence before it, {} repeated samples cut",
+                buffer.pts(),
+                placement.silence_before,
+                placement.skip
+            );
+        }
+        if start_stall_watch {
+            self.start_stall_watch();
+        }
+        if placement.silence_before > 0 {
+            self.feed(Audio::Silence(placement.silence_before))?;
+        }
+        let mut samples = samples;
+        samples.drain(..placement.skip);
+        self.feed(Audio::Samples(samples))
+    }
+
+    /// Puts audio into the speech stream (silence a second at a time) and pushes every frame it
+    /// completes, one at a time as each is made. The caller holds `push_lock`.
+    fn feed(&self, audio: Audio) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut silence_left = match &audio {
+            Audio::Silence(samples) => *samples,
+            Audio::Samples(_) => 0,
+        };
+        let mut samples = match audio {
+            Audio::Samples(samples) => Some(samples),
+            Audio::Silence(_) => None,
+        };
+        let zeros = vec![0.0f32; SILENCE_CHUNK.min(silence_left as usize)];
+        loop {
+            {
+                let mut guard = self.state.lock().unwrap();
+                let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+                if let Some(samples) = samples.take() {
+                    state.stream.push(&samples);
+                } else if silence_left > 0 {
+                    let chunk = silence_left.min(SILENCE_CHUNK as u64) as usize;
+                    state.stream.push(&zeros[..chunk]);
+                    silence_left -= chunk as u64;
+                } else {
+                    break;
+                }
+                state
+                    .stream
+                    .encode_ready(&state.encoder)
+                    .map_err(|e| self.speech_error(e))?;
+            }
+            self.push_ready_frames()?;
         }
         Ok(gst::FlowSuccess::Ok)
     }
 
-    /// Encodes what the stream can and renders every frame whose features are complete.
-    fn render_ready(&self, state: &mut State) -> Result<Vec<gst::Buffer>, gst::FlowError> {
-        state
-            .stream
-            .encode_ready(&state.encoder)
-            .map_err(|e| self.speech_error(e))?;
-        let mut buffers = Vec::new();
-        let mut window = Vec::new();
-        while let Some(frame) = state.stream.next_frame_window(&mut window) {
-            self.negotiate(state)?;
-            buffers.push(self.render(state, frame.index, std::mem::take(&mut window))?);
+    /// Renders and pushes every frame whose features are complete, each as soon as it is made.
+    fn push_ready_frames(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        loop {
+            let frame = {
+                let mut guard = self.state.lock().unwrap();
+                let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+                self.render_next(state)?
+            };
+            match frame {
+                Some(frame) => self.srcpad.push(frame)?,
+                None => return Ok(gst::FlowSuccess::Ok),
+            };
         }
-        Ok(buffers)
     }
 
     fn speech_error(&self, error: SpeechError) -> gst::FlowError {
@@ -309,59 +479,223 @@ impl Lipsync {
         gst::FlowError::Error
     }
 
-    fn render(
-        &self,
-        state: &mut State,
-        frame: usize,
-        window: Vec<f32>,
-    ) -> Result<gst::Buffer, gst::FlowError> {
+    /// Whether a frame stamped `pts` would reach a live sink after its time if the U-Net ran
+    /// on it now.
+    fn would_be_late(&self, state: &State, pts: gst::ClockTime) -> bool {
+        if state.live != Some(true) {
+            return false;
+        }
+        let Some(latency) = *self.pipeline_latency.lock().unwrap() else {
+            return false;
+        };
+        let (Some(running), Some(now)) = (
+            state.segment.to_running_time(pts),
+            self.obj().current_running_time(),
+        ) else {
+            return false;
+        };
+        live::would_be_late(
+            now.nseconds(),
+            state.model_estimate.as_nanos() as u64,
+            (running + latency).nseconds(),
+        )
+    }
+
+    /// The next frame whose features are complete, made the way [`live::frame_source`] picks.
+    fn render_next(&self, state: &mut State) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        let mut window = std::mem::take(&mut state.window);
+        let Some(ready) = state.stream.next_frame_window(&mut window) else {
+            state.window = window;
+            return Ok(None);
+        };
+        self.negotiate(state)?;
+        let index = ready.index as u64;
+        let origin = state.timeline.origin().unwrap_or(0);
+        let at = |frame: u64| {
+            gst::ClockTime::from_nseconds(origin)
+                + gst::ClockTime::SECOND.mul_div_floor(frame, FPS).unwrap()
+        };
+        let placement = FramePlacement {
+            index,
+            pts: at(index),
+            end: at(index + 1),
+        };
+        let (skip_silence, silence_level, catch_up) = {
+            let settings = self.settings.lock().unwrap();
+            (
+                settings.skip_silence,
+                settings.silence_level,
+                settings.catch_up,
+            )
+        };
+        let source = live::frame_source(FrameConditions {
+            peak: ready.peak,
+            silence_below: skip_silence.then(|| live::db_to_linear(silence_level)),
+            late: catch_up && self.would_be_late(state, placement.pts),
+            has_last_mouth: state.last_mouth.is_some(),
+        });
+        let frame_error = |e: &dyn std::fmt::Display| {
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("frame {}: {}", index, e));
+            gst::FlowError::Error
+        };
+        let face =
+            talking_head::prepare_with_window(&state.templates, &state.faces, ready.index, window)
+                .map_err(|e| frame_error(&e))?;
         let info = state
             .video_info
             .clone()
             .ok_or(gst::FlowError::NotNegotiated)?;
-        let layout = pixel_layout(info.format()).ok_or(gst::FlowError::NotNegotiated)?;
-        let frame_error = |e: &dyn std::fmt::Display| {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ("frame {}: {}", frame, e));
-            gst::FlowError::Error
+        let square = match source {
+            FrameSource::Template => None,
+            FrameSource::LastMouth => {
+                let mouth = state.last_mouth.as_ref().expect("chosen only when there");
+                Some(talking_head::paste_face(&face, mouth).square)
+            }
+            FrameSource::Model => {
+                let started = std::time::Instant::now();
+                let output = state
+                    .model
+                    .run(&face.face.image_input, &face.audio_input)
+                    .map_err(|e| frame_error(&e))?;
+                let took = started.elapsed();
+                self.stats.lock().unwrap().count_model_run(took);
+                // A slow start or a slow run moves the estimate by a fifth of the difference.
+                state.model_estimate = (state.model_estimate * 4 + took) / 5;
+                let pasted = talking_head::paste_face(&face, &output);
+                if pasted.non_finite > 0 && !state.warned_non_finite {
+                    state.warned_non_finite = true;
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Decode,
+                        (
+                            "{}",
+                            talking_head::non_finite_warning(
+                                state.model.backend().model_name(),
+                                pasted.non_finite,
+                                output.len(),
+                                index
+                            )
+                        )
+                    );
+                }
+                state.last_mouth = Some(output);
+                Some(pasted.square)
+            }
         };
-        let face = talking_head::prepare_with_window(&state.templates, &state.faces, frame, window)
-            .map_err(|e| frame_error(&e))?;
-        let started = std::time::Instant::now();
-        let output = state
-            .model
-            .run(&face.face.image_input, &face.audio_input)
-            .map_err(|e| frame_error(&e))?;
         {
-            let mut stats = self.stats.lock().unwrap();
-            stats.frames += 1;
-            stats.count_model_run(started.elapsed());
+            let mut counts = self.counts.lock().unwrap();
+            match source {
+                FrameSource::Template => counts.silent += 1,
+                FrameSource::LastMouth => counts.late += 1,
+                FrameSource::Model => {}
+            }
         }
-        let pasted = talking_head::paste_face(&face, &output);
-        let base = state.first_sample_pts.unwrap_or(gst::ClockTime::ZERO);
-        let pts = base
-            + gst::ClockTime::SECOND
-                .mul_div_floor(frame as u64, FPS)
-                .unwrap();
-        let end = base
-            + gst::ClockTime::SECOND
-                .mul_div_floor(frame as u64 + 1, FPS)
-                .unwrap();
-        let mut buffer = gst::Buffer::with_size(info.size()).map_err(|_| gst::FlowError::Error)?;
-        {
-            let buffer = buffer.get_mut().unwrap();
-            buffer.set_pts(pts);
-            buffer.set_duration(end - pts);
-            buffer.set_offset(frame as u64);
-            buffer.set_offset_end(frame as u64 + 1);
-            let mut video_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &info)
-                .map_err(|_| gst::FlowError::Error)?;
-            let stride = video_frame.plane_stride()[0] as usize;
-            let data = video_frame
-                .plane_data_mut(0)
-                .map_err(|_| gst::FlowError::Error)?;
-            talking_head::write_frame(&face, &pasted.square, data, stride, layout);
+        self.stats.lock().unwrap().frames += 1;
+        let buffer = talking_head_buffer(
+            state.pool.as_ref(),
+            &info,
+            &face,
+            square.as_deref(),
+            placement,
+        )?;
+        state.window = face.audio_input;
+        Ok(Some(buffer))
+    }
+
+    /// In a live pipeline: a thread that wakes when the next audio is overdue (its time plus
+    /// upstream's latency plus [`STALL_GRACE`]) and, if none came, adds silence up to the time
+    /// the audio should have reached, so frames keep coming at 25 fps through the stall.
+    fn start_stall_watch(&self) {
+        let watch = self.stall_watch.clone();
+        watch.stop.store(false, Ordering::SeqCst);
+        let element = self.obj().downgrade();
+        let spawned = std::thread::Builder::new()
+            .name("lipsync-stall".into())
+            .spawn(move || {
+                while !watch.stop.load(Ordering::SeqCst) {
+                    let Some(element) = element.upgrade() else {
+                        return;
+                    };
+                    element.imp().fill_stall(&watch);
+                }
+            });
+        match spawned {
+            Ok(thread) => *self.stall_watch.thread.lock().unwrap() = Some(thread),
+            Err(err) => gst::warning!(CAT, imp = self, "no stall filler: {err}"),
         }
-        Ok(buffer)
+    }
+
+    fn stop_stall_watch(&self) {
+        self.stall_watch.stop.store(true, Ordering::SeqCst);
+        self.stall_watch.wake();
+        if let Some(thread) = self.stall_watch.thread.lock().unwrap().take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// One round of the stall filler: wait until the audio is overdue, then fill.
+    fn fill_stall(&self, watch: &StallWatch) {
+        let pause = || std::thread::sleep(Duration::from_millis(40));
+        let obj = self.obj();
+        let (Some(clock), Some(base_time)) = (obj.clock(), obj.base_time()) else {
+            return pause();
+        };
+        if obj.current_state() != gst::State::Playing || watch.flushing.load(Ordering::SeqCst) {
+            return pause();
+        }
+        let overdue_at = {
+            let guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_ref() else {
+                return pause();
+            };
+            let end = state.timeline.end().map(gst::ClockTime::from_nseconds);
+            match end.and_then(|end| state.segment.to_running_time(end)) {
+                Some(running) if !state.ended => running + state.upstream_latency + STALL_GRACE,
+                _ => return pause(),
+            }
+        };
+        let id = clock.new_single_shot_id(base_time + overdue_at);
+        *watch.clock_id.lock().unwrap() = Some(id.clone());
+        if watch.stop.load(Ordering::SeqCst) || watch.flushing.load(Ordering::SeqCst) {
+            return;
+        }
+        let (result, _) = id.wait();
+        *watch.clock_id.lock().unwrap() = None;
+        if result != Ok(gst::ClockSuccess::Ok) && result != Err(gst::ClockError::Early) {
+            return;
+        }
+        let _push = self.push_lock.lock().unwrap();
+        if watch.stop.load(Ordering::SeqCst) || watch.flushing.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(now) = obj.current_running_time() else {
+            return;
+        };
+        let silence = {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut() else {
+                return;
+            };
+            if state.ended {
+                return;
+            }
+            let due = now.saturating_sub(state.upstream_latency + STALL_GRACE);
+            match state.segment.position_from_running_time(due) {
+                Some(position) => state.timeline.silence_until(position.nseconds()),
+                None => 0,
+            }
+        };
+        if silence > 0 {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "no audio for {} ms: filling with silence",
+                silence * 1000 / u64::from(SAMPLE_RATE)
+            );
+            if let Err(err) = self.feed(Audio::Silence(silence)) {
+                gst::debug!(CAT, imp = self, "stall frames not pushed: {err:?}");
+            }
+        }
     }
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
@@ -376,43 +710,96 @@ impl Lipsync {
                     None => false,
                 }
             }
-            EventView::FlushStop(_) => {
+            EventView::Segment(segment) => {
                 if let Some(state) = self.state.lock().unwrap().as_mut() {
-                    state.stream = SpeechStream::new();
-                    state.first_sample_pts = None;
+                    match segment.segment().downcast_ref::<gst::ClockTime>() {
+                        Some(segment) => state.segment = segment.clone(),
+                        None => {
+                            gst::element_imp_error!(
+                                self,
+                                gst::StreamError::Format,
+                                (
+                                    "audio segment in {:?}, expected time",
+                                    segment.segment().format()
+                                )
+                            );
+                            return false;
+                        }
+                    }
                 }
                 gst::Pad::event_default(pad, Some(&*self.obj()), event)
             }
+            // A stretch without audio: silence up to its end, and frames for it.
+            EventView::Gap(gap) => {
+                let (start, duration) = gap.get();
+                let _push = self.push_lock.lock().unwrap();
+                let silence = match self.state.lock().unwrap().as_mut() {
+                    Some(state) if state.timeline.origin().is_some() => {
+                        let end = start + duration.unwrap_or(gst::ClockTime::ZERO);
+                        state.timeline.silence_until(end.nseconds())
+                    }
+                    _ => 0,
+                };
+                silence == 0 || self.feed(Audio::Silence(silence)).is_ok()
+            }
+            EventView::FlushStart(_) => {
+                self.stall_watch.flushing.store(true, Ordering::SeqCst);
+                self.stall_watch.wake();
+                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+            }
+            EventView::FlushStop(_) => {
+                let _push = self.push_lock.lock().unwrap();
+                if let Some(state) = self.state.lock().unwrap().as_mut() {
+                    state.stream = SpeechStream::new();
+                    state.timeline = AudioTimeline::default();
+                    state.last_mouth = None;
+                    state.ended = false;
+                }
+                self.stall_watch.flushing.store(false, Ordering::SeqCst);
+                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+            }
             EventView::Eos(_) => {
-                let frames = {
+                let _push = self.push_lock.lock().unwrap();
+                let finished = {
                     let mut guard = self.state.lock().unwrap();
                     let Some(state) = guard.as_mut() else {
                         return gst::Pad::event_default(pad, Some(&*self.obj()), event);
                     };
-                    if state.first_sample_pts.is_none() {
+                    state.ended = true;
+                    if state.timeline.origin().is_none() {
                         // No audio at all: nothing to flush.
-                        Ok(Vec::new())
+                        Ok(false)
                     } else {
-                        match state.stream.finish() {
-                            Ok(()) => self.render_ready(state),
-                            Err(e) => Err(self.speech_error(e)),
-                        }
+                        state
+                            .stream
+                            .finish()
+                            .and_then(|()| state.stream.encode_ready(&state.encoder))
+                            .map(|()| true)
                     }
                 };
-                match frames {
-                    Ok(frames) => {
-                        for frame in frames {
-                            if self.srcpad.push(frame).is_err() {
-                                break;
-                            }
-                        }
+                match finished {
+                    Ok(true) => {
+                        // Downstream flushing or gone: EOS goes on all the same.
+                        let _ = self.push_ready_frames();
                         gst::Pad::event_default(pad, Some(&*self.obj()), event)
                     }
-                    Err(_) => false,
+                    Ok(false) => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+                    Err(e) => {
+                        let _ = self.speech_error(e);
+                        false
+                    }
                 }
             }
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
+    }
+
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        if let gst::EventView::Latency(latency) = event.view() {
+            gst::debug!(CAT, imp = self, "pipeline latency {}", latency.latency());
+            *self.pipeline_latency.lock().unwrap() = Some(latency.latency());
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -429,12 +816,18 @@ impl Lipsync {
                     .lock()
                     .unwrap()
                     .as_ref()
-                    .map_or(std::time::Duration::ZERO, |s| s.model_latency);
+                    .map_or(Duration::ZERO, |s| s.model_latency);
                 // A frame waits for the audio after it (its mel window and seven feature rows),
-                // then for the encoder and the U-Net.
-                let own = gst::ClockTime::from_nseconds(
-                    (SpeechStream::lookahead() + model * 2).as_nanos() as u64,
-                );
+                // then for the encoder and the U-Net; live, audio overdue by STALL_GRACE is
+                // replaced by silence, and the frames it makes are still on time.
+                let own = SpeechStream::lookahead()
+                    + model * 2
+                    + if live {
+                        STALL_GRACE.into()
+                    } else {
+                        Duration::ZERO
+                    };
+                let own = gst::ClockTime::from_nseconds(own.as_nanos() as u64);
                 gst::debug!(CAT, imp = self, "latency: upstream {min} + own {own}");
                 q.set(live, min + own, max.map(|max| max + own));
                 true
@@ -489,8 +882,28 @@ impl ObjectImpl for Lipsync {
                     .default_value(DEFAULT_MAX_CACHED_FRAMES)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("skip-silence")
+                    .nick("Skip silence")
+                    .blurb("Frames whose features come from audio quieter than silence-level show the template frame itself (its ping-pong order) without running the U-Net")
+                    .default_value(DEFAULT_SKIP_SILENCE)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("silence-level")
+                    .nick("Silence level")
+                    .blurb("With skip-silence: the level in dBFS (peak) below which all the audio a frame's features read counts as silence")
+                    .minimum(-150.0)
+                    .maximum(0.0)
+                    .default_value(DEFAULT_SILENCE_LEVEL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("catch-up")
+                    .nick("Catch up")
+                    .blurb("Live pipelines: a frame that would reach the sink after its time if the U-Net ran on it reuses the last U-Net mouth, so the video keeps real time when the model is slower than 25 fps (every frame still comes out)")
+                    .default_value(DEFAULT_CATCH_UP)
+                    .mutable_playing()
+                    .build(),
                 inference::element::stats_param_spec(
-                    "Since start: frames made, model runs and nanoseconds inside the U-Net",
+                    "Since start: frames made, model runs, nanoseconds inside the U-Net, frames shown as the template for silence (silent-frames) and frames that reused the last mouth to keep time (late-frames)",
                 ),
             ];
             properties.extend(inference::element::param_specs());
@@ -526,6 +939,9 @@ impl ObjectImpl for Lipsync {
             "max-cached-frames" => {
                 settings.max_cached_frames = value.get().expect("type checked upstream")
             }
+            "skip-silence" => settings.skip_silence = value.get().expect("type checked upstream"),
+            "silence-level" => settings.silence_level = value.get().expect("type checked upstream"),
+            "catch-up" => settings.catch_up = value.get().expect("type checked upstream"),
             other => unimplemented!("property {other}"),
         }
     }
@@ -543,13 +959,17 @@ impl ObjectImpl for Lipsync {
             "start-frame" => settings.start_frame.to_value(),
             "parsing" => settings.parsing.to_value(),
             "max-cached-frames" => settings.max_cached_frames.to_value(),
+            "skip-silence" => settings.skip_silence.to_value(),
+            "silence-level" => settings.silence_level.to_value(),
+            "catch-up" => settings.catch_up.to_value(),
             "active-backend" => self.active_backend.lock().unwrap().to_value(),
-            "stats" => self
-                .stats
-                .lock()
-                .unwrap()
-                .to_structure("lipsync-stats")
-                .to_value(),
+            "stats" => {
+                let counts = *self.counts.lock().unwrap();
+                let mut stats = self.stats.lock().unwrap().to_structure("lipsync-stats");
+                stats.set("silent-frames", counts.silent);
+                stats.set("late-frames", counts.late);
+                stats.to_value()
+            }
             other => unimplemented!("property {other}"),
         }
     }
@@ -619,12 +1039,23 @@ impl ElementImpl for Lipsync {
                     }
                 }
                 *self.stats.lock().unwrap() = InferenceStats::default();
+                *self.counts.lock().unwrap() = SourceCounts::default();
+                *self.pipeline_latency.lock().unwrap() = None;
+                self.stall_watch.flushing.store(false, Ordering::SeqCst);
                 self.start_settings.set_running(true);
             }
             gst::StateChange::PausedToReady => {
-                *self.state.lock().unwrap() = None;
+                // Pads deactivate first, so a stall filler blocked in a push returns.
+                self.stall_watch.flushing.store(true, Ordering::SeqCst);
+                self.stall_watch.wake();
+                let result = self.parent_change_state(transition);
+                self.stop_stall_watch();
+                if let Some(pool) = self.state.lock().unwrap().take().and_then(|s| s.pool) {
+                    let _ = pool.set_active(false);
+                }
                 self.active_backend.lock().unwrap().clear();
                 self.start_settings.set_running(false);
+                return result;
             }
             _ => {}
         }

@@ -25,7 +25,6 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 use gst_video::VideoFormat;
-use gst_video::prelude::*;
 
 use super::LipsyncMode;
 use super::speech_file;
@@ -702,7 +701,6 @@ impl PushSrcImpl for LipsyncSrc {
             .video_info
             .clone()
             .ok_or(gst::FlowError::NotNegotiated)?;
-        let layout = pixel_layout(info.format()).ok_or(gst::FlowError::NotNegotiated)?;
         let fps = state.fps as u64;
         let pts = gst::ClockTime::SECOND
             .mul_div_floor(frame as u64, fps)
@@ -753,41 +751,27 @@ impl PushSrcImpl for LipsyncSrc {
                 self,
                 gst::StreamError::Decode,
                 (
-                    "model {} gave {} NaN or infinite values of {} in frame {frame}; those pixels \
-                     show the template (warned once per stream)",
-                    state.model.backend().model_name(),
-                    pasted.non_finite,
-                    output.len()
+                    "{}",
+                    talking_head::non_finite_warning(
+                        state.model.backend().model_name(),
+                        pasted.non_finite,
+                        output.len(),
+                        frame as u64
+                    )
                 )
             );
         }
-
-        // Buffers from the negotiated pool are reused: a fresh multi-megabyte allocation per frame
-        // costs page faults on every write.
-        let pooled = self
-            .obj()
-            .buffer_pool()
-            .filter(|pool| pool.is_active())
-            .and_then(|pool| pool.acquire_buffer(None).ok())
-            .filter(|buffer| buffer.size() >= info.size());
-        let mut buffer = match pooled {
-            Some(buffer) => buffer,
-            None => gst::Buffer::with_size(info.size()).map_err(|_| gst::FlowError::Error)?,
-        };
-        {
-            let buffer = buffer.get_mut().unwrap();
-            buffer.set_pts(pts);
-            buffer.set_duration(end - pts);
-            buffer.set_offset(frame as u64);
-            buffer.set_offset_end(frame as u64 + 1);
-            let mut video_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &info)
-                .map_err(|_| gst::FlowError::Error)?;
-            let stride = video_frame.plane_stride()[0] as usize;
-            let data = video_frame
-                .plane_data_mut(0)
-                .map_err(|_| gst::FlowError::Error)?;
-            talking_head::write_frame(&face, &pasted.square, data, stride, layout);
-        }
+        let buffer = crate::video::talking_head_buffer(
+            self.obj().buffer_pool().as_ref(),
+            &info,
+            &face,
+            Some(&pasted.square),
+            crate::video::FramePlacement {
+                index: frame as u64,
+                pts,
+                end,
+            },
+        )?;
         state.next_frame += 1;
         drop(state_guard);
         if is_live {

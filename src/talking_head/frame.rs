@@ -292,6 +292,14 @@ pub struct PastedFace {
     pub non_finite: usize,
 }
 
+/// The warning for a model output with NaN or infinite values (posted once per stream).
+pub fn non_finite_warning(model: &str, non_finite: usize, values: usize, frame: u64) -> String {
+    format!(
+        "model {model} gave {non_finite} NaN or infinite values of {values} in frame {frame}; \
+         those pixels show the template (warned once per stream)"
+    )
+}
+
 /// Puts the model's output into the 328 crop, resizes it back to the face square and returns
 /// that square (BGR, `rect.size` squared), with parsing-protected pixels from the template. A
 /// NaN or infinite value keeps the template's own value there, so a broken model shows the
@@ -344,10 +352,11 @@ pub fn paste_face(frame: &FaceCrop, output: &[f32]) -> PastedFace {
     PastedFace { square, non_finite }
 }
 
-/// Writes the template with the face square pasted in into `out` (rows `stride` bytes apart).
+/// Writes the template with the face square pasted in (none: the template alone) into `out`
+/// (rows `stride` bytes apart).
 pub fn write_frame(
     face: &FaceCrop,
-    square: &[u8],
+    square: Option<&[u8]>,
     out: &mut [u8],
     stride: usize,
     layout: PixelLayout,
@@ -371,6 +380,7 @@ pub fn write_frame(
                 }
             }
         }
+        let Some(square) = square else { continue };
         if (rect.y..rect.y + rect.size).contains(&y) {
             let face_row = &square[(y - rect.y) * rect.size * 3..][..rect.size * 3];
             let dst = &mut dst[rect.x * bpp..(rect.x + rect.size) * bpp];

@@ -11,7 +11,7 @@ pub mod templates;
 pub use features::{AudioFeatures, FeatureError, Mode};
 pub use frame::{
     FaceCache, FaceCrop, FrameError, LipsyncModel, PastedFace, TemplateFace, face_cache,
-    paste_face, prepare, prepare_with_window, warm_cache, write_frame,
+    non_finite_warning, paste_face, prepare, prepare_with_window, warm_cache, write_frame,
 };
 pub use templates::{CropRect, TemplateError, TemplateSet};
 
