@@ -20,6 +20,8 @@ use crate::talking_head::speech::{AudioEncoder, SAMPLE_RATE, SpeechError, Speech
 use crate::talking_head::{self, LipsyncModel, TemplateSet};
 use crate::video::{FramePlacement, talking_head_buffer};
 
+use super::output::{Item, OutputQueue};
+
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "lipsync",
@@ -41,6 +43,8 @@ const STALL_GRACE: gst::ClockTime = gst::ClockTime::from_mseconds(100);
 /// Silence for a gap is pushed and rendered this many samples at a time, so a long gap never
 /// holds more than a second of audio or a frame at once.
 const SILENCE_CHUNK: usize = SAMPLE_RATE as usize;
+/// Frames (and events) waiting for the source pad task in a live pipeline: two seconds.
+const OUTPUT_CAPACITY: usize = 50;
 const FORMATS: [VideoFormat; 4] = [
     VideoFormat::Bgr,
     VideoFormat::Rgb,
@@ -114,11 +118,14 @@ struct State {
     model_estimate: Duration,
 }
 
-/// What the stall filler and the flush events share.
+/// What the stall filler, the streaming thread and the flush events share.
 #[derive(Default)]
 struct StallWatch {
     stop: AtomicBool,
     flushing: AtomicBool,
+    /// When the streaming thread last left `chain`, none while it is inside: audio that is late
+    /// only because this element is slow (upstream waits on `chain`) is not missing.
+    chain_idle_since: Mutex<Option<std::time::Instant>>,
     clock_id: Mutex<Option<gst::SingleShotClockId>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -146,6 +153,9 @@ pub struct Lipsync {
     /// the stall filler push frames in order.
     push_lock: Mutex<()>,
     stall_watch: Arc<StallWatch>,
+    /// Live: frames go out from the source pad's task through this queue.
+    output: Arc<OutputQueue>,
+    live_output: AtomicBool,
     /// The pipeline's latency (the LATENCY event from downstream): a frame is due at its running
     /// time plus this.
     pipeline_latency: Mutex<Option<gst::ClockTime>>,
@@ -201,6 +211,8 @@ impl ObjectSubclass for Lipsync {
             state: Mutex::new(None),
             push_lock: Mutex::new(()),
             stall_watch: Arc::new(StallWatch::default()),
+            output: Arc::new(OutputQueue::new(OUTPUT_CAPACITY)),
+            live_output: AtomicBool::new(false),
             pipeline_latency: Mutex::new(None),
             stats: Mutex::new(InferenceStats::default()),
             counts: Mutex::new(SourceCounts::default()),
@@ -334,7 +346,10 @@ impl Lipsync {
         caps.fixate();
         let info =
             gst_video::VideoInfo::from_caps(&caps).map_err(|_| gst::FlowError::NotNegotiated)?;
-        if !self.srcpad.push_event(gst::event::Caps::new(&caps)) {
+        if self
+            .send(Item::Event(gst::event::Caps::new(&caps)))
+            .is_err()
+        {
             return Err(gst::FlowError::NotNegotiated);
         }
         let pool = gst_video::VideoBufferPool::new();
@@ -377,6 +392,17 @@ impl Lipsync {
                     .collect()
             }
         };
+        *self.stall_watch.chain_idle_since.lock().unwrap() = None;
+        let result = self.place_and_feed(buffer, samples);
+        *self.stall_watch.chain_idle_since.lock().unwrap() = Some(std::time::Instant::now());
+        result
+    }
+
+    fn place_and_feed(
+        &self,
+        buffer: gst::Buffer,
+        samples: Vec<f32>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _push = self.push_lock.lock().unwrap();
         let (placement, start_stall_watch) = {
             let mut guard = self.state.lock().unwrap();
@@ -414,6 +440,7 @@ impl Lipsync {
             );
         }
         if start_stall_watch {
+            self.start_output_task();
             self.start_stall_watch();
         }
         if placement.silence_before > 0 {
@@ -468,9 +495,81 @@ impl Lipsync {
                 self.render_next(state)?
             };
             match frame {
-                Some(frame) => self.srcpad.push(frame)?,
+                Some(frame) => self.send(Item::Buffer(frame))?,
                 None => return Ok(gst::FlowSuccess::Ok),
             };
+        }
+    }
+
+    /// Sends a frame or a serialized event downstream: through the output queue once the
+    /// pipeline is known to be live, straight from this thread before and otherwise.
+    fn send(&self, item: Item) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.live_output.load(Ordering::SeqCst) {
+            return self.output.push(item);
+        }
+        match item {
+            Item::Buffer(buffer) => self.srcpad.push(buffer),
+            Item::Event(event) => {
+                if self.srcpad.push_event(event) {
+                    Ok(gst::FlowSuccess::Ok)
+                } else {
+                    Err(gst::FlowError::Error)
+                }
+            }
+        }
+    }
+
+    /// Live: the source pad's task pushes what the queue holds, so waiting at a live sink never
+    /// holds back the audio.
+    fn start_output_task(&self) {
+        self.live_output.store(true, Ordering::SeqCst);
+        let element = self.obj().downgrade();
+        let started = self.srcpad.start_task(move || {
+            let Some(element) = element.upgrade() else {
+                return;
+            };
+            element.imp().push_one_queued();
+        });
+        if let Err(err) = started {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Thread,
+                ("could not start the output task: {}", err)
+            );
+        }
+    }
+
+    fn push_one_queued(&self) {
+        let pause = || {
+            let _ = self.srcpad.pause_task();
+        };
+        match self.output.pop() {
+            None => pause(),
+            Some(Item::Buffer(buffer)) => {
+                let flow = self.srcpad.push(buffer);
+                self.output.set_flow(flow);
+                match flow {
+                    Ok(_) => {}
+                    Err(gst::FlowError::Flushing) | Err(gst::FlowError::Eos) => pause(),
+                    Err(err) => {
+                        gst::element_imp_error!(
+                            self,
+                            gst::StreamError::Failed,
+                            ("Internal data stream error."),
+                            ["streaming stopped, reason {:?}", err]
+                        );
+                        self.srcpad.push_event(gst::event::Eos::new());
+                        pause();
+                    }
+                }
+            }
+            Some(Item::Event(event)) => {
+                let eos = matches!(event.view(), gst::EventView::Eos(_));
+                self.srcpad.push_event(event);
+                if eos {
+                    pause();
+                }
+            }
         }
     }
 
@@ -494,9 +593,10 @@ impl Lipsync {
         ) else {
             return false;
         };
+        // Twice the usual U-Net time: room for a slower run and for the elements after this.
         live::would_be_late(
             now.nseconds(),
-            state.model_estimate.as_nanos() as u64,
+            2 * state.model_estimate.as_nanos() as u64,
             (running + latency).nseconds(),
         )
     }
@@ -591,6 +691,12 @@ impl Lipsync {
             }
         }
         self.stats.lock().unwrap().frames += 1;
+        gst::log!(
+            CAT,
+            imp = self,
+            "frame {index} at {}: {source:?}",
+            placement.pts
+        );
         let buffer = talking_head_buffer(
             state.pool.as_ref(),
             &info,
@@ -643,16 +749,17 @@ impl Lipsync {
         if obj.current_state() != gst::State::Playing || watch.flushing.load(Ordering::SeqCst) {
             return pause();
         }
+        // The state lock is let go before any pause: the streaming thread needs it.
         let overdue_at = {
             let guard = self.state.lock().unwrap();
-            let Some(state) = guard.as_ref() else {
-                return pause();
-            };
-            let end = state.timeline.end().map(gst::ClockTime::from_nseconds);
-            match end.and_then(|end| state.segment.to_running_time(end)) {
-                Some(running) if !state.ended => running + state.upstream_latency + STALL_GRACE,
-                _ => return pause(),
-            }
+            guard.as_ref().and_then(|state| {
+                let end = gst::ClockTime::from_nseconds(state.timeline.end()?);
+                let running = state.segment.to_running_time(end)?;
+                (!state.ended).then(|| running + state.upstream_latency + STALL_GRACE)
+            })
+        };
+        let Some(overdue_at) = overdue_at else {
+            return pause();
         };
         let id = clock.new_single_shot_id(base_time + overdue_at);
         *watch.clock_id.lock().unwrap() = Some(id.clone());
@@ -663,6 +770,16 @@ impl Lipsync {
         *watch.clock_id.lock().unwrap() = None;
         if result != Ok(gst::ClockSuccess::Ok) && result != Err(gst::ClockError::Early) {
             return;
+        }
+        let chain_idle = watch
+            .chain_idle_since
+            .lock()
+            .unwrap()
+            .is_some_and(|since| since.elapsed() >= Duration::from(STALL_GRACE));
+        if !chain_idle {
+            // The streaming thread is busy (or just was): the audio waits upstream, it is not
+            // missing. Look again a frame later.
+            return pause();
         }
         let _push = self.push_lock.lock().unwrap();
         if watch.stop.load(Ordering::SeqCst) || watch.flushing.load(Ordering::SeqCst) {
@@ -727,7 +844,7 @@ impl Lipsync {
                         }
                     }
                 }
-                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+                self.forward(pad, event)
             }
             // A stretch without audio: silence up to its end, and frames for it.
             EventView::Gap(gap) => {
@@ -745,7 +862,10 @@ impl Lipsync {
             EventView::FlushStart(_) => {
                 self.stall_watch.flushing.store(true, Ordering::SeqCst);
                 self.stall_watch.wake();
-                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+                let forwarded = gst::Pad::event_default(pad, Some(&*self.obj()), event);
+                self.output.set_flushing(true);
+                let _ = self.srcpad.pause_task();
+                forwarded
             }
             EventView::FlushStop(_) => {
                 let _push = self.push_lock.lock().unwrap();
@@ -756,14 +876,19 @@ impl Lipsync {
                     state.ended = false;
                 }
                 self.stall_watch.flushing.store(false, Ordering::SeqCst);
-                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+                self.output.set_flushing(false);
+                let forwarded = gst::Pad::event_default(pad, Some(&*self.obj()), event);
+                if self.live_output.load(Ordering::SeqCst) {
+                    self.start_output_task();
+                }
+                forwarded
             }
             EventView::Eos(_) => {
                 let _push = self.push_lock.lock().unwrap();
                 let finished = {
                     let mut guard = self.state.lock().unwrap();
                     let Some(state) = guard.as_mut() else {
-                        return gst::Pad::event_default(pad, Some(&*self.obj()), event);
+                        return self.forward(pad, event);
                     };
                     state.ended = true;
                     if state.timeline.origin().is_none() {
@@ -781,16 +906,25 @@ impl Lipsync {
                     Ok(true) => {
                         // Downstream flushing or gone: EOS goes on all the same.
                         let _ = self.push_ready_frames();
-                        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+                        self.forward(pad, event)
                     }
-                    Ok(false) => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+                    Ok(false) => self.forward(pad, event),
                     Err(e) => {
                         let _ = self.speech_error(e);
                         false
                     }
                 }
             }
-            _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
+            _ => self.forward(pad, event),
+        }
+    }
+
+    /// A serialized event goes out behind the frames before it; others at once.
+    fn forward(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        if event.is_serialized() && self.live_output.load(Ordering::SeqCst) {
+            self.send(Item::Event(event)).is_ok()
+        } else {
+            gst::Pad::event_default(pad, Some(&*self.obj()), event)
         }
     }
 
@@ -1042,12 +1176,16 @@ impl ElementImpl for Lipsync {
                 *self.counts.lock().unwrap() = SourceCounts::default();
                 *self.pipeline_latency.lock().unwrap() = None;
                 self.stall_watch.flushing.store(false, Ordering::SeqCst);
+                self.output.set_flushing(false);
+                self.live_output.store(false, Ordering::SeqCst);
                 self.start_settings.set_running(true);
             }
             gst::StateChange::PausedToReady => {
                 // Pads deactivate first, so a stall filler blocked in a push returns.
                 self.stall_watch.flushing.store(true, Ordering::SeqCst);
                 self.stall_watch.wake();
+                self.output.set_flushing(true);
+                let _ = self.srcpad.stop_task();
                 let result = self.parent_change_state(transition);
                 self.stop_stall_watch();
                 if let Some(pool) = self.state.lock().unwrap().take().and_then(|s| s.pool) {

@@ -6,6 +6,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod output;
 
 glib::wrapper! {
     pub struct Lipsync(ObjectSubclass<imp::Lipsync>) @extends gst::Element, gst::Object;
