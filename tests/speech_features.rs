@@ -8,43 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use common::talking_head::*;
 use common::*;
-use gst::prelude::*;
 use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
 use gstneuralfx::talking_head::speech::{
     AudioEncoder, ENCODER_WIDTH, MEL_BANDS, MelSpectrogram, encoder_windows, mel_spectrogram,
 };
-
-fn librosa_python() -> PathBuf {
-    python_in("NEURALFX_LIBROSA_VENV")
-}
-
-/// A 16 kHz mono 16-bit wav of `sentence` spoken by espeak-ng (22.05 kHz, resampled by
-/// GStreamer's audioresample).
-fn spoken(dir: &Path, sentence: &str) -> PathBuf {
-    let raw = dir.join("espeak.wav");
-    let status = Command::new("espeak-ng")
-        .args(["-w", raw.to_str().unwrap(), sentence])
-        .status()
-        .expect("espeak-ng (scripts/setup.sh --test installs it)");
-    assert!(status.success());
-    let wav = dir.join("speech16k.wav");
-    init();
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
-         audio/x-raw,format=S16LE,rate=16000,channels=1 ! wavenc ! filesink location={}",
-        raw.display(),
-        wav.display()
-    ))
-    .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    bus.timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Eos])
-        .expect("the wav is written");
-    pipeline.set_state(gst::State::Null).unwrap();
-    wav
-}
 
 /// A 16 kHz mono 16-bit wav of two tones, written directly.
 fn tones(dir: &Path) -> PathBuf {
@@ -148,14 +118,6 @@ fn mel_of_tones_matches_librosa() {
 }
 
 /// The encoder of make_audio_encoder.py with `args`.
-fn encoder_model(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
-    let path = dir.join(name);
-    let mut all = vec![path.to_str().unwrap()];
-    all.extend_from_slice(args);
-    run_reference_with(&librosa_python(), "make_audio_encoder.py", &all);
-    path
-}
-
 fn load(model: &Path) -> Arc<dyn Backend> {
     init();
     OnnxBackend::load(model, SessionOptions::default()).unwrap()
@@ -238,28 +200,6 @@ fn encoders_of_the_wrong_shape_are_refused() {
 }
 
 /// Templates, landmarks and a U-Net for lipsyncsrc in `dir`: (template folder, U-Net).
-fn lipsync_inputs(dir: &Path) -> (PathBuf, PathBuf) {
-    let unet = dir.join("unet_ave.onnx");
-    run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
-    let data = dir.join("data");
-    run_reference(
-        "make_lipsync_data.py",
-        &[
-            sample("astronaut").to_str().unwrap(),
-            data.to_str().unwrap(),
-            "--templates",
-            "6",
-            "--width",
-            "400",
-            "--height",
-            "300",
-            "--feature-frames",
-            "4",
-        ],
-    );
-    (data.join("template"), unet)
-}
-
 #[test]
 fn lipsyncsrc_from_speech_matches_the_reference_loop_on_python_features() {
     let dir = temp_dir_of("speech-lipsync", "");
@@ -488,173 +428,6 @@ fn mp4_script_renders_speech_alone_with_its_sound() {
     assert!(
         (video - speech).abs() <= 120,
         "video {video} ms, speech {speech} ms"
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// The live element on `audio` (any file decodebin takes), as BGR frames with their timestamps.
-fn live_frames(audio: &Path, unet: &Path, template: &Path, encoder: &Path) -> Vec<gst::Sample> {
-    collect_samples(&format!(
-        "filesrc location={} ! decodebin ! audioconvert ! audioresample \
-         ! audio/x-raw,rate=16000,channels=1 ! lipsync model={} template={} audio-encoder={} \
-         ! video/x-raw,format=BGR ! appsink name=sink",
-        audio.display(),
-        unet.display(),
-        template.display(),
-        encoder.display()
-    ))
-    .unwrap()
-}
-
-#[test]
-fn lipsync_turns_streamed_speech_into_lipsyncsrc_frames_at_the_audio_times() {
-    let dir = temp_dir_of("speech-live", "");
-    let wav = spoken(&dir, "Live speech in, the same talking head out.");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
-    let live = live_frames(&wav, &unet, &template, &encoder);
-    let whole = collect_samples(&format!(
-        "lipsyncsrc model={} template={} audio-location={} audio-encoder={} \
-         ! video/x-raw,format=BGR ! appsink name=sink",
-        unet.display(),
-        template.display(),
-        wav.display(),
-        encoder.display()
-    ))
-    .unwrap();
-    assert_eq!(live.len(), whole.len(), "frame count");
-    for (i, (a, b)) in live.iter().zip(&whole).enumerate() {
-        let pts = a.buffer().unwrap().pts().unwrap();
-        assert_eq!(
-            pts,
-            gst::ClockTime::from_mseconds(40 * i as u64),
-            "frame {i}"
-        );
-        let quality = psnr(&packed_pixels(a).1, &packed_pixels(b).1);
-        assert!(quality >= 50.0, "frame {i}: PSNR {quality:.1} dB");
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
-    let dir = temp_dir_of("speech-live-errors", "");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
-    let element = format!(
-        "lipsync model={} template={} audio-encoder={}",
-        unet.display(),
-        template.display(),
-        encoder.display()
-    );
-    // 44.1 kHz without audioresample: the pad template refuses it, so the link fails.
-    init();
-    let err = gst::parse::launch(&format!(
-        "audiotestsrc num-buffers=5 ! audio/x-raw,rate=44100,channels=1 ! {element} ! fakesink"
-    ))
-    .expect_err("44.1 kHz refused")
-    .to_string();
-    assert!(
-        err.contains("can't handle caps") && err.contains("44100"),
-        "{err}"
-    );
-    // 0.1 s of speech, then EOS: less than one window.
-    let err = start_error(&format!(
-        "audiotestsrc num-buffers=1 samplesperbuffer=1600 ! audio/x-raw,rate=16000,channels=1 \
-         ! {element} ! fakesink"
-    ));
-    assert!(
-        err.contains("1600 samples") && err.contains("0.2 s"),
-        "{err}"
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
-    let dir = temp_dir_of("speech-live-latency", "");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
-    init();
-    let pipeline = gst::parse::launch(&format!(
-        "audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=16000,channels=1 \
-         ! lipsync name=nf model={} template={} audio-encoder={} ! fakesink name=sink",
-        unet.display(),
-        template.display(),
-        encoder.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
-    result.unwrap();
-    let mut query = gst::query::Latency::new();
-    let element = pipeline.by_name("nf").unwrap();
-    assert!(element.static_pad("src").unwrap().query(&mut query));
-    let (live, min, _) = query.result();
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(live);
-    // 0.505 s of audio ahead, plus the encoder's and the U-Net's time.
-    assert!(min >= gst::ClockTime::from_mseconds(505), "{min}");
-    assert!(min < gst::ClockTime::from_seconds(3), "{min}");
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn lipsync_video_muxed_with_its_own_audio_lasts_as_long() {
-    let dir = temp_dir_of("speech-live-mux", "");
-    let wav = spoken(&dir, "The muxed audio and video end together.");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
-    let output = dir.join("live.mp4");
-    init();
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! wavparse ! tee name=t \
-         t. ! queue ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 \
-            ! lipsync model={} template={} audio-encoder={} ! videoconvert \
-            ! x264enc speed-preset=ultrafast ! h264parse ! queue ! mp4mux name=m \
-            ! filesink location={} \
-         t. ! queue ! audioconvert ! avenc_aac ! aacparse ! queue ! m.",
-        wav.display(),
-        unet.display(),
-        template.display(),
-        encoder.display(),
-        output.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    run_to_eos(&pipeline).unwrap();
-    pipeline.set_state(gst::State::Null).unwrap();
-    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30)).unwrap();
-    let info = discoverer
-        .discover_uri(&gst::glib::filename_to_uri(&output, None).unwrap())
-        .unwrap();
-    assert_eq!(info.video_streams().len(), 1);
-    assert_eq!(info.audio_streams().len(), 1);
-    let video_end = {
-        let frames = collect_samples(&format!(
-            "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! appsink name=sink",
-            output.display()
-        ))
-        .unwrap();
-        let last = frames.last().unwrap().buffer().unwrap();
-        (last.pts().unwrap() + last.duration().unwrap()).mseconds() as i64
-    };
-    let speech = discoverer
-        .discover_uri(&gst::glib::filename_to_uri(&wav, None).unwrap())
-        .unwrap()
-        .duration()
-        .unwrap()
-        .mseconds() as i64;
-    // T = 1 + samples / 200 mel frames make int((T - 16) / 3.2) + 2 windows, plus the two
-    // repeated rows: about 25 x seconds - 1 frames, as the offline reference makes. The video
-    // ends at most two frames (80 ms) before the speech.
-    println!("video ends at {video_end} ms, speech lasts {speech} ms");
-    assert!(
-        (0..=80).contains(&(speech - video_end)),
-        "video ends at {video_end} ms, speech lasts {speech} ms"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

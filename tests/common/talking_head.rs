@@ -1,0 +1,72 @@
+//! Inputs for the talking-head tests: speech from espeak-ng, an encoder-shaped ONNX model with
+//! random weights, a generated U-Net and a small template set.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gst::prelude::*;
+
+use super::*;
+
+pub fn librosa_python() -> PathBuf {
+    python_in("NEURALFX_LIBROSA_VENV")
+}
+
+/// A 16 kHz mono 16-bit wav of `sentence` spoken by espeak-ng (22.05 kHz, resampled by
+/// GStreamer's audioresample).
+pub fn spoken(dir: &Path, sentence: &str) -> PathBuf {
+    let raw = dir.join("espeak.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-w", raw.to_str().unwrap(), sentence])
+        .status()
+        .expect("espeak-ng (scripts/setup.sh --test installs it)");
+    assert!(status.success());
+    let wav = dir.join("speech16k.wav");
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
+         audio/x-raw,format=S16LE,rate=16000,channels=1 ! wavenc ! filesink location={}",
+        raw.display(),
+        wav.display()
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    bus.timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Eos])
+        .expect("the wav is written");
+    pipeline.set_state(gst::State::Null).unwrap();
+    wav
+}
+
+/// An encoder-shaped ONNX model ([batch,1,80,16] in, 512 out) with random weights.
+pub fn encoder_model(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let mut all = vec![path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_reference_with(&librosa_python(), "make_audio_encoder.py", &all);
+    path
+}
+
+/// The generated U-Net (328, ave) and a six-template set of 400x300 from the astronaut photo.
+pub fn lipsync_inputs(dir: &Path) -> (PathBuf, PathBuf) {
+    let unet = dir.join("unet_ave.onnx");
+    run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
+    let data = dir.join("data");
+    run_reference(
+        "make_lipsync_data.py",
+        &[
+            sample("astronaut").to_str().unwrap(),
+            data.to_str().unwrap(),
+            "--templates",
+            "6",
+            "--width",
+            "400",
+            "--height",
+            "300",
+            "--feature-frames",
+            "4",
+        ],
+    );
+    (data.join("template"), unet)
+}
+

@@ -1,0 +1,359 @@
+//! The live `lipsync` element: frames equal to lipsyncsrc's at the audio's times, audio it
+//! refuses, its latency, muxing with its own audio, gaps in the audio (timestamps, GAP events,
+//! live stalls), silence skipping, catching up in live pipelines and flushing seeks.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::talking_head::*;
+use common::*;
+use gst::prelude::*;
+
+/// The live element on `audio` (any file decodebin takes), as BGR frames with their timestamps.
+fn live_frames(audio: &Path, unet: &Path, template: &Path, encoder: &Path) -> Vec<gst::Sample> {
+    collect_samples(&format!(
+        "filesrc location={} ! decodebin ! audioconvert ! audioresample \
+         ! audio/x-raw,rate=16000,channels=1 ! lipsync model={} template={} audio-encoder={} \
+         ! video/x-raw,format=BGR ! appsink name=sink",
+        audio.display(),
+        unet.display(),
+        template.display(),
+        encoder.display()
+    ))
+    .unwrap()
+}
+
+#[test]
+fn lipsync_turns_streamed_speech_into_lipsyncsrc_frames_at_the_audio_times() {
+    let dir = temp_dir_of("speech-live", "");
+    let wav = spoken(&dir, "Live speech in, the same talking head out.");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    let live = live_frames(&wav, &unet, &template, &encoder);
+    let whole = collect_samples(&format!(
+        "lipsyncsrc model={} template={} audio-location={} audio-encoder={} \
+         ! video/x-raw,format=BGR ! appsink name=sink",
+        unet.display(),
+        template.display(),
+        wav.display(),
+        encoder.display()
+    ))
+    .unwrap();
+    assert_eq!(live.len(), whole.len(), "frame count");
+    for (i, (a, b)) in live.iter().zip(&whole).enumerate() {
+        let pts = a.buffer().unwrap().pts().unwrap();
+        assert_eq!(
+            pts,
+            gst::ClockTime::from_mseconds(40 * i as u64),
+            "frame {i}"
+        );
+        let quality = psnr(&packed_pixels(a).1, &packed_pixels(b).1);
+        assert!(quality >= 50.0, "frame {i}: PSNR {quality:.1} dB");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
+    let dir = temp_dir_of("speech-live-errors", "");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    let element = format!(
+        "lipsync model={} template={} audio-encoder={}",
+        unet.display(),
+        template.display(),
+        encoder.display()
+    );
+    // 44.1 kHz without audioresample: the pad template refuses it, so the link fails.
+    init();
+    let err = gst::parse::launch(&format!(
+        "audiotestsrc num-buffers=5 ! audio/x-raw,rate=44100,channels=1 ! {element} ! fakesink"
+    ))
+    .expect_err("44.1 kHz refused")
+    .to_string();
+    assert!(
+        err.contains("can't handle caps") && err.contains("44100"),
+        "{err}"
+    );
+    // 0.1 s of speech, then EOS: less than one window.
+    let err = start_error(&format!(
+        "audiotestsrc num-buffers=1 samplesperbuffer=1600 ! audio/x-raw,rate=16000,channels=1 \
+         ! {element} ! fakesink"
+    ));
+    assert!(
+        err.contains("1600 samples") && err.contains("0.2 s"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
+    let dir = temp_dir_of("speech-live-latency", "");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=16000,channels=1 \
+         ! lipsync name=nf model={} template={} audio-encoder={} ! fakesink name=sink",
+        unet.display(),
+        template.display(),
+        encoder.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
+    result.unwrap();
+    let mut query = gst::query::Latency::new();
+    let element = pipeline.by_name("nf").unwrap();
+    assert!(element.static_pad("src").unwrap().query(&mut query));
+    let (live, min, _) = query.result();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(live);
+    // 0.505 s of audio ahead, plus the encoder's and the U-Net's time.
+    assert!(min >= gst::ClockTime::from_mseconds(505), "{min}");
+    assert!(min < gst::ClockTime::from_seconds(3), "{min}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn lipsync_video_muxed_with_its_own_audio_lasts_as_long() {
+    let dir = temp_dir_of("speech-live-mux", "");
+    let wav = spoken(&dir, "The muxed audio and video end together.");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    let output = dir.join("live.mp4");
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! wavparse ! tee name=t \
+         t. ! queue ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 \
+            ! lipsync model={} template={} audio-encoder={} ! videoconvert \
+            ! x264enc speed-preset=ultrafast ! h264parse ! queue ! mp4mux name=m \
+            ! filesink location={} \
+         t. ! queue ! audioconvert ! avenc_aac ! aacparse ! queue ! m.",
+        wav.display(),
+        unet.display(),
+        template.display(),
+        encoder.display(),
+        output.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    run_to_eos(&pipeline).unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let discoverer = gst_pbutils::Discoverer::new(gst::ClockTime::from_seconds(30)).unwrap();
+    let info = discoverer
+        .discover_uri(&gst::glib::filename_to_uri(&output, None).unwrap())
+        .unwrap();
+    assert_eq!(info.video_streams().len(), 1);
+    assert_eq!(info.audio_streams().len(), 1);
+    let video_end = {
+        let frames = collect_samples(&format!(
+            "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! appsink name=sink",
+            output.display()
+        ))
+        .unwrap();
+        let last = frames.last().unwrap().buffer().unwrap();
+        (last.pts().unwrap() + last.duration().unwrap()).mseconds() as i64
+    };
+    let speech = discoverer
+        .discover_uri(&gst::glib::filename_to_uri(&wav, None).unwrap())
+        .unwrap()
+        .duration()
+        .unwrap()
+        .mseconds() as i64;
+    // T = 1 + samples / 200 mel frames make int((T - 16) / 3.2) + 2 windows, plus the two
+    // repeated rows: about 25 x seconds - 1 frames, as the offline reference makes. The video
+    // ends at most two frames (80 ms) before the speech.
+    println!("video ends at {video_end} ms, speech lasts {speech} ms");
+    assert!(
+        (0..=80).contains(&(speech - video_end)),
+        "video ends at {video_end} ms, speech lasts {speech} ms"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A piece of the audio an appsrc gives `lipsync`: 16 kHz F32 samples stamped `pts_ms`, or a
+/// GAP event.
+enum Piece {
+    Audio { pts_ms: u64, samples: Vec<f32> },
+    Gap { pts_ms: u64, duration_ms: u64 },
+}
+
+const APPSRC_AUDIO: &str = "appsrc name=src format=time \
+    caps=audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved";
+
+fn audio_buffer(pts_ms: u64, samples: &[f32]) -> gst::Buffer {
+    let bytes: Vec<u8> = samples.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut buffer = gst::Buffer::from_mut_slice(bytes);
+    {
+        let buffer = buffer.get_mut().unwrap();
+        buffer.set_pts(gst::ClockTime::from_mseconds(pts_ms));
+        buffer.set_duration(gst::ClockTime::from_nseconds(
+            samples.len() as u64 * 1_000_000_000 / 16000,
+        ));
+    }
+    buffer
+}
+
+/// Runs `appsrc ! lipsync <element> ! appsink` non-live over `pieces`; the frames and the
+/// element's stats.
+fn lipsync_on_pieces(element: &str, pieces: &[Piece]) -> (Vec<gst::Sample>, gst::Structure) {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "{APPSRC_AUDIO} ! {element} name=nf ! video/x-raw,format=BGR ! appsink name=sink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let source = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for piece in pieces {
+        match piece {
+            Piece::Audio { pts_ms, samples } => {
+                source.push_buffer(audio_buffer(*pts_ms, samples)).unwrap();
+            }
+            Piece::Gap {
+                pts_ms,
+                duration_ms,
+            } => {
+                assert!(source.send_event(
+                    gst::event::Gap::builder(gst::ClockTime::from_mseconds(*pts_ms))
+                        .duration(gst::ClockTime::from_mseconds(*duration_ms))
+                        .build()
+                ));
+            }
+        }
+    }
+    source.end_of_stream().unwrap();
+    let mut frames = Vec::new();
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(120)) {
+        frames.push(sample);
+    }
+    assert!(sink.is_eos(), "no EOS within two minutes of the last frame");
+    let stats = pipeline
+        .by_name("nf")
+        .unwrap()
+        .property::<gst::Structure>("stats");
+    if let Some(message) = pipeline
+        .bus()
+        .unwrap()
+        .pop_filtered(&[gst::MessageType::Error])
+    {
+        panic!("{message:?}");
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    (frames, stats)
+}
+
+/// 100 ms pieces of silence from `from_ms` to `to_ms` (audio time), with a click (one sample at
+/// 0.9) at each of `clicks_ms` that falls inside.
+fn pieces_with_clicks(from_ms: u64, to_ms: u64, clicks_ms: &[u64]) -> Vec<Piece> {
+    (from_ms..to_ms)
+        .step_by(100)
+        .map(|pts_ms| {
+            let mut samples = vec![0.0f32; 1600];
+            for &click in clicks_ms {
+                if (pts_ms..pts_ms + 100).contains(&click) {
+                    samples[((click - pts_ms) * 16) as usize] = 0.9;
+                }
+            }
+            Piece::Audio { pts_ms, samples }
+        })
+        .collect()
+}
+
+fn frame_bytes(frames: &[gst::Sample]) -> Vec<Vec<u8>> {
+    frames.iter().map(|s| packed_pixels(s).1).collect()
+}
+
+/// The runs of consecutive frame indices in `frames`.
+fn runs(frames: &[usize]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &f in frames {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == f => *end = f,
+            _ => runs.push((f, f)),
+        }
+    }
+    runs
+}
+
+#[test]
+fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
+    let dir = temp_dir_of("lipsync-clicks", "");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    let element = format!(
+        "lipsync model={} template={} audio-encoder={} skip-silence=true silence-level=-60",
+        unet.display(),
+        template.display(),
+        encoder.display()
+    );
+    // Audio from 0.5 s to 6.5 s with nothing from 3.0 to 4.0 s; a click every second.
+    let clicks = [1500, 2500, 4500, 5500];
+    let mut jumped = pieces_with_clicks(500, 3000, &clicks);
+    jumped.extend(pieces_with_clicks(4000, 6500, &clicks));
+    let mut with_gap_event = pieces_with_clicks(500, 3000, &clicks);
+    with_gap_event.push(Piece::Gap {
+        pts_ms: 3000,
+        duration_ms: 1000,
+    });
+    with_gap_event.extend(pieces_with_clicks(4000, 6500, &clicks));
+    let mut silent = pieces_with_clicks(500, 3000, &[]);
+    silent.extend(pieces_with_clicks(4000, 6500, &[]));
+
+    let (jumped, jumped_stats) = lipsync_on_pieces(&element, &jumped);
+    let (with_gap_event, _) = lipsync_on_pieces(&element, &with_gap_event);
+    let (silent, silent_stats) = lipsync_on_pieces(&element, &silent);
+
+    // Six seconds make 25 x 6 - 1 frames, at 0.5 s + f x 40 ms, through the gap.
+    assert_eq!(jumped.len(), 149);
+    for (f, frame) in jumped.iter().enumerate() {
+        let pts = frame.buffer().unwrap().pts().unwrap();
+        assert_eq!(pts, gst::ClockTime::from_mseconds(500 + 40 * f as u64), "frame {f}");
+    }
+    let jumped = frame_bytes(&jumped);
+    assert!(
+        jumped == frame_bytes(&with_gap_event),
+        "a GAP event and a jump in timestamps make the same video"
+    );
+    // Silence only: every frame is its template, the U-Net never runs.
+    assert_eq!(silent.len(), 149);
+    assert_eq!(silent_stats.get::<u64>("model-runs").unwrap(), 0);
+    assert_eq!(silent_stats.get::<u64>("silent-frames").unwrap(), 149);
+    let silent = frame_bytes(&silent);
+    // With clicks: the U-Net runs on the frames whose features read a click, around the click's
+    // own frame (its time x 25 fps); the rest are the same templates as in silence.
+    let moved: Vec<usize> = (0..149).filter(|&f| jumped[f] != silent[f]).collect();
+    let found = runs(&moved);
+    println!("frames with the U-Net: {found:?}");
+    assert_eq!(found.len(), clicks.len(), "{found:?}");
+    for (&(first, last), click) in found.iter().zip(clicks) {
+        let frame = ((click - 500) / 40) as usize;
+        assert!(
+            first <= frame && frame <= last && frame - first <= 12 && last - frame <= 11,
+            "click at {click} ms (frame {frame}): U-Net on frames {first}..={last}"
+        );
+    }
+    assert_eq!(
+        jumped_stats.get::<u64>("silent-frames").unwrap() as usize,
+        149 - jumped_stats.get::<u64>("model-runs").unwrap() as usize
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
