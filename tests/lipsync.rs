@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::talking_head::*;
 use common::*;
@@ -232,11 +232,13 @@ fn lipsync_on_pieces(element: &str, pieces: &[Piece]) -> (Vec<gst::Sample>, gst:
                 pts_ms,
                 duration_ms,
             } => {
-                assert!(source.send_event(
-                    gst::event::Gap::builder(gst::ClockTime::from_mseconds(*pts_ms))
-                        .duration(gst::ClockTime::from_mseconds(*duration_ms))
-                        .build()
-                ));
+                assert!(
+                    source.send_event(
+                        gst::event::Gap::builder(gst::ClockTime::from_mseconds(*pts_ms))
+                            .duration(gst::ClockTime::from_mseconds(*duration_ms))
+                            .build()
+                    )
+                );
             }
         }
     }
@@ -326,7 +328,11 @@ fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
     assert_eq!(jumped.len(), 149);
     for (f, frame) in jumped.iter().enumerate() {
         let pts = frame.buffer().unwrap().pts().unwrap();
-        assert_eq!(pts, gst::ClockTime::from_mseconds(500 + 40 * f as u64), "frame {f}");
+        assert_eq!(
+            pts,
+            gst::ClockTime::from_mseconds(500 + 40 * f as u64),
+            "frame {f}"
+        );
     }
     let jumped = frame_bytes(&jumped);
     assert!(
@@ -354,6 +360,241 @@ fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
     assert_eq!(
         jumped_stats.get::<u64>("silent-frames").unwrap() as usize,
         149 - jumped_stats.get::<u64>("model-runs").unwrap() as usize
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_stall_in_live_audio_still_gives_frames_at_25_fps() {
+    let dir = temp_dir_of("lipsync-stall", "");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "{APPSRC_AUDIO} is-live=true ! lipsync name=nf model={} template={} audio-encoder={} \
+         ! video/x-raw,format=BGR ! appsink name=sink sync=false",
+        unet.display(),
+        template.display(),
+        encoder.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let source = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    // Each frame with the running time it reached the sink at.
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let noted = arrivals.clone();
+    let clock_pipeline = pipeline.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let pts = sample.buffer().unwrap().pts().unwrap();
+                let now = clock_pipeline.current_running_time().unwrap();
+                noted.lock().unwrap().push((pts, now));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // A capture device's pace: the 100 ms from t go out once the clock passes t + 100 ms.
+    // Speech-like audio for 2 s, nothing for 1.5 s, then 1 s more at its real time.
+    let tone: Vec<f32> = (0..1600).map(|i| 0.3 * (i as f32 * 0.11).sin()).collect();
+    let push_at = |start_ms: u64| {
+        let due = Duration::from_millis(start_ms + 100);
+        loop {
+            let now = pipeline
+                .current_running_time()
+                .unwrap_or(gst::ClockTime::ZERO);
+            if Duration::from(now) >= due {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        source.push_buffer(audio_buffer(start_ms, &tone)).unwrap();
+    };
+    for start in (0..2000).step_by(100) {
+        push_at(start);
+    }
+    let resumed_at = {
+        let mut resumed = None;
+        for start in (3500..4500).step_by(100) {
+            push_at(start);
+            resumed.get_or_insert_with(|| pipeline.current_running_time().unwrap());
+        }
+        resumed.unwrap()
+    };
+    source.end_of_stream().unwrap();
+    let bus = pipeline.bus().unwrap();
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS within a minute");
+    assert!(
+        matches!(message.view(), gst::MessageView::Eos(_)),
+        "{message:?}"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    let arrivals = arrivals.lock().unwrap().clone();
+    // Every 40 ms from the first frame to the last, through the stall.
+    for (f, (pts, _)) in arrivals.iter().enumerate() {
+        assert_eq!(
+            *pts,
+            gst::ClockTime::from_mseconds(40 * f as u64),
+            "frame {f}"
+        );
+    }
+    assert!(arrivals.len() >= 110, "{} frames for 4.5 s", arrivals.len());
+    // Frames for the stall came while it lasted, before the audio resumed.
+    let during: Vec<_> = arrivals
+        .iter()
+        .filter(|(pts, arrived)| (2000..3000).contains(&pts.mseconds()) && *arrived < resumed_at)
+        .collect();
+    println!(
+        "{} frames for 2.0-3.0 s arrived before the audio resumed at {resumed_at}",
+        during.len()
+    );
+    assert!(during.len() >= 10, "{during:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_flushing_seek_restarts_the_frames_at_the_new_position() {
+    let dir = temp_dir_of("lipsync-seek", "");
+    let wav = spoken(
+        &dir,
+        "A flushing seek into the middle of a sentence, and the talking head goes on from there.",
+    );
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample \
+         ! audio/x-raw,rate=16000,channels=1 ! lipsync model={} template={} audio-encoder={} \
+         ! video/x-raw,format=BGR ! appsink name=sink sync=false",
+        wav.display(),
+        unet.display(),
+        template.display(),
+        encoder.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Paused).unwrap();
+    pipeline
+        .state(gst::ClockTime::from_seconds(60))
+        .0
+        .expect("prerolled");
+    let duration = pipeline.query_duration::<gst::ClockTime>().unwrap();
+    let target = gst::ClockTime::from_seconds(2);
+    pipeline
+        .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, target)
+        .unwrap();
+    pipeline
+        .state(gst::ClockTime::from_seconds(60))
+        .0
+        .expect("prerolled after the seek");
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut frames = Vec::new();
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
+        frames.push(sample.buffer().unwrap().pts().unwrap());
+    }
+    assert!(sink.is_eos());
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!(
+        "{} frames from {} to {:?} (speech lasts {duration})",
+        frames.len(),
+        frames[0],
+        frames.last()
+    );
+    // Nothing from before the seek; frames every 40 ms from the new position to the end.
+    assert!(
+        frames[0] >= target && frames[0] < target + gst::ClockTime::from_mseconds(40),
+        "first frame at {}",
+        frames[0]
+    );
+    for (f, pts) in frames.iter().enumerate() {
+        assert_eq!(
+            *pts,
+            frames[0] + gst::ClockTime::from_mseconds(40 * f as u64)
+        );
+    }
+    let expected = (duration - target).mseconds() as i64 / 40;
+    assert!(
+        (frames.len() as i64 - expected).abs() <= 3,
+        "{} frames, about {expected} expected",
+        frames.len()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_live_pipeline_without_a_queue_keeps_time_without_warnings_or_drops() {
+    let dir = temp_dir_of("lipsync-live-run", "");
+    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(&dir);
+    init();
+    // 6.4 s of live audio, the video synchronised to the clock at the sink, as a user's
+    // `pulsesrc ! ... ! lipsync ! videoconvert ! autovideosink` runs.
+    let pipeline = gst::parse::launch(&format!(
+        "audiotestsrc is-live=true wave=sine num-buffers=100 ! audio/x-raw,rate=16000,channels=1 \
+         ! lipsync name=nf model={} template={} audio-encoder={} ! videoconvert \
+         ! fakesink name=sink sync=true qos=true",
+        unet.display(),
+        template.display(),
+        encoder.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let (mut warnings, mut dropped) = (Vec::new(), 0u64);
+    for message in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        match message.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(err) => panic!("{}: {:?}", err.error(), err.debug()),
+            gst::MessageView::Warning(warning) => warnings.push(warning.error().to_string()),
+            // One QoS message per frame dropped for lateness, by videoconvert or the sink.
+            gst::MessageView::Qos(_) => dropped += 1,
+            _ => {}
+        }
+    }
+    let stats = pipeline
+        .by_name("nf")
+        .unwrap()
+        .property::<gst::Structure>("stats");
+    let rendered: u64 = pipeline
+        .by_name("sink")
+        .unwrap()
+        .property::<gst::Structure>("stats")
+        .get("rendered")
+        .unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    println!("lipsync {stats}; sink rendered {rendered}, dropped {dropped}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let frames: u64 = stats.get("frames").unwrap();
+    // 6.4 s of audio: 159 frames, each rendered in time (a loaded machine may miss one or two).
+    assert_eq!(frames, 159);
+    assert!(
+        dropped <= 3 && rendered + dropped == frames,
+        "{dropped} dropped"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -69,4 +69,3 @@ pub fn lipsync_inputs(dir: &Path) -> (PathBuf, PathBuf) {
     );
     (data.join("template"), unet)
 }
-
