@@ -2,10 +2,10 @@
 //! 400x300 templates, measured in this one run:
 //! - not live (speech from a wav, as fast as it goes): frames per second, and that every frame the
 //!   speech calls for came out;
-//! - live (a live 16 kHz source in real time): frames per second, and the latency from the audio a
-//!   frame shows to the frame's arrival at the sink (arrival running time minus the frame's
-//!   timestamp: the lookahead plus the encoder and U-Net time), median and worst, against the
-//!   latency the element reports.
+//! - live (a live 16 kHz source in real time), with catch-up on (the default) and off: frames per
+//!   second, how many went through the U-Net and how many reused the last mouth, and the latency
+//!   from the audio a frame shows to the frame's arrival at the sink (arrival running time minus
+//!   the frame's timestamp), median and worst, against the latency the element reports.
 //!
 //! Run with `scripts/bench.sh lipsync` (BENCH_LIVE_SECONDS=N, default 10, for the live part).
 
@@ -114,11 +114,22 @@ fn main() {
         offline_total.as_secs_f64()
     );
 
-    // Live: a live source in real time; each frame's lateness at the sink.
+    // Live: a live source in real time; each frame's lateness at the sink, with and without
+    // catching up.
     let live_seconds = env_or("BENCH_LIVE_SECONDS", 10);
+    for catch_up in [true, false] {
+        live_run(&element, live_seconds, catch_up);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One live run of `live_seconds` of audio; prints frames per second, the U-Net runs and the
+/// audio-to-frame latency.
+fn live_run(element: &str, live_seconds: u64, catch_up: bool) {
     let pipeline = gst::parse::launch(&format!(
         "audiotestsrc is-live=true wave=sine freq=220 num-buffers={} samplesperbuffer=320 \
-         ! audio/x-raw,rate=16000,channels=1,format=S16LE ! {element} ! fakesink name=sink sync=false",
+         ! audio/x-raw,rate=16000,channels=1,format=S16LE ! {element} catch-up={catch_up} \
+         ! fakesink name=sink sync=false",
         live_seconds * 50
     ))
     .unwrap();
@@ -148,21 +159,25 @@ fn main() {
     let started = Instant::now();
     common::play_until_eos(&pipeline);
     let elapsed = started.elapsed();
+    let element = bin.by_name("ls").unwrap();
     let mut query = gst::query::Latency::new();
-    let reported = bin
-        .by_name("ls")
-        .unwrap()
+    let reported = element
         .static_pad("src")
         .unwrap()
         .query(&mut query)
         .then(|| query.result().1);
+    let stats = element.property::<gst::Structure>("stats");
     pipeline.set_state(gst::State::Null).unwrap();
     let lateness = lateness.lock().unwrap().clone();
     let frames = lateness.len();
     let worst = lateness.iter().max().copied().unwrap_or_default();
     println!(
-        "live: {live_seconds} s of audio made {frames} frames ({:.1} fps); audio-to-frame latency median {:.0} ms, worst {:.0} ms; reported latency {}",
+        "live, catch-up={catch_up}: {live_seconds} s of audio made {frames} frames ({:.1} fps), \
+         {} through the U-Net, {} reusing the last mouth; audio-to-frame latency median {:.0} ms, \
+         worst {:.0} ms; reported latency {}",
         frames as f64 / elapsed.as_secs_f64(),
+        stats.get::<u64>("model-runs").unwrap_or(0),
+        stats.get::<u64>("late-frames").unwrap_or(0),
         ms(median(lateness)),
         ms(worst),
         reported.map_or("?".into(), |latency| format!(
@@ -170,5 +185,4 @@ fn main() {
             latency.nseconds() as f64 / 1e6
         ))
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

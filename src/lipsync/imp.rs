@@ -287,11 +287,18 @@ impl Lipsync {
         .map_err(|e| {
             gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
         })?;
-        let started = std::time::Instant::now();
-        model
-            .run(&face.face.image_input, &face.audio_input)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("property 'model': {}", e)))?;
-        let model_latency = started.elapsed();
+        // Twice: the first run of a runtime is slow (allocations, kernel choices); the second is
+        // what a frame costs.
+        let mut model_latency = Duration::ZERO;
+        for _ in 0..2 {
+            let started = std::time::Instant::now();
+            model
+                .run(&face.face.image_input, &face.audio_input)
+                .map_err(|e| {
+                    gst::error_msg!(gst::LibraryError::Failed, ("property 'model': {}", e))
+                })?;
+            model_latency = started.elapsed();
+        }
         Ok(State {
             templates,
             faces,
@@ -584,15 +591,26 @@ impl Lipsync {
         if state.live != Some(true) {
             return false;
         }
-        let Some(latency) = *self.pipeline_latency.lock().unwrap() else {
-            return false;
-        };
+        // A sink that does not synchronise sets no latency (0); the element still keeps the
+        // pace it reports, so a frame is due no later than its own latency after its time.
+        let own = state.upstream_latency + own_latency(state.model_latency, true);
+        let latency = self
+            .pipeline_latency
+            .lock()
+            .unwrap()
+            .map_or(own, |pipeline| pipeline.max(own));
         let (Some(running), Some(now)) = (
             state.segment.to_running_time(pts),
             self.obj().current_running_time(),
         ) else {
             return false;
         };
+        gst::trace!(
+            CAT,
+            imp = self,
+            "frame at {pts}: running {running}, now {now}, latency {latency}, U-Net about {:?}",
+            state.model_estimate
+        );
         // Twice the usual U-Net time: room for a slower run and for the elements after this.
         live::would_be_late(
             now.nseconds(),
@@ -648,6 +666,9 @@ impl Lipsync {
         let square = match source {
             FrameSource::Template => None,
             FrameSource::LastMouth => {
+                // The estimate shrinks while the U-Net rests, so a slow run that made every
+                // frame look late is tried again (and measured) soon.
+                state.model_estimate = state.model_estimate * 9 / 10;
                 let mouth = state.last_mouth.as_ref().expect("chosen only when there");
                 Some(talking_head::paste_face(&face, mouth).square)
             }
@@ -951,17 +972,7 @@ impl Lipsync {
                     .unwrap()
                     .as_ref()
                     .map_or(Duration::ZERO, |s| s.model_latency);
-                // A frame waits for the audio after it (its mel window and seven feature rows),
-                // then for the encoder and the U-Net; live, audio overdue by STALL_GRACE is
-                // replaced by silence, and the frames it makes are still on time.
-                let own = SpeechStream::lookahead()
-                    + model * 2
-                    + if live {
-                        STALL_GRACE.into()
-                    } else {
-                        Duration::ZERO
-                    };
-                let own = gst::ClockTime::from_nseconds(own.as_nanos() as u64);
+                let own = own_latency(model, live);
                 gst::debug!(CAT, imp = self, "latency: upstream {min} + own {own}");
                 q.set(live, min + own, max.map(|max| max + own));
                 true
@@ -969,6 +980,20 @@ impl Lipsync {
             _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
         }
     }
+}
+
+/// What the element adds to upstream's latency: a frame waits for the audio after it (its mel
+/// window and seven feature rows), then for the encoder and the U-Net (`model` a run); live,
+/// audio overdue by [`STALL_GRACE`] is replaced by silence and the frames it makes are still on
+/// time.
+fn own_latency(model: Duration, live: bool) -> gst::ClockTime {
+    let own = SpeechStream::lookahead() + model * 2;
+    gst::ClockTime::from_nseconds(own.as_nanos() as u64)
+        + if live {
+            STALL_GRACE
+        } else {
+            gst::ClockTime::ZERO
+        }
 }
 
 impl ObjectImpl for Lipsync {
