@@ -41,7 +41,7 @@ fn main() {
     let t = Instant::now();
     for (face, square) in faces.iter().zip(&squares) {
         let mut out = vec![0u8; w * h * 3];
-        talking_head::write_frame(face, square, &mut out, w * 3, layout);
+        talking_head::write_frame(face, Some(square), &mut out, w * 3, layout);
     }
     println!("write_frame incl. allocation {:?}", t.elapsed() / n);
 }

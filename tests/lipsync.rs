@@ -12,6 +12,13 @@ use common::talking_head::*;
 use common::*;
 use gst::prelude::*;
 
+/// The tests here run one at a time: two of them measure whether live frames keep time, which a
+/// second pipeline sharing the cores would decide instead.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The live element on `audio` (any file decodebin takes), as BGR frames with their timestamps.
 fn live_frames(audio: &Path, unet: &Path, template: &Path, encoder: &Path) -> Vec<gst::Sample> {
     collect_samples(&format!(
@@ -28,6 +35,7 @@ fn live_frames(audio: &Path, unet: &Path, template: &Path, encoder: &Path) -> Ve
 
 #[test]
 fn lipsync_turns_streamed_speech_into_lipsyncsrc_frames_at_the_audio_times() {
+    let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live", "");
     let wav = spoken(&dir, "Live speech in, the same talking head out.");
     let encoder = encoder_model(&dir, "encoder.onnx", &[]);
@@ -58,6 +66,7 @@ fn lipsync_turns_streamed_speech_into_lipsyncsrc_frames_at_the_audio_times() {
 
 #[test]
 fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
+    let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-errors", "");
     let encoder = encoder_model(&dir, "encoder.onnx", &[]);
     let (template, unet) = lipsync_inputs(&dir);
@@ -92,6 +101,7 @@ fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
 
 #[test]
 fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
+    let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-latency", "");
     let encoder = encoder_model(&dir, "encoder.onnx", &[]);
     let (template, unet) = lipsync_inputs(&dir);
@@ -123,6 +133,7 @@ fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
 
 #[test]
 fn lipsync_video_muxed_with_its_own_audio_lasts_as_long() {
+    let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-mux", "");
     let wav = spoken(&dir, "The muxed audio and video end together.");
     let encoder = encoder_model(&dir, "encoder.onnx", &[]);
@@ -298,6 +309,7 @@ fn runs(frames: &[usize]) -> Vec<(usize, usize)> {
 
 #[test]
 fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
+    let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-clicks", "");
     let encoder = encoder_model(&dir, "encoder.onnx", &[]);
     let (template, unet) = lipsync_inputs(&dir);
@@ -366,6 +378,7 @@ fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
 
 #[test]
 fn a_stall_in_live_audio_still_gives_frames_at_25_fps() {
+    let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-stall", "");
     let encoder = encoder_model(&dir, "encoder.onnx", &[]);
     let (template, unet) = lipsync_inputs(&dir);
@@ -471,6 +484,7 @@ fn a_stall_in_live_audio_still_gives_frames_at_25_fps() {
 
 #[test]
 fn a_flushing_seek_restarts_the_frames_at_the_new_position() {
+    let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-seek", "");
     let wav = spoken(
         &dir,
@@ -546,6 +560,7 @@ fn a_flushing_seek_restarts_the_frames_at_the_new_position() {
 
 #[test]
 fn a_live_pipeline_without_a_queue_keeps_time_without_warnings_or_drops() {
+    let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-live-run", "");
     let encoder = encoder_model(&dir, "encoder.onnx", &[]);
     let (template, unet) = lipsync_inputs(&dir);

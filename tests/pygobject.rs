@@ -23,6 +23,8 @@ fn every_property_of_every_element_can_be_set_from_python() {
         "rembgfilter.payload",
         "lipsyncsrc.backend",
         "lipsync.audio-encoder",
+        "lipsync.silence-level",
+        "lipsync.catch-up",
     ] {
         assert!(stdout.contains(property), "{property} not set: {stdout}");
     }

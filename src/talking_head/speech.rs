@@ -441,11 +441,10 @@ impl SpeechStream {
             if hop == self.hop_peaks.len() {
                 self.hop_peaks.push_back(0.0);
             }
-            let peak = &mut self.hop_peaks[hop];
             // NaN counts as loud: it reaches the features.
-            if !(x.abs() <= *peak) {
-                *peak = if x.is_nan() { f32::INFINITY } else { x.abs() };
-            }
+            let level = if x.is_nan() { f32::INFINITY } else { x.abs() };
+            let peak = &mut self.hop_peaks[hop];
+            *peak = peak.max(level);
         }
         self.samples_total += samples.len();
         while self.mel_frames * HOP + N_FFT / 2 <= self.samples_total {
