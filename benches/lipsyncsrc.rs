@@ -6,8 +6,9 @@
 //! (lipsyncsrc's `stats` property; the reference's own timer), not minus a separate bare run, whose
 //! run-to-run wander on this machine (several ms) would swamp a figure of about one ms.
 //!
-//! Each size runs the element on ONNX Runtime and on OpenVINO (f32), with the bare model on the
-//! same runtime, and prints OpenVINO's speed-up over ONNX Runtime per frame.
+//! Each size runs the element on ONNX Runtime, on OpenVINO f32 and on OpenVINO bf16 (where the CPU
+//! has it), with the bare model on the same runtime, and prints the speed-up over ONNX Runtime per
+//! frame and the PSNR of the U-Net's output against ONNX Runtime's on the same input.
 //!
 //! Run with `scripts/bench.sh lipsyncsrc` (it sets up ONNX Runtime, OpenVINO and the Python venv).
 
@@ -22,22 +23,67 @@ use common::{memory_kib, ms, python, reference, run};
 use gst::prelude::*;
 use gstneuralfx::inference::Backend;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
-use gstneuralfx::inference::openvino::{CompileOptions, OpenVinoBackend};
+use gstneuralfx::inference::openvino::{CompileOptions, OpenVinoBackend, Precision};
 use gstneuralfx::talking_head::{AudioFeatures, LipsyncModel, Mode};
 
 const FRAMES: usize = 150;
 const TEMPLATES: usize = 30;
 
-/// The runtimes compared: the `backend` property's value.
-const RUNTIMES: [&str; 2] = ["onnxruntime", "openvino"];
+/// The runtimes compared: the `backend` and `precision` properties' values.
+const RUNTIMES: [(&str, &str); 3] = [
+    ("onnxruntime", "f32"),
+    ("openvino", "f32"),
+    ("openvino", "bf16"),
+];
+
+fn load(model: &Path, (backend, precision): (&str, &str)) -> Option<Arc<dyn Backend>> {
+    if backend == "openvino" {
+        let options = CompileOptions {
+            precision: if precision == "bf16" {
+                Precision::Bf16
+            } else {
+                Precision::F32
+            },
+            ..Default::default()
+        };
+        // bf16 is refused on a CPU without it: that row is left out.
+        let loaded = OpenVinoBackend::load(model, options).ok()?;
+        Some(loaded)
+    } else {
+        Some(OnnxBackend::load(model, SessionOptions::default()).unwrap())
+    }
+}
+
+/// PSNR (dB, values scaled to 0..255 as the paste does) of the U-Net's output on `runtime`
+/// against ONNX Runtime's, on the same real input.
+fn output_psnr(model: &Path, features: &Path, runtime: (&str, &str)) -> f64 {
+    let run = |runtime| {
+        let model = LipsyncModel::new(load(model, runtime).unwrap(), Mode::Ave).unwrap();
+        let features = AudioFeatures::load(features, Mode::Ave).unwrap();
+        let image: Vec<f32> = (0..6 * 320 * 320)
+            .map(|i| (i % 255) as f32 / 255.0)
+            .collect();
+        let mut audio = Vec::new();
+        features.window(3, &mut audio);
+        model.run(&image, &audio).unwrap()
+    };
+    let (reference, found) = (run(("onnxruntime", "f32")), run(runtime));
+    let mse = reference
+        .iter()
+        .zip(&found)
+        .map(|(a, b)| f64::from((a - b) * 255.0).powi(2))
+        .sum::<f64>()
+        / reference.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64.powi(2) / mse).log10()
+    }
+}
 
 /// Mean time of the U-Net alone on real inputs, on `runtime`.
-fn bare_inference(model: &Path, features: &Path, runtime: &str) -> Duration {
-    let backend: Arc<dyn Backend> = if runtime == "openvino" {
-        OpenVinoBackend::load(model, CompileOptions::default()).unwrap()
-    } else {
-        OnnxBackend::load(model, SessionOptions::default()).unwrap()
-    };
+fn bare_inference(model: &Path, features: &Path, runtime: (&str, &str)) -> Duration {
+    let backend = load(model, runtime).unwrap();
     let model = LipsyncModel::new(backend, Mode::Ave).unwrap();
     let features = AudioFeatures::load(features, Mode::Ave).unwrap();
     let image: Vec<f32> = (0..6 * 320 * 320)
@@ -72,9 +118,14 @@ fn stats(source: &gst::Element) -> (u64, Duration) {
 }
 
 /// lipsyncsrc ! fakesink, timed between output buffers.
-fn element(model: &Path, template: &Path, features: &Path, runtime: &str) -> ElementRun {
+fn element(
+    model: &Path,
+    template: &Path,
+    features: &Path,
+    (backend, precision): (&str, &str),
+) -> ElementRun {
     let pipeline = gst::parse::launch(&format!(
-        "lipsyncsrc name=src backend={runtime} model={} template={} features={} ! video/x-raw,format=BGR ! fakesink name=sink sync=false",
+        "lipsyncsrc name=src backend={backend} precision={precision} model={} template={} features={} ! video/x-raw,format=BGR ! fakesink name=sink sync=false",
         model.display(),
         template.display(),
         features.display()
@@ -120,7 +171,7 @@ fn main() {
          {TEMPLATES} templates (all fit the default 32-frame cache)"
     );
     println!(
-        "{:>10} {:>12} {:>8} {:>8} {:>8} {:>7} {:>10} | {:>9} {:>8} {:>7} {:>10} | {:>15} | {:>10} | {:>10}",
+        "{:>10} {:>14} {:>8} {:>8} {:>8} {:>7} {:>10} | {:>9} {:>8} {:>7} {:>10} | {:>15} | {:>10} | {:>10} | {:>11}",
         "templates",
         "backend",
         "fps",
@@ -134,7 +185,8 @@ fn main() {
         "outside ms",
         "outside ours/py",
         "RSS +MiB",
-        "vs ORT"
+        "vs ORT",
+        "PSNR vs ORT"
     );
     for (width, height) in [(1280, 720), (1920, 1080)] {
         let data = dir.join(format!("{width}x{height}"));
@@ -176,6 +228,10 @@ fn main() {
         let python_outside = python_frame - python_bare;
         let mut onnxruntime_frame = None;
         for runtime in RUNTIMES {
+            if load(&model, runtime).is_none() {
+                println!("{runtime:?}: not on this CPU");
+                continue;
+            }
             // This machine's timings wander by several percent; the minimum of interleaved runs
             // of each is the figure least disturbed by whatever else the machine is doing.
             let mut bare = bare_inference(&model, &features, runtime);
@@ -194,9 +250,9 @@ fn main() {
             // As for Python: each frame's time minus the model's time in the same run.
             let ours_outside = ours_frame - ms(ours.model_per_frame);
             println!(
-                "{:>10} {:>12} {:>8.1} {:>8.2} {:>8.2} {:>7.3} {:>10.2} | {:>9.2} {:>8.2} {:>7.3} {:>10.2} | {:>15.3} | {:>10.1} | {:>9.2}x",
+                "{:>10} {:>14} {:>8.1} {:>8.2} {:>8.2} {:>7.3} {:>10.2} | {:>9.2} {:>8.2} {:>7.3} {:>10.2} | {:>15.3} | {:>10.1} | {:>9.2}x | {:>8.1} dB",
                 format!("{width}x{height}"),
-                runtime,
+                format!("{} {}", runtime.0, runtime.1),
                 1000.0 / ours_frame,
                 ours_frame,
                 ms(bare),
@@ -208,7 +264,8 @@ fn main() {
                 python_outside,
                 ours_outside / python_outside,
                 growth,
-                reference_frame / ours_frame
+                reference_frame / ours_frame,
+                output_psnr(&model, &features, runtime)
             );
         }
     }

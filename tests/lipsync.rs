@@ -16,7 +16,9 @@ use gst::prelude::*;
 /// second pipeline sharing the cores would decide instead.
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The live element on `audio` (any file decodebin takes), as BGR frames with their timestamps.
