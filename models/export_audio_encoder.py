@@ -10,6 +10,7 @@ The model takes mel windows [batch, 1, 80, 16] (batch dynamic) and gives [batch,
 checks both shapes when it starts. The checkpoint is loaded as inference_328.py loads it (its keys
 prefixed with "audio_encoder."). If onnxruntime is installed, the export is compared with PyTorch.
 """
+import inspect
 import sys
 
 import torch
@@ -27,8 +28,14 @@ def main():
     state = torch.load(checkpoint, map_location="cpu")
     model.load_state_dict({f"audio_encoder.{key}": value for key, value in state.items()})
     example = torch.randn(2, 1, 80, 16)
+    options = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        # PyTorch >= 2.9 exports through torch.export by default, which needs onnxscript and
+        # opset 18; the TorchScript exporter gives the same graph with what older PyTorch has.
+        options["dynamo"] = False
     torch.onnx.export(model, example, output, input_names=["mel"], output_names=["features"],
-                      dynamic_axes={"mel": {0: "batch"}, "features": {0: "batch"}}, opset_version=13)
+                      dynamic_axes={"mel": {0: "batch"}, "features": {0: "batch"}}, opset_version=13,
+                      **options)
     with torch.no_grad():
         expected = model(example).numpy()
     try:

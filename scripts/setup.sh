@@ -2,14 +2,18 @@
 # Sets up everything neuralfx needs on a Debian/Ubuntu machine, idempotently:
 #   apt packages, the ONNX Runtime and OpenVINO libraries, the u2netp model, sample photos,
 #   a release build of the plugin installed into the user's GStreamer folder.
-# With --test it also prepares the Python reference oracles (rembg, OpenCV) in a venv.
+# With --test it also prepares the Python reference oracles (rembg, OpenCV) in a venv; with
+# --torch, PyTorch (about 5 GB with its CUDA runtimes) for the test of
+# models/export_audio_encoder.py, which is skipped without it.
 # Every download lands in $NEURALFX_CACHE and is skipped when already there.
 set -euo pipefail
 
 WITH_TEST_TOOLS=0
+WITH_TORCH=0
 for arg in "$@"; do
     case "$arg" in
         --test) WITH_TEST_TOOLS=1 ;;
+        --torch) WITH_TORCH=1 ;;
         *) echo "setup.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -188,6 +192,9 @@ install_samples
 install_models
 if [ "$WITH_TEST_TOOLS" = 1 ]; then
     install_test_tools
+fi
+if [ "$WITH_TORCH" = 1 ]; then
+    install_venv "$NEURALFX_TORCH_VENV" "$REPO/tests/requirements-torch.txt" "PyTorch, to test the audio encoder export"
 fi
 build_and_install_plugin
 log "ready: plugin in $GST_USER_PLUGIN_DIR, models in $U2NET_HOME, samples in $NEURALFX_SAMPLES"
