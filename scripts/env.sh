@@ -17,6 +17,8 @@ export NEURALFX_CONVERT_VENV="$NEURALFX_CACHE/convert-venv"
 export NEURALFX_MEDIAPIPE_VENV="$NEURALFX_CACHE/mediapipe-venv"
 export NEURALFX_TRITON_VENV="$NEURALFX_CACHE/triton-venv"
 export NEURALFX_LIBROSA_VENV="$NEURALFX_CACHE/librosa-venv"
+# Only with scripts/setup.sh --cuda: ONNX Runtime's GPU build and NVIDIA's runtime wheels.
+export NEURALFX_CUDA_VENV="$NEURALFX_CACHE/cuda-venv"
 # Only with scripts/setup.sh --torch; tests/export_audio_encoder.rs is skipped without it.
 export NEURALFX_TORCH_VENV="$NEURALFX_CACHE/torch-venv"
 export GST_USER_PLUGIN_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/gstreamer-1.0/plugins"

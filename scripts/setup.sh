@@ -4,16 +4,20 @@
 #   a release build of the plugin installed into the user's GStreamer folder.
 # With --test it also prepares the Python reference oracles (rembg, OpenCV) in a venv; with
 # --torch, PyTorch (about 5 GB with its CUDA runtimes) for the test of
-# models/export_audio_encoder.py, which is skipped without it.
+# models/export_audio_encoder.py, which is skipped without it; with --cuda, ONNX Runtime's GPU
+# build and NVIDIA's CUDA 13 / cuDNN 9 runtime wheels (about 2.5 GB), which the plugin then uses
+# for execution-provider=cuda.
 # Every download lands in $NEURALFX_CACHE and is skipped when already there.
 set -euo pipefail
 
 WITH_TEST_TOOLS=0
 WITH_TORCH=0
+WITH_CUDA=0
 for arg in "$@"; do
     case "$arg" in
         --test) WITH_TEST_TOOLS=1 ;;
         --torch) WITH_TORCH=1 ;;
+        --cuda) WITH_CUDA=1 ;;
         *) echo "setup.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -165,6 +169,22 @@ build_and_install_plugin() {
     done
 }
 
+# ONNX Runtime's GPU build with the NVIDIA runtime wheels it names, in a venv of their own (its
+# CUDA provider libraries end in ".so", which GStreamer's plugin folder must not hold). A file
+# beside the plugin names the library; the plugin loads the NVIDIA libraries from the venv itself.
+install_cuda() {
+    install_venv "$NEURALFX_CUDA_VENV" "$REPO/models/requirements-cuda.txt" "ONNX Runtime's GPU build and the CUDA/cuDNN runtimes"
+    local library
+    library="$(ls "$NEURALFX_CUDA_VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)"
+    printf '%s\n' "$library" >"$GST_USER_PLUGIN_DIR/neuralfx-onnxruntime.path"
+    log "execution-provider=cuda will use $library"
+    if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+        log "GPU: $(nvidia-smi -L | head -n 1)"
+    else
+        log "no NVIDIA GPU seen here (nvidia-smi): CUDA sessions will fall back to the CPU with a warning"
+    fi
+}
+
 install_test_tools() {
     install_venv "$NEURALFX_VENV" "$REPO/tests/requirements.txt" "the reference oracles (rembg, OpenCV, ONNX Runtime)"
     # MediaPipe 0.10.21 needs numpy < 2, so its oracle lives in a venv of its own. Its wheel pins
@@ -197,4 +217,7 @@ if [ "$WITH_TORCH" = 1 ]; then
     install_venv "$NEURALFX_TORCH_VENV" "$REPO/tests/requirements-torch.txt" "PyTorch, to test the audio encoder export"
 fi
 build_and_install_plugin
+if [ "$WITH_CUDA" = 1 ]; then
+    install_cuda
+fi
 log "ready: plugin in $GST_USER_PLUGIN_DIR, models in $U2NET_HOME, samples in $NEURALFX_SAMPLES"

@@ -52,14 +52,17 @@ fn lipsync_turns_streamed_speech_into_lipsyncsrc_frames_at_the_audio_times() {
         encoder.display()
     ))
     .unwrap();
-    assert_eq!(live.len(), whole.len(), "frame count");
-    for (i, (a, b)) in live.iter().zip(&whole).enumerate() {
+    // The reference's frames, then at most two holding the last one until the speech ends.
+    let holds = live.len() - whole.len();
+    assert!(holds <= 2, "{} frames against {}", live.len(), whole.len());
+    for (i, a) in live.iter().enumerate() {
         let pts = a.buffer().unwrap().pts().unwrap();
         assert_eq!(
             pts,
             gst::ClockTime::from_mseconds(40 * i as u64),
             "frame {i}"
         );
+        let b = &whole[i.min(whole.len() - 1)];
         let quality = psnr(&packed_pixels(a).1, &packed_pixels(b).1);
         assert!(quality >= 50.0, "frame {i}: PSNR {quality:.1} dB");
     }
@@ -182,11 +185,11 @@ fn lipsync_video_muxed_with_its_own_audio_lasts_as_long() {
         .unwrap()
         .mseconds() as i64;
     // T = 1 + samples / 200 mel frames make int((T - 16) / 3.2) + 2 windows, plus the two
-    // repeated rows: about 25 x seconds - 1 frames, as the offline reference makes. The video
-    // ends at most two frames (80 ms) before the speech.
+    // repeated rows: about 25 x seconds - 1 frames, as the offline reference makes, up to 68 ms
+    // short; the last frame is held until the video ends within half a frame of the speech.
     println!("video ends at {video_end} ms, speech lasts {speech} ms");
     assert!(
-        (0..=80).contains(&(speech - video_end)),
+        (speech - video_end).abs() <= 40,
         "video ends at {video_end} ms, speech lasts {speech} ms"
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -338,8 +341,9 @@ fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
     let (with_gap_event, _) = lipsync_on_pieces(&element, &with_gap_event);
     let (silent, silent_stats) = lipsync_on_pieces(&element, &silent);
 
-    // Six seconds make 25 x 6 - 1 frames, at 0.5 s + f x 40 ms, through the gap.
-    assert_eq!(jumped.len(), 149);
+    // Six seconds make SyncTalk_2D's 25 x 6 - 1 frames and one holding the last to the audio's
+    // end, at 0.5 s + f x 40 ms, through the gap.
+    assert_eq!(jumped.len(), 150);
     for (f, frame) in jumped.iter().enumerate() {
         let pts = frame.buffer().unwrap().pts().unwrap();
         assert_eq!(
@@ -354,13 +358,13 @@ fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
         "a GAP event and a jump in timestamps make the same video"
     );
     // Silence only: every frame is its template, the U-Net never runs.
-    assert_eq!(silent.len(), 149);
+    assert_eq!(silent.len(), 150);
     assert_eq!(silent_stats.get::<u64>("model-runs").unwrap(), 0);
     assert_eq!(silent_stats.get::<u64>("silent-frames").unwrap(), 149);
     let silent = frame_bytes(&silent);
     // With clicks: the U-Net runs on the frames whose features read a click, around the click's
     // own frame (its time x 25 fps); the rest are the same templates as in silence.
-    let moved: Vec<usize> = (0..149).filter(|&f| jumped[f] != silent[f]).collect();
+    let moved: Vec<usize> = (0..150).filter(|&f| jumped[f] != silent[f]).collect();
     let found = runs(&moved);
     println!("frames with the U-Net: {found:?}");
     assert_eq!(found.len(), clicks.len(), "{found:?}");
@@ -607,8 +611,9 @@ fn a_live_pipeline_without_a_queue_keeps_time_without_warnings_or_drops() {
     println!("lipsync {stats}; sink rendered {rendered}, dropped {dropped}");
     assert!(warnings.is_empty(), "{warnings:?}");
     let frames: u64 = stats.get("frames").unwrap();
-    // 6.4 s of audio: 159 frames, each rendered in time (a loaded machine may miss one or two).
-    assert_eq!(frames, 159);
+    // 6.4 s of audio: 159 frames and one held to the end, each rendered in time (a loaded
+    // machine may miss one or two).
+    assert_eq!(frames, 160);
     assert!(
         dropped <= 3 && rendered + dropped == frames,
         "{dropped} dropped"

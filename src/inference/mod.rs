@@ -11,6 +11,7 @@ pub mod retry;
 pub mod runtime;
 #[cfg(feature = "sagemaker")]
 pub mod sagemaker;
+pub mod shared;
 #[cfg(test)]
 pub mod testing;
 pub mod triton;

@@ -1,13 +1,12 @@
 //! Local inference with ONNX Runtime, with one shared session per model file and options.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
-use std::sync::LazyLock;
 
+use super::shared::SharedModels;
 use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView, runtime};
 
 /// Where ONNX Runtime executes the model.
@@ -35,11 +34,7 @@ pub struct SessionOptions {
     pub execution_provider: ExecutionProvider,
 }
 
-type CacheKey = (PathBuf, SessionOptions);
-
-// Weak references: a session lives exactly as long as some element holds it.
-static SESSION_CACHE: LazyLock<Mutex<HashMap<CacheKey, Weak<OnnxBackend>>>> =
-    LazyLock::new(Default::default);
+static SESSIONS: SharedModels<SessionOptions, OnnxBackend> = SharedModels::new();
 
 /// A model loaded into ONNX Runtime.
 pub struct OnnxBackend {
@@ -67,26 +62,9 @@ impl OnnxBackend {
     /// Returns the shared session for this file and these options, loading it if no element
     /// holds it at the moment.
     pub fn load(path: &Path, options: SessionOptions) -> Result<Arc<OnnxBackend>, InferenceError> {
-        let display = path.display().to_string();
-        let canonical = path.canonicalize().map_err(|e| InferenceError::ModelLoad {
-            path: display.clone(),
-            reason: e.to_string(),
-        })?;
-        if !canonical.is_file() {
-            return Err(InferenceError::ModelLoad {
-                path: display,
-                reason: "not a regular file".into(),
-            });
-        }
-        let key = (canonical, options);
-        let mut cache = SESSION_CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = cache.get(&key).and_then(Weak::upgrade) {
-            return Ok(existing);
-        }
-        cache.retain(|_, weak| weak.strong_count() > 0);
-        let backend = Arc::new(Self::create(&key.0, &display, options)?);
-        cache.insert(key, Arc::downgrade(&backend));
-        Ok(backend)
+        SESSIONS.get_or_load(path, options, |canonical, display| {
+            Self::create(canonical, display, options)
+        })
     }
 
     fn create(
@@ -117,6 +95,9 @@ impl OnnxBackend {
                      running {display} on the CPU"
                 ));
             } else {
+                // NVIDIA's wheels beside a GPU build from setup.sh --cuda: loaded before the
+                // provider looks for them by name. What would not load is said with the fallback.
+                let preloaded = runtime::preload_cuda_libraries();
                 let cuda = ort::ep::CUDA::default().build().error_on_failure();
                 builder = match builder.with_execution_providers([cuda]) {
                     Ok(builder) => {
@@ -124,8 +105,21 @@ impl OnnxBackend {
                         builder
                     }
                     Err(e) => {
+                        let unloaded = preloaded
+                            .err()
+                            .map(|failures| format!("; these would not load: {failures}"))
+                            .unwrap_or_default();
+                        let reason = e.to_string();
+                        // The one library no wheel brings: it comes with the GPU's driver.
+                        let driver = if reason.contains("libcuda.so") {
+                            "; libcuda.so.1 is the NVIDIA driver's (nvidia-smi should list a GPU)"
+                        } else {
+                            ""
+                        };
                         fallback_warning = Some(format!(
-                            "CUDA is not available ({e}); running {display} on the CPU"
+                            "CUDA is not available ({}{unloaded}{driver}); running {display} on \
+                             the CPU",
+                            reason.trim_end()
                         ));
                         e.recover()
                     }

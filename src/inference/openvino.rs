@@ -3,9 +3,10 @@
 //! file and options shared by the elements that use it, and a pool of infer requests so that
 //! elements sharing a model run it at once.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::shared::SharedModels;
 
 use gst::glib;
 use openvino::{
@@ -228,11 +229,7 @@ fn cache_folder() -> Option<PathBuf> {
         .map(|folder| folder.join("openvino-model-cache"))
 }
 
-type CacheKey = (PathBuf, CompileOptions);
-
-// Weak references: a compiled model lives exactly as long as some element holds it.
-static MODEL_CACHE: LazyLock<Mutex<HashMap<CacheKey, Weak<OpenVinoBackend>>>> =
-    LazyLock::new(Default::default);
+static COMPILED_MODELS: SharedModels<CompileOptions, OpenVinoBackend> = SharedModels::new();
 
 /// A model compiled by OpenVINO for the CPU.
 pub struct OpenVinoBackend {
@@ -259,25 +256,10 @@ impl OpenVinoBackend {
     /// Returns the shared compiled model for this file and these options, compiling it if no
     /// element holds it at the moment.
     pub fn load(path: &Path, options: CompileOptions) -> Result<Arc<Self>, InferenceError> {
-        let display = path.display().to_string();
-        let load_error = |reason: String| InferenceError::ModelLoad {
-            path: display.clone(),
-            reason,
-        };
-        let canonical = path.canonicalize().map_err(|e| load_error(e.to_string()))?;
-        if !canonical.is_file() {
-            return Err(load_error("not a regular file".into()));
-        }
-        let runtime = runtime().map_err(|e| InferenceError::Run(e.to_string()))?;
-        let key = (canonical, options);
-        let mut cache = MODEL_CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = cache.get(&key).and_then(Weak::upgrade) {
-            return Ok(existing);
-        }
-        cache.retain(|_, weak| weak.strong_count() > 0);
-        let backend = Arc::new(Self::compile(runtime, &key.0, &display, options)?);
-        cache.insert(key, Arc::downgrade(&backend));
-        Ok(backend)
+        COMPILED_MODELS.get_or_load(path, options, |canonical, display| {
+            let runtime = runtime().map_err(|e| InferenceError::Run(e.to_string()))?;
+            Self::compile(runtime, canonical, display, options)
+        })
     }
 
     fn compile(

@@ -52,13 +52,23 @@ pub fn missing_library_hint(plugin_path: Option<&Path>) -> String {
     }
 }
 
-/// The places to look, in order: `ORT_DYLIB_PATH`, a `libonnxruntime.so*` beside the plugin,
-/// then the system loader.
+/// A file beside the plugin that names the ONNX Runtime library to use (one absolute path):
+/// `scripts/setup.sh --cuda` writes it to point at the GPU build in its venv, whose CUDA provider
+/// libraries end in ".so" and so cannot sit in GStreamer's plugin folder.
+pub const POINTER_FILE: &str = "neuralfx-onnxruntime.path";
+
+/// The places to look, in order: `ORT_DYLIB_PATH`, the library [`POINTER_FILE`] names, a
+/// `libonnxruntime.so*` beside the plugin, then the system loader.
 pub fn candidate_paths(env_path: Option<&str>, plugin_path: Option<&Path>) -> Vec<PathBuf> {
     let mut candidates = Vec::new();
     if let Some(path) = env_path.filter(|p| !p.is_empty()) {
         candidates.push(PathBuf::from(path));
     }
+    candidates.extend(
+        plugin_path
+            .and_then(Path::parent)
+            .and_then(|dir| read_pointer_file(&dir.join(POINTER_FILE))),
+    );
     if let Some(dir) = plugin_path.and_then(Path::parent) {
         let mut beside: Vec<PathBuf> = std::fs::read_dir(dir)
             .into_iter()
@@ -78,6 +88,19 @@ pub fn candidate_paths(env_path: Option<&str>, plugin_path: Option<&Path>) -> Ve
     candidates.push(PathBuf::from("libonnxruntime.so.1"));
     candidates.push(PathBuf::from("libonnxruntime.so"));
     candidates
+}
+
+/// The path in a [`POINTER_FILE`], read with a bound (anything longer than a path is not one).
+fn read_pointer_file(file: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut named = Vec::new();
+    std::fs::File::open(file)
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut named)
+        .ok()?;
+    let path = std::str::from_utf8(&named).ok()?.trim();
+    (!path.is_empty()).then(|| PathBuf::from(path))
 }
 
 /// The numeric version in a file name like `libonnxruntime.so.1.31.1`; empty when it has none.
@@ -127,6 +150,113 @@ pub fn loaded_library() -> Option<&'static Path> {
     ENVIRONMENT.get().map(|(_, path)| path.as_path())
 }
 
+/// The CUDA and cuDNN libraries ONNX Runtime's CUDA provider opens by name, by file-name prefix.
+/// Only these: NVIDIA's wheels also hold libraries (nvblas) that would take over other symbols.
+const CUDA_LIBRARY_PREFIXES: [&str; 8] = [
+    "libcudart.so.",
+    "libcublasLt.so.",
+    "libcublas.so.",
+    "libnvJitLink.so.",
+    "libnvrtc.so.",
+    "libcufft.so.",
+    "libcurand.so.",
+    "libcudnn",
+];
+
+/// The `lib` folders of NVIDIA's runtime wheels installed beside an ONNX Runtime library from
+/// the `onnxruntime-gpu` wheel (`site-packages/onnxruntime/capi/libonnxruntime.so.*` and
+/// `site-packages/nvidia/*/lib`); none for a library installed any other way.
+pub fn nvidia_wheel_folders(onnxruntime: &Path) -> Vec<PathBuf> {
+    let site_packages = onnxruntime
+        .canonicalize()
+        .ok()
+        .and_then(|path| Some(path.parent()?.parent()?.parent()?.to_path_buf()));
+    let Some(nvidia) = site_packages.map(|dir| dir.join("nvidia")) else {
+        return Vec::new();
+    };
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&nvidia)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("lib"))
+        .filter(|lib| lib.is_dir())
+        .collect();
+    folders.sort();
+    folders
+}
+
+/// The CUDA libraries in `folders` that ONNX Runtime's CUDA provider needs.
+pub fn cuda_libraries(folders: &[PathBuf]) -> Vec<PathBuf> {
+    let mut libraries: Vec<PathBuf> = folders
+        .iter()
+        .flat_map(|folder| std::fs::read_dir(folder).into_iter().flatten().flatten())
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|name| {
+                    name.contains(".so")
+                        && CUDA_LIBRARY_PREFIXES
+                            .iter()
+                            .any(|prefix| name.starts_with(prefix))
+                })
+        })
+        .collect();
+    libraries.sort();
+    libraries
+}
+
+static CUDA_PRELOAD: OnceLock<Result<usize, String>> = OnceLock::new();
+
+/// Loads, once per process and for every later `dlopen` to find, the CUDA and cuDNN libraries
+/// of NVIDIA's wheels beside the loaded ONNX Runtime (what `onnxruntime.preload_dlls()` does in
+/// Python), so a GPU build installed by `setup.sh --cuda` needs no `LD_LIBRARY_PATH`. Returns how
+/// many were loaded (0 where ONNX Runtime did not come from the wheel: the system's CUDA is then
+/// used), or which ones would not load.
+pub fn preload_cuda_libraries() -> Result<usize, String> {
+    CUDA_PRELOAD
+        .get_or_init(|| {
+            let Some(onnxruntime) = loaded_library() else {
+                return Ok(0);
+            };
+            let mut pending = cuda_libraries(&nvidia_wheel_folders(onnxruntime));
+            let mut loaded = 0;
+            // A library whose dependencies are not loaded yet fails; another round after the
+            // rest have loaded takes it, whatever order the files are listed in.
+            loop {
+                let mut failures = Vec::new();
+                let before = pending.len();
+                pending.retain(|path| {
+                    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
+                    // SAFETY: NVIDIA's runtime libraries have no initialisers with preconditions;
+                    // they stay loaded for the life of the process, as CUDA expects.
+                    match unsafe { libloading::os::unix::Library::open(Some(path), flags) } {
+                        Ok(library) => {
+                            std::mem::forget(library);
+                            loaded += 1;
+                            false
+                        }
+                        Err(e) => {
+                            // libloading's own text is only "dlopen failed"; the loader's
+                            // reason is its source.
+                            let reason = std::error::Error::source(&e)
+                                .map_or_else(|| e.to_string(), |source| source.to_string());
+                            failures.push(format!("{}: {reason}", path.display()));
+                            true
+                        }
+                    }
+                });
+                if pending.is_empty() {
+                    return Ok(loaded);
+                }
+                if pending.len() == before {
+                    return Err(failures.join("; "));
+                }
+            }
+        })
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +282,65 @@ mod tests {
                 PathBuf::from("libonnxruntime.so"),
             ]
         );
+        // setup.sh --cuda's pointer to the GPU build comes after the variable, before the rest.
+        std::fs::write(
+            dir.join(POINTER_FILE),
+            b"/venv/onnxruntime/capi/libonnxruntime.so.1.31.1\n",
+        )
+        .unwrap();
+        let found = candidate_paths(None, Some(&dir.join("libgstneuralfx.so")));
+        assert_eq!(
+            found[..2],
+            [
+                PathBuf::from("/venv/onnxruntime/capi/libonnxruntime.so.1.31.1"),
+                dir.join("libonnxruntime.so.1.31.1"),
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cuda_libraries_are_found_beside_a_wheels_onnxruntime() {
+        let dir = std::env::temp_dir().join(format!("neuralfx-cuda-{}", std::process::id()));
+        let capi = dir.join("site-packages/onnxruntime/capi");
+        std::fs::create_dir_all(&capi).unwrap();
+        std::fs::write(capi.join("libonnxruntime.so.1.31.1"), b"").unwrap();
+        for (folder, files) in [
+            (
+                "cu13/lib",
+                &[
+                    "libcudart.so.13",
+                    "libcublas.so.13",
+                    "libnvblas.so.13",
+                    "libcudart_static.a",
+                ][..],
+            ),
+            ("cudnn/lib", &["libcudnn.so.9", "libcudnn_ops.so.9"][..]),
+        ] {
+            let lib = dir.join("site-packages/nvidia").join(folder);
+            std::fs::create_dir_all(&lib).unwrap();
+            for file in files {
+                std::fs::write(lib.join(file), b"").unwrap();
+            }
+        }
+        let folders = nvidia_wheel_folders(&capi.join("libonnxruntime.so.1.31.1"));
+        assert_eq!(folders.len(), 2);
+        let names: Vec<String> = cuda_libraries(&folders)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        // nvblas would take over BLAS symbols process-wide; static archives are not libraries.
+        assert_eq!(
+            names,
+            [
+                "libcublas.so.13",
+                "libcudart.so.13",
+                "libcudnn.so.9",
+                "libcudnn_ops.so.9"
+            ]
+        );
+        // An ONNX Runtime installed any other way has no wheel folders.
+        assert!(nvidia_wheel_folders(Path::new("/usr/lib/libonnxruntime.so")).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

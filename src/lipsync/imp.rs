@@ -111,6 +111,8 @@ struct State {
     window: Vec<f32>,
     /// The last U-Net output, pasted again into frames that would be late.
     last_mouth: Option<Vec<f32>>,
+    /// The last frame made, held at the end to cover the rest of the audio.
+    last_frame: Option<gst::Buffer>,
     warned_non_finite: bool,
     /// One U-Net run at start, for the latency query.
     model_latency: Duration,
@@ -264,6 +266,8 @@ impl Lipsync {
             || Ok(model_path.clone()),
         )?;
         *self.active_backend.lock().unwrap() = loaded.runs_on;
+        // gst-launch-1.0 -v prints it: the quickest check of what runs (the GPU or not).
+        self.obj().notify("active-backend");
         let model = LipsyncModel::new(loaded.model, talking_head::Mode::Ave).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
@@ -314,6 +318,7 @@ impl Lipsync {
             pool: None,
             window: Vec::new(),
             last_mouth: None,
+            last_frame: None,
             warned_non_finite: false,
             model_latency,
             model_estimate: model_latency,
@@ -580,6 +585,40 @@ impl Lipsync {
         }
     }
 
+    /// At the end: SyncTalk_2D's count of frames (about 25 x seconds - 1) stops up to 68 ms
+    /// before the audio does, so the last frame is repeated, 40 ms at a time, until the video
+    /// ends within half a frame of the audio: muxed with the same audio, the two end together
+    /// whatever the encoder does with durations.
+    fn push_hold_frames(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let holds = {
+            let guard = self.state.lock().unwrap();
+            let state = guard.as_ref().ok_or(gst::FlowError::Flushing)?;
+            let (Some(last), Some(audio_end)) = (&state.last_frame, state.timeline.end()) else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
+            let frame = gst::ClockTime::SECOND / FPS;
+            let (mut pts, mut index) = (last.pts().unwrap_or_default(), last.offset());
+            let mut holds = Vec::new();
+            while pts + frame + frame / 2 < gst::ClockTime::from_nseconds(audio_end) {
+                pts += frame;
+                index += 1;
+                let mut hold = last.copy();
+                let hold_ref = hold.make_mut();
+                hold_ref.set_pts(pts);
+                hold_ref.set_duration(frame);
+                hold_ref.set_offset(index);
+                hold_ref.set_offset_end(index + 1);
+                holds.push(hold);
+            }
+            holds
+        };
+        for hold in holds {
+            self.stats.lock().unwrap().frames += 1;
+            self.send(Item::Buffer(hold))?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
     fn speech_error(&self, error: SpeechError) -> gst::FlowError {
         gst::element_imp_error!(self, gst::StreamError::Decode, ("{}", error));
         gst::FlowError::Error
@@ -726,6 +765,7 @@ impl Lipsync {
             placement,
         )?;
         state.window = face.audio_input;
+        state.last_frame = Some(buffer.clone());
         Ok(Some(buffer))
     }
 
@@ -894,6 +934,7 @@ impl Lipsync {
                     state.stream = SpeechStream::new();
                     state.timeline = AudioTimeline::default();
                     state.last_mouth = None;
+                    state.last_frame = None;
                     state.ended = false;
                 }
                 self.stall_watch.flushing.store(false, Ordering::SeqCst);
@@ -926,7 +967,9 @@ impl Lipsync {
                 match finished {
                     Ok(true) => {
                         // Downstream flushing or gone: EOS goes on all the same.
-                        let _ = self.push_ready_frames();
+                        let _ = self
+                            .push_ready_frames()
+                            .and_then(|_| self.push_hold_frames());
                         self.forward(pad, event)
                     }
                     Ok(false) => self.forward(pad, event),

@@ -266,6 +266,8 @@ impl LipsyncSrc {
             || Ok(model_path.clone()),
         )?;
         *self.active_backend.lock().unwrap() = loaded.runs_on;
+        // gst-launch-1.0 -v prints it: the quickest check of what runs (the GPU or not).
+        self.obj().notify("active-backend");
         let model = LipsyncModel::new(loaded.model, mode).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
