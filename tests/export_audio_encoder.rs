@@ -42,15 +42,6 @@ fn run_ok(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn samples_of(wav: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(wav).unwrap();
-    // spoken() writes a canonical 44-byte header, 16-bit mono.
-    bytes[44..]
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect()
-}
-
 #[test]
 fn an_exported_synctalk_encoder_gives_pytorchs_rows_and_drives_lipsyncsrc() {
     let python = match torch_python() {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,16 +21,41 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The live element on `audio` (any file decodebin takes), as BGR frames with their timestamps.
-fn live_frames(audio: &Path, unet: &Path, template: &Path, encoder: &Path) -> Vec<gst::Sample> {
-    collect_samples(&format!(
-        "filesrc location={} ! decodebin ! audioconvert ! audioresample \
-         ! audio/x-raw,rate=16000,channels=1 ! lipsync model={} template={} audio-encoder={} \
-         ! video/x-raw,format=BGR ! appsink name=sink",
-        audio.display(),
+/// The generated U-Net, templates and audio encoder in a test's folder, and `lipsync` set to
+/// use them.
+struct Inputs {
+    unet: PathBuf,
+    template: PathBuf,
+    encoder: PathBuf,
+    /// `lipsync model=... template=... audio-encoder=...`, for pipeline descriptions.
+    element: String,
+}
+
+fn inputs(dir: &Path) -> Inputs {
+    let encoder = encoder_model(dir, "encoder.onnx", &[]);
+    let (template, unet) = lipsync_inputs(dir);
+    let element = format!(
+        "lipsync model={} template={} audio-encoder={}",
         unet.display(),
         template.display(),
         encoder.display()
+    );
+    Inputs {
+        unet,
+        template,
+        encoder,
+        element,
+    }
+}
+
+/// The live element on `audio` (any file decodebin takes), as BGR frames with their timestamps.
+fn live_frames(audio: &Path, element: &str) -> Vec<gst::Sample> {
+    collect_samples(&format!(
+        "filesrc location={} ! decodebin ! audioconvert ! audioresample \
+         ! audio/x-raw,rate=16000,channels=1 ! {} \
+         ! video/x-raw,format=BGR ! appsink name=sink",
+        audio.display(),
+        element
     ))
     .unwrap()
 }
@@ -40,16 +65,15 @@ fn lipsync_turns_streamed_speech_into_lipsyncsrc_frames_at_the_audio_times() {
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live", "");
     let wav = spoken(&dir, "Live speech in, the same talking head out.");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
-    let live = live_frames(&wav, &unet, &template, &encoder);
+    let inputs = inputs(&dir);
+    let live = live_frames(&wav, &inputs.element);
     let whole = collect_samples(&format!(
         "lipsyncsrc model={} template={} audio-location={} audio-encoder={} \
          ! video/x-raw,format=BGR ! appsink name=sink",
-        unet.display(),
-        template.display(),
+        inputs.unet.display(),
+        inputs.template.display(),
         wav.display(),
-        encoder.display()
+        inputs.encoder.display()
     ))
     .unwrap();
     // The reference's frames, then at most two holding the last one until the speech ends.
@@ -73,14 +97,8 @@ fn lipsync_turns_streamed_speech_into_lipsyncsrc_frames_at_the_audio_times() {
 fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-errors", "");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
-    let element = format!(
-        "lipsync model={} template={} audio-encoder={}",
-        unet.display(),
-        template.display(),
-        encoder.display()
-    );
+    let inputs = inputs(&dir);
+    let element = &inputs.element;
     // 44.1 kHz without audioresample: the pad template refuses it, so the link fails.
     init();
     let err = gst::parse::launch(&format!(
@@ -108,15 +126,12 @@ fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
 fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-latency", "");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
+    let inputs = inputs(&dir);
     init();
     let pipeline = gst::parse::launch(&format!(
         "audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=16000,channels=1 \
-         ! lipsync name=nf model={} template={} audio-encoder={} ! fakesink name=sink",
-        unet.display(),
-        template.display(),
-        encoder.display()
+         ! {} name=nf ! fakesink name=sink",
+        inputs.element
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -141,21 +156,18 @@ fn lipsync_video_muxed_with_its_own_audio_lasts_as_long() {
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-mux", "");
     let wav = spoken(&dir, "The muxed audio and video end together.");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
+    let inputs = inputs(&dir);
     let output = dir.join("live.mp4");
     init();
     let pipeline = gst::parse::launch(&format!(
         "filesrc location={} ! wavparse ! tee name=t \
          t. ! queue ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 \
-            ! lipsync model={} template={} audio-encoder={} ! videoconvert \
+            ! {} ! videoconvert \
             ! x264enc speed-preset=ultrafast ! h264parse ! queue ! mp4mux name=m \
             ! filesink location={} \
          t. ! queue ! audioconvert ! avenc_aac ! aacparse ! queue ! m.",
         wav.display(),
-        unet.display(),
-        template.display(),
-        encoder.display(),
+        inputs.element,
         output.display()
     ))
     .unwrap()
@@ -205,6 +217,26 @@ enum Piece {
 const APPSRC_AUDIO: &str = "appsrc name=src format=time \
     caps=audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved";
 
+/// `description` (an appsrc named "src", an appsink named "sink") parsed, with its two ends.
+fn appsrc_pipeline(description: &str) -> (gst::Pipeline, gst_app::AppSrc, gst_app::AppSink) {
+    init();
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let source = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    (pipeline, source, sink)
+}
+
 fn audio_buffer(pts_ms: u64, samples: &[f32]) -> gst::Buffer {
     let bytes: Vec<u8> = samples.iter().flat_map(|x| x.to_le_bytes()).collect();
     let mut buffer = gst::Buffer::from_mut_slice(bytes);
@@ -221,23 +253,9 @@ fn audio_buffer(pts_ms: u64, samples: &[f32]) -> gst::Buffer {
 /// Runs `appsrc ! lipsync <element> ! appsink` non-live over `pieces`; the frames and the
 /// element's stats.
 fn lipsync_on_pieces(element: &str, pieces: &[Piece]) -> (Vec<gst::Sample>, gst::Structure) {
-    init();
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, source, sink) = appsrc_pipeline(&format!(
         "{APPSRC_AUDIO} ! {element} name=nf ! video/x-raw,format=BGR ! appsink name=sink sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let source = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    ));
     pipeline.set_state(gst::State::Playing).unwrap();
     for piece in pieces {
         match piece {
@@ -316,14 +334,8 @@ fn runs(frames: &[usize]) -> Vec<(usize, usize)> {
 fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
     let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-clicks", "");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
-    let element = format!(
-        "lipsync model={} template={} audio-encoder={} skip-silence=true silence-level=-60",
-        unet.display(),
-        template.display(),
-        encoder.display()
-    );
+    let inputs = inputs(&dir);
+    let element = format!("{} skip-silence=true silence-level=-60", inputs.element);
     // Audio from 0.5 s to 6.5 s with nothing from 3.0 to 4.0 s; a click every second.
     let clicks = [1500, 2500, 4500, 5500];
     let mut jumped = pieces_with_clicks(500, 3000, &clicks);
@@ -386,29 +398,12 @@ fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
 fn a_stall_in_live_audio_still_gives_frames_at_25_fps() {
     let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-stall", "");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
-    init();
-    let pipeline = gst::parse::launch(&format!(
-        "{APPSRC_AUDIO} is-live=true ! lipsync name=nf model={} template={} audio-encoder={} \
+    let inputs = inputs(&dir);
+    let (pipeline, source, sink) = appsrc_pipeline(&format!(
+        "{APPSRC_AUDIO} is-live=true ! {} name=nf \
          ! video/x-raw,format=BGR ! appsink name=sink sync=false",
-        unet.display(),
-        template.display(),
-        encoder.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let source = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+        inputs.element
+    ));
     // Each frame with the running time it reached the sink at.
     let arrivals = Arc::new(Mutex::new(Vec::new()));
     let noted = arrivals.clone();
@@ -496,17 +491,14 @@ fn a_flushing_seek_restarts_the_frames_at_the_new_position() {
         &dir,
         "A flushing seek into the middle of a sentence, and the talking head goes on from there.",
     );
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
+    let inputs = inputs(&dir);
     init();
     let pipeline = gst::parse::launch(&format!(
         "filesrc location={} ! wavparse ! audioconvert ! audioresample \
-         ! audio/x-raw,rate=16000,channels=1 ! lipsync model={} template={} audio-encoder={} \
+         ! audio/x-raw,rate=16000,channels=1 ! {} \
          ! video/x-raw,format=BGR ! appsink name=sink sync=false",
         wav.display(),
-        unet.display(),
-        template.display(),
-        encoder.display()
+        inputs.element
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -568,18 +560,15 @@ fn a_flushing_seek_restarts_the_frames_at_the_new_position() {
 fn a_live_pipeline_without_a_queue_keeps_time_without_warnings_or_drops() {
     let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-live-run", "");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
+    let inputs = inputs(&dir);
     init();
     // 6.4 s of live audio, the video synchronised to the clock at the sink, as a user's
     // `pulsesrc ! ... ! lipsync ! videoconvert ! autovideosink` runs.
     let pipeline = gst::parse::launch(&format!(
         "audiotestsrc is-live=true wave=sine num-buffers=100 ! audio/x-raw,rate=16000,channels=1 \
-         ! lipsync name=nf model={} template={} audio-encoder={} ! videoconvert \
+         ! {} name=nf ! videoconvert \
          ! fakesink name=sink sync=true qos=true",
-        unet.display(),
-        template.display(),
-        encoder.display()
+        inputs.element
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()

@@ -46,20 +46,6 @@ fn tones(dir: &Path) -> PathBuf {
 }
 
 /// The samples of a 16-bit wav as float32 in [-1, 1), as soundfile reads them.
-fn samples_of(wav: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(wav).unwrap();
-    let at = bytes
-        .windows(4)
-        .position(|w| w == b"data")
-        .expect("a data chunk");
-    let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-    // Only the chunk's declared bytes: wavenc may write more chunks after it.
-    bytes[at + 8..(at + 8 + size).min(bytes.len())]
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect()
-}
-
 fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let array: ndarray::ArrayD<f32> = ndarray_npy::read_npy(path).unwrap();
     (

@@ -38,6 +38,21 @@ pub fn spoken(dir: &Path, sentence: &str) -> PathBuf {
     wav
 }
 
+/// The samples of a 16-bit mono wav (its data chunk only), as f32 in -1..1.
+pub fn samples_of(wav: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(wav).unwrap();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("a data chunk");
+    let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+    // Only the chunk's declared bytes: wavenc may write more chunks after it.
+    bytes[at + 8..(at + 8 + size).min(bytes.len())]
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect()
+}
+
 /// An encoder-shaped ONNX model ([batch,1,80,16] in, 512 out) with random weights.
 pub fn encoder_model(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let path = dir.join(name);
