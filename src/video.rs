@@ -1,6 +1,8 @@
 //! GStreamer raw video frames as `imageops` sees them: the one mapping from a `VideoFormat` to a
-//! packed pixel layout that both elements use.
+//! packed pixel layout that the elements use; and the GStreamer side both talking-head elements
+//! share: their template set opened, and their frames written into buffers.
 
+use gst::prelude::*;
 use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
@@ -27,6 +29,32 @@ pub fn image_of<T>(frame: &gst_video::VideoFrameRef<T>) -> Option<ImageRef<'_>> 
         stride: usize::try_from(frame.plane_stride()[0]).ok()?,
         layout: pixel_layout(frame.format())?,
     })
+}
+
+/// Opens the `template` property's folder, posting its warnings (frames it will skip, parsing
+/// maps missing) on the bus; an error names the property.
+pub fn open_templates(
+    element: &impl IsA<gst::Element>,
+    folder: &std::path::Path,
+    start_frame: u32,
+    parsing: bool,
+    max_cached_frames: u32,
+) -> Result<talking_head::TemplateSet, gst::ErrorMessage> {
+    let templates = talking_head::TemplateSet::open(
+        folder,
+        start_frame as usize,
+        parsing,
+        max_cached_frames as usize,
+    )
+    .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e)))?;
+    for warning in templates.warnings() {
+        gst::element_warning!(
+            element,
+            gst::StreamError::Decode,
+            ("property 'template': {}", warning)
+        );
+    }
+    Ok(templates)
 }
 
 /// Where a talking-head frame goes on the timeline.

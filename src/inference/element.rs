@@ -678,6 +678,17 @@ impl InferenceStats {
     }
 }
 
+/// Records what runs for the read-only `active-backend` property and notifies it, so
+/// `gst-launch-1.0 -v` prints it: the quickest check of what runs (the GPU or not).
+pub fn set_active_backend(
+    element: &impl IsA<glib::Object>,
+    active_backend: &std::sync::Mutex<String>,
+    runs_on: String,
+) {
+    *active_backend.lock().unwrap() = runs_on;
+    element.notify("active-backend");
+}
+
 /// The read-only `stats` property; `blurb` says what the element's figures mean.
 pub fn stats_param_spec(blurb: &str) -> glib::ParamSpec {
     glib::ParamSpecBoxed::builder::<gst::Structure>("stats")

@@ -220,15 +220,13 @@ impl Lipsync {
         let model_path = required(&settings.model, "model")?;
         let template_path = required(&settings.template, "template")?;
         let encoder_path = required(&settings.audio_encoder, "audio-encoder")?;
-        let templates = TemplateSet::open(
+        let templates = crate::video::open_templates(
+            &*self.obj(),
             &template_path,
-            settings.start_frame as usize,
+            settings.start_frame,
             settings.parsing,
-            settings.max_cached_frames as usize,
-        )
-        .map_err(|e| {
-            gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
-        })?;
+            settings.max_cached_frames,
+        )?;
         let local = settings.backend.in_this_process();
         let encoder = inference::element::load_backend(
             &*self.obj(),
@@ -248,19 +246,10 @@ impl Lipsync {
             &model_path.to_string_lossy(),
             || Ok(model_path.clone()),
         )?;
-        *self.active_backend.lock().unwrap() = loaded.runs_on;
-        // gst-launch-1.0 -v prints it: the quickest check of what runs (the GPU or not).
-        self.obj().notify("active-backend");
+        inference::element::set_active_backend(&*self.obj(), &self.active_backend, loaded.runs_on);
         let model = LipsyncModel::new(loaded.model, talking_head::Mode::Ave).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
-        for warning in templates.warnings() {
-            gst::element_imp_warning!(
-                self,
-                gst::StreamError::Decode,
-                ("property 'template': {}", warning)
-            );
-        }
         let faces = Arc::new(talking_head::face_cache(&templates));
         let templates = Arc::new(templates);
         // One run on the first template and a silent window: a model that cannot run fails

@@ -250,24 +250,20 @@ impl LipsyncSrc {
                 ));
             }
         };
-        let templates = TemplateSet::open(
+        let templates = crate::video::open_templates(
+            &*self.obj(),
             &template_path,
-            settings.start_frame as usize,
+            settings.start_frame,
             settings.parsing,
-            settings.max_cached_frames as usize,
-        )
-        .map_err(|e| {
-            gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))
-        })?;
+            settings.max_cached_frames,
+        )?;
         let loaded = inference::element::load_backend(
             &*self.obj(),
             &settings.backend,
             &model_path.to_string_lossy(),
             || Ok(model_path.clone()),
         )?;
-        *self.active_backend.lock().unwrap() = loaded.runs_on;
-        // gst-launch-1.0 -v prints it: the quickest check of what runs (the GPU or not).
-        self.obj().notify("active-backend");
+        inference::element::set_active_backend(&*self.obj(), &self.active_backend, loaded.runs_on);
         let model = LipsyncModel::new(loaded.model, mode).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
@@ -285,13 +281,6 @@ impl LipsyncSrc {
             },
             mode.name()
         );
-        for warning in templates.warnings() {
-            gst::element_imp_warning!(
-                self,
-                gst::StreamError::Decode,
-                ("property 'template': {}", warning)
-            );
-        }
         let faces = talking_head::face_cache(&templates);
         talking_head::warm_cache(&templates, &faces).map_err(|e| {
             gst::error_msg!(gst::ResourceError::OpenRead, ("property 'template': {}", e))

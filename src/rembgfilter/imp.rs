@@ -334,9 +334,7 @@ impl RembgFilter {
             },
         )?;
         let backend = loaded.model;
-        *self.active_backend.lock().unwrap() = loaded.runs_on;
-        // gst-launch-1.0 -v prints it: the quickest check of what runs (the GPU or not).
-        self.obj().notify("active-backend");
+        inference::element::set_active_backend(&*self.obj(), &self.active_backend, loaded.runs_on);
         let mut profile = entry
             .map(|entry| entry.profile)
             .unwrap_or(ModelProfile::U2NET);
