@@ -479,32 +479,117 @@ impl Segmenter {
 pub fn attach_alpha(src: &ImageRef<'_>, mask: &[u8], dst: &mut [u8], dst_stride: usize) {
     use rayon::prelude::*;
 
-    let (width, bpp) = (src.width, src.layout.bytes_per_pixel);
+    let width = src.width;
+    let with_ssse3 = has_ssse3();
     dst.par_chunks_mut(dst_stride)
         .zip(mask.par_chunks(width))
         .enumerate()
         .take(src.height)
         .for_each(|(y, (dst_row, mask_row))| {
-            let src_row = src.row(y);
+            let src_row = &src.row(y)[..width * src.layout.bytes_per_pixel];
             let dst_row = &mut dst_row[..width * 4];
-            if bpp == 4 {
-                for ((out, pixel), &alpha) in dst_row
-                    .chunks_exact_mut(4)
-                    .zip(src_row.chunks_exact(4))
-                    .zip(mask_row)
-                {
-                    out.copy_from_slice(&[pixel[0], pixel[1], pixel[2], alpha]);
-                }
-            } else {
-                for ((out, pixel), &alpha) in dst_row
-                    .chunks_exact_mut(4)
-                    .zip(src_row.chunks_exact(3))
-                    .zip(mask_row)
-                {
-                    out.copy_from_slice(&[pixel[0], pixel[1], pixel[2], alpha]);
-                }
-            }
+            attach_alpha_row(src_row, &mask_row[..width], dst_row, with_ssse3);
         });
+}
+
+fn has_ssse3() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("ssse3")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One row of [`attach_alpha`]: `src` holds `mask.len()` pixels of 3 or 4 bytes, `dst` as many
+/// of 4. With SSSE3, 16 pixels at a time go through byte shuffles; the rest byte by byte.
+fn attach_alpha_row(src: &[u8], mask: &[u8], dst: &mut [u8], with_ssse3: bool) {
+    let width = mask.len();
+    if width == 0 {
+        return;
+    }
+    let bpp = src.len() / width;
+    assert!(src.len() == width * bpp && (bpp == 3 || bpp == 4));
+    assert_eq!(dst.len(), width * 4);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if with_ssse3 {
+        // SAFETY: SSSE3 was detected; the asserts above size the three rows for the whole
+        // blocks of 16 pixels that the kernel reads and writes.
+        done = unsafe { attach_alpha_blocks_ssse3(src, bpp, mask, dst) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = with_ssse3;
+    for ((out, pixel), &alpha) in dst[done * 4..]
+        .chunks_exact_mut(4)
+        .zip(src[done * bpp..].chunks_exact(bpp))
+        .zip(&mask[done..])
+    {
+        out.copy_from_slice(&[pixel[0], pixel[1], pixel[2], alpha]);
+    }
+}
+
+/// The whole blocks of 16 pixels of [`attach_alpha_row`]; returns how many pixels it wrote.
+///
+/// # Safety
+/// SSSE3 must be present, `src` must hold `mask.len()` pixels of `bpp` (3 or 4) bytes and `dst`
+/// `mask.len()` pixels of 4.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn attach_alpha_blocks_ssse3(src: &[u8], bpp: usize, mask: &[u8], dst: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    const Z: i8 = -0x80; // a shuffle index that writes 0
+    unsafe {
+        // Four 3-byte pixels into the first three bytes of four 4-byte ones.
+        let spread = _mm_setr_epi8(0, 1, 2, Z, 3, 4, 5, Z, 6, 7, 8, Z, 9, 10, 11, Z);
+        // The same four pixels found 4 bytes into a load (the last group of a block, loaded
+        // from byte 32 so that the 16-byte load stays inside the block's 48 bytes).
+        let spread_late = _mm_setr_epi8(4, 5, 6, Z, 7, 8, 9, Z, 10, 11, 12, Z, 13, 14, 15, Z);
+        let keep_colour = _mm_setr_epi8(-1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0);
+        // Alpha bytes 4g..4g+4 of the block into the fourth byte of each pixel of group g.
+        let alpha_of = |g: i8| {
+            _mm_setr_epi8(
+                Z,
+                Z,
+                Z,
+                4 * g,
+                Z,
+                Z,
+                Z,
+                4 * g + 1,
+                Z,
+                Z,
+                Z,
+                4 * g + 2,
+                Z,
+                Z,
+                Z,
+                4 * g + 3,
+            )
+        };
+        let alpha_shuffles = [alpha_of(0), alpha_of(1), alpha_of(2), alpha_of(3)];
+        let blocks = mask.len() / 16;
+        for block in 0..blocks {
+            let alphas = _mm_loadu_si128(mask.as_ptr().add(16 * block).cast());
+            let from = src.as_ptr().add(16 * bpp * block);
+            let to = dst.as_mut_ptr().add(64 * block);
+            for (g, alpha_shuffle) in alpha_shuffles.iter().enumerate() {
+                let colour = if bpp == 4 {
+                    let pixels = _mm_loadu_si128(from.add(16 * g).cast());
+                    _mm_and_si128(pixels, keep_colour)
+                } else if g < 3 {
+                    _mm_shuffle_epi8(_mm_loadu_si128(from.add(12 * g).cast()), spread)
+                } else {
+                    _mm_shuffle_epi8(_mm_loadu_si128(from.add(32).cast()), spread_late)
+                };
+                let alpha = _mm_shuffle_epi8(alphas, *alpha_shuffle);
+                _mm_storeu_si128(to.add(16 * g).cast(), _mm_or_si128(colour, alpha));
+            }
+        }
+        blocks * 16
+    }
 }
 
 #[cfg(test)]
@@ -587,5 +672,28 @@ mod tests {
         assert!(with_output(&[Some(1), Some(1), Some(320), Some(320)]).is_ok());
         assert!(with_output(&[None, Some(1), None, None]).is_ok());
         assert!(with_output(&[Some(320), Some(320)]).is_ok());
+    }
+
+    #[test]
+    fn attaching_alpha_with_shuffles_equals_byte_by_byte_for_any_width() {
+        for bpp in [3, 4] {
+            for width in [0, 1, 15, 16, 17, 33, 64, 1920] {
+                let src: Vec<u8> = (0..width * bpp).map(|i| (i * 7 % 256) as u8).collect();
+                let mask: Vec<u8> = (0..width).map(|i| (i * 13 % 256) as u8).collect();
+                let mut expected = vec![0u8; width * 4];
+                for x in 0..width {
+                    expected[4 * x..4 * x + 3].copy_from_slice(&src[bpp * x..bpp * x + 3]);
+                    expected[4 * x + 3] = mask[x];
+                }
+                for with_ssse3 in [false, has_ssse3()] {
+                    let mut dst = vec![9u8; width * 4];
+                    attach_alpha_row(&src, &mask, &mut dst, with_ssse3);
+                    assert_eq!(
+                        dst, expected,
+                        "{bpp} bytes, {width} pixels, ssse3 {with_ssse3}"
+                    );
+                }
+            }
+        }
     }
 }
