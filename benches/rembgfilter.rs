@@ -108,22 +108,59 @@ fn bare_inference(model: &str, runtime: Runtime, frames: usize) -> Duration {
     )
 }
 
+/// How the element did on one pipeline run.
+struct ElementRun {
+    /// Median time between output buffers.
+    median_frame: Duration,
+    /// Mean time between output buffers over the run, and the mean time inside the model over
+    /// the same frames, read from the element's `stats`: their ratio is what the element adds
+    /// to the model, measured in one run, so unaffected by the machine's speed changing between
+    /// runs (it does, here, by up to 2x).
+    mean_frame: Duration,
+    mean_model: Duration,
+}
+
 /// One test frame repeated by imagefreeze (which costs nothing per frame, where videotestsrc
 /// draws each 1080p frame in about 2 ms on the same thread) ! rembgfilter ! fakesink, timed
 /// between output buffers: what the pipeline adds over bare inference is the element's alone.
-fn pipeline(model: &str, runtime: Runtime, (width, height): (u32, u32), frames: usize) -> Duration {
-    let run = common::run_pipeline(&format!(
+fn pipeline(
+    model: &str,
+    runtime: Runtime,
+    (width, height): (u32, u32),
+    frames: usize,
+) -> ElementRun {
+    let pipeline = gst::parse::launch(&format!(
         "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width={width},height={height},framerate=30/1 \
-         ! imagefreeze num-buffers={} ! rembgfilter model={model} {} overlap=false \
+         ! imagefreeze num-buffers={} ! rembgfilter name=filter model={model} {} overlap=false \
          ! fakesink name=sink sync=false",
         frames + 1,
         runtime.properties()
-    ));
+    ))
+    .unwrap();
+    let filter = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("filter")
+        .unwrap();
+    let model_time = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = model_time.clone();
+    let run = common::time_pipeline(&pipeline, move |index| {
+        // The first and the last buffer: the model time of the frames between them.
+        if index == 0 || index == frames {
+            let stats = filter.property::<gst::Structure>("stats");
+            let nanoseconds = stats.get::<u64>("model-time").unwrap();
+            recorded.lock().unwrap().push(nanoseconds);
+        }
+    });
     assert_eq!(run.frames, frames + 1, "every frame must come out");
-    run.median_frame
+    let model_time = model_time.lock().unwrap();
+    ElementRun {
+        median_frame: run.median_frame,
+        mean_frame: run.per_frame,
+        mean_model: Duration::from_nanos((model_time[1] - model_time[0]) / frames as u64),
+    }
 }
 
-/// The alpha rembgfilter gives a sample photo.
 fn alpha(model: &str, runtime: Runtime, photo: &str) -> Vec<u8> {
     let samples = std::env::var("NEURALFX_SAMPLES").expect("NEURALFX_SAMPLES (scripts/env.sh)");
     let pipeline = gst::parse::launch(&format!(
@@ -212,9 +249,9 @@ fn main() {
         ms(rembg[1])
     );
     println!(
-        "| model | runtime | bare ms | 640x480 ms | 1080p ms | 1080p vs bare ORT | 1080p vs own bare | 1080p vs rembg | IoU vs ORT f32 | mean abs d |"
+        "| model | runtime | bare ms | 640x480 ms | 1080p ms | 1080p vs bare ORT | 1080p vs own bare | 1080p vs model inside | 1080p vs rembg | IoU vs ORT f32 | mean abs d |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for model in &models {
         let model = model.as_str();
         let frames = if model.starts_with("isnet") {
@@ -235,8 +272,9 @@ fn main() {
         for runtime in Runtime::ALL {
             let bare = bare_inference(model, runtime, frames);
             let bare_ort = *bare_onnxruntime.get_or_insert(bare);
-            let small = pipeline(model, runtime, SIZES[0], frames);
-            let large = pipeline(model, runtime, SIZES[1], frames);
+            let small = pipeline(model, runtime, SIZES[0], frames).median_frame;
+            let large_run = pipeline(model, runtime, SIZES[1], frames);
+            let large = large_run.median_frame;
             let (mut iou, mut mean_difference) = (0.0, 0.0);
             for (photo, reference) in PHOTOS.iter().zip(&references) {
                 let (i, d) = compare(&alpha(model, runtime, photo), reference);
@@ -249,19 +287,21 @@ fn main() {
                 "-".into()
             };
             println!(
-                "| {model} | {} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.3} | {versus_rembg} | {iou:.4} | {mean_difference:.2} |",
+                "| {model} | {} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.3} | {:.3} | {versus_rembg} | {iou:.4} | {mean_difference:.2} |",
                 runtime.name(),
                 ms(bare),
                 ms(small),
                 ms(large),
                 bare_ort.as_secs_f64() / large.as_secs_f64(),
                 large.as_secs_f64() / bare.as_secs_f64(),
+                large_run.mean_frame.as_secs_f64() / large_run.mean_model.as_secs_f64(),
             );
         }
     }
     println!(
         "columns: 'vs bare ORT' = bare ONNX Runtime time / pipeline time (above 1: faster than the model alone on ORT); \
          'vs own bare' = pipeline time / bare time on the same runtime (what pre/post add); \
+         'vs model inside' = mean time per frame / mean time inside the model for the same frames of the same run (what pre/post add, immune to the machine's speed changing between runs); \
          'vs rembg' = Python rembg u2netp time / pipeline time"
     );
 }
