@@ -1,10 +1,12 @@
 //! Prints, measured in this one run, per model (u2netp, u2netp-int8, selfie, isnet-fp16) and
 //! runtime (ONNX Runtime, OpenVINO f32, OpenVINO bf16):
 //! - bare inference per frame on that runtime, and the rembgfilter pipeline per frame
-//!   (videotestsrc ! rembgfilter ! fakesink) at 640x480 and 1920x1080 with overlap=false, each
-//!   the median of its frames (this machine's speed comes and goes; medians compare best);
-//! - each pipeline against bare ONNX Runtime inference of the model (speed-up) and against bare
-//!   inference on its own runtime (what pre- and post-processing add);
+//!   (videotestsrc ! imagefreeze ! rembgfilter ! fakesink) at 640x480 and 1920x1080 with
+//!   overlap=false, each the median of its frames (this machine's speed comes and goes; medians
+//!   compare best);
+//! - each pipeline against bare ONNX Runtime inference of the model (speed-up), against bare
+//!   inference on its own runtime, and against the model's own time inside the element over the
+//!   same frames (what pre- and post-processing add, the last measured within one run);
 //! - Python rembg with u2netp at both sizes, and the speed-up of each u2netp row over it;
 //! - mask quality against ONNX Runtime f32 of the same model (of u2netp for u2netp-int8): foreground
 //!   IoU and mean |alpha difference| over the three sample photos.
