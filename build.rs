@@ -1,7 +1,27 @@
 fn main() {
     gst_plugin_version_helper::info();
+    rerun_when_the_commit_changes();
     #[cfg(feature = "triton-grpc")]
     generate_kserve_client();
+}
+
+/// The version gst-inspect-1.0 shows names the commit, but any `rerun-if-changed` line (the
+/// proto's below) stops cargo from rerunning this script for other changes: watch the files
+/// that move when a commit is made or checked out.
+fn rerun_when_the_commit_changes() {
+    let git = std::path::Path::new(".git");
+    if !git.is_dir() {
+        return;
+    }
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    if let Ok(head) = std::fs::read_to_string(git.join("HEAD")) {
+        if let Some(branch) = head.trim().strip_prefix("ref: ") {
+            println!("cargo:rerun-if-changed=.git/{branch}");
+        }
+    }
+    if git.join("packed-refs").exists() {
+        println!("cargo:rerun-if-changed=.git/packed-refs");
+    }
 }
 
 /// The KServe v2 gRPC client, generated from the proto kept in the source tree. protoc comes
