@@ -330,6 +330,82 @@ fn jpeg_photos_match_python_rembg() {
     }
 }
 
+#[test]
+fn stills_of_every_kind_pillow_opens_match_python_rembg() {
+    // Grey, CMYK and progressive JPEG, PNG with alpha or a transparent palette index, WebP with
+    // alpha, BMP, GIF (the first frame of an animation, as Pillow opens it) and TIFF with every
+    // orientation tag: the folder mode's alpha is Python rembg's cutout alpha within 1, upright,
+    // the picture's own alpha multiplied in. cutout-image.sh decodes the same way (still.sh);
+    // it is run on the kinds decodebin alone cannot read.
+    let dir = scratch("formats");
+    let (input, reference, output) = (dir.join("in"), dir.join("rembg"), dir.join("out"));
+    let listing = run_reference(
+        "still_formats.py",
+        &[
+            sample("chelsea").to_str().unwrap(),
+            input.to_str().unwrap(),
+            reference.to_str().unwrap(),
+        ],
+    );
+    let result = Command::new(script("cutout-folder.sh"))
+        .args([input.to_str().unwrap(), output.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success() && !stdout.contains("skipping"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let mut compared = 0;
+    for line in listing.lines() {
+        let mut words = line.split_whitespace();
+        let name = words.next().unwrap();
+        let size: Vec<u32> = words.map(|v| v.parse().unwrap()).collect();
+        let stem = name.rsplit_once('.').unwrap().0;
+        let mut cutouts = vec![output.join(format!("{stem}.png"))];
+        if [
+            "bitmap.bmp",
+            "animated.gif",
+            "orientation-6.tiff",
+            "orientation-3.tiff",
+        ]
+        .contains(&name)
+        {
+            let single = dir.join(format!("single-{stem}.png"));
+            run_script(
+                "cutout-image.sh",
+                &[input.join(name).to_str().unwrap(), single.to_str().unwrap()],
+                &[],
+            );
+            cutouts.push(single);
+        }
+        let expected = std::fs::read(reference.join(format!("{name}.alpha"))).unwrap();
+        for cutout in cutouts {
+            let frames = decoded_frames(&cutout, "RGBA");
+            let (info, pixels) = packed_pixels(&frames[0]);
+            assert_eq!(
+                vec![info.width(), info.height()],
+                size,
+                "{name}: the cutout is upright"
+            );
+            let largest = alpha_of(&pixels)
+                .iter()
+                .zip(&expected)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(
+                largest <= 1,
+                "{name} ({}): alpha differs from rembg's by up to {largest}",
+                cutout.display()
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 24, "{listing}");
+}
+
 /// The alpha of a PNG cutout.
 fn png_alpha(path: &Path) -> Vec<u8> {
     alpha_of(&packed_pixels(&decoded_frames(path, "RGBA")[0]).1)

@@ -1,8 +1,8 @@
 """rembg p for GStreamer users: cuts out every picture in a folder into another, one process and
 one rembgfilter (the model loaded once) for all of them. Run by pipelines/cutout-folder.sh.
 
-Each file is decoded as Python rembg decodes it (pipelines/lib/still.sh: JPEG through
-gdkpixbufdec, turned by its EXIF orientation), cut out, and written as OUT_DIR/<name>.png.
+Each file is decoded as Python rembg decodes it (pipelines/lib/still.sh: JPEG, BMP, GIF and TIFF through
+gdkpixbufdec, turned upright by their orientation tag), cut out, and written as OUT_DIR/<name>.png.
 Files that are not pictures are skipped with a message; with --watch the folder is watched for
 new files (written completely: their size stays the same for a second) until interrupted.
 """
@@ -45,13 +45,14 @@ def quoted(text):
 
 
 def decode(path):
-    """The picture at `path`, upright, as an RGB sample; None and a reason if it is not one."""
+    """The picture at `path`, upright, as an RGBA sample (its own alpha, or opaque, so
+    rembgfilter multiplies the mask by it as rembg does); None and a reason if it is not one."""
     source = subprocess.run(
         ["bash", "-c", '. "$0/still.sh"; still_source "$1"', HERE, path],
         capture_output=True, text=True, check=True).stdout.strip()
     description = source.replace('"$INPUT"', quoted(path))
     pipeline = Gst.parse_launch(
-        f"{description} ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false")
+        f"{description} ! videoconvert ! video/x-raw,format=RGBA ! appsink name=sink sync=false")
     sink = pipeline.get_by_name("sink")
     pipeline.set_state(Gst.State.PLAYING)
     sample, error = pull(pipeline, sink)
