@@ -14,10 +14,10 @@ fn rerun_when_the_commit_changes() {
         return;
     }
     println!("cargo:rerun-if-changed=.git/HEAD");
-    if let Ok(head) = std::fs::read_to_string(git.join("HEAD")) {
-        if let Some(branch) = head.trim().strip_prefix("ref: ") {
-            println!("cargo:rerun-if-changed=.git/{branch}");
-        }
+    if let Ok(head) = std::fs::read_to_string(git.join("HEAD"))
+        && let Some(branch) = head.trim().strip_prefix("ref: ")
+    {
+        println!("cargo:rerun-if-changed=.git/{branch}");
     }
     if git.join("packed-refs").exists() {
         println!("cargo:rerun-if-changed=.git/packed-refs");

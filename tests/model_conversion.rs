@@ -76,7 +76,7 @@ fn converting_again_gives_the_catalog_file() {
         let entry = gstneuralfx::segmentation::catalog::find(catalog_name).unwrap();
         assert_eq!(
             md5_hex(&onnx),
-            entry.md5,
+            entry.checksum.hex(),
             "{catalog_name}: conversion is deterministic"
         );
     }

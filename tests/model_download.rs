@@ -89,11 +89,21 @@ fn attempt(reply: Reply, download: bool) -> (Option<String>, Vec<String>) {
     (error, files)
 }
 
-/// [`attempt`] with more environment variables set, also returning the `progress` messages
-/// posted, as "Kind code: text". The model folder starts with a partial file of a download
-/// whose process is gone, which every attempt must clear away.
+/// [`attempt_with`] for `model=u2netp`.
 fn attempt_with(
     reply: Reply,
+    download: bool,
+    environment: &[(&str, &str)],
+) -> (Option<String>, Vec<String>, Vec<String>) {
+    attempt_model(reply, "u2netp", download, environment)
+}
+
+/// [`attempt`] for `model` with more environment variables set, also returning the `progress`
+/// messages posted, as "Kind code: text". The model folder starts with a partial file of a
+/// download whose process is gone, which every attempt must clear away.
+fn attempt_model(
+    reply: Reply,
+    model: &str,
     download: bool,
     environment: &[(&str, &str)],
 ) -> (Option<String>, Vec<String>, Vec<String>) {
@@ -139,7 +149,7 @@ fn attempt_with(
         }
     }
     let description = format!(
-        "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=32,height=24 ! rembgfilter model=u2netp download={download} ! fakesink"
+        "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=32,height=24 ! rembgfilter model={model} download={download} ! fakesink"
     );
     init();
     let pipeline = gst::parse::launch(&description)
@@ -264,6 +274,30 @@ fn corrupted_download_fails_its_checksum_and_leaves_nothing() {
         "{error}"
     );
     assert!(files.is_empty(), "{files:?}");
+}
+
+#[test]
+fn a_model_rembg_checks_by_sha256_is_checked_by_sha256() {
+    // bria-rmbg (rembg's default, 1 GB) is checked against rembg's sha256 for it: served the
+    // wrong bytes, the error names the algorithm, both digests, and nothing is kept.
+    let (error, files, _) = attempt_model(Reply::File(Vec::new()), "bria-rmbg", true, &[]);
+    let error = error.expect("a wrong file must stop the element");
+    let served = {
+        use sha2::Digest;
+        sha2::Sha256::digest(real_u2netp())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert!(
+        error.contains(&format!(
+            "bria-rmbg-2.0.onnx gave a file with sha256 {served}, not \
+             5b486f08200f513f460da46dd701db5fbb47d79b4be4b708a19444bcd4e79958"
+        )),
+        "{error}"
+    );
+    // (The stale part of a u2netp download that attempt_model leaves is not bria-rmbg's.)
+    assert!(!files.iter().any(|f| f.contains("bria")), "{files:?}");
 }
 
 #[test]

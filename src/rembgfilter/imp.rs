@@ -1159,7 +1159,8 @@ impl ElementImpl for RembgFilter {
                 "Background removal",
                 "Filter/Effect/Video",
                 "Removes the background of video with a segmentation model (u2netp, u2net, silueta, \
-                 isnet, MediaPipe's selfie models for live video, or a custom ONNX model), computing \
+                 isnet, bria-rmbg, BiRefNet, MediaPipe's selfie models for live video, or a custom \
+                 ONNX model), computing \
                  what Python rembg computes, with OpenVINO or ONNX Runtime here or on a Triton server or SageMaker \
                  endpoint; outputs the mask as alpha, the mask alone, or the foreground over a \
                  colour, a blurred copy or a picture",

@@ -22,6 +22,8 @@ pub enum PixelScale {
 pub enum OutputTransform {
     /// rembg's choice: stretch the frame's own minimum..maximum to 0..1.
     MinMax,
+    /// rembg's BiRefNet sessions: a sigmoid, then the same min-max stretch.
+    SigmoidMinMax,
     /// The model already outputs a probability.
     Probability,
 }
@@ -70,6 +72,25 @@ impl ModelProfile {
         ..Self::U2NET
     };
 
+    /// rembg's isnet-anime: ISNet with the ImageNet mean and std 1.
+    pub const ISNET_ANIME: Self = Self {
+        mean: IMAGENET_MEAN,
+        ..Self::ISNET
+    };
+
+    /// rembg's bria-rmbg (BRIA RMBG-2.0): 1024x1024, ImageNet statistics, min-max output.
+    pub const BRIA: Self = Self {
+        mean: IMAGENET_MEAN,
+        std: IMAGENET_STD,
+        ..Self::ISNET
+    };
+
+    /// rembg's BiRefNet sessions: 1024x1024, ImageNet statistics, a sigmoid before the min-max.
+    pub const BIREFNET: Self = Self {
+        output: OutputTransform::SigmoidMinMax,
+        ..Self::BRIA
+    };
+
     /// MediaPipe's selfie segmentation (converted from TFLite by `models/tflite_to_onnx.py`):
     /// NHWC RGB stretched to 256x256 and divided by 255, a probability out, bilinear both ways.
     pub const SELFIE: Self = Self {
@@ -105,6 +126,29 @@ impl ModelProfile {
     };
 }
 
+/// What a downloaded model file must hash to: rembg's own checksum for it (md5 for most,
+/// sha256 for bria-rmbg), lowercase hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    Md5(&'static str),
+    Sha256(&'static str),
+}
+
+impl Checksum {
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            Checksum::Md5(_) => "md5",
+            Checksum::Sha256(_) => "sha256",
+        }
+    }
+
+    pub fn hex(&self) -> &'static str {
+        match self {
+            Checksum::Md5(hex) | Checksum::Sha256(hex) => hex,
+        }
+    }
+}
+
 /// A model in the catalog.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CatalogEntry {
@@ -114,7 +158,7 @@ pub struct CatalogEntry {
     /// Where users with internet can download it on first use; `None` for models that only
     /// `models/fetch.py` installs (from a package registry).
     pub url: Option<&'static str>,
-    pub md5: &'static str,
+    pub checksum: Checksum,
 }
 
 pub static CATALOG: &[CatalogEntry] = &[
@@ -123,7 +167,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         file_name: "u2netp.onnx",
         profile: ModelProfile::U2NET,
         url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx"),
-        md5: "8e83ca70e441ab06c318d82300c84806",
+        checksum: Checksum::Md5("8e83ca70e441ab06c318d82300c84806"),
     },
     // Made by scripts/setup.sh (models/quantize_u2netp.py): u2netp with int8 weights and uint8
     // activations, about twice as fast on both runtimes, masks slightly different.
@@ -132,14 +176,14 @@ pub static CATALOG: &[CatalogEntry] = &[
         file_name: "u2netp-int8.onnx",
         profile: ModelProfile::U2NET,
         url: None,
-        md5: "8786c43c50be3d7d7ee0c2c2d8d788a0",
+        checksum: Checksum::Md5("8786c43c50be3d7d7ee0c2c2d8d788a0"),
     },
     CatalogEntry {
         name: "u2net",
         file_name: "u2net.onnx",
         profile: ModelProfile::U2NET,
         url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx"),
-        md5: "60024c5c889badc19c04ad937298a77b",
+        checksum: Checksum::Md5("60024c5c889badc19c04ad937298a77b"),
     },
     CatalogEntry {
         name: "u2net_human_seg",
@@ -148,14 +192,14 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net_human_seg.onnx",
         ),
-        md5: "c09ddc2e0104f800e3e1bb4652583d1f",
+        checksum: Checksum::Md5("c09ddc2e0104f800e3e1bb4652583d1f"),
     },
     CatalogEntry {
         name: "silueta",
         file_name: "silueta.onnx",
         profile: ModelProfile::U2NET,
         url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/silueta.onnx"),
-        md5: "55e59e0d8062d2f5d013f4725ee84782",
+        checksum: Checksum::Md5("55e59e0d8062d2f5d013f4725ee84782"),
     },
     CatalogEntry {
         name: "isnet-general-use",
@@ -164,35 +208,117 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/isnet-general-use.onnx",
         ),
-        md5: "fc16ebd8b0c10d971d3513d564d01e29",
+        checksum: Checksum::Md5("fc16ebd8b0c10d971d3513d564d01e29"),
+    },
+    CatalogEntry {
+        name: "isnet-anime",
+        file_name: "isnet-anime.onnx",
+        profile: ModelProfile::ISNET_ANIME,
+        url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/isnet-anime.onnx"),
+        checksum: Checksum::Md5("6f184e756bb3bd901c8849220a83e38e"),
+    },
+    // Python rembg 2.0.86's default model: BRIA RMBG-2.0 (CC BY-NC 4.0: non-commercial use).
+    CatalogEntry {
+        name: "bria-rmbg",
+        file_name: "bria-rmbg.onnx",
+        profile: ModelProfile::BRIA,
+        url: Some(
+            "https://github.com/danielgatis/rembg/releases/download/v0.0.0/bria-rmbg-2.0.onnx",
+        ),
+        checksum: Checksum::Sha256(
+            "5b486f08200f513f460da46dd701db5fbb47d79b4be4b708a19444bcd4e79958",
+        ),
+    },
+    CatalogEntry {
+        name: "birefnet-general",
+        file_name: "birefnet-general.onnx",
+        profile: ModelProfile::BIREFNET,
+        url: Some(
+            "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-general-epoch_244.onnx",
+        ),
+        checksum: Checksum::Md5("7a35a0141cbbc80de11d9c9a28f52697"),
+    },
+    CatalogEntry {
+        name: "birefnet-general-lite",
+        file_name: "birefnet-general-lite.onnx",
+        profile: ModelProfile::BIREFNET,
+        url: Some(
+            "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-general-bb_swin_v1_tiny-epoch_232.onnx",
+        ),
+        checksum: Checksum::Md5("4fab47adc4ff364be1713e97b7e66334"),
+    },
+    CatalogEntry {
+        name: "birefnet-portrait",
+        file_name: "birefnet-portrait.onnx",
+        profile: ModelProfile::BIREFNET,
+        url: Some(
+            "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-portrait-epoch_150.onnx",
+        ),
+        checksum: Checksum::Md5("c3a64a6abf20250d090cd055f12a3b67"),
+    },
+    CatalogEntry {
+        name: "birefnet-dis",
+        file_name: "birefnet-dis.onnx",
+        profile: ModelProfile::BIREFNET,
+        url: Some(
+            "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-DIS-epoch_590.onnx",
+        ),
+        checksum: Checksum::Md5("2d4d44102b446f33a4ebb2e56c051f2b"),
+    },
+    CatalogEntry {
+        name: "birefnet-hrsod",
+        file_name: "birefnet-hrsod.onnx",
+        profile: ModelProfile::BIREFNET,
+        url: Some(
+            "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-HRSOD_DHU-epoch_115.onnx",
+        ),
+        checksum: Checksum::Md5("c017ade5de8a50ff0fd74d790d268dda"),
+    },
+    CatalogEntry {
+        name: "birefnet-cod",
+        file_name: "birefnet-cod.onnx",
+        profile: ModelProfile::BIREFNET,
+        url: Some(
+            "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-COD-epoch_125.onnx",
+        ),
+        checksum: Checksum::Md5("f6d0d21ca89d287f17e7afe9f5fd3b45"),
+    },
+    CatalogEntry {
+        name: "birefnet-massive",
+        file_name: "birefnet-massive.onnx",
+        profile: ModelProfile::BIREFNET,
+        url: Some(
+            "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-massive-TR_DIS5K_TR_TEs-epoch_420.onnx",
+        ),
+        checksum: Checksum::Md5("33e726a2136a3d59eb0fdf613e31e3e9"),
     },
     CatalogEntry {
         name: "isnet-int8",
         file_name: "isnet-int8.onnx",
         profile: ModelProfile::ISNET,
         url: None,
-        md5: "28be23d28b9156631250155a651c17e8",
+        checksum: Checksum::Md5("28be23d28b9156631250155a651c17e8"),
     },
     CatalogEntry {
         name: "isnet-fp16",
         file_name: "isnet-fp16.onnx",
         profile: ModelProfile::ISNET,
         url: None,
-        md5: "504455444dbc2adcf3e16763c2cd9fde",
+        checksum: Checksum::Md5("504455444dbc2adcf3e16763c2cd9fde"),
     },
     CatalogEntry {
         name: "selfie",
         file_name: "selfie.onnx",
         profile: ModelProfile::SELFIE,
         url: None,
-        md5: "0a3aad1e5beb05c714a1730127b190f1",
+        checksum: Checksum::Md5("0a3aad1e5beb05c714a1730127b190f1"),
     },
     CatalogEntry {
         name: "selfie-landscape",
         file_name: "selfie-landscape.onnx",
         profile: ModelProfile::SELFIE_LANDSCAPE,
         url: None,
-        md5: "9633605c6cd6f74f08839687a79c54f1",
+        checksum: Checksum::Md5("9633605c6cd6f74f08839687a79c54f1"),
     },
 ];
 

@@ -6,9 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
-
-use super::catalog::CatalogEntry;
+use super::catalog::{CatalogEntry, Checksum};
 
 /// Replaces rembg's release URL prefix (for mirrors, and for tests against a local server).
 pub const BASE_URL_ENV: &str = "NEURALFX_MODEL_BASE_URL";
@@ -27,9 +25,12 @@ const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 pub enum DownloadError {
     #[error("downloading {url} failed: {reason}")]
     Transfer { url: String, reason: String },
-    #[error("downloading {url} gave a file with md5 {found}, not {expected}; nothing was kept")]
+    #[error(
+        "downloading {url} gave a file with {algorithm} {found}, not {expected}; nothing was kept"
+    )]
     Checksum {
         url: String,
+        algorithm: &'static str,
         expected: String,
         found: String,
     },
@@ -37,16 +38,57 @@ pub enum DownloadError {
     Write { path: PathBuf, reason: String },
 }
 
-/// Where `entry` is downloaded from: the same file name under `BASE_URL_ENV`, or its own URL.
+/// The checksum of a download, computed as its bytes arrive.
+enum RunningDigest {
+    Md5(md5::Md5),
+    Sha256(sha2::Sha256),
+}
+
+impl RunningDigest {
+    fn new(checksum: &Checksum) -> Self {
+        match checksum {
+            Checksum::Md5(_) => Self::Md5(<md5::Md5 as md5::Digest>::new()),
+            Checksum::Sha256(_) => Self::Sha256(<sha2::Sha256 as sha2::Digest>::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Md5(digest) => md5::Digest::update(digest, bytes),
+            Self::Sha256(digest) => sha2::Digest::update(digest, bytes),
+        }
+    }
+
+    /// Lowercase hex, as the catalog writes checksums.
+    fn finish(self) -> String {
+        let bytes: Vec<u8> = match self {
+            Self::Md5(digest) => md5::Digest::finalize(digest).to_vec(),
+            Self::Sha256(digest) => sha2::Digest::finalize(digest).to_vec(),
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Where `entry` is downloaded from: its release file name under `BASE_URL_ENV`, or its own URL.
 pub fn source_url(entry: &CatalogEntry) -> Option<String> {
     match std::env::var(BASE_URL_ENV) {
         Ok(base) if !base.is_empty() => Some(format!(
             "{}/{}",
             base.trim_end_matches('/'),
-            entry.file_name
+            release_file_name(entry)
         )),
         _ => entry.url.map(str::to_string),
     }
+}
+
+/// The name a mirror of rembg's releases keeps for `entry`: the last part of its URL
+/// (bria-rmbg-2.0.onnx, BiRefNet-general-epoch_244.onnx...), which is not always the name it is
+/// installed under; the installed name for models without a URL.
+fn release_file_name(entry: &CatalogEntry) -> &'static str {
+    entry
+        .url
+        .and_then(|url| url.rsplit('/').next())
+        .unwrap_or(entry.file_name)
 }
 
 /// A positive number from the environment, else `default`.
@@ -172,7 +214,7 @@ pub fn download(
         let mut file = std::fs::File::create(&partial).map_err(|e| write_error(e.to_string()))?;
         let mut reported = Instant::now();
         let mut body = response.into_reader();
-        let mut hasher = Md5::new();
+        let mut hasher = RunningDigest::new(&entry.checksum);
         let mut chunk = vec![0u8; 1 << 16];
         let (mut total, mut window_start, mut window_bytes) = (0u64, Instant::now(), 0u64);
         loop {
@@ -232,15 +274,12 @@ pub fn download(
             total: expected_len,
         });
         file.sync_all().map_err(|e| write_error(e.to_string()))?;
-        let found: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if found != entry.md5 {
+        let found = hasher.finish();
+        if found != entry.checksum.hex() {
             return Err(DownloadError::Checksum {
                 url: url.clone(),
-                expected: entry.md5.to_string(),
+                algorithm: entry.checksum.algorithm(),
+                expected: entry.checksum.hex().to_string(),
                 found,
             });
         }
@@ -254,4 +293,60 @@ pub fn download(
         }
     }
     result.map(|_| target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest_of(checksum: Checksum, pieces: &[&[u8]]) -> String {
+        let mut digest = RunningDigest::new(&checksum);
+        for piece in pieces {
+            digest.update(piece);
+        }
+        digest.finish()
+    }
+
+    #[test]
+    fn checksums_are_computed_by_the_entry_s_algorithm_over_all_pieces() {
+        // The standard test vectors of "abc" (RFC 1321, FIPS 180-2), fed in two pieces.
+        assert_eq!(
+            digest_of(Checksum::Md5(""), &[b"a", b"bc"]),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert_eq!(
+            digest_of(Checksum::Sha256(""), &[b"ab", b"c"]),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn a_mirror_is_asked_for_the_release_file_name() {
+        let find = |name| crate::segmentation::catalog::find(name).unwrap();
+        assert_eq!(release_file_name(find("u2netp")), "u2netp.onnx");
+        assert_eq!(release_file_name(find("bria-rmbg")), "bria-rmbg-2.0.onnx");
+        assert_eq!(
+            release_file_name(find("birefnet-general")),
+            "BiRefNet-general-epoch_244.onnx"
+        );
+        assert_eq!(release_file_name(find("selfie")), "selfie.onnx");
+    }
+
+    #[test]
+    fn every_catalog_checksum_is_lowercase_hex_of_its_algorithm_s_length() {
+        for entry in crate::segmentation::catalog::CATALOG {
+            let expected_len = match entry.checksum {
+                Checksum::Md5(_) => 32,
+                Checksum::Sha256(_) => 64,
+            };
+            let hex = entry.checksum.hex();
+            assert_eq!(hex.len(), expected_len, "{}", entry.name);
+            assert!(
+                hex.chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+                "{}",
+                entry.name
+            );
+        }
+    }
 }

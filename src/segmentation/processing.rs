@@ -232,25 +232,12 @@ impl Finisher {
         // it takes no part in the min-max range.
         let non_finite = values.clone().filter(|v| !v.is_finite()).count();
         match self.profile.output {
-            OutputTransform::MinMax => {
-                let (lo, hi) = values
-                    .clone()
-                    .filter(|v| v.is_finite())
-                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                        (lo.min(v), hi.max(v))
-                    });
-                let range = hi - lo;
-                // Same float32 steps as numpy: (pred - mi) / (ma - mi), clip, * 255, truncate.
-                // A constant output (range 0) gives NaN there; here it gives an empty mask.
-                self.small_mask.extend(values.map(|&v| {
-                    let normalized = (v - lo) / range;
-                    if normalized.is_finite() {
-                        (normalized.clamp(0.0, 1.0) * 255.0) as u8
-                    } else {
-                        0
-                    }
-                }));
-            }
+            OutputTransform::MinMax => min_max_bytes(values.copied(), &mut self.small_mask),
+            // rembg's BiRefNet sessions: 1 / (1 + exp(-x)) in float32, then the same min-max.
+            OutputTransform::SigmoidMinMax => min_max_bytes(
+                values.map(|&v| 1.0 / (1.0 + (-v).exp())),
+                &mut self.small_mask,
+            ),
             OutputTransform::Probability => {
                 self.small_mask.extend(values.map(|&v| {
                     if v.is_finite() {
@@ -307,6 +294,28 @@ impl Finisher {
         }
         Ok((width, height, stride))
     }
+}
+
+/// rembg's min-max: the output's own finite minimum..maximum stretched to 0..255, in the same
+/// float32 steps as numpy ((pred - mi) / (ma - mi), clip, * 255, truncate). A NaN or infinite
+/// value is background (0) and takes no part in the range; a constant output (range 0, NaN in
+/// numpy) gives an empty mask.
+fn min_max_bytes(values: impl Iterator<Item = f32> + Clone, bytes: &mut Vec<u8>) {
+    let (lo, hi) = values
+        .clone()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    let range = hi - lo;
+    bytes.extend(values.map(|v| {
+        let normalized = (v - lo) / range;
+        if normalized.is_finite() {
+            (normalized.clamp(0.0, 1.0) * 255.0) as u8
+        } else {
+            0
+        }
+    }));
 }
 
 /// The three steps for one thread: a frame in, its mask out.

@@ -11,12 +11,17 @@ Usage: make_test_models.py OUT_DIR
   unet_nan.onnx       U-Net (328) shaped for mode ave whose output is NaN everywhere
   unet_nhwc.onnx      U-Net (328) shaped for mode ave whose output is [1,320,320,3]
   no_outputs.onnx     [1,3,32,32] float and no graph output at all
+  rembg_1024.onnx     [1,3,1024,1024] -> [1,1,1024,1024]: 3x3 conv to 4 channels, tanh, 1x1 conv,
+                      fixed seeded weights; logits of about +-4, so a sigmoid, the mean and the
+                      std all change the mask (a stand-in for rembg's 1024 models, which are
+                      178-970 MB downloads)
 """
 import os
 import sys
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 
 def save(model_inputs, nodes, outputs, path):
@@ -111,6 +116,27 @@ def main() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
     onnx.save(model, os.path.join(out, "no_outputs.onnx"))
+
+    rng = np.random.default_rng(1024)
+    image = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 1024, 1024])
+    mask = helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 1024, 1024])
+    weights = [
+        numpy_helper.from_array(rng.normal(0, 0.6, (4, 3, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.normal(0, 0.3, (4,)).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.normal(0, 1.5, (1, 4, 1, 1)).astype(np.float32), "w2"),
+        numpy_helper.from_array(np.array([0.5], np.float32), "b2"),
+    ]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "w1", "b1"], ["features"], pads=[1, 1, 1, 1]),
+            helper.make_node("Tanh", ["features"], ["squashed"]),
+            helper.make_node("Conv", ["squashed", "w2", "b2"], ["mask"]),
+        ],
+        "rembg_1024", [image], [mask], initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(out, "rembg_1024.onnx"))
 
     with open(os.path.join(out, "not_onnx.onnx"), "w") as text:
         text.write("this is not an ONNX model\n")

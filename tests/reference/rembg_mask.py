@@ -1,8 +1,8 @@
 """Reference oracle: the mask Python rembg computes for an image, written as raw 8-bit bytes.
 
-Usage: rembg_mask.py MODEL_NAME IMAGE OUT_RAW [--post-process]
+Usage: rembg_mask.py MODEL_NAME IMAGE OUT_RAW [--post-process] [--home DIR]
 (MODEL_NAME: a rembg session name, or isnet-int8 / isnet-fp16 for img.ly's ISNet exports)
-The model is read from $U2NET_HOME, where neuralfx reads it too, so both run the same file.
+The model is read from $U2NET_HOME (or DIR), where neuralfx reads it too, so both run the same file.
 Prints "WIDTH HEIGHT" of the mask on stdout.
 """
 import os
@@ -15,10 +15,12 @@ from rembg import new_session, remove
 def main() -> None:
     model_name, image_path, out_path = sys.argv[1:4]
     post_process = "--post-process" in sys.argv[4:]
+    if "--home" in sys.argv[4:]:
+        os.environ["U2NET_HOME"] = sys.argv[sys.argv.index("--home") + 1]
     model_file = os.path.join(os.environ["U2NET_HOME"], model_name + ".onnx")
     if not os.path.isfile(model_file):
         sys.exit(f"{model_file} missing: rembg would download it instead")
-    if model_name.startswith("isnet-") and model_name != "isnet-general-use":
+    if model_name in ("isnet-int8", "isnet-fp16"):
         # Other ISNet exports (img.ly's int8 and fp16) run through rembg's session for custom
         # DIS models: the same 1024x1024 input and normalisation as isnet-general-use.
         session = new_session("dis_custom", model_path=model_file)
