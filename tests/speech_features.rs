@@ -328,7 +328,12 @@ fn bad_speech_inputs_are_named_errors() {
                 picture.display(),
                 encoder.display()
             ),
-            vec!["'audio-location'", "astronaut.png", "no audio stream"],
+            vec![
+                "'audio-location'",
+                "astronaut.png",
+                "no audio stream",
+                "video/x-raw",
+            ],
         ),
         (
             format!(

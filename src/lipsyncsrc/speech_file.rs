@@ -3,6 +3,7 @@
 //! a pipeline of its own that runs to the end of the file.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 
@@ -45,15 +46,17 @@ pub fn decode_speech(path: &Path) -> Result<Vec<f32>, String> {
         .add_many([&decode, &convert, &resample, sink.upcast_ref()])
         .map_err(|e| e.to_string())?;
     gst::Element::link_many([&convert, &resample, sink.upcast_ref()]).map_err(|e| e.to_string())?;
-    let found_audio = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let found = found_audio.clone();
+    let streams = Arc::new(Mutex::new(FoundStreams::default()));
+    let found = streams.clone();
     let convert_weak = convert.downgrade();
     decode.connect_pad_added(move |_, pad| {
-        let is_audio = pad
+        let kind = pad
             .current_caps()
             .or_else(|| Some(pad.query_caps(None)))
-            .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("audio/")))
-            .unwrap_or(false);
+            .and_then(|caps| caps.structure(0).map(|s| s.name().to_string()))
+            .unwrap_or_default();
+        let is_audio = kind.starts_with("audio/");
+        found.lock().unwrap().kinds.push(kind);
         let Some(convert) = convert_weak.upgrade() else {
             return;
         };
@@ -62,19 +65,43 @@ pub fn decode_speech(path: &Path) -> Result<Vec<f32>, String> {
             .expect("audioconvert has a sink pad");
         // The first audio stream only.
         if is_audio && !sink_pad.is_linked() {
-            found.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = pad.link(&sink_pad);
         }
     });
-    let result = collect(&pipeline, &sink).map_err(|error| {
-        if found_audio.load(std::sync::atomic::Ordering::SeqCst) {
+    let found = streams.clone();
+    decode.connect_no_more_pads(move |_| found.lock().unwrap().complete = true);
+    let result = collect(&pipeline, &sink, &streams).map_err(|error| {
+        let streams = streams.lock().unwrap();
+        if streams.has_audio() {
             error
-        } else {
+        } else if streams.kinds.is_empty() {
             format!("has no audio stream GStreamer can decode ({error})")
+        } else {
+            streams.no_audio_error()
         }
     });
     let _ = pipeline.set_state(gst::State::Null);
     result
+}
+
+/// The streams uridecodebin exposed, and whether it has said there are no more.
+#[derive(Debug, Default)]
+struct FoundStreams {
+    kinds: Vec<String>,
+    complete: bool,
+}
+
+impl FoundStreams {
+    fn has_audio(&self) -> bool {
+        self.kinds.iter().any(|kind| kind.starts_with("audio/"))
+    }
+
+    fn no_audio_error(&self) -> String {
+        format!(
+            "has no audio stream: GStreamer found only {}",
+            self.kinds.join(", ")
+        )
+    }
 }
 
 fn gst_audio_caps() -> gst::caps::Builder<gst::caps::NoFeature> {
@@ -83,7 +110,11 @@ fn gst_audio_caps() -> gst::caps::Builder<gst::caps::NoFeature> {
         .field("layout", "interleaved")
 }
 
-fn collect(pipeline: &gst::Pipeline, sink: &gst_app::AppSink) -> Result<Vec<f32>, String> {
+fn collect(
+    pipeline: &gst::Pipeline,
+    sink: &gst_app::AppSink,
+    streams: &Mutex<FoundStreams>,
+) -> Result<Vec<f32>, String> {
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|_| "cannot be played (not a sound file GStreamer decodes?)".to_string())?;
@@ -92,6 +123,14 @@ fn collect(pipeline: &gst::Pipeline, sink: &gst_app::AppSink) -> Result<Vec<f32>
     let bus = pipeline.bus().expect("a pipeline has a bus");
     let mut last_sample = std::time::Instant::now();
     loop {
+        {
+            // Decided as soon as every stream is known: a file of pictures only may never give
+            // the "not linked" error (its stream can end before any data flows).
+            let streams = streams.lock().unwrap();
+            if streams.complete && !streams.has_audio() {
+                return Err(streams.no_audio_error());
+            }
+        }
         if last_sample.elapsed() > STALL {
             return Err(format!("gave no audio for {} s", STALL.as_secs()));
         }

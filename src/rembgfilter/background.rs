@@ -2,7 +2,7 @@
 //! property is set or at start and never on the streaming thread, then scaled with the
 //! project's resizer when the frame size changes.
 
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
@@ -258,9 +258,10 @@ pub fn decode(location: &str) -> Result<Picture, String> {
     source.link(&decoder).map_err(|e| e.to_string())?;
     convert.link(&sink).map_err(|e| e.to_string())?;
     let convert_weak = convert.downgrade();
-    // What decodebin found, so a file with streams but no picture (a .wav) is named as such
-    // rather than by the "not linked" error that follows.
-    let streams = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    // What decodebin found, so a file with streams but no picture (a .wav) is named as such at
+    // once: waiting for the "not linked" error instead can take the whole timeout when the
+    // stream ends before any data reaches the unlinked pad.
+    let streams = Arc::new(Mutex::new(FoundStreams::default()));
     let found = streams.clone();
     decoder.connect_pad_added(move |_, pad| {
         let kind = pad
@@ -268,7 +269,7 @@ pub fn decode(location: &str) -> Result<Picture, String> {
             .and_then(|caps| caps.structure(0).map(|s| s.name().to_string()))
             .unwrap_or_default();
         let is_video = kind.starts_with("video/");
-        found.lock().unwrap().push(kind);
+        found.lock().unwrap().kinds.push(kind);
         if let Some(convert) = convert_weak.upgrade()
             && is_video
             && let Some(sink_pad) = convert.static_pad("sink")
@@ -277,21 +278,43 @@ pub fn decode(location: &str) -> Result<Picture, String> {
             let _ = pad.link(&sink_pad);
         }
     });
-    let result = run_decoder(&pipeline, &sink);
+    let found = streams.clone();
+    decoder.connect_no_more_pads(move |_| found.lock().unwrap().complete = true);
+    let result = run_decoder(&pipeline, &sink, &streams);
     let _ = pipeline.set_state(gst::State::Null);
     let streams = streams.lock().unwrap();
     match result {
-        Err(_) if !streams.is_empty() && !streams.iter().any(|s| s.starts_with("video/")) => {
-            Err(format!(
-                "holds no picture: GStreamer found only {}",
-                streams.join(", ")
-            ))
-        }
+        Err(_) if streams.holds_no_picture() => Err(streams.no_picture_error()),
         other => other,
     }
 }
 
-fn run_decoder(pipeline: &gst::Pipeline, sink: &gst_app::AppSink) -> Result<Picture, String> {
+/// The streams decodebin exposed, and whether it has said there are no more.
+#[derive(Debug, Default)]
+struct FoundStreams {
+    kinds: Vec<String>,
+    complete: bool,
+}
+
+impl FoundStreams {
+    /// Some streams were found and none is a picture.
+    fn holds_no_picture(&self) -> bool {
+        !self.kinds.is_empty() && !self.kinds.iter().any(|kind| kind.starts_with("video/"))
+    }
+
+    fn no_picture_error(&self) -> String {
+        format!(
+            "holds no picture: GStreamer found only {}",
+            self.kinds.join(", ")
+        )
+    }
+}
+
+fn run_decoder(
+    pipeline: &gst::Pipeline,
+    sink: &gst_app::AppSink,
+    streams: &Mutex<FoundStreams>,
+) -> Result<Picture, String> {
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|_| bus_error(pipeline).unwrap_or_else(|| "cannot start decoding".into()))?;
@@ -299,6 +322,12 @@ fn run_decoder(pipeline: &gst::Pipeline, sink: &gst_app::AppSink) -> Result<Pict
     loop {
         if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) {
             return picture_of(&sample);
+        }
+        {
+            let streams = streams.lock().unwrap();
+            if streams.complete && streams.holds_no_picture() {
+                return Err(streams.no_picture_error());
+            }
         }
         if let Some(error) = bus_error(pipeline) {
             return Err(error);
@@ -504,6 +533,43 @@ mod tests {
         );
         assert!(
             err.contains("holds no picture") && err.contains("audio/x-raw"),
+            "{err}"
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_sound_file_with_no_samples_is_named_without_waiting_for_data() {
+        gst::init().unwrap();
+        // A WAV header whose data chunk is empty: the stream ends before any data could reach
+        // the unlinked pad, so no "not linked" error ever comes; decodebin's list of streams
+        // has to decide it.
+        let mut wav = Vec::new();
+        wav.extend_from_slice(b"RIFF");
+        wav.extend_from_slice(&36u32.to_le_bytes());
+        wav.extend_from_slice(b"WAVEfmt ");
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+        wav.extend_from_slice(&16_000u32.to_le_bytes());
+        wav.extend_from_slice(&32_000u32.to_le_bytes());
+        wav.extend_from_slice(&2u16.to_le_bytes());
+        wav.extend_from_slice(&16u16.to_le_bytes());
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&0u32.to_le_bytes());
+        let path =
+            std::env::temp_dir().join(format!("neuralfx-empty-sound-{}.wav", std::process::id()));
+        std::fs::write(&path, &wav).unwrap();
+        let _ = decode(path.to_str().unwrap());
+        let started = Instant::now();
+        let err = decode(path.to_str().unwrap()).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}: {err}",
+            started.elapsed()
+        );
+        assert!(
+            err.contains("holds no picture") && err.contains("audio/"),
             "{err}"
         );
         std::fs::remove_file(path).unwrap();
