@@ -550,8 +550,11 @@ mod tests {
 
     /// Writes 68 landmark lines (point i at `point(i)`) and reads the crop of a 200x200 image.
     fn crop_of(name: &str, point: impl Fn(usize) -> String) -> Result<CropRect, String> {
+        // A file of its own per call: tests run in parallel and may pass the same name.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!(
-            "neuralfx-landmarks-{}-{name}.lms",
+            "neuralfx-landmarks-{}-{call}-{name}.lms",
             std::process::id()
         ));
         let text: String = (0..68).map(|i| point(i) + "\n").collect();
