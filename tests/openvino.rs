@@ -134,12 +134,7 @@ fn bf16_masks_are_close_to_f32_but_computed_differently() {
 fn openvino_and_onnxruntime_give_the_same_alpha() {
     let ov = alpha_on("chelsea", "backend=openvino");
     let ort = alpha_on("chelsea", "backend=onnxruntime");
-    let largest = ov
-        .iter()
-        .zip(&ort)
-        .map(|(a, b)| a.abs_diff(*b))
-        .max()
-        .unwrap();
+    let largest = largest_difference(&ov, &ort);
     assert!(largest <= 1, "largest difference {largest}/255");
 }
 

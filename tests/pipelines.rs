@@ -16,18 +16,20 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn run_script(name: &str, args: &[&str], env: &[(&str, &str)]) {
+/// Runs a script of `scripts/` to success and gives what it printed.
+fn run_script(name: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new(script(name))
         .args(args)
         .envs(env.iter().copied())
         .output()
         .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "{name} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
+        "{name} failed:\n{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -275,11 +277,7 @@ fn cutout_against_rembg(photo: &Path) -> ((u32, u32), (u32, u32), u8) {
     let reference_size = (dims.next().unwrap(), dims.next().unwrap());
     let reference = std::fs::read(&raw).unwrap();
     let largest = if ours.len() == reference.len() {
-        ours.iter()
-            .zip(&reference)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap()
+        largest_difference(&ours, &reference)
     } else {
         u8::MAX
     };
@@ -347,16 +345,12 @@ fn stills_of_every_kind_pillow_opens_match_python_rembg() {
             reference.to_str().unwrap(),
         ],
     );
-    let result = Command::new(script("cutout-folder.sh"))
-        .args([input.to_str().unwrap(), output.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(
-        result.status.success() && !stdout.contains("skipping"),
-        "{stdout}{}",
-        String::from_utf8_lossy(&result.stderr)
+    let stdout = run_script(
+        "cutout-folder.sh",
+        &[input.to_str().unwrap(), output.to_str().unwrap()],
+        &[],
     );
+    assert!(!stdout.contains("skipping"), "{stdout}");
     let mut compared = 0;
     for line in listing.lines() {
         let mut words = line.split_whitespace();
@@ -389,12 +383,7 @@ fn stills_of_every_kind_pillow_opens_match_python_rembg() {
                 size,
                 "{name}: the cutout is upright"
             );
-            let largest = alpha_of(&pixels)
-                .iter()
-                .zip(&expected)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap();
+            let largest = largest_difference(&alpha_of(&pixels), &expected);
             assert!(
                 largest <= 1,
                 "{name} ({}): alpha differs from rembg's by up to {largest}",
@@ -436,15 +425,10 @@ fn a_folder_is_cut_out_file_by_file_skipping_what_is_not_a_picture() {
     std::fs::copy(sample("coffee"), input.join("my coffee.png")).unwrap();
     std::fs::copy(sample("coffee"), input.join("plain.png")).unwrap();
     std::fs::write(input.join("notes.txt"), "not a picture").unwrap();
-    let result = Command::new(script("cutout-folder.sh"))
-        .args([input.to_str().unwrap(), output.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(
-        result.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&result.stderr)
+    let stdout = run_script(
+        "cutout-folder.sh",
+        &[input.to_str().unwrap(), output.to_str().unwrap()],
+        &[],
     );
     assert!(stdout.contains("skipping notes.txt"), "{stdout}");
     assert!(

@@ -157,12 +157,7 @@ fn cubic_matches_opencv_within_one_level() {
         std::fs::remove_file(output).unwrap();
         let mut ours = vec![0; ow * oh * 3];
         gstneuralfx::imageops::resize_cubic(&pixels, w, h, w * 3, 3, &mut ours, ow, oh);
-        let worst = ours
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
+        let worst = largest_difference(&ours, &expected);
         assert!(
             worst <= 1,
             "case {case}: {w}x{h} -> {ow}x{oh}: differs by {worst} levels"

@@ -144,10 +144,6 @@ fn alpha_of_photo(name: &str, rembgfilter: &str) -> Vec<u8> {
     alpha_of(&packed_pixels(&samples[0]).1)
 }
 
-fn largest_difference(a: &[u8], b: &[u8]) -> u8 {
-    a.iter().zip(b).map(|(a, b)| a.abs_diff(*b)).max().unwrap()
-}
-
 #[test]
 fn alpha_through_a_sagemaker_endpoint_matches_onnx_runtime_on_the_three_photos() {
     let servers = servers();

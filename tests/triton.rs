@@ -97,13 +97,7 @@ fn alpha_through_triton_grpc_and_http_matches_onnx_runtime_on_the_three_photos()
             ))
             .unwrap();
             assert_eq!(remote.len(), 1);
-            let largest = local[0]
-                .1
-                .iter()
-                .zip(&remote[0].1)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap();
+            let largest = largest_difference(&local[0].1, &remote[0].1);
             assert!(
                 largest <= 1,
                 "{name} over {backend}: alpha differs by up to {largest}"
@@ -124,13 +118,7 @@ fn the_selfie_model_through_triton_gives_the_alpha_of_onnx_runtime() {
             &format!("rembgfilter backend={backend} server={address} model=selfie"),
         ))
         .unwrap();
-        let largest = local[0]
-            .1
-            .iter()
-            .zip(&remote[0].1)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
+        let largest = largest_difference(&local[0].1, &remote[0].1);
         assert!(largest <= 1, "{backend}: alpha differs by up to {largest}");
         assert!(
             remote[0].1.iter().any(|&a| a > 200) && remote[0].1.iter().any(|&a| a < 50),
@@ -161,12 +149,7 @@ fn requests_in_flight_keep_every_frame_in_order_with_its_timestamps() {
         assert_eq!(remote.len(), 10, "every frame comes out");
         for (i, ((local_pts, local_alpha), (pts, alpha))) in local.iter().zip(&remote).enumerate() {
             assert_eq!(pts, local_pts, "frame {i} keeps its timestamp");
-            let largest = local_alpha
-                .iter()
-                .zip(alpha)
-                .map(|(a, b)| a.abs_diff(*b))
-                .max()
-                .unwrap();
+            let largest = largest_difference(local_alpha, alpha);
             assert!(
                 largest <= 1,
                 "frame {i} ({backend}, {in_flight} in flight): differs by {largest}"
@@ -524,12 +507,7 @@ fn a_live_stream_through_grpc_gives_every_frame_its_own_mask_and_reports_the_lat
     pipeline.set_state(gst::State::Null).unwrap();
     assert_eq!(remote.len(), 8, "every live frame comes out");
     for (i, ((_, local), remote)) in local.iter().zip(&remote).enumerate() {
-        let largest = local
-            .iter()
-            .zip(remote)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
+        let largest = largest_difference(local, remote);
         assert!(
             largest <= 1,
             "frame {i} has its own mask: differs by {largest}"

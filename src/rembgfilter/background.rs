@@ -479,6 +479,21 @@ mod tests {
         assert!(err.contains("folder"), "{err}");
     }
 
+    /// Why `path` is refused, asserting the refusal took under 5 s. The first decode in a process
+    /// loads decodebin's plugins from disk (seconds on a loaded machine, seen in CI); the bound
+    /// is on naming the file, so a second decode is timed.
+    fn refusal_within_seconds(path: &std::path::Path) -> String {
+        let _ = decode(path.to_str().unwrap());
+        let started = Instant::now();
+        let err = decode(path.to_str().unwrap()).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}: {err}",
+            started.elapsed()
+        );
+        err
+    }
+
     #[test]
     fn a_file_that_is_not_a_picture_fails_within_seconds() {
         gst::init().unwrap();
@@ -489,15 +504,7 @@ mod tests {
             b"hello, this is text and no picture at all\n".repeat(50),
         )
         .unwrap();
-        // As below: the first decode in a process loads plugins; the second is timed.
-        let _ = decode(path.to_str().unwrap());
-        let started = Instant::now();
-        let err = decode(path.to_str().unwrap()).unwrap_err();
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
+        let err = refusal_within_seconds(&path);
         assert!(
             err.contains("not an image") || err.contains("no picture"),
             "{err}"
@@ -521,16 +528,7 @@ mod tests {
             &[gst::MessageType::Eos, gst::MessageType::Error],
         );
         writer.set_state(gst::State::Null).unwrap();
-        // The first decode in a process loads decodebin's plugins from disk (seconds on a loaded
-        // machine, seen in CI); the bound is on naming the file, so it times a second one.
-        let _ = decode(path.to_str().unwrap());
-        let started = Instant::now();
-        let err = decode(path.to_str().unwrap()).unwrap_err();
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
+        let err = refusal_within_seconds(&path);
         assert!(
             err.contains("holds no picture") && err.contains("audio/x-raw"),
             "{err}"
@@ -560,14 +558,7 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("neuralfx-empty-sound-{}.wav", std::process::id()));
         std::fs::write(&path, &wav).unwrap();
-        let _ = decode(path.to_str().unwrap());
-        let started = Instant::now();
-        let err = decode(path.to_str().unwrap()).unwrap_err();
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}: {err}",
-            started.elapsed()
-        );
+        let err = refusal_within_seconds(&path);
         assert!(
             err.contains("holds no picture") && err.contains("audio/"),
             "{err}"

@@ -177,6 +177,16 @@ pub fn alpha_of(rgba: &[u8]) -> Vec<u8> {
     rgba.chunks_exact(4).map(|p| p[3]).collect()
 }
 
+/// The largest difference between two images of the same size, in levels.
+pub fn largest_difference(a: &[u8], b: &[u8]) -> u8 {
+    assert_eq!(a.len(), b.len(), "images of different sizes");
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Mean absolute difference (in 0..255 units) and foreground IoU (value > 127) of two masks.
 pub fn compare_masks(ours: &[u8], reference: &[u8]) -> (f64, f64) {
     assert_eq!(ours.len(), reference.len(), "mask sizes differ");
