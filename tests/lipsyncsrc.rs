@@ -87,6 +87,18 @@ fn element_frames(properties: &str, format: &str) -> Result<Vec<gst::Sample>, St
 /// Renders with the element and with the Python reference and compares every frame.
 /// `options` pairs lipsyncsrc properties with the reference's matching flags.
 fn assert_matches_reference(model: &Path, features: &Path, mode: &str, options: (&str, &[&str])) {
+    assert_model_matches_reference(model, model, features, mode, options);
+}
+
+/// As [`assert_matches_reference`], the element running `element_model` and the reference
+/// `reference_model`.
+fn assert_model_matches_reference(
+    reference_model: &Path,
+    element_model: &Path,
+    features: &Path,
+    mode: &str,
+    options: (&str, &[&str]),
+) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static RUN: AtomicUsize = AtomicUsize::new(0);
     let d = data();
@@ -96,7 +108,7 @@ fn assert_matches_reference(model: &Path, features: &Path, mode: &str, options: 
     ));
     let template = d.template();
     let mut args = vec![
-        model.to_str().unwrap(),
+        reference_model.to_str().unwrap(),
         template.to_str().unwrap(),
         features.to_str().unwrap(),
         mode,
@@ -109,7 +121,7 @@ fn assert_matches_reference(model: &Path, features: &Path, mode: &str, options: 
 
     let properties = format!(
         "model={} template={} features={} mode={mode} {}",
-        model.display(),
+        element_model.display(),
         template.display(),
         features.display(),
         options.0
@@ -213,6 +225,26 @@ fn parsing_keeps_protected_pixels_like_the_reference() {
         &data().features("ave.npy"),
         "ave",
         ("parsing=true", &["--parsing"]),
+    );
+}
+
+#[test]
+fn a_unet_with_float16_inputs_and_outputs_matches_the_reference() {
+    // Casts at the edges, float32 inside (tests/reference/float16_io.py), as exporters leave
+    // models; the reference runs the float32 original.
+    let model = data().model("ave");
+    let converted = data().dir.join("unet_ave_float16_io.onnx");
+    let counts = run_reference(
+        "float16_io.py",
+        &[model.to_str().unwrap(), converted.to_str().unwrap()],
+    );
+    assert_eq!(counts.trim(), "2 1", "float16 inputs and output written");
+    assert_model_matches_reference(
+        &model,
+        &converted,
+        &data().features("ave.npy"),
+        "ave",
+        NO_OPTIONS,
     );
 }
 

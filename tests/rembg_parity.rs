@@ -101,6 +101,42 @@ fn isnet_anime_processing_matches_python_rembg() {
     assert_catalog_processing_matches_python_rembg("isnet-anime");
 }
 
+/// u2netp rewritten with float16 inputs and outputs (tests/reference/float16_io.py: casts at the
+/// edges, float32 inside, as exporters leave models), saved under the catalog's file name so it
+/// keeps u2netp's processing: the local runtimes convert at the model's edge, and the mask stays
+/// rembg's within float16's rounding.
+fn assert_float16_io_matches_python_rembg(photo: &str, backend: &str) {
+    let dir = std::env::temp_dir().join(format!(
+        "neuralfx-float16-io-{backend}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let home = std::env::var("U2NET_HOME").expect("U2NET_HOME (scripts/env.sh sets it)");
+    let original = std::path::Path::new(&home).join("u2netp.onnx");
+    let model = dir.join("u2netp.onnx");
+    let converted = run_reference(
+        "float16_io.py",
+        &[original.to_str().unwrap(), model.to_str().unwrap()],
+    );
+    assert_eq!(
+        converted.trim(),
+        "1 7",
+        "float16 inputs and outputs written"
+    );
+    assert_file_matches_python_rembg("u2netp", model.to_str().unwrap(), &[], photo, backend);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_model_with_float16_inputs_and_outputs_matches_python_rembg_on_onnxruntime() {
+    assert_float16_io_matches_python_rembg("chelsea", "onnxruntime");
+}
+
+#[test]
+fn a_model_with_float16_inputs_and_outputs_matches_python_rembg_on_openvino() {
+    assert_float16_io_matches_python_rembg("coffee", "openvino");
+}
+
 #[test]
 fn alpha_matches_python_rembg_on_astronaut() {
     assert_matches_python_rembg("astronaut");

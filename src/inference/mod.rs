@@ -1,6 +1,7 @@
 //! Model inference behind one trait, so elements do not care where a model runs.
 
 pub mod element;
+pub mod float16;
 pub mod image_payload;
 pub mod onnx;
 pub mod onnx_graph;
@@ -145,6 +146,22 @@ pub trait Backend: Send + Sync {
     fn outputs(&self) -> &[TensorSpec];
     /// Runs the model with one tensor per declared input, in declaration order.
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError>;
+
+    /// Whether inputs and outputs declared as `element_type` can be fed from and read into
+    /// float32. Servers are sent float32 only; the local runtimes also convert float16, so a
+    /// model exported with float16 inputs and outputs runs unchanged.
+    fn converts(&self, element_type: &ElementType) -> bool {
+        *element_type == ElementType::Float32
+    }
+
+    /// The tensor types it takes, in words, for error messages.
+    fn float_types(&self) -> &'static str {
+        if self.converts(&ElementType::Float16) {
+            "float32 or float16"
+        } else {
+            "float32"
+        }
+    }
 
     /// Runs the model and returns its first output only: what both elements use. A server is
     /// then asked for that one output (u2netp has seven), so less travels back.

@@ -3,11 +3,13 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::session::{Session, SessionInputValue};
+use ort::value::{Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
 
 use super::shared::SharedModels;
-use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView, runtime};
+use super::{
+    Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView, float16, runtime,
+};
 
 /// Where ONNX Runtime executes the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
@@ -193,6 +195,10 @@ impl Backend for OnnxBackend {
         &self.outputs
     }
 
+    fn converts(&self, element_type: &ElementType) -> bool {
+        matches!(element_type, ElementType::Float32 | ElementType::Float16)
+    }
+
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
         if inputs.len() != self.inputs.len() {
             return Err(InferenceError::Run(format!(
@@ -203,20 +209,44 @@ impl Backend for OnnxBackend {
             )));
         }
         let run_error = |e: ort::Error| InferenceError::Run(format!("{}: {e}", self.model_name));
-        let mut values = Vec::with_capacity(inputs.len());
+        let mut values: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for (spec, input) in self.inputs.iter().zip(inputs) {
-            let value = TensorRef::from_array_view((input.shape, input.data)).map_err(run_error)?;
+            let value = if spec.element_type == ElementType::Float16 {
+                OrtTensor::from_array((input.shape.to_vec(), float16::to_f16(input.data)))
+                    .map_err(run_error)?
+                    .into()
+            } else {
+                TensorRef::from_array_view((input.shape, input.data))
+                    .map_err(run_error)?
+                    .into()
+            };
             values.push((spec.name.as_str(), value));
         }
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let outputs = session.run(values).map_err(run_error)?;
         let mut tensors = Vec::with_capacity(outputs.len());
         for (_, value) in outputs.iter() {
-            let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_error)?;
-            tensors.push(Tensor {
-                shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
-                data: data.to_vec(),
-            });
+            let tensor = match value.dtype() {
+                ValueType::Tensor {
+                    ty: TensorElementType::Float16,
+                    ..
+                } => {
+                    let (shape, data) =
+                        value.try_extract_tensor::<half::f16>().map_err(run_error)?;
+                    Tensor {
+                        shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
+                        data: float16::to_f32(data),
+                    }
+                }
+                _ => {
+                    let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_error)?;
+                    Tensor {
+                        shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
+                        data: data.to_vec(),
+                    }
+                }
+            };
+            tensors.push(tensor);
         }
         Ok(tensors)
     }

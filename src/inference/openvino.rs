@@ -14,7 +14,7 @@ use openvino::{
     RwPropertyKey, Shape, Tensor as OvTensor,
 };
 
-use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
+use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView, float16};
 
 /// The numeric precision OpenVINO computes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
@@ -386,22 +386,34 @@ impl OpenVinoBackend {
             )));
         }
         let mut request = self.take_request()?;
-        for (index, input) in inputs.iter().enumerate() {
-            let dims: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
-            let shape = Shape::new(&dims).map_err(|e| self.run_error(e))?;
-            let mut tensor =
-                OvTensor::new(OvElementType::F32, &shape).map_err(|e| self.run_error(e))?;
-            let data = tensor
-                .get_data_mut::<f32>()
-                .map_err(|e| self.run_error(e))?;
-            if data.len() != input.data.len() {
+        for (index, (spec, input)) in self.inputs.iter().zip(inputs).enumerate() {
+            if input.shape.iter().product::<usize>() != input.data.len() {
                 return Err(self.run_error(format!(
                     "input {index} has {} values for shape {:?}",
                     input.data.len(),
                     input.shape
                 )));
             }
-            data.copy_from_slice(input.data);
+            let dims: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
+            let shape = Shape::new(&dims).map_err(|e| self.run_error(e))?;
+            let float16_input = spec.element_type == ElementType::Float16;
+            let element_type = if float16_input {
+                OvElementType::F16
+            } else {
+                OvElementType::F32
+            };
+            let mut tensor = OvTensor::new(element_type, &shape).map_err(|e| self.run_error(e))?;
+            if float16_input {
+                tensor
+                    .get_data_mut::<half::f16>()
+                    .map_err(|e| self.run_error(e))?
+                    .copy_from_slice(&float16::to_f16(input.data));
+            } else {
+                tensor
+                    .get_data_mut::<f32>()
+                    .map_err(|e| self.run_error(e))?
+                    .copy_from_slice(input.data);
+            }
             request
                 .set_input_tensor_by_index(index, &tensor)
                 .map_err(|e| self.run_error(e))?;
@@ -413,11 +425,22 @@ impl OpenVinoBackend {
                 .get_output_tensor_by_index(index)
                 .map_err(|e| self.run_error(e))?;
             let element_type = tensor.get_element_type().map_err(|e| self.run_error(e))?;
-            if element_type != OvElementType::F32 {
-                return Err(self.run_error(format!(
-                    "output {index} is {element_type}, float32 expected"
-                )));
-            }
+            let data = match element_type {
+                OvElementType::F32 => tensor
+                    .get_data::<f32>()
+                    .map_err(|e| self.run_error(e))?
+                    .to_vec(),
+                OvElementType::F16 => float16::to_f32(
+                    tensor
+                        .get_data::<half::f16>()
+                        .map_err(|e| self.run_error(e))?,
+                ),
+                other => {
+                    return Err(self.run_error(format!(
+                        "output {index} is {other}, float32 or float16 expected"
+                    )));
+                }
+            };
             let shape = tensor.get_shape().map_err(|e| self.run_error(e))?;
             outputs.push(Tensor {
                 shape: shape
@@ -425,10 +448,7 @@ impl OpenVinoBackend {
                     .iter()
                     .map(|&d| d.max(0) as usize)
                     .collect(),
-                data: tensor
-                    .get_data::<f32>()
-                    .map_err(|e| self.run_error(e))?
-                    .to_vec(),
+                data,
             });
         }
         self.idle_requests
@@ -499,6 +519,10 @@ impl Backend for OpenVinoBackend {
 
     fn outputs(&self) -> &[TensorSpec] {
         &self.outputs
+    }
+
+    fn converts(&self, element_type: &ElementType) -> bool {
+        matches!(element_type, ElementType::Float32 | ElementType::Float16)
     }
 
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {

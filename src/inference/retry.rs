@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Backend, InferenceError, Tensor, TensorSpec, TensorView};
+use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
 
 /// The pause before the first retry; each further retry waits twice as long, up to
 /// [`MAX_PAUSE`].
@@ -79,6 +79,10 @@ impl Backend for Retrying {
 
     fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
         self.attempt(|| self.inner.run_first(inputs))
+    }
+
+    fn converts(&self, element_type: &ElementType) -> bool {
+        self.inner.converts(element_type)
     }
 }
 

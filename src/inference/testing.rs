@@ -10,6 +10,7 @@ use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView
 pub struct DeclaredModel {
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
+    converts_float16: bool,
 }
 
 impl DeclaredModel {
@@ -28,7 +29,18 @@ impl DeclaredModel {
         Self {
             inputs: specs("input", inputs),
             outputs: specs("output", outputs),
+            converts_float16: false,
         }
+    }
+
+    /// The same model exported with float16 inputs and outputs, declared to a backend that
+    /// converts float16 (the local runtimes) or does not (servers).
+    pub fn float16(mut self, backend_converts_float16: bool) -> Self {
+        for spec in self.inputs.iter_mut().chain(&mut self.outputs) {
+            spec.element_type = ElementType::Float16;
+        }
+        self.converts_float16 = backend_converts_float16;
+        self
     }
 }
 
@@ -46,6 +58,10 @@ impl Backend for DeclaredModel {
         Err(InferenceError::Run(
             "a declared-only model does not run".into(),
         ))
+    }
+    fn converts(&self, element_type: &ElementType) -> bool {
+        *element_type == ElementType::Float32
+            || (self.converts_float16 && *element_type == ElementType::Float16)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::imageops::{ImageRef, PixelLayout, ResizeError, Resizer};
-use crate::inference::{Backend, ElementType, InferenceError, ShapeDisplay, Tensor, TensorView};
+use crate::inference::{Backend, InferenceError, ShapeDisplay, Tensor, TensorView};
 
 use super::catalog::{ModelProfile, OutputTransform, PixelScale, TensorLayout};
 
@@ -337,9 +337,10 @@ impl Segmenter {
     ) -> Result<Self, SegmenterError> {
         let model = backend.model_name().to_string();
         let inputs = backend.inputs();
+        let float = backend.float_types();
         let expected = match profile.layout {
-            TensorLayout::Nchw => "one float32 input of shape [1,3,H,W]",
-            TensorLayout::Nhwc => "one float32 input of shape [1,H,W,3]",
+            TensorLayout::Nchw => format!("one {float} input of shape [1,3,H,W]"),
+            TensorLayout::Nhwc => format!("one {float} input of shape [1,H,W,3]"),
         };
         let shape_error = |found: String| InferenceError::Shape {
             model: model.clone(),
@@ -356,7 +357,7 @@ impl Segmenter {
                 ShapeDisplay(&input.shape)
             )
         };
-        if input.element_type != ElementType::Float32 {
+        if !backend.converts(&input.element_type) {
             return Err(shape_error(format!(
                 "input '{}' of type {}",
                 input.name, input.element_type
@@ -396,8 +397,8 @@ impl Segmenter {
             .into());
         }
         let mask_expected = match profile.layout {
-            TensorLayout::Nchw => "a float32 mask output [1,1,H,W] (or [1,H,W], [H,W])",
-            TensorLayout::Nhwc => "a float32 mask output [1,H,W,1] (or [1,H,W], [H,W])",
+            TensorLayout::Nchw => format!("a {float} mask output [1,1,H,W] (or [1,H,W], [H,W])"),
+            TensorLayout::Nhwc => format!("a {float} mask output [1,H,W,1] (or [1,H,W], [H,W])"),
         };
         let Some(output) = backend.outputs().first() else {
             return Err(InferenceError::Shape {
@@ -419,7 +420,7 @@ impl Segmenter {
             }
             _ => false,
         };
-        if !holds_mask || output.element_type != ElementType::Float32 {
+        if !holds_mask || !backend.converts(&output.element_type) {
             return Err(InferenceError::Shape {
                 model: model.clone(),
                 found: format!(
@@ -656,6 +657,26 @@ mod tests {
         assert_eq!(mask, [0, 255, 127, 63, 0, 0, 0, 255]);
         // Counted across the copies that share a model.
         assert_eq!(segmenter.finisher.non_finite_values(), 3);
+    }
+
+    #[test]
+    fn float16_edges_are_taken_where_the_backend_converts_and_named_where_it_does_not() {
+        let model = |converts: bool| {
+            DeclaredModel::float32(
+                &[&[Some(1), Some(3), Some(320), Some(320)]],
+                &[&[Some(1), Some(1), Some(320), Some(320)]],
+            )
+            .float16(converts)
+        };
+        assert!(Segmenter::new(Arc::new(model(true)), ModelProfile::U2NET).is_ok());
+        // A server is sent float32 only: refused at start, naming the tensor and both types.
+        let err = Segmenter::new(Arc::new(model(false)), ModelProfile::U2NET)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("input 'input0' of type float16") && err.contains("one float32 input"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::imageops::{PixelLayout, resize_cubic};
-use crate::inference::{Backend, ElementType, InferenceError, ShapeDisplay, TensorView};
+use crate::inference::{Backend, InferenceError, ShapeDisplay, TensorView};
 
 use super::features::{AudioFeatures, Mode};
 use super::templates::{BgrImage, CropRect, LruCache, TemplateError, TemplateSet};
@@ -64,31 +64,35 @@ impl LipsyncModel {
             model: backend.model_name().to_string(),
             found: format!("inputs {}", describe()),
             expected: format!(
-                "mode {} needs a float32 image input [1,6,320,320] and a float32 audio input [1,{c},{h},{w}]",
-                mode.name()
+                "mode {} needs a {float} image input [1,6,320,320] and a {float} audio input [1,{c},{h},{w}]",
+                mode.name(),
+                float = backend.float_types()
             ),
         };
-        if inputs.len() != 2
-            || inputs
-                .iter()
-                .any(|i| i.element_type != ElementType::Float32)
-        {
+        if inputs.len() != 2 || inputs.iter().any(|i| !backend.converts(&i.element_type)) {
             return Err(shape_error());
         }
         let outputs = backend.outputs();
         let output_shape = [1, 3, MODEL_SIZE, MODEL_SIZE];
-        if !outputs
-            .first()
-            .is_some_and(|output| fits(&output.shape, &output_shape))
-        {
+        if !outputs.first().is_some_and(|output| {
+            fits(&output.shape, &output_shape) && backend.converts(&output.element_type)
+        }) {
             let found = match outputs.first() {
-                Some(output) => format!("output '{}' {}", output.name, ShapeDisplay(&output.shape)),
+                Some(output) => format!(
+                    "output '{}' {} {}",
+                    output.name,
+                    output.element_type,
+                    ShapeDisplay(&output.shape)
+                ),
                 None => "no outputs".into(),
             };
             return Err(InferenceError::Shape {
                 model: backend.model_name().to_string(),
                 found,
-                expected: "the U-Net's first output must be the face, [1,3,320,320] (NCHW)".into(),
+                expected: format!(
+                    "the U-Net's first output must be the face, {} [1,3,320,320] (NCHW)",
+                    backend.float_types()
+                ),
             });
         }
         let image_input = match (

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use realfft::RealFftPlanner;
 
 use super::features::{AudioFeatures, Mode};
-use crate::inference::{Backend, ElementType, InferenceError, ShapeDisplay, TensorView};
+use crate::inference::{Backend, InferenceError, ShapeDisplay, TensorView};
 
 pub const SAMPLE_RATE: u32 = 16_000;
 const N_FFT: usize = 800;
@@ -269,7 +269,7 @@ impl AudioEncoder {
             return Err(input_error(format!("{} inputs", model.inputs().len())));
         };
         let window_dims = [Some(1), Some(MEL_BANDS), Some(WINDOW_FRAMES)];
-        if input.element_type != ElementType::Float32
+        if !model.converts(&input.element_type)
             || input.shape.len() != 4
             || input.shape[1..] != window_dims
         {
@@ -283,7 +283,7 @@ impl AudioEncoder {
             return Err(output_error("no outputs".into()));
         };
         let known: Option<usize> = output.shape.iter().skip(1).copied().product();
-        if output.element_type != ElementType::Float32
+        if !model.converts(&output.element_type)
             || output.shape.is_empty()
             || known.is_some_and(|values| values != ENCODER_WIDTH)
         {
