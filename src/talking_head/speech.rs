@@ -39,13 +39,22 @@ pub enum SpeechError {
         frames: usize,
     },
     #[error(
-        "audio encoder {model}: expected one float32 input [batch,1,{MEL_BANDS},{WINDOW_FRAMES}] (a mel window), found {found}"
+        "audio encoder {model}: expected one {float} input [batch,1,{MEL_BANDS},{WINDOW_FRAMES}] (a mel window), found {found}"
     )]
-    EncoderInput { model: String, found: String },
+    EncoderInput {
+        model: String,
+        /// The element types the backend takes, in words.
+        float: &'static str,
+        found: String,
+    },
     #[error(
-        "audio encoder {model}: expected {ENCODER_WIDTH} float32 values per window out ([batch,512] or [batch,512,1,1]), found {found}"
+        "audio encoder {model}: expected {ENCODER_WIDTH} {float} values per window out ([batch,512] or [batch,512,1,1]), found {found}"
     )]
-    EncoderOutput { model: String, found: String },
+    EncoderOutput {
+        model: String,
+        float: &'static str,
+        found: String,
+    },
     #[error("audio encoder: {0}")]
     Run(#[from] InferenceError),
 }
@@ -263,6 +272,7 @@ impl AudioEncoder {
     pub fn new(model: Arc<dyn Backend>) -> Result<Self, SpeechError> {
         let input_error = |found: String| SpeechError::EncoderInput {
             model: model.model_name().to_string(),
+            float: model.float_types(),
             found,
         };
         let [input] = model.inputs() else {
@@ -277,6 +287,7 @@ impl AudioEncoder {
         }
         let output_error = |found: String| SpeechError::EncoderOutput {
             model: model.model_name().to_string(),
+            float: model.float_types(),
             found,
         };
         let Some(output) = model.outputs().first() else {
@@ -320,6 +331,7 @@ impl AudioEncoder {
             if output.data.len() != size * ENCODER_WIDTH {
                 return Err(SpeechError::EncoderOutput {
                     model: self.model.model_name().to_string(),
+                    float: self.model.float_types(),
                     found: format!(
                         "{} values for {size} windows (shape {})",
                         output.data.len(),
@@ -909,6 +921,26 @@ mod tests {
             &[&[Some(1), Some(512), Some(1), Some(1)]],
         );
         assert!(AudioEncoder::new(Arc::new(nchw)).is_ok());
+    }
+
+    #[test]
+    fn a_float16_encoder_is_taken_locally_and_named_for_a_server() {
+        let encoder = |converts: bool| {
+            DeclaredModel::float32(
+                &[&[None, Some(1), Some(80), Some(16)]],
+                &[&[None, Some(512)]],
+            )
+            .float16(converts)
+        };
+        assert!(AudioEncoder::new(Arc::new(encoder(true))).is_ok());
+        let err = AudioEncoder::new(Arc::new(encoder(false)))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("expected one float32 input") && err.contains("float16 [?,1,80,16]"),
+            "{err}"
+        );
     }
 
     fn row_at_slot(window: &[f32], slot: usize) -> f32 {
