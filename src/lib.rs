@@ -2,6 +2,7 @@
 
 use gst::glib;
 
+pub mod decoded_streams;
 pub mod imageops;
 pub mod inference;
 pub mod lipsync;

@@ -9,8 +9,13 @@ use half::slice::HalfFloatSliceExt;
 /// model's own cast would make them.
 pub fn to_f16(values: &[f32]) -> Vec<f16> {
     let mut halves = vec![f16::ZERO; values.len()];
-    halves.convert_from_f32_slice(values);
+    write_f16(values, &mut halves);
     halves
+}
+
+/// As [`to_f16`], into a buffer of the same length (a runtime's own tensor).
+pub fn write_f16(values: &[f32], halves: &mut [f16]) {
+    halves.convert_from_f32_slice(values);
 }
 
 /// `halves` widened to float32 (exact).

@@ -30,6 +30,14 @@ pub enum ElementType {
     NotTensor,
 }
 
+impl ElementType {
+    /// float32 or float16: what the local runtimes feed and read (float16 converted at the
+    /// model's edge).
+    pub fn is_float(&self) -> bool {
+        matches!(self, ElementType::Float32 | ElementType::Float16)
+    }
+}
+
 impl fmt::Display for ElementType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

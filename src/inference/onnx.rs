@@ -196,7 +196,7 @@ impl Backend for OnnxBackend {
     }
 
     fn converts(&self, element_type: &ElementType) -> bool {
-        matches!(element_type, ElementType::Float32 | ElementType::Float16)
+        element_type.is_float()
     }
 
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
@@ -226,27 +226,24 @@ impl Backend for OnnxBackend {
         let outputs = session.run(values).map_err(run_error)?;
         let mut tensors = Vec::with_capacity(outputs.len());
         for (_, value) in outputs.iter() {
-            let tensor = match value.dtype() {
+            let (shape, data) = match value.dtype() {
                 ValueType::Tensor {
                     ty: TensorElementType::Float16,
                     ..
                 } => {
-                    let (shape, data) =
+                    let (shape, halves) =
                         value.try_extract_tensor::<half::f16>().map_err(run_error)?;
-                    Tensor {
-                        shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
-                        data: float16::to_f32(data),
-                    }
+                    (shape, float16::to_f32(halves))
                 }
                 _ => {
                     let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_error)?;
-                    Tensor {
-                        shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
-                        data: data.to_vec(),
-                    }
+                    (shape, data.to_vec())
                 }
             };
-            tensors.push(tensor);
+            tensors.push(Tensor {
+                shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
+                data,
+            });
         }
         Ok(tensors)
     }

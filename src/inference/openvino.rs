@@ -396,24 +396,23 @@ impl OpenVinoBackend {
             }
             let dims: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
             let shape = Shape::new(&dims).map_err(|e| self.run_error(e))?;
-            let float16_input = spec.element_type == ElementType::Float16;
-            let element_type = if float16_input {
-                OvElementType::F16
-            } else {
-                OvElementType::F32
-            };
-            let mut tensor = OvTensor::new(element_type, &shape).map_err(|e| self.run_error(e))?;
-            if float16_input {
-                tensor
+            let tensor = if spec.element_type == ElementType::Float16 {
+                let mut tensor =
+                    OvTensor::new(OvElementType::F16, &shape).map_err(|e| self.run_error(e))?;
+                let halves = tensor
                     .get_data_mut::<half::f16>()
-                    .map_err(|e| self.run_error(e))?
-                    .copy_from_slice(&float16::to_f16(input.data));
+                    .map_err(|e| self.run_error(e))?;
+                float16::write_f16(input.data, halves);
+                tensor
             } else {
+                let mut tensor =
+                    OvTensor::new(OvElementType::F32, &shape).map_err(|e| self.run_error(e))?;
                 tensor
                     .get_data_mut::<f32>()
                     .map_err(|e| self.run_error(e))?
                     .copy_from_slice(input.data);
-            }
+                tensor
+            };
             request
                 .set_input_tensor_by_index(index, &tensor)
                 .map_err(|e| self.run_error(e))?;
@@ -522,7 +521,7 @@ impl Backend for OpenVinoBackend {
     }
 
     fn converts(&self, element_type: &ElementType) -> bool {
-        matches!(element_type, ElementType::Float32 | ElementType::Float16)
+        element_type.is_float()
     }
 
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {

@@ -60,8 +60,11 @@ impl Backend for DeclaredModel {
         ))
     }
     fn converts(&self, element_type: &ElementType) -> bool {
-        *element_type == ElementType::Float32
-            || (self.converts_float16 && *element_type == ElementType::Float16)
+        if self.converts_float16 {
+            element_type.is_float()
+        } else {
+            *element_type == ElementType::Float32
+        }
     }
 }
 

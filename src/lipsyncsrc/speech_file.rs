@@ -3,10 +3,10 @@
 //! a pipeline of its own that runs to the end of the file.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 
+use crate::decoded_streams::StreamWatch;
 use crate::talking_head::speech::SAMPLE_RATE;
 
 /// Longest sound file taken: an hour of speech is 230 MB of float32 samples.
@@ -46,17 +46,8 @@ pub fn decode_speech(path: &Path) -> Result<Vec<f32>, String> {
         .add_many([&decode, &convert, &resample, sink.upcast_ref()])
         .map_err(|e| e.to_string())?;
     gst::Element::link_many([&convert, &resample, sink.upcast_ref()]).map_err(|e| e.to_string())?;
-    let streams = Arc::new(Mutex::new(FoundStreams::default()));
-    let found = streams.clone();
     let convert_weak = convert.downgrade();
-    decode.connect_pad_added(move |_, pad| {
-        let kind = pad
-            .current_caps()
-            .or_else(|| Some(pad.query_caps(None)))
-            .and_then(|caps| caps.structure(0).map(|s| s.name().to_string()))
-            .unwrap_or_default();
-        let is_audio = kind.starts_with("audio/");
-        found.lock().unwrap().kinds.push(kind);
+    let streams = StreamWatch::new(&decode, "audio/", move |pad| {
         let Some(convert) = convert_weak.upgrade() else {
             return;
         };
@@ -64,44 +55,25 @@ pub fn decode_speech(path: &Path) -> Result<Vec<f32>, String> {
             .static_pad("sink")
             .expect("audioconvert has a sink pad");
         // The first audio stream only.
-        if is_audio && !sink_pad.is_linked() {
+        if !sink_pad.is_linked() {
             let _ = pad.link(&sink_pad);
         }
     });
-    let found = streams.clone();
-    decode.connect_no_more_pads(move |_| found.lock().unwrap().complete = true);
     let result = collect(&pipeline, &sink, &streams).map_err(|error| {
-        let streams = streams.lock().unwrap();
-        if streams.has_audio() {
+        if streams.found_wanted() {
             error
-        } else if streams.kinds.is_empty() {
-            format!("has no audio stream GStreamer can decode ({error})")
+        } else if streams.found_only_others() {
+            no_audio(&streams)
         } else {
-            streams.no_audio_error()
+            format!("has no audio stream GStreamer can decode ({error})")
         }
     });
     let _ = pipeline.set_state(gst::State::Null);
     result
 }
 
-/// The streams uridecodebin exposed, and whether it has said there are no more.
-#[derive(Debug, Default)]
-struct FoundStreams {
-    kinds: Vec<String>,
-    complete: bool,
-}
-
-impl FoundStreams {
-    fn has_audio(&self) -> bool {
-        self.kinds.iter().any(|kind| kind.starts_with("audio/"))
-    }
-
-    fn no_audio_error(&self) -> String {
-        format!(
-            "has no audio stream: GStreamer found only {}",
-            self.kinds.join(", ")
-        )
-    }
+fn no_audio(streams: &StreamWatch) -> String {
+    format!("has no audio stream: {}", streams.found_only())
 }
 
 fn gst_audio_caps() -> gst::caps::Builder<gst::caps::NoFeature> {
@@ -113,7 +85,7 @@ fn gst_audio_caps() -> gst::caps::Builder<gst::caps::NoFeature> {
 fn collect(
     pipeline: &gst::Pipeline,
     sink: &gst_app::AppSink,
-    streams: &Mutex<FoundStreams>,
+    streams: &StreamWatch,
 ) -> Result<Vec<f32>, String> {
     pipeline
         .set_state(gst::State::Playing)
@@ -123,13 +95,8 @@ fn collect(
     let bus = pipeline.bus().expect("a pipeline has a bus");
     let mut last_sample = std::time::Instant::now();
     loop {
-        {
-            // Decided as soon as every stream is known: a file of pictures only may never give
-            // the "not linked" error (its stream can end before any data flows).
-            let streams = streams.lock().unwrap();
-            if streams.complete && !streams.has_audio() {
-                return Err(streams.no_audio_error());
-            }
+        if streams.settled_without_wanted() {
+            return Err(no_audio(streams));
         }
         if last_sample.elapsed() > STALL {
             return Err(format!("gave no audio for {} s", STALL.as_secs()));

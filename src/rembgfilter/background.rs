@@ -2,12 +2,13 @@
 //! property is set or at start and never on the streaming thread, then scaled with the
 //! project's resizer when the frame size changes.
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
 use super::BackgroundFit;
+use crate::decoded_streams::StreamWatch;
 use crate::imageops::{Filter, ImageRef, PixelLayout, Resizer};
 
 /// How long decoding one picture may take before it counts as failed.
@@ -258,62 +259,31 @@ pub fn decode(location: &str) -> Result<Picture, String> {
     source.link(&decoder).map_err(|e| e.to_string())?;
     convert.link(&sink).map_err(|e| e.to_string())?;
     let convert_weak = convert.downgrade();
-    // What decodebin found, so a file with streams but no picture (a .wav) is named as such at
-    // once: waiting for the "not linked" error instead can take the whole timeout when the
-    // stream ends before any data reaches the unlinked pad.
-    let streams = Arc::new(Mutex::new(FoundStreams::default()));
-    let found = streams.clone();
-    decoder.connect_pad_added(move |_, pad| {
-        let kind = pad
-            .current_caps()
-            .and_then(|caps| caps.structure(0).map(|s| s.name().to_string()))
-            .unwrap_or_default();
-        let is_video = kind.starts_with("video/");
-        found.lock().unwrap().kinds.push(kind);
+    // A file with streams but no picture (a .wav) is named as such, at once.
+    let streams = StreamWatch::new(&decoder, "video/", move |pad| {
         if let Some(convert) = convert_weak.upgrade()
-            && is_video
             && let Some(sink_pad) = convert.static_pad("sink")
             && !sink_pad.is_linked()
         {
             let _ = pad.link(&sink_pad);
         }
     });
-    let found = streams.clone();
-    decoder.connect_no_more_pads(move |_| found.lock().unwrap().complete = true);
     let result = run_decoder(&pipeline, &sink, &streams);
     let _ = pipeline.set_state(gst::State::Null);
-    let streams = streams.lock().unwrap();
     match result {
-        Err(_) if streams.holds_no_picture() => Err(streams.no_picture_error()),
+        Err(_) if streams.found_only_others() => Err(no_picture(&streams)),
         other => other,
     }
 }
 
-/// The streams decodebin exposed, and whether it has said there are no more.
-#[derive(Debug, Default)]
-struct FoundStreams {
-    kinds: Vec<String>,
-    complete: bool,
-}
-
-impl FoundStreams {
-    /// Some streams were found and none is a picture.
-    fn holds_no_picture(&self) -> bool {
-        !self.kinds.is_empty() && !self.kinds.iter().any(|kind| kind.starts_with("video/"))
-    }
-
-    fn no_picture_error(&self) -> String {
-        format!(
-            "holds no picture: GStreamer found only {}",
-            self.kinds.join(", ")
-        )
-    }
+fn no_picture(streams: &StreamWatch) -> String {
+    format!("holds no picture: {}", streams.found_only())
 }
 
 fn run_decoder(
     pipeline: &gst::Pipeline,
     sink: &gst_app::AppSink,
-    streams: &Mutex<FoundStreams>,
+    streams: &StreamWatch,
 ) -> Result<Picture, String> {
     pipeline
         .set_state(gst::State::Playing)
@@ -323,11 +293,8 @@ fn run_decoder(
         if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) {
             return picture_of(&sample);
         }
-        {
-            let streams = streams.lock().unwrap();
-            if streams.complete && streams.holds_no_picture() {
-                return Err(streams.no_picture_error());
-            }
+        if streams.settled_without_wanted() {
+            return Err(no_picture(streams));
         }
         if let Some(error) = bus_error(pipeline) {
             return Err(error);
