@@ -3,10 +3,12 @@
 # The sound is kept (passed through, or re-encoded to AAC when MP4 cannot carry it).
 #
 # Usage: pipelines/blur-background.sh INPUT_VIDEO OUTPUT.mp4 [rembgfilter properties...]
+# Edges get their estimated foreground colour (foreground-estimation=multilevel; pass
+# foreground-estimation=none to skip it).
 # Example: pipelines/blur-background.sh talk.mp4 talk-blurred.mp4 blur-radius=24 temporal-smoothing=0.5
 set -euo pipefail
 if [ $# -lt 2 ]; then
-    sed -n '2,6p' "$0" >&2
+    sed -n '2,8p' "$0" >&2
     exit 2
 fi
 INPUT="$1" OUTPUT="$2"
@@ -25,7 +27,7 @@ fi
 audio_branch "$INPUT" decoder mux mp4
 # shellcheck disable=SC2086
 gst-launch-1.0 -e filesrc location="$INPUT" ! decodebin name=decoder ${DECODER_CAPS:+caps="$DECODER_CAPS"} \
-    decoder. ! video/x-raw ! videoconvert ! rembgfilter overlap=true mode=blur "$@" \
+    decoder. ! video/x-raw ! videoconvert ! rembgfilter overlap=true mode=blur foreground-estimation=multilevel "$@" \
     ! progressreport update-freq=5 ! videoconvert ! video/x-raw,format=I420 ! $VIDEO_ENCODER ! h264parse \
     ! mp4mux name=mux ! filesink location="$OUTPUT" $AUDIO_BRANCH
 echo "wrote $OUTPUT" >&2

@@ -4,10 +4,12 @@
 # printed per file. --watch keeps processing files as they arrive (like `rembg p -w`).
 #
 # Usage: pipelines/cutout-folder.sh [--watch] IN_DIR OUT_DIR [rembgfilter properties...]
+# Edges get their estimated foreground colour (foreground-estimation=multilevel, as rembg p -dc;
+# pass foreground-estimation=none for the photo's own colour).
 # Example: pipelines/cutout-folder.sh photos/ cutouts/ model=isnet-general-use
 set -euo pipefail
 if [ $# -lt 2 ]; then
-    sed -n '2,8p' "$0" >&2
+    sed -n '2,10p' "$0" >&2
     exit 2
 fi
 # PyGObject (python3-gi) drives the pipeline; the system Python has it on Debian/Ubuntu.

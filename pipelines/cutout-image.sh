@@ -2,11 +2,13 @@
 # A still image to a transparent PNG (what `rembg i` does), with any rembgfilter options.
 #
 # Usage: pipelines/cutout-image.sh INPUT_IMAGE OUTPUT.png [rembgfilter properties...]
-# Fully transparent pixels are written black (clear-transparent=true; pass =false to keep them).
+# Fully transparent pixels are written black (clear-transparent=true; pass =false to keep them);
+# edges get their estimated foreground colour (foreground-estimation=multilevel, as rembg -dc;
+# pass foreground-estimation=none for the photo's own colour).
 # Example: pipelines/cutout-image.sh photo.jpg cutout.png model=u2net post-process-mask=true
 set -euo pipefail
 if [ $# -lt 2 ]; then
-    sed -n '2,6p' "$0" >&2
+    sed -n '2,8p' "$0" >&2
     exit 2
 fi
 INPUT="$1" OUTPUT="$2"
@@ -20,5 +22,5 @@ prefetch_model u2netp "$@"
 . "$(dirname "$0")/lib/still.sh"
 SOURCE=$(still_source "$INPUT")
 eval gst-launch-1.0 -q "$SOURCE" ! videoconvert \
-    ! rembgfilter clear-transparent=true '"$@"' ! videoconvert ! pngenc ! filesink location='"$OUTPUT"'
+    ! rembgfilter clear-transparent=true foreground-estimation=multilevel '"$@"' ! videoconvert ! pngenc ! filesink location='"$OUTPUT"'
 echo "wrote $OUTPUT" >&2

@@ -4,10 +4,12 @@
 # or re-encoded to FLAC when Matroska cannot carry it).
 #
 # Usage: pipelines/video-with-alpha.sh INPUT_VIDEO OUTPUT.mkv [rembgfilter properties...]
+# Edges get their estimated foreground colour (foreground-estimation=multilevel; pass
+# foreground-estimation=none to keep the frame's own colour).
 # Example: pipelines/video-with-alpha.sh talk.mp4 talk-alpha.mkv temporal-smoothing=0.5
 set -euo pipefail
 if [ $# -lt 2 ]; then
-    sed -n '2,7p' "$0" >&2
+    sed -n '2,9p' "$0" >&2
     exit 2
 fi
 INPUT="$1" OUTPUT="$2"
@@ -21,7 +23,7 @@ prefetch_model u2netp "$@"
 audio_branch "$INPUT" decoder mux mkv
 # shellcheck disable=SC2086
 gst-launch-1.0 -e filesrc location="$INPUT" ! decodebin name=decoder ${DECODER_CAPS:+caps="$DECODER_CAPS"} \
-    decoder. ! video/x-raw ! videoconvert ! rembgfilter overlap=true "$@" \
+    decoder. ! video/x-raw ! videoconvert ! rembgfilter overlap=true foreground-estimation=multilevel "$@" \
     ! progressreport update-freq=5 ! videoconvert ! video/x-raw,format=BGRA ! avenc_ffv1 \
     ! matroskamux name=mux ! filesink location="$OUTPUT" $AUDIO_BRANCH
 echo "wrote $OUTPUT" >&2

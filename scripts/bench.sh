@@ -6,13 +6,14 @@
 #   soak: resident memory over long runs and many start/stop cycles of each element
 #   remote: rembgfilter with a Triton server over HTTP (1, 2, 4 requests in flight) against in-process
 #   lipsync: the live lipsync element: frames per second not live, and live with the audio-to-frame latency
-# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video|soak|remote|lipsync]   (all when none is named)
+#   foreground: foreground colour estimation vs the model and pymatting, with its error vs pymatting
+# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video|soak|remote|lipsync|foreground]   (all when none is named)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$REPO/scripts/setup.sh" --test
 source "$REPO/scripts/env.sh"
 cd "$REPO"
-for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video soak remote lipsync}"; do
+for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video soak remote lipsync foreground}"; do
     for name in $bench; do
         cargo bench --bench "$name"
     done

@@ -104,6 +104,44 @@ fn still_image_becomes_a_transparent_png_like_rembgfilter_computes() {
     );
 }
 
+/// The visible pixels (alpha > 0) of a cutout, as RGBA.
+fn visible(pixels: &[u8]) -> Vec<[u8; 4]> {
+    pixels
+        .chunks_exact(4)
+        .filter(|p| p[3] > 0)
+        .map(|p| [p[0], p[1], p[2], p[3]])
+        .collect()
+}
+
+#[test]
+fn still_cutouts_estimate_the_edge_colour_unless_told_not_to() {
+    let photo = sample("chelsea");
+    let cutout_with = |name: &str, extra: &[&str]| {
+        let output = scratch(name);
+        let mut args = vec![photo.to_str().unwrap(), output.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run_script("cutout-image.sh", &args, &[]);
+        packed_pixels(&decoded_frames(&output, "RGBA")[0]).1
+    };
+    let element = |properties: &str| {
+        let samples = collect_samples(&format!(
+            "filesrc location={} ! decodebin ! videoconvert ! rembgfilter {properties} ! appsink name=sink",
+            photo.display()
+        ))
+        .unwrap();
+        packed_pixels(&samples[0]).1
+    };
+    let estimated = cutout_with("estimated.png", &[]);
+    assert_eq!(
+        visible(&estimated),
+        visible(&element("foreground-estimation=multilevel")),
+        "the script estimates the foreground colour by default"
+    );
+    let plain = cutout_with("plain.png", &["foreground-estimation=none"]);
+    assert_eq!(visible(&plain), visible(&element("")));
+    assert_ne!(visible(&plain), visible(&estimated));
+}
+
 #[test]
 fn video_with_alpha_keeps_the_alpha_through_ffv1() {
     let output = scratch("alpha.mkv");

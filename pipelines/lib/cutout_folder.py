@@ -82,6 +82,7 @@ class Cutter:
     def __init__(self, properties):
         self.pipeline = Gst.parse_launch(
             "appsrc name=src format=time ! videoconvert ! rembgfilter name=cut clear-transparent=true "
+            "foreground-estimation=multilevel "
             "! videoconvert ! video/x-raw,format=RGBA ! appsink name=sink sync=false")
         cut = self.pipeline.get_by_name("cut")
         for assignment in properties:

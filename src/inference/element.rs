@@ -659,6 +659,8 @@ pub struct InferenceStats {
     pub frames: u64,
     pub model_runs: u64,
     pub model_time: std::time::Duration,
+    /// Time spent estimating foreground colours (rembgfilter's foreground-estimation).
+    pub foreground_time: std::time::Duration,
 }
 
 impl InferenceStats {

@@ -42,6 +42,7 @@ use crate::inference::element::BackendSettings;
 use crate::inference::element::InferenceStats;
 use crate::inference::requests::{Interrupted, Interruptible, RequestPool};
 use crate::inference::{self, InferenceError};
+use crate::matting::{ForegroundEstimator, ForegroundMethod};
 use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::compose::{self, Compositor, Output};
 use crate::segmentation::download::DownloadEvent;
@@ -53,7 +54,7 @@ use crate::video::{image_of, pixel_layout};
 
 use super::background::Background;
 use super::caps;
-use super::{BackgroundFit, RembgMode};
+use super::{BackgroundFit, ForegroundEstimation, RembgMode};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -81,6 +82,8 @@ struct OutputSettings {
     blur_radius: u32,
     clear_transparent: bool,
     background_fit: BackgroundFit,
+    /// How the colour of partly transparent pixels is estimated.
+    foreground: ForegroundEstimation,
 }
 
 const DEFAULT_OUTPUT: OutputSettings = OutputSettings {
@@ -89,6 +92,7 @@ const DEFAULT_OUTPUT: OutputSettings = OutputSettings {
     blur_radius: 16,
     clear_transparent: false,
     background_fit: BackgroundFit::Fill,
+    foreground: ForegroundEstimation::None,
 };
 
 /// The settings a frame is made with, read once per buffer.
@@ -166,6 +170,8 @@ struct State {
     model_mask: ModelMask,
     chain: MaskChain,
     compositor: Compositor,
+    /// The frame with its foreground colour estimated, for foreground-estimation.
+    foreground: ForegroundEstimator,
     /// Counts flushes and caps changes: a mask from the model thread made before the latest one
     /// is not shown after it.
     history: u64,
@@ -378,6 +384,7 @@ impl RembgFilter {
             model_mask: ModelMask::default(),
             chain: MaskChain::default(),
             compositor: Compositor::default(),
+            foreground: ForegroundEstimator::default(),
             history: 0,
             previous_end: None,
             video_info: None,
@@ -707,8 +714,24 @@ impl RembgFilter {
             _ => None,
         };
         let output = output_for(&settings.output, out_format, src.layout, picture);
-        state.compositor.write(src, mask, output, dst, dst_stride);
-        self.stats.lock().unwrap().frames += 1;
+        let method = match settings.output.foreground {
+            ForegroundEstimation::None => None,
+            ForegroundEstimation::Multilevel => Some(ForegroundMethod::Multilevel),
+        };
+        let mut foreground_time = Duration::ZERO;
+        let src = match method {
+            Some(method) if out_format != VideoFormat::Gray8 => {
+                let started = std::time::Instant::now();
+                let estimated = state.foreground.estimate(src, mask, method);
+                foreground_time = started.elapsed();
+                estimated
+            }
+            _ => *src,
+        };
+        state.compositor.write(&src, mask, output, dst, dst_stride);
+        let mut stats = self.stats.lock().unwrap();
+        stats.frames += 1;
+        stats.foreground_time += foreground_time;
         Ok(())
     }
 
@@ -991,7 +1014,8 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 inference::element::stats_param_spec(
                     "Since start: frames output (\"frames\"), model runs (\"model-runs\", fewer with \
-                     mask-interval or asynchronous mode) and nanoseconds inside the model (\"model-time\")",
+                     mask-interval or asynchronous mode), nanoseconds inside the model (\"model-time\") and \
+                     estimating foreground colours (\"foreground-time\")",
                 ),
                 glib::ParamSpecBoolean::builder("keep-input-alpha")
                     .nick("Keep input alpha")
@@ -1015,6 +1039,12 @@ impl ObjectImpl for RembgFilter {
                             then spend almost nothing on it (a PNG cutout about the size of rembg's). \
                             Visible pixels keep their straight colour either way")
                     .default_value(DEFAULT_OUTPUT.clear_transparent)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("foreground-estimation", DEFAULT_OUTPUT.foreground)
+                    .nick("Foreground estimation")
+                    .blurb("Colour partly transparent pixels with the estimated foreground instead of \
+                            their blend with the old background (no halo over a new one)")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("overlap")
@@ -1109,6 +1139,9 @@ impl ObjectImpl for RembgFilter {
             "background-fit" => {
                 frame.output.background_fit = value.get().expect("type checked upstream")
             }
+            "foreground-estimation" => {
+                frame.output.foreground = value.get().expect("type checked upstream")
+            }
             other => unimplemented!("property {other}"),
         }
     }
@@ -1138,13 +1171,14 @@ impl ObjectImpl for RembgFilter {
             "keep-input-alpha" => frame.keep_input_alpha.to_value(),
             "clear-transparent" => frame.output.clear_transparent.to_value(),
             "background-fit" => frame.output.background_fit.to_value(),
+            "foreground-estimation" => frame.output.foreground.to_value(),
             "active-backend" => self.active_backend.lock().unwrap().to_value(),
-            "stats" => self
-                .stats
-                .lock()
-                .unwrap()
-                .to_structure("rembgfilter-stats")
-                .to_value(),
+            "stats" => {
+                let stats = *self.stats.lock().unwrap();
+                let mut structure = stats.to_structure("rembgfilter-stats");
+                structure.set("foreground-time", stats.foreground_time.as_nanos() as u64);
+                structure.to_value()
+            }
             other => unimplemented!("property {other}"),
         }
     }

@@ -70,3 +70,21 @@ pub enum BackgroundFit {
     )]
     Fit,
 }
+
+/// How rembgfilter colours the pixels of partial alpha.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRembgFilterForegroundEstimation")]
+pub enum ForegroundEstimation {
+    #[default]
+    #[enum_value(
+        name = "The frame's own colour (a blend with the old background)",
+        nick = "none"
+    )]
+    None,
+    #[enum_value(
+        name = "Germer et al.'s multi-level estimate, as pymatting's estimate_foreground_ml and rembg's decontaminate",
+        nick = "multilevel"
+    )]
+    Multilevel,
+}

@@ -1,0 +1,51 @@
+//! Matting: what a soft mask needs before it is composited over a new background. The colour of
+//! a partly transparent pixel is a blend of foreground and old background; estimating the
+//! foreground's own colour there keeps the old background out of the new one. Plain Rust, no
+//! GStreamer types.
+
+pub mod multilevel;
+
+pub use multilevel::{MultilevelEstimator, MultilevelParams};
+
+use crate::imageops::ImageRef;
+
+/// How the foreground colour of partly transparent pixels is estimated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForegroundMethod {
+    /// Germer et al.'s multi-level method, as pymatting's `estimate_foreground_ml`.
+    Multilevel,
+}
+
+impl ForegroundMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            ForegroundMethod::Multilevel => "multilevel",
+        }
+    }
+}
+
+/// Gives frames whose partly transparent pixels carry the estimated foreground colour, keeping
+/// its buffers from frame to frame.
+#[derive(Debug, Default)]
+pub struct ForegroundEstimator {
+    multilevel: MultilevelEstimator,
+    frame: Vec<u8>,
+}
+
+impl ForegroundEstimator {
+    /// A packed copy of `image` in which every pixel whose `alpha` (one byte a pixel) is neither
+    /// 0 nor 255 has the estimated foreground colour; the others keep theirs, as does a fourth
+    /// byte.
+    pub fn estimate<'a>(
+        &'a mut self,
+        image: &ImageRef<'_>,
+        alpha: &[u8],
+        method: ForegroundMethod,
+    ) -> ImageRef<'a> {
+        image.copy_packed_into(&mut self.frame);
+        match method {
+            ForegroundMethod::Multilevel => self.multilevel.estimate(image, alpha, &mut self.frame),
+        }
+        ImageRef::packed(&self.frame, image.width, image.height, image.layout)
+    }
+}

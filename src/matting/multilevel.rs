@@ -1,0 +1,652 @@
+//! Foreground colour estimation by the multi-level method of Germer et al. (2020), computing what
+//! pymatting's `estimate_foreground_ml` computes (rembg's `decontaminate` and the last step of its
+//! alpha matting): a pyramid of nearest-neighbour resizes from 1x1 up to the frame, on each level
+//! a few Gauss-Seidel sweeps of the per-pixel 2x2 system that ties the pixel's colour to
+//! `alpha F + (1 - alpha) B` and both F and B to their four neighbours, weighted by how much the
+//! alpha changes between them.
+//!
+//! The sweeps run in pymatting's order (rows top to bottom, left to right, updating in place), so
+//! the result is pymatting's up to float rounding. A level's sweeps run as a wavefront, one
+//! thread a sweep: sweep k takes row y once sweep k - 1 has finished row y + 1, which is every
+//! value it would have read sequentially.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::imageops::ImageRef;
+
+/// pymatting's parameters, with its defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MultilevelParams {
+    /// How strongly F and B follow their neighbours where the alpha is flat.
+    pub regularization: f32,
+    /// Sweeps on levels of at most `small_size` pixels each way...
+    pub small_iterations: usize,
+    /// ...and on the larger ones.
+    pub big_iterations: usize,
+    pub small_size: usize,
+    /// How strongly F and B follow their neighbours across a change of alpha.
+    pub gradient_weight: f32,
+}
+
+impl Default for MultilevelParams {
+    fn default() -> Self {
+        Self {
+            regularization: 1e-5,
+            small_iterations: 10,
+            big_iterations: 2,
+            small_size: 32,
+            gradient_weight: 1.0,
+        }
+    }
+}
+
+/// One pixel's estimate: the foreground colour in lanes 0-2, the background's in 4-6.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[repr(C, align(32))]
+struct Estimate([f32; 8]);
+
+impl Estimate {
+    fn splat(foreground: [f32; 3], background: [f32; 3]) -> Self {
+        let [f0, f1, f2] = foreground;
+        let [b0, b1, b2] = background;
+        Self([f0, f1, f2, 0.0, b0, b1, b2, 0.0])
+    }
+}
+
+/// Byte value to the 0..1 float pymatting receives (`x / 255.0` as float32).
+fn unit_table() -> [f32; 256] {
+    std::array::from_fn(|i| i as f32 / 255.0)
+}
+
+/// The levels of pymatting's pyramid for a `width` x `height` frame: sizes
+/// `round(width^(i/n)) x round(height^(i/n))` for `i` in `0..=n`, `n = ceil(log2(max side))`.
+pub fn pyramid(width: usize, height: usize) -> Vec<(usize, usize)> {
+    let largest = width.max(height);
+    if largest <= 1 {
+        // pymatting divides by n = 0 here; a single pixel is its own only level.
+        return vec![(width, height)];
+    }
+    let levels = (largest as f64).log2().ceil() as usize;
+    (0..=levels)
+        .map(|i| {
+            let power = i as f64 / levels as f64;
+            let side = |n: usize| ((n as f64).powf(power).round_ties_even() as usize).max(1);
+            (side(width), side(height))
+        })
+        .collect()
+}
+
+/// Nearest-neighbour source index of each of `to` positions taken from `from`, as pymatting's
+/// `_resize_nearest` picks them.
+fn nearest(from: usize, to: usize, map: &mut Vec<usize>) {
+    map.clear();
+    map.extend((0..to).map(|i| (i * from / to).min(from - 1)));
+}
+
+/// Estimates foreground colours, keeping its buffers from frame to frame.
+#[derive(Debug, Default)]
+pub struct MultilevelEstimator {
+    pub params: MultilevelParams,
+    current: Vec<Estimate>,
+    previous: Vec<Estimate>,
+    level_alpha: Vec<u8>,
+    columns: Vec<usize>,
+    rows: Vec<usize>,
+    previous_columns: Vec<usize>,
+    previous_rows: Vec<usize>,
+}
+
+/// A level's inputs: the frame's colour and alpha at the level's size, through index maps.
+struct LevelInputs<'a> {
+    image: &'a ImageRef<'a>,
+    alpha: &'a [u8],
+    width: usize,
+    height: usize,
+    /// Frame column and row of each of the level's.
+    columns: &'a [usize],
+    rows: &'a [usize],
+    units: &'a [f32; 256],
+    params: MultilevelParams,
+}
+
+impl LevelInputs<'_> {
+    fn alpha_row(&self, y: usize) -> &[u8] {
+        &self.alpha[y * self.width..][..self.width]
+    }
+}
+
+impl MultilevelEstimator {
+    pub fn new(params: MultilevelParams) -> Self {
+        Self {
+            params,
+            ..Self::default()
+        }
+    }
+
+    /// Estimates the foreground colour of `image` under `alpha` (one byte a pixel, `width` x
+    /// `height`) and writes it, rounded to bytes, into the colour bytes (the first three) of the
+    /// pixels of `out` (packed, `image`'s layout) whose alpha is neither 0 nor 255; `out`'s other
+    /// pixels are left as they are.
+    pub fn estimate(&mut self, image: &ImageRef<'_>, alpha: &[u8], out: &mut [u8]) {
+        let (width, height) = (image.width, image.height);
+        let bpp = image.layout.bytes_per_pixel;
+        assert_eq!(alpha.len(), width * height, "one alpha byte per pixel");
+        assert!(out.len() >= width * height * bpp, "out holds the frame");
+        if width == 0 || height == 0 || !alpha.iter().any(|&a| a != 0 && a != 255) {
+            return;
+        }
+        let units = unit_table();
+        let (foreground_mean, background_mean) = mean_colours(image, alpha, &units);
+        self.previous.clear();
+        self.previous
+            .push(Estimate::splat(foreground_mean, background_mean));
+        self.previous_columns.clear();
+        self.previous_columns.push(0);
+        let (mut previous_width, mut previous_height) = (1, 1);
+        for (level_width, level_height) in pyramid(width, height) {
+            nearest(width, level_width, &mut self.columns);
+            nearest(height, level_height, &mut self.rows);
+            let full_size = level_width == width && level_height == height;
+            if !full_size {
+                self.level_alpha.clear();
+                for &y in &self.rows {
+                    let row = &alpha[y * width..][..width];
+                    self.level_alpha
+                        .extend(self.columns.iter().map(|&x| row[x]));
+                }
+            }
+            nearest(previous_width, level_width, &mut self.previous_columns);
+            nearest(previous_height, level_height, &mut self.previous_rows);
+            upsample(
+                &self.previous,
+                previous_width,
+                &self.previous_columns,
+                &self.previous_rows,
+                &mut self.current,
+            );
+            let inputs = LevelInputs {
+                image,
+                alpha: if full_size { alpha } else { &self.level_alpha },
+                width: level_width,
+                height: level_height,
+                columns: &self.columns,
+                rows: &self.rows,
+                units: &units,
+                params: self.params,
+            };
+            let small =
+                level_width <= self.params.small_size && level_height <= self.params.small_size;
+            let sweeps = if small {
+                self.params.small_iterations
+            } else {
+                self.params.big_iterations
+            };
+            run_sweeps(&mut self.current, &inputs, sweeps, !small);
+            std::mem::swap(&mut self.current, &mut self.previous);
+            (previous_width, previous_height) = (level_width, level_height);
+        }
+        write_foreground(&self.previous, alpha, width, bpp, out);
+    }
+}
+
+/// Mean colour where alpha > 0.9 and where alpha < 0.1: the 1x1 level's F and B.
+fn mean_colours(image: &ImageRef<'_>, alpha: &[u8], units: &[f32; 256]) -> ([f32; 3], [f32; 3]) {
+    let bpp = image.layout.bytes_per_pixel;
+    let (mut sums, mut counts) = ([[0f64; 3]; 2], [0f64; 2]);
+    for y in 0..image.height {
+        let alpha_row = &alpha[y * image.width..][..image.width];
+        for (pixel, &a) in image.row(y).chunks_exact(bpp).zip(alpha_row) {
+            let a = f64::from(units[a as usize]);
+            let side = if a > 0.9 {
+                0
+            } else if a < 0.1 {
+                1
+            } else {
+                continue;
+            };
+            for c in 0..3 {
+                sums[side][c] += f64::from(units[pixel[c] as usize]);
+            }
+            counts[side] += 1.0;
+        }
+    }
+    let mean = |side: usize| sums[side].map(|s| (s / (counts[side] + 1e-5)) as f32);
+    (mean(0), mean(1))
+}
+
+/// `to` = `from` resized by nearest neighbour through the index maps.
+fn upsample(
+    from: &[Estimate],
+    from_width: usize,
+    columns: &[usize],
+    rows: &[usize],
+    to: &mut Vec<Estimate>,
+) {
+    to.clear();
+    to.reserve(columns.len() * rows.len());
+    for &y in rows {
+        let row = &from[y * from_width..][..from_width];
+        to.extend(columns.iter().map(|&x| row[x]));
+    }
+}
+
+/// Rounds the final level's foreground into the pixels of partial alpha.
+fn write_foreground(
+    estimates: &[Estimate],
+    alpha: &[u8],
+    width: usize,
+    bpp: usize,
+    out: &mut [u8],
+) {
+    use rayon::prelude::*;
+    out.par_chunks_mut(width * bpp)
+        .zip(estimates.par_chunks(width))
+        .zip(alpha.par_chunks(width))
+        .for_each(|((out_row, estimate_row), alpha_row)| {
+            for ((pixel, estimate), &a) in out_row
+                .chunks_exact_mut(bpp)
+                .zip(estimate_row)
+                .zip(alpha_row)
+            {
+                if a != 0 && a != 255 {
+                    for (byte, value) in pixel.iter_mut().zip(&estimate.0[..3]) {
+                        *byte = (value * 255.0 + 0.5) as u8;
+                    }
+                }
+            }
+        });
+}
+
+/// `sweeps` Gauss-Seidel sweeps over the level, as a wavefront over threads when `parallel`.
+fn run_sweeps(estimates: &mut [Estimate], inputs: &LevelInputs<'_>, sweeps: usize, parallel: bool) {
+    if sweeps == 0 {
+        return;
+    }
+    if !parallel || sweeps == 1 || inputs.height < 4 || rayon::current_num_threads() < 2 {
+        for _ in 0..sweeps {
+            let grid = Grid::new(estimates, inputs.width, inputs.height);
+            for y in 0..inputs.height {
+                // SAFETY: one thread, rows in order.
+                unsafe { grid.sweep_row(y, inputs) };
+            }
+        }
+        return;
+    }
+    let grid = Grid::new(estimates, inputs.width, inputs.height);
+    let done: Vec<AtomicUsize> = (0..sweeps).map(|_| AtomicUsize::new(0)).collect();
+    let sweep = |k: usize| {
+        for y in 0..inputs.height {
+            if k > 0 {
+                let needed = (y + 2).min(inputs.height);
+                wait_until(&done[k - 1], needed);
+            }
+            // SAFETY: sweep k writes row y only after sweep k - 1 finished row y + 1 (waited
+            // for above, with Acquire), and sweep k - 1 never reads a row above its current
+            // one's predecessor again; so no row is written by one sweep while another reads
+            // or writes it.
+            unsafe { grid.sweep_row(y, inputs) };
+            done[k].store(y + 1, Ordering::Release);
+        }
+    };
+    // rayon::join runs its first closure here and may lend the second to another thread; each
+    // sweep waits only for the ones before it, which already run or have finished, so a pool of
+    // any size finishes.
+    fn chain(sweep: &(impl Fn(usize) + Sync), first: usize, end: usize) {
+        if first + 1 == end {
+            sweep(first);
+        } else {
+            rayon::join(|| sweep(first), || chain(sweep, first + 1, end));
+        }
+    }
+    chain(&sweep, 0, sweeps);
+}
+
+fn wait_until(progress: &AtomicUsize, rows: usize) {
+    let mut spins = 0u32;
+    while progress.load(Ordering::Acquire) < rows {
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// A level's estimates shared by the sweeps of a wavefront, each writing the rows the others
+/// are not reading.
+struct Grid {
+    pixels: *mut Estimate,
+    width: usize,
+    height: usize,
+}
+
+// SAFETY: the wavefront's waits keep the sweeps' rows apart (see `run_sweeps`).
+unsafe impl Sync for Grid {}
+
+impl Grid {
+    fn new(estimates: &mut [Estimate], width: usize, height: usize) -> Self {
+        assert_eq!(estimates.len(), width * height);
+        Self {
+            pixels: estimates.as_mut_ptr(),
+            width,
+            height,
+        }
+    }
+
+    /// One sweep over row `y`.
+    ///
+    /// # Safety
+    /// No other thread may write rows `y - 1..=y + 1` or read row `y` meanwhile.
+    unsafe fn sweep_row(&self, y: usize, inputs: &LevelInputs<'_>) {
+        let row_at = |r: usize| unsafe { self.pixels.add(r * self.width) };
+        // SAFETY: rows in bounds; the caller keeps other threads off them.
+        let row = unsafe { std::slice::from_raw_parts_mut(row_at(y), self.width) };
+        let up = (y > 0).then(|| unsafe { std::slice::from_raw_parts(row_at(y - 1), self.width) });
+        let down = (y + 1 < self.height)
+            .then(|| unsafe { std::slice::from_raw_parts(row_at(y + 1), self.width) });
+        sweep_row(row, up, down, y, inputs);
+    }
+}
+
+/// Relaxes every pixel of one row in order, as pymatting's inner loop does. `up` holds this
+/// sweep's values, `down` the previous sweep's; a missing row is the edge, where the pixel is
+/// its own neighbour.
+fn sweep_row(
+    row: &mut [Estimate],
+    up: Option<&[Estimate]>,
+    down: Option<&[Estimate]>,
+    y: usize,
+    inputs: &LevelInputs<'_>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has FMA.
+        unsafe { sweep_row_fma(row, up, down, y, inputs) };
+        return;
+    }
+    sweep_row_with::<Separate>(row, up, down, y, inputs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,fma")]
+fn sweep_row_fma(
+    row: &mut [Estimate],
+    up: Option<&[Estimate]>,
+    down: Option<&[Estimate]>,
+    y: usize,
+    inputs: &LevelInputs<'_>,
+) {
+    sweep_row_with::<Fused>(row, up, down, y, inputs)
+}
+
+/// `a * b + c`, fused where the CPU can.
+trait MulAdd {
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+struct Separate;
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Fused;
+#[cfg(target_arch = "x86_64")]
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+#[inline(always)]
+fn sweep_row_with<M: MulAdd>(
+    row: &mut [Estimate],
+    up: Option<&[Estimate]>,
+    down: Option<&[Estimate]>,
+    y: usize,
+    inputs: &LevelInputs<'_>,
+) {
+    let width = inputs.width;
+    let units = inputs.units;
+    let MultilevelParams {
+        regularization,
+        gradient_weight,
+        ..
+    } = inputs.params;
+    let alpha = inputs.alpha_row(y);
+    let alpha_up = inputs.alpha_row(y.saturating_sub(1));
+    let alpha_down = inputs.alpha_row((y + 1).min(inputs.height - 1));
+    let image = inputs.image;
+    let bpp = image.layout.bytes_per_pixel;
+    let image_row = image.row(inputs.rows[y]);
+    let weight = |a0: f32, a: u8| regularization + gradient_weight * (a0 - units[a as usize]).abs();
+    let mut left = row[0];
+    for x in 0..width {
+        let me = row[x];
+        if x == 0 {
+            left = me;
+        }
+        let a0 = units[alpha[x] as usize];
+        let a1 = 1.0 - a0;
+        let weight_left = weight(a0, alpha[x.saturating_sub(1)]);
+        let weight_right = weight(a0, alpha[(x + 1).min(width - 1)]);
+        let weight_up = weight(a0, alpha_up[x]);
+        let weight_down = weight(a0, alpha_down[x]);
+        let right = if x + 1 < width { row[x + 1] } else { me };
+        let up = up.map_or(me, |r| r[x]);
+        let down = down.map_or(me, |r| r[x]);
+
+        // pymatting adds the four weights to the diagonal one by one.
+        let spread = ((weight_left + weight_right) + weight_up) + weight_down;
+        let a00 = f64::from(a0 * a0 + spread);
+        let a01 = f64::from(a0) * f64::from(a1);
+        let a11 = f64::from(a1) * f64::from(a1) + f64::from(spread);
+        let inverse = 1.0 / (a00 * a11 - a01 * a01);
+        let (b00, b01, b11) = (
+            (inverse * a11) as f32,
+            (-inverse * a01) as f32,
+            (inverse * a00) as f32,
+        );
+
+        let pixel = &image_row[inputs.columns[x] * bpp..][..3];
+        // b = (a0 I, a1 I) + the weighted neighbours but the left one, which this sweep has
+        // just written: the chain from one pixel to the next goes through it alone.
+        let mut rest = [0f32; 8];
+        for c in 0..3 {
+            let colour = units[pixel[c] as usize];
+            rest[c] = a0 * colour;
+            rest[4 + c] = a1 * colour;
+        }
+        for (lane, sum) in rest.iter_mut().enumerate() {
+            let partial = M::mul_add(weight_right, right.0[lane], *sum);
+            let partial = M::mul_add(weight_up, up.0[lane], partial);
+            *sum = M::mul_add(weight_down, down.0[lane], partial);
+        }
+        let mut out = [0f32; 8];
+        for c in 0..4 {
+            let (front, back) = (c, 4 + c);
+            let b0 = M::mul_add(weight_left, left.0[front], rest[front]);
+            let b1 = M::mul_add(weight_left, left.0[back], rest[back]);
+            let f = M::mul_add(b00, b0, b01 * b1);
+            let b = M::mul_add(b01, b0, b11 * b1);
+            out[front] = clamp_unit(f);
+            out[back] = clamp_unit(b);
+        }
+        left = Estimate(out);
+        row[x] = left;
+    }
+}
+
+#[inline(always)]
+fn clamp_unit(v: f32) -> f32 {
+    let v = if v > 1.0 { 1.0 } else { v };
+    if v > 0.0 { v } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imageops::PixelLayout;
+
+    #[test]
+    fn the_pyramid_climbs_from_one_pixel_to_the_frame_as_pymatting_does() {
+        // pymatting: n = ceil(log2(max(w, h))), sizes round(w ** (i / n)).
+        // Sizes printed by numba running pymatting's expression.
+        assert_eq!(
+            pyramid(640, 480),
+            vec![
+                (1, 1),
+                (2, 2),
+                (4, 3),
+                (7, 6),
+                (13, 12),
+                (25, 22),
+                (48, 41),
+                (92, 75),
+                (176, 140),
+                (335, 259),
+                (640, 480)
+            ]
+        );
+        assert_eq!(
+            pyramid(333, 17),
+            vec![
+                (1, 1),
+                (2, 1),
+                (4, 2),
+                (7, 3),
+                (13, 4),
+                (25, 5),
+                (48, 7),
+                (92, 9),
+                (175, 12),
+                (333, 17)
+            ]
+        );
+        assert_eq!(pyramid(1, 1), vec![(1, 1)]);
+        assert_eq!(pyramid(2, 1), vec![(1, 1), (2, 1)]);
+    }
+
+    fn estimate(image: &[u8], alpha: &[u8], width: usize, height: usize) -> Vec<u8> {
+        let image_ref = ImageRef::packed(image, width, height, PixelLayout::RGB);
+        let mut out = image.to_vec();
+        MultilevelEstimator::default().estimate(&image_ref, alpha, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_mask_of_only_opaque_and_transparent_pixels_changes_nothing() {
+        let image: Vec<u8> = (0..5 * 4 * 3).map(|i| (i * 7 % 256) as u8).collect();
+        let alpha: Vec<u8> = (0..20).map(|i| if i % 3 == 0 { 255 } else { 0 }).collect();
+        assert_eq!(estimate(&image, &alpha, 5, 4), image);
+        assert_eq!(estimate(&image, &[0; 20], 5, 4), image);
+        assert_eq!(estimate(&image, &[255; 20], 5, 4), image);
+    }
+
+    #[test]
+    fn a_blend_of_two_flat_colours_gives_back_the_foreground_colour() {
+        // Left half red foreground, right half blue background, a soft edge between: the edge
+        // pixels are the blends the camera would see; the estimate should be red again.
+        let (width, height) = (40, 24);
+        let alpha_at = |x: usize| match x {
+            0..16 => 255u8,
+            16..24 => (255 - (x - 15) * 28) as u8,
+            _ => 0,
+        };
+        let (front, back) = ([220.0f32, 30.0, 20.0], [10.0f32, 40.0, 230.0]);
+        let mut image = Vec::new();
+        let mut alpha = Vec::new();
+        for _ in 0..height {
+            for x in 0..width {
+                let a = f32::from(alpha_at(x)) / 255.0;
+                alpha.push(alpha_at(x));
+                for c in 0..3 {
+                    image.push((a * front[c] + (1.0 - a) * back[c]).round() as u8);
+                }
+            }
+        }
+        let out = estimate(&image, &alpha, width, height);
+        for (pixel, &a) in out.chunks(3).zip(&alpha) {
+            if a != 0 && a != 255 {
+                for c in 0..3 {
+                    assert!(
+                        (f32::from(pixel[c]) - front[c]).abs() <= 12.0,
+                        "alpha {a}: {pixel:?} is not the foreground {front:?}"
+                    );
+                }
+            }
+        }
+        // Opaque and transparent pixels keep their colour.
+        for (i, &a) in alpha.iter().enumerate() {
+            if a == 0 || a == 255 {
+                assert_eq!(out[i * 3..][..3], image[i * 3..][..3]);
+            }
+        }
+    }
+
+    #[test]
+    fn one_pixel_and_thin_frames_do_not_divide_by_zero() {
+        assert_eq!(estimate(&[10, 20, 30], &[128], 1, 1).len(), 3);
+        // A flat colour is its own foreground and background, whatever the alpha.
+        let image = vec![100u8; 7 * 3];
+        let ramp = [0, 50, 100, 150, 200, 250, 255];
+        for (width, height) in [(7, 1), (1, 7)] {
+            let out = estimate(&image, &ramp, width, height);
+            assert!(out.iter().all(|v| v.abs_diff(100) <= 1), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn the_wavefront_gives_what_one_thread_gives() {
+        let (width, height) = (97, 61);
+        let image: Vec<u8> = (0..width * height * 3)
+            .map(|i| ((i * 2654435761usize) >> 7) as u8)
+            .collect();
+        let alpha: Vec<u8> = (0..width * height)
+            .map(|i| ((i % width) * 255 / width) as u8)
+            .collect();
+        let parallel = estimate(&image, &alpha, width, height);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let sequential = pool.install(|| estimate(&image, &alpha, width, height));
+        assert_eq!(parallel, sequential);
+    }
+
+    #[test]
+    fn padded_and_four_byte_frames_give_what_packed_rgb_gives() {
+        let (width, height) = (9, 5);
+        let rgb: Vec<u8> = (0..width * height * 3)
+            .map(|i| (i * 31 % 256) as u8)
+            .collect();
+        let alpha: Vec<u8> = (0..width * height).map(|i| (i * 17 % 256) as u8).collect();
+        let expected = estimate(&rgb, &alpha, width, height);
+        let stride = width * 4 + 8;
+        let mut padded = vec![7u8; stride * height];
+        for y in 0..height {
+            for x in 0..width {
+                padded[y * stride + x * 4..][..3].copy_from_slice(&rgb[(y * width + x) * 3..][..3]);
+            }
+        }
+        let image = ImageRef {
+            data: &padded,
+            width,
+            height,
+            stride,
+            layout: PixelLayout::RGBX,
+        };
+        let mut out = vec![0u8; width * height * 4];
+        MultilevelEstimator::default().estimate(&image, &alpha, &mut out);
+        for i in 0..width * height {
+            if alpha[i] != 0 && alpha[i] != 255 {
+                assert_eq!(out[i * 4..][..3], expected[i * 3..][..3]);
+            }
+        }
+    }
+}
