@@ -10,10 +10,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{median, ms};
+use common::{median, ms, pymatting};
 use gst::prelude::*;
 use gst_video::prelude::*;
 use gstneuralfx::imageops::{ImageRef, PixelLayout};
@@ -67,48 +66,6 @@ fn photo_and_mask(photo: &str, width: usize, height: usize) -> (Vec<u8>, Vec<u8>
     (rgb, alpha, model)
 }
 
-/// pymatting's foreground (0..1 floats) and its time, from tests/reference/estimate_foreground.py.
-fn pymatting(rgb: &[u8], alpha: &[u8], width: usize, height: usize) -> (Vec<f32>, Duration) {
-    let dir =
-        std::env::temp_dir().join(format!("neuralfx-bench-foreground-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (rgb_path, alpha_path, out_path) =
-        (dir.join("rgb"), dir.join("alpha"), dir.join("foreground"));
-    std::fs::write(&rgb_path, rgb).unwrap();
-    std::fs::write(&alpha_path, alpha).unwrap();
-    let seconds = common::run(
-        Command::new(common::python())
-            .arg(common::reference("estimate_foreground.py"))
-            .args([width.to_string(), height.to_string()])
-            .args([&rgb_path, &alpha_path, &out_path]),
-    );
-    let bytes = std::fs::read(&out_path).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    let foreground = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (
-        foreground,
-        Duration::from_secs_f64(seconds.trim().parse().unwrap()),
-    )
-}
-
-/// Mean |ours - pymatting's| in levels over the pixels of partial alpha.
-fn band_error(ours: &[u8], reference: &[f32], alpha: &[u8]) -> f64 {
-    let (mut total, mut count) = (0.0, 0usize);
-    for (i, &a) in alpha.iter().enumerate() {
-        if a != 0 && a != 255 {
-            for c in 0..3 {
-                total +=
-                    (f64::from(ours[i * 3 + c]) - f64::from(reference[i * 3 + c]) * 255.0).abs();
-            }
-            count += 3;
-        }
-    }
-    total / count.max(1) as f64
-}
-
 fn main() {
     gst::init().unwrap();
     gstneuralfx::plugin_register_static().unwrap();
@@ -129,7 +86,9 @@ fn main() {
         for photo in PHOTOS {
             let (rgb, alpha, model) = photo_and_mask(photo, width, height);
             let band = alpha.iter().filter(|&&a| a != 0 && a != 255).count();
-            let (reference, reference_time) = pymatting(&rgb, &alpha, width, height);
+            let (reference, reference_time) =
+                pymatting::estimate_foreground(&rgb, &alpha, width, height);
+            let reference: Vec<f64> = reference.iter().map(|&v| f64::from(v) * 255.0).collect();
             let image = ImageRef::packed(&rgb, width, height, PixelLayout::RGB);
             let mut columns = Vec::new();
             for method in methods {
@@ -147,7 +106,7 @@ fn main() {
                     "{:>15.1}  {:>11.1}  {:>5.2}",
                     ms(time),
                     reference_time.as_secs_f64() / time.as_secs_f64(),
-                    band_error(&out, &reference, &alpha)
+                    pymatting::band_difference(&out, &reference, &alpha).0
                 ));
             }
             println!(

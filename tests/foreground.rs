@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{collect_samples, packed_pixels, run_reference, sample};
+use common::pymatting::{band_difference, estimate_foreground};
+use common::{collect_samples, packed_pixels, sample};
 use gst::prelude::*;
 
 /// The photo's RGB and the cutout (RGBA) rembgfilter makes of it with `properties`.
@@ -24,45 +25,6 @@ fn rgb_of(rgba: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// pymatting's foreground for `rgb` under `alpha`, in 0..1.
-fn pymatting_foreground(rgb: &[u8], alpha: &[u8], width: usize, height: usize) -> Vec<f32> {
-    let dir = common::temp_dir_of("foreground", &format!("-{}", rgb.len()));
-    let (rgb_path, alpha_path, out_path) =
-        (dir.join("rgb"), dir.join("alpha"), dir.join("foreground"));
-    std::fs::write(&rgb_path, rgb).unwrap();
-    std::fs::write(&alpha_path, alpha).unwrap();
-    run_reference(
-        "estimate_foreground.py",
-        &[
-            &width.to_string(),
-            &height.to_string(),
-            rgb_path.to_str().unwrap(),
-            alpha_path.to_str().unwrap(),
-            out_path.to_str().unwrap(),
-        ],
-    );
-    let bytes = std::fs::read(&out_path).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
-/// Mean |colour - expected| in levels over the pixels of partial alpha, and how many there are.
-fn band_difference(colour: &[u8], expected: &[f64], alpha: &[u8]) -> (f64, usize) {
-    let (mut total, mut pixels) = (0.0, 0);
-    for (i, &a) in alpha.iter().enumerate() {
-        if a != 0 && a != 255 {
-            for c in 0..3 {
-                total += (f64::from(colour[i * 3 + c]) - expected[i * 3 + c]).abs();
-            }
-            pixels += 1;
-        }
-    }
-    (total / (3 * pixels).max(1) as f64, pixels)
-}
-
 /// Checks the estimate against pymatting's on `photo` with the mask controls `controls`, and
 /// that the straight colour is clearly further from it (so the comparison can fail).
 fn check_against_pymatting(photo: &str, controls: &str) {
@@ -74,7 +36,8 @@ fn check_against_pymatting(photo: &str, controls: &str) {
     let alpha = common::alpha_of(&plain);
     assert_eq!(alpha, common::alpha_of(&estimated), "the same mask");
     let (rgb, ours) = (rgb_of(&plain), rgb_of(&estimated));
-    let reference: Vec<f64> = pymatting_foreground(&rgb, &alpha, width, height)
+    let reference: Vec<f64> = estimate_foreground(&rgb, &alpha, width, height)
+        .0
         .iter()
         .map(|&v| f64::from(v) * 255.0)
         .collect();
@@ -126,7 +89,7 @@ fn composite_mode_blends_the_estimated_foreground_over_the_colour() {
     );
     let alpha = common::alpha_of(&plain);
     let rgb = rgb_of(&plain);
-    let reference = pymatting_foreground(&rgb, &alpha, width, height);
+    let (reference, _) = estimate_foreground(&rgb, &alpha, width, height);
     let background = [0x10, 0x30, 0x50].map(f64::from);
     let expected: Vec<f64> = reference
         .iter()

@@ -116,13 +116,6 @@ impl LevelInputs<'_> {
 }
 
 impl MultilevelEstimator {
-    pub fn new(params: MultilevelParams) -> Self {
-        Self {
-            params,
-            ..Self::default()
-        }
-    }
-
     /// Estimates the foreground colour of `image` under `alpha` (one byte a pixel, `width` x
     /// `height`) and writes it, rounded to bytes, into the colour bytes (the first three) of the
     /// pixels of `out` (packed, `image`'s layout) whose alpha is neither 0 nor 255; `out`'s other
@@ -140,8 +133,6 @@ impl MultilevelEstimator {
         self.previous.clear();
         self.previous
             .push(Estimate::splat(foreground_mean, background_mean));
-        self.previous_columns.clear();
-        self.previous_columns.push(0);
         let (mut previous_width, mut previous_height) = (1, 1);
         for (level_width, level_height) in pyramid(width, height) {
             nearest(width, level_width, &mut self.columns);
