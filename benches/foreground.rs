@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{median, ms, pymatting};
+use common::{foreground_oracles, median, ms};
 use gst::prelude::*;
 use gst_video::prelude::*;
 use gstneuralfx::imageops::{ImageRef, PixelLayout};
@@ -73,7 +73,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(7);
-    let methods = [ForegroundMethod::Multilevel];
+    let methods = [ForegroundMethod::Multilevel, ForegroundMethod::BlurFusion];
     println!(
         "size       photo      band %  u2netp ms  pymatting ms | {}",
         methods
@@ -87,7 +87,7 @@ fn main() {
             let (rgb, alpha, model) = photo_and_mask(photo, width, height);
             let band = alpha.iter().filter(|&&a| a != 0 && a != 255).count();
             let (reference, reference_time) =
-                pymatting::estimate_foreground(&rgb, &alpha, width, height);
+                foreground_oracles::estimate_foreground(&rgb, &alpha, width, height);
             let reference: Vec<f64> = reference.iter().map(|&v| f64::from(v) * 255.0).collect();
             let image = ImageRef::packed(&rgb, width, height, PixelLayout::RGB);
             let mut columns = Vec::new();
@@ -106,7 +106,7 @@ fn main() {
                     "{:>15.1}  {:>11.1}  {:>5.2}",
                     ms(time),
                     reference_time.as_secs_f64() / time.as_secs_f64(),
-                    pymatting::band_difference(&out, &reference, &alpha).0
+                    foreground_oracles::band_difference(&out, &reference, &alpha).0
                 ));
             }
             println!(

@@ -1,8 +1,8 @@
 //! Shared by the benchmarks: time a pipeline frame by frame, and read this process's memory.
 #![allow(dead_code)] // each benchmark uses part of it
 
-#[path = "../../tests/common/pymatting.rs"]
-pub mod pymatting;
+#[path = "../../tests/common/foreground_oracles.rs"]
+pub mod foreground_oracles;
 #[path = "../../tests/common/triton_server.rs"]
 pub mod triton_server;
 

@@ -3,8 +3,10 @@
 //! foreground's own colour there keeps the old background out of the new one. Plain Rust, no
 //! GStreamer types.
 
+pub mod blur_fusion;
 pub mod multilevel;
 
+pub use blur_fusion::BlurFusionEstimator;
 pub use multilevel::{MultilevelEstimator, MultilevelParams};
 
 use crate::imageops::ImageRef;
@@ -14,12 +16,16 @@ use crate::imageops::ImageRef;
 pub enum ForegroundMethod {
     /// Germer et al.'s multi-level method, as pymatting's `estimate_foreground_ml`.
     Multilevel,
+    /// Forte and Pitié's blur-fusion: two windowed means and a correction, one pass over the
+    /// frame; for live video.
+    BlurFusion,
 }
 
 impl ForegroundMethod {
     pub fn name(self) -> &'static str {
         match self {
             ForegroundMethod::Multilevel => "multilevel",
+            ForegroundMethod::BlurFusion => "blur-fusion",
         }
     }
 }
@@ -29,6 +35,7 @@ impl ForegroundMethod {
 #[derive(Debug, Default)]
 pub struct ForegroundEstimator {
     multilevel: MultilevelEstimator,
+    blur_fusion: BlurFusionEstimator,
     frame: Vec<u8>,
 }
 
@@ -45,6 +52,9 @@ impl ForegroundEstimator {
         image.copy_packed_into(&mut self.frame);
         match method {
             ForegroundMethod::Multilevel => self.multilevel.estimate(image, alpha, &mut self.frame),
+            ForegroundMethod::BlurFusion => {
+                self.blur_fusion.estimate(image, alpha, &mut self.frame)
+            }
         }
         ImageRef::packed(&self.frame, image.width, image.height, image.layout)
     }

@@ -717,6 +717,7 @@ impl RembgFilter {
         let method = match settings.output.foreground {
             ForegroundEstimation::None => None,
             ForegroundEstimation::Multilevel => Some(ForegroundMethod::Multilevel),
+            ForegroundEstimation::BlurFusion => Some(ForegroundMethod::BlurFusion),
         };
         let mut foreground_time = Duration::ZERO;
         let src = match method {

@@ -87,4 +87,9 @@ pub enum ForegroundEstimation {
         nick = "multilevel"
     )]
     Multilevel,
+    #[enum_value(
+        name = "Forte and Pitié's blur-fusion: an approximation in one pass over the frame, for live video",
+        nick = "blur-fusion"
+    )]
+    BlurFusion,
 }

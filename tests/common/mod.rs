@@ -2,7 +2,7 @@
 //! scripts/setup.sh fills, the Python reference venv, and pipeline helpers.
 #![allow(dead_code)]
 
-pub mod pymatting;
+pub mod foreground_oracles;
 pub mod talking_head;
 pub mod triton_server;
 

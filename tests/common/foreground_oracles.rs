@@ -1,6 +1,7 @@
-//! pymatting's `estimate_foreground_ml` as the oracle of foreground estimation
-//! (tests/reference/estimate_foreground.py in the reference venv), shared by tests/foreground.rs
-//! and benches/foreground.rs.
+//! The oracles of foreground estimation, run in the reference venv and shared by
+//! tests/foreground.rs and benches/foreground.rs: pymatting's `estimate_foreground_ml`
+//! (tests/reference/estimate_foreground.py) and the paper's blur-fusion at full resolution
+//! (tests/reference/blur_fusion.py).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,10 +15,28 @@ pub fn estimate_foreground(
     width: usize,
     height: usize,
 ) -> (Vec<f32>, Duration) {
+    run_oracle("estimate_foreground.py", rgb, alpha, width, height)
+}
+
+/// Blur-fusion's foreground as the paper computes it, at full resolution (0..1 floats), and how
+/// long it took.
+pub fn blur_fusion(rgb: &[u8], alpha: &[u8], width: usize, height: usize) -> (Vec<f32>, Duration) {
+    run_oracle("blur_fusion.py", rgb, alpha, width, height)
+}
+
+/// Runs `tests/reference/<script>` on the image and alpha; it writes float32 RGB and prints
+/// its seconds.
+fn run_oracle(
+    script: &str,
+    rgb: &[u8],
+    alpha: &[u8],
+    width: usize,
+    height: usize,
+) -> (Vec<f32>, Duration) {
     let venv = std::env::var_os("NEURALFX_VENV")
         .expect("NEURALFX_VENV is not set: run scripts/test.sh, which sets up the oracles");
     let dir = std::env::temp_dir().join(format!(
-        "neuralfx-pymatting-{}-{width}x{height}-{:?}",
+        "neuralfx-{script}-{}-{width}x{height}-{:?}",
         std::process::id(),
         std::thread::current().id()
     ));
@@ -26,17 +45,18 @@ pub fn estimate_foreground(
         (dir.join("rgb"), dir.join("alpha"), dir.join("foreground"));
     std::fs::write(&rgb_path, rgb).unwrap();
     std::fs::write(&alpha_path, alpha).unwrap();
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/estimate_foreground.py");
+    let script_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference")
+        .join(script);
     let output = Command::new(PathBuf::from(venv).join("bin/python"))
-        .arg(script)
+        .arg(script_path)
         .args([width.to_string(), height.to_string()])
         .args([&rgb_path, &alpha_path, &out_path])
         .output()
-        .expect("start the pymatting oracle");
+        .unwrap_or_else(|e| panic!("start {script}: {e}"));
     assert!(
         output.status.success(),
-        "estimate_foreground.py failed:\n{}",
+        "{script} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let bytes = std::fs::read(&out_path).unwrap();
