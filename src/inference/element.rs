@@ -661,6 +661,8 @@ pub struct InferenceStats {
     pub model_time: std::time::Duration,
     /// Time spent estimating foreground colours (rembgfilter's foreground-estimation).
     pub foreground_time: std::time::Duration,
+    /// Time spent in alpha matting (rembgfilter's alpha-matting).
+    pub matting_time: std::time::Duration,
 }
 
 impl InferenceStats {

@@ -4,6 +4,7 @@
 //! GStreamer types.
 
 pub mod blur_fusion;
+pub mod closed_form;
 pub mod multilevel;
 
 pub use blur_fusion::BlurFusionEstimator;

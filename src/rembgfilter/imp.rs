@@ -42,6 +42,7 @@ use crate::inference::element::BackendSettings;
 use crate::inference::element::InferenceStats;
 use crate::inference::requests::{Interrupted, Interruptible, RequestPool};
 use crate::inference::{self, InferenceError};
+use crate::matting::closed_form::{self, TrimapParams};
 use crate::matting::{ForegroundEstimator, ForegroundMethod};
 use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::compose::{self, Compositor, Output};
@@ -84,6 +85,9 @@ struct OutputSettings {
     background_fit: BackgroundFit,
     /// How the colour of partly transparent pixels is estimated.
     foreground: ForegroundEstimation,
+    /// rembg's alpha matting of the final mask.
+    alpha_matting: bool,
+    trimap: TrimapParams,
 }
 
 const DEFAULT_OUTPUT: OutputSettings = OutputSettings {
@@ -93,6 +97,12 @@ const DEFAULT_OUTPUT: OutputSettings = OutputSettings {
     clear_transparent: false,
     background_fit: BackgroundFit::Fill,
     foreground: ForegroundEstimation::None,
+    alpha_matting: false,
+    trimap: TrimapParams {
+        foreground_threshold: 240,
+        background_threshold: 10,
+        erode_size: 10,
+    },
 };
 
 /// The settings a frame is made with, read once per buffer.
@@ -172,6 +182,10 @@ struct State {
     compositor: Compositor,
     /// The frame with its foreground colour estimated, for foreground-estimation.
     foreground: ForegroundEstimator,
+    /// alpha-matting's matte of the last frame.
+    matte: Vec<u8>,
+    /// A failed matting was reported on the bus (once).
+    warned_matting: bool,
     /// Counts flushes and caps changes: a mask from the model thread made before the latest one
     /// is not shown after it.
     history: u64,
@@ -385,6 +399,8 @@ impl RembgFilter {
             chain: MaskChain::default(),
             compositor: Compositor::default(),
             foreground: ForegroundEstimator::default(),
+            matte: Vec::new(),
+            warned_matting: false,
             history: 0,
             previous_end: None,
             video_info: None,
@@ -714,7 +730,40 @@ impl RembgFilter {
             _ => None,
         };
         let output = output_for(&settings.output, out_format, src.layout, picture);
+        // rembg's alpha matting replaces the mask by its matte (not in mode=mask, as rembg's
+        // only_mask ignores it too), and its cutout always carries the estimated foreground,
+        // also when the trimap has nothing sure to start from and the mask stays.
+        let matting = settings.output.alpha_matting && out_format != VideoFormat::Gray8;
+        let mut matting_time = Duration::ZERO;
+        let mut matted = false;
+        if matting {
+            let started = std::time::Instant::now();
+            match closed_form::alpha_matting(src, mask, &settings.output.trimap) {
+                Ok(Some((matte, unknown))) => {
+                    gst::trace!(CAT, imp = self, "matted {unknown} unknown pixels");
+                    state.matte = matte;
+                    matted = true;
+                }
+                Ok(None) => gst::debug!(
+                    CAT,
+                    imp = self,
+                    "no sure foreground or background in the trimap: the mask stays, as in rembg"
+                ),
+                Err(e) if !state.warned_matting => {
+                    state.warned_matting = true;
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Failed,
+                        ("property 'alpha-matting': {e}; the frame keeps the model's mask (warned once)")
+                    );
+                }
+                Err(_) => {}
+            }
+            matting_time = started.elapsed();
+        }
+        let mask = if matted { &state.matte[..] } else { mask };
         let method = match settings.output.foreground {
+            ForegroundEstimation::None if matting => Some(ForegroundMethod::Multilevel),
             ForegroundEstimation::None => None,
             ForegroundEstimation::Multilevel => Some(ForegroundMethod::Multilevel),
             ForegroundEstimation::BlurFusion => Some(ForegroundMethod::BlurFusion),
@@ -733,6 +782,7 @@ impl RembgFilter {
         let mut stats = self.stats.lock().unwrap();
         stats.frames += 1;
         stats.foreground_time += foreground_time;
+        stats.matting_time += matting_time;
         Ok(())
     }
 
@@ -1015,8 +1065,9 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 inference::element::stats_param_spec(
                     "Since start: frames output (\"frames\"), model runs (\"model-runs\", fewer with \
-                     mask-interval or asynchronous mode), nanoseconds inside the model (\"model-time\") and \
-                     estimating foreground colours (\"foreground-time\")",
+                     mask-interval or asynchronous mode), nanoseconds inside the model (\"model-time\"), \
+                     estimating foreground colours (\"foreground-time\") and in alpha matting \
+                     (\"matting-time\")",
                 ),
                 glib::ParamSpecBoolean::builder("keep-input-alpha")
                     .nick("Keep input alpha")
@@ -1046,6 +1097,40 @@ impl ObjectImpl for RembgFilter {
                     .nick("Foreground estimation")
                     .blurb("Colour partly transparent pixels with the estimated foreground instead of \
                             their blend with the old background (no halo over a new one)")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("alpha-matting")
+                    .nick("Alpha matting")
+                    .blurb("rembg's alpha matting (-a): a trimap from the mask (above \
+                            alpha-matting-foreground-threshold is foreground, below \
+                            alpha-matting-background-threshold background, both eroded by \
+                            alpha-matting-erode-size, the rest unknown), closed-form matting over the \
+                            unknown pixels, and the foreground colour estimated on the matte \
+                            (multilevel unless foreground-estimation says otherwise). For stills: \
+                            seconds at 1080p. Not in mode=mask, which stays the model's mask as in rembg")
+                    .default_value(DEFAULT_OUTPUT.alpha_matting)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("alpha-matting-foreground-threshold")
+                    .nick("Alpha matting foreground threshold")
+                    .blurb("Mask values above this are sure foreground in alpha matting's trimap (rembg -af)")
+                    .maximum(255)
+                    .default_value(u32::from(DEFAULT_OUTPUT.trimap.foreground_threshold))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("alpha-matting-background-threshold")
+                    .nick("Alpha matting background threshold")
+                    .blurb("Mask values below this are sure background in alpha matting's trimap (rembg -ab)")
+                    .maximum(255)
+                    .default_value(u32::from(DEFAULT_OUTPUT.trimap.background_threshold))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("alpha-matting-erode-size")
+                    .nick("Alpha matting erode size")
+                    .blurb("Side in pixels of the square the sure regions of alpha matting's trimap are \
+                            eroded by, widening the unknown band (rembg -ae; 0 erodes by one pixel, as rembg)")
+                    .maximum(1000)
+                    .default_value(DEFAULT_OUTPUT.trimap.erode_size as u32)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("overlap")
@@ -1143,6 +1228,21 @@ impl ObjectImpl for RembgFilter {
             "foreground-estimation" => {
                 frame.output.foreground = value.get().expect("type checked upstream")
             }
+            "alpha-matting" => {
+                frame.output.alpha_matting = value.get().expect("type checked upstream")
+            }
+            "alpha-matting-foreground-threshold" => {
+                let level: u32 = value.get().expect("type checked upstream");
+                frame.output.trimap.foreground_threshold = level.min(255) as u8;
+            }
+            "alpha-matting-background-threshold" => {
+                let level: u32 = value.get().expect("type checked upstream");
+                frame.output.trimap.background_threshold = level.min(255) as u8;
+            }
+            "alpha-matting-erode-size" => {
+                let size: u32 = value.get().expect("type checked upstream");
+                frame.output.trimap.erode_size = size as usize;
+            }
             other => unimplemented!("property {other}"),
         }
     }
@@ -1173,11 +1273,20 @@ impl ObjectImpl for RembgFilter {
             "clear-transparent" => frame.output.clear_transparent.to_value(),
             "background-fit" => frame.output.background_fit.to_value(),
             "foreground-estimation" => frame.output.foreground.to_value(),
+            "alpha-matting" => frame.output.alpha_matting.to_value(),
+            "alpha-matting-foreground-threshold" => {
+                u32::from(frame.output.trimap.foreground_threshold).to_value()
+            }
+            "alpha-matting-background-threshold" => {
+                u32::from(frame.output.trimap.background_threshold).to_value()
+            }
+            "alpha-matting-erode-size" => (frame.output.trimap.erode_size as u32).to_value(),
             "active-backend" => self.active_backend.lock().unwrap().to_value(),
             "stats" => {
                 let stats = *self.stats.lock().unwrap();
                 let mut structure = stats.to_structure("rembgfilter-stats");
                 structure.set("foreground-time", stats.foreground_time.as_nanos() as u64);
+                structure.set("matting-time", stats.matting_time.as_nanos() as u64);
                 structure.to_value()
             }
             other => unimplemented!("property {other}"),
