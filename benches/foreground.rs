@@ -10,61 +10,15 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{foreground_oracles, median, ms};
-use gst::prelude::*;
-use gst_video::prelude::*;
+use common::{foreground_oracles, median, ms, photo_and_mask};
 use gstneuralfx::imageops::{ImageRef, PixelLayout};
 use gstneuralfx::matting::ForegroundEstimator;
 use gstneuralfx::matting::ForegroundMethod;
 
 const PHOTOS: [&str; 3] = ["astronaut", "chelsea", "coffee"];
 const SIZES: [(usize, usize); 3] = [(640, 480), (1280, 720), (1920, 1080)];
-
-/// The photo at `width` x `height` as RGB, u2netp's mask at that size, and the model's mean time
-/// per frame inside rembgfilter.
-fn photo_and_mask(photo: &str, width: usize, height: usize) -> (Vec<u8>, Vec<u8>, Duration) {
-    let samples = std::env::var("NEURALFX_SAMPLES").expect("NEURALFX_SAMPLES (scripts/env.sh)");
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location={samples}/{photo}.png ! pngdec ! videoconvert ! videoscale \
-         ! video/x-raw,format=RGB,width={width},height={height} ! imagefreeze num-buffers=3 \
-         ! rembgfilter name=filter ! appsink name=sink sync=false"
-    ))
-    .unwrap();
-    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-    let sink = bin
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut last = None;
-    while let Ok(sample) = sink.pull_sample() {
-        last = Some(sample);
-    }
-    let stats = bin
-        .by_name("filter")
-        .unwrap()
-        .property::<gst::Structure>("stats");
-    let runs = stats.get::<u64>("model-runs").unwrap().max(1);
-    let model = Duration::from_nanos(stats.get::<u64>("model-time").unwrap() / runs);
-    pipeline.set_state(gst::State::Null).unwrap();
-    let sample = last.expect("a frame");
-    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
-    let buffer = sample.buffer().unwrap();
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).unwrap();
-    let stride = frame.plane_stride()[0] as usize;
-    let data = frame.plane_data(0).unwrap();
-    let (mut rgb, mut alpha) = (Vec::new(), Vec::new());
-    for y in 0..height {
-        for pixel in data[y * stride..][..width * 4].chunks_exact(4) {
-            rgb.extend_from_slice(&pixel[..3]);
-            alpha.push(pixel[3]);
-        }
-    }
-    (rgb, alpha, model)
-}
 
 fn main() {
     gst::init().unwrap();

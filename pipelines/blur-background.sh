@@ -4,7 +4,7 @@
 #
 # Usage: pipelines/blur-background.sh INPUT_VIDEO OUTPUT.mp4 [rembgfilter properties...]
 # Edges get their estimated foreground colour (foreground-estimation=multilevel; pass
-# foreground-estimation=none to skip it).
+# foreground-estimation=none to skip it). rembg's -a/-af/-ab/-ae work too (seconds a frame).
 # Example: pipelines/blur-background.sh talk.mp4 talk-blurred.mp4 blur-radius=24 temporal-smoothing=0.5
 set -euo pipefail
 if [ $# -lt 2 ]; then
@@ -13,6 +13,10 @@ if [ $# -lt 2 ]; then
 fi
 INPUT="$1" OUTPUT="$2"
 shift 2
+# shellcheck source=pipelines/lib/rembg_options.sh
+. "$(dirname "$0")/lib/rembg_options.sh"
+rembg_options "$@"
+set -- "${PROPERTIES[@]}"
 # A model not installed yet is downloaded first, its progress shown as it goes.
 # shellcheck source=pipelines/lib/model.sh
 . "$(dirname "$0")/lib/model.sh"

@@ -5,15 +5,20 @@
 #
 # Usage: pipelines/video-with-alpha.sh INPUT_VIDEO OUTPUT.mkv [rembgfilter properties...]
 # Edges get their estimated foreground colour (foreground-estimation=multilevel; pass
-# foreground-estimation=none to keep the frame's own colour).
+# foreground-estimation=none to keep the frame's own colour). rembg's -a/-af/-ab/-ae work too
+# (seconds a frame).
 # Example: pipelines/video-with-alpha.sh talk.mp4 talk-alpha.mkv temporal-smoothing=0.5
 set -euo pipefail
 if [ $# -lt 2 ]; then
-    sed -n '2,9p' "$0" >&2
+    sed -n '2,10p' "$0" >&2
     exit 2
 fi
 INPUT="$1" OUTPUT="$2"
 shift 2
+# shellcheck source=pipelines/lib/rembg_options.sh
+. "$(dirname "$0")/lib/rembg_options.sh"
+rembg_options "$@"
+set -- "${PROPERTIES[@]}"
 # A model not installed yet is downloaded first, its progress shown as it goes.
 # shellcheck source=pipelines/lib/model.sh
 . "$(dirname "$0")/lib/model.sh"

@@ -7,13 +7,14 @@
 #   remote: rembgfilter with a Triton server over HTTP (1, 2, 4 requests in flight) against in-process
 #   lipsync: the live lipsync element: frames per second not live, and live with the audio-to-frame latency
 #   foreground: foreground colour estimation vs the model and pymatting, with its error vs pymatting
-# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video|soak|remote|lipsync|foreground]   (all when none is named)
+#   alpha_matting: alpha matting stage by stage vs Python rembg's matting step, at photo size, 1080p, 4K
+# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video|soak|remote|lipsync|foreground|alpha_matting]   (all when none is named)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$REPO/scripts/setup.sh" --test
 source "$REPO/scripts/env.sh"
 cd "$REPO"
-for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video soak remote lipsync foreground}"; do
+for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video soak remote lipsync foreground alpha_matting}"; do
     for name in $bench; do
         cargo bench --bench "$name"
     done

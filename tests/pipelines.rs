@@ -143,6 +143,67 @@ fn still_cutouts_estimate_the_edge_colour_unless_told_not_to() {
 }
 
 #[test]
+fn rembgs_alpha_matting_options_mean_the_same_in_the_scripts() {
+    // -a -af N -ab N -ae N, as rembg i and rembg p take them.
+    let photo = sample("coffee");
+    let options = ["-a", "-af", "200", "-ab", "20", "-ae", "5"];
+    let image_cutout = scratch("matted.png");
+    let mut args = vec![photo.to_str().unwrap(), image_cutout.to_str().unwrap()];
+    args.extend_from_slice(&options);
+    run_script("cutout-image.sh", &args, &[]);
+    let by_image_script = packed_pixels(&decoded_frames(&image_cutout, "RGBA")[0]).1;
+    let samples = collect_samples(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! rembgfilter alpha-matting=true \
+         alpha-matting-foreground-threshold=200 alpha-matting-background-threshold=20 \
+         alpha-matting-erode-size=5 ! appsink name=sink",
+        photo.display()
+    ))
+    .unwrap();
+    let by_element = packed_pixels(&samples[0]).1;
+    assert_eq!(visible(&by_image_script), visible(&by_element));
+    let plain = packed_pixels(
+        &collect_samples(&format!(
+            "filesrc location={} ! decodebin ! videoconvert ! rembgfilter ! appsink name=sink",
+            photo.display()
+        ))
+        .unwrap()[0],
+    )
+    .1;
+    assert_ne!(
+        alpha_of(&plain),
+        alpha_of(&by_element),
+        "matting changed the alpha"
+    );
+
+    let (input, output) = (scratch("matting-in"), scratch("matting-out"));
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::copy(&photo, input.join("coffee.png")).unwrap();
+    let mut args = vec![input.to_str().unwrap(), output.to_str().unwrap()];
+    args.extend_from_slice(&options);
+    run_script("cutout-folder.sh", &args, &[]);
+    let by_folder_script = packed_pixels(&decoded_frames(&output.join("coffee.png"), "RGBA")[0]).1;
+    assert_eq!(
+        by_folder_script, by_image_script,
+        "folder mode takes them too"
+    );
+
+    let refused = Command::new(script("cutout-image.sh"))
+        .args([
+            photo.to_str().unwrap(),
+            scratch("never.png").to_str().unwrap(),
+            "-ae",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("-ae needs a whole number"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+#[test]
 fn video_with_alpha_keeps_the_alpha_through_ffv1() {
     let output = scratch("alpha.mkv");
     run_script(

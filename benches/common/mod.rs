@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+use gst_video::prelude::*;
 
 /// One line of /proc/self/status, in KiB (VmRSS: now, VmHWM: peak).
 pub fn memory_kib(field: &str) -> u64 {
@@ -132,4 +133,59 @@ pub fn run(command: &mut Command) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// The photo at `width` x `height` as RGB, u2netp's mask at that size, and the model's mean time
+/// per frame inside rembgfilter.
+pub fn photo_and_mask(photo: &str, width: usize, height: usize) -> (Vec<u8>, Vec<u8>, Duration) {
+    let (rgb, mask, model, _) = photo_and_mask_at(photo, Some((width, height)));
+    (rgb, mask, model)
+}
+
+/// [`photo_and_mask`] at `size`, or at the photo's own size (returned last).
+pub fn photo_and_mask_at(
+    photo: &str,
+    size: Option<(usize, usize)>,
+) -> (Vec<u8>, Vec<u8>, Duration, (usize, usize)) {
+    let caps_size = size.map_or(String::new(), |(w, h)| format!(",width={w},height={h}"));
+    let samples = std::env::var("NEURALFX_SAMPLES").expect("NEURALFX_SAMPLES (scripts/env.sh)");
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={samples}/{photo}.png ! pngdec ! videoconvert ! videoscale \
+         ! video/x-raw,format=RGB{caps_size} ! imagefreeze num-buffers=3 \
+         ! rembgfilter name=filter ! appsink name=sink sync=false"
+    ))
+    .unwrap();
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let sink = bin
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut last = None;
+    while let Ok(sample) = sink.pull_sample() {
+        last = Some(sample);
+    }
+    let stats = bin
+        .by_name("filter")
+        .unwrap()
+        .property::<gst::Structure>("stats");
+    let runs = stats.get::<u64>("model-runs").unwrap().max(1);
+    let model = Duration::from_nanos(stats.get::<u64>("model-time").unwrap() / runs);
+    pipeline.set_state(gst::State::Null).unwrap();
+    let sample = last.expect("a frame");
+    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+    let buffer = sample.buffer().unwrap();
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).unwrap();
+    let (width, height) = (info.width() as usize, info.height() as usize);
+    let stride = frame.plane_stride()[0] as usize;
+    let data = frame.plane_data(0).unwrap();
+    let (mut rgb, mut alpha) = (Vec::new(), Vec::new());
+    for y in 0..height {
+        for pixel in data[y * stride..][..width * 4].chunks_exact(4) {
+            rgb.extend_from_slice(&pixel[..3]);
+            alpha.push(pixel[3]);
+        }
+    }
+    (rgb, alpha, model, (width, height))
 }

@@ -165,7 +165,21 @@ def main():
     parser.add_argument("properties", nargs="*", help="rembgfilter properties, key=value")
     parser.add_argument("--watch", action="store_true",
                         help="keep processing files as they arrive, until interrupted")
-    args = parser.parse_args()
+    # rembg's alpha matting options, with rembg's meaning.
+    parser.add_argument("-a", "--alpha-matting", action="store_true", help="rembg's alpha matting")
+    parser.add_argument("-af", "--alpha-matting-foreground-threshold", type=int,
+                        help="trimap foreground threshold (rembg's default 240)")
+    parser.add_argument("-ab", "--alpha-matting-background-threshold", type=int,
+                        help="trimap background threshold (rembg's default 10)")
+    parser.add_argument("-ae", "--alpha-matting-erode-size", type=int,
+                        help="trimap erode size (rembg's default 10)")
+    args = parser.parse_intermixed_args()
+    if args.alpha_matting:
+        args.properties.append("alpha-matting=true")
+    for option in ("foreground_threshold", "background_threshold", "erode_size"):
+        value = getattr(args, "alpha_matting_" + option)
+        if value is not None:
+            args.properties.append(f"alpha-matting-{option.replace('_', '-')}={value}")
     if not os.path.isdir(args.in_dir):
         sys.exit(f"{args.in_dir}: not a folder")
     os.makedirs(args.out_dir, exist_ok=True)

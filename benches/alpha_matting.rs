@@ -1,0 +1,140 @@
+//! Alpha matting (rembgfilter `alpha-matting`) against Python rembg's, measured in one run on
+//! each sample photo at its own size and at 1080p, with u2netp's mask from rembgfilter:
+//! - rembg's matting step alone (`alpha_matting_cutout` on the same image and mask: its trimap,
+//!   pymatting's closed-form matting and foreground estimation) and its process's peak memory;
+//! - ours, stage by stage (trimap and the band's Laplacian, the sparse solve, the foreground
+//!   estimate on the matte; median of BENCH_FRAMES runs, default 3) and the peak memory it added;
+//! - and at 4K ours only (rembg's needs 25 float64 and 25 int64 per pixel of the frame before
+//!   its solver: over 3 GB).
+//!
+//! Run with `scripts/bench.sh alpha_matting`.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{median, memory_kib, ms, photo_and_mask_at, python, reference, run};
+use gstneuralfx::imageops::{ImageRef, PixelLayout};
+use gstneuralfx::matting::closed_form::{self, BandSystem, TrimapParams};
+use gstneuralfx::matting::{ForegroundEstimator, ForegroundMethod};
+
+const PHOTOS: [&str; 4] = ["astronaut", "chelsea", "coffee", "motorcycle_left"];
+
+/// rembg's alpha_matting_cutout on the image and mask: seconds and its process's peak MiB.
+fn rembg_matting(rgb: &[u8], mask: &[u8], width: usize, height: usize) -> (Duration, f64) {
+    let dir = std::env::temp_dir().join(format!("neuralfx-bench-matting-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rgb_path, mask_path, out) = (dir.join("rgb"), dir.join("mask"), dir.join("out"));
+    std::fs::write(&rgb_path, rgb).unwrap();
+    std::fs::write(&mask_path, mask).unwrap();
+    let printed = run(Command::new(python())
+        .arg(reference("alpha_matting.py"))
+        .args(["cutout", &width.to_string(), &height.to_string()])
+        .args([&rgb_path, &mask_path, &out])
+        .args(["240", "10", "10"]));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let fields: Vec<f64> = printed
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("alpha_matting.py printed {printed:?}"))
+        })
+        .collect();
+    (Duration::from_secs_f64(fields[2]), fields[3])
+}
+
+/// Resets the process's peak resident memory to what it holds now (Linux >= 4.0).
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+struct Ours {
+    unknown: usize,
+    build: Duration,
+    solve: Duration,
+    foreground: Duration,
+    peak_mib: f64,
+}
+
+fn ours(rgb: &[u8], mask: &[u8], width: usize, height: usize, repeats: usize) -> Ours {
+    let image = ImageRef::packed(rgb, width, height, PixelLayout::RGB);
+    let (mut builds, mut solves, mut foregrounds) = (Vec::new(), Vec::new(), Vec::new());
+    let mut unknown = 0;
+    let before = memory_kib("VmRSS:");
+    reset_peak_memory();
+    let mut estimator = ForegroundEstimator::default();
+    for _ in 0..repeats {
+        let started = Instant::now();
+        let trimap = closed_form::trimap(mask, width, height, &TrimapParams::default());
+        let system = BandSystem::build(&image, &trimap);
+        unknown = system.unknown.len();
+        builds.push(started.elapsed());
+        let started = Instant::now();
+        let positions = system.unknown.clone();
+        let solution = system.solve().expect("a solution");
+        let mut matte: Vec<u8> = trimap
+            .iter()
+            .map(|&t| if t == 255 { 255 } else { 0 })
+            .collect();
+        for (&p, &value) in positions.iter().zip(&solution) {
+            matte[p as usize] = (value.clamp(0.0, 1.0) * 255.0) as u8;
+        }
+        solves.push(started.elapsed());
+        let started = Instant::now();
+        estimator.estimate(&image, &matte, ForegroundMethod::Multilevel);
+        foregrounds.push(started.elapsed());
+    }
+    let peak = memory_kib("VmHWM:");
+    Ours {
+        unknown,
+        build: median(builds),
+        solve: median(solves),
+        foreground: median(foregrounds),
+        peak_mib: peak.saturating_sub(before) as f64 / 1024.0,
+    }
+}
+
+fn main() {
+    gst::init().unwrap();
+    gstneuralfx::plugin_register_static().unwrap();
+    let repeats: usize = std::env::var("BENCH_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    println!(
+        "size       photo            unknown | rembg s  peak MiB | ours: band ms  solve ms  foreground ms  total ms  added MiB | x rembg"
+    );
+    let mut cases: Vec<(&str, Option<(usize, usize)>)> =
+        PHOTOS.iter().map(|&p| (p, None)).collect();
+    cases.extend(PHOTOS.iter().map(|&p| (p, Some((1920, 1080)))));
+    cases.push(("chelsea", Some((3840, 2160))));
+    for (photo, size) in cases {
+        let (rgb, mask, _, (width, height)) = photo_and_mask_at(photo, size);
+        let measured = ours(&rgb, &mask, width, height, repeats);
+        let total = measured.build + measured.solve + measured.foreground;
+        let (rembg, ratio) = if width * height <= 1920 * 1080 {
+            let (seconds, peak) = rembg_matting(&rgb, &mask, width, height);
+            (
+                format!("{:>7.2}  {peak:>8.0}", seconds.as_secs_f64()),
+                format!("{:>7.1}", seconds.as_secs_f64() / total.as_secs_f64()),
+            )
+        } else {
+            (format!("{:>7}  {:>8}", "-", "-"), format!("{:>7}", "-"))
+        };
+        println!(
+            "{:<10} {:<16} {:>7} | {rembg} | {:>13.0}  {:>8.0}  {:>13.0}  {:>8.0}  {:>9.0} | {ratio}",
+            format!("{width}x{height}"),
+            photo,
+            measured.unknown,
+            ms(measured.build),
+            ms(measured.solve),
+            ms(measured.foreground),
+            ms(total),
+            measured.peak_mib,
+        );
+    }
+}
