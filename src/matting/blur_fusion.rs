@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use super::box_filter::{box_mean, taps};
 use crate::imageops::ImageRef;
 
 /// Longer side of the reduced copy the windows are summed on.
@@ -197,106 +198,10 @@ fn correct(alpha: f32, colour: [f32; 3], foreground: [f32; 3], background: [f32;
     })
 }
 
-/// The two reduced pixels around full-resolution pixel `i` and the weight of the second.
-fn taps(i: usize, scale: f32, size: usize) -> (usize, usize, f32) {
-    let position = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
-    let first = (position as usize).min(size - 1);
-    let second = (first + 1).min(size - 1);
-    (first, second, position - first as f32)
-}
-
-/// Replaces every value by the mean over the window of `radius` around it (the window shrinks
-/// at the edges), rows then columns.
-fn box_mean(
-    values: &mut [Sums],
-    scratch: &mut Vec<Sums>,
-    width: usize,
-    height: usize,
-    radius: usize,
-) {
-    scratch.clear();
-    scratch.resize(values.len(), [0.0; 8]);
-    scratch
-        .par_chunks_mut(width)
-        .zip(values.par_chunks(width))
-        .for_each(|(out, row)| running_mean(row, out, radius));
-    // Columns: a running sum of whole rows.
-    let mut sum = vec![[0f32; 8]; width];
-    let add = |sum: &mut [Sums], row: &[Sums], sign: f32| {
-        for (s, v) in sum.iter_mut().zip(row) {
-            for lane in 0..8 {
-                s[lane] += sign * v[lane];
-            }
-        }
-    };
-    let row = |y: usize| &scratch[y * width..][..width];
-    for y in 0..radius.min(height) {
-        add(&mut sum, row(y), 1.0);
-    }
-    for y in 0..height {
-        if y + radius < height {
-            add(&mut sum, row(y + radius), 1.0);
-        }
-        if y > radius {
-            add(&mut sum, row(y - radius - 1), -1.0);
-        }
-        let count = ((y + radius).min(height - 1) + 1 - y.saturating_sub(radius)) as f32;
-        for (v, s) in values[y * width..][..width].iter_mut().zip(&sum) {
-            *v = s.map(|s| s / count);
-        }
-    }
-}
-
-/// One row's running mean over a shrinking window.
-fn running_mean(row: &[Sums], out: &mut [Sums], radius: usize) {
-    let length = row.len();
-    let mut sum = [0f32; 8];
-    for v in &row[..radius.min(length)] {
-        for lane in 0..8 {
-            sum[lane] += v[lane];
-        }
-    }
-    for i in 0..length {
-        if i + radius < length {
-            for lane in 0..8 {
-                sum[lane] += row[i + radius][lane];
-            }
-        }
-        if i > radius {
-            for lane in 0..8 {
-                sum[lane] -= row[i - radius - 1][lane];
-            }
-        }
-        let count = ((i + radius).min(length - 1) + 1 - i.saturating_sub(radius)) as f32;
-        out[i] = sum.map(|s| s / count);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::imageops::PixelLayout;
-
-    #[test]
-    fn the_box_mean_is_the_mean_over_the_shrunk_window() {
-        let (width, height) = (7, 5);
-        let mut values: Vec<Sums> = (0..width * height).map(|i| [i as f32; 8]).collect();
-        let original = values.clone();
-        box_mean(&mut values, &mut Vec::new(), width, height, 2);
-        for y in 0..height {
-            for x in 0..width {
-                let (mut total, mut count) = (0.0, 0.0);
-                for yy in y.saturating_sub(2)..=(y + 2).min(height - 1) {
-                    for xx in x.saturating_sub(2)..=(x + 2).min(width - 1) {
-                        total += original[yy * width + xx][0];
-                        count += 1.0;
-                    }
-                }
-                let got = values[y * width + x][3];
-                assert!((got - total / count).abs() < 1e-4, "({x}, {y}): {got}");
-            }
-        }
-    }
 
     #[test]
     fn a_blend_of_two_flat_colours_gives_back_the_foreground_colour() {

@@ -4,7 +4,9 @@
 //! GStreamer types.
 
 pub mod blur_fusion;
+mod box_filter;
 pub mod closed_form;
+pub mod guided_filter;
 pub mod multilevel;
 
 pub use blur_fusion::BlurFusionEstimator;

@@ -93,3 +93,18 @@ pub enum ForegroundEstimation {
     )]
     BlurFusion,
 }
+
+/// How rembgfilter refines the model's mask against the frame before the other mask controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRembgFilterEdgeRefinement")]
+pub enum EdgeRefinement {
+    #[default]
+    #[enum_value(name = "The model's mask as it is", nick = "none")]
+    None,
+    #[enum_value(
+        name = "The fast guided filter with the frame as guide: the mask's edge follows the picture's",
+        nick = "guided-filter"
+    )]
+    GuidedFilter,
+}

@@ -1,0 +1,161 @@
+//! Windowed means on a reduced copy of a frame, shared by the matting steps that work at low
+//! resolution (blur-fusion, the guided filter): box means with windows that shrink at the
+//! frame's edges, and the bilinear taps that bring a reduced plane back to full resolution.
+
+use rayon::prelude::*;
+
+/// The two reduced pixels around full-resolution pixel `i` and the weight of the second.
+pub fn taps(i: usize, scale: f32, size: usize) -> (usize, usize, f32) {
+    let position = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+    let first = (position as usize).min(size - 1);
+    let second = (first + 1).min(size - 1);
+    (first, second, position - first as f32)
+}
+
+/// What a box mean sums: f32, or f64 where sums of products must not cancel.
+pub trait Sample:
+    Copy
+    + Default
+    + Send
+    + Sync
+    + From<f32>
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::Div<Output = Self>
+{
+    fn from_count(count: usize) -> Self;
+}
+
+impl Sample for f32 {
+    fn from_count(count: usize) -> Self {
+        count as f32
+    }
+}
+
+impl Sample for f64 {
+    fn from_count(count: usize) -> Self {
+        count as f64
+    }
+}
+
+/// Replaces every value by the mean over the window of `radius` around it (the window shrinks
+/// at the edges), rows then columns.
+pub fn box_mean<T: Sample, const N: usize>(
+    values: &mut [[T; N]],
+    scratch: &mut Vec<[T; N]>,
+    width: usize,
+    height: usize,
+    radius: usize,
+) {
+    scratch.clear();
+    scratch.resize(values.len(), [T::default(); N]);
+    scratch
+        .par_chunks_mut(width)
+        .zip(values.par_chunks(width))
+        .for_each(|(out, row)| running_mean(row, out, radius));
+    // Columns: a running sum of whole rows, in bands of rows that each start their own sum,
+    // so that the bands run in parallel.
+    let band_rows = height
+        .div_ceil(rayon::current_num_threads().max(1) * 2)
+        .max(1);
+    let scratch = &scratch[..];
+    values
+        .par_chunks_mut(width * band_rows)
+        .enumerate()
+        .for_each(|(band, out)| {
+            let first = band * band_rows;
+            let row = |y: usize| &scratch[y * width..][..width];
+            let mut sum = vec![[T::default(); N]; width];
+            // The window of the band's first row less its last row, plus the row the first
+            // step takes away.
+            let start = if first > radius {
+                first - radius - 1
+            } else {
+                0
+            };
+            for y in start..(first + radius).min(height) {
+                add_row(&mut sum, row(y));
+            }
+            for (offset, out_row) in out.chunks_mut(width).enumerate() {
+                let y = first + offset;
+                if y + radius < height {
+                    add_row(&mut sum, row(y + radius));
+                }
+                if y > radius {
+                    subtract_row(&mut sum, row(y - radius - 1));
+                }
+                let count =
+                    T::from_count((y + radius).min(height - 1) + 1 - y.saturating_sub(radius));
+                for (v, s) in out_row.iter_mut().zip(&sum) {
+                    *v = s.map(|s| s / count);
+                }
+            }
+        });
+}
+
+fn add_row<T: Sample, const N: usize>(sum: &mut [[T; N]], row: &[[T; N]]) {
+    for (s, v) in sum.iter_mut().zip(row) {
+        for lane in 0..N {
+            s[lane] += v[lane];
+        }
+    }
+}
+
+fn subtract_row<T: Sample, const N: usize>(sum: &mut [[T; N]], row: &[[T; N]]) {
+    for (s, v) in sum.iter_mut().zip(row) {
+        for lane in 0..N {
+            s[lane] -= v[lane];
+        }
+    }
+}
+
+/// One row's running mean over a shrinking window.
+fn running_mean<T: Sample, const N: usize>(row: &[[T; N]], out: &mut [[T; N]], radius: usize) {
+    let length = row.len();
+    let mut sum = [T::default(); N];
+    for v in &row[..radius.min(length)] {
+        for lane in 0..N {
+            sum[lane] += v[lane];
+        }
+    }
+    for i in 0..length {
+        if i + radius < length {
+            for lane in 0..N {
+                sum[lane] += row[i + radius][lane];
+            }
+        }
+        if i > radius {
+            for lane in 0..N {
+                sum[lane] -= row[i - radius - 1][lane];
+            }
+        }
+        let count = T::from_count((i + radius).min(length - 1) + 1 - i.saturating_sub(radius));
+        out[i] = sum.map(|s| s / count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_box_mean_is_the_mean_over_the_shrunk_window() {
+        let (width, height) = (7, 5);
+        let mut values: Vec<[f32; 8]> = (0..width * height).map(|i| [i as f32; 8]).collect();
+        let original = values.clone();
+        box_mean(&mut values, &mut Vec::new(), width, height, 2);
+        for y in 0..height {
+            for x in 0..width {
+                let (mut total, mut count) = (0.0, 0.0);
+                for yy in y.saturating_sub(2)..=(y + 2).min(height - 1) {
+                    for xx in x.saturating_sub(2)..=(x + 2).min(width - 1) {
+                        total += original[yy * width + xx][0];
+                        count += 1.0;
+                    }
+                }
+                let got = values[y * width + x][3];
+                assert!((got - total / count).abs() < 1e-4, "({x}, {y}): {got}");
+            }
+        }
+    }
+}
