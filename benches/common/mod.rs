@@ -173,6 +173,9 @@ pub fn photo_and_mask_at(
     let runs = stats.get::<u64>("model-runs").unwrap().max(1);
     let model = Duration::from_nanos(stats.get::<u64>("model-time").unwrap() / runs);
     pipeline.set_state(gst::State::Null).unwrap();
+    // The runtime's worker threads spin for a while after their last inference; what is timed
+    // next must not share the cores with them.
+    std::thread::sleep(Duration::from_millis(500));
     let sample = last.expect("a frame");
     let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
     let buffer = sample.buffer().unwrap();
