@@ -204,6 +204,34 @@ fn rembgs_alpha_matting_options_mean_the_same_in_the_scripts() {
 }
 
 #[test]
+fn the_readme_picture_of_the_edge_options_is_made_again_by_its_script() {
+    let output = scratch("edges.png");
+    Command::new(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/edges-picture.sh"),
+    )
+    .arg(&output)
+    .status()
+    .unwrap()
+    .success()
+    .then_some(())
+    .expect("scripts/edges-picture.sh");
+    let (info, pixels) = packed_pixels(&decoded_frames(&output, "RGBA")[0]);
+    assert_eq!((info.width(), info.height()), (1088, 270));
+    // Three panels of 360 pixels with 4-pixel gaps, each different from the others.
+    let panel = |index: usize| -> Vec<u8> {
+        (0..270)
+            .flat_map(|y| {
+                let start = (y * 1088 + index * 364) * 4;
+                pixels[start..start + 360 * 4].to_vec()
+            })
+            .collect()
+    };
+    let (straight, estimated, matted) = (panel(0), panel(1), panel(2));
+    assert_ne!(straight, estimated);
+    assert_ne!(estimated, matted);
+}
+
+#[test]
 fn video_with_alpha_keeps_the_alpha_through_ffv1() {
     let output = scratch("alpha.mkv");
     run_script(
