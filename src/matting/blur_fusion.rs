@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::box_filter::{box_mean, taps};
+use super::box_filter::{area_means, box_mean, taps};
 use crate::imageops::ImageRef;
 
 /// Longer side of the reduced copy the windows are summed on.
@@ -29,6 +29,7 @@ type Sums = [f32; 8];
 /// Estimates foreground colours by blur-fusion, keeping its buffers from frame to frame.
 #[derive(Debug, Default)]
 pub struct BlurFusionEstimator {
+    area_means: Vec<[f64; 4]>,
     /// The reduced frame: alpha, colour (lanes 1-3).
     reduced: Vec<[f32; 4]>,
     sums: Vec<Sums>,
@@ -52,7 +53,7 @@ impl BlurFusionEstimator {
         }
         let factor = width.max(height).div_ceil(WORKING_SIDE).max(1);
         let (reduced_width, reduced_height) = (width.div_ceil(factor), height.div_ceil(factor));
-        self.reduce(image, alpha, factor, reduced_width, reduced_height);
+        self.reduce(image, alpha, factor);
         let radius = |window: f32| ((window / 2.0 / factor as f32).round() as usize).max(1);
 
         // First pass on the image itself: F = B = I.
@@ -145,40 +146,15 @@ impl BlurFusionEstimator {
             );
     }
 
-    /// Area-averages alpha and colour over `factor` x `factor` blocks (smaller at the edges).
-    fn reduce(
-        &mut self,
-        image: &ImageRef<'_>,
-        alpha: &[u8],
-        factor: usize,
-        reduced_width: usize,
-        reduced_height: usize,
-    ) {
-        let (width, height, bpp) = (image.width, image.height, image.layout.bytes_per_pixel);
+    /// The reduced frame: alpha, then colour (lanes 1-3).
+    fn reduce(&mut self, image: &ImageRef<'_>, alpha: &[u8], factor: usize) {
+        area_means(image, alpha, factor, &mut self.area_means);
         self.reduced.clear();
-        self.reduced
-            .resize(reduced_width * reduced_height, [0.0; 4]);
-        self.reduced
-            .par_chunks_mut(reduced_width)
-            .enumerate()
-            .for_each(|(ry, reduced_row)| {
-                let rows = ry * factor..((ry + 1) * factor).min(height);
-                for (rx, cell) in reduced_row.iter_mut().enumerate() {
-                    let columns = rx * factor..((rx + 1) * factor).min(width);
-                    let mut sum = [0u32; 4];
-                    for y in rows.clone() {
-                        let source = image.row(y);
-                        for x in columns.clone() {
-                            sum[0] += u32::from(alpha[y * width + x]);
-                            for c in 0..3 {
-                                sum[1 + c] += u32::from(source[x * bpp + c]);
-                            }
-                        }
-                    }
-                    let count = (rows.len() * columns.len()) as f32 * 255.0;
-                    *cell = sum.map(|s| s as f32 / count);
-                }
-            });
+        self.reduced.extend(
+            self.area_means
+                .iter()
+                .map(|&[r, g, b, a]| [a as f32, r as f32, g as f32, b as f32]),
+        );
     }
 }
 

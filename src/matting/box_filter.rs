@@ -1,8 +1,47 @@
 //! Windowed means on a reduced copy of a frame, shared by the matting steps that work at low
-//! resolution (blur-fusion, the guided filter): box means with windows that shrink at the
-//! frame's edges, and the bilinear taps that bring a reduced plane back to full resolution.
+//! resolution (blur-fusion, the guided filter): the reduction itself, box means with windows
+//! that shrink at the frame's edges, and the bilinear taps that bring a reduced plane back to
+//! full resolution.
 
 use rayon::prelude::*;
+
+use crate::imageops::ImageRef;
+
+/// Area-averages the colour (the first three bytes of each pixel) and `mask` (one byte a
+/// pixel) of `image` over `factor` x `factor` blocks, smaller at the right and bottom edges:
+/// `[c0, c1, c2, mask]` in 0..1 per block, `image.width.div_ceil(factor)` blocks a row.
+pub fn area_means(image: &ImageRef<'_>, mask: &[u8], factor: usize, out: &mut Vec<[f64; 4]>) {
+    let (width, height, bpp) = (image.width, image.height, image.layout.bytes_per_pixel);
+    let (reduced_width, reduced_height) = (width.div_ceil(factor), height.div_ceil(factor));
+    out.clear();
+    out.resize(reduced_width * reduced_height, [0.0; 4]);
+    out.par_chunks_mut(reduced_width).enumerate().for_each_init(
+        || vec![[0u32; 4]; reduced_width],
+        |sums, (ry, reduced_row)| {
+            sums.fill([0; 4]);
+            // Source rows in order, each cut into runs of `factor` pixels per block.
+            let rows = ry * factor..((ry + 1) * factor).min(height);
+            let row_count = rows.len();
+            for y in rows {
+                let pixels = image.row(y).chunks(factor * bpp);
+                let masks = mask[y * width..][..width].chunks(factor);
+                for (sum, (pixels, masks)) in sums.iter_mut().zip(pixels.zip(masks)) {
+                    for (pixel, &m) in pixels.chunks_exact(bpp).zip(masks) {
+                        sum[0] += u32::from(pixel[0]);
+                        sum[1] += u32::from(pixel[1]);
+                        sum[2] += u32::from(pixel[2]);
+                        sum[3] += u32::from(m);
+                    }
+                }
+            }
+            for (rx, (cell, sum)) in reduced_row.iter_mut().zip(sums.iter()).enumerate() {
+                let columns = factor.min(width - rx * factor);
+                let count = (row_count * columns) as f64 * 255.0;
+                *cell = sum.map(|s| f64::from(s) / count);
+            }
+        },
+    );
+}
 
 /// The two reduced pixels around full-resolution pixel `i` and the weight of the second.
 pub fn taps(i: usize, scale: f32, size: usize) -> (usize, usize, f32) {

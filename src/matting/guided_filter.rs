@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::box_filter::{box_mean, taps};
+use super::box_filter::{area_means, box_mean, taps};
 use crate::imageops::ImageRef;
 
 /// Longer side of the reduced copy the fit is made on.
@@ -30,6 +30,8 @@ pub struct GuidedFilterParams {
 /// Refines masks by the guided filter, keeping its buffers from frame to frame.
 #[derive(Debug, Default)]
 pub struct GuidedFilter {
+    /// The reduced frame: colour (lanes 0-2) and mask (3).
+    means: Vec<[f64; 4]>,
     /// Per reduced pixel: the colour (lanes 0-2), the mask (3), the mask times the colour
     /// (4-6), the colour's products r*r, r*g, r*b, g*g, g*b, b*b (7-12); then their means.
     /// In f64: the fit subtracts products of means from means of products.
@@ -52,7 +54,7 @@ impl GuidedFilter {
         let factor = width.max(height).div_ceil(WORKING_SIDE).max(1);
         let (reduced_width, reduced_height) = (width.div_ceil(factor), height.div_ceil(factor));
         let radius = ((params.radius as f32 / factor as f32).round() as usize).max(1);
-        self.reduce(image, mask, factor, reduced_width, reduced_height);
+        self.reduce(image, mask, factor);
         box_mean(
             &mut self.moments,
             &mut self.moments_scratch,
@@ -106,64 +108,28 @@ impl GuidedFilter {
         );
     }
 
-    /// Area-averages colour and mask over `factor` x `factor` blocks (smaller at the edges)
-    /// and forms the products the fit needs.
-    fn reduce(
-        &mut self,
-        image: &ImageRef<'_>,
-        mask: &[u8],
-        factor: usize,
-        reduced_width: usize,
-        reduced_height: usize,
-    ) {
-        let (width, height, bpp) = (image.width, image.height, image.layout.bytes_per_pixel);
+    /// The reduced frame's colour and mask, and the products the fit needs.
+    fn reduce(&mut self, image: &ImageRef<'_>, mask: &[u8], factor: usize) {
+        area_means(image, mask, factor, &mut self.means);
         self.moments.clear();
         self.moments
-            .resize(reduced_width * reduced_height, [0.0; 13]);
-        self.moments
-            .par_chunks_mut(reduced_width)
-            .enumerate()
-            .for_each_init(
-                || vec![[0u32; 4]; reduced_width],
-                |sums, (ry, reduced_row)| {
-                    sums.fill([0; 4]);
-                    // Source rows in order, each cut into runs of `factor` pixels per cell.
-                    let rows = ry * factor..((ry + 1) * factor).min(height);
-                    let row_count = rows.len();
-                    for y in rows {
-                        let pixels = image.row(y).chunks(factor * bpp);
-                        let masks = mask[y * width..][..width].chunks(factor);
-                        for (sum, (pixels, masks)) in sums.iter_mut().zip(pixels.zip(masks)) {
-                            for (pixel, &m) in pixels.chunks_exact(bpp).zip(masks) {
-                                sum[0] += u32::from(pixel[0]);
-                                sum[1] += u32::from(pixel[1]);
-                                sum[2] += u32::from(pixel[2]);
-                                sum[3] += u32::from(m);
-                            }
-                        }
-                    }
-                    for (rx, (cell, sum)) in reduced_row.iter_mut().zip(sums.iter()).enumerate() {
-                        let columns = factor.min(width - rx * factor);
-                        let count = (row_count * columns) as f64 * 255.0;
-                        let [r, g, b, p] = sum.map(|s| f64::from(s) / count);
-                        *cell = [
-                            r,
-                            g,
-                            b,
-                            p,
-                            p * r,
-                            p * g,
-                            p * b,
-                            r * r,
-                            r * g,
-                            r * b,
-                            g * g,
-                            g * b,
-                            b * b,
-                        ];
-                    }
-                },
-            );
+            .par_extend(self.means.par_iter().map(|&[r, g, b, p]| {
+                [
+                    r,
+                    g,
+                    b,
+                    p,
+                    p * r,
+                    p * g,
+                    p * b,
+                    r * r,
+                    r * g,
+                    r * b,
+                    g * g,
+                    g * b,
+                    b * b,
+                ]
+            }));
     }
 }
 
