@@ -13,6 +13,7 @@
 use rayon::prelude::*;
 
 use super::box_filter::{area_means, box_mean, taps};
+use super::has_partial_alpha;
 use crate::imageops::ImageRef;
 
 /// Longer side of the reduced copy the windows are summed on.
@@ -44,13 +45,11 @@ impl BlurFusionEstimator {
     /// Writes the estimated foreground colour into the colour bytes (the first three) of the
     /// pixels of `out` (packed, `image`'s layout) whose alpha is neither 0 nor 255.
     pub fn estimate(&mut self, image: &ImageRef<'_>, alpha: &[u8], out: &mut [u8]) {
-        let (width, height) = (image.width, image.height);
-        let bpp = image.layout.bytes_per_pixel;
-        assert_eq!(alpha.len(), width * height, "one alpha byte per pixel");
-        assert!(out.len() >= width * height * bpp, "out holds the frame");
-        if width == 0 || height == 0 || !alpha.iter().any(|&a| a != 0 && a != 255) {
+        if !has_partial_alpha(image, alpha, out) {
             return;
         }
+        let (width, height) = (image.width, image.height);
+        let bpp = image.layout.bytes_per_pixel;
         let factor = width.max(height).div_ceil(WORKING_SIDE).max(1);
         let (reduced_width, reduced_height) = (width.div_ceil(factor), height.div_ceil(factor));
         self.reduce(image, alpha, factor);

@@ -14,6 +14,18 @@ pub use multilevel::{MultilevelEstimator, MultilevelParams};
 
 use crate::imageops::ImageRef;
 
+/// Checks an estimator's arguments (one alpha byte per pixel, `out` holding the packed frame)
+/// and says whether any pixel is partly transparent: without one there is nothing to estimate.
+fn has_partial_alpha(image: &ImageRef<'_>, alpha: &[u8], out: &[u8]) -> bool {
+    let (width, height) = (image.width, image.height);
+    assert_eq!(alpha.len(), width * height, "one alpha byte per pixel");
+    assert!(
+        out.len() >= width * height * image.layout.bytes_per_pixel,
+        "out holds the frame"
+    );
+    alpha.iter().any(|&a| a != 0 && a != 255)
+}
+
 /// How the foreground colour of partly transparent pixels is estimated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForegroundMethod {

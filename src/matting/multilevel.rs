@@ -12,6 +12,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::has_partial_alpha;
 use crate::imageops::ImageRef;
 
 /// pymatting's parameters, with its defaults.
@@ -121,13 +122,11 @@ impl MultilevelEstimator {
     /// pixels of `out` (packed, `image`'s layout) whose alpha is neither 0 nor 255; `out`'s other
     /// pixels are left as they are.
     pub fn estimate(&mut self, image: &ImageRef<'_>, alpha: &[u8], out: &mut [u8]) {
-        let (width, height) = (image.width, image.height);
-        let bpp = image.layout.bytes_per_pixel;
-        assert_eq!(alpha.len(), width * height, "one alpha byte per pixel");
-        assert!(out.len() >= width * height * bpp, "out holds the frame");
-        if width == 0 || height == 0 || !alpha.iter().any(|&a| a != 0 && a != 255) {
+        if !has_partial_alpha(image, alpha, out) {
             return;
         }
+        let (width, height) = (image.width, image.height);
+        let bpp = image.layout.bytes_per_pixel;
         let units = unit_table();
         let (foreground_mean, background_mean) = mean_colours(image, alpha, &units);
         self.previous.clear();
