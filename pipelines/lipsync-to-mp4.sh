@@ -53,11 +53,12 @@ feature_frames() {
 }
 
 # Warn when the speech and the video would not end together (more than one frame apart).
+# Nanoseconds are printed with %.0f: mawk (Debian's awk) caps %d at 2^31 - 1, 2.147 s.
 FPS=25
 [ "$MODE" = wenet ] && FPS=20
 FRAMES=$(feature_frames || true)
 SPEECH_NS=$(gst-discoverer-1.0 "$SPEECH" 2>/dev/null | sed -nE 's/^ *Duration: ([0-9]+):([0-9]+):([0-9.]+).*/\1 \2 \3/p' \
-    | awk '{ printf "%d", ($1 * 3600 + $2 * 60 + $3) * 1e9 }' || true)
+    | awk '{ printf "%.0f", ($1 * 3600 + $2 * 60 + $3) * 1e9 }' || true)
 if [ -n "$FRAMES" ] && [ -n "$SPEECH_NS" ]; then
     VIDEO_NS=$((FRAMES * 1000000000 / FPS))
     FRAME_NS=$((1000000000 / FPS))

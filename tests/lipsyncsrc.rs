@@ -469,6 +469,38 @@ fn pipeline_script_writes_mp4_with_video_and_speech() {
         stderr.contains("the speech is longer by 0.52 s"),
         "{stderr}"
     );
+    // Speech of 5 s and 70 s: lengths past 2^31 ns (where mawk's %d stops) are told right.
+    for seconds in [5u64, 70] {
+        let speech = d.dir.join(format!("speech-{seconds}s.wav"));
+        let wav = gst::parse::launch(&format!(
+            "audiotestsrc num-buffers=1 samplesperbuffer={} ! audio/x-raw,rate=16000,channels=1 \
+             ! wavenc ! filesink location={}",
+            seconds * 16000,
+            speech.display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        run_to_eos(&wav).unwrap();
+        wav.set_state(gst::State::Null).unwrap();
+        let run = std::process::Command::new(&script)
+            .args([
+                &d.model("ave"),
+                &d.template(),
+                &d.features("ave.npy"),
+                &speech,
+                &d.dir.join(format!("speech-{seconds}s.mp4")),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{stderr}");
+        let told = format!(
+            "the speech lasts {seconds}.00 s: the speech is longer by {}.52 s",
+            seconds - 1
+        );
+        assert!(stderr.contains(&told), "{seconds} s: {stderr}");
+    }
     // An argument that is neither MODE nor key=value is refused, naming it.
     let refused = std::process::Command::new(&script)
         .args([
