@@ -14,6 +14,10 @@ if [ $# -lt 2 ]; then
 fi
 INPUT="$1" OUTPUT="$2"
 shift 2
+if [ ! -f "$INPUT" ] || [ ! -r "$INPUT" ]; then
+    echo "cutout-image.sh: $INPUT: no such file, or not readable" >&2
+    exit 1
+fi
 # shellcheck source=pipelines/lib/rembg_options.sh
 . "$(dirname "$0")/lib/rembg_options.sh"
 rembg_options "$@"
@@ -26,6 +30,18 @@ prefetch_model u2netp "$@"
 # shellcheck source=pipelines/lib/still.sh
 . "$(dirname "$0")/lib/still.sh"
 SOURCE=$(still_source "$INPUT")
-eval gst-launch-1.0 -q "$SOURCE" ! videoconvert \
-    ! rembgfilter clear-transparent=true foreground-estimation=multilevel '"$@"' ! videoconvert ! pngenc ! filesink location='"$OUTPUT"'
+# Written under a temporary name and renamed once complete: a failure leaves no empty file.
+PARTIAL="$OUTPUT.part"
+trap 'rm -f "$PARTIAL"' EXIT
+if ! LOG=$(eval gst-launch-1.0 -q "$SOURCE" ! videoconvert \
+    ! rembgfilter clear-transparent=true foreground-estimation=multilevel '"$@"' ! videoconvert ! pngenc \
+    ! filesink location='"$PARTIAL"' 2>&1); then
+    # One line: the first error's message (gst-launch repeats it with its debug details).
+    MESSAGE=$(printf '%s\n' "$LOG" | sed -nE 's/^ERROR: from element [^ ]*: (.*)$/\1/p' | head -n 1)
+    echo "cutout-image.sh: $INPUT: ${MESSAGE:-$(printf '%s\n' "$LOG" | tail -n 1)}" >&2
+    exit 1
+fi
+mv "$PARTIAL" "$OUTPUT"
+# Warnings of a run that succeeded still reach the user.
+if [ -n "$LOG" ]; then printf '%s\n' "$LOG" >&2; fi
 echo "wrote $OUTPUT" >&2

@@ -232,6 +232,31 @@ fn the_readme_picture_of_the_edge_options_is_made_again_by_its_script() {
 }
 
 #[test]
+fn a_failed_cutout_leaves_no_file_and_says_why_in_one_line() {
+    let notes = scratch("notes.txt");
+    std::fs::write(&notes, "not a picture\n").unwrap();
+    for (input, reason) in [
+        (scratch("missing.png"), "no such file"),
+        (notes, "Could not determine type of stream"),
+    ] {
+        let output = scratch("failed.png");
+        let run = Command::new(script("cutout-image.sh"))
+            .args([input.to_str().unwrap(), output.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{stderr}");
+        assert!(!output.exists(), "no empty {}", output.display());
+        assert!(!scratch("failed.png.part").exists());
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(input.to_str().unwrap()) && stderr.contains(reason),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn video_with_alpha_keeps_the_alpha_through_ffv1() {
     let output = scratch("alpha.mkv");
     run_script(
