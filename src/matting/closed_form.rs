@@ -139,7 +139,18 @@ fn erode_line(line: &[bool], before: usize, after: usize, border: bool, out: &mu
 pub enum MattingError {
     #[error("the matting system of {unknown} unknown pixels could not be factorised: {reason}")]
     Factorisation { unknown: usize, reason: String },
+    #[error(
+        "the trimap has {unknown} unknown pixels, more than the {limit} (a whole 4K frame) \
+         matted at once; raise alpha-matting-foreground-threshold or lower \
+         alpha-matting-erode-size, or scale the frame down"
+    )]
+    BandTooLarge { unknown: usize, limit: usize },
 }
+
+/// The most unknown pixels solved at once: a whole 3840x2160 frame. The factor of a wide 4K
+/// band took 5.4 GiB (`scripts/bench.sh alpha_matting`); much past this, a 24 GB machine would
+/// run out of memory instead of reporting it.
+pub const MAX_UNKNOWN_PIXELS: usize = 3840 * 2160;
 
 /// The 5x5 neighbourhood a pixel's Laplacian row spans with 3x3 windows, in raster order.
 const REACH: isize = 2;
@@ -273,6 +284,13 @@ pub fn estimate_alpha(
     image: &ImageRef<'_>,
     trimap: &[u8],
 ) -> Result<(Vec<f32>, usize), MattingError> {
+    let unknown = trimap.iter().filter(|&&t| !is_known(t)).count();
+    if unknown > MAX_UNKNOWN_PIXELS {
+        return Err(MattingError::BandTooLarge {
+            unknown,
+            limit: MAX_UNKNOWN_PIXELS,
+        });
+    }
     let mut alpha: Vec<f32> = trimap
         .iter()
         .map(|&t| if t == TRIMAP_FOREGROUND { 1.0 } else { 0.0 })
@@ -590,6 +608,22 @@ mod tests {
                 i / width
             );
         }
+    }
+
+    #[test]
+    fn a_band_too_large_to_solve_is_refused_before_it_is_built() {
+        let (width, height) = (3841, 2160);
+        let data = vec![0u8; width * height * 3];
+        let image = ImageRef::packed(&data, width, height, PixelLayout::RGB);
+        let error = estimate_alpha(&image, &vec![TRIMAP_UNKNOWN; width * height]).unwrap_err();
+        assert_eq!(
+            error,
+            MattingError::BandTooLarge {
+                unknown: width * height,
+                limit: MAX_UNKNOWN_PIXELS
+            }
+        );
+        assert!(error.to_string().contains("alpha-matting-erode-size"));
     }
 
     #[test]
