@@ -403,37 +403,49 @@ fn stopping_a_live_source_returns_promptly_whenever_the_stop_comes() {
     }
 }
 
-#[test]
-fn pipeline_script_writes_mp4_with_video_and_speech() {
-    let d = data();
-    init();
-    let speech = d.dir.join("speech.wav");
-    // Speech as long as the video: 12 frames at 25 fps.
-    let samples = (44100.0 * FEATURE_FRAMES as f64 / 25.0) as u64;
+/// Writes `samples` of a test tone at `rate` Hz, mono, as a wav at `path`.
+fn write_tone_wav(path: &Path, rate: u64, samples: u64) {
     let wav = gst::parse::launch(&format!(
-        "audiotestsrc num-buffers=1 samplesperbuffer={samples} ! audio/x-raw,rate=44100,channels=1 ! wavenc ! filesink location={}",
-        speech.display()
+        "audiotestsrc num-buffers=1 samplesperbuffer={samples} ! audio/x-raw,rate={rate},channels=1 \
+         ! wavenc ! filesink location={}",
+        path.display()
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
     run_to_eos(&wav).unwrap();
     wav.set_state(gst::State::Null).unwrap();
+}
 
-    let output = d.dir.join("talking.mp4");
+#[test]
+fn pipeline_script_writes_mp4_with_video_and_speech() {
+    let d = data();
+    init();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines/lipsync-to-mp4.sh");
-    let status = std::process::Command::new(&script)
-        .args([
-            &d.model("ave"),
-            &d.template(),
-            &d.features("ave.npy"),
-            &speech,
-            &output,
-        ])
-        // A property before MODE: both may come in any order after the five files.
-        .args(["start-frame=0", "ave"])
-        .output()
-        .unwrap();
+    // The script on the ave model, template and features with `speech`, then `arguments`.
+    let render = |speech: &Path, output: &Path, arguments: &[&str]| {
+        std::process::Command::new(&script)
+            .args([
+                &d.model("ave"),
+                &d.template(),
+                &d.features("ave.npy"),
+                speech,
+                output,
+            ])
+            .args(arguments)
+            .output()
+            .unwrap()
+    };
+    let speech = d.dir.join("speech.wav");
+    // Speech as long as the video: 12 frames at 25 fps.
+    write_tone_wav(
+        &speech,
+        44100,
+        (44100.0 * FEATURE_FRAMES as f64 / 25.0) as u64,
+    );
+    let output = d.dir.join("talking.mp4");
+    // A property before MODE: both may come in any order after the five files.
+    let status = render(&speech, &output, &["start-frame=0", "ave"]);
     let stderr = String::from_utf8_lossy(&status.stderr);
     assert!(status.status.success(), "{stderr}");
     assert!(
@@ -443,26 +455,8 @@ fn pipeline_script_writes_mp4_with_video_and_speech() {
 
     // Speech a second long against 12 frames (0.48 s): a warning says which is longer.
     let long_speech = d.dir.join("long-speech.wav");
-    let wav = gst::parse::launch(&format!(
-        "audiotestsrc num-buffers=1 samplesperbuffer=44100 ! audio/x-raw,rate=44100,channels=1 \
-         ! wavenc ! filesink location={}",
-        long_speech.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    run_to_eos(&wav).unwrap();
-    wav.set_state(gst::State::Null).unwrap();
-    let mismatched = std::process::Command::new(&script)
-        .args([
-            &d.model("ave"),
-            &d.template(),
-            &d.features("ave.npy"),
-            &long_speech,
-            &d.dir.join("mismatched.mp4"),
-        ])
-        .output()
-        .unwrap();
+    write_tone_wav(&long_speech, 44100, 44100);
+    let mismatched = render(&long_speech, &d.dir.join("mismatched.mp4"), &[]);
     let stderr = String::from_utf8_lossy(&mismatched.stderr);
     assert!(mismatched.status.success(), "{stderr}");
     assert!(
@@ -472,27 +466,8 @@ fn pipeline_script_writes_mp4_with_video_and_speech() {
     // Speech of 5 s and 70 s: lengths past 2^31 ns (where mawk's %d stops) are told right.
     for seconds in [5u64, 70] {
         let speech = d.dir.join(format!("speech-{seconds}s.wav"));
-        let wav = gst::parse::launch(&format!(
-            "audiotestsrc num-buffers=1 samplesperbuffer={} ! audio/x-raw,rate=16000,channels=1 \
-             ! wavenc ! filesink location={}",
-            seconds * 16000,
-            speech.display()
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        run_to_eos(&wav).unwrap();
-        wav.set_state(gst::State::Null).unwrap();
-        let run = std::process::Command::new(&script)
-            .args([
-                &d.model("ave"),
-                &d.template(),
-                &d.features("ave.npy"),
-                &speech,
-                &d.dir.join(format!("speech-{seconds}s.mp4")),
-            ])
-            .output()
-            .unwrap();
+        write_tone_wav(&speech, 16000, seconds * 16000);
+        let run = render(&speech, &d.dir.join(format!("speech-{seconds}s.mp4")), &[]);
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert!(run.status.success(), "{stderr}");
         let told = format!(
@@ -502,17 +477,7 @@ fn pipeline_script_writes_mp4_with_video_and_speech() {
         assert!(stderr.contains(&told), "{seconds} s: {stderr}");
     }
     // An argument that is neither MODE nor key=value is refused, naming it.
-    let refused = std::process::Command::new(&script)
-        .args([
-            &d.model("ave"),
-            &d.template(),
-            &d.features("ave.npy"),
-            &long_speech,
-            &d.dir.join("refused.mp4"),
-        ])
-        .arg("avee")
-        .output()
-        .unwrap();
+    let refused = render(&long_speech, &d.dir.join("refused.mp4"), &["avee"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unexpected argument 'avee'"));
 
