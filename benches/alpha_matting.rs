@@ -76,13 +76,7 @@ fn ours(rgb: &[u8], mask: &[u8], width: usize, height: usize, repeats: usize) ->
         let started = Instant::now();
         let positions = system.unknown.clone();
         let solution = system.solve().expect("a solution");
-        let mut matte: Vec<u8> = trimap
-            .iter()
-            .map(|&t| if t == 255 { 255 } else { 0 })
-            .collect();
-        for (&p, &value) in positions.iter().zip(&solution) {
-            matte[p as usize] = (value.clamp(0.0, 1.0) * 255.0) as u8;
-        }
+        let matte = closed_form::to_bytes(&closed_form::alpha_of(&trimap, &positions, &solution));
         solves.push(started.elapsed());
         let started = Instant::now();
         estimator.estimate(&image, &matte, ForegroundMethod::Multilevel);

@@ -291,20 +291,32 @@ pub fn estimate_alpha(
             limit: MAX_UNKNOWN_PIXELS,
         });
     }
+    let system = BandSystem::build(image, trimap);
+    let positions = system.unknown.clone();
+    let solution = if positions.is_empty() {
+        Vec::new()
+    } else {
+        system.solve()?
+    };
+    Ok((alpha_of(trimap, &positions, &solution), unknown))
+}
+
+/// The alpha of a solved system: known pixels 0 or 1, the unknown ones (at `positions`, as
+/// [`BandSystem::unknown`] lists them) their solution clipped to 0..1.
+pub fn alpha_of(trimap: &[u8], positions: &[u32], solution: &[f64]) -> Vec<f32> {
     let mut alpha: Vec<f32> = trimap
         .iter()
         .map(|&t| if t == TRIMAP_FOREGROUND { 1.0 } else { 0.0 })
         .collect();
-    let system = BandSystem::build(image, trimap);
-    let unknown = system.unknown.clone();
-    if unknown.is_empty() {
-        return Ok((alpha, 0));
-    }
-    let solution = system.solve()?;
-    for (&p, &value) in unknown.iter().zip(&solution) {
+    for (&p, &value) in positions.iter().zip(solution) {
         alpha[p as usize] = value.clamp(0.0, 1.0) as f32;
     }
-    Ok((alpha, unknown.len()))
+    alpha
+}
+
+/// An alpha in 0..1 as rembg writes it to 8 bits: truncated.
+pub fn to_bytes(alpha: &[f32]) -> Vec<u8> {
+    alpha.iter().map(|&a| (a * 255.0) as u8).collect()
 }
 
 /// Per window (a 3x3 block centred on an interior pixel) that touches an unknown pixel: its mean
@@ -455,10 +467,7 @@ pub fn alpha_matting(
         return Ok(None);
     }
     let (alpha, unknown) = estimate_alpha(image, &trimap)?;
-    Ok(Some((
-        alpha.iter().map(|&a| (a * 255.0) as u8).collect(),
-        unknown,
-    )))
+    Ok(Some((to_bytes(&alpha), unknown)))
 }
 
 #[cfg(test)]
