@@ -7,6 +7,7 @@ pub mod imageops;
 pub mod inference;
 pub mod lipsync;
 pub mod lipsyncsrc;
+pub mod location;
 pub mod matting;
 pub mod rembgfilter;
 pub mod segmentation;

@@ -15,6 +15,7 @@ use gst_video::VideoFormat;
 
 use crate::inference;
 use crate::inference::element::{BackendSettings, InferenceStats, StartSettingsGuard};
+use crate::location;
 use crate::talking_head::live::{self, AudioTimeline, FrameConditions, FrameSource};
 use crate::talking_head::speech::{AudioEncoder, SAMPLE_RATE, SpeechError, SpeechStream};
 use crate::talking_head::{self, LipsyncModel, TemplateSet};
@@ -811,17 +812,29 @@ impl ObjectImpl for Lipsync {
             let mut properties = vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
-                    .blurb("The person's SyncTalk_2D U-Net (328, ave) exported to ONNX")
+                    .blurb(&format!(
+                        "{}; {}",
+                        "The person's SyncTalk_2D U-Net (328, ave) exported to ONNX",
+                        location::RELATIVE_PATHS
+                    ))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("template")
                     .nick("Template")
-                    .blurb("Folder with full_body_img/<i>.jpg and landmarks/<i>.lms (optionally parsing/<i>.png)")
+                    .blurb(&format!(
+                        "{}; {}",
+                        "Folder with full_body_img/<i>.jpg and landmarks/<i>.lms (optionally parsing/<i>.png)",
+                        location::RELATIVE_PATHS
+                    ))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("audio-encoder")
                     .nick("Audio encoder")
-                    .blurb("SyncTalk_2D's audio encoder in ONNX ([batch,1,80,16] in, 512 values each out; models/export_audio_encoder.py)")
+                    .blurb(&format!(
+                        "{}; {}",
+                        "SyncTalk_2D's audio encoder in ONNX ([batch,1,80,16] in, 512 values each out; models/export_audio_encoder.py)",
+                        location::RELATIVE_PATHS
+                    ))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("start-frame")
@@ -885,11 +898,7 @@ impl ObjectImpl for Lipsync {
             return;
         }
         let path = |value: &glib::Value| {
-            value
-                .get::<Option<String>>()
-                .expect("type checked upstream")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
+            location::absolute(value.get::<Option<&str>>().expect("type checked upstream"))
         };
         match pspec.name() {
             "model" => settings.model = path(value),

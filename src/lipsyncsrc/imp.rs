@@ -30,6 +30,7 @@ use super::LipsyncMode;
 use super::speech_file;
 use crate::inference;
 use crate::inference::element::{BackendSettings, InferenceStats};
+use crate::location;
 use crate::talking_head::{self, AudioFeatures, FaceCrop, LipsyncModel, TemplateSet};
 use crate::video::pixel_layout;
 
@@ -333,27 +334,47 @@ impl ObjectImpl for LipsyncSrc {
             let mut properties = vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
-                    .blurb("SyncTalk_2D U-Net (328) exported to ONNX")
+                    .blurb(&format!(
+                        "{}; {}",
+                        "SyncTalk_2D U-Net (328) exported to ONNX",
+                        location::RELATIVE_PATHS
+                    ))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("template")
                     .nick("Template folder")
-                    .blurb("Folder with full_body_img/<i>.jpg, landmarks/<i>.lms and optionally parsing/<i>.png")
+                    .blurb(&format!(
+                        "{}; {}",
+                        "Folder with full_body_img/<i>.jpg, landmarks/<i>.lms and optionally parsing/<i>.png",
+                        location::RELATIVE_PATHS
+                    ))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("features")
                     .nick("Audio features")
-                    .blurb("Audio features: a float32 .npy, or a raw float32 .bin with its .bin.json; one row per output frame")
+                    .blurb(&format!(
+                        "{}; {}",
+                        "Audio features: a float32 .npy, or a raw float32 .bin with its .bin.json; one row per output frame",
+                        location::RELATIVE_PATHS
+                    ))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("audio-location")
                     .nick("Speech")
-                    .blurb("A sound file (any format GStreamer decodes: wav, mp3, ogg, ...) whose speech drives the face: its ave features are computed at start with 'audio-encoder', one frame per 40 ms (instead of 'features'; mode=ave). Progress messages tell the decoding and the features")
+                    .blurb(&format!(
+                        "{}; {}",
+                        "A sound file (any format GStreamer decodes: wav, mp3, ogg, ...) whose speech drives the face: its ave features are computed at start with 'audio-encoder', one frame per 40 ms (instead of 'features'; mode=ave). Progress messages tell the decoding and the features",
+                        location::RELATIVE_PATHS
+                    ))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("audio-encoder")
                     .nick("Audio encoder")
-                    .blurb("SyncTalk_2D's audio encoder in ONNX ([batch,1,80,16] mel windows in, 512 values each out; models/export_audio_encoder.py exports it from your checkpoint), for 'audio-location'. It runs in this process, on OpenVINO or ONNX Runtime as 'backend' says (auto with a server backend)")
+                    .blurb(&format!(
+                        "{}; {}",
+                        "SyncTalk_2D's audio encoder in ONNX ([batch,1,80,16] mel windows in, 512 values each out; models/export_audio_encoder.py exports it from your checkpoint), for 'audio-location'. It runs in this process, on OpenVINO or ONNX Runtime as 'backend' says (auto with a server backend)",
+                        location::RELATIVE_PATHS
+                    ))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_MODE)
@@ -416,10 +437,7 @@ impl ObjectImpl for LipsyncSrc {
             return;
         }
         let path = |value: &glib::Value| {
-            value
-                .get::<Option<String>>()
-                .expect("type checked upstream")
-                .map(PathBuf::from)
+            location::absolute(value.get::<Option<&str>>().expect("type checked upstream"))
         };
         match pspec.name() {
             "model" => settings.model = path(value),

@@ -42,6 +42,7 @@ use crate::inference::element::BackendSettings;
 use crate::inference::element::InferenceStats;
 use crate::inference::requests::{Interrupted, Interruptible, RequestPool};
 use crate::inference::{self, InferenceError};
+use crate::location;
 use crate::matting::closed_form::{self, TrimapParams};
 use crate::matting::guided_filter::{GuidedFilter, GuidedFilterParams};
 use crate::matting::{ForegroundEstimator, ForegroundMethod};
@@ -992,8 +993,9 @@ impl ObjectImpl for RembgFilter {
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
                     .blurb(&format!(
-                        "Catalog model ({}), looked for in $U2NET_HOME or ~/.u2net, or a path to an .onnx file",
-                        catalog::names().join(", ")
+                        "Catalog model ({}), looked for in $U2NET_HOME or ~/.u2net, or a path to an .onnx file; {}",
+                        catalog::names().join(", "),
+                        location::RELATIVE_PATHS
                     ))
                     .default_value(Some(DEFAULT_MODEL))
                     .mutable_ready()
@@ -1040,7 +1042,11 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 glib::ParamSpecString::builder("background-location")
                     .nick("Background location")
-                    .blurb("Image shown behind the foreground in mode=replace (any format GStreamer decodes), scaled to the frame")
+                    .blurb(&format!(
+                        "{}; {}",
+                        "Image shown behind the foreground in mode=replace (any format GStreamer decodes), scaled to the frame",
+                        location::RELATIVE_PATHS
+                    ))
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("post-process-mask")
@@ -1228,6 +1234,12 @@ impl ObjectImpl for RembgFilter {
                     .get::<Option<String>>()
                     .expect("type checked upstream")
                     .unwrap_or_else(|| DEFAULT_MODEL.to_string());
+                // A catalog name stays a name; anything else is a file.
+                let model = if catalog::find(&model).is_some() {
+                    model
+                } else {
+                    location::absolute_text(&model)
+                };
                 gst::info!(CAT, imp = self, "model: {} -> {}", settings.model, model);
                 settings.model = model;
             }
@@ -1248,8 +1260,8 @@ impl ObjectImpl for RembgFilter {
             }
             "blur-radius" => frame.output.blur_radius = value.get().expect("type checked upstream"),
             "background-location" => {
-                let location: Option<String> = value.get().expect("type checked upstream");
-                let location = location.filter(|l| !l.is_empty());
+                let location = location::absolute(value.get().expect("type checked upstream"))
+                    .map(|path| path.display().to_string());
                 // Decoded now, on a thread of its own, so that no frame waits for it.
                 *self.background.lock().unwrap() =
                     location.as_deref().map(Background::decode_in_background);
