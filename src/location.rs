@@ -20,11 +20,18 @@ pub fn absolute(text: Option<&str>) -> Option<PathBuf> {
     Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
-/// `text` as [`absolute`] makes it, as a string (for properties that also take names).
-pub fn absolute_text(text: &str) -> String {
-    absolute(Some(text))
-        .map(|path| path.display().to_string())
-        .unwrap_or_default()
+/// Whether a `model` property names a file rather than a model in the catalog or on a server: a
+/// folder in it, or the .onnx extension.
+pub fn names_a_file(model: &str) -> bool {
+    model.contains('/') || model.ends_with(".onnx")
+}
+
+/// A `model` property's value: a file made absolute as [`absolute`] does, a name as it is.
+pub fn model(text: Option<&str>) -> Option<PathBuf> {
+    match text {
+        Some(name) if !name.is_empty() && !names_a_file(name) => Some(PathBuf::from(name)),
+        _ => absolute(text),
+    }
 }
 
 #[cfg(test)]
@@ -42,10 +49,7 @@ mod tests {
             absolute(Some("./speech.wav")),
             Some(here.join("speech.wav"))
         );
-        assert_eq!(
-            absolute_text("a b.png"),
-            here.join("a b.png").display().to_string()
-        );
+        assert_eq!(absolute(Some("a b.png")), Some(here.join("a b.png")));
     }
 
     #[test]
@@ -57,9 +61,18 @@ mod tests {
     }
 
     #[test]
+    fn a_model_name_stays_a_name_and_a_model_file_is_made_absolute() {
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(model(Some("u2netp")), Some(PathBuf::from("u2netp")));
+        assert_eq!(model(Some("unet")), Some(PathBuf::from("unet")));
+        assert_eq!(model(Some("unet.onnx")), Some(here.join("unet.onnx")));
+        assert_eq!(model(Some("models/unet")), Some(here.join("models/unet")));
+        assert_eq!(model(Some("")), None);
+    }
+
+    #[test]
     fn nothing_or_an_empty_string_unsets_the_property() {
         assert_eq!(absolute(None), None);
         assert_eq!(absolute(Some("")), None);
-        assert_eq!(absolute_text(""), "");
     }
 }

@@ -9,23 +9,7 @@ use gst::prelude::*;
 
 /// Brings a pipeline to PAUSED and returns `active-backend` of the element named `nf`.
 fn active_backend(description: &str) -> String {
-    init();
-    let pipeline = gst::parse::launch(description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    pipeline.set_state(gst::State::Paused).unwrap();
-    let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(120));
-    result.expect("the pipeline should reach PAUSED");
-    let element = pipeline.by_name("nf").unwrap();
-    let runs_on = element.property::<Option<String>>("active-backend");
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert_eq!(
-        element.property::<Option<String>>("active-backend"),
-        Some(String::new()),
-        "emptied at stop"
-    );
-    runs_on.unwrap_or_default()
+    active_backend_and_infos(description).0
 }
 
 fn rembgfilter_runs_on(properties: &str) -> String {
@@ -73,6 +57,38 @@ fn named_backends_are_reported_as_they_run() {
             .starts_with("ONNX Runtime's CPUExecutionProvider")
     );
     assert!(rembgfilter_runs_on("backend=openvino").starts_with("OpenVINO"));
+}
+
+#[test]
+fn what_runs_is_said_once_in_an_info_message_gst_launch_prints() {
+    for backend in ["onnxruntime", "openvino"] {
+        let (runs_on, infos) = active_backend_and_infos(&format!(
+            "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter name=nf backend={backend} ! fakesink"
+        ));
+        // Once, naming the model, in the text and in the debug string (all gst-launch shows).
+        assert_eq!(infos.len(), 1, "{infos:?}");
+        let (text, debug) = &infos[0];
+        assert!(
+            text.contains("u2netp.onnx runs on ") && text.ends_with(&runs_on),
+            "{backend}: {text}"
+        );
+        assert_eq!(debug, text);
+    }
+    let output = std::process::Command::new("gst-launch-1.0")
+        .args(
+            "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter backend=openvino ! fakesink"
+                .split_whitespace(),
+        )
+        .output()
+        .expect("gst-launch-1.0 (scripts/setup.sh installs it)");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}");
+    assert!(
+        printed.contains("u2netp.onnx runs on OpenVINO 2026.") && !printed.contains("element.rs("),
+        "{printed}"
+    );
 }
 
 #[test]

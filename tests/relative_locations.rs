@@ -39,7 +39,11 @@ fn every_location_property_reads_back_absolute_from_the_working_directory() {
         element.set_property(property, "media/../files/input 1.onnx");
         assert_eq!(
             element.property::<Option<String>>(property),
-            Some(here.join("media/../files/input 1.onnx").display().to_string()),
+            Some(
+                here.join("media/../files/input 1.onnx")
+                    .display()
+                    .to_string()
+            ),
             "{factory}.{property}"
         );
         element.set_property(property, "/srv/input.onnx");
@@ -49,10 +53,15 @@ fn every_location_property_reads_back_absolute_from_the_working_directory() {
             "{factory}.{property}"
         );
     }
-    // A catalog name is a name, not a file in the working directory.
-    let filter = gst::ElementFactory::make("rembgfilter").build().unwrap();
-    filter.set_property("model", "u2netp");
-    assert_eq!(filter.property::<String>("model"), "u2netp");
+    // A catalog name, or a model's name on a server, is a name, not a file in the working
+    // directory.
+    for factory in ["rembgfilter", "lipsyncsrc", "lipsync"] {
+        let element = gst::ElementFactory::make(factory).build().unwrap();
+        for name in ["u2netp", "isnet-general-use", "my_served_model"] {
+            element.set_property("model", name);
+            assert_eq!(element.property::<Option<String>>("model").unwrap(), name);
+        }
+    }
 }
 
 /// Runs gst-launch-1.0 (with the installed plugin, as a user would) in `dir`.

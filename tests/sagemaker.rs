@@ -159,6 +159,24 @@ fn alpha_through_a_sagemaker_endpoint_matches_onnx_runtime_on_the_three_photos()
 }
 
 #[test]
+fn the_endpoint_is_said_once_as_what_runs_not_the_local_file_read_for_its_shapes() {
+    let servers = servers();
+    for (endpoint, payload) in [("u2netp", "tensor"), ("rembg-u2netp", "png")] {
+        let (runs_on, infos) = active_backend_and_infos(&format!(
+            "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter name=nf model=u2netp {} payload={payload} ! fakesink",
+            on(&servers.sagemaker, endpoint)
+        ));
+        assert_eq!(
+            runs_on,
+            format!("the SageMaker endpoint {endpoint} ({payload} payload)")
+        );
+        let texts: Vec<&str> = infos.iter().map(|(text, _)| text.as_str()).collect();
+        assert_eq!(texts, [format!("the model runs on {runs_on}")]);
+    }
+}
+
+#[test]
 fn requests_in_flight_to_sagemaker_keep_every_frame_in_order() {
     let servers = servers();
     let video = |properties: &str| {
@@ -232,7 +250,9 @@ fn an_unknown_endpoint_is_a_validation_error_naming_it() {
     let servers = servers();
     let (err, _) = rembg_error(&on(&servers.sagemaker, "no-such-endpoint"));
     assert!(
-        err.contains("ValidationError") && err.contains("no-such-endpoint"),
+        err.contains("ValidationError")
+            && err.contains("no-such-endpoint")
+            && !err.contains("property 'model'"),
         "{err}"
     );
 }

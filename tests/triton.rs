@@ -174,8 +174,31 @@ fn a_server_that_is_not_there_is_named_within_seconds() {
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
     for backend in ["triton-http", "triton"] {
+        // The server is what to change, whether it is unset or not there.
         let (err, _) = rembgfilter_error(&format!("backend={backend} model=u2netp"));
         assert!(err.contains("property 'server'"), "{err}");
+        let (err, _) = rembgfilter_error(&format!(
+            "backend={backend} server=127.0.0.1:9 model=u2netp"
+        ));
+        assert!(
+            err.starts_with("property 'server': ") && !err.contains("property 'model'"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn the_server_and_its_protocol_are_said_once_as_what_runs() {
+    let server = server();
+    for ((backend, address), protocol) in server.endpoints().into_iter().zip(["HTTP", "gRPC"]) {
+        let (runs_on, infos) = active_backend_and_infos(&format!(
+            "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter name=nf backend={backend} server={address} model=u2netp ! fakesink"
+        ));
+        assert_eq!(runs_on, format!("Triton at {address} ({protocol})"));
+        let texts: Vec<&str> = infos.iter().map(|(text, _)| text.as_str()).collect();
+        assert_eq!(texts, [format!("'u2netp' runs on {runs_on}")]);
+        assert_eq!(infos[0].1, infos[0].0, "gst-launch prints the debug string");
     }
 }
 

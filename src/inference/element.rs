@@ -421,23 +421,32 @@ pub fn load_backend(
                         .map_err(model_error)?,
                 ),
             };
+            let runs_on = format!(
+                "Triton at {} ({})",
+                server.trim(),
+                triton_protocol(settings.kind)
+            );
+            let version = version.map_or(String::new(), |v| format!(" version {v}"));
+            post_info(element, &format!("'{model}'{version} runs on {runs_on}"));
             Ok(LoadedBackend {
-                runs_on: format!(
-                    "{} on the server at {server} ({})",
-                    backend.model_name(),
-                    settings.kind.nick()
-                ),
+                runs_on,
                 model: with_retries(element, backend, settings.retries),
             })
         }
         BackendKind::SageMaker => {
             let backend = sagemaker_backend(element, settings, local_file)?;
+            let runs_on = format!(
+                "the SageMaker endpoint {} ({} payload)",
+                settings.endpoint.as_deref().unwrap_or_default(),
+                match settings.payload {
+                    Payload::Tensor => "tensor",
+                    Payload::Png => "png",
+                    Payload::Jpeg => "jpeg",
+                }
+            );
+            post_info(element, &format!("the model runs on {runs_on}"));
             Ok(LoadedBackend {
-                runs_on: format!(
-                    "the SageMaker endpoint {} ({:?} payload)",
-                    settings.endpoint.as_deref().unwrap_or_default(),
-                    settings.payload
-                ),
+                runs_on,
                 model: with_retries(element, backend, settings.retries),
             })
         }
@@ -489,10 +498,9 @@ fn announce_openvino(
     backend: Arc<OpenVinoBackend>,
 ) -> LoadedBackend {
     let runs_on = backend.description().to_string();
-    gst::element_info!(
+    post_info(
         element,
-        gst::LibraryError::Init,
-        ("{} runs on {}", backend.model_name(), runs_on)
+        &format!("{} runs on {runs_on}", backend.model_name()),
     );
     LoadedBackend {
         model: backend,
@@ -516,6 +524,16 @@ fn load_onnxruntime(
         "ONNX Runtime's {} ({})",
         backend.provider(),
         super::runtime::loaded_library().map_or("?".into(), |p| p.display().to_string())
+    );
+    // Says what runs, so a user can check that the GPU is used.
+    let why = if why_not_openvino.is_empty() {
+        String::new()
+    } else {
+        format!(" (backend=auto: not OpenVINO, as {why_not_openvino})")
+    };
+    post_info(
+        element,
+        &format!("{} runs on {runs_on}{why}", backend.model_name()),
     );
     Ok(LoadedBackend {
         model: backend,
@@ -578,10 +596,31 @@ fn sagemaker_backend(
 }
 
 fn model_error(error: InferenceError) -> gst::ErrorMessage {
+    let property = match error {
+        InferenceError::ServerUnusable { .. } => "server",
+        _ => "model",
+    };
     gst::error_msg!(
         gst::ResourceError::OpenRead,
-        ("property 'model': {}", error)
+        ("property '{}': {}", property, error)
     )
+}
+
+fn triton_protocol(kind: BackendKind) -> &'static str {
+    match kind {
+        BackendKind::TritonGrpc => "gRPC",
+        _ => "HTTP",
+    }
+}
+
+/// An info message whose text is also its debug string: gst-launch-1.0 prints only an info
+/// message's debug string, which for the element macros is the source file and line.
+fn post_info(element: &impl IsA<gst::Element>, text: &str) {
+    let message = gst::message::Info::builder(gst::LibraryError::Init, text)
+        .debug(text)
+        .src(element.upcast_ref::<gst::Element>())
+        .build();
+    let _ = element.post_message(message);
 }
 
 /// `backend`, its transient failures retried `retries` times with a warning on the bus each time.
@@ -631,23 +670,6 @@ fn load_model(
     if let Some(warning) = backend.fallback_warning() {
         gst::element_warning!(element, gst::LibraryError::Init, ("{}", warning));
     }
-    // Says what runs, so a user can check that the GPU is used.
-    let why = if why_not_openvino.is_empty() {
-        String::new()
-    } else {
-        format!(" (backend=auto: not OpenVINO, as {why_not_openvino})")
-    };
-    gst::element_info!(
-        element,
-        gst::LibraryError::Init,
-        (
-            "{} runs on ONNX Runtime's {} ({}){}",
-            backend.model_name(),
-            backend.provider(),
-            super::runtime::loaded_library().map_or("?".into(), |p| p.display().to_string()),
-            why
-        )
-    );
     Ok(backend)
 }
 

@@ -108,6 +108,14 @@ pub enum InferenceError {
     Runtime(#[from] runtime::RuntimeError),
     #[error("cannot load model {path}: {reason}")]
     ModelLoad { path: String, reason: String },
+    /// The server itself cannot be used (no connection, not ready, not an address): the
+    /// `server` property is what to change, not the model.
+    #[error("cannot use the server {server} for model {model}: {reason}")]
+    ServerUnusable {
+        server: String,
+        model: String,
+        reason: String,
+    },
     #[error("model {model} has {found}; {expected}")]
     Shape {
         model: String,

@@ -901,7 +901,9 @@ impl ObjectImpl for Lipsync {
             location::absolute(value.get::<Option<&str>>().expect("type checked upstream"))
         };
         match pspec.name() {
-            "model" => settings.model = path(value),
+            "model" => {
+                settings.model = location::model(value.get().expect("type checked upstream"))
+            }
             "template" => settings.template = path(value),
             "audio-encoder" => settings.audio_encoder = path(value),
             "start-frame" => settings.start_frame = value.get().expect("type checked upstream"),

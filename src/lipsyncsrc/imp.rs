@@ -440,7 +440,9 @@ impl ObjectImpl for LipsyncSrc {
             location::absolute(value.get::<Option<&str>>().expect("type checked upstream"))
         };
         match pspec.name() {
-            "model" => settings.model = path(value),
+            "model" => {
+                settings.model = location::model(value.get().expect("type checked upstream"))
+            }
             "template" => settings.template = path(value),
             "features" => settings.features = path(value),
             "audio-location" => settings.audio_location = path(value),

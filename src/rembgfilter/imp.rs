@@ -397,8 +397,14 @@ impl RembgFilter {
         let mut segmenter = Segmenter::new(backend, profile).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
+        // A server's failure names the server or endpoint itself; the model is not to blame.
+        let blamed = if settings.backend.is_remote() {
+            ""
+        } else {
+            "property 'model': "
+        };
         let latency = Self::measure_latency(&mut segmenter)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("property 'model': {}", e)))?;
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("{}{}", blamed, e)))?;
         gst::info!(CAT, imp = self, "one model run takes {latency:?}");
         self.model_latency_ns
             .store(latency.as_nanos() as u64, Ordering::Relaxed);
@@ -1234,12 +1240,8 @@ impl ObjectImpl for RembgFilter {
                     .get::<Option<String>>()
                     .expect("type checked upstream")
                     .unwrap_or_else(|| DEFAULT_MODEL.to_string());
-                // A catalog name stays a name; anything else is a file.
-                let model = if catalog::find(&model).is_some() {
-                    model
-                } else {
-                    location::absolute_text(&model)
-                };
+                let model = location::model(Some(&model))
+                    .map_or_else(|| DEFAULT_MODEL.to_string(), |m| m.display().to_string());
                 gst::info!(CAT, imp = self, "model: {} -> {}", settings.model, model);
                 settings.model = model;
             }

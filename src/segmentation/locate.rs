@@ -94,8 +94,7 @@ pub fn resolve_reporting(
             entry: Some(entry),
         });
     }
-    let looks_like_path = model.contains('/') || model.ends_with(".onnx");
-    if !looks_like_path {
+    if !crate::location::names_a_file(model) {
         return Err(LocateError::Unknown(model.to_string()));
     }
     let path = Path::new(model);

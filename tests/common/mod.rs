@@ -129,6 +129,54 @@ pub fn collect_samples_and_warnings(
     Ok((samples, warnings))
 }
 
+/// Brings a pipeline to PAUSED and returns `active-backend` of the element named `nf` and the
+/// text and debug string of every info message posted on the way; checks that stopping empties
+/// `active-backend`.
+pub fn active_backend_and_infos(description: &str) -> (String, Vec<(String, String)>) {
+    init();
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let paused = pipeline
+        .set_state(gst::State::Paused)
+        .and_then(|_| pipeline.state(gst::ClockTime::from_seconds(120)).0);
+    if paused.is_err() {
+        let error = pipeline
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error])
+            .and_then(|message| match message.view() {
+                gst::MessageView::Error(err) => Some(err.error().to_string()),
+                _ => None,
+            });
+        panic!("the pipeline should reach PAUSED: {error:?}");
+    }
+    let element = pipeline.by_name("nf").unwrap();
+    let runs_on = element.property::<Option<String>>("active-backend");
+    let infos = std::iter::from_fn(|| {
+        pipeline
+            .bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Info])
+    })
+    .map(|message| match message.view() {
+        gst::MessageView::Info(info) => (
+            info.error().to_string(),
+            info.debug().map(|d| d.to_string()).unwrap_or_default(),
+        ),
+        _ => unreachable!("filtered"),
+    })
+    .collect();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(
+        element.property::<Option<String>>("active-backend"),
+        Some(String::new()),
+        "emptied at stop"
+    );
+    (runs_on.unwrap_or_default(), infos)
+}
+
 /// Plays a pipeline until EOS; an error message becomes `Err` with its text and debug info.
 pub fn run_to_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
     run_to_eos_noting_warnings(pipeline).map(|_| ())

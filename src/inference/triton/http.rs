@@ -56,10 +56,12 @@ impl TritonHttpBackend {
             Some(version) => format!("/v2/models/{model}/versions/{version}"),
             None => format!("/v2/models/{model}"),
         };
-        let display_name = match version {
-            Some(version) => format!("'{model}' version {version} on {server}"),
-            None => format!("'{model}' on {server}"),
+        let server_name = format!("{server} (HTTP)");
+        let model_name = match version {
+            Some(version) => format!("'{model}' version {version}"),
+            None => format!("'{model}'"),
         };
+        let display_name = format!("{model_name} on {server_name}");
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(timeout)
             .timeout(timeout)
@@ -68,8 +70,13 @@ impl TritonHttpBackend {
             path: display_name.clone(),
             reason,
         };
-        get(&agent, &format!("{server}/v2/health/ready"))
-            .map_err(|e| load_error(format!("the server is not ready: {e}")))?;
+        get(&agent, &format!("{server}/v2/health/ready")).map_err(|e| {
+            InferenceError::ServerUnusable {
+                server: server_name.clone(),
+                model: model_name.clone(),
+                reason: format!("the server is not ready: {e}"),
+            }
+        })?;
         let ready = get(&agent, &format!("{server}{model_path}/ready"));
         let metadata = get(&agent, &format!("{server}{model_path}"));
         // For a model it does not have, Triton's ready endpoint only says "not ready"; its
