@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use gst::prelude::*;
 
 /// Brings a pipeline to PAUSED and returns `active-backend` of the element named `nf`.
 fn active_backend(description: &str) -> String {
