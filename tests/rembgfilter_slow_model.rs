@@ -1,6 +1,7 @@
 //! rembgfilter with a model far slower than the frame rate (isnet-fp16, about a second a run): the
-//! latency query and a stop do not wait behind a frame that waits for its mask. In a file of its
-//! own so that its model runs do not load the other live tests, which measure timing.
+//! latency query and a stop do not wait behind a frame that waits for its mask; a live stream
+//! whose masks trail the frame rate gets one warning saying both rates. In a file of its own so
+//! that its model runs do not load the other live tests, which measure timing.
 
 mod common;
 
@@ -71,4 +72,34 @@ fn latency_is_answered_and_the_pipeline_stops_while_a_frame_waits_for_a_slow_mod
         "stopping took {:?}, one model run {one_run:?}",
         stopping.elapsed()
     );
+}
+
+#[test]
+fn a_live_stream_whose_masks_trail_the_frame_rate_gets_one_warning_with_both_rates() {
+    // u2netp takes 0.1-0.25 s a run on two cores (a busier machine only makes it slower): far
+    // fewer than the 30 masks a second that four seconds of live 30 fps video ask for.
+    let (samples, warnings) = collect_samples_and_warnings(
+        "videotestsrc is-live=true num-buffers=120 pattern=ball \
+         ! video/x-raw,format=RGB,width=96,height=64,framerate=30/1 \
+         ! rembgfilter model=u2netp ! appsink name=sink sync=true",
+    )
+    .unwrap();
+    assert_eq!(samples.len(), 120, "every frame comes out");
+    let slow: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("refreshes the mask"))
+        .collect();
+    assert_eq!(slow.len(), 1, "{warnings:?}");
+    assert!(
+        slow[0].contains("u2netp") && slow[0].contains("below the video's 30.0 frames a second"),
+        "{}",
+        slow[0]
+    );
+    let rate: f64 = slow[0]
+        .split("refreshes the mask ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|number| number.parse().ok())
+        .expect("the refresh rate in the text");
+    assert!(rate < 22.5, "{}", slow[0]);
 }

@@ -50,7 +50,9 @@ use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::compose::{self, Compositor, Output};
 use crate::segmentation::download::DownloadEvent;
 use crate::segmentation::mask::{MaskChain, MaskControls, ModelMask};
-use crate::segmentation::schedule::{self, FrameQueue, MaskCadence, Ready};
+use crate::segmentation::schedule::{
+    self, FrameQueue, MaskCadence, Ready, RefreshWatch, SlowRefresh,
+};
 use crate::segmentation::worker::{LiveMaskError, MaskWorker};
 use crate::segmentation::{ModelInput, ModelRun, Segmenter, SegmenterError, locate};
 use crate::video::{image_of, pixel_layout};
@@ -189,6 +191,8 @@ struct State {
     /// Tensors back from overlap mode's model thread, filled again for the next request.
     spare_tensors: Vec<ModelInput>,
     cadence: MaskCadence,
+    /// Asynchronous mode: whether fresh masks keep up with the frames (warned once).
+    refresh: RefreshWatch,
     model_mask: ModelMask,
     chain: MaskChain,
     compositor: Compositor,
@@ -227,6 +231,7 @@ impl State {
         self.chain.restart_smoothing();
         self.previous_end = None;
         self.cadence.restart();
+        self.refresh.restart();
         self.model_mask.forget();
         self.history += 1;
     }
@@ -416,6 +421,7 @@ impl RembgFilter {
             queue: None,
             spare_tensors: Vec::new(),
             cadence: MaskCadence::default(),
+            refresh: RefreshWatch::default(),
             model_mask: ModelMask::default(),
             chain: MaskChain::default(),
             compositor: Compositor::default(),
@@ -646,14 +652,15 @@ impl RembgFilter {
     }
 
     /// Asynchronous mode: the model runs on its own thread and this frame carries the newest
-    /// mask that has finished (see [`MaskWorker::update`]).
+    /// mask that has finished (see [`MaskWorker::update`]). Returns how many masks finished
+    /// since the previous frame.
     fn update_mask_asynchronously(
         &self,
         state: &mut State,
         src: &ImageRef<'_>,
         interval: u32,
         wait: Duration,
-    ) -> Result<(), gst::FlowError> {
+    ) -> Result<u32, gst::FlowError> {
         if state.worker.is_none() {
             let worker = MaskWorker::spawn("rembgfilter-model", state.segmenter.fresh_copy())
                 .map_err(|err| self.thread_error(err))?;
@@ -661,6 +668,7 @@ impl RembgFilter {
             state.worker = Some(worker);
         }
         let worker = state.worker.as_ref().expect("started above");
+        let mut fresh_masks = 0;
         worker
             .update(
                 src,
@@ -669,12 +677,43 @@ impl RembgFilter {
                 state.history,
                 &mut state.model_mask,
                 wait,
-                |model_time| self.count_model_run(model_time),
+                |model_time| {
+                    fresh_masks += 1;
+                    self.count_model_run(model_time)
+                },
             )
             .map_err(|err| match err {
                 LiveMaskError::Model(err) => self.report_model_error(err),
                 LiveMaskError::Interrupted(_) => gst::FlowError::Flushing,
-            })
+            })?;
+        Ok(fresh_masks)
+    }
+
+    /// A live stream whose masks come less often than asked gets a warning saying the two
+    /// rates and what is faster: the video keeps its rate, so nothing else would show it.
+    fn warn_of_slow_refresh(&self, state: &State, slow: SlowRefresh) {
+        let asked = if slow.interval > 1 {
+            format!(
+                " (mask-interval={} asks for {:.1})",
+                slow.interval,
+                slow.frames_per_second / f64::from(slow.interval)
+            )
+        } else {
+            String::new()
+        };
+        gst::element_imp_warning!(
+            self,
+            gst::CoreError::Clock,
+            (
+                "model {} refreshes the mask {:.1} times a second, below the video's {:.1} frames a \
+                 second{asked}: the cutout trails movement. Faster: model=selfie (people), \
+                 precision=bf16 or a server (backend=triton); mask-interval=N asks for a mask \
+                 every Nth frame only (warned once)",
+                state.segmenter.model.backend().model_name(),
+                slow.masks_per_second,
+                slow.frames_per_second
+            )
+        );
     }
 
     /// Writes the output frame of `src` into `outbuf` from the model's mask, which must fit it.
@@ -1482,7 +1521,17 @@ impl BaseTransformImpl for RembgFilter {
         let src = image_of(&frame).ok_or(gst::FlowError::NotNegotiated)?;
         if settings.asynchronous && self.live.load(Ordering::Relaxed) {
             let wait = frame_duration(frame.info());
-            self.update_mask_asynchronously(state, &src, settings.mask_interval, wait)?;
+            let fresh_masks =
+                self.update_mask_asynchronously(state, &src, settings.mask_interval, wait)?;
+            if let Some(pts) = inbuf.pts()
+                && let Some(slow) = state.refresh.frame(
+                    Duration::from_nanos(pts.nseconds()),
+                    fresh_masks,
+                    settings.mask_interval,
+                )
+            {
+                self.warn_of_slow_refresh(state, slow);
+            }
         } else {
             self.update_mask_synchronously(state, &src, settings.mask_interval)?;
         }

@@ -52,6 +52,88 @@ impl MaskCadence {
     }
 }
 
+/// A mask refresh rate below what `mask-interval` asks of the frame rate, as measured over one
+/// span of stream time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlowRefresh {
+    pub masks_per_second: f64,
+    pub frames_per_second: f64,
+    pub interval: u32,
+}
+
+/// Watches whether asynchronous mode's masks come as often as `mask-interval` asks: over each
+/// [`RefreshWatch::SPAN`] of the frames' timestamps, the fresh masks against the frames. The
+/// timestamps, not the wall clock, measure it, so a recorded stream always gives the same verdict.
+/// Says so once; a restart (a flush, new caps) begins a new span.
+#[derive(Debug, Default)]
+pub struct RefreshWatch {
+    start: Option<Duration>,
+    frames: u32,
+    masks: u32,
+    warned: bool,
+}
+
+impl RefreshWatch {
+    pub const SPAN: Duration = Duration::from_secs(3);
+    /// Below this share of the asked rate the mask visibly trails the picture; above it the gap
+    /// is a model run that straddles two frames now and then.
+    const SHORTFALL: f64 = 0.75;
+
+    /// A frame at `timestamp` shown with `fresh_masks` masks finished since the previous one.
+    /// Returns the rates the first time a span ends too slow.
+    pub fn frame(
+        &mut self,
+        timestamp: Duration,
+        fresh_masks: u32,
+        interval: u32,
+    ) -> Option<SlowRefresh> {
+        if self.warned {
+            return None;
+        }
+        let start = match self.start {
+            Some(start) if timestamp >= start => start,
+            // The first frame, or timestamps that went back: a new span from here.
+            _ => {
+                *self = Self {
+                    start: Some(timestamp),
+                    ..Self::default()
+                };
+                return None;
+            }
+        };
+        self.frames += 1;
+        self.masks += fresh_masks;
+        let span = timestamp - start;
+        if span < Self::SPAN {
+            return None;
+        }
+        let seconds = span.as_secs_f64();
+        let refresh = SlowRefresh {
+            masks_per_second: f64::from(self.masks) / seconds,
+            frames_per_second: f64::from(self.frames) / seconds,
+            interval: interval.max(1),
+        };
+        *self = Self {
+            start: Some(timestamp),
+            ..Self::default()
+        };
+        let asked = refresh.frames_per_second / f64::from(refresh.interval);
+        if refresh.masks_per_second < Self::SHORTFALL * asked {
+            self.warned = true;
+            return Some(refresh);
+        }
+        None
+    }
+
+    /// A flush or new caps: the next frame begins a new span (a warning given stays given).
+    pub fn restart(&mut self) {
+        *self = Self {
+            warned: self.warned,
+            ..Self::default()
+        };
+    }
+}
+
 /// One frame whose model, if any, runs on the calling thread: it runs when `cadence` says so or
 /// when `model_mask` holds no mask of this frame's size (the first frame of a size always gets
 /// its own). Returns the model's time when it ran.
@@ -220,6 +302,63 @@ mod tests {
     use crate::segmentation::ModelInput;
     use crate::segmentation::Segmenter;
     use crate::segmentation::catalog::ModelProfile;
+
+    /// Frames at `fps` for `seconds` with a mask every `every`th frame, through a watch.
+    fn watch(
+        watch: &mut RefreshWatch,
+        fps: u32,
+        seconds: u32,
+        every: u32,
+        interval: u32,
+    ) -> Vec<SlowRefresh> {
+        (0..fps * seconds)
+            .filter_map(|i| {
+                let timestamp = Duration::from_secs(u64::from(i)) / fps;
+                watch.frame(timestamp, u32::from(i % every == 0), interval)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_mask_every_frame_keeps_up_and_says_nothing() {
+        assert!(watch(&mut RefreshWatch::default(), 30, 20, 1, 1).is_empty());
+        // Every other frame is what mask-interval=2 asks.
+        assert!(watch(&mut RefreshWatch::default(), 30, 20, 2, 2).is_empty());
+    }
+
+    #[test]
+    fn a_slow_model_is_reported_once_with_its_rate_and_the_frame_rate() {
+        let mut refresh = RefreshWatch::default();
+        // A mask every 25th frame at 30 fps: 1.2 a second.
+        let reports = watch(&mut refresh, 30, 20, 25, 1);
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        let report = reports[0];
+        // Three seconds hold three or four of them.
+        assert!((report.masks_per_second - 1.2).abs() <= 0.25, "{report:?}");
+        assert!((report.frames_per_second - 30.0).abs() < 0.5, "{report:?}");
+        // Said once, even after a restart.
+        refresh.restart();
+        assert!(watch(&mut refresh, 30, 10, 25, 1).is_empty());
+    }
+
+    #[test]
+    fn mask_interval_lowers_what_is_asked() {
+        // A mask every 3rd frame: too slow for mask-interval=1 or 2, what 3 asks for.
+        assert_eq!(watch(&mut RefreshWatch::default(), 30, 10, 3, 1).len(), 1);
+        assert_eq!(watch(&mut RefreshWatch::default(), 30, 10, 3, 2).len(), 1);
+        assert!(watch(&mut RefreshWatch::default(), 30, 10, 3, 3).is_empty());
+    }
+
+    #[test]
+    fn timestamps_going_back_start_a_new_span() {
+        let mut refresh = RefreshWatch::default();
+        for i in 0..60u32 {
+            // Two seconds, then a seek back to zero, twice: no span lasts three seconds.
+            let timestamp = Duration::from_millis(u64::from(i % 60) * 1000 / 30);
+            assert_eq!(refresh.frame(timestamp, 0, 1), None);
+        }
+        assert_eq!(watch(&mut refresh, 30, 2, 30, 1), vec![]);
+    }
 
     #[test]
     fn cadence_runs_the_first_frame_then_every_interval() {
