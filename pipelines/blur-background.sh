@@ -21,6 +21,7 @@ set -- "${PROPERTIES[@]}"
 # shellcheck source=pipelines/lib/model.sh
 . "$(dirname "$0")/lib/model.sh"
 prefetch_model u2netp "$@"
+say_model u2netp "$@"
 if gst-inspect-1.0 x264enc >/dev/null 2>&1; then
     VIDEO_ENCODER="x264enc speed-preset=faster"
 else

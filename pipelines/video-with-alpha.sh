@@ -23,6 +23,7 @@ set -- "${PROPERTIES[@]}"
 # shellcheck source=pipelines/lib/model.sh
 . "$(dirname "$0")/lib/model.sh"
 prefetch_model u2netp "$@"
+say_model u2netp "$@"
 # shellcheck source=pipelines/lib/audio.sh
 . "$(dirname "$0")/lib/audio.sh"
 audio_branch "$INPUT" decoder mux mkv

@@ -14,6 +14,7 @@ SINK="${SINK:-autovideosink}"
 # shellcheck source=pipelines/lib/model.sh
 . "$(dirname "$0")/lib/model.sh"
 prefetch_model selfie "$@"
+say_model selfie "$@"
 # shellcheck disable=SC2086
 gst-launch-1.0 $SOURCE ! videoconvert ! videoscale ! video/x-raw,width=640,height=480 \
     ! rembgfilter model=selfie mode=blur temporal-smoothing=0.3 "$@" ! videoconvert ! $SINK

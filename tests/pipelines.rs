@@ -18,18 +18,20 @@ fn script(name: &str) -> PathBuf {
 
 /// Runs a script of `scripts/` to success and gives what it printed.
 fn run_script(name: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    run_script_telling(name, args, env).0
+}
+
+/// [`run_script`], with what it printed on stderr too.
+fn run_script_telling(name: &str, args: &[&str], env: &[(&str, &str)]) -> (String, String) {
     let output = Command::new(script(name))
         .args(args)
         .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{name} failed:\n{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{name} failed:\n{stdout}{stderr}");
+    (stdout, stderr)
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -259,11 +261,18 @@ fn a_failed_cutout_leaves_no_file_and_says_why_in_one_line() {
 #[test]
 fn video_with_alpha_keeps_the_alpha_through_ffv1() {
     let output = scratch("alpha.mkv");
-    run_script(
+    let (printed, told) = run_script_telling(
         "video-with-alpha.sh",
         &[input_video().to_str().unwrap(), output.to_str().unwrap()],
         &[],
     );
+    // Which model runs, its cost and what is faster; gst-launch prints what runs it.
+    assert!(
+        told.contains("neuralfx: model u2netp (about 0.25 s a 720p frame")
+            && told.contains("neuralfx: faster: model=selfie"),
+        "{told}"
+    );
+    assert!(printed.contains("u2netp.onnx runs on "), "{printed}");
     let frames = decoded_frames(&output, "RGBA");
     assert_eq!(frames.len(), 5);
     for frame in &frames {
@@ -298,13 +307,18 @@ fn blurred_background_video_is_an_mp4_of_every_frame() {
 
 #[test]
 fn webcam_script_runs_live_with_a_test_source() {
-    run_script(
+    let (_, told) = run_script_telling(
         "webcam-blur.sh",
         &[],
         &[
             ("SOURCE", "videotestsrc is-live=true num-buffers=15"),
             ("SINK", "fakesink sync=true"),
         ],
+    );
+    // The default keeps up: no advice to go faster.
+    assert!(
+        told.contains("neuralfx: model selfie (about 15 ms") && !told.contains("faster:"),
+        "{told}"
     );
 }
 

@@ -27,3 +27,39 @@ prefetch_model() {
     python3 -c 'import gi' 2>/dev/null || python=/usr/bin/python3
     "$python" "$(dirname "${BASH_SOURCE[0]}")/fetch_model.py" "$model" || true
 }
+
+# say_model DEFAULT [rembgfilter properties...]: one line on stderr naming the model that runs
+# (the last model=, else DEFAULT) with what a 720p frame costs it on two CPU cores (measured with
+# gst-launch on this project's machines), and for a slow one a second line saying what is faster.
+say_model() {
+    local model="$1" backend="" precision="" argument
+    shift
+    for argument in "$@"; do
+        case "$argument" in
+            model=*) model="${argument#model=}" ;;
+            backend=*) backend="${argument#backend=}" ;;
+            precision=*) precision="${argument#precision=}" ;;
+        esac
+    done
+    case "$backend" in
+        triton | triton-http | sagemaker)
+            echo "neuralfx: model $model runs on the server (backend=$backend)" >&2
+            return 0
+            ;;
+    esac
+    local cost
+    case "$model:$precision" in
+        selfie*:*) cost="about 15 ms a 720p frame on two cores" ;;
+        u2netp:bf16 | u2netp-int8:*) cost="about 0.15 s a 720p frame on two cores" ;;
+        u2netp:*) cost="about 0.25 s a 720p frame on two cores: a minute of 30 fps video takes 8 or more" ;;
+        u2net:* | u2net_human_seg:* | silueta:* | isnet-*:*) cost="a second or more a frame on two cores" ;;
+        birefnet-* | bria-rmbg:*) cost="several seconds a frame on two cores" ;;
+        *) cost="its own speed" ;;
+    esac
+    echo "neuralfx: model $model ($cost)" >&2
+    case "$model" in
+        selfie*) ;;
+        *) echo "neuralfx: faster: model=selfie (people, about 15 ms), model=u2netp-int8 or" \
+            "precision=bf16 (about 0.15 s), or a server (pipelines/remote-cutout.sh)" >&2 ;;
+    esac
+}
