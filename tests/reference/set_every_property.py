@@ -25,6 +25,9 @@ CHOSEN = {
     "model-version": "2",
     "template": "/nonexistent/template",
     "features": "/nonexistent/features.npy",
+    # Locations read back absolute (relative ones are taken from the working directory).
+    "audio-location": "/nonexistent/speech.wav",
+    "audio-encoder": "/nonexistent/encoder.onnx",
 }
 
 
