@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod foreground_oracles;
+pub mod readme;
 pub mod talking_head;
 pub mod triton_server;
 
