@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::talking_head::*;
@@ -15,32 +15,6 @@ use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
 use gstneuralfx::talking_head::speech::{
     AudioEncoder, ENCODER_WIDTH, encoder_windows, mel_spectrogram,
 };
-
-/// The PyTorch venv's Python, or why there is none.
-fn torch_python() -> Result<PathBuf, String> {
-    let venv = std::env::var_os("NEURALFX_TORCH_VENV")
-        .ok_or("NEURALFX_TORCH_VENV is not set (scripts/env.sh sets it)")?;
-    let python = Path::new(&venv).join("bin/python");
-    if python.is_file() {
-        Ok(python)
-    } else {
-        Err(format!(
-            "no PyTorch venv at {} (scripts/setup.sh --torch installs it)",
-            Path::new(&venv).display()
-        ))
-    }
-}
-
-fn run_ok(command: &mut Command) -> String {
-    let output = command.output().expect("start Python");
-    assert!(
-        output.status.success(),
-        "{command:?}:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 #[test]
 fn an_exported_synctalk_encoder_gives_pytorchs_rows_and_drives_lipsyncsrc() {

@@ -7,28 +7,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::talking_head::*;
 use common::*;
 use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
 use gstneuralfx::inference::{Backend, TensorView};
-
-/// The PyTorch venv's Python, or why there is none.
-fn torch_python() -> Result<PathBuf, String> {
-    let venv = std::env::var_os("NEURALFX_TORCH_VENV")
-        .ok_or("NEURALFX_TORCH_VENV is not set (scripts/env.sh sets it)")?;
-    let python = Path::new(&venv).join("bin/python");
-    if python.is_file() {
-        Ok(python)
-    } else {
-        Err(format!(
-            "no PyTorch venv at {} (scripts/setup.sh --torch installs it)",
-            Path::new(&venv).display()
-        ))
-    }
-}
 
 fn run(command: &mut Command) -> (bool, String) {
     let output = command.output().expect("start the command");
@@ -38,12 +23,6 @@ fn run(command: &mut Command) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), text)
-}
-
-fn run_ok(command: &mut Command) -> String {
-    let (ok, text) = run(command);
-    assert!(ok, "{command:?}:\n{text}");
-    text
 }
 
 fn repo_file(path: &str) -> PathBuf {
@@ -71,21 +50,9 @@ fn a_synctalk_checkpoint_exports_to_pytorchs_faces_and_becomes_an_mp4() {
             .args([checkout.to_str().unwrap(), "--unet", "May", "ave"]),
     );
     // dataset/May as SyncTalk_2D's data_utils/process.py leaves it (templates and landmarks).
-    run_reference(
-        "make_lipsync_data.py",
-        &[
-            sample("astronaut").to_str().unwrap(),
-            dir.join("data").to_str().unwrap(),
-            "--templates",
-            "6",
-            "--width",
-            "400",
-            "--height",
-            "300",
-        ],
-    );
+    let template = template_set(&dir.join("data"), 4);
     std::fs::create_dir_all(checkout.join("dataset")).unwrap();
-    std::fs::rename(dir.join("data/template"), checkout.join("dataset/May")).unwrap();
+    std::fs::rename(template, checkout.join("dataset/May")).unwrap();
 
     // As the docs say: from the checkout, the person's name, the latest checkpoint.
     let exporter = repo_file("models/export_unet328.py");

@@ -149,23 +149,9 @@ pub fn workspace(kind: &str, talking_head: bool) -> PathBuf {
     ));
     // Templates, and features as long as the speech (25 a second), as SyncTalk_2D makes them.
     let frames = samples_of(&dir.join("speech.wav")).len() * 25 / 16000;
-    run_reference(
-        "make_lipsync_data.py",
-        &[
-            sample("astronaut").to_str().unwrap(),
-            dir.join("data").to_str().unwrap(),
-            "--templates",
-            "6",
-            "--width",
-            "400",
-            "--height",
-            "300",
-            "--feature-frames",
-            &frames.to_string(),
-        ],
-    );
+    let template = template_set(&dir.join("data"), frames);
     std::fs::create_dir_all(dir.join("dataset")).unwrap();
-    std::fs::rename(dir.join("data/template"), dir.join("dataset/May")).unwrap();
+    std::fs::rename(template, dir.join("dataset/May")).unwrap();
     for unet in ["unet_328.onnx", "unet_328_May.onnx"] {
         run_reference(
             "make_unet328.py",

@@ -62,16 +62,15 @@ pub fn encoder_model(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     path
 }
 
-/// The generated U-Net (328, ave) and a six-template set of 400x300 from the astronaut photo.
-pub fn lipsync_inputs(dir: &Path) -> (PathBuf, PathBuf) {
-    let unet = dir.join("unet_ave.onnx");
-    run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
-    let data = dir.join("data");
+/// A six-template set of 400x300 from the astronaut photo in `dir`/template, with
+/// `feature_frames` frames of features of each mode in `dir`/features
+/// (tests/reference/make_lipsync_data.py).
+pub fn template_set(dir: &Path, feature_frames: usize) -> PathBuf {
     run_reference(
         "make_lipsync_data.py",
         &[
             sample("astronaut").to_str().unwrap(),
-            data.to_str().unwrap(),
+            dir.to_str().unwrap(),
             "--templates",
             "6",
             "--width",
@@ -79,8 +78,42 @@ pub fn lipsync_inputs(dir: &Path) -> (PathBuf, PathBuf) {
             "--height",
             "300",
             "--feature-frames",
-            "4",
+            &feature_frames.to_string(),
         ],
     );
-    (data.join("template"), unet)
+    dir.join("template")
+}
+
+/// The generated U-Net (328, ave) and a six-template set of 400x300 from the astronaut photo.
+pub fn lipsync_inputs(dir: &Path) -> (PathBuf, PathBuf) {
+    let unet = dir.join("unet_ave.onnx");
+    run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
+    (template_set(&dir.join("data"), 4), unet)
+}
+
+/// The PyTorch venv's Python, or why there is none (`scripts/setup.sh --torch` makes it).
+pub fn torch_python() -> Result<PathBuf, String> {
+    let venv = std::env::var_os("NEURALFX_TORCH_VENV")
+        .ok_or("NEURALFX_TORCH_VENV is not set (scripts/env.sh sets it)")?;
+    let python = Path::new(&venv).join("bin/python");
+    if python.is_file() {
+        Ok(python)
+    } else {
+        Err(format!(
+            "no PyTorch venv at {} (scripts/setup.sh --torch installs it)",
+            Path::new(&venv).display()
+        ))
+    }
+}
+
+/// Runs `command`, which must succeed, and gives what it printed.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command.output().expect("start the command");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{command:?}:\n{printed}");
+    printed
 }
