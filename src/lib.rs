@@ -12,6 +12,7 @@ pub mod matting;
 pub mod rembgfilter;
 pub mod segmentation;
 pub mod talking_head;
+pub mod talking_head_settings;
 pub mod video;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -974,3 +974,50 @@ fn duration_is_known_and_a_flushing_seek_starts_at_its_frame() {
         assert!(pixels == expected, "frame at {pts} differs after the seek");
     }
 }
+
+#[test]
+fn both_talking_heads_declare_their_shared_properties_alike() {
+    init();
+    let source = gst::ElementFactory::make("lipsyncsrc").build().unwrap();
+    let live = gst::ElementFactory::make("lipsync").build().unwrap();
+    let shared = [
+        "model",
+        "template",
+        "audio-encoder",
+        "start-frame",
+        "parsing",
+        "max-cached-frames",
+        "backend",
+        "server",
+        "endpoint",
+    ];
+    for name in shared {
+        let (a, b) = (
+            source.find_property(name).unwrap(),
+            live.find_property(name).unwrap(),
+        );
+        assert_eq!(a.value_type(), b.value_type(), "{name}");
+        assert_eq!(a.blurb(), b.blurb(), "{name}");
+        assert_eq!(a.flags(), b.flags(), "{name}");
+        assert_eq!(
+            a.default_value().serialize().ok(),
+            b.default_value().serialize().ok(),
+            "{name}"
+        );
+    }
+    let cache = |element: &gst::Element| {
+        element
+            .find_property("max-cached-frames")
+            .unwrap()
+            .downcast::<gst::glib::ParamSpecUInt>()
+            .unwrap()
+            .minimum()
+    };
+    assert_eq!(
+        (cache(&source), cache(&live)),
+        (0, 0),
+        "0 keeps none in both"
+    );
+    // A talking head sends the U-Net's tensors: no payload to choose.
+    assert!(source.find_property("payload").is_none() && live.find_property("payload").is_none());
+}

@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
+use gst::prelude::*;
 
 const ACCESS_KEY: &str = "AKIDNEURALFXTEST";
 const SECRET_KEY: &str = "neuralfx-test-secret-key";
@@ -377,12 +378,12 @@ fn an_answer_that_is_no_mask_is_named() {
     );
     let (err, _) = rembg_error(&picture_endpoint("png", "rembg-no-such"));
     assert!(err.contains("ValidationError"), "{err}");
-    // lipsyncsrc sends tensors only.
-    let err = start_error(
-        "lipsyncsrc backend=sagemaker payload=png endpoint=x model=/nonexistent.onnx \
-         template=/nonexistent features=/nonexistent.npy ! fakesink",
-    );
-    assert!(err.contains("property 'payload'"), "{err}");
+    // The talking heads send tensors only: they have no payload to choose.
+    for factory in ["lipsyncsrc", "lipsync"] {
+        let element = gst::ElementFactory::make(factory).build().unwrap();
+        assert!(element.find_property("payload").is_none(), "{factory}");
+        assert!(element.find_property("endpoint").is_some(), "{factory}");
+    }
 }
 
 #[test]

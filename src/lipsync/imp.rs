@@ -3,7 +3,6 @@
 //! coming. The features come from `talking_head::speech`, time and frame choices from
 //! `talking_head::live`, the frames from `talking_head`.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -14,11 +13,11 @@ use gst::subclass::prelude::*;
 use gst_video::VideoFormat;
 
 use crate::inference;
-use crate::inference::element::{BackendSettings, InferenceStats, StartSettingsGuard};
-use crate::location;
+use crate::inference::element::{InferenceStats, StartSettingsGuard};
 use crate::talking_head::live::{self, AudioTimeline, FrameConditions, FrameSource};
 use crate::talking_head::speech::{AudioEncoder, SAMPLE_RATE, SpeechError, SpeechStream};
 use crate::talking_head::{self, LipsyncModel, TemplateSet};
+use crate::talking_head_settings::{self, TalkingHeadSettings};
 use crate::video::{FramePlacement, talking_head_buffer};
 
 use super::output::{Item, OutputQueue};
@@ -35,9 +34,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const FPS: u64 = 25;
-const DEFAULT_START_FRAME: u32 = 0;
-const DEFAULT_PARSING: bool = false;
-const DEFAULT_MAX_CACHED_FRAMES: u32 = 32;
 const DEFAULT_SKIP_SILENCE: bool = false;
 const DEFAULT_SILENCE_LEVEL: f64 = -50.0;
 const DEFAULT_CATCH_UP: bool = true;
@@ -58,31 +54,21 @@ const FORMATS: [VideoFormat; 4] = [
 
 #[derive(Debug, Clone)]
 struct Settings {
-    model: Option<PathBuf>,
-    template: Option<PathBuf>,
-    audio_encoder: Option<PathBuf>,
-    start_frame: u32,
-    parsing: bool,
-    max_cached_frames: u32,
+    /// Model, templates, encoder, template cycle and cache, backend: shared with the other
+    /// talking-head element.
+    head: TalkingHeadSettings,
     skip_silence: bool,
     silence_level: f64,
     catch_up: bool,
-    backend: BackendSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            model: None,
-            template: None,
-            audio_encoder: None,
-            start_frame: DEFAULT_START_FRAME,
-            parsing: DEFAULT_PARSING,
-            max_cached_frames: DEFAULT_MAX_CACHED_FRAMES,
+            head: TalkingHeadSettings::default(),
             skip_silence: DEFAULT_SKIP_SILENCE,
             silence_level: DEFAULT_SILENCE_LEVEL,
             catch_up: DEFAULT_CATCH_UP,
-            backend: BackendSettings::default(),
         }
     }
 }
@@ -210,25 +196,18 @@ impl ObjectSubclass for Lipsync {
 
 impl Lipsync {
     fn load(&self, settings: &Settings) -> Result<State, gst::ErrorMessage> {
-        let required = |value: &Option<PathBuf>, name: &str| {
-            value.clone().ok_or_else(|| {
-                gst::error_msg!(
-                    gst::ResourceError::NotFound,
-                    ("property '{}' is not set", name)
-                )
-            })
-        };
-        let model_path = required(&settings.model, "model")?;
-        let template_path = required(&settings.template, "template")?;
-        let encoder_path = required(&settings.audio_encoder, "audio-encoder")?;
+        let required = TalkingHeadSettings::required;
+        let model_path = required(&settings.head.model, "model")?;
+        let template_path = required(&settings.head.template, "template")?;
+        let encoder_path = required(&settings.head.audio_encoder, "audio-encoder")?;
         let templates = crate::video::open_templates(
             &*self.obj(),
             &template_path,
-            settings.start_frame,
-            settings.parsing,
-            settings.max_cached_frames,
+            settings.head.start_frame,
+            settings.head.parsing,
+            settings.head.max_cached_frames,
         )?;
-        let local = settings.backend.in_this_process();
+        let local = settings.head.backend.in_this_process();
         let encoder = inference::element::load_backend(
             &*self.obj(),
             &local,
@@ -243,7 +222,7 @@ impl Lipsync {
         })?;
         let loaded = inference::element::load_backend(
             &*self.obj(),
-            &settings.backend,
+            &settings.head.backend,
             &model_path.to_string_lossy(),
             || Ok(model_path.clone()),
         )?;
@@ -809,53 +788,8 @@ impl ObjectImpl for Lipsync {
 
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let mut properties = vec![
-                glib::ParamSpecString::builder("model")
-                    .nick("Model")
-                    .blurb(&format!(
-                        "{}; {}",
-                        "The person's SyncTalk_2D U-Net (328, ave) exported to ONNX",
-                        location::RELATIVE_PATHS
-                    ))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("template")
-                    .nick("Template")
-                    .blurb(&format!(
-                        "{}; {}",
-                        "Folder with full_body_img/<i>.jpg and landmarks/<i>.lms (optionally parsing/<i>.png)",
-                        location::RELATIVE_PATHS
-                    ))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("audio-encoder")
-                    .nick("Audio encoder")
-                    .blurb(&format!(
-                        "{}; {}",
-                        "SyncTalk_2D's audio encoder in ONNX ([batch,1,80,16] in, 512 values each out; models/export_audio_encoder.py)",
-                        location::RELATIVE_PATHS
-                    ))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("start-frame")
-                    .nick("Start frame")
-                    .blurb("First template of the ping-pong cycle")
-                    .default_value(DEFAULT_START_FRAME)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("parsing")
-                    .nick("Parsing")
-                    .blurb("Keep template pixels whose parsing colour is (0,0,255) or (255,255,255)")
-                    .default_value(DEFAULT_PARSING)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("max-cached-frames")
-                    .nick("Cached templates")
-                    .blurb("Decoded templates kept, with their prepared face crops")
-                    .minimum(1)
-                    .default_value(DEFAULT_MAX_CACHED_FRAMES)
-                    .mutable_ready()
-                    .build(),
+            let mut properties = talking_head_settings::param_specs();
+            properties.extend([
                 glib::ParamSpecBoolean::builder("skip-silence")
                     .nick("Skip silence")
                     .blurb("Frames whose features come from audio quieter than silence-level show the template frame itself (its ping-pong order) without running the U-Net")
@@ -879,8 +813,7 @@ impl ObjectImpl for Lipsync {
                 inference::element::stats_param_spec(
                     "Since start: frames made, model runs, nanoseconds inside the U-Net, frames shown as the template for silence (silent-frames) and frames that reused the last mouth to keep time (late-frames)",
                 ),
-            ];
-            properties.extend(inference::element::param_specs());
+            ]);
             properties
         });
         PROPERTIES.as_ref()
@@ -894,23 +827,10 @@ impl ObjectImpl for Lipsync {
             return;
         }
         let mut settings = self.settings.lock().unwrap();
-        if settings.backend.set(pspec.name(), value) {
+        if settings.head.set(pspec.name(), value) {
             return;
         }
-        let path = |value: &glib::Value| {
-            location::absolute(value.get::<Option<&str>>().expect("type checked upstream"))
-        };
         match pspec.name() {
-            "model" => {
-                settings.model = location::model(value.get().expect("type checked upstream"))
-            }
-            "template" => settings.template = path(value),
-            "audio-encoder" => settings.audio_encoder = path(value),
-            "start-frame" => settings.start_frame = value.get().expect("type checked upstream"),
-            "parsing" => settings.parsing = value.get().expect("type checked upstream"),
-            "max-cached-frames" => {
-                settings.max_cached_frames = value.get().expect("type checked upstream")
-            }
             "skip-silence" => settings.skip_silence = value.get().expect("type checked upstream"),
             "silence-level" => settings.silence_level = value.get().expect("type checked upstream"),
             "catch-up" => settings.catch_up = value.get().expect("type checked upstream"),
@@ -920,17 +840,10 @@ impl ObjectImpl for Lipsync {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let settings = self.settings.lock().unwrap();
-        if let Some(value) = settings.backend.get(pspec.name()) {
+        if let Some(value) = settings.head.get(pspec.name()) {
             return value;
         }
-        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).to_value();
         match pspec.name() {
-            "model" => path(&settings.model),
-            "template" => path(&settings.template),
-            "audio-encoder" => path(&settings.audio_encoder),
-            "start-frame" => settings.start_frame.to_value(),
-            "parsing" => settings.parsing.to_value(),
-            "max-cached-frames" => settings.max_cached_frames.to_value(),
             "skip-silence" => settings.skip_silence.to_value(),
             "silence-level" => settings.silence_level.to_value(),
             "catch-up" => settings.catch_up.to_value(),

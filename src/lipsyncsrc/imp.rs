@@ -29,9 +29,10 @@ use gst_video::VideoFormat;
 use super::LipsyncMode;
 use super::speech_file;
 use crate::inference;
-use crate::inference::element::{BackendSettings, InferenceStats};
+use crate::inference::element::InferenceStats;
 use crate::location;
 use crate::talking_head::{self, AudioFeatures, FaceCrop, LipsyncModel, TemplateSet};
+use crate::talking_head_settings::{self, TalkingHeadSettings};
 use crate::video::pixel_layout;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -43,10 +44,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_MODE: LipsyncMode = LipsyncMode::Ave;
-const DEFAULT_START_FRAME: u32 = 0;
-const DEFAULT_PARSING: bool = false;
 const DEFAULT_IS_LIVE: bool = false;
-const DEFAULT_MAX_CACHED_FRAMES: u32 = 32;
 
 const FORMATS: [VideoFormat; 4] = [
     VideoFormat::Bgr,
@@ -57,34 +55,23 @@ const FORMATS: [VideoFormat; 4] = [
 
 #[derive(Debug, Clone)]
 struct Settings {
-    model: Option<PathBuf>,
-    template: Option<PathBuf>,
+    /// Model, templates, encoder, template cycle and cache, backend: shared with the other
+    /// talking-head element.
+    head: TalkingHeadSettings,
     features: Option<PathBuf>,
     audio_location: Option<PathBuf>,
-    audio_encoder: Option<PathBuf>,
     mode: LipsyncMode,
-    start_frame: u32,
-    parsing: bool,
     is_live: bool,
-    max_cached_frames: u32,
-    /// Where the model runs.
-    backend: BackendSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            model: None,
-            template: None,
+            head: TalkingHeadSettings::default(),
             features: None,
             audio_location: None,
-            audio_encoder: None,
             mode: DEFAULT_MODE,
-            start_frame: DEFAULT_START_FRAME,
-            parsing: DEFAULT_PARSING,
             is_live: DEFAULT_IS_LIVE,
-            max_cached_frames: DEFAULT_MAX_CACHED_FRAMES,
-            backend: BackendSettings::default(),
         }
     }
 }
@@ -154,7 +141,7 @@ impl LipsyncSrc {
                 )
             ));
         }
-        let Some(encoder_path) = settings.audio_encoder.clone() else {
+        let Some(encoder_path) = settings.head.audio_encoder.clone() else {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
                 ("property 'audio-encoder' is not set: 'audio-location' needs SyncTalk_2D's audio encoder in ONNX (models/export_audio_encoder.py makes it from your checkpoint)")
@@ -181,7 +168,7 @@ impl LipsyncSrc {
                 audio.display()
             ))
         })?;
-        let local = settings.backend.in_this_process();
+        let local = settings.head.backend.in_this_process();
         let loaded = inference::element::load_backend(
             &*self.obj(),
             &local,
@@ -212,23 +199,10 @@ impl LipsyncSrc {
     }
 
     fn load(&self, settings: &Settings) -> Result<State, gst::ErrorMessage> {
-        if settings.backend.sends_pictures() {
-            return Err(gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("property 'payload': lipsyncsrc sends the U-Net's tensors (payload=tensor); png and jpeg are for segmentation endpoints of rembgfilter")
-            ));
-        }
-        let required = |value: &Option<PathBuf>, name: &str| {
-            value.clone().ok_or_else(|| {
-                gst::error_msg!(
-                    gst::ResourceError::NotFound,
-                    ("property '{}' is not set", name)
-                )
-            })
-        };
+        let required = TalkingHeadSettings::required;
         let (model_path, template_path) = (
-            required(&settings.model, "model")?,
-            required(&settings.template, "template")?,
+            required(&settings.head.model, "model")?,
+            required(&settings.head.template, "template")?,
         );
         let mode: talking_head::Mode = settings.mode.into();
         let features = match (&settings.features, &settings.audio_location) {
@@ -254,13 +228,13 @@ impl LipsyncSrc {
         let templates = crate::video::open_templates(
             &*self.obj(),
             &template_path,
-            settings.start_frame,
-            settings.parsing,
-            settings.max_cached_frames,
+            settings.head.start_frame,
+            settings.head.parsing,
+            settings.head.max_cached_frames,
         )?;
         let loaded = inference::element::load_backend(
             &*self.obj(),
-            &settings.backend,
+            &settings.head.backend,
             &model_path.to_string_lossy(),
             || Ok(model_path.clone()),
         )?;
@@ -331,25 +305,8 @@ impl LipsyncSrc {
 impl ObjectImpl for LipsyncSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let mut properties = vec![
-                glib::ParamSpecString::builder("model")
-                    .nick("Model")
-                    .blurb(&format!(
-                        "{}; {}",
-                        "SyncTalk_2D U-Net (328) exported to ONNX",
-                        location::RELATIVE_PATHS
-                    ))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("template")
-                    .nick("Template folder")
-                    .blurb(&format!(
-                        "{}; {}",
-                        "Folder with full_body_img/<i>.jpg, landmarks/<i>.lms and optionally parsing/<i>.png",
-                        location::RELATIVE_PATHS
-                    ))
-                    .mutable_ready()
-                    .build(),
+            let mut properties = talking_head_settings::param_specs();
+            properties.extend([
                 glib::ParamSpecString::builder("features")
                     .nick("Audio features")
                     .blurb(&format!(
@@ -368,30 +325,9 @@ impl ObjectImpl for LipsyncSrc {
                     ))
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("audio-encoder")
-                    .nick("Audio encoder")
-                    .blurb(&format!(
-                        "{}; {}",
-                        "SyncTalk_2D's audio encoder in ONNX ([batch,1,80,16] mel windows in, 512 values each out; models/export_audio_encoder.py exports it from your checkpoint), for 'audio-location'. It runs in this process, on OpenVINO or ONNX Runtime as 'backend' says (auto with a server backend)",
-                        location::RELATIVE_PATHS
-                    ))
-                    .mutable_ready()
-                    .build(),
                 glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_MODE)
                     .nick("Mode")
                     .blurb("Audio encoder of the features and the model")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("start-frame")
-                    .nick("Start frame")
-                    .blurb("First template frame of the ping-pong cycle")
-                    .default_value(DEFAULT_START_FRAME)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("parsing")
-                    .nick("Parsing")
-                    .blurb("Keep template pixels whose parsing/<i>.png colour is (0,0,255) or (255,255,255) in BGR")
-                    .default_value(DEFAULT_PARSING)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("is-live")
@@ -400,19 +336,12 @@ impl ObjectImpl for LipsyncSrc {
                     .default_value(DEFAULT_IS_LIVE)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("max-cached-frames")
-                    .nick("Max cached frames")
-                    .blurb("Templates kept decoded with their prepared face crop (width x height x 3 bytes + 2.8 MB each); 0 keeps none")
-                    .default_value(DEFAULT_MAX_CACHED_FRAMES)
-                    .mutable_ready()
-                    .build(),
                 inference::element::stats_param_spec(
                     "Since start: frames made (\"frames\"), model runs (\"model-runs\", one per frame) and \
                      nanoseconds spent inside the model (\"model-time\"); the rest of each frame's time is \
                      decoding, cropping and pasting",
                 ),
-            ];
-            properties.extend(inference::element::param_specs());
+            ]);
             properties
         });
         PROPERTIES.as_ref()
@@ -433,31 +362,21 @@ impl ObjectImpl for LipsyncSrc {
             return;
         }
         let mut settings = self.settings.lock().unwrap();
-        if settings.backend.set(pspec.name(), value) {
+        if settings.head.set(pspec.name(), value) {
             return;
         }
         let path = |value: &glib::Value| {
             location::absolute(value.get::<Option<&str>>().expect("type checked upstream"))
         };
         match pspec.name() {
-            "model" => {
-                settings.model = location::model(value.get().expect("type checked upstream"))
-            }
-            "template" => settings.template = path(value),
             "features" => settings.features = path(value),
             "audio-location" => settings.audio_location = path(value),
-            "audio-encoder" => settings.audio_encoder = path(value),
             "mode" => settings.mode = value.get().expect("type checked upstream"),
-            "start-frame" => settings.start_frame = value.get().expect("type checked upstream"),
-            "parsing" => settings.parsing = value.get().expect("type checked upstream"),
             "is-live" => {
                 settings.is_live = value.get().expect("type checked upstream");
                 let is_live = settings.is_live;
                 drop(settings);
                 self.obj().set_live(is_live);
-            }
-            "max-cached-frames" => {
-                settings.max_cached_frames = value.get().expect("type checked upstream")
             }
             other => unimplemented!("property {other}"),
         }
@@ -465,21 +384,15 @@ impl ObjectImpl for LipsyncSrc {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let settings = self.settings.lock().unwrap();
-        if let Some(value) = settings.backend.get(pspec.name()) {
+        if let Some(value) = settings.head.get(pspec.name()) {
             return value;
         }
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).to_value();
         match pspec.name() {
-            "model" => path(&settings.model),
-            "template" => path(&settings.template),
             "features" => path(&settings.features),
             "audio-location" => path(&settings.audio_location),
-            "audio-encoder" => path(&settings.audio_encoder),
             "mode" => settings.mode.to_value(),
-            "start-frame" => settings.start_frame.to_value(),
-            "parsing" => settings.parsing.to_value(),
             "is-live" => settings.is_live.to_value(),
-            "max-cached-frames" => settings.max_cached_frames.to_value(),
             "active-backend" => self.active_backend.lock().unwrap().to_value(),
             "stats" => self
                 .stats
