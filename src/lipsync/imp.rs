@@ -97,6 +97,8 @@ struct State {
     /// EOS came: no more audio, and no silence is added.
     ended: bool,
     video_info: Option<gst_video::VideoInfo>,
+    /// Whether the audio is S16LE (else F32LE), from the CAPS event; `None` before it.
+    input_is_s16: Option<bool>,
     pool: Option<gst::BufferPool>,
     window: Vec<f32>,
     /// The last U-Net output, pasted again into frames that would be late.
@@ -267,6 +269,7 @@ impl Lipsync {
             upstream_latency: gst::ClockTime::ZERO,
             ended: false,
             video_info: None,
+            input_is_s16: None,
             pool: None,
             window: Vec::new(),
             last_mouth: None,
@@ -336,17 +339,13 @@ impl Lipsync {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let input_is_s16 = match self.state.lock().unwrap().as_ref() {
+            Some(state) => state.input_is_s16.ok_or(gst::FlowError::NotNegotiated)?,
+            None => return Err(gst::FlowError::Flushing),
+        };
         let samples = {
             let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-            let caps = self
-                .sinkpad
-                .current_caps()
-                .ok_or(gst::FlowError::NotNegotiated)?;
-            let format = caps
-                .structure(0)
-                .and_then(|s| s.get::<String>("format").ok())
-                .unwrap_or_default();
-            if format == "S16LE" {
+            if input_is_s16 {
                 map.chunks_exact(2)
                     .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
                     .collect::<Vec<f32>>()
@@ -620,10 +619,19 @@ impl Lipsync {
         match event.view() {
             // The audio caps stay here: the video caps (the templates' size, 25 fps) go out in
             // their place, before the segment that follows.
-            EventView::Caps(_) => {
+            EventView::Caps(caps) => {
                 let mut guard = self.state.lock().unwrap();
                 match guard.as_mut() {
-                    Some(state) => self.negotiate(state).is_ok(),
+                    Some(state) => {
+                        // Read once here rather than from the pad's caps at every buffer.
+                        state.input_is_s16 = Some(
+                            caps.caps()
+                                .structure(0)
+                                .and_then(|s| s.get::<&str>("format").ok())
+                                == Some("S16LE"),
+                        );
+                        self.negotiate(state).is_ok()
+                    }
                     None => false,
                 }
             }
