@@ -118,6 +118,10 @@ enum Audio {
     Silence(u64),
 }
 
+/// Lock order: `push_lock`, then `state`, then any one of `settings`, `stats` and `counts`
+/// (leaves); never the reverse. `pipeline_latency`, `active_backend`, the stall watch's and the
+/// output queue's own locks are taken with nothing else held, so the source pad task and a flush
+/// never wait behind a frame in the making.
 pub struct Lipsync {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,

@@ -101,6 +101,9 @@ struct ClockWait {
 }
 
 #[derive(Default)]
+/// Lock order: `state` may be held while `settings` (start) or `stats` (a frame's counts) is
+/// taken, never the reverse; `clock_wait` and `active_backend` are taken with nothing else held,
+/// so `unlock()` can always reach a frame waiting on the clock.
 pub struct LipsyncSrc {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,

@@ -253,6 +253,10 @@ impl State {
     }
 }
 
+/// Lock order: `settings` then `background` (setting background-location); `state` then
+/// `background` then `stats` (a frame in replace mode), or `state` then `interrupters`; never
+/// the reverse. `settings` and `state` are never held together: a frame copies its settings out
+/// first, so a property set while playing never waits for a model run.
 #[derive(Default)]
 pub struct RembgFilter {
     settings: Mutex<Settings>,
