@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 /// Said in the blurb of every location property.
-pub const RELATIVE_PATHS: &str = "a relative path is taken from the working directory when set";
+pub const RELATIVE_PATHS: &str = "a relative path is from the working directory";
 
 /// `text` as an absolute path; `None` (the property unset) for nothing or an empty string.
 pub fn absolute(text: Option<&str>) -> Option<PathBuf> {

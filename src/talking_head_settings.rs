@@ -55,17 +55,17 @@ pub fn param_specs() -> Vec<glib::ParamSpec> {
         location(
             "model",
             "Model",
-            "The person's SyncTalk_2D U-Net (328) in ONNX (models/export_unet328.py), or its name on a server",
+            "The person's SyncTalk_2D U-Net (328) in ONNX, or its name on a server",
         ),
         location(
             "template",
             "Template folder",
-            "SyncTalk_2D dataset folder: full_body_img/<i>.jpg, landmarks/<i>.lms, optionally parsing/<i>.png",
+            "SyncTalk_2D dataset folder (full_body_img/, landmarks/, optionally parsing/)",
         ),
         location(
             "audio-encoder",
             "Audio encoder",
-            "SyncTalk_2D's ave audio encoder in ONNX ([batch,1,80,16] in, 512 out; models/export_audio_encoder.py)",
+            "SyncTalk_2D's ave audio encoder in ONNX (models/export_audio_encoder.py)",
         ),
         glib::ParamSpecUInt::builder("start-frame")
             .nick("Start frame")
@@ -75,13 +75,13 @@ pub fn param_specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecBoolean::builder("parsing")
             .nick("Parsing")
-            .blurb("Keep template pixels whose parsing/<i>.png colour is (0,0,255) or (255,255,255) in BGR")
+            .blurb("Keep template pixels whose parsing/<i>.png is (0,0,255) or (255,255,255) in BGR")
             .default_value(DEFAULT_PARSING)
             .mutable_ready()
             .build(),
         glib::ParamSpecUInt::builder("max-cached-frames")
             .nick("Cached templates")
-            .blurb("Templates kept decoded with their face crops (width x height x 3 bytes + 2.8 MB each); 0 keeps none")
+            .blurb("Templates kept decoded with their face crops (w x h x 3 + 2.8 MB each); 0 keeps none")
             .default_value(DEFAULT_MAX_CACHED_FRAMES)
             .mutable_ready()
             .build(),

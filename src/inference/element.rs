@@ -245,17 +245,17 @@ pub fn param_specs() -> [glib::ParamSpec; 15] {
     [
         glib::ParamSpecEnum::builder_with_default("backend", BackendKind::default())
             .nick("Backend")
-            .blurb("Where the model runs: auto (OpenVINO when it loads and suits the model, else ONNX Runtime; read 'active-backend' for the choice), onnxruntime or openvino in this process, or on the inference server of property 'server' over gRPC (triton) or HTTP (triton-http), or a SageMaker endpoint (sagemaker)")
+            .blurb("Where the model runs: auto (OpenVINO, else ONNX Runtime), onnxruntime, openvino, triton, triton-http or sagemaker")
             .mutable_ready()
             .build(),
         glib::ParamSpecEnum::builder_with_default("precision", Precision::default())
             .nick("Precision")
-            .blurb("What OpenVINO computes in: f32 (the model's own results) or bf16 (about twice as fast on CPUs with bfloat16 instructions, refused on others; masks differ slightly). bf16 makes backend=auto choose OpenVINO; ONNX Runtime and servers take only f32")
+            .blurb("What OpenVINO computes in: f32, or bf16 (about 2x faster on CPUs with bfloat16, slightly different)")
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("active-backend")
             .nick("Active backend")
-            .blurb("What runs the model since the element started: the runtime, device, precision and library (e.g. 'OpenVINO 2026.4.0 on the CPU, f32, 1 stream (...)'), or the server; empty when stopped")
+            .blurb("Read-only, while running: what runs the model (runtime and device, or the server)")
             .read_only()
             .build(),
         glib::ParamSpecUInt::builder("threads")
@@ -274,7 +274,7 @@ pub fn param_specs() -> [glib::ParamSpec; 15] {
             .build(),
         glib::ParamSpecString::builder("server")
             .nick("Server")
-            .blurb("Address of the inference server: for backend=triton host:port of its gRPC port (e.g. 127.0.0.1:8001; grpcs:// for TLS), for backend=triton-http of its HTTP port (e.g. 127.0.0.1:8000 or https://host:8000)")
+            .blurb("Triton server: host:8001 for gRPC (grpcs:// for TLS), host:8000 or http(s)://... for HTTP")
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("model-version")
@@ -284,7 +284,7 @@ pub fn param_specs() -> [glib::ParamSpec; 15] {
             .build(),
         glib::ParamSpecUInt::builder("request-timeout")
             .nick("Request timeout")
-            .blurb("Milliseconds a request to the server may take, connecting included; past it the request has failed (see 'retries')")
+            .blurb("Milliseconds a request to a server may take, connecting included")
             .minimum(1)
             .maximum(3_600_000)
             .default_value(DEFAULT_REQUEST_TIMEOUT_MS)
@@ -292,7 +292,7 @@ pub fn param_specs() -> [glib::ParamSpec; 15] {
             .build(),
         glib::ParamSpecUInt::builder("requests-in-flight")
             .nick("Requests in flight")
-            .blurb("With a server: frames whose requests are sent before the first answer comes back, so network and server time overlap (frames still leave in order, with their timestamps). In a non-live pipeline always; in a live one with rembgfilter's asynchronous=false")
+            .blurb("Frames at a server at once (non-live pipelines, or live ones with asynchronous=false)")
             .minimum(1)
             .maximum(64)
             .default_value(DEFAULT_REQUESTS_IN_FLIGHT)
@@ -300,7 +300,7 @@ pub fn param_specs() -> [glib::ParamSpec; 15] {
             .build(),
         glib::ParamSpecUInt::builder("retries")
             .nick("Retries")
-            .blurb("With a server: times a request is sent again when the server cannot be reached, is overloaded or does not answer within 'request-timeout' (a warning on the bus each time, pauses of 0.1 s doubling up to 2 s); 0 = the first such failure stops the element with an error. Errors the server reports (unknown model, bad input, the model's own exception) are never retried")
+            .blurb("Times a request that failed for a passing reason (unreachable, overloaded, timed out) is sent again")
             .maximum(100)
             .default_value(DEFAULT_RETRIES)
             .mutable_ready()
@@ -322,12 +322,12 @@ pub fn param_specs() -> [glib::ParamSpec; 15] {
             .build(),
         glib::ParamSpecString::builder("content-type")
             .nick("Content type")
-            .blurb("Content type of backend=sagemaker's requests (empty = application/vnd.sagemaker-triton.binary+json for payload=tensor, which Triton-based endpoints take, image/png or image/jpeg for pictures; ;json-header-size=N is added to any *binary+json type)")
+            .blurb("Content type sent to SageMaker instead of the payload's own")
             .mutable_ready()
             .build(),
         glib::ParamSpecEnum::builder_with_default("payload", Payload::default())
             .nick("SageMaker payload")
-            .blurb("What backend=sagemaker sends: tensor (pre- and post-processing here, tensors travel) or png/jpeg (rembgfilter only: the whole frame as a picture to a container that does its own processing, e.g. rembg; the mask it answers is used as the model's, all modes and mask controls apply)")
+            .blurb("What goes to SageMaker: tensor (processing here), or the frame as png or jpeg")
             .mutable_ready()
             .build(),
     ]

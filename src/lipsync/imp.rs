@@ -804,13 +804,13 @@ impl ObjectImpl for Lipsync {
             properties.extend([
                 glib::ParamSpecBoolean::builder("skip-silence")
                     .nick("Skip silence")
-                    .blurb("Frames whose features come from audio quieter than silence-level show the template frame itself (its ping-pong order) without running the U-Net")
+                    .blurb("Show the template itself, without the U-Net, for frames whose audio is below silence-level")
                     .default_value(DEFAULT_SKIP_SILENCE)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("silence-level")
                     .nick("Silence level")
-                    .blurb("With skip-silence: the level in dBFS (peak) below which all the audio a frame's features read counts as silence")
+                    .blurb("skip-silence's threshold: the peak level in dBFS below which audio is silence")
                     .minimum(-150.0)
                     .maximum(0.0)
                     .default_value(DEFAULT_SILENCE_LEVEL)
@@ -818,12 +818,12 @@ impl ObjectImpl for Lipsync {
                     .build(),
                 glib::ParamSpecBoolean::builder("catch-up")
                     .nick("Catch up")
-                    .blurb("Live pipelines: a frame that would reach the sink after its time if the U-Net ran on it reuses the last U-Net mouth, so the video keeps real time when the model is slower than 25 fps (every frame still comes out)")
+                    .blurb("Live: a frame that would be late reuses the last mouth instead of running the U-Net")
                     .default_value(DEFAULT_CATCH_UP)
                     .mutable_playing()
                     .build(),
                 inference::element::stats_param_spec(
-                    "Since start: frames made, model runs, nanoseconds inside the U-Net, frames shown as the template for silence (silent-frames) and frames that reused the last mouth to keep time (late-frames)",
+                    "Read-only, since start: frames, model-runs, model-time, silent-frames and late-frames",
                 ),
             ]);
             properties

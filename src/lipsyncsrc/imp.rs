@@ -312,20 +312,12 @@ impl ObjectImpl for LipsyncSrc {
             properties.extend([
                 glib::ParamSpecString::builder("features")
                     .nick("Audio features")
-                    .blurb(&format!(
-                        "{}; {}",
-                        "Audio features: a float32 .npy, or a raw float32 .bin with its .bin.json; one row per output frame",
-                        location::RELATIVE_PATHS
-                    ))
+                    .blurb(&format!("Audio features, a row per frame: float32 .npy, or raw .bin with .bin.json; {}", location::RELATIVE_PATHS))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("audio-location")
                     .nick("Speech")
-                    .blurb(&format!(
-                        "{}; {}",
-                        "A sound file (any format GStreamer decodes: wav, mp3, ogg, ...) whose speech drives the face: its ave features are computed at start with 'audio-encoder', one frame per 40 ms (instead of 'features'; mode=ave). Progress messages tell the decoding and the features",
-                        location::RELATIVE_PATHS
-                    ))
+                    .blurb(&format!("Sound file whose ave features audio-encoder computes at start (instead of features); {}", location::RELATIVE_PATHS))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_MODE)
@@ -340,9 +332,7 @@ impl ObjectImpl for LipsyncSrc {
                     .mutable_ready()
                     .build(),
                 inference::element::stats_param_spec(
-                    "Since start: frames made (\"frames\"), model runs (\"model-runs\", one per frame) and \
-                     nanoseconds spent inside the model (\"model-time\"); the rest of each frame's time is \
-                     decoding, cropping and pasting",
+                    "Read-only, since start: frames, model-runs, and nanoseconds in the model (model-time)",
                 ),
             ]);
             properties

@@ -1,5 +1,23 @@
 //! `lipsyncsrc`: synthesises talking-head video from template frames and audio features with a
 //! SyncTalk_2D U-Net (328) exported to ONNX.
+//!
+//! SECTION:element-lipsyncsrc
+//!
+//! A source of one frame per feature row (25 fps for ave and hubert, 20 for wenet), as
+//! SyncTalk_2D's `inference_328.py` makes them: ping-pong template order, the face cropped from
+//! landmarks 1, 31 and 52, the U-Net's mouth pasted back. The features come from `features`, or
+//! are computed at start from `audio-location` with `audio-encoder`. Duration queries and
+//! flushing seeks are answered; `is-live` delivers each frame at its time.
+//!
+//! ## Example launch lines
+//! ```sh
+//! gst-launch-1.0 lipsyncsrc model=unet_328.onnx template=dataset/May audio-location=speech.wav \
+//!     audio-encoder=ave_encoder.onnx ! videoconvert ! autovideosink
+//! gst-launch-1.0 lipsyncsrc model=unet_328.onnx template=dataset/May features=aud_ave.npy \
+//!     ! videoconvert ! video/x-raw,format=I420 ! x264enc ! mp4mux ! filesink location=out.mp4
+//! ```
+//!
+//! Every property at length: docs/lipsync.md; from a SyncTalk_2D checkpoint: docs/synctalk2d.md.
 
 use gst::glib;
 use gst::prelude::*;

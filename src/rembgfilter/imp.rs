@@ -1041,25 +1041,19 @@ impl ObjectImpl for RembgFilter {
             let mut properties = vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
-                    .blurb(&format!(
-                        "Catalog model ({}), looked for in $U2NET_HOME or ~/.u2net, or a path to an .onnx file; {}",
-                        catalog::names().join(", "),
-                        location::RELATIVE_PATHS
-                    ))
+                    .blurb(&format!("Catalog model (u2netp, selfie, isnet-general-use, birefnet-general, ...) or an .onnx file; {}", location::RELATIVE_PATHS))
                     .default_value(Some(DEFAULT_MODEL))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecBoolean::builder("download")
                     .nick("Download")
-                    .blurb("Download a catalog model missing from the model folder on first use \
-                            (checksum-verified; $NEURALFX_MODEL_BASE_URL replaces the source)")
+                    .blurb("Download a catalog model missing from the model folders on first use")
                     .default_value(DEFAULT_DOWNLOAD)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("input-mean")
                     .nick("Input mean")
-                    .blurb("Mean subtracted from the 0..1 input: one value or three, \"0.485, 0.456, 0.406\" \
-                            (gst-launch's \"<0.485, 0.456, 0.406>\" works too); empty = the model's own")
+                    .blurb("Mean '<r, g, b>' (or one value) taken from the 0..1 input, for custom models")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("input-std")
@@ -1078,7 +1072,7 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 glib::ParamSpecUInt::builder("background-color")
                     .nick("Background colour")
-                    .blurb("Background of mode=composite, and the bars of mode=replace with background-fit=fit, as 0xAARRGGBB (alpha ignored)")
+                    .blurb("ARGB colour behind the foreground in mode=composite, and fit's bars")
                     .default_value(DEFAULT_OUTPUT.background_color)
                     .mutable_playing()
                     .build(),
@@ -1091,11 +1085,7 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 glib::ParamSpecString::builder("background-location")
                     .nick("Background location")
-                    .blurb(&format!(
-                        "{}; {}",
-                        "Image shown behind the foreground in mode=replace (any format GStreamer decodes), scaled to the frame",
-                        location::RELATIVE_PATHS
-                    ))
+                    .blurb(&format!("Picture behind the foreground in mode=replace (any format GStreamer decodes); {}", location::RELATIVE_PATHS))
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("post-process-mask")
@@ -1120,8 +1110,7 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 glib::ParamSpecDouble::builder("temporal-smoothing")
                     .nick("Temporal smoothing")
-                    .blurb("Weight of the previous frame's mask in this frame's (0 = off), against flicker; \
-                            reset on flush, caps change or a gap in timestamps")
+                    .blurb("Weight of the previous mask (0..1) against flicker; restarts at flushes and gaps")
                     .minimum(0.0)
                     .maximum(1.0)
                     .default_value(0.0)
@@ -1137,65 +1126,43 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 glib::ParamSpecBoolean::builder("asynchronous")
                     .nick("Asynchronous inference")
-                    .blurb("In a live pipeline, run the model on its own thread: a frame waits at most one \
-                            frame time for its own mask, then goes out with the newest finished one, so a \
-                            model slower than the camera lags the video instead of dropping frames. \
-                            Off, or in a non-live pipeline, every frame that runs the model waits for it; \
-                            off with a server (backend=triton...), each frame gets its own mask with \
-                            'requests-in-flight' requests at once, and the latency reported is one request \
-                            plus one frame time")
+                    .blurb("Live pipelines: run the model on its own thread, frames carrying the newest finished mask")
                     .default_value(DEFAULT_ASYNCHRONOUS)
                     .mutable_ready()
                     .build(),
                 inference::element::stats_param_spec(
-                    "Since start: frames output (\"frames\"), model runs (\"model-runs\", fewer with \
-                     mask-interval or asynchronous mode), nanoseconds inside the model (\"model-time\"), \
-                     refining edges (\"refinement-time\"), estimating foreground colours \
-                     (\"foreground-time\") and in alpha matting (\"matting-time\")",
+                    "Read-only, since start: frames, model-runs, and nanoseconds in the model and each edge step",
                 ),
                 glib::ParamSpecBoolean::builder("keep-input-alpha")
                     .nick("Keep input alpha")
-                    .blurb("For RGBA/BGRA input, multiply the mask by the input's alpha, as rembg's cutout does, \
-                            so what is transparent in the input stays transparent (mode=mask outputs the \
-                            model's mask alone)")
+                    .blurb("RGBA input: multiply the mask by the input's alpha, as rembg's cutout does")
                     .default_value(DEFAULT_KEEP_INPUT_ALPHA)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("background-fit", DEFAULT_OUTPUT.background_fit)
                     .nick("Background fit")
-                    .blurb("How mode=replace's picture covers a frame of another shape: fill (scaled to \
-                            cover, the overflow cropped evenly), fit (scaled to fit, bars of \
-                            background-color around it) or stretch")
+                    .blurb("How mode=replace's picture covers a frame: fill (cropped), fit (bars) or stretch")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("clear-transparent")
                     .nick("Clear transparent colour")
-                    .blurb("In alpha output (mode=alpha, or replace without a picture), set the colour of \
-                            fully transparent pixels to black: nobody sees it, and PNG or video encoders \
-                            then spend almost nothing on it (a PNG cutout about the size of rembg's). \
-                            Visible pixels keep their straight colour either way")
+                    .blurb("Give fully transparent pixels colour 0 in alpha output (PNGs the size of rembg's)")
                     .default_value(DEFAULT_OUTPUT.clear_transparent)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("foreground-estimation", DEFAULT_OUTPUT.foreground)
                     .nick("Foreground estimation")
-                    .blurb("Colour partly transparent pixels with the estimated foreground instead of \
-                            their blend with the old background (no halo over a new one)")
+                    .blurb("Colour of partly transparent pixels: the frame's own, or the foreground's, estimated")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("edge-refinement", EdgeRefinement::None)
                     .nick("Edge refinement")
-                    .blurb("Refine the model's mask against the frame before the other mask controls: \
-                            guided-filter fits the mask to the frame's colours in windows of \
-                            guided-filter-radius (the fast guided filter), so a model's blurry, \
-                            upscaled edge steps where the picture does. For live video: a few ms \
-                            at 1080p")
+                    .blurb("Refine the model's mask against the frame before the other mask controls")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("guided-filter-radius")
                     .nick("Guided filter radius")
-                    .blurb("Window radius of edge-refinement=guided-filter, in pixels of the frame: \
-                            how far from the model's edge the picture's edge may be")
+                    .blurb("edge-refinement's window radius in pixels: how far the picture's edge may be")
                     .minimum(1)
                     .maximum(256)
                     .default_value(DEFAULT_GUIDED_FILTER.radius as u32)
@@ -1203,8 +1170,7 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 glib::ParamSpecDouble::builder("guided-filter-epsilon")
                     .nick("Guided filter epsilon")
-                    .blurb("Regularisation of edge-refinement=guided-filter (colours in 0..1): larger \
-                            keeps more of the model's mask where the picture's colour varies little")
+                    .blurb("edge-refinement's regularisation: larger keeps more of the mask in flat colour")
                     .minimum(1e-8)
                     .maximum(1.0)
                     .default_value(DEFAULT_GUIDED_FILTER.epsilon)
@@ -1212,13 +1178,7 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 glib::ParamSpecBoolean::builder("alpha-matting")
                     .nick("Alpha matting")
-                    .blurb("rembg's alpha matting (-a): a trimap from the mask (above \
-                            alpha-matting-foreground-threshold is foreground, below \
-                            alpha-matting-background-threshold background, both eroded by \
-                            alpha-matting-erode-size, the rest unknown), closed-form matting over the \
-                            unknown pixels, and the foreground colour estimated on the matte \
-                            (multilevel unless foreground-estimation says otherwise). For stills: \
-                            seconds at 1080p. Not in mode=mask, which stays the model's mask as in rembg")
+                    .blurb("rembg's alpha matting (-a): closed-form matting of the mask's edge; seconds a 1080p frame")
                     .default_value(DEFAULT_OUTPUT.alpha_matting)
                     .mutable_playing()
                     .build(),
@@ -1238,18 +1198,14 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 glib::ParamSpecUInt::builder("alpha-matting-erode-size")
                     .nick("Alpha matting erode size")
-                    .blurb("Side in pixels of the square the sure regions of alpha matting's trimap are \
-                            eroded by, widening the unknown band (rembg -ae; 0 erodes by one pixel, as rembg)")
+                    .blurb("Side of the square the sure regions are eroded by (rembg -ae; 0: a one-pixel cross)")
                     .maximum(1000)
                     .default_value(DEFAULT_OUTPUT.trimap.erode_size as u32)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("overlap")
                     .nick("Overlap frames")
-                    .blurb("In a non-live pipeline, hold one frame back so that the model's run on it \
-                            overlaps resizing and compositing of the frames around it: more throughput on \
-                            few cores, the same output, but a frame comes out only when the next one (or \
-                            EOS) comes in")
+                    .blurb("Non-live: hold a frame back so the model overlaps its neighbours' work (same frames)")
                     .default_value(DEFAULT_OVERLAP)
                     .mutable_ready()
                     .build(),

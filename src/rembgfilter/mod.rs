@@ -1,4 +1,24 @@
 //! `rembgfilter`: removes the background of raw video with an ONNX segmentation model.
+//!
+//! SECTION:element-rembgfilter
+//!
+//! Raw RGB-family video in; out, by `mode`: the frame with the model's mask as alpha (RGBA/BGRA),
+//! the mask alone (GRAY8), or the foreground over a colour, a blurred copy or a picture. The mask
+//! is what Python rembg computes for the same model (u2netp by default; any catalog name or
+//! `.onnx` file). Mask controls, the edge colour (`foreground-estimation`), `edge-refinement` and
+//! rembg's `alpha-matting` apply in every mode but `mask`. In a live pipeline the model runs on
+//! its own thread (`asynchronous`) and a bus warning says when masks trail the frame rate.
+//!
+//! ## Example launch lines
+//! ```sh
+//! gst-launch-1.0 filesrc location=photo.png ! pngdec ! videoconvert \
+//!     ! rembgfilter foreground-estimation=multilevel ! videoconvert ! pngenc ! filesink location=cutout.png
+//! gst-launch-1.0 v4l2src ! videoconvert ! rembgfilter model=selfie mode=blur ! videoconvert ! autovideosink
+//! gst-launch-1.0 filesrc location=talk.mp4 ! decodebin ! videoconvert \
+//!     ! rembgfilter backend=triton server=10.0.0.5:8001 ! videoconvert ! autovideosink
+//! ```
+//!
+//! Every property at length: docs/rembgfilter.md; servers: docs/remote.md.
 
 use gst::glib;
 use gst::prelude::*;
