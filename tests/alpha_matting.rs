@@ -153,17 +153,26 @@ fn check_matting_step(photo: &str, params: (u8, u8, usize)) {
 
 #[test]
 fn the_matting_step_matches_rembgs_on_a_held_out_photo() {
+    if common::without_set_up() {
+        return;
+    }
     check_matting_step("motorcycle_left", (240, 10, 10));
 }
 
 #[test]
 fn the_matting_step_matches_rembgs_with_other_parameters() {
+    if common::without_set_up() {
+        return;
+    }
     check_matting_step("chelsea", (200, 40, 4));
     check_matting_step("coffee", (240, 10, 0));
 }
 
 #[test]
 fn alpha_matting_matches_python_rembg_end_to_end() {
+    if common::without_set_up() {
+        return;
+    }
     // rembg's own mask and matting against ours, from the same model file.
     for photo in ["motorcycle_left", "astronaut"] {
         let (width, height, ours) = cutout(photo, "alpha-matting=true");
@@ -197,6 +206,9 @@ fn alpha_matting_matches_python_rembg_end_to_end() {
 
 #[test]
 fn the_trimap_is_rembgs() {
+    if common::without_set_up() {
+        return;
+    }
     // rembgfilter's u2netp mask of the cat, under several parameters, against scipy's erosion
     // as rembg calls it (even sizes, the default cross for 0, the frame's border).
     let (width, height, _, mask) = photo_and_mask("chelsea");
@@ -247,6 +259,9 @@ fn the_trimap_is_rembgs() {
 
 #[test]
 fn the_band_laplacian_is_pymattings() {
+    if common::without_set_up() {
+        return;
+    }
     // A 23x19 crop of the astronaut's shoulder and the wall, with a trimap whose unknown
     // pixels reach the crop's edges and corners (where pymatting has no window centres).
     let (width, height) = (23, 19);
@@ -331,6 +346,9 @@ fn the_band_laplacian_is_pymattings() {
 
 #[test]
 fn a_trimap_with_nothing_sure_keeps_the_mask_and_decontaminates_it_as_rembg_does() {
+    if common::without_set_up() {
+        return;
+    }
     // No mask value is above 255: pymatting refuses a trimap without foreground and rembg
     // falls back to its decontaminated cutout of the mask; so does rembgfilter.
     let photo = "coffee";
@@ -359,6 +377,9 @@ fn a_trimap_with_nothing_sure_keeps_the_mask_and_decontaminates_it_as_rembg_does
 
 #[test]
 fn matting_switches_on_while_playing_and_its_time_is_in_the_stats() {
+    if common::without_set_up() {
+        return;
+    }
     let mut h = common::rembgfilter_harness(&[], 96, 64);
     // Left half one colour, right half another, a soft mask from the model in between.
     let frame: Vec<u8> = (0..96 * 64)
@@ -401,6 +422,9 @@ fn matting_switches_on_while_playing_and_its_time_is_in_the_stats() {
 
 #[test]
 fn tiny_odd_and_uniform_frames_pass_through_with_matting_on() {
+    if common::without_set_up() {
+        return;
+    }
     for (width, height, pattern) in [
         (1, 1, "ball"),
         (2, 1, "ball"),
@@ -424,6 +448,9 @@ fn tiny_odd_and_uniform_frames_pass_through_with_matting_on() {
 
 #[test]
 fn a_4k_photo_is_matted() {
+    if common::without_set_up() {
+        return;
+    }
     // pymatting's Laplacian has 25 float64 entries and 25 int64 indices for every pixel of the
     // frame (3.3 GB at 4K before the solver); rembgfilter's follows the unknown band (its peak
     // memory is in scripts/bench.sh alpha_matting).

@@ -84,6 +84,9 @@ fn errors(mask: &[u8], truth: &[u8], band: &[bool]) -> (f64, f64) {
 
 #[test]
 fn the_guided_filter_brings_both_models_masks_closer_to_the_true_alpha() {
+    if common::without_set_up() {
+        return;
+    }
     let composites = composites();
     assert_eq!(composites.len(), 8, "two foregrounds over four backgrounds");
     println!(
@@ -135,6 +138,9 @@ fn the_guided_filter_brings_both_models_masks_closer_to_the_true_alpha() {
 
 #[test]
 fn refinement_switches_on_while_playing_and_its_time_is_in_the_stats() {
+    if common::without_set_up() {
+        return;
+    }
     let mut h = common::rembgfilter_harness(&[], 96, 64);
     let frame: Vec<u8> = (0..96 * 64 * 3).map(|i| (i * 7 % 251) as u8).collect();
     let push = |h: &mut gst_check::Harness| {
@@ -164,6 +170,9 @@ fn refinement_switches_on_while_playing_and_its_time_is_in_the_stats() {
 
 #[test]
 fn tiny_and_odd_frames_pass_through_with_refinement_on() {
+    if common::without_set_up() {
+        return;
+    }
     for (width, height) in [(1, 1), (2, 1), (333, 17), (17, 201)] {
         for mode in ["alpha", "mask"] {
             let samples = collect_samples(&format!(

@@ -18,6 +18,9 @@ use gstneuralfx::talking_head::speech::{
 
 #[test]
 fn an_exported_synctalk_encoder_gives_pytorchs_rows_and_drives_lipsyncsrc() {
+    if without_set_up() {
+        return;
+    }
     let python = match torch_python() {
         Ok(python) => python,
         Err(reason) => {

@@ -35,6 +35,9 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 
 #[test]
 fn a_synctalk_checkpoint_exports_to_pytorchs_faces_and_becomes_an_mp4() {
+    if without_set_up() {
+        return;
+    }
     let python = match torch_python() {
         Ok(python) => python,
         Err(reason) => {

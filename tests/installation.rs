@@ -1,6 +1,8 @@
 //! The plugin as a user installs it: found by GStreamer with no environment set, and a clear
 //! error when ONNX Runtime is nowhere to be found.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -44,6 +46,9 @@ fn text(output: &Output) -> String {
 
 #[test]
 fn installed_plugin_works_without_any_environment() {
+    if common::without_set_up() {
+        return;
+    }
     let installed = user_plugin_dir().join("libgstneuralfx.so");
     assert!(
         installed.is_file(),
@@ -92,6 +97,9 @@ fn installed_plugin_works_without_any_environment() {
 
 #[test]
 fn openvino_beside_the_plugin_is_not_mistaken_for_plugins() {
+    if common::without_set_up() {
+        return;
+    }
     let openvino = user_plugin_dir().join("openvino");
     assert!(
         openvino.join("plugins.xml").is_file(),
@@ -144,6 +152,9 @@ sys.exit(1 if failed else 0)
 
 #[test]
 fn missing_openvino_fails_named_and_auto_falls_back_to_onnxruntime() {
+    if common::without_set_up() {
+        return;
+    }
     // Only the plugin and ONNX Runtime: no OpenVINO folder beside the plugin.
     let home = std::env::temp_dir().join(format!("neuralfx-no-ov-{}", std::process::id()));
     let plugins = home.join(".local/share/gstreamer-1.0/plugins");
@@ -187,6 +198,9 @@ fn missing_openvino_fails_named_and_auto_falls_back_to_onnxruntime() {
 
 #[test]
 fn missing_onnxruntime_fails_listing_every_place_tried() {
+    if common::without_set_up() {
+        return;
+    }
     // A home with only the plugin in its plugin folder: nothing beside it, no ORT_DYLIB_PATH
     // that works, and Debian has no system libonnxruntime.
     let home = std::env::temp_dir().join(format!("neuralfx-no-ort-{}", std::process::id()));

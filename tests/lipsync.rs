@@ -62,6 +62,9 @@ fn live_frames(audio: &Path, element: &str) -> Vec<gst::Sample> {
 
 #[test]
 fn lipsync_turns_streamed_speech_into_lipsyncsrc_frames_at_the_audio_times() {
+    if without_set_up() {
+        return;
+    }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live", "");
     let wav = spoken(&dir, "Live speech in, the same talking head out.");
@@ -96,6 +99,9 @@ fn lipsync_turns_streamed_speech_into_lipsyncsrc_frames_at_the_audio_times() {
 
 #[test]
 fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
+    if without_set_up() {
+        return;
+    }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-errors", "");
     let inputs = inputs(&dir);
@@ -125,6 +131,9 @@ fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
 
 #[test]
 fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
+    if without_set_up() {
+        return;
+    }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-latency", "");
     let inputs = inputs(&dir);
@@ -154,6 +163,9 @@ fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
 
 #[test]
 fn lipsync_video_muxed_with_its_own_audio_lasts_as_long() {
+    if without_set_up() {
+        return;
+    }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-mux", "");
     let wav = spoken(&dir, "The muxed audio and video end together.");
@@ -333,6 +345,9 @@ fn runs(frames: &[usize]) -> Vec<(usize, usize)> {
 
 #[test]
 fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
+    if without_set_up() {
+        return;
+    }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-clicks", "");
     let inputs = inputs(&dir);
@@ -397,6 +412,9 @@ fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
 
 #[test]
 fn a_stall_in_live_audio_still_gives_frames_at_25_fps() {
+    if without_set_up() {
+        return;
+    }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-stall", "");
     let inputs = inputs(&dir);
@@ -486,6 +504,9 @@ fn a_stall_in_live_audio_still_gives_frames_at_25_fps() {
 
 #[test]
 fn a_flushing_seek_restarts_the_frames_at_the_new_position() {
+    if without_set_up() {
+        return;
+    }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-seek", "");
     let wav = spoken(
@@ -559,6 +580,9 @@ fn a_flushing_seek_restarts_the_frames_at_the_new_position() {
 
 #[test]
 fn a_live_pipeline_without_a_queue_keeps_time_without_warnings_or_drops() {
+    if without_set_up() {
+        return;
+    }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-live-run", "");
     let inputs = inputs(&dir);

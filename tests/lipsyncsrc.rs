@@ -146,6 +146,9 @@ const START_AT_2: (&str, &[&str]) = ("start-frame=2", &["--start-frame", "2"]);
 
 #[test]
 fn ave_per_frame_features_match_the_reference() {
+    if without_set_up() {
+        return;
+    }
     assert_matches_reference(
         &data().model("ave"),
         &data().features("ave.npy"),
@@ -156,6 +159,9 @@ fn ave_per_frame_features_match_the_reference() {
 
 #[test]
 fn ave_windowed_bin_features_match_the_reference() {
+    if without_set_up() {
+        return;
+    }
     assert_matches_reference(
         &data().model("ave"),
         &data().features("ave_windowed.bin"),
@@ -166,6 +172,9 @@ fn ave_windowed_bin_features_match_the_reference() {
 
 #[test]
 fn hubert_per_frame_and_windowed_features_match_the_reference() {
+    if without_set_up() {
+        return;
+    }
     assert_matches_reference(
         &data().model("hubert"),
         &data().features("hubert.npy"),
@@ -188,6 +197,9 @@ fn hubert_per_frame_and_windowed_features_match_the_reference() {
 
 #[test]
 fn wenet_per_frame_and_windowed_features_match_the_reference() {
+    if without_set_up() {
+        return;
+    }
     assert_matches_reference(
         &data().model("wenet"),
         &data().features("wenet.npy"),
@@ -210,6 +222,9 @@ fn wenet_per_frame_and_windowed_features_match_the_reference() {
 
 #[test]
 fn start_frame_matches_the_reference() {
+    if without_set_up() {
+        return;
+    }
     assert_matches_reference(
         &data().model("ave"),
         &data().features("ave.npy"),
@@ -220,6 +235,9 @@ fn start_frame_matches_the_reference() {
 
 #[test]
 fn parsing_keeps_protected_pixels_like_the_reference() {
+    if without_set_up() {
+        return;
+    }
     assert_matches_reference(
         &data().model("ave"),
         &data().features("ave.npy"),
@@ -230,6 +248,9 @@ fn parsing_keeps_protected_pixels_like_the_reference() {
 
 #[test]
 fn a_unet_with_float16_inputs_and_outputs_matches_the_reference() {
+    if without_set_up() {
+        return;
+    }
     // Casts at the edges, float32 inside (tests/reference/float16_io.py), as exporters leave
     // models; the reference runs the float32 original.
     let model = data().model("ave");
@@ -250,12 +271,18 @@ fn a_unet_with_float16_inputs_and_outputs_matches_the_reference() {
 
 #[test]
 fn inputs_are_found_by_shape_not_name_or_order() {
+    if without_set_up() {
+        return;
+    }
     let model = data().dir.join("unet_audio_first.onnx");
     assert_matches_reference(&model, &data().features("ave.npy"), "ave", NO_OPTIONS);
 }
 
 #[test]
 fn timestamps_follow_the_mode_frame_rate_and_eos_ends_the_features() {
+    if without_set_up() {
+        return;
+    }
     let d = data();
     for (mode, frame_ms) in [("ave", 40u64), ("wenet", 50)] {
         let samples = element_frames(
@@ -302,6 +329,9 @@ fn timestamps_follow_the_mode_frame_rate_and_eos_ends_the_features() {
 
 #[test]
 fn every_output_format_carries_the_same_picture() {
+    if without_set_up() {
+        return;
+    }
     let d = data();
     let properties = format!(
         "model={} template={} features={} num-buffers=3",
@@ -349,6 +379,9 @@ fn ave_pipeline(properties: &str, sink: &str) -> gst::Pipeline {
 
 #[test]
 fn stats_count_frames_and_time_inside_the_model() {
+    if without_set_up() {
+        return;
+    }
     let pipeline = ave_pipeline("name=src num-buffers=5", "fakesink");
     let source = pipeline.by_name("src").unwrap();
     let started = std::time::Instant::now();
@@ -367,6 +400,9 @@ fn stats_count_frames_and_time_inside_the_model() {
 
 #[test]
 fn live_mode_delivers_frames_at_their_time() {
+    if without_set_up() {
+        return;
+    }
     let pipeline = ave_pipeline("is-live=true num-buffers=6", "fakesink sync=true");
     let started = std::time::Instant::now();
     run_to_eos(&pipeline).unwrap();
@@ -377,6 +413,9 @@ fn live_mode_delivers_frames_at_their_time() {
 
 #[test]
 fn stopping_a_live_source_returns_promptly_whenever_the_stop_comes() {
+    if without_set_up() {
+        return;
+    }
     // The pipeline's base time an hour ahead: every live frame waits for its time for ever
     // unless the stop wakes it. Stops land at different points of the first frame: while it is
     // being made (the model's run, when an unlock used to be lost) and while it waits.
@@ -419,6 +458,9 @@ fn write_tone_wav(path: &Path, rate: u64, samples: u64) {
 
 #[test]
 fn pipeline_script_writes_mp4_with_video_and_speech() {
+    if without_set_up() {
+        return;
+    }
     let d = data();
     init();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines/lipsync-to-mp4.sh");
@@ -545,6 +587,9 @@ fn features_error(features: &Path) -> String {
 
 #[test]
 fn missing_template_folder_is_named() {
+    if without_set_up() {
+        return;
+    }
     let err = template_error(Path::new("/nonexistent/May"));
     assert!(
         err.contains("/nonexistent/May") && err.contains("full_body_img"),
@@ -554,6 +599,9 @@ fn missing_template_folder_is_named() {
 
 #[test]
 fn missing_landmarks_file_is_named() {
+    if without_set_up() {
+        return;
+    }
     let template = template_copy("no-lms");
     std::fs::remove_file(template.join("landmarks/5.lms")).unwrap();
     let err = template_error(&template);
@@ -562,6 +610,9 @@ fn missing_landmarks_file_is_named() {
 
 #[test]
 fn landmarks_with_too_few_points_are_rejected() {
+    if without_set_up() {
+        return;
+    }
     let template = template_copy("few-points");
     std::fs::write(template.join("landmarks/2.lms"), "1 2\n3 4\n5 6\n").unwrap();
     let err = template_error(&template);
@@ -573,6 +624,9 @@ fn landmarks_with_too_few_points_are_rejected() {
 
 #[test]
 fn landmarks_that_are_not_numbers_are_rejected() {
+    if without_set_up() {
+        return;
+    }
     let template = template_copy("not-numbers");
     let text = std::fs::read_to_string(template.join("landmarks/1.lms")).unwrap();
     std::fs::write(template.join("landmarks/1.lms"), text.replacen('.', "x", 1)).unwrap();
@@ -595,6 +649,9 @@ fn landmarks_with(points: &[(f32, f32)]) -> String {
 
 #[test]
 fn crop_outside_the_image_or_empty_is_rejected() {
+    if without_set_up() {
+        return;
+    }
     let template = template_copy("outside");
     // Square from x 400 to 520 in a 480-wide image.
     std::fs::write(
@@ -623,6 +680,9 @@ fn crop_outside_the_image_or_empty_is_rejected() {
 
 #[test]
 fn missing_jpeg_is_named() {
+    if without_set_up() {
+        return;
+    }
     let template = template_copy("no-jpeg");
     std::fs::rename(
         template.join("full_body_img/3.jpg"),
@@ -638,6 +698,9 @@ fn missing_jpeg_is_named() {
 
 #[test]
 fn corrupt_jpeg_fails_naming_the_file() {
+    if without_set_up() {
+        return;
+    }
     let template = template_copy("corrupt-jpeg");
     std::fs::write(template.join("full_body_img/0.jpg"), b"not a jpeg").unwrap();
     let err = template_error(&template);
@@ -649,6 +712,9 @@ fn corrupt_jpeg_fails_naming_the_file() {
 
 #[test]
 fn features_bin_disagreeing_with_its_json_is_rejected() {
+    if without_set_up() {
+        return;
+    }
     let dir = data().dir.join("bad-bin");
     std::fs::create_dir_all(&dir).unwrap();
     let bin = dir.join("short.bin");
@@ -687,6 +753,9 @@ fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
 
 #[test]
 fn npy_of_the_wrong_dtype_is_rejected() {
+    if without_set_up() {
+        return;
+    }
     let path = data().dir.join("float64.npy");
     write_npy(&path, "<f8", &[4, 512], &vec![0u8; 4 * 512 * 8]);
     let err = features_error(&path);
@@ -698,6 +767,9 @@ fn npy_of_the_wrong_dtype_is_rejected() {
 
 #[test]
 fn npy_of_the_wrong_shape_states_the_accepted_shapes() {
+    if without_set_up() {
+        return;
+    }
     let path = data().dir.join("wrong-shape.npy");
     write_npy(&path, "<f4", &[4, 100], &vec![0u8; 4 * 100 * 4]);
     let err = features_error(&path);
@@ -712,6 +784,9 @@ fn npy_of_the_wrong_shape_states_the_accepted_shapes() {
 
 #[test]
 fn model_whose_inputs_do_not_match_the_mode_is_rejected() {
+    if without_set_up() {
+        return;
+    }
     let d = data();
     let err = lipsync_error(
         &d.model("ave"),
@@ -729,6 +804,9 @@ fn model_whose_inputs_do_not_match_the_mode_is_rejected() {
 
 #[test]
 fn missing_model_property_is_named() {
+    if without_set_up() {
+        return;
+    }
     let d = data();
     let err = start_error(&format!(
         "lipsyncsrc template={} features={} ! fakesink",
@@ -740,6 +818,9 @@ fn missing_model_property_is_named() {
 
 #[test]
 fn a_unet_whose_output_is_not_nchw_is_refused_showing_both_shapes() {
+    if without_set_up() {
+        return;
+    }
     let d = data();
     let err = lipsync_error(
         &test_model("unet_nhwc.onnx"),
@@ -757,6 +838,9 @@ fn a_unet_whose_output_is_not_nchw_is_refused_showing_both_shapes() {
 
 #[test]
 fn nan_from_the_model_shows_the_template_face_with_one_warning() {
+    if without_set_up() {
+        return;
+    }
     let d = data();
     let (samples, warnings) = collect_samples_and_warnings(&format!(
         "lipsyncsrc model={} template={} features={} num-buffers=3 \
@@ -792,6 +876,9 @@ fn nan_from_the_model_shows_the_template_face_with_one_warning() {
 
 #[test]
 fn grey_cmyk_and_truncated_jpegs_decode_as_opencv_reads_them() {
+    if without_set_up() {
+        return;
+    }
     use gstneuralfx::talking_head::templates::{decode_jpeg, read_jpeg_header};
     let dir = data().dir.join("jpeg-variants");
     run_reference(
@@ -832,6 +919,9 @@ fn grey_cmyk_and_truncated_jpegs_decode_as_opencv_reads_them() {
 
 #[test]
 fn a_truncated_template_plays_with_one_warning_naming_it() {
+    if without_set_up() {
+        return;
+    }
     let template = template_copy("truncated");
     let jpeg = template.join("full_body_img/3.jpg");
     let bytes = std::fs::read(&jpeg).unwrap();
@@ -855,6 +945,9 @@ fn a_truncated_template_plays_with_one_warning_naming_it() {
 
 #[test]
 fn a_broken_template_beyond_the_cache_fails_at_start() {
+    if without_set_up() {
+        return;
+    }
     // With no templates cached, nothing but the headers is read at start: they must catch it.
     let template = template_copy("late-corrupt");
     std::fs::write(template.join("full_body_img/6.jpg"), b"not a jpeg at all").unwrap();
@@ -873,6 +966,9 @@ fn a_broken_template_beyond_the_cache_fails_at_start() {
 
 #[test]
 fn a_folder_for_features_and_a_file_for_the_template_are_named_as_such() {
+    if without_set_up() {
+        return;
+    }
     let d = data();
     let err = features_error(&d.dir);
     assert!(err.contains("is a folder"), "{err}");
@@ -885,6 +981,9 @@ fn a_folder_for_features_and_a_file_for_the_template_are_named_as_such() {
 
 #[test]
 fn after_an_error_the_source_starts_again_with_good_input() {
+    if without_set_up() {
+        return;
+    }
     let d = data();
     let pipeline = ave_pipeline("name=src num-buffers=2", "fakesink");
     let source = pipeline.by_name("src").unwrap();
@@ -901,6 +1000,9 @@ fn after_an_error_the_source_starts_again_with_good_input() {
 
 #[test]
 fn a_start_that_fails_posts_one_error_naming_the_file() {
+    if without_set_up() {
+        return;
+    }
     init();
     let pipeline = gst::parse::launch(
         "lipsyncsrc model=/nonexistent/unet.onnx template=/nonexistent features=/nonexistent/ave.npy \
@@ -922,6 +1024,9 @@ fn a_start_that_fails_posts_one_error_naming_the_file() {
 
 #[test]
 fn duration_is_known_and_a_flushing_seek_starts_at_its_frame() {
+    if without_set_up() {
+        return;
+    }
     let d = data();
     init();
     let frames = |seek_to: Option<gst::ClockTime>| {

@@ -211,6 +211,9 @@ use gst::prelude::*;
 
 #[test]
 fn missing_catalog_model_is_downloaded_verified_and_used() {
+    if without_set_up() {
+        return;
+    }
     let (error, files, progress) = attempt_with(Reply::File(Vec::new()), true, &[]);
     assert_eq!(
         error, None,
@@ -241,6 +244,9 @@ fn missing_catalog_model_is_downloaded_verified_and_used() {
 
 #[test]
 fn a_failed_download_ends_its_progress_with_an_error() {
+    if without_set_up() {
+        return;
+    }
     let (error, _, progress) = attempt_with(Reply::Stall(Vec::new()), true, &[]);
     assert!(error.is_some());
     assert!(progress[0].starts_with("Start download"), "{progress:?}");
@@ -252,6 +258,9 @@ fn a_failed_download_ends_its_progress_with_an_error() {
 
 #[test]
 fn not_found_is_a_clear_error_and_leaves_nothing() {
+    if without_set_up() {
+        return;
+    }
     let (error, files) = attempt(Reply::NotFound, true);
     let error = error.expect("a 404 must stop the element");
     assert!(
@@ -263,6 +272,9 @@ fn not_found_is_a_clear_error_and_leaves_nothing() {
 
 #[test]
 fn corrupted_download_fails_its_checksum_and_leaves_nothing() {
+    if without_set_up() {
+        return;
+    }
     let mut corrupted = real_u2netp();
     let middle = corrupted.len() / 2;
     corrupted[middle] ^= 0xff;
@@ -278,6 +290,9 @@ fn corrupted_download_fails_its_checksum_and_leaves_nothing() {
 
 #[test]
 fn a_model_rembg_checks_by_sha256_is_checked_by_sha256() {
+    if without_set_up() {
+        return;
+    }
     // bria-rmbg (rembg's default, 1 GB) is checked against rembg's sha256 for it: served the
     // wrong bytes, the error names the algorithm, both digests, and nothing is kept.
     let (error, files, _) = attempt_model(Reply::File(Vec::new()), "bria-rmbg", true, &[]);
@@ -302,6 +317,9 @@ fn a_model_rembg_checks_by_sha256_is_checked_by_sha256() {
 
 #[test]
 fn stalled_server_times_out_and_leaves_nothing() {
+    if without_set_up() {
+        return;
+    }
     let started = std::time::Instant::now();
     let (error, files) = attempt(Reply::Stall(Vec::new()), true);
     let error = error.expect("a stalled download must stop the element");
@@ -318,6 +336,9 @@ fn stalled_server_times_out_and_leaves_nothing() {
 
 #[test]
 fn a_trickling_server_is_too_slow_within_seconds_and_leaves_nothing() {
+    if without_set_up() {
+        return;
+    }
     // One byte every 200 ms never trips the 2 s stall timeout; the minimum rate does.
     let started = std::time::Instant::now();
     let (error, files) = attempt(Reply::Trickle(Vec::new()), true);
@@ -338,6 +359,9 @@ fn a_trickling_server_is_too_slow_within_seconds_and_leaves_nothing() {
 
 #[test]
 fn the_overall_deadline_ends_a_download_that_keeps_the_minimum_rate() {
+    if without_set_up() {
+        return;
+    }
     let started = std::time::Instant::now();
     let (error, files, _) = attempt_with(
         Reply::Trickle(Vec::new()),
@@ -364,6 +388,9 @@ fn the_overall_deadline_ends_a_download_that_keeps_the_minimum_rate() {
 
 #[test]
 fn download_off_reports_where_it_looked() {
+    if without_set_up() {
+        return;
+    }
     let (error, files) = attempt(Reply::File(Vec::new()), false);
     let error = error.expect("without download the missing model is an error");
     assert!(
@@ -375,6 +402,9 @@ fn download_off_reports_where_it_looked() {
 
 #[test]
 fn a_script_shows_a_first_use_download_as_it_goes_then_cuts_out() {
+    if without_set_up() {
+        return;
+    }
     let base = serve(Reply::File(real_u2netp()));
     let folder = std::env::temp_dir().join(format!(
         "neuralfx-download-script-{}-{}",

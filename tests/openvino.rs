@@ -20,6 +20,9 @@ fn rembgfilter_runs_on(properties: &str) -> String {
 
 #[test]
 fn auto_runs_u2netp_on_openvino_in_f32() {
+    if without_set_up() {
+        return;
+    }
     let runs_on = rembgfilter_runs_on("");
     assert!(
         runs_on.starts_with("OpenVINO 2026.") && runs_on.contains("on the CPU, f32"),
@@ -30,6 +33,9 @@ fn auto_runs_u2netp_on_openvino_in_f32() {
 
 #[test]
 fn auto_leaves_dynamically_quantized_isnet_int8_to_onnxruntime() {
+    if without_set_up() {
+        return;
+    }
     let runs_on = rembgfilter_runs_on("model=isnet-int8");
     assert!(
         runs_on.starts_with("ONNX Runtime's CPUExecutionProvider"),
@@ -39,18 +45,27 @@ fn auto_leaves_dynamically_quantized_isnet_int8_to_onnxruntime() {
 
 #[test]
 fn auto_with_cuda_asked_for_uses_onnxruntime() {
+    if without_set_up() {
+        return;
+    }
     let runs_on = rembgfilter_runs_on("execution-provider=cuda");
     assert!(runs_on.starts_with("ONNX Runtime's"), "{runs_on}");
 }
 
 #[test]
 fn bf16_makes_auto_choose_openvino_and_says_so() {
+    if without_set_up() {
+        return;
+    }
     let runs_on = rembgfilter_runs_on("precision=bf16");
     assert!(runs_on.contains("on the CPU, bf16"), "{runs_on}");
 }
 
 #[test]
 fn named_backends_are_reported_as_they_run() {
+    if without_set_up() {
+        return;
+    }
     assert!(
         rembgfilter_runs_on("backend=onnxruntime")
             .starts_with("ONNX Runtime's CPUExecutionProvider")
@@ -60,6 +75,9 @@ fn named_backends_are_reported_as_they_run() {
 
 #[test]
 fn what_runs_is_said_once_in_an_info_message_gst_launch_prints() {
+    if without_set_up() {
+        return;
+    }
     for backend in ["onnxruntime", "openvino"] {
         let (runs_on, infos) = active_backend_and_infos(&format!(
             "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=64,height=48 \
@@ -92,6 +110,9 @@ fn what_runs_is_said_once_in_an_info_message_gst_launch_prints() {
 
 #[test]
 fn bf16_with_onnxruntime_is_refused_naming_the_property() {
+    if without_set_up() {
+        return;
+    }
     let (err, _) = rembgfilter_error("backend=onnxruntime precision=bf16");
     assert!(
         err.contains("property 'precision'") && err.contains("backend=onnxruntime"),
@@ -101,6 +122,9 @@ fn bf16_with_onnxruntime_is_refused_naming_the_property() {
 
 #[test]
 fn cuda_with_openvino_is_refused_naming_the_property() {
+    if without_set_up() {
+        return;
+    }
     let (err, _) = rembgfilter_error("backend=openvino execution-provider=cuda");
     assert!(
         err.contains("property 'execution-provider'") && err.contains("backend=openvino"),
@@ -110,6 +134,9 @@ fn cuda_with_openvino_is_refused_naming_the_property() {
 
 #[test]
 fn a_file_that_is_not_a_model_is_named_by_openvino() {
+    if without_set_up() {
+        return;
+    }
     let dir = temp_dir_of("ov-bad-model", "");
     let bad = dir.join("not-a-model.onnx");
     std::fs::write(&bad, b"this is not an ONNX file").unwrap();
@@ -134,6 +161,9 @@ fn alpha_on(photo: &str, properties: &str) -> Vec<u8> {
 
 #[test]
 fn bf16_masks_are_close_to_f32_but_computed_differently() {
+    if without_set_up() {
+        return;
+    }
     for photo in ["astronaut", "chelsea", "coffee"] {
         let f32_alpha = alpha_on(photo, "backend=openvino precision=f32");
         let bf16_alpha = alpha_on(photo, "backend=openvino precision=bf16");
@@ -147,6 +177,9 @@ fn bf16_masks_are_close_to_f32_but_computed_differently() {
 
 #[test]
 fn openvino_and_onnxruntime_give_the_same_alpha() {
+    if without_set_up() {
+        return;
+    }
     let ov = alpha_on("chelsea", "backend=openvino");
     let ort = alpha_on("chelsea", "backend=onnxruntime");
     let largest = largest_difference(&ov, &ort);
@@ -155,6 +188,9 @@ fn openvino_and_onnxruntime_give_the_same_alpha() {
 
 #[test]
 fn lipsyncsrc_runs_the_unet_on_openvino_like_onnxruntime() {
+    if without_set_up() {
+        return;
+    }
     let dir = temp_dir_of("ov-lipsync", "");
     let unet = dir.join("unet_ave.onnx");
     run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
@@ -185,6 +221,9 @@ fn lipsyncsrc_runs_the_unet_on_openvino_like_onnxruntime() {
 
 #[test]
 fn compiled_models_are_cached_for_the_next_start() {
+    if without_set_up() {
+        return;
+    }
     let cache = std::path::PathBuf::from(
         std::env::var("NEURALFX_CACHE").expect("scripts/env.sh sets NEURALFX_CACHE"),
     )
@@ -203,6 +242,9 @@ fn compiled_models_are_cached_for_the_next_start() {
 
 #[test]
 fn u2netp_int8_masks_stay_close_to_u2netp_on_both_runtimes() {
+    if without_set_up() {
+        return;
+    }
     for photo in ["astronaut", "chelsea", "coffee"] {
         let exact = alpha_on(photo, "model=u2netp backend=onnxruntime");
         for backend in ["onnxruntime", "openvino"] {

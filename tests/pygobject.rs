@@ -9,6 +9,9 @@ use std::process::Command;
 
 #[test]
 fn every_property_of_every_element_can_be_set_from_python() {
+    if common::without_set_up() {
+        return;
+    }
     let output = Command::new("/usr/bin/python3")
         .arg(common::reference_script("set_every_property.py"))
         .output()
@@ -51,6 +54,9 @@ fn cutout_app(args: &[&std::path::Path]) -> (Option<i32>, String, String) {
 
 #[test]
 fn the_python_example_cuts_out_a_picture_and_reports_what_ran() {
+    if common::without_set_up() {
+        return;
+    }
     let dir = common::temp_dir_of("python-app", "");
     let output = dir.join("cutout.png");
     let photo = common::sample("chelsea");
@@ -82,6 +88,9 @@ fn the_python_example_cuts_out_a_picture_and_reports_what_ran() {
 
 #[test]
 fn the_python_example_reports_an_error_from_the_bus_and_leaves_no_file() {
+    if common::without_set_up() {
+        return;
+    }
     let dir = common::temp_dir_of("python-app-error", "");
     let output = dir.join("cutout.png");
     let missing = dir.join("no-such-model.onnx");

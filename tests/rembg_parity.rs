@@ -88,16 +88,25 @@ fn assert_catalog_processing_matches_python_rembg(name: &str) {
 
 #[test]
 fn bria_rmbg_processing_matches_python_rembg() {
+    if without_set_up() {
+        return;
+    }
     assert_catalog_processing_matches_python_rembg("bria-rmbg");
 }
 
 #[test]
 fn birefnet_processing_with_its_sigmoid_matches_python_rembg() {
+    if without_set_up() {
+        return;
+    }
     assert_catalog_processing_matches_python_rembg("birefnet-general");
 }
 
 #[test]
 fn isnet_anime_processing_matches_python_rembg() {
+    if without_set_up() {
+        return;
+    }
     assert_catalog_processing_matches_python_rembg("isnet-anime");
 }
 
@@ -129,70 +138,112 @@ fn assert_float16_io_matches_python_rembg(photo: &str, backend: &str) {
 
 #[test]
 fn a_model_with_float16_inputs_and_outputs_matches_python_rembg_on_onnxruntime() {
+    if without_set_up() {
+        return;
+    }
     assert_float16_io_matches_python_rembg("chelsea", "onnxruntime");
 }
 
 #[test]
 fn a_model_with_float16_inputs_and_outputs_matches_python_rembg_on_openvino() {
+    if without_set_up() {
+        return;
+    }
     assert_float16_io_matches_python_rembg("coffee", "openvino");
 }
 
 #[test]
 fn alpha_matches_python_rembg_on_astronaut() {
+    if without_set_up() {
+        return;
+    }
     assert_matches_python_rembg("astronaut");
 }
 
 #[test]
 fn alpha_matches_python_rembg_on_chelsea() {
+    if without_set_up() {
+        return;
+    }
     assert_matches_python_rembg("chelsea");
 }
 
 #[test]
 fn alpha_matches_python_rembg_on_coffee() {
+    if without_set_up() {
+        return;
+    }
     assert_matches_python_rembg("coffee");
 }
 
 #[test]
 fn onnxruntime_alpha_matches_python_rembg_on_astronaut() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_python_rembg("u2netp", "astronaut", "onnxruntime");
 }
 
 #[test]
 fn onnxruntime_alpha_matches_python_rembg_on_chelsea() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_python_rembg("u2netp", "chelsea", "onnxruntime");
 }
 
 #[test]
 fn onnxruntime_alpha_matches_python_rembg_on_coffee() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_python_rembg("u2netp", "coffee", "onnxruntime");
 }
 
 #[test]
 fn openvino_alpha_matches_python_rembg_on_astronaut() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_python_rembg("u2netp", "astronaut", "openvino");
 }
 
 #[test]
 fn openvino_alpha_matches_python_rembg_on_chelsea() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_python_rembg("u2netp", "chelsea", "openvino");
 }
 
 #[test]
 fn openvino_alpha_matches_python_rembg_on_coffee() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_python_rembg("u2netp", "coffee", "openvino");
 }
 
 #[test]
 fn isnet_int8_from_npm_matches_python_rembg() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_python_rembg("isnet-int8", "coffee", "auto");
 }
 
 #[test]
 fn isnet_fp16_from_npm_matches_python_rembg() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_python_rembg("isnet-fp16", "chelsea", "auto");
 }
 
 #[test]
 fn isnet_fp16_on_openvino_matches_python_rembg() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_python_rembg("isnet-fp16", "chelsea", "openvino");
 }

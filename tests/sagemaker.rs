@@ -147,6 +147,9 @@ fn alpha_of_photo(name: &str, rembgfilter: &str) -> Vec<u8> {
 
 #[test]
 fn alpha_through_a_sagemaker_endpoint_matches_onnx_runtime_on_the_three_photos() {
+    if without_set_up() {
+        return;
+    }
     let servers = servers();
     for name in ["astronaut", "chelsea", "coffee"] {
         let local = alpha_of_photo(name, "model=u2netp");
@@ -161,6 +164,9 @@ fn alpha_through_a_sagemaker_endpoint_matches_onnx_runtime_on_the_three_photos()
 
 #[test]
 fn the_endpoint_is_said_once_as_what_runs_not_the_local_file_read_for_its_shapes() {
+    if without_set_up() {
+        return;
+    }
     let servers = servers();
     for (endpoint, payload) in [("u2netp", "tensor"), ("rembg-u2netp", "png")] {
         let (runs_on, infos) = active_backend_and_infos(&format!(
@@ -179,6 +185,9 @@ fn the_endpoint_is_said_once_as_what_runs_not_the_local_file_read_for_its_shapes
 
 #[test]
 fn requests_in_flight_to_sagemaker_keep_every_frame_in_order() {
+    if without_set_up() {
+        return;
+    }
     let servers = servers();
     let video = |properties: &str| {
         collect_samples(&format!(
@@ -205,6 +214,9 @@ fn requests_in_flight_to_sagemaker_keep_every_frame_in_order() {
 
 #[test]
 fn lipsyncsrc_through_sagemaker_gives_the_frames_of_onnx_runtime() {
+    if without_set_up() {
+        return;
+    }
     let servers = servers();
     let frames =
         lipsync_frames_on_test_data(&servers.unet.parent().unwrap().join("lipsync-data"), 3);
@@ -226,6 +238,9 @@ fn rembg_error(properties: &str) -> (String, Duration) {
 
 #[test]
 fn a_wrong_signature_is_refused_with_awss_own_words() {
+    if without_set_up() {
+        return;
+    }
     let servers = servers();
     let (err, _) = rembg_error(&on(&servers.wrong_secret, "u2netp"));
     assert!(
@@ -236,6 +251,9 @@ fn a_wrong_signature_is_refused_with_awss_own_words() {
 
 #[test]
 fn the_containers_error_reaches_the_bus_as_a_model_error() {
+    if without_set_up() {
+        return;
+    }
     let servers = servers();
     // Triton's 'failing' model raises; SageMaker reports that as ModelError with the
     // container's status and message. It is not retried.
@@ -248,6 +266,9 @@ fn the_containers_error_reaches_the_bus_as_a_model_error() {
 
 #[test]
 fn an_unknown_endpoint_is_a_validation_error_naming_it() {
+    if without_set_up() {
+        return;
+    }
     let servers = servers();
     let (err, _) = rembg_error(&on(&servers.sagemaker, "no-such-endpoint"));
     assert!(
@@ -260,6 +281,9 @@ fn an_unknown_endpoint_is_a_validation_error_naming_it() {
 
 #[test]
 fn throttling_is_retried_when_retries_ask_for_it_and_an_error_otherwise() {
+    if without_set_up() {
+        return;
+    }
     let servers = servers();
     let (err, _) = rembg_error(&on(&servers.sagemaker, "throttled-once-a"));
     assert!(err.contains("ThrottlingException"), "{err}");
@@ -281,6 +305,9 @@ fn throttling_is_retried_when_retries_ask_for_it_and_an_error_otherwise() {
 
 #[test]
 fn a_request_past_its_timeout_is_named() {
+    if without_set_up() {
+        return;
+    }
     let servers = servers();
     let (err, took) = rembg_error(&format!(
         "{} request-timeout=1000",
@@ -295,6 +322,9 @@ fn a_request_past_its_timeout_is_named() {
 
 #[test]
 fn missing_settings_and_an_absent_service_are_named_within_seconds() {
+    if without_set_up() {
+        return;
+    }
     use_test_credentials();
     // Nothing listens on port 9 of loopback.
     let (err, took) = rembg_error(&on("http://127.0.0.1:9", "u2netp"));
@@ -313,6 +343,9 @@ fn picture_endpoint(payload: &str, endpoint: &str) -> String {
 
 #[test]
 fn cutouts_from_a_png_picture_endpoint_match_python_rembg_on_the_three_photos() {
+    if without_set_up() {
+        return;
+    }
     // The endpoint runs Python rembg on the PNG it gets; rembgfilter's own u2netp matches
     // Python rembg within 1, so the two agree within 1.
     for name in ["astronaut", "chelsea", "coffee"] {
@@ -325,6 +358,9 @@ fn cutouts_from_a_png_picture_endpoint_match_python_rembg_on_the_three_photos() 
 
 #[test]
 fn every_form_of_mask_answer_gives_the_same_alpha() {
+    if without_set_up() {
+        return;
+    }
     // A grey PNG, an RGBA cutout (its alpha), raw uint8 and raw float32: the same mask.
     let grey = alpha_of_photo("chelsea", &picture_endpoint("png", "rembg-u2netp"));
     for form in [
@@ -339,6 +375,9 @@ fn every_form_of_mask_answer_gives_the_same_alpha() {
 
 #[test]
 fn a_jpeg_picture_endpoint_gives_nearly_the_same_mask() {
+    if without_set_up() {
+        return;
+    }
     let local = alpha_of_photo("astronaut", "model=u2netp");
     let remote = alpha_of_photo("astronaut", &picture_endpoint("jpeg", "rembg-u2netp"));
     let (mean, iou) = compare_masks(&remote, &local);
@@ -347,6 +386,9 @@ fn a_jpeg_picture_endpoint_gives_nearly_the_same_mask() {
 
 #[test]
 fn mask_controls_and_modes_apply_to_an_endpoints_mask() {
+    if without_set_up() {
+        return;
+    }
     // threshold=128 turns the endpoint's soft mask into 0 / 255, as it does a model's.
     let hard = alpha_of_photo(
         "coffee",
@@ -370,6 +412,9 @@ fn mask_controls_and_modes_apply_to_an_endpoints_mask() {
 
 #[test]
 fn an_answer_that_is_no_mask_is_named() {
+    if without_set_up() {
+        return;
+    }
     // A container that answers JSON: the element says what came instead of a mask.
     let (err, _) = rembg_error(&picture_endpoint("png", "rembg-u2netp-json"));
     assert!(
@@ -388,6 +433,9 @@ fn an_answer_that_is_no_mask_is_named() {
 
 #[test]
 fn the_readme_command_for_a_sagemaker_endpoint_runs_as_written_against_the_stand_in() {
+    if without_set_up() {
+        return;
+    }
     let servers = servers();
     // The README's endpoint, in its region, is the stand-in's u2netp: the SDK reaches it through
     // AWS_ENDPOINT_URL, as a user would reach a private endpoint.

@@ -128,41 +128,65 @@ fn assert_element_matches_mediapipe(model: &str, variant: &str, photo: &str) {
 
 #[test]
 fn selfie_matches_mediapipe_on_astronaut() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_mediapipe("selfie", "general", "astronaut");
 }
 
 #[test]
 fn selfie_matches_mediapipe_on_chelsea() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_mediapipe("selfie", "general", "chelsea");
 }
 
 #[test]
 fn selfie_matches_mediapipe_on_coffee() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_mediapipe("selfie", "general", "coffee");
 }
 
 #[test]
 fn selfie_landscape_matches_mediapipe_on_astronaut() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_mediapipe("selfie-landscape", "landscape", "astronaut");
 }
 
 #[test]
 fn selfie_landscape_matches_mediapipe_on_chelsea() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_mediapipe("selfie-landscape", "landscape", "chelsea");
 }
 
 #[test]
 fn selfie_landscape_matches_mediapipe_on_coffee() {
+    if without_set_up() {
+        return;
+    }
     assert_model_matches_mediapipe("selfie-landscape", "landscape", "coffee");
 }
 
 #[test]
 fn rembgfilter_with_selfie_gives_mediapipe_mask() {
+    if without_set_up() {
+        return;
+    }
     assert_element_matches_mediapipe("selfie", "general", "astronaut");
 }
 
 #[test]
 fn rembgfilter_with_selfie_landscape_gives_mediapipe_mask() {
+    if without_set_up() {
+        return;
+    }
     assert_element_matches_mediapipe("selfie-landscape", "landscape", "coffee");
 }
 
@@ -209,10 +233,16 @@ fn assert_photo_close_to_mediapipe(model: &str, variant: &str, photo: &str) {
 // figures as the element, so that spread is the models' sensitivity, not an element error.
 #[test]
 fn selfie_on_a_whole_photo_is_close_to_mediapipe() {
+    if without_set_up() {
+        return;
+    }
     assert_photo_close_to_mediapipe("selfie", "general", "astronaut");
 }
 
 #[test]
 fn selfie_landscape_on_a_whole_photo_is_close_to_mediapipe() {
+    if without_set_up() {
+        return;
+    }
     assert_photo_close_to_mediapipe("selfie-landscape", "landscape", "astronaut");
 }

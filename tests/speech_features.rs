@@ -84,6 +84,9 @@ fn assert_mel_matches_librosa(wav: &Path) -> MelSpectrogram {
 
 #[test]
 fn mel_of_speech_matches_librosa() {
+    if without_set_up() {
+        return;
+    }
     let dir = temp_dir_of("speech-mel", "");
     let wav = spoken(&dir, "The quick brown fox jumps over the lazy dog, twice.");
     let mel = assert_mel_matches_librosa(&wav);
@@ -98,6 +101,9 @@ fn mel_of_speech_matches_librosa() {
 
 #[test]
 fn mel_of_tones_matches_librosa() {
+    if without_set_up() {
+        return;
+    }
     let dir = temp_dir_of("speech-tones", "");
     assert_mel_matches_librosa(&tones(&dir));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -111,6 +117,9 @@ fn load(model: &Path) -> Arc<dyn Backend> {
 
 #[test]
 fn encoder_rows_match_the_reference_with_fixed_and_dynamic_batches() {
+    if without_set_up() {
+        return;
+    }
     let dir = temp_dir_of("speech-encoder", "");
     let wav = spoken(&dir, "Hello, this is a test of the audio encoder.");
     let dynamic = encoder_model(&dir, "encoder.onnx", &[]);
@@ -167,6 +176,9 @@ fn encoder_rows_match_the_reference_with_fixed_and_dynamic_batches() {
 
 #[test]
 fn encoders_of_the_wrong_shape_are_refused() {
+    if without_set_up() {
+        return;
+    }
     let dir = temp_dir_of("speech-wrong-encoder", "");
     for (args, expected) in [
         (["--wrong-input"], "[?,1,80,20]"),
@@ -188,6 +200,9 @@ fn encoders_of_the_wrong_shape_are_refused() {
 /// Templates, landmarks and a U-Net for lipsyncsrc in `dir`: (template folder, U-Net).
 #[test]
 fn lipsyncsrc_from_speech_matches_the_reference_loop_on_python_features() {
+    if without_set_up() {
+        return;
+    }
     let dir = temp_dir_of("speech-lipsync", "");
     let wav = spoken(&dir, "Talking heads from speech.");
     let encoder = encoder_model(&dir, "encoder.onnx", &[]);
@@ -245,6 +260,9 @@ fn lipsyncsrc_from_speech_matches_the_reference_loop_on_python_features() {
 
 #[test]
 fn compressed_speech_plays_with_as_many_frames() {
+    if without_set_up() {
+        return;
+    }
     let dir = temp_dir_of("speech-ogg", "");
     let wav = spoken(&dir, "Compressed speech works too.");
     let ogg = dir.join("speech.ogg");
@@ -291,6 +309,9 @@ fn lipsync_error(dir: &Path, properties: &str) -> String {
 
 #[test]
 fn bad_speech_inputs_are_named_errors() {
+    if without_set_up() {
+        return;
+    }
     let dir = temp_dir_of("speech-errors", "");
     let wav = spoken(&dir, "Errors.");
     let encoder = encoder_model(&dir, "encoder.onnx", &[]);
@@ -389,6 +410,9 @@ fn bad_speech_inputs_are_named_errors() {
 
 #[test]
 fn mp4_script_renders_speech_alone_with_its_sound() {
+    if without_set_up() {
+        return;
+    }
     let dir = temp_dir_of("speech-mp4", "");
     let wav = spoken(&dir, "A talking head from a sound file, no Python.");
     let encoder = encoder_model(&dir, "encoder.onnx", &[]);

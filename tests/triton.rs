@@ -86,6 +86,9 @@ fn photo_pipeline(name: &str, rembgfilter: &str) -> String {
 
 #[test]
 fn alpha_through_triton_grpc_and_http_matches_onnx_runtime_on_the_three_photos() {
+    if without_set_up() {
+        return;
+    }
     let server = server();
     for name in ["astronaut", "chelsea", "coffee"] {
         let local = alphas(&photo_pipeline(name, "rembgfilter model=u2netp")).unwrap();
@@ -108,6 +111,9 @@ fn alpha_through_triton_grpc_and_http_matches_onnx_runtime_on_the_three_photos()
 
 #[test]
 fn the_selfie_model_through_triton_gives_the_alpha_of_onnx_runtime() {
+    if without_set_up() {
+        return;
+    }
     // The catalog's selfie entry (NHWC input, probability output) gives the served model its
     // processing, as it gives the local file.
     let server = server();
@@ -129,6 +135,9 @@ fn the_selfie_model_through_triton_gives_the_alpha_of_onnx_runtime() {
 
 #[test]
 fn requests_in_flight_keep_every_frame_in_order_with_its_timestamps() {
+    if without_set_up() {
+        return;
+    }
     let server = server();
     let video = |rembgfilter: &str| {
         format!(
@@ -160,6 +169,9 @@ fn requests_in_flight_keep_every_frame_in_order_with_its_timestamps() {
 
 #[test]
 fn a_server_that_is_not_there_is_named_within_seconds() {
+    if without_set_up() {
+        return;
+    }
     // Port 9 (discard) on loopback: nothing listens there.
     let (err, took) = rembgfilter_error("backend=triton-http server=127.0.0.1:9 model=u2netp");
     assert!(
@@ -189,6 +201,9 @@ fn a_server_that_is_not_there_is_named_within_seconds() {
 
 #[test]
 fn the_server_and_its_protocol_are_said_once_as_what_runs() {
+    if without_set_up() {
+        return;
+    }
     let server = server();
     for ((backend, address), protocol) in server.endpoints().into_iter().zip(["HTTP", "gRPC"]) {
         let (runs_on, infos) = active_backend_and_infos(&format!(
@@ -204,6 +219,9 @@ fn the_server_and_its_protocol_are_said_once_as_what_runs() {
 
 #[test]
 fn an_unknown_model_is_named_with_the_servers_own_message() {
+    if without_set_up() {
+        return;
+    }
     let server = server();
     for (backend, address) in server.endpoints() {
         let (err, _) = rembgfilter_error(&format!(
@@ -221,6 +239,9 @@ fn an_unknown_model_is_named_with_the_servers_own_message() {
 
 #[test]
 fn a_request_past_its_timeout_stops_the_element_naming_it() {
+    if without_set_up() {
+        return;
+    }
     let server = server();
     for (backend, address) in server.endpoints() {
         let (err, took) = rembgfilter_error(&format!(
@@ -238,6 +259,9 @@ fn a_request_past_its_timeout_stops_the_element_naming_it() {
 
 #[test]
 fn a_briefly_overloaded_server_is_retried_when_retries_ask_for_it() {
+    if without_set_up() {
+        return;
+    }
     // 'slow-once-a' and '-b' answer their first request after 3 s, then at once: with a 2 s
     // timeout the first request fails and, with retries, the next one goes through.
     let server = server();
@@ -264,6 +288,9 @@ fn a_briefly_overloaded_server_is_retried_when_retries_ask_for_it() {
 
 #[test]
 fn the_servers_error_reaches_the_bus() {
+    if without_set_up() {
+        return;
+    }
     let server = server();
     for (backend, address) in server.endpoints() {
         let (err, _) = rembgfilter_error(&format!(
@@ -279,6 +306,9 @@ fn the_servers_error_reaches_the_bus() {
 
 #[test]
 fn lipsyncsrc_through_triton_gives_the_frames_of_onnx_runtime() {
+    if without_set_up() {
+        return;
+    }
     let server = server();
     let frames =
         lipsync_frames_on_test_data(&server.unet.parent().unwrap().join("lipsync-data"), 4);
@@ -313,6 +343,9 @@ fn run_pipeline_script(name: &str, args: &[&str], env: &[(&str, &str)]) {
 
 #[test]
 fn remote_cutout_script_writes_video_with_alpha_from_the_server() {
+    if without_set_up() {
+        return;
+    }
     let server = server();
     let dir = server.unet.parent().unwrap();
     let (input, output) = (dir.join("input.mkv"), dir.join("remote-alpha.mkv"));
@@ -346,6 +379,9 @@ fn remote_cutout_script_writes_video_with_alpha_from_the_server() {
 
 #[test]
 fn webcam_remote_script_runs_live_on_the_server() {
+    if without_set_up() {
+        return;
+    }
     let server = server();
     run_pipeline_script(
         "webcam-remote.sh",
@@ -430,6 +466,9 @@ fn error_after(
 
 #[test]
 fn a_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
+    if without_set_up() {
+        return;
+    }
     let (error, http, took) = error_after("dying", "triton-http", |server| server.stop());
     assert!(error.contains(&http), "{error}");
     // Within the request timeout (3 s) and a margin.
@@ -441,6 +480,9 @@ fn a_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
 
 #[test]
 fn a_grpc_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
+    if without_set_up() {
+        return;
+    }
     let (error, grpc, took) = error_after("dying-grpc", "triton", |server| server.stop());
     assert!(error.contains(&grpc), "{error}");
     assert!(
@@ -451,6 +493,9 @@ fn a_grpc_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
 
 #[test]
 fn a_model_unloaded_while_playing_over_grpc_stops_the_element_with_the_servers_message() {
+    if without_set_up() {
+        return;
+    }
     let (error, _, took) = error_after("unload-grpc", "triton", unload_u2netp);
     assert!(
         error.contains("'u2netp'") && error.contains("server answered"),
@@ -474,6 +519,9 @@ fn unload_u2netp(server: &triton_server::TritonServer) {
 
 #[test]
 fn a_model_unloaded_while_playing_stops_the_element_with_the_servers_message() {
+    if without_set_up() {
+        return;
+    }
     let (error, _, took) = error_after("unload", "triton-http", unload_u2netp);
     assert!(
         error.contains("'u2netp'") && error.contains("HTTP 4"),
@@ -487,6 +535,9 @@ fn a_model_unloaded_while_playing_stops_the_element_with_the_servers_message() {
 
 #[test]
 fn a_live_stream_through_grpc_gives_every_frame_its_own_mask_and_reports_the_latency() {
+    if without_set_up() {
+        return;
+    }
     let server = server();
     let video = |live: bool, rembgfilter: &str| {
         format!(
@@ -540,6 +591,9 @@ fn a_live_stream_through_grpc_gives_every_frame_its_own_mask_and_reports_the_lat
 
 #[test]
 fn the_readme_commands_for_a_triton_server_run_as_written_against_this_one() {
+    if without_set_up() {
+        return;
+    }
     let server = server();
     // The README's example server, 10.0.0.5, is this one: gRPC on 8001, HTTP on 8000.
     let commands: Vec<_> = readme::commands()

@@ -14,6 +14,26 @@ use std::sync::{Once, OnceLock};
 use gst::prelude::*;
 use gst_video::prelude::*;
 
+/// True when this machine lacks scripts/test.sh's set-up (its environment, scripts/env.sh), after
+/// saying on the terminal that the calling test is skipped and what to run: `cargo test` on a bare
+/// clone then runs the unit tests and the tests that need no set-up, and panics nowhere.
+pub fn without_set_up() -> bool {
+    if std::env::var_os("NEURALFX_SAMPLES").is_some() {
+        return false;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string();
+    // Straight to stderr: the test harness captures print!, and this line is for the user.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {test}: it needs the models, samples and oracles of ./scripts/test.sh (which runs it)"
+    );
+    true
+}
+
 pub fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
