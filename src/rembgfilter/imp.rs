@@ -269,8 +269,6 @@ pub struct RembgFilter {
     /// One model run at start and one frame of the caps, in ns: the latency query is answered
     /// from these without waiting for the streaming thread.
     model_latency_ns: AtomicU64,
-    /// The model runs on a server (set at start), for the latency query.
-    remote: AtomicBool,
     frame_duration_ns: AtomicU64,
     /// Wake a streaming thread that waits for the model, on a flush or a stop.
     interrupters: Mutex<Vec<Arc<dyn Interruptible>>>,
@@ -417,8 +415,6 @@ impl RembgFilter {
         gst::info!(CAT, imp = self, "one model run takes {latency:?}");
         self.model_latency_ns
             .store(latency.as_nanos() as u64, Ordering::Relaxed);
-        self.remote
-            .store(settings.backend.is_remote(), Ordering::Relaxed);
         Ok(State {
             segmenter,
             worker: None,
@@ -562,8 +558,14 @@ impl RembgFilter {
     /// pipeline, one request plus the frame time until the next arrival lets it out.
     fn own_latency(&self) -> gst::ClockTime {
         let live = self.live.load(Ordering::Relaxed);
-        let asynchronous = self.settings.lock().unwrap().frame.asynchronous && live;
-        let remote = self.remote.load(Ordering::Relaxed);
+        // The backend cannot change while the element runs, so the settings say what started.
+        let (asynchronous, remote) = {
+            let settings = self.settings.lock().unwrap();
+            (
+                settings.frame.asynchronous && live,
+                settings.backend.is_remote(),
+            )
+        };
         let model = self.model_latency_ns.load(Ordering::Relaxed);
         let frame = self.frame_duration_ns.load(Ordering::Relaxed);
         gst::ClockTime::from_nseconds(if asynchronous && frame > 0 {
