@@ -21,20 +21,9 @@ fn an_exported_synctalk_encoder_gives_pytorchs_rows_and_drives_lipsyncsrc() {
     if without_set_up() {
         return;
     }
-    let python = match torch_python() {
-        Ok(python) => python,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return;
-        }
+    let Some((python, dir, checkout)) = synctalk_checkout("export-encoder", &[]) else {
+        return;
     };
-    let dir = temp_dir_of("export-encoder", "");
-    let checkout = dir.join("SyncTalk_2D");
-    run_ok(
-        Command::new(&python)
-            .arg(reference_script("fake_synctalk.py"))
-            .arg(&checkout),
-    );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/export_audio_encoder.py");
     // As the script's own usage says: run from the checkout, default paths.
     let said = run_ok(Command::new(&python).arg(&script).current_dir(&checkout));

@@ -38,20 +38,10 @@ fn a_synctalk_checkpoint_exports_to_pytorchs_faces_and_becomes_an_mp4() {
     if without_set_up() {
         return;
     }
-    let python = match torch_python() {
-        Ok(python) => python,
-        Err(reason) => {
-            println!("skipped: {reason}");
-            return;
-        }
+    let Some((python, dir, checkout)) = synctalk_checkout("export-unet", &["--unet", "May", "ave"])
+    else {
+        return;
     };
-    let dir = temp_dir_of("export-unet", "");
-    let checkout = dir.join("SyncTalk_2D");
-    run_ok(
-        Command::new(&python)
-            .arg(reference_script("fake_synctalk.py"))
-            .args([checkout.to_str().unwrap(), "--unet", "May", "ave"]),
-    );
     // dataset/May as SyncTalk_2D's data_utils/process.py leaves it (templates and landmarks).
     let template = template_set(&dir.join("data"), 4);
     std::fs::create_dir_all(checkout.join("dataset")).unwrap();

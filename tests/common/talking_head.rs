@@ -117,3 +117,25 @@ pub fn run_ok(command: &mut Command) -> String {
     assert!(output.status.success(), "{command:?}:\n{printed}");
     printed
 }
+
+/// PyTorch's Python and a stand-in SyncTalk_2D checkout (tests/reference/fake_synctalk.py with
+/// `arguments`) in a fresh `neuralfx-<kind>-<pid>` folder, as (python, folder, checkout); `None`,
+/// having said why, where `scripts/setup.sh --torch` did not install PyTorch.
+pub fn synctalk_checkout(kind: &str, arguments: &[&str]) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let python = match torch_python() {
+        Ok(python) => python,
+        Err(reason) => {
+            println!("skipped: {reason}");
+            return None;
+        }
+    };
+    let dir = temp_dir_of(kind, "");
+    let checkout = dir.join("SyncTalk_2D");
+    run_ok(
+        Command::new(&python)
+            .arg(reference_script("fake_synctalk.py"))
+            .arg(&checkout)
+            .args(arguments),
+    );
+    Some((python, dir, checkout))
+}
