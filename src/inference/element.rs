@@ -134,6 +134,17 @@ impl Default for BackendSettings {
     }
 }
 
+impl Payload {
+    /// The property value that selects it, as users write it.
+    pub fn nick(self) -> &'static str {
+        match self {
+            Payload::Tensor => "tensor",
+            Payload::Png => "png",
+            Payload::Jpeg => "jpeg",
+        }
+    }
+}
+
 impl BackendKind {
     /// The property value that selects it, as users write it.
     pub fn nick(self) -> &'static str {
@@ -426,8 +437,13 @@ pub fn load_backend(
                 server.trim(),
                 triton_protocol(settings.kind)
             );
-            let version = version.map_or(String::new(), |v| format!(" version {v}"));
-            post_info(element, &format!("'{model}'{version} runs on {runs_on}"));
+            post_info(
+                element,
+                &format!(
+                    "{} runs on {runs_on}",
+                    super::triton::model_name(model, version)
+                ),
+            );
             Ok(LoadedBackend {
                 runs_on,
                 model: with_retries(element, backend, settings.retries),
@@ -438,11 +454,7 @@ pub fn load_backend(
             let runs_on = format!(
                 "the SageMaker endpoint {} ({} payload)",
                 settings.endpoint.as_deref().unwrap_or_default(),
-                match settings.payload {
-                    Payload::Tensor => "tensor",
-                    Payload::Png => "png",
-                    Payload::Jpeg => "jpeg",
-                }
+                settings.payload.nick()
             );
             post_info(element, &format!("the model runs on {runs_on}"));
             Ok(LoadedBackend {
@@ -608,8 +620,8 @@ fn model_error(error: InferenceError) -> gst::ErrorMessage {
 
 fn triton_protocol(kind: BackendKind) -> &'static str {
     match kind {
-        BackendKind::TritonGrpc => "gRPC",
-        _ => "HTTP",
+        BackendKind::TritonGrpc => super::triton::GRPC,
+        _ => super::triton::HTTP,
     }
 }
 

@@ -90,38 +90,29 @@ impl TritonGrpcBackend {
         timeout: Duration,
     ) -> Result<Self, InferenceError> {
         let uri = server_uri(server);
-        let server_name = format!("{} (gRPC)", server.trim());
-        let model_name = match version {
-            Some(version) => format!("'{model}' version {version}"),
-            None => format!("'{model}'"),
-        };
-        let display_name = format!("{model_name} on {server_name}");
+        let served = super::ServedModel::new(model, version, server.trim(), super::GRPC);
+        let display_name = served.display();
         let load_error = |reason: String| InferenceError::ModelLoad {
             path: display_name.clone(),
-            reason,
-        };
-        let server_error = |reason: String| InferenceError::ServerUnusable {
-            server: server_name.clone(),
-            model: model_name.clone(),
             reason,
         };
         let runtime = BlockingRuntime::new("neuralfx-grpc")
             .map_err(|e| load_error(format!("cannot start the gRPC runtime: {e}")))?;
         let mut endpoint = Endpoint::from_shared(uri.clone())
-            .map_err(|e| server_error(format!("'{server}' is not a server address: {e}")))?
+            .map_err(|e| served.unusable(format!("'{server}' is not a server address: {e}")))?
             .connect_timeout(timeout);
         if uri.starts_with("https://") {
             endpoint = endpoint
                 .tls_config(ClientTlsConfig::new().with_native_roots())
                 .map_err(|e| {
-                    server_error(format!("TLS: {}", crate::inference::error_with_causes(&e)))
+                    served.unusable(format!("TLS: {}", crate::inference::error_with_causes(&e)))
                 })?;
         }
         let channel = runtime
             .within(&display_name, timeout, endpoint.connect())
-            .map_err(|_| server_error(format!("no connection within {timeout:?}")))?
+            .map_err(|_| served.unusable(format!("no connection within {timeout:?}")))?
             .map_err(|e| {
-                server_error(format!(
+                served.unusable(format!(
                     "cannot connect: {}",
                     crate::inference::error_with_causes(&e)
                 ))
@@ -140,7 +131,7 @@ impl TritonGrpcBackend {
                 .server_ready(ServerReadyRequest {})
                 .await
                 .map_err(|s| {
-                    server_error(format!(
+                    served.unusable(format!(
                         "the server is not ready: {}",
                         describe_status(&s).0
                     ))
@@ -148,7 +139,7 @@ impl TritonGrpcBackend {
                 .into_inner()
                 .ready;
             if !server_ready {
-                return Err(server_error("the server is not ready".into()));
+                return Err(served.unusable("the server is not ready".into()));
             }
             let model_ready = client
                 .model_ready(ModelReadyRequest {

@@ -56,12 +56,8 @@ impl TritonHttpBackend {
             Some(version) => format!("/v2/models/{model}/versions/{version}"),
             None => format!("/v2/models/{model}"),
         };
-        let server_name = format!("{server} (HTTP)");
-        let model_name = match version {
-            Some(version) => format!("'{model}' version {version}"),
-            None => format!("'{model}'"),
-        };
-        let display_name = format!("{model_name} on {server_name}");
+        let served = super::ServedModel::new(model, version, &server, super::HTTP);
+        let display_name = served.display();
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(timeout)
             .timeout(timeout)
@@ -70,13 +66,8 @@ impl TritonHttpBackend {
             path: display_name.clone(),
             reason,
         };
-        get(&agent, &format!("{server}/v2/health/ready")).map_err(|e| {
-            InferenceError::ServerUnusable {
-                server: server_name.clone(),
-                model: model_name.clone(),
-                reason: format!("the server is not ready: {e}"),
-            }
-        })?;
+        get(&agent, &format!("{server}/v2/health/ready"))
+            .map_err(|e| served.unusable(format!("the server is not ready: {e}")))?;
         let ready = get(&agent, &format!("{server}{model_path}/ready"));
         let metadata = get(&agent, &format!("{server}{model_path}"));
         // For a model it does not have, Triton's ready endpoint only says "not ready"; its

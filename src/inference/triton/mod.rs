@@ -6,7 +6,50 @@
 pub mod grpc;
 pub mod http;
 
-use super::{ElementType, Tensor, TensorSpec};
+use super::{ElementType, InferenceError, Tensor, TensorSpec};
+
+/// How messages name the protocols.
+pub const GRPC: &str = "gRPC";
+pub const HTTP: &str = "HTTP";
+
+/// `'u2netp'`, or `'u2netp' version 2`: a served model as messages name it.
+pub fn model_name(model: &str, version: Option<&str>) -> String {
+    match version {
+        Some(version) => format!("'{model}' version {version}"),
+        None => format!("'{model}'"),
+    }
+}
+
+/// A served model and its server as both clients' messages name them.
+pub struct ServedModel {
+    /// As [`model_name`] gives it.
+    pub model: String,
+    /// `host:8001 (gRPC)`.
+    pub server: String,
+}
+
+impl ServedModel {
+    pub fn new(model: &str, version: Option<&str>, server: &str, protocol: &str) -> Self {
+        Self {
+            model: model_name(model, version),
+            server: format!("{server} ({protocol})"),
+        }
+    }
+
+    /// `'u2netp' on host:8001 (gRPC)`: the name a backend gives its model.
+    pub fn display(&self) -> String {
+        format!("{} on {}", self.model, self.server)
+    }
+
+    /// The server itself cannot be used: property 'server' is what to change.
+    pub fn unusable(&self, reason: String) -> InferenceError {
+        InferenceError::ServerUnusable {
+            server: self.server.clone(),
+            model: self.model.clone(),
+            reason,
+        }
+    }
+}
 
 /// The largest dimension accepted from a server's metadata or answer: anything larger cannot be
 /// a tensor this project sends or receives, so it is refused before anything is sized from it.
@@ -123,6 +166,17 @@ pub fn raw_bytes(data: &[f32], into: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_protocols_name_a_served_model_and_its_server_alike() {
+        let served = ServedModel::new("u2netp", Some("2"), "host:8001", GRPC);
+        assert_eq!(served.display(), "'u2netp' version 2 on host:8001 (gRPC)");
+        assert_eq!(
+            served.unusable("cannot connect".into()).to_string(),
+            "cannot use the server host:8001 (gRPC) for model 'u2netp' version 2: cannot connect"
+        );
+        assert_eq!(model_name("unet", None), "'unet'");
+    }
 
     #[test]
     fn metadata_gives_names_types_and_dynamic_dimensions() {
