@@ -9,7 +9,12 @@
 use std::path::{Path, PathBuf};
 
 /// Said in the blurb of every location property.
-pub const RELATIVE_PATHS: &str = "a relative path is from the working directory";
+const RELATIVE_PATHS: &str = "a relative path is from the working directory";
+
+/// The blurb of a location property: what it names, then how a relative path is read.
+pub fn blurb(what: &str) -> String {
+    format!("{what}; {RELATIVE_PATHS}")
+}
 
 /// `text` as an absolute path; `None` (the property unset) for nothing or an empty string.
 pub fn absolute(text: Option<&str>) -> Option<PathBuf> {

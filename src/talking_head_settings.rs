@@ -47,7 +47,7 @@ pub fn param_specs() -> Vec<glib::ParamSpec> {
     let location = |name: &str, nick: &str, what: &str| {
         glib::ParamSpecString::builder(name)
             .nick(nick)
-            .blurb(&format!("{what}; {}", location::RELATIVE_PATHS))
+            .blurb(&location::blurb(what))
             .mutable_ready()
             .build()
     };

@@ -312,12 +312,12 @@ impl ObjectImpl for LipsyncSrc {
             properties.extend([
                 glib::ParamSpecString::builder("features")
                     .nick("Audio features")
-                    .blurb(&format!("Audio features, a row per frame: float32 .npy, or raw .bin with .bin.json; {}", location::RELATIVE_PATHS))
+                    .blurb(&location::blurb("Audio features, a row per frame: float32 .npy, or raw .bin with .bin.json"))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder("audio-location")
                     .nick("Speech")
-                    .blurb(&format!("Sound file whose ave features audio-encoder computes at start (instead of features); {}", location::RELATIVE_PATHS))
+                    .blurb(&location::blurb("Sound file whose ave features audio-encoder computes at start (instead of features)"))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("mode", DEFAULT_MODE)

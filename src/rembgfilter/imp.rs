@@ -1043,7 +1043,7 @@ impl ObjectImpl for RembgFilter {
             let mut properties = vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
-                    .blurb(&format!("Catalog model (u2netp, selfie, isnet-general-use, birefnet-general, ...) or an .onnx file; {}", location::RELATIVE_PATHS))
+                    .blurb(&location::blurb("Catalog model (u2netp, selfie, isnet-general-use, birefnet-general, ...) or an .onnx file"))
                     .default_value(Some(DEFAULT_MODEL))
                     .mutable_ready()
                     .build(),
@@ -1087,7 +1087,7 @@ impl ObjectImpl for RembgFilter {
                     .build(),
                 glib::ParamSpecString::builder("background-location")
                     .nick("Background location")
-                    .blurb(&format!("Picture behind the foreground in mode=replace (any format GStreamer decodes); {}", location::RELATIVE_PATHS))
+                    .blurb(&location::blurb("Picture behind the foreground in mode=replace (any format GStreamer decodes)"))
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("post-process-mask")
