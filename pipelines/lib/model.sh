@@ -1,20 +1,31 @@
 # Sourced by the rembgfilter scripts: a catalog model that is not installed yet is downloaded
 # before the script's own pipeline, its progress shown as it goes (pipelines/lib/fetch_model.py).
 #
+# model_properties DEFAULT [rembgfilter properties...]: what the properties say of the model, in
+# MODEL (the last model=, else DEFAULT), BACKEND and PRECISION (the last given, else empty) and
+# DOWNLOAD_OFF (1 when any of them turns downloading off).
+model_properties() {
+    MODEL="$1" BACKEND="" PRECISION="" DOWNLOAD_OFF=0
+    shift
+    local argument
+    for argument in "$@"; do
+        case "$argument" in
+            model=*) MODEL="${argument#model=}" ;;
+            backend=*) BACKEND="${argument#backend=}" ;;
+            precision=*) PRECISION="${argument#precision=}" ;;
+            download=false | download=0 | download=no) DOWNLOAD_OFF=1 ;;
+        esac
+    done
+}
+
 # prefetch_model DEFAULT [rembgfilter properties...]: the model the properties name (the last
 # model=, else DEFAULT), unless the model runs on a server, is a file path, is installed, or the
 # properties turn downloading off.
 prefetch_model() {
-    local model="$1" backend=onnxruntime argument
-    shift
-    for argument in "$@"; do
-        case "$argument" in
-            model=*) model="${argument#model=}" ;;
-            backend=*) backend="${argument#backend=}" ;;
-            # Downloading turned off: nothing to fetch, rembgfilter says where it looked.
-            download=false | download=0 | download=no) return 0 ;;
-        esac
-    done
+    model_properties "$@"
+    local model="$MODEL" backend="$BACKEND"
+    # Downloading turned off: nothing to fetch, rembgfilter says where it looked.
+    [ "$DOWNLOAD_OFF" = 1 ] && return 0
     case "$backend" in triton | triton-http) return 0 ;; esac
     case "$model" in */* | *.onnx) return 0 ;; esac
     # Where rembgfilter looks (as rembg does): $U2NET_HOME, else ~/.u2net; then
@@ -32,15 +43,8 @@ prefetch_model() {
 # (the last model=, else DEFAULT) with what a 720p frame costs it on two CPU cores (measured with
 # gst-launch on this project's machines), and for a slow one a second line saying what is faster.
 say_model() {
-    local model="$1" backend="" precision="" argument
-    shift
-    for argument in "$@"; do
-        case "$argument" in
-            model=*) model="${argument#model=}" ;;
-            backend=*) backend="${argument#backend=}" ;;
-            precision=*) precision="${argument#precision=}" ;;
-        esac
-    done
+    model_properties "$@"
+    local model="$MODEL" backend="$BACKEND" precision="$PRECISION"
     case "$backend" in
         triton | triton-http | sagemaker)
             echo "neuralfx: model $model runs on the server (backend=$backend)" >&2
