@@ -439,17 +439,10 @@ fn the_readme_command_for_a_sagemaker_endpoint_runs_as_written_against_the_stand
     let servers = servers();
     // The README's endpoint, in its region, is the stand-in's u2netp: the SDK reaches it through
     // AWS_ENDPOINT_URL, as a user would reach a private endpoint.
-    let commands: Vec<_> = readme::commands()
-        .into_iter()
-        .filter(|c| c.text.contains("backend=sagemaker") && c.text.contains("my-u2netp"))
-        .map(|mut c| {
-            c.text = c
-                .text
-                .replace("my-u2netp", "u2netp")
-                .replace("eu-west-1", REGION);
-            c
-        })
-        .collect();
+    let commands = readme::commands_naming(
+        "my-u2netp",
+        &[("my-u2netp", "u2netp"), ("eu-west-1", REGION)],
+    );
     assert_eq!(commands.len(), 1, "{commands:?}");
     let dir = readme::workspace("readme-sagemaker", false);
     readme::run_command_with(

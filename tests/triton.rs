@@ -596,17 +596,13 @@ fn the_readme_commands_for_a_triton_server_run_as_written_against_this_one() {
     }
     let server = server();
     // The README's example server, 10.0.0.5, is this one: gRPC on 8001, HTTP on 8000.
-    let commands: Vec<_> = readme::commands()
-        .into_iter()
-        .filter(|c| c.text.contains("10.0.0.5") && !c.text.starts_with("..."))
-        .map(|mut c| {
-            c.text = c
-                .text
-                .replace("10.0.0.5:8001", &server.grpc)
-                .replace("10.0.0.5:8000", &server.http);
-            c
-        })
-        .collect();
+    let commands = readme::commands_naming(
+        "10.0.0.5",
+        &[
+            ("10.0.0.5:8001", &server.grpc),
+            ("10.0.0.5:8000", &server.http),
+        ],
+    );
     assert!(commands.len() >= 4, "{commands:?}");
     let dir = readme::workspace("readme-triton", false);
     for command in &commands {

@@ -100,6 +100,21 @@ pub fn commands() -> Vec<DocCommand> {
         .collect()
 }
 
+/// The commands that name `text` (an example server or endpoint), with each `(from, to)` of
+/// `replacements` made: the docs' example names become a test server's.
+pub fn commands_naming(text: &str, replacements: &[(&str, &str)]) -> Vec<DocCommand> {
+    commands()
+        .into_iter()
+        .filter(|command| command.text.contains(text))
+        .map(|mut command| {
+            for (from, to) in replacements {
+                command.text = command.text.replace(from, to);
+            }
+            command
+        })
+        .collect()
+}
+
 /// Writes `description`'s output (a pipeline ending in a filesink) to its file.
 fn write_with(description: &str) {
     let pipeline = gst::parse::launch(description)
