@@ -13,15 +13,16 @@
 //!     ! videoconvert ! autovideosink
 //! ```
 //!
-//! This file is glue: a frame goes through `segmentation` (schedule -> prepare -> model ->
-//! finish -> mask chain -> compose) and comes back once. Three ways of running the model:
-//! on the streaming thread (the default), on a model thread that a live stream does not wait
-//! for (`asynchronous`), or with one request in flight while the frames around it are
-//! processed (`overlap`, non-live). No lock is held across a model run by anything but the
-//! streaming thread, and every wait for the model is woken by a flush or a stop.
+//! This file is glue. The path of a frame: `generate_output()` takes the input BaseTransform
+//! queued and pushes it into the stream's [`Scheduler`], which runs the model for it as the
+//! stream's [`Strategy`] says (inline, on a model thread in live video, or behind requests in
+//! flight) and hands frames back in order; each frame handed back is composed (mask chain,
+//! matting, foreground, compositor) into an output buffer, one per call. Serialized events
+//! drain the frames held first; a flush drops them. No lock is held across a model run by
+//! anything but the streaming thread, and every wait for the model is woken by a flush or a
+//! stop.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -38,10 +39,10 @@ use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
 use crate::imageops::{ImageRef, PixelLayout};
+use crate::inference;
 use crate::inference::element::BackendSettings;
 use crate::inference::element::InferenceStats;
-use crate::inference::requests::{Interrupted, Interruptible, RequestPool};
-use crate::inference::{self, InferenceError};
+use crate::inference::requests::Interruptible;
 use crate::location;
 use crate::matting::closed_form::{self, TrimapParams};
 use crate::matting::guided_filter::{GuidedFilter, GuidedFilterParams};
@@ -49,12 +50,12 @@ use crate::matting::{ForegroundEstimator, ForegroundMethod};
 use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::compose::{self, Compositor, Output};
 use crate::segmentation::download::DownloadEvent;
-use crate::segmentation::mask::{MaskChain, MaskControls, ModelMask};
-use crate::segmentation::schedule::{
-    self, FrameQueue, MaskCadence, Ready, RefreshWatch, SlowRefresh,
+use crate::segmentation::mask::{MaskChain, MaskControls};
+use crate::segmentation::schedule::SlowRefresh;
+use crate::segmentation::scheduler::{
+    Arrival, ScheduleError, Scheduled, Scheduler, Strategy, StreamPlan,
 };
-use crate::segmentation::worker::{LiveMaskError, MaskWorker};
-use crate::segmentation::{ModelInput, ModelRun, Segmenter, SegmenterError, locate};
+use crate::segmentation::{Segmenter, SegmenterError, locate};
 use crate::video::{image_of, pixel_layout};
 
 use super::background::Background;
@@ -168,32 +169,11 @@ impl Default for Settings {
     }
 }
 
-/// A frame waiting in overlap mode's queue.
-struct HeldFrame {
-    input: gst::Buffer,
-    /// It follows a discontinuity: temporal smoothing starts afresh with it.
-    discontinuity: bool,
-}
-
-/// A model request of overlap mode: the tensor goes to the model thread and comes back with
-/// the run, to be filled again.
-type ModelAnswer = (ModelInput, Result<ModelRun, InferenceError>);
-type OverlapQueue = FrameQueue<HeldFrame, ModelInput, ModelAnswer>;
-
 /// Exists between `start()` and `stop()`; only the streaming thread holds it for long.
 struct State {
-    /// Prepare, model and finish for the streaming thread.
-    segmenter: Segmenter,
-    /// Asynchronous mode's model thread, started by the first frame of a live pipeline.
-    worker: Option<MaskWorker>,
-    /// Overlap mode's frames and model requests, made by the first frame that needs them.
-    queue: Option<OverlapQueue>,
-    /// Tensors back from overlap mode's model thread, filled again for the next request.
-    spare_tensors: Vec<ModelInput>,
-    cadence: MaskCadence,
-    /// Asynchronous mode: whether fresh masks keep up with the frames (warned once).
-    refresh: RefreshWatch,
-    model_mask: ModelMask,
+    /// Runs the model for each frame as the stream's strategy says and hands frames back in
+    /// order, the model's mask with each.
+    scheduler: Scheduler<gst::Buffer>,
     chain: MaskChain,
     compositor: Compositor,
     /// The frame with its foreground colour estimated, for foreground-estimation.
@@ -205,58 +185,32 @@ struct State {
     refined: Vec<u8>,
     /// A failed matting was reported on the bus (once).
     warned_matting: bool,
-    /// Counts flushes and caps changes: a mask from the model thread made before the latest one
-    /// is not shown after it.
-    history: u64,
-    /// Where the previous buffer ended, to spot gaps in the timestamps.
-    previous_end: Option<gst::ClockTime>,
     /// Negotiated input and output, set by `set_info()`.
     video_info: Option<(gst_video::VideoInfo, gst_video::VideoInfo)>,
-    /// Overlap mode: finished frames waiting to be handed downstream.
-    finished: VecDeque<gst::Buffer>,
     /// The model has given NaN or infinite values since start (warned once).
     warned_non_finite: bool,
-    /// Model requests that may be in flight: one for ONNX Runtime, `requests-in-flight` for a
-    /// server, where non-live pipelines always go through the frame queue.
-    requests_in_flight: usize,
-    remote: bool,
 }
 
 impl State {
-    /// After a flush or new caps the last mask belongs to another scene or size: no frame may
-    /// reuse it, nor a mask the model thread is still making. (A DISCONT flag or a timestamp gap
-    /// only restarts smoothing: a live source marks frames it dropped that way, and the scene is
-    /// the same.)
-    fn forget_masks(&mut self) {
+    /// After new caps the last mask belongs to another size: no frame may reuse it, and
+    /// smoothing across frames starts afresh.
+    fn restart(&mut self) {
         self.chain.restart_smoothing();
-        self.previous_end = None;
-        self.cadence.restart();
-        self.refresh.restart();
-        self.model_mask.forget();
-        self.history += 1;
+        self.scheduler.restart();
     }
 
-    /// A flagged discontinuity, or a timestamp jump of more than half a frame either way.
-    /// Remembers where this buffer ends.
-    fn note_arrival(&mut self, buffer: &gst::BufferRef) -> bool {
-        let mut discontinuity = buffer.flags().contains(gst::BufferFlags::DISCONT);
-        if let (Some(pts), Some(previous_end)) = (buffer.pts(), self.previous_end) {
-            let tolerance = buffer
-                .duration()
-                .map_or(gst::ClockTime::from_mseconds(20), |d| d / 2);
-            discontinuity |= pts > previous_end + tolerance || pts + tolerance < previous_end;
-        }
-        self.previous_end = buffer
-            .pts()
-            .map(|pts| pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO));
-        discontinuity
+    /// A flush: frames held are dropped, and the stream restarts as after new caps.
+    fn flush(&mut self) {
+        self.chain.restart_smoothing();
+        self.scheduler.flush();
     }
 }
 
 /// Lock order: `settings` then `background` (setting background-location); `state` then
 /// `background` then `stats` (a frame in replace mode), or `state` then `interrupters`; never
-/// the reverse. `settings` and `state` are never held together: a frame copies its settings out
-/// first, so a property set while playing never waits for a model run.
+/// the reverse. `settings`, `plan` and `state` are never held together: a frame copies its
+/// settings and strategy out first, so a property set or a latency query while playing never
+/// waits for a model run. `stats` is apart from `state` for the same reason.
 #[derive(Default)]
 pub struct RembgFilter {
     settings: Mutex<Settings>,
@@ -264,12 +218,9 @@ pub struct RembgFilter {
     stats: Mutex<InferenceStats>,
     /// What runs the model (property 'active-backend'), set at start, emptied at stop.
     active_backend: Mutex<String>,
-    /// Whether upstream is live, learnt from the latency query.
-    live: AtomicBool,
-    /// One model run at start and one frame of the caps, in ns: the latency query is answered
-    /// from these without waiting for the streaming thread.
-    model_latency_ns: AtomicU64,
-    frame_duration_ns: AtomicU64,
+    /// Liveness, model and frame time, and the strategy the first frame fixed: what the
+    /// latency query is answered from.
+    plan: Mutex<StreamPlan>,
     /// Wake a streaming thread that waits for the model, on a flush or a stop.
     interrupters: Mutex<Vec<Arc<dyn Interruptible>>>,
     flushing: AtomicBool,
@@ -413,16 +364,18 @@ impl RembgFilter {
         let latency = Self::measure_latency(&mut segmenter)
             .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("{}{}", blamed, e)))?;
         gst::info!(CAT, imp = self, "one model run takes {latency:?}");
-        self.model_latency_ns
-            .store(latency.as_nanos() as u64, Ordering::Relaxed);
+        *self.plan.lock().unwrap() = StreamPlan::new(
+            settings.backend.is_remote(),
+            settings.frame.asynchronous,
+            settings.frame.overlap,
+            latency,
+        );
         Ok(State {
-            segmenter,
-            worker: None,
-            queue: None,
-            spare_tensors: Vec::new(),
-            cadence: MaskCadence::default(),
-            refresh: RefreshWatch::default(),
-            model_mask: ModelMask::default(),
+            scheduler: Scheduler::new(
+                segmenter,
+                settings.backend.requests_in_flight(),
+                "rembgfilter",
+            ),
             chain: MaskChain::default(),
             compositor: Compositor::default(),
             foreground: ForegroundEstimator::default(),
@@ -430,13 +383,8 @@ impl RembgFilter {
             warned_matting: false,
             guided_filter: GuidedFilter::default(),
             refined: Vec::new(),
-            history: 0,
-            previous_end: None,
             video_info: None,
-            finished: VecDeque::new(),
             warned_non_finite: false,
-            requests_in_flight: settings.backend.requests_in_flight(),
-            remote: settings.backend.is_remote(),
         })
     }
 
@@ -535,13 +483,19 @@ impl RembgFilter {
         self.stats.lock().unwrap().count_model_run(model_time);
     }
 
-    fn thread_error(&self, err: std::io::Error) -> gst::FlowError {
-        gst::element_imp_error!(
-            self,
-            gst::CoreError::Thread,
-            ("cannot start the model thread: {}", err)
-        );
-        gst::FlowError::Error
+    fn report_schedule_error(&self, err: ScheduleError) -> gst::FlowError {
+        match err {
+            ScheduleError::Model(err) => self.report_model_error(err),
+            ScheduleError::Interrupted(_) => gst::FlowError::Flushing,
+            ScheduleError::Thread(err) => {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Thread,
+                    ("cannot start the model thread: {}", err)
+                );
+                gst::FlowError::Error
+            }
+        }
     }
 
     fn report_model_error(&self, err: SegmenterError) -> gst::FlowError {
@@ -553,28 +507,10 @@ impl RembgFilter {
         gst::FlowError::Error
     }
 
-    /// The latency this element adds: one model run; in asynchronous live mode at most the one
-    /// frame time a frame waits for its mask; with a server's requests queued in a live
-    /// pipeline, one request plus the frame time until the next arrival lets it out.
+    /// The latency this element adds, as the stream's strategy makes it.
     fn own_latency(&self) -> gst::ClockTime {
-        let live = self.live.load(Ordering::Relaxed);
-        // The backend cannot change while the element runs, so the settings say what started.
-        let (asynchronous, remote) = {
-            let settings = self.settings.lock().unwrap();
-            (
-                settings.frame.asynchronous && live,
-                settings.backend.is_remote(),
-            )
-        };
-        let model = self.model_latency_ns.load(Ordering::Relaxed);
-        let frame = self.frame_duration_ns.load(Ordering::Relaxed);
-        gst::ClockTime::from_nseconds(if asynchronous && frame > 0 {
-            model.min(frame)
-        } else if live && remote {
-            model + frame
-        } else {
-            model
-        })
+        let latency = self.plan.lock().unwrap().latency();
+        gst::ClockTime::from_nseconds(latency.as_nanos() as u64)
     }
 
     /// Registers a wait that a flush or stop must be able to wake; it starts woken when a flush
@@ -635,64 +571,106 @@ impl RembgFilter {
         })
     }
 
-    /// The model's mask for a frame, on the streaming thread: run when `mask-interval` says so,
-    /// or when there is no mask of this frame's size to reuse.
-    fn update_mask_synchronously(
+    /// The stream's strategy, fixed by its first frame: a live source may produce before the
+    /// pipeline's latency query reaches this element, so the first frame asks upstream itself.
+    fn stream_strategy(&self) -> Strategy {
+        if !self.plan.lock().unwrap().is_fixed() {
+            let mut upstream = gst::query::Latency::new();
+            if self.obj().sink_pad().peer_query(&mut upstream) {
+                let (live, _, _) = upstream.result();
+                self.plan.lock().unwrap().set_live(live);
+            }
+        }
+        self.plan.lock().unwrap().fix_strategy()
+    }
+
+    /// One frame in: begins the stream's strategy with the first frame, then hands the frame
+    /// to the scheduler.
+    fn take_in(
         &self,
         state: &mut State,
-        src: &ImageRef<'_>,
-        interval: u32,
+        strategy: Strategy,
+        input: gst::Buffer,
+        settings: &FrameSettings,
     ) -> Result<(), gst::FlowError> {
-        let ran = schedule::update_in_place(
-            &mut state.segmenter,
-            &mut state.cadence,
-            &mut state.model_mask,
-            src,
-            interval,
-        )
-        .map_err(|err| self.report_model_error(err))?;
-        if let Some(model_time) = ran {
-            self.count_model_run(model_time);
+        if state.scheduler.strategy().is_none() {
+            gst::info!(CAT, imp = self, "frames are scheduled {strategy:?}");
+            let interrupter = state
+                .scheduler
+                .begin(strategy)
+                .map_err(|err| self.report_schedule_error(err))?;
+            if let Some(interrupter) = interrupter {
+                self.register_interrupter(interrupter);
+            }
+        }
+        let frame = self.map_input(state, &input)?;
+        let image = image_of(&frame).ok_or(gst::FlowError::NotNegotiated)?;
+        let nanos = |time: gst::ClockTime| Duration::from_nanos(time.nseconds());
+        let arrival = Arrival {
+            timestamp: input.pts().map(nanos),
+            duration: input.duration().map(nanos),
+            discontinuity_flagged: input.flags().contains(gst::BufferFlags::DISCONT),
+            frame_time: frame_duration(frame.info()),
+            mask_interval: settings.mask_interval,
+        };
+        let slow = state
+            .scheduler
+            .push(input.clone(), &image, &arrival, &mut |model_time| {
+                self.count_model_run(model_time)
+            })
+            .map_err(|err| self.report_schedule_error(err))?;
+        if let Some(slow) = slow {
+            self.warn_of_slow_refresh(state, slow);
         }
         Ok(())
     }
 
-    /// Asynchronous mode: the model runs on its own thread and this frame carries the newest
-    /// mask that has finished (see [`MaskWorker::update`]). Returns how many masks finished
-    /// since the previous frame.
-    fn update_mask_asynchronously(
+    /// The next frame the scheduler hands back (with `wait`, waiting for its model request),
+    /// composed into an output buffer.
+    // Maps frames itself rather than through VideoFilter's transform_frame(), which drops a
+    // buffer that does not fit its caps with only a warning: here that is an error that says so.
+    fn next_output(
         &self,
         state: &mut State,
-        src: &ImageRef<'_>,
-        interval: u32,
-        wait: Duration,
-    ) -> Result<u32, gst::FlowError> {
-        if state.worker.is_none() {
-            let worker = MaskWorker::spawn("rembgfilter-model", state.segmenter.fresh_copy())
-                .map_err(|err| self.thread_error(err))?;
-            self.register_interrupter(worker.interrupter());
-            state.worker = Some(worker);
+        wait: bool,
+        settings: &FrameSettings,
+    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        let popped = state
+            .scheduler
+            .pop(wait, &mut |model_time| self.count_model_run(model_time))
+            .map_err(|err| self.report_schedule_error(err))?;
+        let Some(Scheduled {
+            frame: input,
+            discontinuity,
+        }) = popped
+        else {
+            return Ok(None);
+        };
+        if discontinuity {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "discontinuity at {:?}: smoothing starts afresh",
+                input.pts()
+            );
+            state.chain.restart_smoothing();
         }
-        let worker = state.worker.as_ref().expect("started above");
-        let mut fresh_masks = 0;
-        worker
-            .update(
-                src,
-                &mut state.cadence,
-                interval,
-                state.history,
-                &mut state.model_mask,
-                wait,
-                |model_time| {
-                    fresh_masks += 1;
-                    self.count_model_run(model_time)
-                },
-            )
-            .map_err(|err| match err {
-                LiveMaskError::Model(err) => self.report_model_error(err),
-                LiveMaskError::Interrupted(_) => gst::FlowError::Flushing,
-            })?;
-        Ok(fresh_masks)
+        let mut output =
+            match self.parent_prepare_output_buffer(InputBuffer::Readable(input.as_ref()))? {
+                PrepareOutputBufferSuccess::Buffer(buffer) => buffer,
+                PrepareOutputBufferSuccess::InputBuffer => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Failed,
+                        ("no output buffer for a frame")
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+            };
+        let frame = self.map_input(state, &input)?;
+        let src = image_of(&frame).ok_or(gst::FlowError::NotNegotiated)?;
+        self.compose_frame(state, &src, output.make_mut(), settings)?;
+        Ok(Some(output))
     }
 
     /// A live stream whose masks come less often than asked gets a warning saying the two
@@ -715,7 +693,7 @@ impl RembgFilter {
                  second{asked}: the cutout trails movement. Faster: model=selfie (people), \
                  precision=bf16 or a server (backend=triton); mask-interval=N asks for a mask \
                  every Nth frame only (warned once)",
-                state.segmenter.model.backend().model_name(),
+                state.scheduler.segmenter().model.backend().model_name(),
                 slow.masks_per_second,
                 slow.frames_per_second
             )
@@ -731,10 +709,10 @@ impl RembgFilter {
         settings: &FrameSettings,
     ) -> Result<(), gst::FlowError> {
         let (width, height) = (src.width, src.height);
-        if !state.model_mask.fits(width, height) {
-            // Only a frame of a size no model run has seen could get here; make its mask now.
-            self.update_mask_synchronously(state, src, settings.mask_interval)?;
-        }
+        state
+            .scheduler
+            .fit_mask(src, &mut |model_time| self.count_model_run(model_time))
+            .map_err(|err| self.report_schedule_error(err))?;
         let out_info = state
             .video_info
             .as_ref()
@@ -758,11 +736,13 @@ impl RembgFilter {
         self.warn_of_non_finite_values(state);
         let mut refinement_time = Duration::ZERO;
         let model_mask = match settings.edge_refinement {
-            EdgeRefinement::None => state.model_mask.pixels(),
+            EdgeRefinement::None => state.scheduler.model_mask().pixels(),
             EdgeRefinement::GuidedFilter => {
                 let started = std::time::Instant::now();
                 state.refined.clear();
-                state.refined.extend_from_slice(state.model_mask.pixels());
+                state
+                    .refined
+                    .extend_from_slice(state.scheduler.model_mask().pixels());
                 state
                     .guided_filter
                     .refine(src, &mut state.refined, &settings.guided_filter);
@@ -870,10 +850,11 @@ impl RembgFilter {
     /// The first NaN or infinite value from the model gets a warning on the bus; those values
     /// count as background.
     fn warn_of_non_finite_values(&self, state: &mut State) {
-        let count = state.segmenter.finisher.non_finite_values();
+        let segmenter = state.scheduler.segmenter();
+        let count = segmenter.finisher.non_finite_values();
         if count > 0 && !state.warned_non_finite {
             state.warned_non_finite = true;
-            let backend = state.segmenter.model.backend();
+            let backend = segmenter.model.backend();
             gst::element_imp_warning!(
                 self,
                 gst::StreamError::Decode,
@@ -886,143 +867,20 @@ impl RembgFilter {
         }
     }
 
-    /// Frames go through the queue of model requests: overlap mode, or a server's model, in a
-    /// pipeline that is not live; in a live one, a server's model with asynchronous mode off
-    /// (every frame gets its own mask, several requests in flight).
-    fn queueing(&self, state: &State, settings: &FrameSettings) -> bool {
-        let live = self.live.load(Ordering::Relaxed);
-        (settings.overlap || state.remote) && (!live || (state.remote && !settings.asynchronous))
-    }
-
-    /// Overlap mode, one frame in: prepares its tensor when `mask-interval` says it runs the
-    /// model, queues it (waiting, if one request is in flight already, for that one), then
-    /// finishes every frame at the front whose mask is known while the model runs.
-    fn take_in_overlapped(
-        &self,
-        state: &mut State,
-        arrival: gst::Buffer,
-        settings: &FrameSettings,
-    ) -> Result<(), gst::FlowError> {
-        let discontinuity = state.note_arrival(&arrival);
-        let job = if state.cadence.next_frame(settings.mask_interval) {
-            let frame = self.map_input(state, &arrival)?;
-            let image = image_of(&frame).ok_or(gst::FlowError::NotNegotiated)?;
-            let mut tensor = state.spare_tensors.pop().unwrap_or_default();
-            state
-                .segmenter
-                .preparer
-                .prepare(&image, &mut tensor)
-                .map_err(|err| self.report_model_error(err))?;
-            Some(tensor)
-        } else {
-            None
-        };
-        let mut queue = match state.queue.take() {
-            Some(queue) => queue,
-            None => self.overlap_queue(state)?,
-        };
-        let held = HeldFrame {
-            input: arrival,
-            discontinuity,
-        };
-        let result = queue
-            .push(held, job)
-            .map_err(|Interrupted| gst::FlowError::Flushing)
-            .and_then(|()| self.finish_ready(state, &mut queue, false, settings));
-        state.queue = Some(queue);
-        result
-    }
-
-    /// The queue of model requests, each running on a thread of its own (one for ONNX Runtime,
-    /// `requests-in-flight` for a server).
-    fn overlap_queue(&self, state: &State) -> Result<OverlapQueue, gst::FlowError> {
-        let model = state.segmenter.model.clone();
-        let threads = state.requests_in_flight;
-        let pool = RequestPool::new("rembgfilter-request", threads, move |tensor: ModelInput| {
-            let run = model.run(&tensor);
-            (tensor, run)
-        })
-        .map_err(|err| self.thread_error(err))?;
-        let queue = FrameQueue::new(pool);
-        self.register_interrupter(queue.interrupter());
-        Ok(queue)
-    }
-
-    /// Finishes the frames at the front of `queue` whose masks can be made (with `wait`, all of
-    /// them) into `state.finished`, in order.
-    fn finish_ready(
-        &self,
-        state: &mut State,
-        queue: &mut OverlapQueue,
-        wait: bool,
-        settings: &FrameSettings,
-    ) -> Result<(), gst::FlowError> {
-        while let Some((held, ready)) = queue
-            .pop(wait)
-            .map_err(|Interrupted| gst::FlowError::Flushing)?
-        {
-            let frame = self.map_input(state, &held.input)?;
-            let src = image_of(&frame).ok_or(gst::FlowError::NotNegotiated)?;
-            if let Ready::Inferred((tensor, run)) = ready {
-                state.spare_tensors.push(tensor);
-                let run = run.map_err(|err| self.report_model_error(err.into()))?;
-                self.count_model_run(run.time);
-                let finisher = &mut state.segmenter.finisher;
-                state
-                    .model_mask
-                    .remake(src.width, src.height, |mask| {
-                        finisher.finish(&run.outputs, src.width, src.height, mask)
-                    })
-                    .map_err(|err| self.report_model_error(err))?;
-            }
-            if held.discontinuity {
-                state.chain.restart_smoothing();
-            }
-            let mut output = match self
-                .parent_prepare_output_buffer(InputBuffer::Readable(held.input.as_ref()))?
-            {
-                PrepareOutputBufferSuccess::Buffer(buffer) => buffer,
-                PrepareOutputBufferSuccess::InputBuffer => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::CoreError::Failed,
-                        ("no output buffer for a held frame")
-                    );
-                    return Err(gst::FlowError::Error);
-                }
-            };
-            self.compose_frame(state, &src, output.make_mut(), settings)?;
-            state.finished.push_back(output);
-        }
-        Ok(())
-    }
-
-    /// Overlap mode: finishes every held frame into `state.finished`.
-    fn finish_all_held(
-        &self,
-        state: &mut State,
-        settings: &FrameSettings,
-    ) -> Result<(), gst::FlowError> {
-        let Some(mut queue) = state.queue.take() else {
-            return Ok(());
-        };
-        let result = self.finish_ready(state, &mut queue, true, settings);
-        state.queue = Some(queue);
-        result
-    }
-
-    /// Overlap mode: finishes every held frame and pushes them downstream (before an event that
-    /// must not overtake them).
+    /// Hands every frame held downstream (before an event that must not overtake them),
+    /// waiting for their model requests.
     fn drain_held(&self) -> Result<(), gst::FlowError> {
         let settings = self.settings.lock().unwrap().frame;
-        let finished: Vec<gst::Buffer> = {
+        let mut finished = Vec::new();
+        {
             let mut state_guard = self.state.lock().unwrap();
             let Some(state) = state_guard.as_mut() else {
                 return Ok(());
             };
-            self.finish_all_held(state, &settings)?;
-            state.finished.drain(..).collect()
-        };
+            while let Some(buffer) = self.next_output(state, true, &settings)? {
+                finished.push(buffer);
+            }
+        }
         // Pushed without the state lock: downstream may query this element meanwhile.
         for buffer in finished {
             self.obj().src_pad().push(buffer)?;
@@ -1460,70 +1318,22 @@ impl BaseTransformImpl for RembgFilter {
         Ok(())
     }
 
-    // Maps frames itself rather than through VideoFilter's transform_frame(), which drops a
-    // buffer that does not fit its caps with only a warning: here that is an error that says so.
-    fn transform(
-        &self,
-        inbuf: &gst::Buffer,
-        outbuf: &mut gst::BufferRef,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings.lock().unwrap().frame;
-        let mut state_guard = self.state.lock().unwrap();
-        let state = self.started(&mut state_guard)?;
-        if state.note_arrival(inbuf) {
-            gst::debug!(
-                CAT,
-                imp = self,
-                "discontinuity at {:?}: smoothing starts afresh",
-                inbuf.pts()
-            );
-            state.chain.restart_smoothing();
-        }
-        let frame = self.map_input(state, inbuf)?;
-        let src = image_of(&frame).ok_or(gst::FlowError::NotNegotiated)?;
-        if settings.asynchronous && self.live.load(Ordering::Relaxed) {
-            let wait = frame_duration(frame.info());
-            let fresh_masks =
-                self.update_mask_asynchronously(state, &src, settings.mask_interval, wait)?;
-            if let Some(pts) = inbuf.pts()
-                && let Some(slow) = state.refresh.frame(
-                    Duration::from_nanos(pts.nseconds()),
-                    fresh_masks,
-                    settings.mask_interval,
-                )
-            {
-                self.warn_of_slow_refresh(state, slow);
-            }
-        } else {
-            self.update_mask_synchronously(state, &src, settings.mask_interval)?;
-        }
-        self.compose_frame(state, &src, outbuf, &settings)?;
-        Ok(gst::FlowSuccess::Ok)
-    }
-
-    // Overlap mode takes frames in here and hands finished ones out one by one; otherwise
-    // BaseTransform's own generate_output() calls transform() above.
+    // Every frame comes through here (never through transform()): the scheduler may hold
+    // frames, and hands them back one per call; BaseTransform calls again until no output.
     fn generate_output(&self) -> Result<GenerateOutputSuccess, gst::FlowError> {
         let settings = self.settings.lock().unwrap().frame;
+        let strategy = self.stream_strategy();
         let mut state_guard = self.state.lock().unwrap();
         let state = self.started(&mut state_guard)?;
-        let overlap = self.queueing(state, &settings);
-        if !overlap {
-            // Overlap ended (the pipeline turned out live): let the held frames out first.
-            self.finish_all_held(state, &settings)?;
-        }
-        if let Some(buffer) = state.finished.pop_front() {
+        // Frames held from earlier calls leave first, one per call.
+        if let Some(buffer) = self.next_output(state, false, &settings)? {
             return Ok(GenerateOutputSuccess::Buffer(buffer));
         }
-        if !overlap {
-            drop(state_guard);
-            return self.parent_generate_output();
-        }
-        let Some(arrival) = self.take_queued_buffer() else {
+        let Some(input) = self.take_queued_buffer() else {
             return Ok(GenerateOutputSuccess::NoOutput);
         };
-        self.take_in_overlapped(state, arrival, &settings)?;
-        Ok(state.finished.pop_front().map_or(
+        self.take_in(state, strategy, input, &settings)?;
+        Ok(self.next_output(state, false, &settings)?.map_or(
             GenerateOutputSuccess::NoOutput,
             GenerateOutputSuccess::Buffer,
         ))
@@ -1538,7 +1348,7 @@ impl BaseTransformImpl for RembgFilter {
                 return false;
             }
             let (live, min, max) = upstream.result();
-            self.live.store(live, Ordering::Relaxed);
+            self.plan.lock().unwrap().set_live(live);
             let ours = self.own_latency();
             // In a live pipeline a frame that is already late is dropped (with a QoS message)
             // rather than making the pipeline fall further behind; otherwise every frame counts.
@@ -1560,11 +1370,7 @@ impl BaseTransformImpl for RembgFilter {
             gst::EventView::FlushStart(_) => self.set_flushing(true),
             gst::EventView::FlushStop(_) => {
                 if let Some(state) = self.state.lock().unwrap().as_mut() {
-                    state.forget_masks();
-                    if let Some(queue) = state.queue.as_mut() {
-                        queue.clear();
-                    }
-                    state.finished.clear();
+                    state.flush();
                 }
                 self.set_flushing(false);
             }
@@ -1587,7 +1393,7 @@ impl BaseTransformImpl for RembgFilter {
         self.active_backend.lock().unwrap().clear();
         drop(state);
         self.interrupters.lock().unwrap().clear();
-        self.live.store(false, Ordering::Relaxed);
+        *self.plan.lock().unwrap() = StreamPlan::default();
         Ok(())
     }
 
@@ -1632,12 +1438,11 @@ impl VideoFilterImpl for RembgFilter {
         }
         gst::debug!(CAT, imp = self, "configured {incaps} -> {outcaps}");
         let latency_before = self.own_latency();
-        self.frame_duration_ns
-            .store(frame_duration(in_info).as_nanos() as u64, Ordering::Relaxed);
+        self.plan.lock().unwrap().frame_duration = frame_duration(in_info);
         if let Some(state) = self.state.lock().unwrap().as_mut() {
             state.video_info = Some((in_info.clone(), out_info.clone()));
             // A new size or format breaks the run of frames.
-            state.forget_masks();
+            state.restart();
         }
         // In asynchronous mode the latency depends on the frame rate: ask for a new query.
         if self.own_latency() != latency_before {

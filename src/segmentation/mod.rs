@@ -8,6 +8,7 @@ pub mod locate;
 pub mod mask;
 mod processing;
 pub mod schedule;
+pub mod scheduler;
 pub mod worker;
 
 pub use processing::{

@@ -315,7 +315,8 @@ pub fn scaled_photo(name: &str, width: usize, height: usize) -> Vec<u8> {
     packed_pixels(&samples[0]).1
 }
 
-/// A Harness around a rembgfilter with `properties`, fed RGB frames of `width` x `height` at 25 fps.
+/// A Harness around a rembgfilter with `properties`, fed RGB frames of `width` x `height` at 25 fps
+/// from a source that is not live.
 pub fn rembgfilter_harness(
     properties: &[(&str, gst::glib::Value)],
     width: usize,
@@ -328,6 +329,8 @@ pub fn rembgfilter_harness(
     }
     let mut h =
         gst_check::Harness::with_element(&builder.build().unwrap(), Some("sink"), Some("src"));
+    // A harness says it is live unless told: these frames stand for a file, every one kept.
+    h.set_live(false);
     h.set_src_caps_str(&format!(
         "video/x-raw,format=RGB,width={width},height={height},framerate=25/1"
     ));
