@@ -193,6 +193,40 @@ fn work<J, R>(shared: &Shared<J, R>, run: &(dyn Fn(J) -> R + Send + Sync)) {
     }
 }
 
+/// The waits of one element that a flush or a stop must be able to wake, registered as the
+/// threads they wait on start. A wait registered during a flush starts woken.
+#[derive(Default)]
+pub struct Interrupters {
+    /// Whether a flush is under way, and every wait registered.
+    registered: Mutex<(bool, Vec<Arc<dyn Interruptible>>)>,
+}
+
+impl Interrupters {
+    pub fn register(&self, interrupter: Arc<dyn Interruptible>) {
+        let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        interrupter.set_interrupted(registered.0);
+        registered.1.push(interrupter);
+    }
+
+    /// Wakes every wait (and keeps them from waiting) while `flushing`.
+    pub fn set_flushing(&self, flushing: bool) {
+        let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        registered.0 = flushing;
+        for interrupter in &registered.1 {
+            interrupter.set_interrupted(flushing);
+        }
+    }
+
+    /// Forgets every wait (the threads stopped).
+    pub fn clear(&self) {
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +306,29 @@ mod tests {
         let started = Instant::now();
         drop(pool);
         assert!(started.elapsed() < Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn interrupters_wake_every_wait_and_one_registered_while_flushing() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        struct Flag(AtomicBool);
+        impl Interruptible for Flag {
+            fn set_interrupted(&self, on: bool) {
+                self.0.store(on, Ordering::SeqCst);
+            }
+        }
+        let interrupters = Interrupters::default();
+        let first = Arc::new(Flag(AtomicBool::new(false)));
+        interrupters.register(first.clone());
+        interrupters.set_flushing(true);
+        assert!(first.0.load(Ordering::SeqCst));
+        let late = Arc::new(Flag(AtomicBool::new(false)));
+        interrupters.register(late.clone());
+        assert!(late.0.load(Ordering::SeqCst), "starts woken during a flush");
+        interrupters.set_flushing(false);
+        assert!(!first.0.load(Ordering::SeqCst) && !late.0.load(Ordering::SeqCst));
+        interrupters.clear();
+        interrupters.set_flushing(true);
+        assert!(!first.0.load(Ordering::SeqCst), "forgotten after clear");
     }
 }

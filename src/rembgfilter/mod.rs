@@ -26,6 +26,7 @@ use gst::prelude::*;
 mod background;
 mod caps;
 mod imp;
+mod settings;
 
 glib::wrapper! {
     pub struct RembgFilter(ObjectSubclass<imp::RembgFilter>)

@@ -162,6 +162,37 @@ pub enum DownloadEvent {
     Finished { bytes: u64 },
 }
 
+impl DownloadEvent {
+    /// One line for the user about `model`'s download: where from and how big, how far, done.
+    pub fn describe(&self, model: &str) -> String {
+        let megabytes = |bytes: u64| bytes as f64 / 1e6;
+        match *self {
+            DownloadEvent::Started {
+                ref url,
+                total: Some(total),
+            } => format!(
+                "downloading {model} ({:.1} MB) from {url}",
+                megabytes(total)
+            ),
+            DownloadEvent::Started { ref url, .. } => format!("downloading {model} from {url}"),
+            DownloadEvent::Received {
+                bytes,
+                total: Some(total),
+            } if total > 0 => format!(
+                "{model}: {:.1} of {:.1} MB ({:.0}%)",
+                megabytes(bytes),
+                megabytes(total),
+                bytes as f64 * 100.0 / total as f64
+            ),
+            DownloadEvent::Received { bytes, .. } => format!("{model}: {:.1} MB", megabytes(bytes)),
+            DownloadEvent::Finished { bytes } => format!(
+                "{model}: {:.1} MB downloaded and verified",
+                megabytes(bytes)
+            ),
+        }
+    }
+}
+
 /// How often [`DownloadEvent::Received`] is reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -348,5 +379,32 @@ mod tests {
                 entry.name
             );
         }
+    }
+
+    #[test]
+    fn download_events_read_as_one_line_each() {
+        let started = DownloadEvent::Started {
+            url: "https://example.org/u2netp.onnx".into(),
+            total: Some(4_574_861),
+        };
+        assert_eq!(
+            started.describe("u2netp"),
+            "downloading u2netp (4.6 MB) from https://example.org/u2netp.onnx"
+        );
+        let halfway = DownloadEvent::Received {
+            bytes: 2_000_000,
+            total: Some(4_000_000),
+        };
+        assert_eq!(halfway.describe("u2netp"), "u2netp: 2.0 of 4.0 MB (50%)");
+        let unknown = DownloadEvent::Received {
+            bytes: 1_500_000,
+            total: None,
+        };
+        assert_eq!(unknown.describe("u2netp"), "u2netp: 1.5 MB");
+        let done = DownloadEvent::Finished { bytes: 4_574_861 };
+        assert_eq!(
+            done.describe("u2netp"),
+            "u2netp: 4.6 MB downloaded and verified"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod compose;
+pub mod cutout;
 pub mod download;
 pub mod locate;
 pub mod mask;

@@ -468,6 +468,26 @@ impl Segmenter {
         &self.preparer.profile
     }
 
+    /// Runs the model once on a grey frame: it warms the session up, shows a model that fails
+    /// to run at start rather than on the first frame, and gives the latency to report.
+    pub fn measure_latency(&mut self) -> Result<Duration, SegmenterError> {
+        let profile = self.profile();
+        // A whole-frame service takes any size: probe it with a small frame.
+        let (width, height) = if profile.frame_sized {
+            (320, 240)
+        } else {
+            profile.input_size
+        };
+        let frame = vec![128u8; width * height * 3];
+        let mut mask = vec![0u8; width * height];
+        let started = std::time::Instant::now();
+        self.compute_mask(
+            &ImageRef::packed(&frame, width, height, PixelLayout::RGB),
+            &mut mask,
+        )?;
+        Ok(started.elapsed())
+    }
+
     /// Computes the mask of `frame` into `mask` (one byte per pixel, `frame.width` per row);
     /// returns how long the model itself took.
     pub fn compute_mask(

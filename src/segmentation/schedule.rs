@@ -61,6 +61,28 @@ pub struct SlowRefresh {
     pub interval: u32,
 }
 
+impl SlowRefresh {
+    /// The warning for the user: both rates, and what is faster.
+    pub fn describe(&self, model: &str) -> String {
+        let asked = if self.interval > 1 {
+            format!(
+                " (mask-interval={} asks for {:.1})",
+                self.interval,
+                self.frames_per_second / f64::from(self.interval)
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "model {model} refreshes the mask {:.1} times a second, below the video's {:.1} \
+             frames a second{asked}: the cutout trails movement. Faster: model=selfie (people), \
+             precision=bf16 or a server (backend=triton); mask-interval=N asks for a mask every \
+             Nth frame only (warned once)",
+            self.masks_per_second, self.frames_per_second
+        )
+    }
+}
+
 /// Watches whether asynchronous mode's masks come as often as `mask-interval` asks: over each
 /// [`RefreshWatch::SPAN`] of the frames' timestamps, the fresh masks against the frames. The
 /// timestamps, not the wall clock, measure it, so a recorded stream always gives the same verdict.
@@ -559,6 +581,23 @@ mod tests {
                 (40, false),
                 (60, true)
             ]
+        );
+    }
+
+    #[test]
+    fn a_slow_refresh_reads_with_both_rates_and_the_interval_asked() {
+        let slow = SlowRefresh {
+            masks_per_second: 4.0,
+            frames_per_second: 30.0,
+            interval: 2,
+        };
+        let text = slow.describe("u2netp");
+        assert!(
+            text.starts_with(
+                "model u2netp refreshes the mask 4.0 times a second, below the video's 30.0 \
+                 frames a second (mask-interval=2 asks for 15.0)"
+            ),
+            "{text}"
         );
     }
 }
