@@ -1,6 +1,6 @@
 //! GStreamer glue of `lipsync`: properties, caps, the audio entry point, events and queries, and
-//! in live pipelines a thread that fills stalls in the audio with silence so the video keeps
-//! coming. The features come from `talking_head::speech`, time and frame choices from
+//! in live pipelines a source pad task that pushes the frames and fills stalls in the audio with
+//! silence so the video keeps coming. The features come from `talking_head::speech`, time and frame choices from
 //! `talking_head::live`, the frames from `talking_head`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,16 +121,17 @@ enum Audio {
 /// Lock order: `push_lock`, then `state`, then any one of `settings`, `stats` and `counts`
 /// (leaves); never the reverse. `pipeline_latency`, `active_backend`, the stall watch's and the
 /// output queue's own locks are taken with nothing else held, so the source pad task and a flush
-/// never wait behind a frame in the making.
+/// never wait behind a frame in the making. The source pad task only ever tries `push_lock`
+/// (to fill a stall): the streaming thread may hold it while waiting for the task.
 pub struct Lipsync {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     /// Held while audio goes into the stream and its frames go out, so the streaming thread and
-    /// the stall filler push frames in order.
+    /// the stall filler (the source pad task) push frames in order.
     push_lock: Mutex<()>,
-    stall_watch: Arc<StallWatch>,
+    stall_watch: StallWatch,
     /// Live: frames go out from the source pad's task through this queue.
     output: Arc<OutputQueue>,
     live_output: AtomicBool,
@@ -188,7 +189,7 @@ impl ObjectSubclass for Lipsync {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
             push_lock: Mutex::new(()),
-            stall_watch: Arc::new(StallWatch::default()),
+            stall_watch: StallWatch::default(),
             output: Arc::new(OutputQueue::new(OUTPUT_CAPACITY)),
             live_output: AtomicBool::new(false),
             pipeline_latency: Mutex::new(None),
@@ -361,7 +362,10 @@ impl Lipsync {
         };
         *self.stall_watch.chain_idle_since.lock().unwrap() = None;
         let result = self.place_and_feed(buffer, samples);
-        *self.stall_watch.chain_idle_since.lock().unwrap() = Some(std::time::Instant::now());
+        *self.stall_watch.chain_idle_since.lock().unwrap() =
+            self.obj().clock().map(|clock| clock.time());
+        // The source pad task may sleep until the audio is overdue: it is not now.
+        self.output.wake();
         result
     }
 
@@ -371,7 +375,7 @@ impl Lipsync {
         samples: Vec<f32>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let _push = self.push_lock.lock().unwrap();
-        let (placement, start_stall_watch) = {
+        let (placement, start_output_task) = {
             let mut guard = self.state.lock().unwrap();
             let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
             let first = state.live.is_none();
@@ -406,9 +410,8 @@ impl Lipsync {
                 placement.skip
             );
         }
-        if start_stall_watch {
+        if start_output_task {
             self.start_output_task();
-            self.start_stall_watch();
         }
         if placement.silence_before > 0 {
             self.feed(Audio::Silence(placement.silence_before))?;
@@ -672,8 +675,6 @@ impl Lipsync {
                 silence == 0 || self.feed(Audio::Silence(silence)).is_ok()
             }
             EventView::FlushStart(_) => {
-                self.stall_watch.flushing.store(true, Ordering::SeqCst);
-                self.stall_watch.wake();
                 let forwarded = gst::Pad::event_default(pad, Some(&*self.obj()), event);
                 self.output.set_flushing(true);
                 let _ = self.srcpad.pause_task();
@@ -688,7 +689,6 @@ impl Lipsync {
                     state.last_frame = None;
                     state.ended = false;
                 }
-                self.stall_watch.flushing.store(false, Ordering::SeqCst);
                 self.output.set_flushing(false);
                 let forwarded = gst::Pad::event_default(pad, Some(&*self.obj()), event);
                 if self.live_output.load(Ordering::SeqCst) {
@@ -938,25 +938,28 @@ impl ElementImpl for Lipsync {
                 *self.stats.lock().unwrap() = InferenceStats::default();
                 *self.counts.lock().unwrap() = SourceCounts::default();
                 *self.pipeline_latency.lock().unwrap() = None;
-                self.stall_watch.flushing.store(false, Ordering::SeqCst);
                 self.output.set_flushing(false);
                 self.live_output.store(false, Ordering::SeqCst);
                 self.start_settings.set_running(true);
             }
             gst::StateChange::PausedToReady => {
-                // Pads deactivate first, so a stall filler blocked in a push returns.
-                self.stall_watch.flushing.store(true, Ordering::SeqCst);
-                self.stall_watch.wake();
                 self.output.set_flushing(true);
                 let _ = self.srcpad.stop_task();
                 let result = self.parent_change_state(transition);
-                self.stop_stall_watch();
                 if let Some(pool) = self.state.lock().unwrap().take().and_then(|s| s.pool) {
                     let _ = pool.set_active(false);
                 }
                 self.active_backend.lock().unwrap().clear();
                 self.start_settings.set_running(false);
                 return result;
+            }
+            // The source pad task fills stalls only while playing; it looks again now.
+            gst::StateChange::PausedToPlaying | gst::StateChange::PlayingToPaused => {
+                self.stall_watch.playing.store(
+                    transition == gst::StateChange::PausedToPlaying,
+                    Ordering::SeqCst,
+                );
+                self.output.wake();
             }
             _ => {}
         }

@@ -1,37 +1,28 @@
 //! What `lipsync` does only in live pipelines: frames pushed from the source pad's task through
-//! the output queue, lateness against the clock (for catch-up), and the thread that fills stalls
-//! in the audio with silence.
+//! the output queue, lateness against the clock (for catch-up), and stalls in the audio filled
+//! with silence by that same task: with nothing to push, it waits on the clock until the next
+//! audio is overdue (any change to the queue wakes it first), and fills only if none came.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::{Audio, CAT, Lipsync, STALL_GRACE, State, own_latency};
-use crate::lipsync::output::Item;
+use super::{Audio, CAT, FPS, Lipsync, SILENCE_CHUNK, STALL_GRACE, State, own_latency};
+use crate::lipsync::output::{Item, Popped};
 use crate::talking_head::live;
 use crate::talking_head::speech::SAMPLE_RATE;
 
-/// What the stall filler, the streaming thread and the flush events share.
+/// What the stall filler reads besides the state, set by the streaming thread and state changes.
 #[derive(Default)]
 pub(super) struct StallWatch {
-    pub(super) stop: AtomicBool,
-    pub(super) flushing: AtomicBool,
-    /// When the streaming thread last left `chain`, none while it is inside: audio that is late
-    /// only because this element is slow (upstream waits on `chain`) is not missing.
-    pub(super) chain_idle_since: Mutex<Option<std::time::Instant>>,
-    pub(super) clock_id: Mutex<Option<gst::SingleShotClockId>>,
-    pub(super) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-impl StallWatch {
-    pub(super) fn wake(&self) {
-        if let Some(id) = self.clock_id.lock().unwrap().as_ref() {
-            id.unschedule();
-        }
-    }
+    /// The element is PLAYING: a live source produces, so missing audio is a stall.
+    pub(super) playing: AtomicBool,
+    /// The clock time the streaming thread last left `chain`, none while it is inside: audio
+    /// that is late only because this element is slow (upstream waits on `chain`) is not
+    /// missing.
+    pub(super) chain_idle_since: Mutex<Option<gst::ClockTime>>,
 }
 
 impl Lipsync {
@@ -77,9 +68,11 @@ impl Lipsync {
         let pause = || {
             let _ = self.srcpad.pause_task();
         };
-        match self.output.pop() {
-            None => pause(),
-            Some(Item::Buffer(buffer)) => {
+        let seen = self.output.generation();
+        match self.output.try_pop() {
+            Popped::Flushing => pause(),
+            Popped::Empty => self.wait_or_fill_stall(seen),
+            Popped::Item(Item::Buffer(buffer)) => {
                 let flow = self.srcpad.push(buffer);
                 self.output.set_flow(flow);
                 match flow {
@@ -97,7 +90,7 @@ impl Lipsync {
                     }
                 }
             }
-            Some(Item::Event(event)) => {
+            Popped::Item(Item::Event(event)) => {
                 let eos = matches!(event.view(), gst::EventView::Eos(_));
                 self.srcpad.push_event(event);
                 if eos {
@@ -141,84 +134,65 @@ impl Lipsync {
         )
     }
 
-    /// In a live pipeline: a thread that wakes when the next audio is overdue (its time plus
-    /// upstream's latency plus [`STALL_GRACE`]) and, if none came, adds silence up to the time
-    /// the audio should have reached, so frames keep coming at 25 fps through the stall.
-    pub(super) fn start_stall_watch(&self) {
-        let watch = self.stall_watch.clone();
-        watch.stop.store(false, Ordering::SeqCst);
-        let element = self.obj().downgrade();
-        let spawned = std::thread::Builder::new()
-            .name("lipsync-stall".into())
-            .spawn(move || {
-                while !watch.stop.load(Ordering::SeqCst) {
-                    let Some(element) = element.upgrade() else {
-                        return;
-                    };
-                    element.imp().fill_stall(&watch);
-                }
-            });
-        match spawned {
-            Ok(thread) => *self.stall_watch.thread.lock().unwrap() = Some(thread),
-            Err(err) => gst::warning!(CAT, imp = self, "no stall filler: {err}"),
-        }
-    }
-
-    pub(super) fn stop_stall_watch(&self) {
-        self.stall_watch.stop.store(true, Ordering::SeqCst);
-        self.stall_watch.wake();
-        if let Some(thread) = self.stall_watch.thread.lock().unwrap().take() {
-            let _ = thread.join();
-        }
-    }
-
-    /// One round of the stall filler: wait until the audio is overdue, then fill.
-    pub(super) fn fill_stall(&self, watch: &StallWatch) {
-        let pause = || std::thread::sleep(Duration::from_millis(40));
-        let obj = self.obj();
-        let (Some(clock), Some(base_time)) = (obj.clock(), obj.base_time()) else {
-            return pause();
+    /// Nothing to push: sleeps until the queue changes, or on the clock until the next audio
+    /// is overdue, and then fills the stall.
+    fn wait_or_fill_stall(&self, seen: u64) {
+        let (Some(deadline), Some(clock)) = (self.stall_deadline(), self.obj().clock()) else {
+            return self.output.wait_for_change(seen);
         };
-        if obj.current_state() != gst::State::Playing || watch.flushing.load(Ordering::SeqCst) {
-            return pause();
+        let alarm = clock.new_single_shot_id(deadline);
+        if !self.output.arm(alarm.clone(), seen) {
+            // Something came or changed meanwhile: look again.
+            return;
         }
-        // The state lock is let go before any pause: the streaming thread needs it.
+        let (result, _) = alarm.wait();
+        self.output.disarm();
+        if matches!(result, Ok(_) | Err(gst::ClockError::Early)) {
+            self.fill_stall(&clock);
+        }
+    }
+
+    /// The clock time a frame's worth of audio is overdue: the end of the audio so far plus
+    /// upstream's latency, [`STALL_GRACE`] and one frame (so a stall is filled a frame at a
+    /// time, never a few samples in a spin), and no earlier than [`STALL_GRACE`] after the
+    /// streaming thread last left `chain`. None while not playing, before any audio, after the end, or while the
+    /// streaming thread is in `chain` (it wakes the task when it leaves).
+    fn stall_deadline(&self) -> Option<gst::ClockTime> {
+        if !self.stall_watch.playing.load(Ordering::SeqCst) {
+            return None;
+        }
+        let idle_since = (*self.stall_watch.chain_idle_since.lock().unwrap())?;
+        let base_time = self.obj().base_time()?;
         let overdue_at = {
             let guard = self.state.lock().unwrap();
-            guard.as_ref().and_then(|state| {
-                let end = gst::ClockTime::from_nseconds(state.timeline.end()?);
-                let running = state.segment.to_running_time(end)?;
-                (!state.ended).then(|| running + state.upstream_latency + STALL_GRACE)
-            })
+            let state = guard.as_ref()?;
+            let end = gst::ClockTime::from_nseconds(state.timeline.end()?);
+            let running = state.segment.to_running_time(end)?;
+            let frame = gst::ClockTime::SECOND / FPS;
+            (!state.ended).then(|| running + state.upstream_latency + STALL_GRACE + frame)?
         };
-        let Some(overdue_at) = overdue_at else {
-            return pause();
+        Some((base_time + overdue_at).max(idle_since + STALL_GRACE))
+    }
+
+    /// The audio is overdue: adds silence up to the time it should have reached (a second at
+    /// most a round, so the frames fit the queue this task empties), and pushes its frames.
+    fn fill_stall(&self, clock: &gst::Clock) {
+        // The streaming thread holds the lock while it feeds (perhaps waiting for this task to
+        // make room in the queue): it is not stalled then.
+        let Ok(_push) = self.push_lock.try_lock() else {
+            return;
         };
-        let id = clock.new_single_shot_id(base_time + overdue_at);
-        *watch.clock_id.lock().unwrap() = Some(id.clone());
-        if watch.stop.load(Ordering::SeqCst) || watch.flushing.load(Ordering::SeqCst) {
-            return;
-        }
-        let (result, _) = id.wait();
-        *watch.clock_id.lock().unwrap() = None;
-        if result != Ok(gst::ClockSuccess::Ok) && result != Err(gst::ClockError::Early) {
-            return;
-        }
-        let chain_idle = watch
+        let now = clock.time();
+        let chain_idle = self
+            .stall_watch
             .chain_idle_since
             .lock()
             .unwrap()
-            .is_some_and(|since| since.elapsed() >= Duration::from(STALL_GRACE));
-        if !chain_idle {
-            // The streaming thread is busy (or just was): the audio waits upstream, it is not
-            // missing. Look again a frame later.
-            return pause();
-        }
-        let _push = self.push_lock.lock().unwrap();
-        if watch.stop.load(Ordering::SeqCst) || watch.flushing.load(Ordering::SeqCst) {
+            .is_some_and(|since| now >= since + STALL_GRACE);
+        if !chain_idle || !self.output.is_empty() {
             return;
         }
-        let Some(now) = obj.current_running_time() else {
+        let Some(running_now) = self.obj().current_running_time() else {
             return;
         };
         let silence = {
@@ -226,16 +200,23 @@ impl Lipsync {
             let Some(state) = guard.as_mut() else {
                 return;
             };
+            let Some(end) = state.timeline.end() else {
+                return;
+            };
             if state.ended {
                 return;
             }
-            let due = now.saturating_sub(state.upstream_latency + STALL_GRACE);
+            let due = running_now.saturating_sub(state.upstream_latency + STALL_GRACE);
+            let one_second = gst::ClockTime::SECOND.nseconds();
             match state.segment.position_from_running_time(due) {
-                Some(position) => state.timeline.silence_until(position.nseconds()),
+                Some(position) => state
+                    .timeline
+                    .silence_until(position.nseconds().min(end + one_second)),
                 None => 0,
             }
         };
         if silence > 0 {
+            debug_assert!(silence <= SILENCE_CHUNK as u64 + 1);
             gst::debug!(
                 CAT,
                 imp = self,
