@@ -22,7 +22,7 @@
 //! anything but the streaming thread, and every wait for the model is woken by a flush or a
 //! stop.
 
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use gst::glib;
@@ -49,6 +49,7 @@ use crate::segmentation::schedule::SlowRefresh;
 use crate::segmentation::scheduler::{
     Arrival, ScheduleError, Scheduled, Scheduler, Strategy, StreamPlan,
 };
+use crate::segmentation::worker::Deadline;
 use crate::segmentation::{Segmenter, SegmenterError, locate};
 use crate::video::{image_of, pixel_layout};
 
@@ -67,6 +68,20 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// How long a frame waits for its own mask in asynchronous mode when the frame rate is unknown.
 const FALLBACK_FRAME_DURATION: Duration = Duration::from_millis(33);
+
+/// A live frame's wait for its mask, on the pipeline's clock: one frame of stream time.
+#[derive(Debug)]
+struct ClockDeadline(gst::SingleShotClockId);
+
+impl Deadline for ClockDeadline {
+    fn wait(&self) {
+        let _ = self.0.wait();
+    }
+
+    fn cancel(&self) {
+        self.0.unschedule();
+    }
+}
 
 /// Exists between `start()` and `stop()`; only the streaming thread holds it for long.
 struct State {
@@ -377,6 +392,14 @@ impl RembgFilter {
             duration: input.duration().map(nanos),
             discontinuity_flagged: input.flags().contains(gst::BufferFlags::DISCONT),
             frame_time: frame_duration(frame.info()),
+            deadline: (strategy == Strategy::ModelThread)
+                .then(|| self.obj().clock())
+                .flatten()
+                .map(|clock| {
+                    let wait = frame_duration(frame.info()).as_nanos() as u64;
+                    let at = clock.time() + gst::ClockTime::from_nseconds(wait);
+                    Arc::new(ClockDeadline(clock.new_single_shot_id(at))) as Arc<dyn Deadline>
+                }),
             mask_interval: settings.mask_interval,
         };
         let slow = state

@@ -22,7 +22,7 @@ use crate::inference::requests::{Interrupted, Interruptible, RequestPool};
 
 use super::mask::ModelMask;
 use super::schedule::{self, FrameQueue, MaskCadence, Ready, RefreshWatch, SlowRefresh};
-use super::worker::{LiveMaskError, MaskWorker};
+use super::worker::{Deadline, LiveMaskError, MaskWorker, Timeout};
 use super::{ModelInput, ModelRun, Segmenter, SegmenterError};
 
 /// How the model's runs fit between the frames of one stream.
@@ -141,7 +141,7 @@ impl StreamPlan {
 }
 
 /// One frame coming in, as its buffer says.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Arrival {
     pub timestamp: Option<Duration>,
     pub duration: Option<Duration>,
@@ -149,6 +149,9 @@ pub struct Arrival {
     pub discontinuity_flagged: bool,
     /// One frame's time at the negotiated rate: how long a frame waits for the model thread.
     pub frame_time: Duration,
+    /// The end of that wait on the pipeline's clock; without one, `frame_time` on the
+    /// machine's clock.
+    pub deadline: Option<Arc<dyn Deadline>>,
     /// `mask-interval` for this frame.
     pub mask_interval: u32,
 }
@@ -333,6 +336,10 @@ impl<F: Send + 'static> Scheduler<F> {
                 Ok(None)
             }
             Running::ModelThread(worker) => {
+                let deadline = arrival
+                    .deadline
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(Timeout::after(arrival.frame_time)));
                 let mut fresh_masks = 0;
                 worker.update(
                     image,
@@ -340,7 +347,7 @@ impl<F: Send + 'static> Scheduler<F> {
                     interval,
                     self.history,
                     &mut self.model_mask,
-                    arrival.frame_time,
+                    deadline,
                     |model_time| {
                         fresh_masks += 1;
                         on_model_run(model_time);
@@ -499,6 +506,7 @@ mod tests {
             duration: Some(Duration::from_millis(40)),
             discontinuity_flagged: false,
             frame_time: Duration::from_millis(40),
+            deadline: None,
             mask_interval: interval,
         }
     }

@@ -4,6 +4,10 @@
 //!
 //! One frame is in work at a time and at most one waits behind it: a newer frame replaces a
 //! waiting one, because in live video only the newest frame is worth a model run.
+//!
+//! How long a frame waits for its own mask is a [`Deadline`]: the element's is an alarm on the
+//! pipeline's clock, so a frame waits one frame of stream time whatever the machine does; the
+//! model thread cancels it when a mask finishes, a flush when it flushes.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -26,6 +30,59 @@ pub struct FinishedMask {
     pub result: Result<Vec<u8>, SegmenterError>,
     /// How long the model itself ran for it.
     pub model_time: Duration,
+}
+
+/// The end of a wait for a mask.
+pub trait Deadline: Send + Sync + std::fmt::Debug {
+    /// Blocks until the deadline, or until `cancel` is called (before the wait or during it).
+    fn wait(&self);
+    fn cancel(&self);
+}
+
+/// A deadline on the machine's own clock; `None`: only a cancel ends the wait.
+#[derive(Debug)]
+pub struct Timeout {
+    until: Option<Instant>,
+    cancelled: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Timeout {
+    pub fn after(timeout: Duration) -> Self {
+        Self {
+            until: Instant::now().checked_add(timeout),
+            cancelled: Mutex::new(false),
+            changed: Condvar::new(),
+        }
+    }
+}
+
+impl Deadline for Timeout {
+    fn wait(&self) {
+        let mut cancelled = self.cancelled.lock().unwrap_or_else(|e| e.into_inner());
+        while !*cancelled {
+            cancelled = match self.until {
+                Some(until) => {
+                    let Some(left) = until.checked_duration_since(Instant::now()) else {
+                        return;
+                    };
+                    self.changed
+                        .wait_timeout(cancelled, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self
+                    .changed
+                    .wait(cancelled)
+                    .unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+    }
+
+    fn cancel(&self) {
+        *self.cancelled.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.changed.notify_all();
+    }
 }
 
 /// Why [`MaskWorker::update`] gave a frame no mask.
@@ -57,6 +114,8 @@ struct Slots {
     /// Set during a flush or a stop: waits return at once.
     interrupted: bool,
     stop: bool,
+    /// The wait in progress for a mask, which the next finished mask or a flush cancels.
+    deadline: Option<Arc<dyn Deadline>>,
 }
 
 struct Shared {
@@ -72,7 +131,11 @@ impl Shared {
 
 impl Interruptible for Shared {
     fn set_interrupted(&self, on: bool) {
-        self.lock().interrupted = on;
+        let mut slots = self.lock();
+        slots.interrupted = on;
+        if on && let Some(deadline) = slots.deadline.take() {
+            deadline.cancel();
+        }
         self.changed.notify_all();
     }
 }
@@ -144,9 +207,17 @@ impl MaskWorker {
     /// Waits up to `timeout` for a mask to finish; `None` when none did in that time, or when
     /// nothing is in work that could finish.
     pub fn wait_finished(&self, timeout: Duration) -> Result<Option<FinishedMask>, Interrupted> {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut slots = self.shared.lock();
-        loop {
+        self.wait_finished_until(Arc::new(Timeout::after(timeout)))
+    }
+
+    /// Waits until `deadline` for a mask to finish; `None` when none did by then, or when
+    /// nothing is in work that could finish.
+    pub fn wait_finished_until(
+        &self,
+        deadline: Arc<dyn Deadline>,
+    ) -> Result<Option<FinishedMask>, Interrupted> {
+        {
+            let mut slots = self.shared.lock();
             if slots.interrupted {
                 return Err(Interrupted);
             }
@@ -156,21 +227,16 @@ impl MaskWorker {
             if !slots.running && slots.waiting.is_none() {
                 return Ok(None);
             }
-            slots = match deadline {
-                Some(deadline) => {
-                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                        return Ok(None);
-                    };
-                    self.shared.changed.wait_timeout(slots, left)
-                }
-                None => self
-                    .shared
-                    .changed
-                    .wait_timeout(slots, Duration::from_secs(3600)),
-            }
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+            // Armed under the lock: a mask finishing from now on cancels this wait.
+            slots.deadline = Some(deadline.clone());
         }
+        deadline.wait();
+        let mut slots = self.shared.lock();
+        slots.deadline = None;
+        if slots.interrupted {
+            return Err(Interrupted);
+        }
+        Ok(slots.finished.take())
     }
 
     /// Hands a mask buffer back for a later run to fill.
@@ -184,10 +250,10 @@ impl MaskWorker {
     /// Asynchronous mode, one frame: hands the frame to the model when `cadence` says it is due
     /// and the model is free, and leaves in `model_mask` the newest mask that has finished for
     /// this frame size and `history` (masks from before a flush or caps change are dropped).
-    /// A frame that starts a run waits up to `wait` (one frame time) for it, so a model faster
-    /// than the frame rate still gives every frame its own mask. Only a frame with no mask of
-    /// its size at all waits as long as the model takes. `on_run` hears each finished run's
-    /// model time.
+    /// A frame that starts a run waits until `deadline` (one frame time) for it, so a model
+    /// faster than the frame rate still gives every frame its own mask. Only a frame with no
+    /// mask of its size at all waits as long as the model takes. `on_run` hears each finished
+    /// run's model time.
     #[allow(clippy::too_many_arguments)]
     pub fn update(
         &self,
@@ -196,7 +262,7 @@ impl MaskWorker {
         interval: u32,
         history: u64,
         model_mask: &mut ModelMask,
-        wait: Duration,
+        deadline: Arc<dyn Deadline>,
         mut on_run: impl FnMut(Duration),
     ) -> Result<(), LiveMaskError> {
         let size = (frame.width, frame.height);
@@ -225,7 +291,7 @@ impl MaskWorker {
                 submitted = true;
             }
             if have_mask {
-                if submitted && let Some(finished) = self.wait_finished(wait)? {
+                if submitted && let Some(finished) = self.wait_finished_until(deadline)? {
                     adopt(finished, model_mask)?;
                 }
                 // This frame counts towards the next run, submitted or not.
@@ -300,6 +366,9 @@ fn run(shared: &Shared, segmenter: &mut Segmenter) {
             }
         }
         slots.spare_frames.push(job.pixels);
+        if let Some(deadline) = slots.deadline.take() {
+            deadline.cancel();
+        }
         shared.changed.notify_all();
     }
 }
@@ -421,7 +490,7 @@ mod tests {
                 1,
                 0,
                 &mut ModelMask::default(),
-                Duration::from_millis(33),
+                Arc::new(Timeout::after(Duration::from_millis(33))),
                 |_| {},
             )
         });
@@ -452,7 +521,7 @@ mod tests {
                     interval,
                     0,
                     &mut model_mask,
-                    frame_time,
+                    Arc::new(Timeout::after(frame_time)),
                     |_| runs += 1,
                 )
                 .unwrap();
@@ -490,5 +559,29 @@ mod tests {
             live_stream(Duration::from_millis(1), Duration::from_millis(30), 3, 7);
         assert_eq!(carried, [10, 10, 10, 13, 13, 13, 16]);
         assert_eq!(runs, 3);
+    }
+
+    #[test]
+    fn a_deadline_that_never_comes_gives_every_frame_its_own_mask() {
+        // A model five times slower than the frames, and a clock that stands still (as a
+        // TestClock does): each frame waits for its own run rather than taking an older mask.
+        let worker = worker(Duration::from_millis(50));
+        let (mut cadence, mut model_mask) = (MaskCadence::default(), ModelMask::default());
+        for level in [51u8, 102, 153, 204] {
+            let pixels = grey(level);
+            let frame = ImageRef::packed(&pixels, 8, 8, PixelLayout::RGB);
+            worker
+                .update(
+                    &frame,
+                    &mut cadence,
+                    1,
+                    0,
+                    &mut model_mask,
+                    Arc::new(Timeout::after(Duration::MAX)),
+                    |_| {},
+                )
+                .unwrap();
+            assert_eq!(model_mask.pixels()[0], level);
+        }
     }
 }
