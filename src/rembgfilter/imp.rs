@@ -161,25 +161,11 @@ impl RembgFilter {
             &settings.backend,
             &settings.model,
             || {
-                let mut downloading = false;
                 let resolved =
                     locate::resolve_reporting(&settings.model, settings.download, &mut |event| {
-                        downloading = true;
                         self.post_download_progress(&settings.model, event)
                     })
                     .map_err(|e| {
-                        if downloading {
-                            // A started download ends in a progress message too.
-                            let _ = self.obj().post_message(
-                                gst::message::Progress::builder(
-                                    gst::ProgressType::Error,
-                                    "download",
-                                    &format!("{}: download failed", settings.model),
-                                )
-                                .src(&*self.obj())
-                                .build(),
-                            );
-                        }
                         gst::error_msg!(gst::ResourceError::NotFound, ("property 'model': {}", e))
                     })?;
                 entry = resolved.entry;
@@ -232,12 +218,13 @@ impl RembgFilter {
     }
 
     /// A first-use model download as GStreamer `progress` messages (code "download"): start,
-    /// bytes so far, complete; gst-launch and the scripts print them.
+    /// bytes so far, complete or error; gst-launch and the scripts print them.
     fn post_download_progress(&self, model: &str, event: DownloadEvent) {
         let kind = match event {
             DownloadEvent::Started { .. } => gst::ProgressType::Start,
             DownloadEvent::Received { .. } => gst::ProgressType::Continue,
             DownloadEvent::Finished { .. } => gst::ProgressType::Complete,
+            DownloadEvent::Failed => gst::ProgressType::Error,
         };
         let text = event.describe(model);
         gst::info!(CAT, imp = self, "{text}");

@@ -160,6 +160,8 @@ pub enum DownloadEvent {
     Received { bytes: u64, total: Option<u64> },
     /// Received whole and verified.
     Finished { bytes: u64 },
+    /// A download that had started did not end in a verified file (the error says why).
+    Failed,
 }
 
 impl DownloadEvent {
@@ -189,6 +191,7 @@ impl DownloadEvent {
                 "{model}: {:.1} MB downloaded and verified",
                 megabytes(bytes)
             ),
+            DownloadEvent::Failed => format!("{model}: download failed"),
         }
     }
 }
@@ -405,6 +408,10 @@ mod tests {
         assert_eq!(
             done.describe("u2netp"),
             "u2netp: 4.6 MB downloaded and verified"
+        );
+        assert_eq!(
+            DownloadEvent::Failed.describe("u2netp"),
+            "u2netp: download failed"
         );
     }
 }

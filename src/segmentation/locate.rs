@@ -62,7 +62,8 @@ pub fn resolve(model: &str, download: bool) -> Result<ResolvedModel, LocateError
     resolve_reporting(model, download, &mut |_| {})
 }
 
-/// [`resolve`], with a download's progress reported to `progress`.
+/// [`resolve`], with a download's progress reported to `progress`; a download that started
+/// and failed ends with [`DownloadEvent::Failed`](super::download::DownloadEvent::Failed).
 pub fn resolve_reporting(
     model: &str,
     download: bool,
@@ -87,8 +88,15 @@ pub fn resolve_reporting(
                 searched: folders,
             });
         }
-        let path = super::download::download(entry, &folders[0], progress)
-            .map_err(LocateError::Download)?;
+        let mut started = false;
+        let downloaded = super::download::download(entry, &folders[0], &mut |event| {
+            started = true;
+            progress(event)
+        });
+        if downloaded.is_err() && started {
+            progress(super::download::DownloadEvent::Failed);
+        }
+        let path = downloaded.map_err(LocateError::Download)?;
         return Ok(ResolvedModel {
             path,
             entry: Some(entry),
