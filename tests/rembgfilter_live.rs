@@ -210,3 +210,54 @@ fn on_a_clock_that_stands_still_every_live_frame_waits_for_its_own_mask() {
     }
     assert_ne!(live[0], live[1], "the photos give different frames");
 }
+
+/// Frames 1-4 through a rembgfilter Harness after downstream said, with a QoS event, that it is
+/// a second late at 40 ms: (frames out, QoS messages on the bus).
+fn after_a_late_sink(live: bool) -> (usize, usize) {
+    let (width, height) = (160, 120);
+    let photo = scaled_photo("astronaut", width, height);
+    let mut h = rembgfilter_harness(&[], width, height);
+    h.set_live(live);
+    let bus = gst::Bus::new();
+    h.element().unwrap().set_bus(Some(&bus));
+    let frame = |index: u64| {
+        let mut buffer = gst::Buffer::from_slice(photo.clone());
+        let buffer_ref = buffer.get_mut().unwrap();
+        buffer_ref.set_pts(gst::ClockTime::from_mseconds(index * 40));
+        buffer_ref.set_duration(gst::ClockTime::from_mseconds(40));
+        buffer
+    };
+    h.push(frame(0)).unwrap();
+    h.pull().unwrap();
+    assert!(h.push_upstream_event(gst::event::Qos::new(
+        gst::QOSType::Underflow,
+        1.0,
+        gst::ClockTime::SECOND.nseconds() as i64,
+        gst::ClockTime::from_mseconds(40),
+    )));
+    for index in 1..5 {
+        h.push(frame(index)).unwrap();
+    }
+    let mut out = 0;
+    while h.try_pull().is_some() {
+        out += 1;
+    }
+    let qos = std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Qos])).count();
+    (out, qos)
+}
+
+#[test]
+fn late_frames_are_dropped_with_qos_messages_only_when_live() {
+    if without_set_up() {
+        return;
+    }
+    // No clock or timing involved: the QoS event says when frames stop being worth making.
+    let (out, qos) = after_a_late_sink(true);
+    assert_eq!(
+        (out, qos),
+        (0, 4),
+        "live: the four late frames are dropped and reported"
+    );
+    let (out, qos) = after_a_late_sink(false);
+    assert_eq!((out, qos), (4, 0), "not live: every frame is kept");
+}

@@ -341,12 +341,14 @@ impl RembgFilter {
 
     /// The stream's strategy, fixed by its first frame: a live source may produce before the
     /// pipeline's latency query reaches this element, so the first frame asks upstream itself.
+    /// Late frames are dropped (QoS) in live streams only.
     fn stream_strategy(&self) -> Strategy {
         if !self.plan.lock().unwrap().is_fixed() {
             let mut upstream = gst::query::Latency::new();
             if self.obj().sink_pad().peer_query(&mut upstream) {
                 let (live, _, _) = upstream.result();
                 self.plan.lock().unwrap().set_live(live);
+                self.obj().set_qos(live);
             }
         }
         self.plan.lock().unwrap().fix_strategy()
