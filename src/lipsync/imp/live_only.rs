@@ -178,9 +178,11 @@ impl Lipsync {
     /// most a round, so the frames fit the queue this task empties), and pushes its frames.
     fn fill_stall(&self, clock: &gst::Clock) {
         // The streaming thread holds the lock while it feeds (perhaps waiting for this task to
-        // make room in the queue): it is not stalled then.
+        // make room in the queue): it is not stalled then. Its next frame, or its leaving
+        // `chain`, is a change that wakes this task; until then there is nothing to do.
+        let seen = self.output.generation();
         let Ok(_push) = self.push_lock.try_lock() else {
-            return;
+            return self.output.wait_for_change(seen);
         };
         let now = clock.time();
         let chain_idle = self
