@@ -23,14 +23,7 @@ use gst::glib;
 
 /// Pushes a frame at `index` * 40 ms and returns its output alpha.
 fn push(h: &mut Harness, pixels: &[u8], index: u64, flags: gst::BufferFlags) -> Vec<u8> {
-    let mut buffer = gst::Buffer::from_mut_slice(pixels.to_vec());
-    {
-        let buffer = buffer.get_mut().unwrap();
-        buffer.set_pts(gst::ClockTime::from_mseconds(index * 40));
-        buffer.set_duration(gst::ClockTime::from_mseconds(40));
-        buffer.set_flags(flags);
-    }
-    h.push(buffer).unwrap();
+    h.push(frame_buffer(pixels, index, flags)).unwrap();
     let out = h.pull().unwrap();
     let map = out.map_readable().unwrap();
     alpha_of(&map)

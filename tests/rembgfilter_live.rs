@@ -184,11 +184,9 @@ fn six_frames(live: bool) -> Vec<Vec<u8>> {
     }
     (0..6u64)
         .map(|index| {
-            let mut buffer = gst::Buffer::from_slice(photos[index as usize % 3].clone());
-            let buffer_ref = buffer.get_mut().unwrap();
-            buffer_ref.set_pts(gst::ClockTime::from_mseconds(index * 40));
-            buffer_ref.set_duration(gst::ClockTime::from_mseconds(40));
-            h.push(buffer).unwrap();
+            let photo = &photos[index as usize % 3];
+            h.push(frame_buffer(photo, index, gst::BufferFlags::empty()))
+                .unwrap();
             h.pull().unwrap().map_readable().unwrap().to_vec()
         })
         .collect()
@@ -220,13 +218,7 @@ fn after_a_late_sink(live: bool) -> (usize, usize) {
     h.set_live(live);
     let bus = gst::Bus::new();
     h.element().unwrap().set_bus(Some(&bus));
-    let frame = |index: u64| {
-        let mut buffer = gst::Buffer::from_slice(photo.clone());
-        let buffer_ref = buffer.get_mut().unwrap();
-        buffer_ref.set_pts(gst::ClockTime::from_mseconds(index * 40));
-        buffer_ref.set_duration(gst::ClockTime::from_mseconds(40));
-        buffer
-    };
+    let frame = |index: u64| frame_buffer(&photo, index, gst::BufferFlags::empty());
     h.push(frame(0)).unwrap();
     h.pull().unwrap();
     assert!(h.push_upstream_event(gst::event::Qos::new(

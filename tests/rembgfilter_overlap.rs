@@ -21,17 +21,6 @@ fn harness(properties: &[(&str, glib::Value)], width: usize, height: usize) -> H
 
 use gst::glib;
 
-fn buffer(pixels: &[u8], index: u64, flags: gst::BufferFlags) -> gst::Buffer {
-    let mut buffer = gst::Buffer::from_mut_slice(pixels.to_vec());
-    {
-        let buffer = buffer.get_mut().unwrap();
-        buffer.set_pts(gst::ClockTime::from_mseconds(index * 40));
-        buffer.set_duration(gst::ClockTime::from_mseconds(40));
-        buffer.set_flags(flags);
-    }
-    buffer
-}
-
 /// Every output (timestamp, bytes) of pushing `frames` then EOS.
 fn run(
     properties: &[(&str, glib::Value)],
@@ -39,7 +28,7 @@ fn run(
 ) -> Vec<(Option<gst::ClockTime>, Vec<u8>)> {
     let mut h = harness(properties, WIDTH, HEIGHT);
     for (index, (pixels, flags)) in frames.iter().enumerate() {
-        h.push(buffer(pixels, index as u64, *flags)).unwrap();
+        h.push(frame_buffer(pixels, index as u64, *flags)).unwrap();
     }
     h.push_event(gst::event::Eos::new());
     let mut outputs = Vec::new();
@@ -100,12 +89,12 @@ fn a_held_frame_comes_out_when_the_next_one_or_eos_arrives() {
     }
     let astronaut = photo("astronaut", WIDTH, HEIGHT);
     let mut h = harness(&[("overlap", true.to_value())], WIDTH, HEIGHT);
-    h.push(buffer(&astronaut, 0, gst::BufferFlags::empty()))
+    h.push(frame_buffer(&astronaut, 0, gst::BufferFlags::empty()))
         .unwrap();
     assert!(h.try_pull().is_none(), "the first frame is held back");
-    h.push(buffer(&astronaut, 1, gst::BufferFlags::empty()))
+    h.push(frame_buffer(&astronaut, 1, gst::BufferFlags::empty()))
         .unwrap();
-    h.push(buffer(&astronaut, 2, gst::BufferFlags::empty()))
+    h.push(frame_buffer(&astronaut, 2, gst::BufferFlags::empty()))
         .unwrap();
     let mut pts = Vec::new();
     while let Some(out) = h.try_pull() {
@@ -132,10 +121,12 @@ fn held_frames_go_out_before_new_caps() {
         photo("astronaut", 80, 60),
     );
     let mut h = harness(&[("overlap", true.to_value())], WIDTH, HEIGHT);
-    h.push(buffer(&big, 0, gst::BufferFlags::empty())).unwrap();
-    h.push(buffer(&big, 1, gst::BufferFlags::empty())).unwrap();
+    h.push(frame_buffer(&big, 0, gst::BufferFlags::empty()))
+        .unwrap();
+    h.push(frame_buffer(&big, 1, gst::BufferFlags::empty()))
+        .unwrap();
     h.set_src_caps_str("video/x-raw,format=RGB,width=80,height=60,framerate=25/1");
-    h.push(buffer(&small, 2, gst::BufferFlags::empty()))
+    h.push(frame_buffer(&small, 2, gst::BufferFlags::empty()))
         .unwrap();
     h.push_event(gst::event::Eos::new());
     let mut sizes = Vec::new();

@@ -1,7 +1,7 @@
 //! GStreamer glue of `lipsync`: properties, caps, the audio entry point, events and queries, and
 //! in live pipelines a source pad task that pushes the frames and fills stalls in the audio with
-//! silence so the video keeps coming. The features come from `talking_head::speech`, time and frame choices from
-//! `talking_head::live`, the frames from `talking_head`.
+//! silence so the video keeps coming. The features come from `talking_head::speech`, time and
+//! frame choices from `talking_head::live`, the frames from `talking_head`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -34,6 +34,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const FPS: u64 = 25;
+const FRAME_DURATION: gst::ClockTime = gst::ClockTime::from_nseconds(1_000_000_000 / FPS);
 const DEFAULT_SKIP_SILENCE: bool = false;
 const DEFAULT_SILENCE_LEVEL: f64 = -50.0;
 const DEFAULT_CATCH_UP: bool = true;
@@ -482,7 +483,7 @@ impl Lipsync {
             let (Some(last), Some(audio_end)) = (&state.last_frame, state.timeline.end()) else {
                 return Ok(gst::FlowSuccess::Ok);
             };
-            let frame = gst::ClockTime::SECOND / FPS;
+            let frame = FRAME_DURATION;
             let (mut pts, mut index) = (last.pts().unwrap_or_default(), last.offset());
             let mut holds = Vec::new();
             while pts + frame + frame / 2 < gst::ClockTime::from_nseconds(audio_end) {

@@ -376,17 +376,18 @@ impl RembgFilter {
         let frame = self.map_input(state, &input)?;
         let image = image_of(&frame).ok_or(gst::FlowError::NotNegotiated)?;
         let nanos = |time: gst::ClockTime| Duration::from_nanos(time.nseconds());
+        let frame_time = frame_duration(frame.info());
         let arrival = Arrival {
             timestamp: input.pts().map(nanos),
             duration: input.duration().map(nanos),
             discontinuity_flagged: input.flags().contains(gst::BufferFlags::DISCONT),
-            frame_time: frame_duration(frame.info()),
+            frame_time,
             deadline: (strategy == Strategy::ModelThread)
                 .then(|| self.obj().clock())
                 .flatten()
                 .map(|clock| {
-                    let wait = frame_duration(frame.info()).as_nanos() as u64;
-                    let at = clock.time() + gst::ClockTime::from_nseconds(wait);
+                    let at =
+                        clock.time() + gst::ClockTime::from_nseconds(frame_time.as_nanos() as u64);
                     Arc::new(ClockDeadline(clock.new_single_shot_id(at))) as Arc<dyn Deadline>
                 }),
             mask_interval: settings.mask_interval,

@@ -1,7 +1,8 @@
 //! The frame scheduler of background removal: which thread runs the model for a frame, and when
 //! each frame leaves with its mask. One [`Strategy`] is chosen per stream, by the first frame,
-//! from the settings and whether upstream is live ([`StreamPlan`]); the [`Scheduler`] then owns every frame it holds
-//! until it hands it back, in arrival order, with the model's mask made for it.
+//! from the settings and whether upstream is live ([`StreamPlan`]); the [`Scheduler`] then owns
+//! every frame it holds until it hands it back, in arrival order, with the model's mask made for
+//! it.
 //!
 //! The path of a frame, whatever the strategy:
 //! ```text

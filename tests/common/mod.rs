@@ -315,6 +315,18 @@ pub fn scaled_photo(name: &str, width: usize, height: usize) -> Vec<u8> {
     packed_pixels(&samples[0]).1
 }
 
+/// Frame `index` of a 25 fps stream: `pixels` stamped `index` x 40 ms, 40 ms long, with `flags`.
+pub fn frame_buffer(pixels: &[u8], index: u64, flags: gst::BufferFlags) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_mut_slice(pixels.to_vec());
+    {
+        let buffer = buffer.get_mut().unwrap();
+        buffer.set_pts(gst::ClockTime::from_mseconds(index * 40));
+        buffer.set_duration(gst::ClockTime::from_mseconds(40));
+        buffer.set_flags(flags);
+    }
+    buffer
+}
+
 /// A Harness around a rembgfilter with `properties`, fed RGB frames of `width` x `height` at 25 fps
 /// from a source that is not live.
 pub fn rembgfilter_harness(

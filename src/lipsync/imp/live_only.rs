@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::{Audio, CAT, FPS, Lipsync, SILENCE_CHUNK, STALL_GRACE, State, own_latency};
+use super::{Audio, CAT, FRAME_DURATION, Lipsync, SILENCE_CHUNK, STALL_GRACE, State, own_latency};
 use crate::lipsync::output::{Item, Popped};
 use crate::talking_head::live;
 use crate::talking_head::speech::SAMPLE_RATE;
@@ -155,8 +155,8 @@ impl Lipsync {
     /// The clock time a frame's worth of audio is overdue: the end of the audio so far plus
     /// upstream's latency, [`STALL_GRACE`] and one frame (so a stall is filled a frame at a
     /// time, never a few samples in a spin), and no earlier than [`STALL_GRACE`] after the
-    /// streaming thread last left `chain`. None while not playing, before any audio, after the end, or while the
-    /// streaming thread is in `chain` (it wakes the task when it leaves).
+    /// streaming thread last left `chain`. None while not playing, before any audio, after the
+    /// end, or while the streaming thread is in `chain` (it wakes the task when it leaves).
     fn stall_deadline(&self) -> Option<gst::ClockTime> {
         if !self.stall_watch.playing.load(Ordering::SeqCst) {
             return None;
@@ -168,8 +168,8 @@ impl Lipsync {
             let state = guard.as_ref()?;
             let end = gst::ClockTime::from_nseconds(state.timeline.end()?);
             let running = state.segment.to_running_time(end)?;
-            let frame = gst::ClockTime::SECOND / FPS;
-            (!state.ended).then(|| running + state.upstream_latency + STALL_GRACE + frame)?
+            let overdue = state.upstream_latency + STALL_GRACE + FRAME_DURATION;
+            (!state.ended).then(|| running + overdue)?
         };
         Some((base_time + overdue_at).max(idle_since + STALL_GRACE))
     }
