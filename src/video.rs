@@ -9,6 +9,18 @@ use gst_video::prelude::*;
 use crate::imageops::{ImageRef, PixelLayout};
 use crate::talking_head::{self, FaceCrop};
 
+/// One frame's time from the caps' frame rate; 1/30 s when the rate is unknown (variable or
+/// unset), the guess a frame's wait for its mask needs.
+pub fn frame_duration(info: &gst_video::VideoInfo) -> std::time::Duration {
+    let fps = info.fps();
+    let nanos = if fps.numer() > 0 && fps.denom() > 0 {
+        1_000_000_000u64 * fps.denom() as u64 / fps.numer() as u64
+    } else {
+        1_000_000_000 / 30
+    };
+    std::time::Duration::from_nanos(nanos)
+}
+
 /// The packed 8-bit RGB-family layout of `format`; a fourth byte (x or alpha) is carried along.
 pub fn pixel_layout(format: VideoFormat) -> Option<PixelLayout> {
     match format {

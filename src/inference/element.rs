@@ -729,6 +729,40 @@ pub fn set_active_backend(
     element.notify("active-backend");
 }
 
+/// Posts a GStreamer `progress` message from `element` (gst-launch and the scripts print them).
+pub fn post_progress(
+    element: &impl IsA<gst::Element>,
+    kind: gst::ProgressType,
+    code: &str,
+    text: &str,
+) {
+    let _ = element.post_message(
+        gst::message::Progress::builder(kind, code, text)
+            .src(element.upcast_ref::<gst::Element>())
+            .build(),
+    );
+}
+
+/// A first-use model download as `progress` messages (code "download"): start, bytes so far,
+/// complete or error; each also logged in the element's debug category `cat`.
+pub fn post_download_progress(
+    element: &impl IsA<gst::Element>,
+    cat: gst::DebugCategory,
+    model: &str,
+    event: crate::segmentation::download::DownloadEvent,
+) {
+    use crate::segmentation::download::DownloadEvent;
+    let kind = match event {
+        DownloadEvent::Started { .. } => gst::ProgressType::Start,
+        DownloadEvent::Received { .. } => gst::ProgressType::Continue,
+        DownloadEvent::Finished { .. } => gst::ProgressType::Complete,
+        DownloadEvent::Failed => gst::ProgressType::Error,
+    };
+    let text = event.describe(model);
+    gst::info!(cat, obj = element, "{text}");
+    post_progress(element, kind, "download", &text);
+}
+
 /// The read-only `stats` property; `blurb` says what the element's figures mean.
 pub fn stats_param_spec(blurb: &str) -> glib::ParamSpec {
     glib::ParamSpecBoxed::builder::<gst::Structure>("stats")

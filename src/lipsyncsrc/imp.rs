@@ -151,11 +151,7 @@ impl LipsyncSrc {
             ));
         };
         let progress = |kind: gst::ProgressType, text: &str| {
-            let _ = self.obj().post_message(
-                gst::message::Progress::builder(kind, "audio-features", text)
-                    .src(&*self.obj())
-                    .build(),
-            );
+            inference::element::post_progress(&*self.obj(), kind, "audio-features", text)
         };
         progress(
             gst::ProgressType::Start,

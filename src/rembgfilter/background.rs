@@ -114,6 +114,56 @@ impl Background {
     }
 }
 
+/// What a replace-mode picture is missing when none is set.
+const NO_PICTURE: &str = "mode=replace needs an image: set background-location";
+
+/// The element's `background-location` picture, if one is set: decoded when the property is
+/// set, so that no frame waits for it.
+#[derive(Debug, Default)]
+pub struct BackgroundSlot(Option<Background>);
+
+impl BackgroundSlot {
+    /// A new location starts decoding now; `None` forgets the picture.
+    pub fn set_location(&mut self, location: Option<&str>) {
+        self.0 = location.map(Background::decode_in_background);
+    }
+
+    /// At start: decodes `location` if it is not the one known, and when `needed` (mode=replace)
+    /// waits for the picture, so that a missing or broken one fails the state change.
+    pub fn prepare(&mut self, location: Option<&str>, needed: bool) -> Result<(), String> {
+        if let Some(location) = location
+            && self
+                .0
+                .as_ref()
+                .is_none_or(|known| known.location() != location)
+        {
+            self.0 = Some(Background::decode_in_background(location));
+        }
+        if !needed {
+            return Ok(());
+        }
+        match self.0.as_mut() {
+            Some(background) => background.picture().map(|_| ()),
+            None => Err(NO_PICTURE.into()),
+        }
+    }
+
+    /// [`Background::scaled_for`] of the picture set; an error when none is.
+    pub fn scaled_for(
+        &mut self,
+        width: usize,
+        height: usize,
+        layout: PixelLayout,
+        fit: BackgroundFit,
+        bars: [u8; 3],
+    ) -> Result<&[u8], String> {
+        match self.0.as_mut() {
+            Some(background) => background.scaled_for(width, height, layout, fit, bars),
+            None => Err(NO_PICTURE.into()),
+        }
+    }
+}
+
 /// A rectangle in pixels: left, top, width, height.
 pub type Rect = (usize, usize, usize, usize);
 

@@ -98,6 +98,24 @@ pub fn transform_caps(
     result
 }
 
+/// The element's pads: RGB-family video in, each mode's formats out.
+pub fn pad_templates() -> Vec<gst::PadTemplate> {
+    let sink_caps = gst_video::VideoCapsBuilder::new()
+        .format_list(FORMAT_PAIRS.iter().map(|(input, _)| *input))
+        .build();
+    let src_caps = gst_video::VideoCapsBuilder::new()
+        .format_list(OUTPUT_FORMATS)
+        .build();
+    let template = |name, direction, caps| {
+        gst::PadTemplate::new(name, direction, gst::PadPresence::Always, caps)
+            .expect("a valid template")
+    };
+    vec![
+        template("src", gst::PadDirection::Src, &src_caps),
+        template("sink", gst::PadDirection::Sink, &sink_caps),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

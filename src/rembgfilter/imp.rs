@@ -44,17 +44,16 @@ use crate::inference::requests::Interrupters;
 use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::compose;
 use crate::segmentation::cutout::Cutout;
-use crate::segmentation::download::DownloadEvent;
 use crate::segmentation::schedule::SlowRefresh;
 use crate::segmentation::scheduler::{
     Arrival, ScheduleError, Scheduled, Scheduler, Strategy, StreamPlan,
 };
 use crate::segmentation::worker::Deadline;
 use crate::segmentation::{Segmenter, SegmenterError, locate};
-use crate::video::{image_of, pixel_layout};
+use crate::video::{frame_duration, image_of, pixel_layout};
 
 use super::RembgMode;
-use super::background::Background;
+use super::background::BackgroundSlot;
 use super::caps;
 use super::settings::{self, FrameSettings, Settings, output_for};
 
@@ -65,9 +64,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
         Some("Background removal filter"),
     )
 });
-
-/// How long a frame waits for its own mask in asynchronous mode when the frame rate is unknown.
-const FALLBACK_FRAME_DURATION: Duration = Duration::from_millis(33);
 
 /// A live frame's wait for its mask, on the pipeline's clock: one frame of stream time.
 #[derive(Debug)]
@@ -131,7 +127,7 @@ pub struct RembgFilter {
     /// Wake a streaming thread that waits for the model, on a flush or a stop.
     interrupters: Interrupters,
     /// The picture of mode=replace, decoded when the property is set.
-    background: Mutex<Option<Background>>,
+    background: Mutex<BackgroundSlot>,
     start_settings: inference::element::StartSettingsGuard,
 }
 
@@ -140,16 +136,6 @@ impl ObjectSubclass for RembgFilter {
     const NAME: &'static str = "GstRembgFilter";
     type Type = super::RembgFilter;
     type ParentType = gst_video::VideoFilter;
-}
-
-/// One frame's time, from the caps' frame rate.
-fn frame_duration(info: &gst_video::VideoInfo) -> Duration {
-    let fps = info.fps();
-    if fps.numer() > 0 && fps.denom() > 0 {
-        Duration::from_nanos(1_000_000_000u64 * fps.denom() as u64 / fps.numer() as u64)
-    } else {
-        FALLBACK_FRAME_DURATION
-    }
 }
 
 impl RembgFilter {
@@ -163,7 +149,12 @@ impl RembgFilter {
             || {
                 let resolved =
                     locate::resolve_reporting(&settings.model, settings.download, &mut |event| {
-                        self.post_download_progress(&settings.model, event)
+                        inference::element::post_download_progress(
+                            &*self.obj(),
+                            *CAT,
+                            &settings.model,
+                            event,
+                        )
                     })
                     .map_err(|e| {
                         gst::error_msg!(gst::ResourceError::NotFound, ("property 'model': {}", e))
@@ -215,52 +206,6 @@ impl RembgFilter {
             video_info: None,
             warned_non_finite: false,
         })
-    }
-
-    /// A first-use model download as GStreamer `progress` messages (code "download"): start,
-    /// bytes so far, complete or error; gst-launch and the scripts print them.
-    fn post_download_progress(&self, model: &str, event: DownloadEvent) {
-        let kind = match event {
-            DownloadEvent::Started { .. } => gst::ProgressType::Start,
-            DownloadEvent::Received { .. } => gst::ProgressType::Continue,
-            DownloadEvent::Finished { .. } => gst::ProgressType::Complete,
-            DownloadEvent::Failed => gst::ProgressType::Error,
-        };
-        let text = event.describe(model);
-        gst::info!(CAT, imp = self, "{text}");
-        let _ = self.obj().post_message(
-            gst::message::Progress::builder(kind, "download", &text)
-                .src(&*self.obj())
-                .build(),
-        );
-    }
-
-    /// At start: mode=replace needs its picture, so a missing or broken one fails the state
-    /// change; in other modes it is only decoded, ready for a switch to replace.
-    fn check_background(&self, settings: &Settings) -> Result<(), gst::ErrorMessage> {
-        let mut background = self.background.lock().unwrap();
-        if let Some(location) = settings.background_location.as_deref()
-            && background
-                .as_ref()
-                .is_none_or(|known| known.location() != location)
-        {
-            *background = Some(Background::decode_in_background(location));
-        }
-        if settings.frame.output.mode != RembgMode::Replace {
-            return Ok(());
-        }
-        let error = |reason: String| {
-            gst::error_msg!(
-                gst::ResourceError::OpenRead,
-                ("property 'background-location': {}", reason)
-            )
-        };
-        match background.as_mut() {
-            Some(background) => background.picture().map(|_| ()).map_err(error),
-            None => Err(error(
-                "mode=replace needs an image: set background-location".into(),
-            )),
-        }
     }
 
     fn count_model_run(&self, model_time: Duration) {
@@ -505,16 +450,16 @@ impl RembgFilter {
             (output_settings.mode == RembgMode::Replace).then(|| self.background.lock().unwrap());
         let picture = match (output_settings.mode, out_format) {
             (RembgMode::Replace, VideoFormat::Rgba | VideoFormat::Bgra) => {
-                let scaled = match background.as_deref_mut().and_then(Option::as_mut) {
-                    Some(background) => background.scaled_for(
+                let scaled = background
+                    .as_deref_mut()
+                    .expect("locked in replace mode")
+                    .scaled_for(
                         width,
                         height,
                         src.layout,
                         output_settings.background_fit,
                         compose::colour_in_layout(output_settings.background_color, src.layout),
-                    ),
-                    None => Err("mode=replace needs an image: set background-location".into()),
-                };
+                    );
                 Some(scaled.map_err(|reason| {
                     gst::element_imp_error!(
                         self,
@@ -619,10 +564,7 @@ impl ObjectImpl for RembgFilter {
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
         if pspec.name() == "background-location" {
             // Decoded now, on a thread of its own, so that no frame waits for it.
-            *self.background.lock().unwrap() = settings
-                .background_location
-                .as_deref()
-                .map(Background::decode_in_background);
+            (self.background.lock().unwrap()).set_location(settings.background_location.as_deref());
         }
         let mode_changed = settings.frame.output.mode != mode_before;
         drop(settings);
@@ -669,30 +611,7 @@ impl ElementImpl for RembgFilter {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let sink_caps = gst_video::VideoCapsBuilder::new()
-                .format_list(caps::FORMAT_PAIRS.iter().map(|(input, _)| *input))
-                .build();
-            let src_caps = gst_video::VideoCapsBuilder::new()
-                .format_list(caps::OUTPUT_FORMATS)
-                .build();
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &src_caps,
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &sink_caps,
-                )
-                .unwrap(),
-            ]
-        });
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(caps::pad_templates);
         PAD_TEMPLATES.as_ref()
     }
 
@@ -720,7 +639,16 @@ impl BaseTransformImpl for RembgFilter {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        self.check_background(&settings)?;
+        // mode=replace needs its picture: a missing or broken one fails the state change.
+        let needed = settings.frame.output.mode == RembgMode::Replace;
+        (self.background.lock().unwrap())
+            .prepare(settings.background_location.as_deref(), needed)
+            .map_err(|reason| {
+                gst::error_msg!(
+                    gst::ResourceError::OpenRead,
+                    ("property 'background-location': {}", reason)
+                )
+            })?;
         let state = self.load(&settings)?;
         *self.state.lock().unwrap() = Some(state);
         *self.stats.lock().unwrap() = InferenceStats::default();
