@@ -155,12 +155,9 @@ fn asynchronous_live_mode_keeps_up_with_a_slow_model() {
         "asynchronous: {} of 60 frames delivered, {} QoS messages, {} distinct masks",
         played.delivered, played.qos_messages, played.distinct_masks
     );
-    // Only the first frames, which wait for the first mask, can come too late.
-    assert!(
-        played.delivered >= 30,
-        "{} of 60 frames delivered",
-        played.delivered
-    );
+    // How many frames the sink finds on time depends on how busy the machine is: printed above,
+    // not judged here. That no frame waits longer than one frame of the pipeline's clock is
+    // judged on a TestClock below.
     // The ball moves: the model kept running on new frames rather than keeping the first mask.
     assert!(
         played.distinct_masks >= 2,
@@ -207,6 +204,102 @@ fn on_a_clock_that_stands_still_every_live_frame_waits_for_its_own_mask() {
         assert!(a == b, "frame {index} left with another frame's mask");
     }
     assert_ne!(live[0], live[1], "the photos give different frames");
+}
+
+#[test]
+fn a_live_frame_waits_for_a_slow_model_one_frame_of_the_clock_at_most() {
+    if without_set_up() {
+        return;
+    }
+    // The model's runs take real time, while the pipeline's clock (a TestClock) moves only when
+    // a frame waits on it, and then straight to the end of that wait. Whatever the model's
+    // speed, a frame may wait one frame time of the clock (40 ms at 25 fps) and then leaves
+    // with the newest mask; the masks of later frames arrive as the model finishes them.
+    let (width, height) = (160, 120);
+    let first = scaled_photo("astronaut", width, height);
+    let later = scaled_photo("coffee", width, height);
+    let own_mask = |photo: &[u8]| {
+        let mut h = rembgfilter_harness(&[], width, height);
+        h.push(frame_buffer(photo, 0, gst::BufferFlags::empty()))
+            .unwrap();
+        alpha_of(&h.pull().unwrap().map_readable().unwrap())
+    };
+    let (first_mask, later_mask) = (own_mask(&first), own_mask(&later));
+    assert_ne!(first_mask, later_mask, "the photos give different masks");
+
+    let mut h = rembgfilter_harness(&[], width, height);
+    h.set_live(true);
+    h.use_testclock();
+    let clock = h.testclock().unwrap();
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let driver = {
+        let (clock, waits, stop) = (clock.clone(), waits.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let (found, pending) = clock.timed_wait_for_multiple_pending_ids(1, 20);
+                if !found {
+                    continue;
+                }
+                let (now, due) = (clock.time(), pending[0].time());
+                waits.lock().unwrap().push(due - now);
+                if due > now {
+                    clock.set_time(due);
+                }
+                // None when the mask came first and the element took its wait back.
+                let _ = clock.process_next_clock_id();
+            }
+        })
+    };
+    let alpha_out = |h: &mut gst_check::Harness, photo: &[u8], index: u64| {
+        h.push(frame_buffer(photo, index, gst::BufferFlags::empty()))
+            .unwrap();
+        alpha_of(&h.pull().unwrap().map_readable().unwrap())
+    };
+    // With no mask at all yet, the first frame waits for its own.
+    assert!(alpha_out(&mut h, &first, 0) == first_mask);
+    let mut frames = 1u64;
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let alpha = alpha_out(&mut h, &later, frames);
+        frames += 1;
+        if alpha == later_mask {
+            break;
+        }
+        assert!(
+            alpha == first_mask,
+            "frame {} left with a mask of neither photo",
+            frames - 1
+        );
+        // Only a guard against a model that never finishes: no verdict rests on the time.
+        assert!(
+            std::time::Instant::now() < give_up,
+            "no mask of the later photo after {frames} frames"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::SeqCst);
+    driver.join().unwrap();
+    let waits = waits.lock().unwrap();
+    let frame_time = gst::ClockTime::from_mseconds(40);
+    println!(
+        "{frames} frames, {} clock waits, clock at {}",
+        waits.len(),
+        clock.time()
+    );
+    assert!(
+        !waits.is_empty(),
+        "a frame waited on the clock for its mask"
+    );
+    assert!(
+        waits.iter().all(|&wait| wait == frame_time),
+        "every wait is one frame: {waits:?}"
+    );
+    assert!(
+        clock.time() <= frame_time * (frames - 1),
+        "the frames took more clock time than they last: {} for {frames} frames",
+        clock.time()
+    );
 }
 
 /// Frames 1-4 through a rembgfilter Harness after downstream said, with a QoS event, that it is
