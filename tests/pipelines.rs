@@ -484,22 +484,66 @@ fn jpeg_stills_match_python_rembg_in_every_exif_orientation() {
     }
     // Camera-style JPEGs of a non-square photo: orientations 1-8 (little-endian EXIF), 6 with
     // a big-endian EXIF, and none. Decoded as Pillow decodes them and turned upright, the
-    // cutout's alpha is Python rembg's within 1.
+    // cutout's alpha is Python rembg's within 1: every file through the folder script (one
+    // process), the two of orientation 6 through cutout-image.sh too (they decode alike).
     let dir = scratch("oriented");
+    let output = scratch("oriented-cutouts");
     run_reference(
         "oriented_jpegs.py",
         &[sample("chelsea").to_str().unwrap(), dir.to_str().unwrap()],
     );
-    let names = (1..=8)
+    let names: Vec<String> = (1..=8)
         .map(|o| format!("orientation-{o}"))
-        .chain(["orientation-6-mm".into(), "plain".into()]);
-    for name in names {
-        let (ours, reference, largest) = cutout_against_rembg(&dir.join(format!("{name}.jpg")));
-        assert_eq!(ours, reference, "{name}: the cutout is upright");
-        assert!(
-            largest <= 1,
-            "{name}: alpha differs from rembg's by up to {largest}"
-        );
+        .chain(["orientation-6-mm".into(), "plain".into()])
+        .collect();
+    run_script(
+        "cutout-folder.sh",
+        &[dir.to_str().unwrap(), output.to_str().unwrap()],
+        &[],
+    );
+    // Python rembg once for all of them: the model loads once.
+    let files: Vec<(PathBuf, PathBuf)> = names
+        .iter()
+        .map(|name| {
+            (
+                dir.join(format!("{name}.jpg")),
+                dir.join(format!("{name}.rembg.raw")),
+            )
+        })
+        .collect();
+    let mut arguments = vec!["u2netp"];
+    for (photo, raw) in &files {
+        arguments.extend([photo.to_str().unwrap(), raw.to_str().unwrap()]);
+    }
+    let sizes = run_reference("rembg_mask.py", &arguments);
+    assert_eq!(sizes.lines().count(), names.len(), "{sizes}");
+    for ((name, (photo, raw)), size) in names.iter().zip(&files).zip(sizes.lines()) {
+        let reference = std::fs::read(raw).unwrap();
+        let mut cutouts = vec![output.join(format!("{name}.png"))];
+        if name.starts_with("orientation-6") {
+            let single = photo.with_extension("cutout.png");
+            run_script(
+                "cutout-image.sh",
+                &[photo.to_str().unwrap(), single.to_str().unwrap()],
+                &[],
+            );
+            cutouts.push(single);
+        }
+        for cutout in cutouts {
+            let (info, pixels) = packed_pixels(&decoded_frames(&cutout, "RGBA")[0]);
+            assert_eq!(
+                format!("{} {}", info.width(), info.height()),
+                size,
+                "{name}: the cutout is upright ({})",
+                cutout.display()
+            );
+            let largest = largest_difference(&alpha_of(&pixels), &reference);
+            assert!(
+                largest <= 1,
+                "{name} ({}): alpha differs from rembg's by up to {largest}",
+                cutout.display()
+            );
+        }
     }
 }
 

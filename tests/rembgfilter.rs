@@ -265,6 +265,39 @@ fn assert_bright_half_is_foreground(alpha: &[u8], width: usize) {
 }
 
 #[test]
+fn committed_test_models_are_what_the_script_makes() {
+    if without_set_up() {
+        return;
+    }
+    // The small models are committed so that no test waits for Python to make them; the
+    // script stays their source, and this keeps the two in step.
+    let dir = temp_dir_of("test-models", "");
+    run_reference("make_test_models.py", &[dir.to_str().unwrap()]);
+    let mut made: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    made.sort();
+    let mut committed: Vec<_> = std::fs::read_dir(test_models_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    committed.sort();
+    assert_eq!(
+        made, committed,
+        "the script's models and the committed ones"
+    );
+    for name in made {
+        assert!(
+            std::fs::read(dir.join(&name)).unwrap()
+                == std::fs::read(test_model(name.to_str().unwrap())).unwrap(),
+            "{name:?} differs from what make_test_models.py makes: run it with tests/fixtures/models"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn custom_model_takes_its_size_from_the_input_shape() {
     if without_set_up() {
         return;

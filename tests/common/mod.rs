@@ -7,9 +7,9 @@ pub mod readme;
 pub mod talking_head;
 pub mod triton_server;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Once, OnceLock};
+use std::sync::Once;
 
 use gst::prelude::*;
 use gst_video::prelude::*;
@@ -101,15 +101,15 @@ pub fn run_reference_with(python: &std::path::Path, script: &str, args: &[&str])
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// The small ONNX models of tests/reference/make_test_models.py, made once per test binary.
+/// Where the small ONNX models of tests/reference/make_test_models.py are committed (a few
+/// hundred bytes each; `committed_test_models_are_what_the_script_makes` keeps them in step).
+pub fn test_models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")
+}
+
+/// One of the committed test models.
 pub fn test_model(name: &str) -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("neuralfx-test-models-{}", std::process::id()));
-        run_reference("make_test_models.py", &[dir.to_str().unwrap()]);
-        dir
-    });
-    dir.join(name)
+    test_models_dir().join(name)
 }
 
 /// Runs `description` (which must end in an appsink named "sink") to EOS and returns every sample.

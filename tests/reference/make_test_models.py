@@ -1,6 +1,7 @@
 """Writes small ONNX models that exercise rembgfilter's model checks.
 
 Usage: make_test_models.py OUT_DIR
+(Their bytes are committed in tests/fixtures/models; after a change here, run it with that folder.)
   brightness.onnx     [1,3,64,64] float -> channel mean [1,1,64,64]: a valid custom model
   dynamic.onnx        [1,3,H,W] float (H, W dynamic) -> channel mean: size falls back to 320
   six_channels.onnx   [1,6,32,32] float: wrong channel count
