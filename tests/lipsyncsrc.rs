@@ -40,7 +40,10 @@ fn data() -> &'static Data {
         let dir = temp_dir_of("lipsync", "");
         for mode in ["ave", "hubert", "wenet"] {
             let out = dir.join(format!("unet_{mode}.onnx"));
-            run_reference("make_unet328.py", &[mode, out.to_str().unwrap()]);
+            run_reference(
+                "make_unet328.py",
+                &[mode, out.to_str().unwrap(), "--narrow"],
+            );
         }
         let audio_first = dir.join("unet_audio_first.onnx");
         run_reference(
@@ -51,6 +54,7 @@ fn data() -> &'static Data {
                 "--audio-first",
                 "--seed",
                 "7",
+                "--narrow",
             ],
         );
         let (templates, width, height, frames) = (

@@ -101,7 +101,10 @@ fn servers() -> &'static Servers {
     SERVERS.get_or_init(|| {
         let dir = temp_dir_of("sagemaker", "");
         let unet = dir.join("unet_ave.onnx");
-        run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
+        run_reference(
+            "make_unet328.py",
+            &["ave", unet.to_str().unwrap(), "--narrow"],
+        );
         let triton = triton_server::start(
             &python_in("NEURALFX_TRITON_VENV"),
             &reference_script("triton_server.py"),

@@ -42,7 +42,10 @@ fn server() -> &'static Server {
         // Earlier runs' models and logs go once their test process is gone.
         let dir = temp_dir_of("triton", "");
         let unet = dir.join("unet_ave.onnx");
-        run_reference("make_unet328.py", &["ave", unet.to_str().unwrap()]);
+        run_reference(
+            "make_unet328.py",
+            &["ave", unet.to_str().unwrap(), "--narrow"],
+        );
         let server = triton_server::start(
             &python_in("NEURALFX_TRITON_VENV"),
             &reference_script("triton_server.py"),

@@ -170,7 +170,7 @@ pub fn workspace(kind: &str, talking_head: bool) -> PathBuf {
     for unet in ["unet_328.onnx", "unet_328_May.onnx"] {
         run_reference(
             "make_unet328.py",
-            &["ave", dir.join(unet).to_str().unwrap()],
+            &["ave", dir.join(unet).to_str().unwrap(), "--narrow"],
         );
     }
     for features in ["aud_ave.npy", "speech_ave.npy"] {

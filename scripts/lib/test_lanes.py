@@ -1,0 +1,102 @@
+"""Runs the test binaries cargo built side by side, a few at a time, and prints what each said.
+
+Usage: test_lanes.py LANES TIMES_FILE -- BINARY... [-- DOC_TEST_COMMAND...]
+
+Many binaries spend much of their time waiting (for a Triton or SageMaker server, a Python
+oracle starting, a timeout being tested, a live source's clock), so two cores do more with two
+binaries running than with one. The longest run first, as the last run's TIMES_FILE says (or a
+fixed guess the first time), so that no long one starts last. Each binary's output is printed
+whole when it ends, never interleaved, and every binary runs even after one fails. Prints the
+seconds each took, slowest first, and exits 1 if any failed.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+# The first time (no times file yet): the binaries known to take longest, longest first.
+KNOWN_SLOW = [
+    "triton", "lipsync", "readme_commands", "lipsyncsrc", "rembg_parity", "pipelines",
+    "sagemaker", "speech_features", "alpha_matting", "foreground", "rembgfilter",
+]
+
+
+def name_of(binary):
+    """tests/NAME.rs builds deps/NAME-HASH; the library's unit tests are gstneuralfx-HASH."""
+    return os.path.basename(binary).rsplit("-", 1)[0]
+
+
+def read_times(path):
+    times = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                seconds, name = line.split()
+                times[name] = float(seconds)
+    except (OSError, ValueError):
+        return {}
+    return times
+
+
+def main():
+    lanes, times_file = int(sys.argv[1]), sys.argv[2]
+    rest = sys.argv[4:]
+    if "--" in rest:
+        at = rest.index("--")
+        binaries, doc_tests = rest[:at], rest[at + 1 :]
+    else:
+        binaries, doc_tests = rest, []
+    jobs = [(name_of(b), [b]) for b in binaries]
+    if doc_tests:
+        jobs.append(("doc-tests", doc_tests))
+    last = read_times(times_file)
+
+    def expected(job):
+        name = job[0]
+        if name in last:
+            return last[name]
+        if name in KNOWN_SLOW:
+            return 1000 - KNOWN_SLOW.index(name)
+        return 0
+
+    jobs.sort(key=expected, reverse=True)
+    print_lock = __import__("threading").Lock()
+    results = {}
+
+    def run(job):
+        name, command = job
+        started = time.monotonic()
+        with tempfile.TemporaryFile() as log:
+            status = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
+            log.seek(0)
+            output = log.read().decode(errors="replace")
+        took = time.monotonic() - started
+        with print_lock:
+            print(f"     Running {name} ({' '.join(command)})", flush=True)
+            sys.stdout.write(output)
+            print(f"     {name}: exit {status} after {took:.1f} s\n", flush=True)
+        results[name] = (took, status)
+
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        list(pool.map(run, jobs))
+
+    print("seconds per test binary (cargo test --release --test NAME runs one):")
+    for name, (took, status) in sorted(results.items(), key=lambda item: -item[1][0]):
+        print(f"{took:8.1f}  {name}{'' if status == 0 else '  FAILED'}")
+    try:
+        with open(times_file, "w") as f:
+            for name, (took, _) in results.items():
+                f.write(f"{took:.1f} {name}\n")
+    except OSError:
+        pass
+    failed = sorted(name for name, (_, status) in results.items() if status != 0)
+    if failed:
+        print("failed: " + " ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
