@@ -35,20 +35,47 @@ fn composites() -> Vec<Composite> {
         .collect()
 }
 
-/// rembgfilter's mask (mode=mask) of the composite with `properties`, and the refinement's time.
-fn mask(composite: &Composite, properties: &str) -> Vec<u8> {
+/// A composite decoded to RGB (rows padded as GStreamer pads them), the frame rembgfilter is given.
+fn decoded(composite: &Composite) -> gst::Buffer {
     let samples = collect_samples(&format!(
-        "filesrc location={} ! pngdec ! videoconvert ! video/x-raw,format=RGB \
-         ! rembgfilter mode=mask {properties} ! appsink name=sink",
+        "filesrc location={} ! pngdec ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink",
         composite.path
     ))
     .unwrap();
-    let (info, pixels) = packed_pixels(&samples[0]);
-    assert_eq!(
-        (info.width() as usize, info.height() as usize),
-        (composite.width, composite.height)
-    );
-    pixels
+    samples[0].buffer_owned().unwrap()
+}
+
+/// rembgfilter's masks (mode=mask) of every composite with `properties` ("name=value ..."): one
+/// element, each frame with its own caps, so the model loads once.
+fn masks(composites: &[(&Composite, gst::Buffer)], properties: &str) -> Vec<Vec<u8>> {
+    common::init();
+    let filter = gst::ElementFactory::make("rembgfilter").build().unwrap();
+    filter.set_property_from_str("mode", "mask");
+    for property in properties.split_whitespace() {
+        let (name, value) = property.split_once('=').unwrap();
+        filter.set_property_from_str(name, value);
+    }
+    let mut h = gst_check::Harness::with_element(&filter, Some("sink"), Some("src"));
+    h.set_live(false);
+    composites
+        .iter()
+        .map(|(composite, rgb)| {
+            h.set_src_caps_str(&format!(
+                "video/x-raw,format=RGB,width={},height={},framerate=0/1",
+                composite.width, composite.height
+            ));
+            h.push(rgb.clone()).unwrap();
+            let out = h.pull().unwrap();
+            let caps = h.sinkpad().unwrap().current_caps().unwrap();
+            let sample = gst::Sample::builder().buffer(&out).caps(&caps).build();
+            let (info, mask) = packed_pixels(&sample);
+            assert_eq!(
+                (info.width() as usize, info.height() as usize),
+                (composite.width, composite.height)
+            );
+            mask
+        })
+        .collect()
 }
 
 /// The band: pixels of partial true alpha and those within 3 pixels of one.
@@ -92,24 +119,20 @@ fn the_guided_filter_brings_both_models_masks_closer_to_the_true_alpha() {
     println!(
         "composite                       model   band: plain  refined | frame: plain  refined"
     );
+    let frames: Vec<(&Composite, gst::Buffer)> =
+        composites.iter().map(|c| (c, decoded(c))).collect();
     for model in ["u2netp", "selfie"] {
         // Means over the held-out group composites and over all.
         let (mut held_out, mut all) = ([0.0f64; 4], [0.0f64; 4]);
-        for composite in &composites {
+        let plain_masks = masks(&frames, &format!("model={model}"));
+        let refined_masks = masks(
+            &frames,
+            &format!("model={model} edge-refinement=guided-filter"),
+        );
+        for ((composite, plain), refined) in composites.iter().zip(plain_masks).zip(refined_masks) {
             let band = band(&composite.alpha, composite.width, composite.height);
-            let plain = errors(
-                &mask(composite, &format!("model={model}")),
-                &composite.alpha,
-                &band,
-            );
-            let refined = errors(
-                &mask(
-                    composite,
-                    &format!("model={model} edge-refinement=guided-filter"),
-                ),
-                &composite.alpha,
-                &band,
-            );
+            let plain = errors(&plain, &composite.alpha, &band);
+            let refined = errors(&refined, &composite.alpha, &band);
             let name = composite.path.rsplit('/').next().unwrap();
             println!(
                 "{name:<31} {model:<7} {:>11.2} {:>8.2} | {:>12.2} {:>8.2}",

@@ -212,10 +212,12 @@ fn hundred_frames_in_hundred_frames_out_with_timestamps_kept() {
     if without_set_up() {
         return;
     }
-    let samples = collect_samples(
+    // The brightness stand-in runs in microseconds: frames and timestamps are what is tested.
+    let samples = collect_samples(&format!(
         "videotestsrc num-buffers=100 pattern=ball ! video/x-raw,format=BGRx,width=32,height=24,framerate=25/1 \
-         ! rembgfilter ! appsink name=sink",
-    )
+         ! rembgfilter model={} ! appsink name=sink",
+        test_model("brightness.onnx").display()
+    ))
     .unwrap();
     assert_eq!(samples.len(), 100);
     for (i, sample) in samples.iter().enumerate() {
