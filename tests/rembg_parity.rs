@@ -23,9 +23,12 @@ fn assert_file_matches_python_rembg(
     photo: &str,
     backend: &str,
 ) {
+    // Tests run side by side, several on the same model and photo: a file of each call's own.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let image = sample(photo);
     let reference_file = std::env::temp_dir().join(format!(
-        "neuralfx-rembg-{rembg_model}-{photo}-{}.raw",
+        "neuralfx-rembg-{rembg_model}-{photo}-{}-{call}.raw",
         std::process::id()
     ));
     let mut arguments = vec![

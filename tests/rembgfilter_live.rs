@@ -131,7 +131,7 @@ fn non_live_pipeline_never_drops_a_frame() {
 }
 
 #[test]
-fn asynchronous_live_mode_keeps_up_with_a_slow_model() {
+fn asynchronous_live_mode_adds_at_most_a_frame_of_waiting_to_the_latency() {
     if without_set_up() {
         return;
     }
@@ -155,15 +155,11 @@ fn asynchronous_live_mode_keeps_up_with_a_slow_model() {
         "asynchronous: {} of 60 frames delivered, {} QoS messages, {} distinct masks",
         played.delivered, played.qos_messages, played.distinct_masks
     );
-    // How many frames the sink finds on time depends on how busy the machine is: printed above,
-    // not judged here. That no frame waits longer than one frame of the pipeline's clock is
+    // How many frames the sink finds on time, and how many masks the model finished meanwhile,
+    // depend on how busy the machine is (1 mask and 26 frames were seen with three test
+    // binaries beside it): printed above, not judged here. That no frame waits longer than one
+    // frame of the pipeline's clock, and that later frames take the model's newer masks, is
     // judged on a TestClock below.
-    // The ball moves: the model kept running on new frames rather than keeping the first mask.
-    assert!(
-        played.distinct_masks >= 2,
-        "the mask never changed ({} distinct)",
-        played.distinct_masks
-    );
 }
 
 /// The outputs of six frames (three photos twice) through a rembgfilter Harness; live, on a

@@ -3,7 +3,7 @@ onnxruntime in Python-backend models, for the remote backend's tests.
 
 Usage: triton_server.py READY_FILE NAME=MODEL.onnx [NAME=MODEL.onnx ...]
 Also serves 'slow' (the first model, answering after 3 s), 'slow-once-a' and 'slow-once-b' (the
-first model, its first answer after 3 s and the others at once: a server that is briefly
+first model, its first answer after 4 s and the others at once: a server that is briefly
 overloaded, one for each protocol's test) and
 'failing' (the first model's interface, answering with an error). Picks free ports, writes "HTTP_PORT GRPC_PORT ACCESS_TOKEN"
 (the token of the statistics and other restricted endpoints) to READY_FILE
@@ -93,8 +93,8 @@ def main():
         first = models[0][1]
         served = [(name, serving(path)) for name, path in models]
         served += [("slow", serving(first, delay=3.0)), ("failing", serving(first, fail=True)),
-                   ("slow-once-a", serving(first, delay_once=3.0)),
-                   ("slow-once-b", serving(first, delay_once=3.0))]
+                   ("slow-once-a", serving(first, delay_once=4.0)),
+                   ("slow-once-b", serving(first, delay_once=4.0))]
         for name, (infer, inputs, outputs) in served:
             triton.bind(model_name=name, infer_func=infer, inputs=inputs, outputs=outputs,
                         config=ModelConfig(batching=False))
