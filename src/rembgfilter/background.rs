@@ -142,25 +142,12 @@ impl BackgroundSlot {
         if !needed {
             return Ok(());
         }
-        match self.0.as_mut() {
-            Some(background) => background.picture().map(|_| ()),
-            None => Err(NO_PICTURE.into()),
-        }
+        self.background()?.picture().map(|_| ())
     }
 
-    /// [`Background::scaled_for`] of the picture set; an error when none is.
-    pub fn scaled_for(
-        &mut self,
-        width: usize,
-        height: usize,
-        layout: PixelLayout,
-        fit: BackgroundFit,
-        bars: [u8; 3],
-    ) -> Result<&[u8], String> {
-        match self.0.as_mut() {
-            Some(background) => background.scaled_for(width, height, layout, fit, bars),
-            None => Err(NO_PICTURE.into()),
-        }
+    /// The picture set, which mode=replace needs; an error when none is.
+    pub fn background(&mut self) -> Result<&mut Background, String> {
+        self.0.as_mut().ok_or_else(|| NO_PICTURE.into())
     }
 }
 

@@ -450,16 +450,16 @@ impl RembgFilter {
             (output_settings.mode == RembgMode::Replace).then(|| self.background.lock().unwrap());
         let picture = match (output_settings.mode, out_format) {
             (RembgMode::Replace, VideoFormat::Rgba | VideoFormat::Bgra) => {
-                let scaled = background
-                    .as_deref_mut()
-                    .expect("locked in replace mode")
-                    .scaled_for(
+                let slot = background.as_deref_mut().expect("locked in replace mode");
+                let scaled = slot.background().and_then(|picture| {
+                    picture.scaled_for(
                         width,
                         height,
                         src.layout,
                         output_settings.background_fit,
                         compose::colour_in_layout(output_settings.background_color, src.layout),
-                    );
+                    )
+                });
                 Some(scaled.map_err(|reason| {
                     gst::element_imp_error!(
                         self,
