@@ -64,6 +64,6 @@ say_model() {
     case "$model" in
         selfie*) ;;
         *) echo "neuralfx: faster: model=selfie (people, about 15 ms), model=u2netp-int8 or" \
-            "precision=bf16 (about 0.15 s), or a server (pipelines/remote-cutout.sh)" >&2 ;;
+            "precision=bf16 on CPUs with bfloat16 (about 0.15 s), or a server (pipelines/remote-cutout.sh)" >&2 ;;
     esac
 }

@@ -76,8 +76,8 @@ impl SlowRefresh {
         format!(
             "model {model} refreshes the mask {:.1} times a second, below the video's {:.1} \
              frames a second{asked}: the cutout trails movement. Faster: model=selfie (people), \
-             precision=bf16 or a server (backend=triton); mask-interval=N asks for a mask every \
-             Nth frame only (warned once)",
+             precision=bf16 (CPUs with bfloat16) or a server (backend=triton); mask-interval=N \
+             asks for a mask every Nth frame only (warned once)",
             self.masks_per_second, self.frames_per_second
         )
     }
