@@ -278,6 +278,50 @@ fn compiled_models_are_cached_for_the_next_start() {
     assert!(blobs > 0, "no compiled model in {}", cache.display());
 }
 
+/// A compiled-model cache OpenVINO cannot use costs a compilation, not the model: it loads without
+/// the cache. Seen when another process compiling the same model removed the blob being written
+/// (OpenVINO: "cannot set permissions: No such file or directory"); made here by a preloaded
+/// library under which setting a blob's permissions fails in just that way.
+#[test]
+fn a_compiled_model_cache_that_fails_does_not_stop_the_model() {
+    if without_set_up() {
+        return;
+    }
+    let dir = temp_dir_of("ov-failing-cache", "");
+    let shim = dir.join("blob_chmod_fails.so");
+    let compiled = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/fault_injection/blob_chmod_fails.c"),
+        )
+        .status()
+        .expect("cc (Rust's linker needs it too)");
+    assert!(compiled.success());
+    let output = std::process::Command::new("gst-launch-1.0")
+        .args(
+            "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter backend=openvino ! fakesink"
+                .split_whitespace(),
+        )
+        // An empty cache of its own: the model is compiled, and writing the blob fails.
+        .env("NEURALFX_CACHE", &dir)
+        .env("LD_PRELOAD", &shim)
+        .output()
+        .expect("gst-launch-1.0 (scripts/setup.sh installs it)");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && printed.contains("u2netp.onnx runs on OpenVINO"),
+        "{printed}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn u2netp_int8_masks_stay_close_to_u2netp_on_both_runtimes() {
     if without_set_up() {

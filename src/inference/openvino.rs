@@ -295,19 +295,34 @@ impl OpenVinoBackend {
             "0".into()
         };
         set(&mut core, RwPropertyKey::InferenceNumThreads, &threads)?;
-        if let Some(folder) = cache_folder().filter(|f| std::fs::create_dir_all(f).is_ok()) {
-            set(
-                &mut core,
-                RwPropertyKey::CacheDir,
-                &folder.to_string_lossy(),
-            )?;
-        }
+        let cache = cache_folder().filter(|f| std::fs::create_dir_all(f).is_ok());
+        set(
+            &mut core,
+            RwPropertyKey::CacheDir,
+            &cache
+                .as_deref()
+                .map(Path::to_string_lossy)
+                .unwrap_or_default(),
+        )?;
         let model = core
             .read_model_from_file(&path.to_string_lossy(), "")
             .map_err(|e| load_error(e.to_string()))?;
-        let mut compiled = core
-            .compile_model(&model, DeviceType::CPU)
-            .map_err(|e| load_error(e.to_string()))?;
+        let mut compiled = match (core.compile_model(&model, DeviceType::CPU), &cache) {
+            (Ok(compiled), _) => compiled,
+            // Another process compiling the same model at the same moment can remove the blob
+            // this one is writing ("filesystem error: cannot set permissions"), and a cache
+            // folder can be unwritable: the model itself is fine, so compile it without the cache.
+            (Err(with_cache), Some(folder)) => {
+                set(&mut core, RwPropertyKey::CacheDir, "")?;
+                core.compile_model(&model, DeviceType::CPU).map_err(|e| {
+                    load_error(format!(
+                        "{e} (and with the compiled-model cache {}: {with_cache})",
+                        folder.display()
+                    ))
+                })?
+            }
+            (Err(e), None) => return Err(load_error(e.to_string())),
+        };
         drop(core);
         let inputs = (0..compiled
             .get_input_size()
