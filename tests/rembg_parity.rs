@@ -23,23 +23,8 @@ fn assert_file_matches_python_rembg(
     photo: &str,
     backend: &str,
 ) {
-    // Tests run side by side, several on the same model and photo: a file of each call's own.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let image = sample(photo);
-    let reference_file = std::env::temp_dir().join(format!(
-        "neuralfx-rembg-{rembg_model}-{photo}-{}-{call}.raw",
-        std::process::id()
-    ));
-    let mut arguments = vec![
-        rembg_model,
-        image.to_str().unwrap(),
-        reference_file.to_str().unwrap(),
-    ];
-    arguments.extend_from_slice(reference_options);
-    let size = run_reference("rembg_mask.py", &arguments);
-    let reference = std::fs::read(&reference_file).unwrap();
-    std::fs::remove_file(&reference_file).unwrap();
+    let (size, reference) = &*python_rembg_mask(rembg_model, reference_options, photo);
 
     let samples = collect_samples(&format!(
         "filesrc location={} ! decodebin ! videoconvert ! rembgfilter model={element_model} backend={backend} ! appsink name=sink",
@@ -50,10 +35,10 @@ fn assert_file_matches_python_rembg(
     let (info, rgba) = packed_pixels(&samples[0]);
     assert_eq!(
         format!("{} {}", info.width(), info.height()),
-        size.trim(),
+        size.as_str(),
         "mask size"
     );
-    let (mean_difference, iou) = compare_masks(&alpha_of(&rgba), &reference);
+    let (mean_difference, iou) = compare_masks(&alpha_of(&rgba), reference);
     println!(
         "{rembg_model} {photo} ({backend}): mean |alpha - rembg| = {mean_difference:.3}/255, foreground IoU = {iou:.5}"
     );
@@ -65,6 +50,50 @@ fn assert_file_matches_python_rembg(
         iou >= 0.99,
         "{rembg_model} {photo}: foreground IoU {iou:.5} < 0.99"
     );
+}
+
+/// The mask Python rembg's session `rembg_model` computes for the sample `photo` (with
+/// `reference_options` for tests/reference/rembg_mask.py), and its "WIDTH HEIGHT". Several tests
+/// hold different backends or model files to the same mask: rembg computes each one once per run
+/// (the tests run side by side, so the first to ask computes it and the others wait for it).
+fn python_rembg_mask(
+    rembg_model: &str,
+    reference_options: &[&str],
+    photo: &str,
+) -> std::sync::Arc<(String, Vec<u8>)> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Masks = Mutex<HashMap<String, Arc<OnceLock<Arc<(String, Vec<u8>)>>>>>;
+    static MASKS: OnceLock<Masks> = OnceLock::new();
+    let key = format!("{rembg_model} {} {photo}", reference_options.join(" "));
+    let slot = MASKS
+        .get_or_init(Masks::default)
+        .lock()
+        .unwrap()
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    slot.get_or_init(|| {
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let reference_file = std::env::temp_dir().join(format!(
+            "neuralfx-rembg-{rembg_model}-{photo}-{}-{call}.raw",
+            std::process::id()
+        ));
+        let image = sample(photo);
+        let mut arguments = vec![
+            rembg_model,
+            image.to_str().unwrap(),
+            reference_file.to_str().unwrap(),
+        ];
+        arguments.extend_from_slice(reference_options);
+        let size = run_reference("rembg_mask.py", &arguments);
+        let reference = std::fs::read(&reference_file).unwrap();
+        std::fs::remove_file(&reference_file).unwrap();
+        println!("rembg computed the mask of {key}");
+        Arc::new((size.trim().to_string(), reference))
+    })
+    .clone()
 }
 
 /// rembg's 1024x1024 sessions other than ISNet (bria-rmbg's ImageNet statistics, BiRefNet's
