@@ -17,8 +17,14 @@ struct Server {
     http: String,
     grpc: String,
     unet: PathBuf,
-    _server: triton_server::TritonServer,
+    server: triton_server::TritonServer,
 }
+
+/// The models of the shared server that the unload tests unload while playing, by protocol.
+const UNLOADED: [(&str, &str); 2] = [
+    ("triton-http", "u2netp-unload-http"),
+    ("triton", "u2netp-unload-grpc"),
+];
 
 impl Server {
     /// Each protocol's `backend` value with this server's address for it.
@@ -34,8 +40,8 @@ fn u2netp() -> PathBuf {
 }
 
 /// The Triton server, started once for this test binary with u2netp, MediaPipe's selfie model
-/// (NHWC in, a probability out) and a U-Net-328-shaped lipsync model (and the script's 'slow',
-/// 'slow-once' and 'failing' test models).
+/// (NHWC in, a probability out), a U-Net-328-shaped lipsync model, a copy of u2netp for each
+/// protocol's test to unload (and the script's 'slow', 'slow-once' and 'failing' test models).
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
@@ -54,13 +60,15 @@ fn server() -> &'static Server {
                 ("u2netp", &u2netp()),
                 ("selfie", &u2netp().with_file_name("selfie.onnx")),
                 ("unet", &unet),
+                (UNLOADED[0].1, &u2netp()),
+                (UNLOADED[1].1, &u2netp()),
             ],
         );
         Server {
             http: server.http.clone(),
             grpc: server.grpc.clone(),
             unet,
-            _server: server,
+            server,
         }
     })
 }
@@ -178,7 +186,7 @@ fn a_server_that_is_not_there_is_named_within_seconds() {
     // Port 9 (discard) on loopback: nothing listens there.
     let (err, took) = rembgfilter_error("backend=triton-http server=127.0.0.1:9 model=u2netp");
     assert!(
-        err.contains("127.0.0.1:9") && err.contains("not ready"),
+        err.contains("127.0.0.1:9") && err.contains("not live"),
         "{err}"
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
@@ -265,6 +273,9 @@ fn a_briefly_overloaded_server_is_retried_when_retries_ask_for_it() {
     if without_set_up() {
         return;
     }
+    // 'slow-once-a' and '-b' answer their first request after 4 s, then at once: with a 3 s
+    // timeout the first request fails and, with retries, the next one goes through (it waits
+    // for the first to finish, which leaves it 2 s for the model on a busy machine).
     // 'slow-once-a' and '-b' answer their first request after 4 s, then at once: with a 3 s
     // timeout the first request fails and, with retries, the next one goes through (it waits
     // for the first to finish, which leaves it 2 s for the model on a busy machine).
@@ -410,29 +421,12 @@ fn webcam_remote_script_runs_live_on_the_server() {
     );
 }
 
-/// Starts a u2netp server of its own (named `name`), plays a long remote rembgfilter stream on
-/// it, calls `act` on the server once three frames have come out, and returns the error that
-/// follows with the time it took after `act`.
-fn error_after(
-    name: &str,
-    backend: &str,
-    act: impl FnOnce(&triton_server::TritonServer),
-) -> (String, String, Duration) {
-    let server = triton_server::start(
-        &python_in("NEURALFX_TRITON_VENV"),
-        &reference_script("triton_server.py"),
-        &temp_dir_of("triton", &format!("-{name}")),
-        &[("u2netp", &u2netp())],
-    );
-    let address = if backend == "triton" {
-        server.grpc.clone()
-    } else {
-        server.http.clone()
-    };
+/// A long remote rembgfilter stream of `model` on `address`, playing, three frames out.
+fn stream_on(backend: &str, address: &str, model: &str) -> gst::Pipeline {
     init();
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
-         ! rembgfilter backend={backend} server={address} model=u2netp request-timeout=5000 \
+         ! rembgfilter backend={backend} server={address} model={model} request-timeout=5000 \
          ! appsink name=sink sync=false"
     ))
     .unwrap()
@@ -447,11 +441,15 @@ fn error_after(
     for _ in 0..3 {
         assert!(
             sink.try_pull_sample(gst::ClockTime::from_seconds(60))
-                .is_some()
+                .is_some(),
+            "{backend}: three frames of {model}"
         );
     }
-    act(&server);
-    let acted = Instant::now();
+    pipeline
+}
+
+/// The error that ends `pipeline` (within 30 s), and how long after `since` it was seen.
+fn error_of(pipeline: gst::Pipeline, since: Instant) -> (String, Duration) {
     let error = pipeline
         .bus()
         .unwrap()
@@ -462,10 +460,9 @@ fn error_after(
             _ => None,
         })
         .expect("an error within 30 s");
-    let took = acted.elapsed();
+    let took = since.elapsed();
     pipeline.set_state(gst::State::Null).unwrap();
-    server.stop();
-    (error, address, took)
+    (error, took)
 }
 
 #[test]
@@ -473,26 +470,67 @@ fn a_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
     if without_set_up() {
         return;
     }
-    let (error, http, took) = error_after("dying", "triton-http", |server| server.stop());
-    assert!(error.contains(&http), "{error}");
-    // Within the request timeout (5 s) and a margin.
-    assert!(
-        took < Duration::from_secs(15),
-        "the error came after {took:?}"
+    // A server of its own, stopped under a stream of each protocol.
+    let server = triton_server::start(
+        &python_in("NEURALFX_TRITON_VENV"),
+        &reference_script("triton_server.py"),
+        &temp_dir_of("triton", "-dying"),
+        &[("u2netp", &u2netp())],
     );
+    let streams = [("triton-http", &server.http), ("triton", &server.grpc)]
+        .map(|(backend, address)| (backend, address, stream_on(backend, address, "u2netp")));
+    server.stop();
+    let stopped = Instant::now();
+    for (backend, address, pipeline) in streams {
+        let (error, took) = error_of(pipeline, stopped);
+        assert!(error.contains(address.as_str()), "{backend}: {error}");
+        // Within the request timeout (5 s) and a margin.
+        assert!(
+            took < Duration::from_secs(15),
+            "{backend}: the error came after {took:?}"
+        );
+    }
 }
 
-#[test]
-fn a_grpc_server_that_goes_away_mid_stream_stops_the_element_naming_it() {
-    if without_set_up() {
-        return;
-    }
-    let (error, grpc, took) = error_after("dying-grpc", "triton", |server| server.stop());
-    assert!(error.contains(&grpc), "{error}");
+/// Plays a stream of the shared server's model for `backend` to unload, unloads it, and returns
+/// the error that follows.
+fn error_after_unloading(backend: &str) -> String {
+    let server = server();
+    let (_, model) = UNLOADED.iter().find(|(b, _)| *b == backend).unwrap();
+    let address = if backend == "triton" {
+        &server.grpc
+    } else {
+        &server.http
+    };
+    let pipeline = stream_on(backend, address, model);
+    ureq::post(&format!(
+        "http://{}/v2/repository/models/{model}/unload",
+        server.http
+    ))
+    .set("triton-access-token", &server.server.access_token)
+    .send_string("{}")
+    .expect("Triton unloads the model");
+    let (error, took) = error_of(pipeline, Instant::now());
+    assert!(error.contains(&format!("'{model}'")), "{backend}: {error}");
     assert!(
         took < Duration::from_secs(15),
-        "the error came after {took:?}"
+        "{backend}: the error came after {took:?}"
     );
+    // Triton now calls the whole server not ready (strict readiness counts every model), yet
+    // its other models still serve: a new stream of u2netp starts and gets its frames.
+    assert!(
+        ureq::get(&format!("http://{}/v2/health/ready", server.http))
+            .call()
+            .is_err(),
+        "a server with a model unloaded is not ready"
+    );
+    let frames = collect_samples(&format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
+         ! rembgfilter backend={backend} server={address} model=u2netp ! appsink name=sink"
+    ))
+    .unwrap_or_else(|e| panic!("{backend}: {e}"));
+    assert_eq!(frames.len(), 2, "{backend}");
+    error
 }
 
 #[test]
@@ -500,25 +538,8 @@ fn a_model_unloaded_while_playing_over_grpc_stops_the_element_with_the_servers_m
     if without_set_up() {
         return;
     }
-    let (error, _, took) = error_after("unload-grpc", "triton", unload_u2netp);
-    assert!(
-        error.contains("'u2netp'") && error.contains("server answered"),
-        "{error}"
-    );
-    assert!(
-        took < Duration::from_secs(15),
-        "the error came after {took:?}"
-    );
-}
-
-fn unload_u2netp(server: &triton_server::TritonServer) {
-    ureq::post(&format!(
-        "http://{}/v2/repository/models/u2netp/unload",
-        server.http
-    ))
-    .set("triton-access-token", &server.access_token)
-    .send_string("{}")
-    .expect("Triton unloads the model");
+    let error = error_after_unloading("triton");
+    assert!(error.contains("server answered"), "{error}");
 }
 
 #[test]
@@ -526,15 +547,8 @@ fn a_model_unloaded_while_playing_stops_the_element_with_the_servers_message() {
     if without_set_up() {
         return;
     }
-    let (error, _, took) = error_after("unload", "triton-http", unload_u2netp);
-    assert!(
-        error.contains("'u2netp'") && error.contains("HTTP 4"),
-        "{error}"
-    );
-    assert!(
-        took < Duration::from_secs(15),
-        "the error came after {took:?}"
-    );
+    let error = error_after_unloading("triton-http");
+    assert!(error.contains("HTTP 4"), "{error}");
 }
 
 #[test]

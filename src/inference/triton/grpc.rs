@@ -19,7 +19,7 @@ use proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use proto::{
     ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelReadyRequest,
-    ServerReadyRequest,
+    ServerLiveRequest,
 };
 
 /// The largest message sent or received: gRPC's default of 4 MB is less than one 1024x1024
@@ -127,19 +127,18 @@ impl TritonGrpcBackend {
         // Bounded too: a server that takes the connection and never answers is an error.
         let (ready, metadata) = runtime.within(&display_name, timeout, async {
             let mut client = client.clone();
-            let server_ready = client
-                .server_ready(ServerReadyRequest {})
+            // Liveness, not the server's readiness: by Triton's default (strict readiness) a
+            // server is not ready while any of its models is not, and only this model's counts.
+            let server_live = client
+                .server_live(ServerLiveRequest {})
                 .await
                 .map_err(|s| {
-                    served.unusable(format!(
-                        "the server is not ready: {}",
-                        describe_status(&s).0
-                    ))
+                    served.unusable(format!("the server is not live: {}", describe_status(&s).0))
                 })?
                 .into_inner()
-                .ready;
-            if !server_ready {
-                return Err(served.unusable("the server is not ready".into()));
+                .live;
+            if !server_live {
+                return Err(served.unusable("the server is not live".into()));
             }
             let model_ready = client
                 .model_ready(ModelReadyRequest {

@@ -66,8 +66,10 @@ impl TritonHttpBackend {
             path: display_name.clone(),
             reason,
         };
-        get(&agent, &format!("{server}/v2/health/ready"))
-            .map_err(|e| served.unusable(format!("the server is not ready: {e}")))?;
+        // Liveness, not the server's readiness: by Triton's default (strict readiness) a server
+        // is not ready while any of its models is not, and only this model's readiness counts.
+        get(&agent, &format!("{server}/v2/health/live"))
+            .map_err(|e| served.unusable(format!("the server is not live: {e}")))?;
         let ready = get(&agent, &format!("{server}{model_path}/ready"));
         let metadata = get(&agent, &format!("{server}{model_path}"));
         // For a model it does not have, Triton's ready endpoint only says "not ready"; its
