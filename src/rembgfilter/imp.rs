@@ -109,11 +109,20 @@ impl State {
     }
 }
 
+/// A copy of the stream's segmenter (the same model, buffers of its own) for measuring one run.
+struct LatencyProbe {
+    segmenter: Segmenter,
+    /// The model runs on a server, whose errors name the server rather than the model.
+    remote: bool,
+}
+
 /// Lock order: `settings` then `background` (setting background-location); `state` then
 /// `background` then `stats` (a frame in replace mode), or `state` then `interrupters`'s own lock;
-/// never the reverse. `settings`, `plan` and `state` are never held together: a frame copies its
-/// settings and strategy out first, so a property set or a latency query while playing never
-/// waits for a model run. `stats` is apart from `state` for the same reason.
+/// never the reverse; `latency_probe` then `plan` (the one measured run of a live stream).
+/// `settings`, `plan` and `state` are never held together: a frame copies its settings and
+/// strategy out first, so a property set or a latency query while playing never waits for a
+/// frame's model run (the first query of a live stream runs the model once itself). `stats` is
+/// apart from `state` for the same reason.
 #[derive(Default)]
 pub struct RembgFilter {
     settings: Mutex<Settings>,
@@ -124,6 +133,9 @@ pub struct RembgFilter {
     /// Liveness, model and frame time, and the strategy the first frame fixed: what the
     /// latency query is answered from.
     plan: Mutex<StreamPlan>,
+    /// Measures one model run once the stream is known to be live; apart from `state`, so that
+    /// the latency query never waits for a frame's model run.
+    latency_probe: Mutex<Option<LatencyProbe>>,
     /// Wake a streaming thread that waits for the model, on a flush or a stop.
     interrupters: Interrupters,
     /// The picture of mode=replace, decoded when the property is set.
@@ -176,25 +188,22 @@ impl RembgFilter {
             backend.inputs(),
             backend.outputs()
         );
-        let mut segmenter = Segmenter::new(backend, profile).map_err(|e| {
+        let segmenter = Segmenter::new(backend, profile).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
-        // A server's failure names the server or endpoint itself; the model is not to blame.
-        let blamed = if settings.backend.is_remote() {
-            ""
-        } else {
-            "property 'model': "
-        };
-        let latency = segmenter
-            .measure_latency()
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("{}{}", blamed, e)))?;
-        gst::info!(CAT, imp = self, "one model run takes {latency:?}");
+        *self.latency_probe.lock().unwrap() = Some(LatencyProbe {
+            segmenter: segmenter.fresh_copy(),
+            remote: settings.backend.is_remote(),
+        });
         *self.plan.lock().unwrap() = StreamPlan::new(
             settings.backend.is_remote(),
             settings.frame.asynchronous,
             settings.frame.overlap,
-            latency,
         );
+        if let Some(live) = self.ask_upstream_if_live() {
+            self.plan.lock().unwrap().set_live(live);
+        }
+        self.measure_model_latency_if_live(true)?;
         Ok(State {
             scheduler: Scheduler::new(
                 segmenter,
@@ -234,6 +243,55 @@ impl RembgFilter {
         };
         gst::element_imp_error!(self, domain, ("{}", err));
         gst::FlowError::Error
+    }
+
+    /// Measures one model run the first time the stream is known to be live: the latency to
+    /// report, and a warm-up before the first live frame. A stream that is not live never pays
+    /// for it, so a still costs one model run, not two. At start when upstream can already say
+    /// it is live (a source linked directly answers in READY), else at the first frame or the
+    /// first latency query that finds it live. With `wait` false (a latency query) it leaves the
+    /// measure to a thread already at it rather than wait for the model; true when it measured.
+    fn measure_model_latency_if_live(&self, wait: bool) -> Result<bool, gst::ErrorMessage> {
+        if !self.plan.lock().unwrap().needs_model_latency() {
+            return Ok(false);
+        }
+        let mut probe = if wait {
+            self.latency_probe.lock().unwrap()
+        } else {
+            match self.latency_probe.try_lock() {
+                Ok(probe) => probe,
+                Err(_) => return Ok(false),
+            }
+        };
+        // Another thread may have measured it while this one waited for the probe.
+        let Some(probe) = probe.as_mut() else {
+            return Ok(false);
+        };
+        if !self.plan.lock().unwrap().needs_model_latency() {
+            return Ok(false);
+        }
+        // A server's failure names the server or endpoint itself; the model is not to blame.
+        let blamed = if probe.remote {
+            ""
+        } else {
+            "property 'model': "
+        };
+        let latency = probe
+            .segmenter
+            .measure_latency()
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("{}{}", blamed, e)))?;
+        gst::info!(CAT, imp = self, "one model run takes {latency:?}");
+        self.plan.lock().unwrap().model_latency = Some(latency);
+        Ok(true)
+    }
+
+    /// Whether upstream says it is live, if it can answer now.
+    fn ask_upstream_if_live(&self) -> Option<bool> {
+        let mut upstream = gst::query::Latency::new();
+        self.obj()
+            .sink_pad()
+            .peer_query(&mut upstream)
+            .then(|| upstream.result().0)
     }
 
     /// The latency this element adds, as the stream's strategy makes it.
@@ -287,16 +345,22 @@ impl RembgFilter {
     /// The stream's strategy, fixed by its first frame: a live source may produce before the
     /// pipeline's latency query reaches this element, so the first frame asks upstream itself.
     /// Late frames are dropped (QoS) in live streams only.
-    fn stream_strategy(&self) -> Strategy {
+    fn stream_strategy(&self) -> Result<Strategy, gst::FlowError> {
         if !self.plan.lock().unwrap().is_fixed() {
-            let mut upstream = gst::query::Latency::new();
-            if self.obj().sink_pad().peer_query(&mut upstream) {
-                let (live, _, _) = upstream.result();
+            if let Some(live) = self.ask_upstream_if_live() {
                 self.plan.lock().unwrap().set_live(live);
                 self.obj().set_qos(live);
             }
+            let measured = self.measure_model_latency_if_live(true).map_err(|err| {
+                self.post_error_message(err);
+                gst::FlowError::Error
+            })?;
+            // The pipeline may have asked before the model was measured: ask it to ask again.
+            if measured {
+                let _ = self.obj().post_message(gst::message::Latency::new());
+            }
         }
-        self.plan.lock().unwrap().fix_strategy()
+        Ok(self.plan.lock().unwrap().fix_strategy())
     }
 
     /// One frame in: begins the stream's strategy with the first frame, then hands the frame
@@ -661,7 +725,7 @@ impl BaseTransformImpl for RembgFilter {
     // frames, and hands them back one per call; BaseTransform calls again until no output.
     fn generate_output(&self) -> Result<GenerateOutputSuccess, gst::FlowError> {
         let settings = self.settings.lock().unwrap().frame;
-        let strategy = self.stream_strategy();
+        let strategy = self.stream_strategy()?;
         let mut state_guard = self.state.lock().unwrap();
         let state = self.started(&mut state_guard)?;
         // Frames held from earlier calls leave first, one per call.
@@ -688,6 +752,10 @@ impl BaseTransformImpl for RembgFilter {
             }
             let (live, min, max) = upstream.result();
             self.plan.lock().unwrap().set_live(live);
+            if let Err(err) = self.measure_model_latency_if_live(false) {
+                self.post_error_message(err);
+                return false;
+            }
             let ours = self.own_latency();
             // In a live pipeline a frame that is already late is dropped (with a QoS message)
             // rather than making the pipeline fall further behind; otherwise every frame counts.
@@ -733,6 +801,7 @@ impl BaseTransformImpl for RembgFilter {
         drop(state);
         self.interrupters.clear();
         *self.plan.lock().unwrap() = StreamPlan::default();
+        *self.latency_probe.lock().unwrap() = None;
         Ok(())
     }
 

@@ -468,8 +468,8 @@ impl Segmenter {
         &self.preparer.profile
     }
 
-    /// Runs the model once on a grey frame: it warms the session up, shows a model that fails
-    /// to run at start rather than on the first frame, and gives the latency to report.
+    /// Runs the model once on a grey frame: the latency a live stream reports, and a warm-up
+    /// (the first run of a session is the slowest) before its first frame.
     pub fn measure_latency(&mut self) -> Result<Duration, SegmenterError> {
         let profile = self.profile();
         // A whole-frame service takes any size: probe it with a small frame.

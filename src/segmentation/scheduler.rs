@@ -89,15 +89,16 @@ impl Strategy {
 pub struct StreamPlan {
     facts: StreamFacts,
     chosen: Option<Strategy>,
-    /// One model run, measured at start.
-    pub model_latency: Duration,
+    /// One model run, measured once the stream is known to be live: a stream that is not live
+    /// reports no latency, so it never pays a run for the measure.
+    pub model_latency: Option<Duration>,
     /// One frame at the negotiated rate; zero before caps.
     pub frame_duration: Duration,
 }
 
 impl StreamPlan {
     /// A stream of a started element; live until a latency query says otherwise is `false`.
-    pub fn new(remote: bool, asynchronous: bool, overlap: bool, model_latency: Duration) -> Self {
+    pub fn new(remote: bool, asynchronous: bool, overlap: bool) -> Self {
         Self {
             facts: StreamFacts {
                 live: false,
@@ -106,7 +107,7 @@ impl StreamPlan {
                 overlap,
             },
             chosen: None,
-            model_latency,
+            model_latency: None,
             frame_duration: Duration::ZERO,
         }
     }
@@ -115,6 +116,11 @@ impl StreamPlan {
     /// the pipeline's queries); once chosen, the strategy stays.
     pub fn set_live(&mut self, live: bool) {
         self.facts.live = live;
+    }
+
+    /// Whether the stream is live and one model run has not been measured yet.
+    pub fn needs_model_latency(&self) -> bool {
+        self.facts.live && self.model_latency.is_none()
     }
 
     /// Whether a frame has fixed the strategy.
@@ -136,8 +142,11 @@ impl StreamPlan {
 
     /// The latency this stream's strategy adds.
     pub fn latency(&self) -> Duration {
-        self.strategy()
-            .latency(self.facts.live, self.model_latency, self.frame_duration)
+        self.strategy().latency(
+            self.facts.live,
+            self.model_latency.unwrap_or_default(),
+            self.frame_duration,
+        )
     }
 }
 
@@ -582,11 +591,15 @@ mod tests {
 
     #[test]
     fn the_first_frame_fixes_the_strategy_for_the_stream() {
-        let mut plan = StreamPlan::new(false, true, true, Duration::from_millis(100));
+        let mut plan = StreamPlan::new(false, true, true);
         plan.frame_duration = Duration::from_millis(40);
-        // Nothing known of liveness yet: overlap would queue.
+        // Nothing known of liveness yet: overlap would queue, and no model run is needed.
         assert_eq!(plan.strategy(), Strategy::Queued);
+        assert!(!plan.needs_model_latency());
         plan.set_live(true);
+        assert!(plan.needs_model_latency());
+        plan.model_latency = Some(Duration::from_millis(100));
+        assert!(!plan.needs_model_latency());
         assert_eq!(plan.strategy(), Strategy::ModelThread);
         assert_eq!(plan.fix_strategy(), Strategy::ModelThread);
         assert_eq!(plan.latency(), Duration::from_millis(40));

@@ -272,6 +272,7 @@ pub fn run_command(command: &DocCommand, dir: &Path) {
 pub fn run_command_with(command: &DocCommand, dir: &Path, environment: &[(&str, &str)]) {
     let text = as_run_here(&command.text);
     let before = files(dir);
+    let started = std::time::Instant::now();
     let output = Command::new("timeout")
         .args(["600", "bash", "-o", "pipefail", "-c", &text])
         .current_dir(dir)
@@ -300,9 +301,11 @@ pub fn run_command_with(command: &DocCommand, dir: &Path, environment: &[(&str, 
     for path in &written {
         check_output(command, path);
     }
+    let took = started.elapsed();
     println!(
-        "ran {}: {text} (wrote {})",
+        "ran {} in {:.1} s: {text} (wrote {})",
         command.place,
+        took.as_secs_f64(),
         written
             .iter()
             .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
