@@ -275,10 +275,12 @@ fn a_briefly_overloaded_server_is_retried_when_retries_ask_for_it() {
     }
     // 'slow-once-a' and '-b' answer their first request after 4 s, then at once: with a 3 s
     // timeout the first request fails and, with retries, the next one goes through (it waits
-    // for the first to finish, which leaves it 2 s for the model on a busy machine).
+    // for the first to finish, which leaves it 2 s for the model on a busy machine). One
+    // request at a time: with several, each retry would also queue behind the others' frames.
     // 'slow-once-a' and '-b' answer their first request after 4 s, then at once: with a 3 s
     // timeout the first request fails and, with retries, the next one goes through (it waits
-    // for the first to finish, which leaves it 2 s for the model on a busy machine).
+    // for the first to finish, which leaves it 2 s for the model on a busy machine). One
+    // request at a time: with several, each retry would also queue behind the others' frames.
     let server = server();
     for ((backend, address), model) in server
         .endpoints()
@@ -288,7 +290,7 @@ fn a_briefly_overloaded_server_is_retried_when_retries_ask_for_it() {
         let (frames, warnings) = collect_samples_and_warnings(&format!(
             "videotestsrc num-buffers=3 ! video/x-raw,format=RGB,width=64,height=48 \
              ! rembgfilter backend={backend} server={address} model={model} \
-               request-timeout=3000 retries=3 ! appsink name=sink"
+               request-timeout=3000 retries=3 requests-in-flight=1 ! appsink name=sink"
         ))
         .unwrap_or_else(|e| panic!("{backend}: {e}"));
         assert_eq!(frames.len(), 3, "{backend}");
