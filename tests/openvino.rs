@@ -39,15 +39,10 @@ fn bf16_is_refused_on_this_cpu() -> bool {
         err.contains("property 'precision'") && err.contains("bfloat16 instructions"),
         "this CPU has no bfloat16 instructions, so precision=bf16 should be refused: {err}"
     );
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("this test")
-        .to_string();
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "{test}: precision=bf16 refused as it should be on this CPU (no avx512_bf16 or amx_bf16 \
-         in /proc/cpuinfo); the bf16 computation itself is tested on machines that have them"
+    tell(
+        "",
+        "precision=bf16 refused as it should be on this CPU (no avx512_bf16 or amx_bf16 in \
+         /proc/cpuinfo); the bf16 computation itself is tested on machines that have them",
     );
     true
 }

@@ -21,17 +21,22 @@ pub fn without_set_up() -> bool {
     if std::env::var_os("NEURALFX_SAMPLES").is_some() {
         return false;
     }
+    tell(
+        "skipped ",
+        "it needs the models, samples and oracles of ./scripts/test.sh (which runs it)",
+    );
+    true
+}
+
+/// Prints "`before`TEST: `what`" for the calling test, straight to stderr: the test harness
+/// captures print!, and these lines tell the user what a test left out.
+pub fn tell(before: &str, what: &str) {
     let test = std::thread::current()
         .name()
         .unwrap_or("this test")
         .to_string();
-    // Straight to stderr: the test harness captures print!, and this line is for the user.
     use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped {test}: it needs the models, samples and oracles of ./scripts/test.sh (which runs it)"
-    );
-    true
+    let _ = writeln!(std::io::stderr(), "{before}{test}: {what}");
 }
 
 pub fn init() {
