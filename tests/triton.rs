@@ -20,6 +20,9 @@ struct Server {
     server: triton_server::TritonServer,
 }
 
+/// A copy of u2netp on the shared server whose runs one test counts (no other test uses it).
+const COUNTED: &str = "u2netp-counted";
+
 /// The models of the shared server that the unload tests unload while playing, by protocol.
 const UNLOADED: [(&str, &str); 2] = [
     ("triton-http", "u2netp-unload-http"),
@@ -40,8 +43,9 @@ fn u2netp() -> PathBuf {
 }
 
 /// The Triton server, started once for this test binary with u2netp, MediaPipe's selfie model
-/// (NHWC in, a probability out), a U-Net-328-shaped lipsync model, a copy of u2netp for each
-/// protocol's test to unload (and the script's 'slow', 'slow-once' and 'failing' test models).
+/// (NHWC in, a probability out), a U-Net-328-shaped lipsync model, copies of u2netp for each
+/// protocol's test to unload and for counting runs (and the script's 'slow', 'slow-once' and
+/// 'failing' test models).
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
@@ -62,6 +66,7 @@ fn server() -> &'static Server {
                 ("unet", &unet),
                 (UNLOADED[0].1, &u2netp()),
                 (UNLOADED[1].1, &u2netp()),
+                (COUNTED, &u2netp()),
             ],
         );
         Server {
@@ -141,6 +146,45 @@ fn the_selfie_model_through_triton_gives_the_alpha_of_onnx_runtime() {
             remote[0].1.iter().any(|&a| a > 200) && remote[0].1.iter().any(|&a| a < 50),
             "{backend}: a real mask, not a constant"
         );
+    }
+}
+
+/// How many requests Triton has answered for `model` (its statistics endpoint).
+fn inferences_of(server: &Server, model: &str) -> u64 {
+    let body = ureq::get(&format!("http://{}/v2/models/{model}/stats", server.http))
+        .set("triton-access-token", &server.server.access_token)
+        .call()
+        .expect("Triton's statistics")
+        .into_string()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    stats["model_stats"][0]["inference_count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no inference_count in {body}"))
+}
+
+#[test]
+fn the_model_runs_once_a_frame_and_once_more_to_measure_a_live_streams_latency() {
+    if without_set_up() {
+        return;
+    }
+    // Counted by the server, so the measure run is seen: a file or still reports no latency
+    // and pays nothing for it; a live stream measures one run before its first frame. (The sink
+    // does not sync, so no frame of the live stream is late enough to be dropped.)
+    let server = server();
+    for (live, frames, measure) in [(false, 3, 0), (true, 2, 1)] {
+        let before = inferences_of(server, COUNTED);
+        let samples = collect_samples(&format!(
+            "videotestsrc is-live={live} num-buffers={frames} \
+             ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter backend=triton-http server={} model={COUNTED} \
+             ! appsink name=sink sync=false",
+            server.http
+        ))
+        .unwrap();
+        assert_eq!(samples.len(), frames as usize, "live={live}");
+        let runs = inferences_of(server, COUNTED) - before;
+        assert_eq!(runs, frames + measure, "live={live}: {runs} model runs");
     }
 }
 
