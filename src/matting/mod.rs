@@ -8,6 +8,7 @@ mod box_filter;
 pub mod closed_form;
 pub mod guided_filter;
 pub mod multilevel;
+mod nested_dissection;
 
 pub use blur_fusion::BlurFusionEstimator;
 pub use multilevel::{MultilevelEstimator, MultilevelParams};
