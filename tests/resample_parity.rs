@@ -57,13 +57,13 @@ fn pil_resize(
 }
 
 #[test]
-fn lanczos_and_bilinear_match_pil_byte_for_byte() {
+fn lanczos_bilinear_and_bicubic_match_pil_byte_for_byte() {
     if without_set_up() {
         return;
     }
     let mut rng = Lcg(20261121);
     let mut resizer = Resizer::new();
-    for case in 0..30 {
+    for case in 0..36 {
         let channels = [1, 3, 4][case % 3];
         let (mut w, mut h) = (1 + rng.below(300), 1 + rng.below(300));
         let (mut ow, mut oh) = (1 + rng.below(300), 1 + rng.below(300));
@@ -79,7 +79,18 @@ fn lanczos_and_bilinear_match_pil_byte_for_byte() {
             29 => (w, h, ow, oh) = (320, 320, 1920, 1080),
             _ => {}
         }
-        let filter = if case % 4 == 3 { "bilinear" } else { "lanczos" };
+        // MODNet's processing: the frame down to its reference size, the matte back up.
+        match case {
+            34 => (w, h, ow, oh) = (1920, 1080, 896, 512),
+            35 => (w, h, ow, oh) = (896, 512, 1920, 1080),
+            _ => {}
+        }
+        let filter = match case % 4 {
+            3 => "bilinear",
+            1 if case >= 17 && case != 29 => "bicubic",
+            _ if case >= 34 => "bicubic",
+            _ => "lanczos",
+        };
         let pixels: Vec<u8> = (0..w * h * channels).map(|_| rng.next() as u8).collect();
         let expected = pil_resize(&pixels, (w, h, channels), (ow, oh), filter);
 
@@ -99,10 +110,10 @@ fn lanczos_and_bilinear_match_pil_byte_for_byte() {
             layout,
         };
         let mut ours = vec![0; ow * oh * channels];
-        let filter_kind = if filter == "bilinear" {
-            Filter::Bilinear
-        } else {
-            Filter::Lanczos3
+        let filter_kind = match filter {
+            "bilinear" => Filter::Bilinear,
+            "bicubic" => Filter::Bicubic,
+            _ => Filter::Lanczos3,
         };
         resizer
             .resize(&image, &mut ours, ow, oh, filter_kind)

@@ -1,4 +1,4 @@
-//! PIL's convolution resampler (`Image.resize` with LANCZOS or BILINEAR on 8-bit images),
+//! PIL's convolution resampler (`Image.resize` with LANCZOS, BILINEAR or BICUBIC on 8-bit images),
 //! reproduced to the bit.
 //!
 //! rembg's masks depend on PIL's exact arithmetic: a horizontal pass first, rounded to 8 bits,
@@ -24,6 +24,9 @@ pub enum Filter {
     Lanczos3,
     /// PIL's `Image.BILINEAR`: triangle filter, widened by the scale factor when shrinking.
     Bilinear,
+    /// PIL's `Image.BICUBIC`: Keys' cubic with a = -0.5, widened by the scale factor when
+    /// shrinking.
+    Bicubic,
 }
 
 impl Filter {
@@ -31,6 +34,7 @@ impl Filter {
         match self {
             Filter::Lanczos3 => 3.0,
             Filter::Bilinear => 1.0,
+            Filter::Bicubic => 2.0,
         }
     }
 
@@ -47,6 +51,18 @@ impl Filter {
             Filter::Lanczos3 if (-3.0..3.0).contains(&x) => sinc(x) * sinc(x / 3.0),
             Filter::Lanczos3 => 0.0,
             Filter::Bilinear => (1.0 - x.abs()).max(0.0),
+            Filter::Bicubic => {
+                // PIL's bicubic_filter, in its own order of operations.
+                const A: f64 = -0.5;
+                let x = x.abs();
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 """Reference oracle: PIL's Image.resize of a raw 8-bit image.
 
 Usage: pil_resize.py IN_RAW WIDTH HEIGHT CHANNELS OUT_WIDTH OUT_HEIGHT OUT_RAW FILTER
-FILTER is lanczos or bilinear; CHANNELS is 1 (mode L), 3 (mode RGB) or 4 (mode RGBX: four
+FILTER is lanczos, bilinear or bicubic; CHANNELS is 1 (mode L), 3 (mode RGB) or 4 (mode RGBX: four
 channels resized alike, as PIL's RGBA would not be: it premultiplies by alpha).
 """
 import sys
@@ -15,7 +15,11 @@ def main() -> None:
     width, height, channels, out_width, out_height = (int(v) for v in (width, height, channels, out_width, out_height))
     shape = (height, width) if channels == 1 else (height, width, channels)
     pixels = np.fromfile(in_path, np.uint8).reshape(shape)
-    resample = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling.BILINEAR}[filter_name]
+    resample = {
+        "lanczos": Image.Resampling.LANCZOS,
+        "bilinear": Image.Resampling.BILINEAR,
+        "bicubic": Image.Resampling.BICUBIC,
+    }[filter_name]
     if channels == 4:
         image = Image.frombytes("RGBX", (width, height), pixels.tobytes())
     else:
