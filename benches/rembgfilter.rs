@@ -1,7 +1,8 @@
-//! Prints, measured in this one run, per model (u2netp, u2netp-int8, selfie, isnet-fp16) and
-//! runtime (ONNX Runtime, OpenVINO f32, OpenVINO bf16):
-//! - bare inference per frame on that runtime, and the rembgfilter pipeline per frame
-//!   (videotestsrc ! imagefreeze ! rembgfilter ! fakesink) at 640x480 and 1920x1080 with
+//! Prints, measured in this one run, per model (u2netp, u2netp-int8, selfie, isnet-fp16, modnet)
+//! and runtime (ONNX Runtime, OpenVINO f32, OpenVINO bf16):
+//! - bare inference per frame on that runtime (at the model's input size; for MODNet, whose input
+//!   follows the frame, at 896x512, what a 1080p frame runs at), and the rembgfilter pipeline per
+//!   frame (videotestsrc ! imagefreeze ! rembgfilter ! fakesink) at 640x480, 720p and 1080p with
 //!   overlap=false, each the median of its frames (this machine's speed comes and goes; medians
 //!   compare best);
 //! - each pipeline against bare ONNX Runtime inference of the model (speed-up), against bare
@@ -28,9 +29,9 @@ use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
 use gstneuralfx::inference::openvino::{CompileOptions, OpenVinoBackend, Precision};
 use gstneuralfx::segmentation::{Segmenter, locate};
 
-const MODELS: [&str; 4] = ["u2netp", "u2netp-int8", "selfie", "isnet-fp16"];
+const MODELS: [&str; 5] = ["u2netp", "u2netp-int8", "selfie", "isnet-fp16", "modnet"];
 const PHOTOS: [&str; 3] = ["astronaut", "chelsea", "coffee"];
-const SIZES: [(u32, u32); 2] = [(640, 480), (1920, 1080)];
+const SIZES: [(u32, u32); 3] = [(640, 480), (1280, 720), (1920, 1080)];
 
 #[derive(Clone, Copy)]
 enum Runtime {
@@ -94,7 +95,11 @@ fn bare_inference(model: &str, runtime: Runtime, frames: usize) -> Option<Durati
     };
     let profile = resolved.entry.expect("a catalog model").profile;
     let mut segmenter = Segmenter::new(backend, profile).unwrap();
-    let (width, height) = profile.input_size;
+    let (width, height) = if profile.follows_frame_size() {
+        (1920, 1080)
+    } else {
+        profile.input_size
+    };
     let frame: Vec<u8> = (0..width * height * 3).map(|i| (i % 251) as u8).collect();
     let mut input = gstneuralfx::segmentation::ModelInput::default();
     segmenter
@@ -253,14 +258,15 @@ fn main() {
         .map(|&size| python_rembg(size, frames))
         .collect();
     println!(
-        "Python rembg u2netp: {:.1} ms at 640x480, {:.1} ms at 1920x1080",
+        "Python rembg u2netp: {:.1} ms at 640x480, {:.1} ms at 1280x720, {:.1} ms at 1920x1080",
         ms(rembg[0]),
-        ms(rembg[1])
+        ms(rembg[1]),
+        ms(rembg[2])
     );
     println!(
-        "| model | runtime | bare ms | 640x480 ms | 1080p ms | 1080p vs bare ORT | 1080p vs own bare | 1080p vs model inside | 1080p vs rembg | IoU vs ORT f32 | mean abs d |"
+        "| model | runtime | bare ms | 640x480 ms | 720p ms | 1080p ms | 1080p vs bare ORT | 1080p vs own bare | 1080p vs model inside | 1080p vs rembg | IoU vs ORT f32 | mean abs d |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for model in &models {
         let model = model.as_str();
         let frames = if model.starts_with("isnet") {
@@ -284,7 +290,8 @@ fn main() {
             };
             let bare_ort = *bare_onnxruntime.get_or_insert(bare);
             let small = pipeline(model, runtime, SIZES[0], frames).median_frame;
-            let large_run = pipeline(model, runtime, SIZES[1], frames);
+            let medium = pipeline(model, runtime, SIZES[1], frames).median_frame;
+            let large_run = pipeline(model, runtime, SIZES[2], frames);
             let large = large_run.median_frame;
             let (mut iou, mut mean_difference) = (0.0, 0.0);
             for (photo, reference) in PHOTOS.iter().zip(&references) {
@@ -293,15 +300,16 @@ fn main() {
                 mean_difference += d / PHOTOS.len() as f64;
             }
             let versus_rembg = if model.starts_with("u2netp") {
-                format!("{:.2}x", rembg[1].as_secs_f64() / large.as_secs_f64())
+                format!("{:.2}x", rembg[2].as_secs_f64() / large.as_secs_f64())
             } else {
                 "-".into()
             };
             println!(
-                "| {model} | {} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.3} | {:.3} | {versus_rembg} | {iou:.4} | {mean_difference:.2} |",
+                "| {model} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}x | {:.3} | {:.3} | {versus_rembg} | {iou:.4} | {mean_difference:.2} |",
                 runtime.name(),
                 ms(bare),
                 ms(small),
+                ms(medium),
                 ms(large),
                 bare_ort.as_secs_f64() / large.as_secs_f64(),
                 large.as_secs_f64() / bare.as_secs_f64(),

