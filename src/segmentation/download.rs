@@ -244,7 +244,11 @@ pub fn download(
         url: url.clone(),
         total: expected_len,
     });
-    let mut result = (|| {
+    // A model inside an archive is taken out of the whole download into a second partial file.
+    let extracted = entry
+        .archive_member
+        .map(|_| folder.join(partial_name(entry.file_name)));
+    let result = (|| {
         let mut file = std::fs::File::create(&partial).map_err(|e| write_error(e.to_string()))?;
         let mut reported = Instant::now();
         let mut body = response.into_reader();
@@ -308,7 +312,16 @@ pub fn download(
             total: expected_len,
         });
         file.sync_all().map_err(|e| write_error(e.to_string()))?;
-        let found = hasher.finish();
+        let (found, model) = match (entry.archive_member, &extracted) {
+            (Some(member), Some(extracted)) => {
+                let found =
+                    take_out(&partial, member, extracted, &entry.checksum).map_err(|reason| {
+                        transfer(format!("the archive of {total} bytes: {reason}"))
+                    })?;
+                (found, extracted)
+            }
+            _ => (hasher.finish(), &partial),
+        };
         if found != entry.checksum.hex() {
             return Err(DownloadError::Checksum {
                 url: url.clone(),
@@ -317,16 +330,52 @@ pub fn download(
                 found,
             });
         }
-        std::fs::rename(&partial, &target).map_err(|e| write_error(e.to_string()))?;
+        std::fs::rename(model, &target).map_err(|e| write_error(e.to_string()))?;
         Ok(total)
     })();
-    match &mut result {
-        Ok(bytes) => progress(DownloadEvent::Finished { bytes: *bytes }),
-        Err(_) => {
-            let _ = std::fs::remove_file(&partial);
-        }
+    if let Ok(bytes) = result {
+        progress(DownloadEvent::Finished { bytes });
+    }
+    // Whatever is left: the archive once its model is out, everything after a failure.
+    for leftover in std::iter::once(&partial).chain(&extracted) {
+        let _ = std::fs::remove_file(leftover);
     }
     result.map(|_| target)
+}
+
+/// The largest model taken out of an archive: more than any model in the catalog, and what the
+/// archive's directory says is checked against it before anything is written.
+const LARGEST_MEMBER: u64 = 4 << 30;
+
+/// Writes `member` of the zip archive at `archive` to `out`; returns its checksum.
+fn take_out(
+    archive: &Path,
+    member: &str,
+    out: &Path,
+    checksum: &Checksum,
+) -> Result<String, String> {
+    struct Hashing {
+        file: std::fs::File,
+        hasher: RunningDigest,
+    }
+    impl Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let written = self.file.write(bytes)?;
+            self.hasher.update(&bytes[..written]);
+            Ok(written)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.file.flush()
+        }
+    }
+    let mut source = std::fs::File::open(archive).map_err(|e| e.to_string())?;
+    let mut sink = Hashing {
+        file: std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?,
+        hasher: RunningDigest::new(checksum),
+    };
+    super::zip_member::extract(&mut source, member, LARGEST_MEMBER, &mut sink)?;
+    sink.file.sync_all().map_err(|e| e.to_string())?;
+    Ok(sink.hasher.finish())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod processing;
 pub mod schedule;
 pub mod scheduler;
 pub mod worker;
+mod zip_member;
 
 pub use processing::{
     Finisher, ModelInput, ModelRun, Preparer, SegmentationModel, Segmenter, SegmenterError,
