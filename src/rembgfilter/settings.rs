@@ -88,6 +88,10 @@ pub struct Settings {
     pub backend: BackendSettings,
     pub input_mean: Option<String>,
     pub input_std: Option<String>,
+    /// A recurrent model's state pairs, `input:output,...`, where its names do not say them.
+    pub recurrent_state: Option<String>,
+    /// A recurrent model's `downsample_ratio`: 0 for RVM's advice by frame size.
+    pub downsample_ratio: f64,
     /// The picture of mode=replace.
     pub background_location: Option<String>,
     pub frame: FrameSettings,
@@ -101,6 +105,8 @@ impl Default for Settings {
             backend: BackendSettings::default(),
             input_mean: None,
             input_std: None,
+            recurrent_state: None,
+            downsample_ratio: 0.0,
             background_location: None,
             frame: FrameSettings {
                 edge_refinement: EdgeRefinement::None,
@@ -186,6 +192,19 @@ pub fn param_specs() -> Vec<glib::ParamSpec> {
             .nick("Input std")
             .blurb("Standard deviation the input is divided by: one value or three, \
                     \"0.229, 0.224, 0.225\"; empty = the model's own")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("recurrent-state")
+            .nick("Recurrent state")
+            .blurb("Recurrent models: input:output state pairs where names do not say (r1i:r1o,...)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecDouble::builder("downsample-ratio")
+            .nick("Downsample ratio")
+            .blurb("Recurrent models (RVM): downsample_ratio in (0, 1]; 0 = auto by frame size")
+            .minimum(0.0)
+            .maximum(1.0)
+            .default_value(0.0)
             .mutable_ready()
             .build(),
     ];
@@ -401,6 +420,10 @@ impl Settings {
             "download" => self.download = value.get().expect("type checked upstream"),
             "input-mean" => self.input_mean = text(value),
             "input-std" => self.input_std = text(value),
+            "recurrent-state" => self.recurrent_state = text(value),
+            "downsample-ratio" => {
+                self.downsample_ratio = value.get().expect("type checked upstream")
+            }
             "mode" => frame.output.mode = value.get().expect("type checked upstream"),
             "background-color" => {
                 frame.output.background_color = value.get().expect("type checked upstream")
@@ -480,6 +503,8 @@ impl Settings {
             "download" => self.download.to_value(),
             "input-mean" => self.input_mean.to_value(),
             "input-std" => self.input_std.to_value(),
+            "recurrent-state" => self.recurrent_state.to_value(),
+            "downsample-ratio" => self.downsample_ratio.to_value(),
             "mode" => frame.output.mode.to_value(),
             "background-color" => frame.output.background_color.to_value(),
             "blur-radius" => frame.output.blur_radius.to_value(),

@@ -182,6 +182,20 @@ impl ModelProfile {
         },
     };
 
+    /// A recurrent matting model (Robust Video Matting's interface): the frame at its own size,
+    /// RGB divided by 255, NCHW; the alpha output is a probability at the frame's size.
+    pub const RECURRENT: Self = Self {
+        input_size: (0, 0),
+        layout: TensorLayout::Nchw,
+        scale: PixelScale::Fixed(255.0),
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        input_filter: crate::imageops::Filter::Bilinear,
+        output: OutputTransform::Probability,
+        mask_filter: crate::imageops::Filter::Bilinear,
+        sizing: InputSizing::WholeFrame,
+    };
+
     /// Whether the model's input height and width follow each frame.
     pub fn follows_frame_size(&self) -> bool {
         self.sizing != InputSizing::Fixed

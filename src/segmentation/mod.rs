@@ -8,6 +8,7 @@ pub mod download;
 pub mod locate;
 pub mod mask;
 mod processing;
+pub mod recurrent;
 pub mod schedule;
 pub mod scheduler;
 pub mod worker;

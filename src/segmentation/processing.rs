@@ -10,6 +10,7 @@ use crate::imageops::{ImageRef, PixelLayout, ResizeError, Resizer};
 use crate::inference::{Backend, InferenceError, ShapeDisplay, Tensor, TensorView};
 
 use super::catalog::{InputSizing, ModelProfile, OutputTransform, PixelScale, TensorLayout};
+use super::recurrent::RecurrentSignature;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SegmenterError {
@@ -17,6 +18,8 @@ pub enum SegmenterError {
     Inference(#[from] InferenceError),
     #[error(transparent)]
     Resize(#[from] ResizeError),
+    #[error("model {model}: {reason}")]
+    Recurrent { model: String, reason: String },
     #[error(
         "model {model} returned output of shape {shape:?}; expected a mask of at least {min}x{min}"
     )]
@@ -333,13 +336,136 @@ pub struct Segmenter {
     pub model: SegmentationModel,
     pub finisher: Finisher,
     input: ModelInput,
+    /// A recurrent model's tensors and the state its last frame left.
+    recurrent: Option<Recurrent>,
+}
+
+/// What a recurrent model (see [`super::recurrent`]) carries from frame to frame.
+#[derive(Debug, Clone)]
+struct Recurrent {
+    signature: RecurrentSignature,
+    /// `downsample-ratio`: 0 for RVM's advice by frame size.
+    ratio_setting: f64,
+    /// Per state, what the last frame returned; `None` at a start (zeros of shape [1,1,1,1]).
+    states: Vec<Option<Tensor>>,
+}
+
+impl Recurrent {
+    fn new(signature: RecurrentSignature) -> Self {
+        let states = vec![None; signature.states.len()];
+        Self {
+            signature,
+            ratio_setting: 0.0,
+            states,
+        }
+    }
+
+    fn fresh_copy(&self) -> Self {
+        Self {
+            states: vec![None; self.states.len()],
+            ..self.clone()
+        }
+    }
 }
 
 impl Segmenter {
     /// Checks that the model takes one `[1,3,H,W]` (or `[1,H,W,3]`) float image and gives at
     /// least one output. Fixed dimensions in the model win over the profile's input size, so a
-    /// re-export of a catalog model at another size still works.
-    pub fn new(
+    /// re-export of a catalog model at another size still works. A model with recurrent state
+    /// (named as [`super::recurrent`] says) is run as one, whatever `profile` says.
+    pub fn new(backend: Arc<dyn Backend>, profile: ModelProfile) -> Result<Self, SegmenterError> {
+        match RecurrentSignature::recognise(backend.inputs(), backend.outputs(), &[]) {
+            Ok(None) => Self::single_input(backend, profile),
+            Ok(Some(signature)) => Self::recurrent(backend, signature),
+            Err(reason) => Err(SegmenterError::Recurrent {
+                model: backend.model_name().to_string(),
+                reason,
+            }),
+        }
+    }
+
+    /// A recurrent model whose state is fed through the `pairs` (input, output) it names.
+    pub fn new_recurrent(
+        backend: Arc<dyn Backend>,
+        pairs: &[(String, String)],
+    ) -> Result<Self, SegmenterError> {
+        let failure = |reason: String| SegmenterError::Recurrent {
+            model: backend.model_name().to_string(),
+            reason,
+        };
+        let signature = RecurrentSignature::recognise(backend.inputs(), backend.outputs(), pairs)
+            .map_err(failure)?
+            .ok_or_else(|| failure("recurrent-state names no state".into()))?;
+        Self::recurrent(backend, signature)
+    }
+
+    /// RVM's processing: the frame at its own size, RGB divided by 255, NCHW; the alpha output
+    /// is a probability at the frame's size.
+    fn recurrent(
+        backend: Arc<dyn Backend>,
+        signature: RecurrentSignature,
+    ) -> Result<Self, SegmenterError> {
+        let model = backend.model_name().to_string();
+        let failure = |reason: String| SegmenterError::Recurrent {
+            model: model.clone(),
+            reason,
+        };
+        let image = &backend.inputs()[signature.image];
+        let channels_fit = image.shape.get(1).copied().flatten().is_none_or(|c| c == 3);
+        if !channels_fit || !backend.converts(&image.element_type) {
+            return Err(failure(format!(
+                "its frame input '{}' is {} {}; expected {} [1,3,H,W]",
+                image.name,
+                image.element_type,
+                ShapeDisplay(&image.shape),
+                backend.float_types()
+            )));
+        }
+        for spec in backend.inputs().iter().chain(backend.outputs()) {
+            if !backend.converts(&spec.element_type) {
+                return Err(failure(format!(
+                    "tensor '{}' is {}; expected {}",
+                    spec.name,
+                    spec.element_type,
+                    backend.float_types()
+                )));
+            }
+        }
+        let profile = ModelProfile::RECURRENT;
+        Ok(Self {
+            preparer: Preparer::new(profile),
+            finisher: Finisher::new(model, profile, Arc::default()),
+            model: SegmentationModel {
+                backend,
+                input_shape: [1, 3, 0, 0],
+            },
+            input: ModelInput::default(),
+            recurrent: Some(Recurrent::new(signature)),
+        })
+    }
+
+    /// Whether the model carries state from frame to frame: it must then see every frame, in
+    /// order.
+    pub fn is_recurrent(&self) -> bool {
+        self.recurrent.is_some()
+    }
+
+    /// `downsample-ratio` of a recurrent model: 0 for RVM's advice by frame size.
+    pub fn set_downsample_ratio(&mut self, ratio: f64) {
+        if let Some(recurrent) = &mut self.recurrent {
+            recurrent.ratio_setting = ratio;
+        }
+    }
+
+    /// Where the stream starts afresh (start, flush, seek, new caps, a discontinuity): a
+    /// recurrent model's state goes back to zeros.
+    pub fn restart_state(&mut self) {
+        if let Some(recurrent) = &mut self.recurrent {
+            recurrent.states.iter_mut().for_each(|state| *state = None);
+        }
+    }
+
+    fn single_input(
         backend: Arc<dyn Backend>,
         mut profile: ModelProfile,
     ) -> Result<Self, SegmenterError> {
@@ -477,10 +603,12 @@ impl Segmenter {
                 input_shape,
             },
             input: ModelInput::default(),
+            recurrent: None,
         })
     }
 
-    /// Another segmenter for another thread: the same model, buffers of its own.
+    /// Another segmenter for another thread: the same model, buffers of its own (and a
+    /// recurrent model's state from the start).
     pub fn fresh_copy(&self) -> Self {
         Self {
             preparer: Preparer::new(self.preparer.profile),
@@ -491,6 +619,7 @@ impl Segmenter {
             ),
             model: self.model.clone(),
             input: ModelInput::default(),
+            recurrent: self.recurrent.as_ref().map(Recurrent::fresh_copy),
         }
     }
 
@@ -528,10 +657,84 @@ impl Segmenter {
         mask: &mut [u8],
     ) -> Result<Duration, SegmenterError> {
         self.preparer.prepare(frame, &mut self.input)?;
+        if self.recurrent.is_some() {
+            return self.compute_recurrent_mask(frame, mask);
+        }
         let run = self.model.run(&self.input)?;
         self.finisher
             .finish(&run.outputs, frame.width, frame.height, mask)?;
         Ok(run.time)
+    }
+
+    /// One frame through a recurrent model: the frame, the ratio and the state in, the alpha to
+    /// `mask` and the next state kept.
+    fn compute_recurrent_mask(
+        &mut self,
+        frame: &ImageRef<'_>,
+        mask: &mut [u8],
+    ) -> Result<Duration, SegmenterError> {
+        let recurrent = self.recurrent.as_mut().expect("a recurrent model");
+        let signature = &recurrent.signature;
+        let ratio = [super::recurrent::downsample_ratio(
+            recurrent.ratio_setting,
+            frame.width,
+            frame.height,
+        )];
+        const START_SHAPE: [usize; 4] = [1, 1, 1, 1];
+        const START: [f32; 1] = [0.0];
+        let backend = self.model.backend.clone();
+        let inputs: Vec<TensorView<'_>> = (0..backend.inputs().len())
+            .map(|i| {
+                if i == signature.image {
+                    return TensorView {
+                        shape: &self.input.shape,
+                        data: &self.input.data,
+                    };
+                }
+                if Some(i) == signature.ratio {
+                    return TensorView {
+                        shape: &[1],
+                        data: &ratio,
+                    };
+                }
+                let state = signature
+                    .states
+                    .iter()
+                    .position(|s| s.0 == i)
+                    .and_then(|k| recurrent.states[k].as_ref());
+                match state {
+                    Some(tensor) => TensorView {
+                        shape: &tensor.shape,
+                        data: &tensor.data,
+                    },
+                    None => TensorView {
+                        shape: &START_SHAPE,
+                        data: &START,
+                    },
+                }
+            })
+            .collect();
+        let started = Instant::now();
+        let mut outputs = backend.run(&inputs)?;
+        let time = started.elapsed();
+        drop(inputs);
+        if outputs.len() != backend.outputs().len() {
+            return Err(SegmenterError::Recurrent {
+                model: backend.model_name().to_string(),
+                reason: format!(
+                    "returned {} outputs; it declares {}",
+                    outputs.len(),
+                    backend.outputs().len()
+                ),
+            });
+        }
+        let alpha = std::mem::take(&mut outputs[signature.alpha]);
+        for (k, &(_, output)) in signature.states.iter().enumerate() {
+            recurrent.states[k] = Some(std::mem::take(&mut outputs[output]));
+        }
+        self.finisher
+            .finish(&[alpha], frame.width, frame.height, mask)?;
+        Ok(time)
     }
 }
 

@@ -329,7 +329,15 @@ impl<F: Send + 'static> Scheduler<F> {
             frame,
             discontinuity: self.note_arrival(arrival),
         };
-        let interval = arrival.mask_interval;
+        // A recurrent model sees every frame, and starts afresh after a discontinuity.
+        let interval = if self.segmenter.is_recurrent() {
+            if scheduled.discontinuity {
+                self.segmenter.restart_state();
+            }
+            1
+        } else {
+            arrival.mask_interval
+        };
         match &mut self.running {
             Running::NotChosen | Running::Inline => {
                 let ran = schedule::update_in_place(
@@ -446,6 +454,7 @@ impl<F: Send + 'static> Scheduler<F> {
     /// New caps: the last mask belongs to another size or format and no frame may reuse it,
     /// nor a mask the model thread is still making. (Frames held were handed back before.)
     pub fn restart(&mut self) {
+        self.segmenter.restart_state();
         self.previous_end = None;
         self.cadence.restart();
         self.refresh.restart();

@@ -16,6 +16,11 @@ Usage: make_test_models.py OUT_DIR
                       fixed seeded weights; logits of about +-4, so a sigmoid, the mean and the
                       std all change the mask (a stand-in for rembg's 1024 models, which are
                       178-970 MB downloads)
+  recurrent_matting.onnx  Robust Video Matting's exact signature (src [N,3,H,W], r1i..r4i, downsample_ratio [1]
+                      in; fgr, pha, r1o..r4o out, sizes dynamic): the alpha depends on the frame, on
+                      the previous frames through every state (running means of the frame shrunk by
+                      downsample_ratio, of several shapes) and on the ratio (a stand-in for RVM,
+                      whose weights are GPL-3.0 and which users bring themselves)
 """
 import os
 import sys
@@ -60,6 +65,69 @@ def unet_like(path, output_nodes, output_shape):
         helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["face"]),
     ] + output_nodes
     save([image, audio], nodes, [out], path)
+
+
+def recurrent_matting(path):
+    """RVM's interface with a few arithmetic nodes; see the module's docstring."""
+    def dynamic(name, channels):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", channels, "height", "width"])
+
+    def state(name):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, None, None, None])
+
+    inputs = [dynamic("src", 3)] + [state(f"r{k}i") for k in range(1, 5)]
+    inputs.append(helper.make_tensor_value_info("downsample_ratio", TensorProto.FLOAT, [1]))
+    outputs = [dynamic("fgr", 3), dynamic("pha", 1)] + [state(f"r{k}o") for k in range(1, 5)]
+    constants = [
+        numpy_helper.from_array(np.array([1, 1], np.float32), "ones"),
+        numpy_helper.from_array(np.array([1], np.int64), "channel_axis"),
+        numpy_helper.from_array(np.array([2], np.int64), "height_axis"),
+        numpy_helper.from_array(np.array([2, 3], np.int64), "spatial_axes"),
+    ] + [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
+         [("half", 0.5), ("seven_tenths", 0.7), ("three_tenths", 0.3), ("minus_one", -1.0), ("six", 6.0)]]
+
+    def node(op, ins, out, **attributes):
+        return helper.make_node(op, ins, [out], **attributes)
+
+    def carried(previous, base, keep, out):
+        """out = keep * base + (1 - keep) * previous resized (nearest) to base's shape."""
+        return [
+            node("Shape", [base], f"{out}_shape"),
+            node("Resize", [previous, "", "", f"{out}_shape"], f"{out}_previous", mode="nearest"),
+            node("Mul", [base, keep[0]], f"{out}_new"),
+            node("Mul", [f"{out}_previous", keep[1]], f"{out}_old"),
+            node("Add", [f"{out}_new", f"{out}_old"], out),
+        ]
+
+    nodes = [
+        node("ReduceMean", ["src", "channel_axis"], "gray", keepdims=1),
+        node("Concat", ["ones", "downsample_ratio", "downsample_ratio"], "scales", axis=0),
+        node("Resize", ["gray", "", "scales"], "small", mode="linear"),
+        *carried("r1i", "small", ("half", "half"), "r1o"),
+        node("Mul", ["r1o", "minus_one"], "negated"),
+        node("Concat", ["r1o", "negated"], "two_channels", axis=1),
+        *carried("r2i", "two_channels", ("seven_tenths", "three_tenths"), "r2o"),
+        node("ReduceMean", ["r2o", "height_axis"], "rows", keepdims=1),
+        *carried("r3i", "rows", ("half", "half"), "r3o"),
+        node("ReduceMean", ["r1o", "spatial_axes"], "level", keepdims=1),
+        *carried("r4i", "level", ("half", "half"), "r4o"),
+        node("Shape", ["gray"], "frame_shape"),
+        node("Resize", ["r1o", "", "", "frame_shape"], "running", mode="linear"),
+        node("Sub", ["gray", "running"], "change"),
+        node("Mul", ["change", "six"], "scaled"),
+        node("ReduceMean", ["r2o_previous"], "memory2", keepdims=1),
+        node("ReduceMean", ["r3o_previous"], "memory3", keepdims=1),
+        node("Add", ["scaled", "memory2"], "with2"),
+        node("Add", ["with2", "memory3"], "with3"),
+        node("Add", ["with3", "r4o"], "logits"),
+        node("Sigmoid", ["logits"], "pha"),
+        node("Mul", ["src", "pha"], "fgr"),
+    ]
+    graph = helper.make_graph(nodes, "recurrent_matting", inputs, outputs, initializer=constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
 
 
 def main() -> None:
@@ -138,6 +206,8 @@ def main() -> None:
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, os.path.join(out, "rembg_1024.onnx"))
+
+    recurrent_matting(os.path.join(out, "recurrent_matting.onnx"))
 
     with open(os.path.join(out, "not_onnx.onnx"), "w") as text:
         text.write("this is not an ONNX model\n")
