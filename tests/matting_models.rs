@@ -216,18 +216,35 @@ fn recurrent_reference(
 }
 
 /// rembgfilter running the stand-in with `downsample-ratio` on `frames`: a flush (a seek's)
-/// before each index in `flushes`, and the buffer at `discontinuity` flagged DISCONT.
+/// before each index in `flushes`, and the buffer at `discontinuity` flagged DISCONT. Returns
+/// each output's alpha.
 fn recurrent_alphas(
+    frames: &[Vec<u8>],
+    size: (usize, usize),
+    ratio: f64,
+    flushes: &[usize],
+    discontinuity: Option<usize>,
+) -> Vec<Vec<u8>> {
+    recurrent_outputs(frames, size, ratio, flushes, discontinuity, "none")
+        .iter()
+        .map(|rgba| alpha_of(rgba))
+        .collect()
+}
+
+/// [`recurrent_alphas`]' RGBA outputs, with `foreground-estimation` set as given.
+fn recurrent_outputs(
     frames: &[Vec<u8>],
     (width, height): (usize, usize),
     ratio: f64,
     flushes: &[usize],
     discontinuity: Option<usize>,
+    foreground_estimation: &str,
 ) -> Vec<Vec<u8>> {
     init();
     let filter = gst::ElementFactory::make("rembgfilter")
         .property("model", recurrent_model())
         .property("downsample-ratio", ratio)
+        .property_from_str("foreground-estimation", foreground_estimation)
         .build()
         .unwrap();
     let mut h = gst_check::Harness::with_element(&filter, Some("sink"), Some("src"));
@@ -259,7 +276,7 @@ fn recurrent_alphas(
             .unwrap();
             let out = h.pull().unwrap();
             let map = out.map_readable().unwrap();
-            alpha_of(&map)
+            map.to_vec()
         })
         .collect()
 }
@@ -294,6 +311,46 @@ fn a_recurrent_model_carries_its_state_and_starts_afresh_where_the_stream_does()
     // And the first frame after the seek is what a fresh start gives.
     let fresh = recurrent_reference(&frames[5..6], size, 0.5, &[]);
     assert!(largest_difference(&ours[5], &fresh[0]) <= 1);
+}
+
+#[test]
+fn a_recurrent_models_own_foreground_colours_the_edges_unless_estimation_is_asked() {
+    if without_set_up() {
+        return;
+    }
+    // The stand-in's fgr is the frame times its alpha: partly transparent pixels take it.
+    let size = (96, 64);
+    let frames = moving_clip(size.0, size.1, 2);
+    let outputs = recurrent_outputs(&frames, size, 0.5, &[], None, "none");
+    let estimated = recurrent_outputs(&frames, size, 0.5, &[], None, "multilevel");
+    let (mut partial, mut differ_from_estimate) = (0, 0);
+    for (frame, (ours, theirs)) in frames.iter().zip(outputs.iter().zip(&estimated)) {
+        for ((src, out), other) in frame
+            .chunks_exact(3)
+            .zip(ours.chunks_exact(4))
+            .zip(theirs.chunks_exact(4))
+        {
+            let alpha = f64::from(out[3]);
+            if alpha == 0.0 || alpha == 255.0 {
+                continue;
+            }
+            partial += 1;
+            for c in 0..3 {
+                let fgr = f64::from(src[c]) * alpha / 255.0;
+                assert!(
+                    (f64::from(out[c]) - fgr).abs() <= 2.0,
+                    "colour {} where the model's foreground is {fgr:.1} (alpha {alpha})",
+                    out[c]
+                );
+            }
+            differ_from_estimate += usize::from(out[..3] != other[..3]);
+        }
+    }
+    assert!(partial > 1000, "{partial} partly transparent pixels");
+    assert!(
+        differ_from_estimate > partial / 2,
+        "foreground-estimation wins over the model's colour: {differ_from_estimate} of {partial} differ"
+    );
 }
 
 #[test]

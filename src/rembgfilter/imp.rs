@@ -574,10 +574,16 @@ impl RembgFilter {
             _ => None,
         };
         let output = output_for(output_settings, out_format, src.layout, picture);
-        let model_mask = state.scheduler.model_mask().pixels();
-        let report = state
-            .cutout
-            .write(src, model_mask, &cutout, output, dst, dst_stride);
+        let model_mask = state.scheduler.model_mask();
+        let report = state.cutout.write(
+            src,
+            model_mask.pixels(),
+            model_mask.foreground(),
+            &cutout,
+            output,
+            dst,
+            dst_stride,
+        );
         if let Some(unknown) = report.matted_unknown {
             gst::trace!(CAT, imp = self, "matted {unknown} unknown pixels");
         }

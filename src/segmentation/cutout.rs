@@ -51,6 +51,8 @@ pub struct Cutout {
     matte: Vec<u8>,
     guided_filter: GuidedFilter,
     refined: Vec<u8>,
+    /// The frame with the model's foreground colour, for models that give one.
+    recoloured: Vec<u8>,
 }
 
 impl Cutout {
@@ -62,11 +64,14 @@ impl Cutout {
     /// Writes what `output` shows of `src` with `model_mask` (one byte a pixel, frame size) into
     /// `dst` (rows `dst_stride` apart). The mask output is the mask after its controls only:
     /// the input's alpha, matting and foreground colour are for pictures (rembg's only_mask
-    /// ignores matting too).
+    /// ignores matting too). `model_foreground` is the foreground colour the model gave with
+    /// its mask (packed RGB, RVM's `fgr`): partly transparent pixels take it unless a
+    /// foreground estimation is asked for, which wins.
     pub fn write(
         &mut self,
         src: &ImageRef<'_>,
         model_mask: &[u8],
+        model_foreground: Option<&[u8]>,
         settings: &CutoutSettings,
         output: Output<'_>,
         dst: &mut [u8],
@@ -119,11 +124,45 @@ impl Cutout {
                 report.foreground_time = started.elapsed();
                 estimated
             }
-            None => *src,
+            None => match model_foreground.filter(|_| picture) {
+                Some(colours) => {
+                    let started = Instant::now();
+                    let recoloured =
+                        take_model_foreground(&mut self.recoloured, src, mask, colours);
+                    report.foreground_time = started.elapsed();
+                    recoloured
+                }
+                None => *src,
+            },
         };
         self.compositor.write(&src, mask, output, dst, dst_stride);
         report
     }
+}
+
+/// `src` with each partly transparent pixel's colour taken from `colours` (packed RGB), in
+/// `buffer`.
+fn take_model_foreground<'a>(
+    buffer: &'a mut Vec<u8>,
+    src: &ImageRef<'_>,
+    mask: &[u8],
+    colours: &[u8],
+) -> ImageRef<'a> {
+    let layout = src.layout;
+    src.copy_packed_into(buffer);
+    let offsets = [layout.red, layout.green, layout.blue];
+    for ((pixel, &alpha), colour) in buffer
+        .chunks_exact_mut(layout.bytes_per_pixel)
+        .zip(mask)
+        .zip(colours.chunks_exact(3))
+    {
+        if alpha != 0 && alpha != 255 {
+            for (c, &offset) in offsets.iter().enumerate() {
+                pixel[offset] = colour[c];
+            }
+        }
+    }
+    ImageRef::packed(buffer, src.width, src.height, layout)
 }
 
 #[cfg(test)]
@@ -172,7 +211,7 @@ mod tests {
         let src = ImageRef::packed(&frame, W, H, PixelLayout::RGB);
         let bytes = if matches!(output, Output::Mask) { 1 } else { 4 };
         let mut dst = vec![0u8; W * H * bytes];
-        cutout.write(&src, &mask, settings, output, &mut dst, W * bytes);
+        cutout.write(&src, &mask, None, settings, output, &mut dst, W * bytes);
         dst
     }
 
@@ -227,7 +266,7 @@ mod tests {
         let (frame, mask) = frame_and_mask();
         let src = ImageRef::packed(&frame, W, H, PixelLayout::RGB);
         let mut dst = vec![0u8; W * H * 4];
-        let report = cutout.write(&src, &mask, &nothing_sure, alpha, &mut dst, W * 4);
+        let report = cutout.write(&src, &mask, None, &nothing_sure, alpha, &mut dst, W * 4);
         assert_eq!(report.matted_unknown, None);
         assert_eq!(report.matting_error, None);
         let alphas: Vec<u8> = dst.chunks(4).map(|p| p[3]).collect();

@@ -124,6 +124,9 @@ pub struct ModelMask {
     pixels: Vec<u8>,
     /// The frame size it was made for; `None` when there is none to reuse.
     size: Option<(usize, usize)>,
+    /// The foreground colour the model gave with it (packed RGB), for models that give one;
+    /// empty otherwise.
+    foreground: Vec<u8>,
 }
 
 impl ModelMask {
@@ -134,6 +137,20 @@ impl ModelMask {
 
     pub fn pixels(&self) -> &[u8] {
         &self.pixels
+    }
+
+    /// The model's foreground colour for this mask (packed RGB, the frame's size), if it gave
+    /// one.
+    pub fn foreground(&self) -> Option<&[u8]> {
+        (!self.foreground.is_empty()).then_some(&self.foreground[..])
+    }
+
+    /// Keeps `foreground` (packed RGB, or none) with the mask just made.
+    pub fn set_foreground(&mut self, foreground: Option<&[u8]>) {
+        self.foreground.clear();
+        if let Some(colours) = foreground {
+            self.foreground.extend_from_slice(colours);
+        }
     }
 
     /// No frame may reuse the mask any more (a flush, new caps).
@@ -150,6 +167,7 @@ impl ModelMask {
         make: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         self.size = None;
+        self.foreground.clear();
         self.pixels.resize(width * height, 0);
         make(&mut self.pixels)?;
         self.size = Some((width, height));
@@ -160,6 +178,7 @@ impl ModelMask {
     pub fn replace(&mut self, pixels: Vec<u8>, width: usize, height: usize) -> Vec<u8> {
         debug_assert_eq!(pixels.len(), width * height);
         self.size = Some((width, height));
+        self.foreground.clear();
         std::mem::replace(&mut self.pixels, pixels)
     }
 }

@@ -338,6 +338,9 @@ pub struct Segmenter {
     input: ModelInput,
     /// A recurrent model's tensors and the state its last frame left.
     recurrent: Option<Recurrent>,
+    /// The foreground colour the model gave for its last frame (packed RGB at the frame's
+    /// size), for models that output one (RVM's `fgr`); empty otherwise.
+    foreground: Vec<u8>,
 }
 
 /// What a recurrent model (see [`super::recurrent`]) carries from frame to frame.
@@ -441,6 +444,7 @@ impl Segmenter {
             },
             input: ModelInput::default(),
             recurrent: Some(Recurrent::new(signature)),
+            foreground: Vec::new(),
         })
     }
 
@@ -604,6 +608,7 @@ impl Segmenter {
             },
             input: ModelInput::default(),
             recurrent: None,
+            foreground: Vec::new(),
         })
     }
 
@@ -620,7 +625,14 @@ impl Segmenter {
             model: self.model.clone(),
             input: ModelInput::default(),
             recurrent: self.recurrent.as_ref().map(Recurrent::fresh_copy),
+            foreground: Vec::new(),
         }
+    }
+
+    /// The foreground colour the model gave with its last mask (packed RGB, the frame's size),
+    /// if it gives one.
+    pub fn model_foreground(&self) -> Option<&[u8]> {
+        (!self.foreground.is_empty()).then_some(&self.foreground[..])
     }
 
     /// The profile in force, with the input size the model declares.
@@ -731,6 +743,35 @@ impl Segmenter {
         let alpha = std::mem::take(&mut outputs[signature.alpha]);
         for (k, &(_, output)) in signature.states.iter().enumerate() {
             recurrent.states[k] = Some(std::mem::take(&mut outputs[output]));
+        }
+        self.foreground.clear();
+        if let Some(index) = signature.foreground {
+            let fgr = &outputs[index];
+            let (width, height) = (frame.width, frame.height);
+            if fgr.shape != [1, 3, height, width] || fgr.data.len() != 3 * width * height {
+                return Err(SegmenterError::Recurrent {
+                    model: backend.model_name().to_string(),
+                    reason: format!(
+                        "its foreground output '{}' came back {:?}; expected [1,3,{height},{width}], \
+                         the frame's size",
+                        backend.outputs()[index].name,
+                        fgr.shape
+                    ),
+                });
+            }
+            // NCHW 0..1 to packed RGB bytes.
+            let plane = width * height;
+            self.foreground.resize(plane * 3, 0);
+            for (i, pixel) in self.foreground.chunks_exact_mut(3).enumerate() {
+                for (c, value) in pixel.iter_mut().enumerate() {
+                    let v = fgr.data[c * plane + i];
+                    *value = if v.is_finite() {
+                        (v.clamp(0.0, 1.0) * 255.0).round() as u8
+                    } else {
+                        0
+                    };
+                }
+            }
         }
         self.finisher
             .finish(&[alpha], frame.width, frame.height, mask)?;

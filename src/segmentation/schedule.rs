@@ -172,6 +172,7 @@ pub fn update_in_place(
             ran = Some(segmenter.compute_mask(frame, mask)?);
             Ok::<(), SegmenterError>(())
         })?;
+        model_mask.set_foreground(segmenter.model_foreground());
         cadence.ran();
     }
     cadence.advance();
