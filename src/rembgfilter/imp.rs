@@ -43,7 +43,7 @@ use crate::inference::element::InferenceStats;
 use crate::inference::requests::Interrupters;
 use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::compose;
-use crate::segmentation::cutout::Cutout;
+use crate::segmentation::cutout::{Cutout, ModelResult};
 use crate::segmentation::schedule::SlowRefresh;
 use crate::segmentation::scheduler::{
     Arrival, ScheduleError, Scheduled, Scheduler, Strategy, StreamPlan,
@@ -575,15 +575,13 @@ impl RembgFilter {
         };
         let output = output_for(output_settings, out_format, src.layout, picture);
         let model_mask = state.scheduler.model_mask();
-        let report = state.cutout.write(
-            src,
-            model_mask.pixels(),
-            model_mask.foreground(),
-            &cutout,
-            output,
-            dst,
-            dst_stride,
-        );
+        let model = ModelResult {
+            mask: model_mask.pixels(),
+            foreground: model_mask.foreground(),
+        };
+        let report = state
+            .cutout
+            .write(src, model, &cutout, output, dst, dst_stride);
         if let Some(unknown) = report.matted_unknown {
             gst::trace!(CAT, imp = self, "matted {unknown} unknown pixels");
         }

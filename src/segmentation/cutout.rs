@@ -41,6 +41,25 @@ pub struct CutoutReport {
     pub matting_error: Option<String>,
 }
 
+/// What the model gave for a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelResult<'a> {
+    /// One byte a pixel, the frame's size.
+    pub mask: &'a [u8],
+    /// The foreground colour, packed RGB, for models that give one (RVM's `fgr`).
+    pub foreground: Option<&'a [u8]>,
+}
+
+impl<'a> ModelResult<'a> {
+    /// A mask alone.
+    pub fn mask(mask: &'a [u8]) -> Self {
+        Self {
+            mask,
+            foreground: None,
+        }
+    }
+}
+
 /// Makes output frames from frames and their model masks, keeping every buffer and the mask
 /// chain's memory (temporal smoothing) from frame to frame.
 #[derive(Debug, Default)]
@@ -61,17 +80,16 @@ impl Cutout {
         self.chain.restart_smoothing();
     }
 
-    /// Writes what `output` shows of `src` with `model_mask` (one byte a pixel, frame size) into
-    /// `dst` (rows `dst_stride` apart). The mask output is the mask after its controls only:
-    /// the input's alpha, matting and foreground colour are for pictures (rembg's only_mask
-    /// ignores matting too). `model_foreground` is the foreground colour the model gave with
-    /// its mask (packed RGB, RVM's `fgr`): partly transparent pixels take it unless a
-    /// foreground estimation is asked for, which wins.
+    /// Writes what `output` shows of `src` with the model's mask (one byte a pixel, frame size)
+    /// into `dst` (rows `dst_stride` apart). The mask output is the mask after its controls
+    /// only: the input's alpha, matting and foreground colour are for pictures (rembg's
+    /// only_mask ignores matting too). The model's foreground colour, where it gives one,
+    /// colours the partly transparent pixels unless a foreground estimation is asked for, which
+    /// wins.
     pub fn write(
         &mut self,
         src: &ImageRef<'_>,
-        model_mask: &[u8],
-        model_foreground: Option<&[u8]>,
+        model: ModelResult<'_>,
         settings: &CutoutSettings,
         output: Output<'_>,
         dst: &mut [u8],
@@ -79,6 +97,7 @@ impl Cutout {
     ) -> CutoutReport {
         let mut report = CutoutReport::default();
         let picture = !matches!(output, Output::Mask);
+        let (model_mask, model_foreground) = (model.mask, model.foreground);
         let model_mask = match &settings.refinement {
             None => model_mask,
             Some(params) => {
@@ -211,7 +230,14 @@ mod tests {
         let src = ImageRef::packed(&frame, W, H, PixelLayout::RGB);
         let bytes = if matches!(output, Output::Mask) { 1 } else { 4 };
         let mut dst = vec![0u8; W * H * bytes];
-        cutout.write(&src, &mask, None, settings, output, &mut dst, W * bytes);
+        cutout.write(
+            &src,
+            ModelResult::mask(&mask),
+            settings,
+            output,
+            &mut dst,
+            W * bytes,
+        );
         dst
     }
 
@@ -266,7 +292,14 @@ mod tests {
         let (frame, mask) = frame_and_mask();
         let src = ImageRef::packed(&frame, W, H, PixelLayout::RGB);
         let mut dst = vec![0u8; W * H * 4];
-        let report = cutout.write(&src, &mask, None, &nothing_sure, alpha, &mut dst, W * 4);
+        let report = cutout.write(
+            &src,
+            ModelResult::mask(&mask),
+            &nothing_sure,
+            alpha,
+            &mut dst,
+            W * 4,
+        );
         assert_eq!(report.matted_unknown, None);
         assert_eq!(report.matting_error, None);
         let alphas: Vec<u8> = dst.chunks(4).map(|p| p[3]).collect();
