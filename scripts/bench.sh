@@ -8,13 +8,14 @@
 #   lipsync: the live lipsync element: frames per second not live, and live with the audio-to-frame latency
 #   foreground: foreground colour estimation vs the model and pymatting, with its error vs pymatting
 #   alpha_matting: alpha matting stage by stage vs Python rembg's matting step, at photo size, 1080p, 4K
-# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video|soak|remote|lipsync|foreground|alpha_matting]   (all when none is named)
+#   temporal: error against a known alpha and flicker on a moving clip, per model, smoothing off and on
+# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video|soak|remote|lipsync|foreground|alpha_matting|temporal]   (all when none is named)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$REPO/scripts/setup.sh" --test
 source "$REPO/scripts/env.sh"
 cd "$REPO"
-for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video soak remote lipsync foreground alpha_matting}"; do
+for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video soak remote lipsync foreground alpha_matting temporal}"; do
     for name in $bench; do
         cargo bench --bench "$name"
     done

@@ -6,7 +6,8 @@ alpha is closed-form matting (pymatting's estimate_alpha_cf) on the trimap rembg
 makes of ISNet's mask (isnet-fp16, a model neither tested model is), and the foreground colour
 is pymatting's estimate_foreground_ml on it. Each composite is alpha F + (1 - alpha) B over a
 background photo scaled to the foreground's size. Writes OUT_DIR/<foreground>_<background>.png,
-OUT_DIR/<foreground>.alpha (8-bit raw) and OUT_DIR/listing.txt, one line per composite:
+OUT_DIR/<foreground>.alpha (8-bit raw), OUT_DIR/<foreground>.foreground (its colour, packed RGB,
+for clips made of it) and OUT_DIR/listing.txt, one line per composite:
 "FILE ALPHA_FILE WIDTH HEIGHT" (a file: pymatting prints its warnings on stdout).
 """
 import os
@@ -49,6 +50,8 @@ def main() -> None:
         alpha, foreground = true_alpha_and_foreground(image, session)
         alpha_path = os.path.join(out, name + ".alpha")
         np.clip(alpha * 255 + 0.5, 0, 255).astype(np.uint8).tofile(alpha_path)
+        foreground_path = os.path.join(out, name + ".foreground")
+        np.clip(foreground * 255 + 0.5, 0, 255).astype(np.uint8).tofile(foreground_path)
         for background_file in BACKGROUNDS:
             background = Image.open(os.path.join(samples, background_file)).convert("RGB")
             background = np.asarray(background.resize(image.size, Image.BILINEAR)) / 255.0
