@@ -215,17 +215,26 @@ fn recurrent_reference(
     alphas.chunks(width * height).map(<[u8]>::to_vec).collect()
 }
 
-/// rembgfilter running the stand-in with `downsample-ratio` on `frames`: a flush (a seek's)
-/// before each index in `flushes`, and the buffer at `discontinuity` flagged DISCONT. Returns
-/// each output's alpha.
+/// Where a stream starts afresh, by frame index.
+#[derive(Default)]
+struct Restarts<'a> {
+    /// A flush (a seek's) before these frames.
+    flushes: &'a [usize],
+    /// This buffer flagged DISCONT.
+    discontinuity: Option<usize>,
+    /// New caps (another frame rate, the same size) before this frame.
+    caps: Option<usize>,
+}
+
+/// rembgfilter running the stand-in with `downsample-ratio` on `frames`, restarting where
+/// `restarts` says. Returns each output's alpha.
 fn recurrent_alphas(
     frames: &[Vec<u8>],
     size: (usize, usize),
     ratio: f64,
-    flushes: &[usize],
-    discontinuity: Option<usize>,
+    restarts: &Restarts,
 ) -> Vec<Vec<u8>> {
-    recurrent_outputs(frames, size, ratio, flushes, discontinuity, "none")
+    recurrent_outputs(frames, size, ratio, restarts, "none")
         .iter()
         .map(|rgba| alpha_of(rgba))
         .collect()
@@ -236,8 +245,7 @@ fn recurrent_outputs(
     frames: &[Vec<u8>],
     (width, height): (usize, usize),
     ratio: f64,
-    flushes: &[usize],
-    discontinuity: Option<usize>,
+    restarts: &Restarts,
     foreground_estimation: &str,
 ) -> Vec<Vec<u8>> {
     init();
@@ -256,14 +264,19 @@ fn recurrent_outputs(
         .iter()
         .enumerate()
         .map(|(index, frame)| {
-            if flushes.contains(&index) {
+            if restarts.caps == Some(index) {
+                h.set_src_caps_str(&format!(
+                    "video/x-raw,format=RGB,width={width},height={height},framerate=30/1"
+                ));
+            }
+            if restarts.flushes.contains(&index) {
                 assert!(h.push_event(gst::event::FlushStart::new()));
                 assert!(h.push_event(gst::event::FlushStop::new(true)));
                 h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
                     gst::ClockTime,
                 >::new()));
             }
-            let flags = if discontinuity == Some(index) {
+            let flags = if restarts.discontinuity == Some(index) {
                 gst::BufferFlags::DISCONT
             } else {
                 gst::BufferFlags::empty()
@@ -300,7 +313,12 @@ fn a_recurrent_model_carries_its_state_and_starts_afresh_where_the_stream_does()
     let size = (96, 64);
     let frames = moving_clip(size.0, size.1, 10);
     // A seek (flush) before frame 5 and a discontinuity at frame 8 start the state afresh.
-    let ours = recurrent_alphas(&frames, size, 0.5, &[5], Some(8));
+    let restarts = Restarts {
+        flushes: &[5],
+        discontinuity: Some(8),
+        caps: None,
+    };
+    let ours = recurrent_alphas(&frames, size, 0.5, &restarts);
     let reference = recurrent_reference(&frames, size, 0.5, &[5, 8]);
     assert_within_one(&ours, &reference, "downsample-ratio 0.5");
     // The state matters: carried on through frame 5, the alpha would have been another.
@@ -321,8 +339,9 @@ fn a_recurrent_models_own_foreground_colours_the_edges_unless_estimation_is_aske
     // The stand-in's fgr is the frame times its alpha: partly transparent pixels take it.
     let size = (96, 64);
     let frames = moving_clip(size.0, size.1, 2);
-    let outputs = recurrent_outputs(&frames, size, 0.5, &[], None, "none");
-    let estimated = recurrent_outputs(&frames, size, 0.5, &[], None, "multilevel");
+    let none = Restarts::default();
+    let outputs = recurrent_outputs(&frames, size, 0.5, &none, "none");
+    let estimated = recurrent_outputs(&frames, size, 0.5, &none, "multilevel");
     let (mut partial, mut differ_from_estimate) = (0, 0);
     for (frame, (ours, theirs)) in frames.iter().zip(outputs.iter().zip(&estimated)) {
         for ((src, out), other) in frame
@@ -354,19 +373,21 @@ fn a_recurrent_models_own_foreground_colours_the_edges_unless_estimation_is_aske
 }
 
 #[test]
-fn a_recurrent_models_auto_ratio_and_named_state_pairs() {
+fn a_recurrent_models_auto_ratio_new_caps_and_named_state_pairs() {
     if without_set_up() {
         return;
     }
-    // 96x64: auto is a ratio of 1, as RVM advises up to 512 pixels.
+    // 96x64: auto is a ratio of 1, as RVM advises up to 512 pixels. New caps before frame 2
+    // start the state afresh too.
     let size = (96, 64);
-    let frames = moving_clip(size.0, size.1, 3);
-    let ours = recurrent_alphas(&frames, size, 0.0, &[], None);
-    assert_within_one(
-        &ours,
-        &recurrent_reference(&frames, size, 1.0, &[]),
-        "auto ratio",
-    );
+    let frames = moving_clip(size.0, size.1, 4);
+    let restarts = Restarts {
+        caps: Some(2),
+        ..Restarts::default()
+    };
+    let ours = recurrent_alphas(&frames, size, 0.0, &restarts);
+    let reference = recurrent_reference(&frames, size, 1.0, &[2]);
+    assert_within_one(&ours, &reference, "auto ratio, new caps");
     // Pairs named by the property: a name the model lacks is a clear error at start.
     let (error, _) = rembgfilter_error(&format!(
         "model={} recurrent-state=r1i:r1o,r2i:nope",
