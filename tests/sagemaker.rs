@@ -339,6 +339,27 @@ fn missing_settings_and_an_absent_service_are_named_within_seconds() {
     assert!(err.contains("no AWS region"), "{err}");
 }
 
+#[test]
+fn a_recurrent_model_is_refused_on_a_server_at_start() {
+    if without_set_up() {
+        return;
+    }
+    use_test_credentials();
+    // Its state would have to travel with every request: refused before any is sent (the
+    // endpoint's address is a port nothing listens on).
+    let stand_in = test_model("recurrent_matting.onnx");
+    let (err, took) = rembgfilter_error(&format!(
+        "model={} {}",
+        stand_in.display(),
+        on("http://127.0.0.1:9", "rvm")
+    ));
+    assert!(
+        err.contains("property 'backend'") && err.contains("recurrent model"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
 /// rembgfilter properties for a picture endpoint of the stand-in (Python rembg behind it).
 fn picture_endpoint(payload: &str, endpoint: &str) -> String {
     format!("{} payload={payload}", on(&servers().sagemaker, endpoint))
