@@ -190,6 +190,17 @@ fn recurrent_model() -> String {
 /// before each index in `restarts`.
 fn recurrent_reference(
     frames: &[Vec<u8>],
+    size: (usize, usize),
+    ratio: f32,
+    restarts: &[usize],
+) -> Vec<Vec<u8>> {
+    recurrent_reference_of(&recurrent_model(), frames, size, ratio, restarts)
+}
+
+/// [`recurrent_reference`] of the model file `model`.
+fn recurrent_reference_of(
+    model: &str,
+    frames: &[Vec<u8>],
     (width, height): (usize, usize),
     ratio: f32,
     restarts: &[usize],
@@ -200,7 +211,7 @@ fn recurrent_reference(
     let (clip, out) = (dir.join("clip.rgb"), dir.join("alpha.raw"));
     std::fs::write(&clip, frames.concat()).unwrap();
     let mut arguments = vec![
-        recurrent_model(),
+        model.to_string(),
         clip.display().to_string(),
         width.to_string(),
         height.to_string(),
@@ -243,6 +254,25 @@ fn recurrent_alphas(
 /// [`recurrent_alphas`]' RGBA outputs, with `foreground-estimation` set as given.
 fn recurrent_outputs(
     frames: &[Vec<u8>],
+    size: (usize, usize),
+    ratio: f64,
+    restarts: &Restarts,
+    foreground_estimation: &str,
+) -> Vec<Vec<u8>> {
+    recurrent_outputs_of(
+        &recurrent_model(),
+        frames,
+        size,
+        ratio,
+        restarts,
+        foreground_estimation,
+    )
+}
+
+/// [`recurrent_outputs`] of the model file `model`.
+fn recurrent_outputs_of(
+    model: &str,
+    frames: &[Vec<u8>],
     (width, height): (usize, usize),
     ratio: f64,
     restarts: &Restarts,
@@ -250,7 +280,7 @@ fn recurrent_outputs(
 ) -> Vec<Vec<u8>> {
     init();
     let filter = gst::ElementFactory::make("rembgfilter")
-        .property("model", recurrent_model())
+        .property("model", model)
         .property("downsample-ratio", ratio)
         .property_from_str("foreground-estimation", foreground_estimation)
         .build()
@@ -399,4 +429,38 @@ fn a_recurrent_models_auto_ratio_new_caps_and_named_state_pairs() {
     );
     let (error, _) = rembgfilter_error(&format!("model={} recurrent-state=r1i", recurrent_model()));
     assert!(error.contains("property 'recurrent-state'"), "{error}");
+}
+
+#[test]
+fn a_recurrent_models_float16_export_runs_as_its_loop_does() {
+    if without_set_up() {
+        return;
+    }
+    // RVM ships fp16 exports too: every input and output float16 (Casts at the edges, as
+    // tests/reference/float16_io.py makes them). The state comes back float16 and goes in again.
+    let dir = temp_dir_of("recurrent-float16", "");
+    let model = dir.join("recurrent_matting_float16.onnx");
+    run_reference(
+        "float16_io.py",
+        &[&recurrent_model(), model.to_str().unwrap()],
+    );
+    let model = model.display().to_string();
+    let size = (96, 64);
+    let frames = moving_clip(size.0, size.1, 5);
+    for backend_model in [&model] {
+        let ours: Vec<Vec<u8>> = recurrent_outputs_of(
+            backend_model,
+            &frames,
+            size,
+            0.5,
+            &Restarts::default(),
+            "none",
+        )
+        .iter()
+        .map(|rgba| alpha_of(rgba))
+        .collect();
+        let reference = recurrent_reference_of(backend_model, &frames, size, 0.5, &[]);
+        assert_within_one(&ours, &reference, "float16 export");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

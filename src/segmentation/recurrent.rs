@@ -72,10 +72,16 @@ impl RecurrentSignature {
         for &(i, o) in &states {
             let (input, output) = (&inputs[i], &outputs[o]);
             let ranks_differ = input.shape.len() != output.shape.len();
-            if ranks_differ || input.element_type != output.element_type {
+            // Sizes declared on both sides must agree; dynamic ones are free.
+            let sizes_differ = input
+                .shape
+                .iter()
+                .zip(&output.shape)
+                .any(|(a, b)| matches!((a, b), (Some(a), Some(b)) if a != b));
+            if ranks_differ || sizes_differ || input.element_type != output.element_type {
                 return Err(format!(
                     "recurrent state output '{}' ({} {}) does not match the input '{}' ({} {}) \
-                     it feeds: a state must come back with the input's type and rank",
+                     it feeds: a state must come back with the input's type and shape",
                     output.name,
                     output.element_type,
                     ShapeDisplay(&output.shape),
@@ -306,7 +312,19 @@ mod tests {
         let (inputs, mut outputs) = rvm();
         outputs[4].shape = vec![None, None];
         let error = RecurrentSignature::recognise(&inputs, &outputs, &[]).unwrap_err();
-        assert!(error.contains("'r3o'") && error.contains("rank"), "{error}");
+        assert!(
+            error.contains("'r3o'") && error.contains("shape"),
+            "{error}"
+        );
+
+        let (mut inputs, mut outputs) = rvm();
+        inputs[1].shape = vec![Some(1), Some(16), None, None];
+        outputs[2].shape = vec![Some(1), Some(8), None, None];
+        let error = RecurrentSignature::recognise(&inputs, &outputs, &[]).unwrap_err();
+        assert!(
+            error.contains("'r1o' (float32 [1,8,?,?])") && error.contains("'r1i'"),
+            "{error}"
+        );
 
         let (mut inputs, outputs) = rvm();
         inputs.push(spec("temperature", &[Some(1)]));

@@ -25,20 +25,22 @@ def main() -> None:
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
     states = [name for name in inputs if name.endswith("i") and name[:-1] + "o" in outputs]
+    # A float16 export takes float16: feeds are cast to each input's own type.
+    types = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in session.get_inputs()}
     frames = np.fromfile(frames_path, np.uint8).reshape(-1, height, width, 3)
-    start = {name: np.zeros((1, 1, 1, 1), np.float32) for name in states}
+    start = {name: np.zeros((1, 1, 1, 1), types[name]) for name in states}
     state = dict(start)
     with open(out_path, "wb") as out:
         for index, frame in enumerate(frames):
             if index in restarts:
                 state = dict(start)
             feed = dict(state)
-            feed["src"] = (frame.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
+            feed["src"] = (frame.transpose(2, 0, 1)[None] / 255.0).astype(np.float32).astype(types["src"])
             if "downsample_ratio" in inputs:
-                feed["downsample_ratio"] = np.array([ratio], np.float32)
+                feed["downsample_ratio"] = np.array([ratio], types["downsample_ratio"])
             result = dict(zip(outputs, session.run(None, feed)))
             state = {name: result[name[:-1] + "o"] for name in states}
-            alpha = np.clip(result["pha"][0, 0], 0, 1) * 255
+            alpha = np.clip(result["pha"][0, 0].astype(np.float32), 0, 1) * 255
             out.write(np.floor(alpha + 0.5).astype(np.uint8).tobytes())
 
 
