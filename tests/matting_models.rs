@@ -456,3 +456,19 @@ fn a_recurrent_models_float16_export_runs_as_its_loop_does() {
     assert_within_one(&ours, &reference, "float16 export");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_recurrent_model_takes_frames_of_one_pixel_a_side() {
+    if without_set_up() {
+        return;
+    }
+    // Its alpha comes at the frame's size, however small: each frame gets its output.
+    for (width, height) in [(1, 1), (1, 7), (5, 1)] {
+        let frames = moving_clip(width, height, 2);
+        let alphas = recurrent_alphas(&frames, (width, height), 0.0, &Restarts::default());
+        assert!(
+            alphas.iter().all(|alpha| alpha.len() == width * height),
+            "{width}x{height}"
+        );
+    }
+}

@@ -223,7 +223,8 @@ impl Finisher {
         let Some(output) = outputs.first() else {
             return Err(self.output_error(&[]));
         };
-        let (mask_width, mask_height, channel_stride) = self.mask_geometry(output)?;
+        let (mask_width, mask_height, channel_stride) =
+            self.mask_geometry(output, (frame_width, frame_height))?;
         let values = output
             .data
             .iter()
@@ -287,8 +288,14 @@ impl Finisher {
         }
     }
 
-    /// Width, height and element step of the first channel in the model's first output.
-    fn mask_geometry(&self, output: &Tensor) -> Result<(usize, usize, usize), SegmenterError> {
+    /// Width, height and element step of the first channel in the model's first output: at
+    /// least 2x2 (a smaller mask of a fixed-size model is a broken export), or exactly the
+    /// frame's size (a model that works at the frame's size, on a frame of 1 pixel a side).
+    fn mask_geometry(
+        &self,
+        output: &Tensor,
+        frame: (usize, usize),
+    ) -> Result<(usize, usize, usize), SegmenterError> {
         let shape = &output.shape;
         let (height, width, stride) = match (shape.len(), self.profile.layout) {
             (4, TensorLayout::Nchw) => (shape[2], shape[3], 1),
@@ -300,7 +307,9 @@ impl Finisher {
         let needed = width
             .checked_mul(height)
             .and_then(|pixels| pixels.checked_mul(stride));
-        if width < 2 || height < 2 || stride == 0 || needed.is_none_or(|n| output.data.len() < n) {
+        let big_enough =
+            (width >= 2 && height >= 2) || ((width, height) == frame && width > 0 && height > 0);
+        if !big_enough || stride == 0 || needed.is_none_or(|n| output.data.len() < n) {
             return Err(self.output_error(shape));
         }
         Ok((width, height, stride))
