@@ -424,6 +424,17 @@ impl Segmenter {
         };
         let image = &backend.inputs()[signature.image];
         let channels_fit = image.shape.get(1).copied().flatten().is_none_or(|c| c == 3);
+        // The frame goes in at its own size, whatever it is.
+        let any_size =
+            image.shape.len() == 4 && image.shape[2].is_none() && image.shape[3].is_none();
+        if !any_size && channels_fit {
+            return Err(failure(format!(
+                "its frame input '{}' is {}: a recurrent model is fed each frame at the frame's \
+                 own size, so its height and width must be dynamic ([1,3,?,?])",
+                image.name,
+                ShapeDisplay(&image.shape)
+            )));
+        }
         if !channels_fit || !backend.converts(&image.element_type) {
             return Err(failure(format!(
                 "its frame input '{}' is {} {}; expected {} [1,3,H,W]",
@@ -967,6 +978,24 @@ mod tests {
             .to_string();
         assert!(
             err.contains("[1,3,512,?]") && err.contains("any height and width"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_recurrent_model_with_a_fixed_frame_size_is_refused_naming_the_input() {
+        let any = [None, None, None, None];
+        let model = Arc::new(DeclaredModel::float32(
+            &[&[Some(1), Some(3), Some(512), Some(512)], &any],
+            &[&[Some(1), Some(1), Some(512), Some(512)], &any],
+        ));
+        // DeclaredModel names its tensors input0, input1, output0, output1: the pair is named.
+        let pairs = [("input1".to_string(), "output1".to_string())];
+        let err = Segmenter::new_recurrent(model, &pairs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'input0' is [1,3,512,512]") && err.contains("must be dynamic"),
             "{err}"
         );
     }
