@@ -360,6 +360,37 @@ fn a_recurrent_model_is_refused_on_a_server_at_start() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
+#[test]
+fn a_tensor_request_over_the_endpoints_limit_is_refused_at_start() {
+    if without_set_up() {
+        return;
+    }
+    use_test_credentials();
+    // A 1024x1024 float32 input (rembg's 1024 models) is 12.6 MB a request; a real-time
+    // endpoint takes 6 MiB. Found at start, with what to do, not by the first frame failing.
+    let model = test_model("rembg_1024.onnx");
+    let properties = format!(
+        "model={} {}",
+        model.display(),
+        on("http://127.0.0.1:9", "isnet")
+    );
+    let (err, took) = rembgfilter_error(&properties);
+    assert!(
+        err.contains("property 'max-request-bytes'")
+            && err.contains("12.6 MB")
+            && err.contains("[1,3,1024,1024]")
+            && err.contains("payload=jpeg"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // Raised for an endpoint that takes more, the start goes on to the endpoint itself.
+    let (err, _) = rembgfilter_error(&format!("{properties} max-request-bytes=20000000"));
+    assert!(!err.contains("max-request-bytes"), "{err}");
+    // u2netp's 1.2 MB requests pass the default.
+    let (err, _) = rembg_error(&on("http://127.0.0.1:9", "u2netp"));
+    assert!(!err.contains("max-request-bytes"), "{err}");
+}
+
 /// rembgfilter properties for a picture endpoint of the stand-in (Python rembg behind it).
 fn picture_endpoint(payload: &str, endpoint: &str) -> String {
     format!("{} payload={payload}", on(&servers().sagemaker, endpoint))

@@ -11,6 +11,7 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 
+use super::TensorSpec;
 use super::onnx::{ExecutionProvider, OnnxBackend, SessionOptions};
 use super::openvino::{CompileOptions, OpenVinoBackend, Precision};
 use super::retry::Retrying;
@@ -93,6 +94,8 @@ pub enum Payload {
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 10_000;
 pub const DEFAULT_REQUESTS_IN_FLIGHT: u32 = 2;
 pub const DEFAULT_RETRIES: u32 = 0;
+/// SageMaker real-time endpoints take requests of at most 6 MB.
+pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 6 * 1024 * 1024;
 
 /// The properties of [`param_specs`], as an element keeps them.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +113,8 @@ pub struct BackendSettings {
     pub endpoint_url: Option<String>,
     pub content_type: Option<String>,
     pub payload: Payload,
+    /// The largest request a SageMaker endpoint takes; 0 = no limit.
+    pub max_request_bytes: u32,
     pub precision: Precision,
 }
 
@@ -129,6 +134,7 @@ impl Default for BackendSettings {
             endpoint_url: None,
             content_type: None,
             payload: Payload::default(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             precision: Precision::default(),
         }
     }
@@ -223,6 +229,9 @@ impl BackendSettings {
             "endpoint-url" => self.endpoint_url = text(value),
             "content-type" => self.content_type = text(value),
             "payload" => self.payload = value.get().expect("type checked upstream"),
+            "max-request-bytes" => {
+                self.max_request_bytes = value.get().expect("type checked upstream")
+            }
             "precision" => self.precision = value.get().expect("type checked upstream"),
             _ => return false,
         }
@@ -245,6 +254,7 @@ impl BackendSettings {
             "endpoint-url" => self.endpoint_url.to_value(),
             "content-type" => self.content_type.to_value(),
             "payload" => self.payload.to_value(),
+            "max-request-bytes" => self.max_request_bytes.to_value(),
             "precision" => self.precision.to_value(),
             _ => return None,
         })
@@ -252,7 +262,7 @@ impl BackendSettings {
 }
 
 /// Where the model runs and how, changeable up to READY.
-pub fn param_specs() -> [glib::ParamSpec; 15] {
+pub fn param_specs() -> [glib::ParamSpec; 16] {
     [
         glib::ParamSpecEnum::builder_with_default("backend", BackendKind::default())
             .nick("Backend")
@@ -341,7 +351,53 @@ pub fn param_specs() -> [glib::ParamSpec; 15] {
             .blurb("What goes to SageMaker: tensor (processing here), or the frame as png or jpeg")
             .mutable_ready()
             .build(),
+        glib::ParamSpecUInt::builder("max-request-bytes")
+            .nick("Largest SageMaker request")
+            .blurb("Largest request the endpoint takes (real-time: 6 MiB); 0 = no limit")
+            .default_value(DEFAULT_MAX_REQUEST_BYTES)
+            .mutable_ready()
+            .build(),
     ]
+}
+
+/// A tensor request's size: its float32 values (where every dimension is declared) and room for
+/// the JSON header; `None` when a dimension is dynamic.
+fn tensor_request_bytes(inputs: &[TensorSpec]) -> Option<u64> {
+    const HEADER_ROOM: u64 = 1024;
+    inputs.iter().try_fold(HEADER_ROOM, |total, input| {
+        let values = input
+            .shape
+            .iter()
+            .try_fold(1u64, |n, d| d.map(|d| n.saturating_mul(d as u64)))?;
+        Some(total.saturating_add(values.saturating_mul(4)))
+    })
+}
+
+/// Refuses at start a model whose requests are larger than the endpoint takes, rather than
+/// letting the first frame find out.
+fn check_request_size(
+    inputs: &[TensorSpec],
+    settings: &BackendSettings,
+) -> Result<(), gst::ErrorMessage> {
+    let limit = u64::from(settings.max_request_bytes);
+    match tensor_request_bytes(inputs) {
+        Some(bytes) if limit > 0 && bytes > limit => {
+            let described: Vec<String> = inputs.iter().map(ToString::to_string).collect();
+            Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                (
+                    "property 'max-request-bytes': each request would carry {:.1} MB ({}), more \
+                     than the endpoint's {:.1} MB (a real-time SageMaker endpoint takes 6 MiB); \
+                     use payload=jpeg (the frame as a picture), a model with a smaller input, or \
+                     raise max-request-bytes for an endpoint that takes more",
+                    bytes as f64 / 1e6,
+                    described.join(", "),
+                    limit as f64 / 1e6
+                )
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A model ready to run, and what runs it (the `active-backend` property).
@@ -588,6 +644,7 @@ fn sagemaker_backend(
         return Ok(Arc::new(SageMakerImageBackend::new(client, encoding)));
     }
     let local = load_model(element, &local_file()?, SessionOptions::default(), "")?;
+    check_request_size(local.inputs(), settings)?;
     Ok(Arc::new(SageMakerTensorBackend::new(
         client,
         local.inputs().to_vec(),
