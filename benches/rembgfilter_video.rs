@@ -21,22 +21,7 @@ const LIVE_SECONDS: u64 = 30;
 fn still_scene() -> Vec<u8> {
     let samples =
         std::env::var("NEURALFX_SAMPLES").expect("NEURALFX_SAMPLES (set by scripts/env.sh)");
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location={samples}/astronaut.png ! pngdec ! videoconvert ! videoscale \
-         ! video/x-raw,format=RGB,width=320,height=240 ! appsink name=sink"
-    ))
-    .unwrap();
-    let sink = pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name("sink")
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let sample = sink
-        .emit_by_name::<Option<gst::Sample>>("pull-sample", &[])
-        .unwrap();
-    pipeline.set_state(gst::State::Null).unwrap();
-    sample.buffer().unwrap().map_readable().unwrap().to_vec()
+    common::decoded_rgb(&format!("{samples}/astronaut.png"), 320, 240)
 }
 
 /// Mean |alpha(t) - alpha(t-1)| over a still scene with +-3 levels of fresh noise per frame.

@@ -33,10 +33,7 @@ fn compute_stats(server: &triton_server::TritonServer) -> (u64, u64) {
 fn main() {
     gst::init().unwrap();
     gstneuralfx::plugin_register_static().unwrap();
-    let frames: usize = std::env::var("BENCH_FRAMES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let frames = common::bench_frames(20);
     let home = std::env::var("U2NET_HOME").expect("U2NET_HOME (set by scripts/env.sh)");
     let model = Path::new(&home).join("u2netp.onnx");
     let venv = std::env::var("NEURALFX_TRITON_VENV").expect("NEURALFX_TRITON_VENV");

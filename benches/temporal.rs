@@ -36,7 +36,7 @@ fn clip(frames: usize) -> Clip {
     let alpha = std::fs::read(dir.join("astronaut.alpha")).unwrap();
     let colour = std::fs::read(dir.join("astronaut.foreground")).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    let background = scaled(&format!("{samples}/coffee.png"));
+    let background = common::decoded_rgb(&format!("{samples}/coffee.png"), WIDTH, HEIGHT);
     let side = 512;
     let (mut all_frames, mut truths) = (Vec::new(), Vec::new());
     for t in 0..frames {
@@ -67,26 +67,6 @@ fn clip(frames: usize) -> Clip {
         frames: all_frames,
         truths,
     }
-}
-
-/// A picture scaled to the clip's size, packed RGB.
-fn scaled(path: &str) -> Vec<u8> {
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location={path} ! decodebin ! videoconvert ! videoscale \
-         ! video/x-raw,format=RGB,width={WIDTH},height={HEIGHT} ! appsink name=sink"
-    ))
-    .unwrap();
-    let sink = pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name("sink")
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let sample = sink
-        .emit_by_name::<Option<gst::Sample>>("pull-sample", &[])
-        .unwrap();
-    pipeline.set_state(gst::State::Null).unwrap();
-    sample.buffer().unwrap().map_readable().unwrap().to_vec()
 }
 
 /// Each frame's alpha from rembgfilter with `model` and `smoothing`, and ms per frame.
@@ -154,10 +134,7 @@ fn figures(alphas: &[Vec<u8>], clip: &Clip) -> (f64, f64, f64) {
 fn main() {
     gst::init().unwrap();
     gstneuralfx::plugin_register_static().unwrap();
-    let frames: usize = std::env::var("BENCH_FRAMES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
+    let frames = common::bench_frames(24);
     let clip = clip(frames);
     let stand_in = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/models/recurrent_matting.onnx");

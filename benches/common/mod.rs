@@ -15,6 +15,34 @@ use gst::prelude::*;
 use gst_video::prelude::*;
 
 /// One line of /proc/self/status, in KiB (VmRSS: now, VmHWM: peak).
+/// `BENCH_FRAMES`, or `default` when it is unset or not a number.
+pub fn bench_frames(default: usize) -> usize {
+    std::env::var("BENCH_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A picture GStreamer decodes, scaled to `width` x `height`, as packed RGB.
+pub fn decoded_rgb(location: &str, width: usize, height: usize) -> Vec<u8> {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={location} ! decodebin ! videoconvert ! videoscale \
+         ! video/x-raw,format=RGB,width={width},height={height} ! appsink name=sink"
+    ))
+    .unwrap();
+    let sink = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("sink")
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink
+        .emit_by_name::<Option<gst::Sample>>("pull-sample", &[])
+        .unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    sample.buffer().unwrap().map_readable().unwrap().to_vec()
+}
+
 pub fn memory_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -187,13 +187,8 @@ impl ModelProfile {
     pub const RECURRENT: Self = Self {
         input_size: (0, 0),
         layout: TensorLayout::Nchw,
-        scale: PixelScale::Fixed(255.0),
-        mean: [0.0; 3],
-        std: [1.0; 3],
-        input_filter: crate::imageops::Filter::Bilinear,
-        output: OutputTransform::Probability,
-        mask_filter: crate::imageops::Filter::Bilinear,
         sizing: InputSizing::WholeFrame,
+        ..Self::SELFIE
     };
 
     /// Whether the model's input height and width follow each frame.
