@@ -493,6 +493,65 @@ fn cuda_falls_back_to_cpu_with_a_warning_and_keeps_working() {
 }
 
 #[test]
+fn tensor_names_and_shapes_read_from_the_file_are_what_onnx_runtime_reports() {
+    if without_set_up() {
+        return;
+    }
+    // A server backend (SageMaker) takes its tensors from the local file without opening a
+    // session: the wire-format reader must agree with the runtime on every model at hand.
+    use gstneuralfx::inference::Backend;
+    use gstneuralfx::inference::onnx::{OnnxBackend, SessionOptions};
+    use gstneuralfx::inference::onnx_graph::tensor_specs;
+    init();
+    let home = std::path::PathBuf::from(std::env::var("U2NET_HOME").unwrap());
+    let mut models: Vec<std::path::PathBuf> = ["u2netp", "u2netp-int8", "modnet", "selfie"]
+        .iter()
+        .map(|name| home.join(format!("{name}.onnx")))
+        .collect();
+    models.extend(
+        std::fs::read_dir(test_models_dir())
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                // Not models at all, or refused by the runtime: nothing to compare.
+                !["not_onnx.onnx", "no_outputs.onnx"]
+                    .contains(&path.file_name().unwrap().to_str().unwrap())
+            }),
+    );
+    for model in models {
+        let runtime = OnnxBackend::load(&model, SessionOptions::default()).unwrap();
+        let (inputs, outputs) = tensor_specs(&std::fs::read(&model).unwrap())
+            .unwrap_or_else(|| panic!("{} read as no model", model.display()));
+        assert_eq!(inputs, runtime.inputs(), "{}", model.display());
+        // The runtime infers output sizes the file leaves open (u2netp's side outputs): what
+        // the file declares must agree, the rest is dynamic.
+        assert_eq!(
+            outputs.len(),
+            runtime.outputs().len(),
+            "{}",
+            model.display()
+        );
+        for (declared, inferred) in outputs.iter().zip(runtime.outputs()) {
+            assert_eq!(
+                (&declared.name, &declared.element_type, declared.shape.len()),
+                (&inferred.name, &inferred.element_type, inferred.shape.len()),
+                "{}",
+                model.display()
+            );
+            for (d, i) in declared.shape.iter().zip(&inferred.shape) {
+                assert!(
+                    d.is_none() || d == i,
+                    "{}: {declared} / {inferred}",
+                    model.display()
+                );
+            }
+        }
+    }
+    assert!(tensor_specs(b"this is not an ONNX model").is_none());
+}
+
+#[test]
 fn sessions_are_shared_per_model_and_options_and_freed_when_unused() {
     if without_set_up() {
         return;

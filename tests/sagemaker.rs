@@ -389,6 +389,18 @@ fn a_tensor_request_over_the_endpoints_limit_is_refused_at_start() {
     // u2netp's 1.2 MB requests pass the default.
     let (err, _) = rembg_error(&on("http://127.0.0.1:9", "u2netp"));
     assert!(!err.contains("max-request-bytes"), "{err}");
+    // The tensors come from the file itself (no runtime opens it): a file that is no model is
+    // named as such.
+    let not_onnx = test_model("not_onnx.onnx");
+    let (err, _) = rembgfilter_error(&format!(
+        "model={} {}",
+        not_onnx.display(),
+        on("http://127.0.0.1:9", "isnet")
+    ));
+    assert!(
+        err.contains("not_onnx.onnx") && err.contains("not an ONNX model"),
+        "{err}"
+    );
 }
 
 /// rembgfilter properties for a picture endpoint of the stand-in (Python rembg behind it).

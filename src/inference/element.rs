@@ -506,7 +506,7 @@ pub fn load_backend(
             })
         }
         BackendKind::SageMaker => {
-            let backend = sagemaker_backend(element, settings, local_file)?;
+            let backend = sagemaker_backend(settings, local_file)?;
             let runs_on = format!(
                 "the SageMaker endpoint {} ({} payload)",
                 settings.endpoint.as_deref().unwrap_or_default(),
@@ -610,10 +610,9 @@ fn load_onnxruntime(
 }
 
 /// A SageMaker endpoint serving the model of `local_file`, whose tensors' names and shapes it
-/// takes: SageMaker has no metadata call.
+/// reads from the file (no runtime session): SageMaker has no metadata call.
 #[cfg(feature = "sagemaker")]
 fn sagemaker_backend(
-    element: &impl IsA<gst::Element>,
     settings: &BackendSettings,
     local_file: impl FnOnce() -> Result<PathBuf, gst::ErrorMessage>,
 ) -> Result<Arc<dyn Backend>, gst::ErrorMessage> {
@@ -643,18 +642,31 @@ fn sagemaker_backend(
     if let Some(encoding) = encoding {
         return Ok(Arc::new(SageMakerImageBackend::new(client, encoding)));
     }
-    let local = load_model(element, &local_file()?, SessionOptions::default(), "")?;
-    check_request_size(local.inputs(), settings)?;
+    // The tensors' names and shapes, read from the file itself: nothing runs here.
+    let path = local_file()?;
+    let not_read = |reason: String| {
+        gst::error_msg!(
+            gst::ResourceError::OpenRead,
+            (
+                "property 'model': {} gives the SageMaker endpoint's tensor names and shapes, \
+                 but {}",
+                path.display(),
+                reason
+            )
+        )
+    };
+    let bytes = std::fs::read(&path).map_err(|e| not_read(format!("cannot be read: {e}")))?;
+    let (inputs, outputs) = super::onnx_graph::tensor_specs(&bytes)
+        .ok_or_else(|| not_read("it is not an ONNX model".into()))?;
+    drop(bytes);
+    check_request_size(&inputs, settings)?;
     Ok(Arc::new(SageMakerTensorBackend::new(
-        client,
-        local.inputs().to_vec(),
-        local.outputs().to_vec(),
+        client, inputs, outputs,
     )))
 }
 
 #[cfg(not(feature = "sagemaker"))]
 fn sagemaker_backend(
-    _element: &impl IsA<gst::Element>,
     _settings: &BackendSettings,
     _local_file: impl FnOnce() -> Result<PathBuf, gst::ErrorMessage>,
 ) -> Result<Arc<dyn Backend>, gst::ErrorMessage> {

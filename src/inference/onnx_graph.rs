@@ -1,9 +1,12 @@
-//! Reads which operators an ONNX file's main graph uses, straight from the protobuf wire format,
-//! so `backend=auto` can tell models that one runtime runs much slower than the other before
-//! loading either (OpenVINO runs ConvInteger/MatMulInteger models about twice as slowly as ONNX
-//! Runtime).
+//! Reads an ONNX file's main graph straight from the protobuf wire format, without a runtime:
+//! which operators it uses, so `backend=auto` can tell models that one runtime runs much slower
+//! than the other before loading either (OpenVINO runs ConvInteger/MatMulInteger models about
+//! twice as slowly as ONNX Runtime); and its inputs and outputs, for a server backend that only
+//! needs the tensors' names and shapes.
 
 use std::collections::BTreeSet;
+
+use super::{ElementType, TensorSpec};
 
 // Field numbers in onnx.proto: ModelProto.graph = 7, GraphProto.node = 1, NodeProto.op_type = 4.
 const MODEL_GRAPH: u64 = 7;
@@ -51,8 +54,134 @@ pub fn uses_dynamic_integer_operators(bytes: &[u8]) -> bool {
 }
 
 enum Value<'a> {
-    Scalar,
+    Varint(u64),
+    Fixed,
     Bytes(&'a [u8]),
+}
+
+// GraphProto.initializer = 5, .input = 11, .output = 12; TensorProto.name = 8;
+// ValueInfoProto.name = 1, .type = 2; TypeProto.tensor_type = 1; TypeProto.Tensor.elem_type = 1,
+// .shape = 2; TensorShapeProto.dim = 1; Dimension.dim_value = 1.
+const GRAPH_INITIALIZER: u64 = 5;
+const GRAPH_INPUT: u64 = 11;
+const GRAPH_OUTPUT: u64 = 12;
+const TENSOR_NAME: u64 = 8;
+const VALUE_NAME: u64 = 1;
+const VALUE_TYPE: u64 = 2;
+const TYPE_TENSOR: u64 = 1;
+const TENSOR_ELEM_TYPE: u64 = 1;
+const TENSOR_SHAPE: u64 = 2;
+const SHAPE_DIM: u64 = 1;
+const DIM_VALUE: u64 = 1;
+/// The largest dimension taken as declared; a larger one is a broken file.
+const MAX_DIMENSION: u64 = 1 << 31;
+
+/// The main graph's inputs (initializers that older exporters also list as inputs left out) and
+/// outputs, as the runtimes report them: float32/float16 by name, dynamic dimensions `None`.
+/// `None` when the bytes are not a well-formed ONNX model.
+pub fn tensor_specs(bytes: &[u8]) -> Option<(Vec<TensorSpec>, Vec<TensorSpec>)> {
+    let mut graph = None;
+    for (field, value) in Fields::new(bytes) {
+        if let (MODEL_GRAPH, Value::Bytes(found)) = (field, value?) {
+            graph = Some(found);
+        }
+    }
+    let graph = graph?;
+    let (mut inputs, mut outputs, mut initializers) = (Vec::new(), Vec::new(), BTreeSet::new());
+    for (field, value) in Fields::new(graph) {
+        let Value::Bytes(message) = value? else {
+            continue;
+        };
+        match field {
+            GRAPH_INPUT => inputs.push(value_info(message)?),
+            GRAPH_OUTPUT => outputs.push(value_info(message)?),
+            GRAPH_INITIALIZER => {
+                for (field, value) in Fields::new(message) {
+                    if let (TENSOR_NAME, Value::Bytes(name)) = (field, value?) {
+                        initializers.insert(String::from_utf8_lossy(name).into_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    inputs.retain(|spec| !initializers.contains(&spec.name));
+    Some((inputs, outputs))
+}
+
+/// One ValueInfoProto as a tensor spec.
+fn value_info(message: &[u8]) -> Option<TensorSpec> {
+    let (mut name, mut element_type, mut shape) =
+        (String::new(), ElementType::NotTensor, Vec::new());
+    for (field, value) in Fields::new(message) {
+        match (field, value?) {
+            (VALUE_NAME, Value::Bytes(bytes)) => name = String::from_utf8_lossy(bytes).into_owned(),
+            (VALUE_TYPE, Value::Bytes(type_proto)) => {
+                for (field, value) in Fields::new(type_proto) {
+                    if let (TYPE_TENSOR, Value::Bytes(tensor)) = (field, value?) {
+                        (element_type, shape) = tensor_type(tensor)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(TensorSpec {
+        name,
+        element_type,
+        shape,
+    })
+}
+
+/// TypeProto.Tensor: its element type and its dimensions (`None` where symbolic or unset).
+fn tensor_type(message: &[u8]) -> Option<(ElementType, Vec<Option<usize>>)> {
+    let (mut element_type, mut shape) = (ElementType::Other("undefined".into()), Vec::new());
+    for (field, value) in Fields::new(message) {
+        match (field, value?) {
+            (TENSOR_ELEM_TYPE, Value::Varint(code)) => element_type = element_type_of(code),
+            (TENSOR_SHAPE, Value::Bytes(shape_proto)) => {
+                for (field, value) in Fields::new(shape_proto) {
+                    let (SHAPE_DIM, Value::Bytes(dimension)) = (field, value?) else {
+                        continue;
+                    };
+                    let mut size = None;
+                    for (field, value) in Fields::new(dimension) {
+                        if let (DIM_VALUE, Value::Varint(v)) = (field, value?) {
+                            if v > MAX_DIMENSION {
+                                return None;
+                            }
+                            size = Some(v as usize);
+                        }
+                    }
+                    shape.push(size);
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((element_type, shape))
+}
+
+/// onnx.proto's TensorProto.DataType, named as ONNX Runtime's backend names element types.
+fn element_type_of(code: u64) -> ElementType {
+    let name = match code {
+        1 => return ElementType::Float32,
+        10 => return ElementType::Float16,
+        2 => "u8",
+        3 => "i8",
+        4 => "u16",
+        5 => "i16",
+        6 => "i32",
+        7 => "i64",
+        8 => "String",
+        9 => "bool",
+        11 => "f64",
+        12 => "u32",
+        13 => "u64",
+        16 => "bf16",
+        other => return ElementType::Other(format!("ONNX type {other}")),
+    };
+    ElementType::Other(name.into())
 }
 
 /// The top-level fields of one protobuf message; an item is `None` (and the last) where the
@@ -96,13 +225,13 @@ impl<'a> Fields<'a> {
     fn field(&mut self) -> Option<(u64, Value<'a>)> {
         let key = self.varint()?;
         let value = match key & 7 {
-            0 => self.varint().map(|_| Value::Scalar)?,
-            1 => self.take(8).map(|_| Value::Scalar)?,
+            0 => self.varint().map(Value::Varint)?,
+            1 => self.take(8).map(|_| Value::Fixed)?,
             2 => {
                 let len = self.varint()?;
                 Value::Bytes(self.take(len)?)
             }
-            5 => self.take(4).map(|_| Value::Scalar)?,
+            5 => self.take(4).map(|_| Value::Fixed)?,
             _ => return None,
         };
         Some((key >> 3, value))
