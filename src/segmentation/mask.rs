@@ -145,12 +145,10 @@ impl ModelMask {
         (!self.foreground.is_empty()).then_some(&self.foreground[..])
     }
 
-    /// Keeps `foreground` (packed RGB, or none) with the mask just made.
-    pub fn set_foreground(&mut self, foreground: Option<&[u8]>) {
-        self.foreground.clear();
-        if let Some(colours) = foreground {
-            self.foreground.extend_from_slice(colours);
-        }
+    /// The buffer of the foreground colour kept with the mask just made (packed RGB, empty
+    /// for none), for the segmenter to swap its own into.
+    pub fn foreground_buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.foreground
     }
 
     /// No frame may reuse the mask any more (a flush, new caps).

@@ -241,24 +241,12 @@ impl Finisher {
                 values.map(|&v| 1.0 / (1.0 + (-v).exp())),
                 &mut self.small_mask,
             ),
-            OutputTransform::Probability => {
-                self.small_mask.extend(values.map(|&v| {
-                    if v.is_finite() {
-                        (v.clamp(0.0, 1.0) * 255.0).round() as u8
-                    } else {
-                        0
-                    }
-                }));
-            }
-            OutputTransform::ProbabilityTruncated => {
-                self.small_mask.extend(values.map(|&v| {
-                    if v.is_finite() {
-                        (v.clamp(0.0, 1.0) * 255.0) as u8
-                    } else {
-                        0
-                    }
-                }));
-            }
+            OutputTransform::Probability => self
+                .small_mask
+                .extend(values.map(|&v| unit_to_byte(v, Rounding::Nearest))),
+            OutputTransform::ProbabilityTruncated => self
+                .small_mask
+                .extend(values.map(|&v| unit_to_byte(v, Rounding::Down))),
         }
         if non_finite > 0 {
             self.non_finite
@@ -313,6 +301,27 @@ impl Finisher {
             return Err(self.output_error(shape));
         }
         Ok((width, height, stride))
+    }
+}
+
+/// How a 0..1 value becomes one of 256 levels.
+#[derive(Clone, Copy)]
+enum Rounding {
+    Nearest,
+    /// As numpy's `astype("uint8")` does.
+    Down,
+}
+
+/// A model's 0..1 value (a probability, a colour) as a byte: clamped, times 255, rounded as
+/// `rounding` says; NaN or infinite is 0.
+fn unit_to_byte(value: f32, rounding: Rounding) -> u8 {
+    if !value.is_finite() {
+        return 0;
+    }
+    let scaled = value.clamp(0.0, 1.0) * 255.0;
+    match rounding {
+        Rounding::Nearest => scaled.round() as u8,
+        Rounding::Down => scaled as u8,
     }
 }
 
@@ -424,17 +433,6 @@ impl Segmenter {
         };
         let image = &backend.inputs()[signature.image];
         let channels_fit = image.shape.get(1).copied().flatten().is_none_or(|c| c == 3);
-        // The frame goes in at its own size, whatever it is.
-        let any_size =
-            image.shape.len() == 4 && image.shape[2].is_none() && image.shape[3].is_none();
-        if !any_size && channels_fit {
-            return Err(failure(format!(
-                "its frame input '{}' is {}: a recurrent model is fed each frame at the frame's \
-                 own size, so its height and width must be dynamic ([1,3,?,?])",
-                image.name,
-                ShapeDisplay(&image.shape)
-            )));
-        }
         if !channels_fit || !backend.converts(&image.element_type) {
             return Err(failure(format!(
                 "its frame input '{}' is {} {}; expected {} [1,3,H,W]",
@@ -442,6 +440,15 @@ impl Segmenter {
                 image.element_type,
                 ShapeDisplay(&image.shape),
                 backend.float_types()
+            )));
+        }
+        // The frame goes in at its own size, whatever it is (the signature made it rank 4).
+        if image.shape[2].is_some() || image.shape[3].is_some() {
+            return Err(failure(format!(
+                "its frame input '{}' is {}: a recurrent model is fed each frame at the frame's \
+                 own size, so its height and width must be dynamic ([1,3,?,?])",
+                image.name,
+                ShapeDisplay(&image.shape)
             )));
         }
         for spec in backend.inputs().iter().chain(backend.outputs()) {
@@ -649,10 +656,11 @@ impl Segmenter {
         }
     }
 
-    /// The foreground colour the model gave with its last mask (packed RGB, the frame's size),
-    /// if it gives one.
-    pub fn model_foreground(&self) -> Option<&[u8]> {
-        (!self.foreground.is_empty()).then_some(&self.foreground[..])
+    /// Hands the foreground colour the model gave with its last mask (packed RGB, the frame's
+    /// size; empty if it gives none) to `kept`, taking `kept`'s old buffer to fill next time:
+    /// a 1080p colour frame is 6 MB, not worth copying every frame.
+    pub fn swap_model_foreground(&mut self, kept: &mut Vec<u8>) {
+        std::mem::swap(&mut self.foreground, kept);
     }
 
     /// The profile in force, with the input size the model declares.
@@ -784,12 +792,7 @@ impl Segmenter {
             self.foreground.resize(plane * 3, 0);
             for (i, pixel) in self.foreground.chunks_exact_mut(3).enumerate() {
                 for (c, value) in pixel.iter_mut().enumerate() {
-                    let v = fgr.data[c * plane + i];
-                    *value = if v.is_finite() {
-                        (v.clamp(0.0, 1.0) * 255.0).round() as u8
-                    } else {
-                        0
-                    };
+                    *value = unit_to_byte(fgr.data[c * plane + i], Rounding::Nearest);
                 }
             }
         }

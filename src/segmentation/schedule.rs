@@ -172,7 +172,7 @@ pub fn update_in_place(
             ran = Some(segmenter.compute_mask(frame, mask)?);
             Ok::<(), SegmenterError>(())
         })?;
-        model_mask.set_foreground(segmenter.model_foreground());
+        segmenter.swap_model_foreground(model_mask.foreground_buffer());
         cadence.ran();
     }
     cadence.advance();
