@@ -518,3 +518,46 @@ fn the_readme_command_for_a_sagemaker_endpoint_runs_as_written_against_the_stand
         &[("AWS_ENDPOINT_URL", &servers.sagemaker)],
     );
 }
+
+#[test]
+fn target_model_variant_component_and_custom_attributes_route_each_request() {
+    if without_set_up() {
+        return;
+    }
+    let servers = servers();
+    let expected = alpha_of_photo("astronaut", &on(&servers.sagemaker, "u2netp"));
+    // Each endpoint of the stand-in answers only when its header arrived as set.
+    for (endpoint, routing) in [
+        ("multi-model", "target-model=u2netp.tar.gz"),
+        ("components", "inference-component=u2netp"),
+        ("needs-attributes", "custom-attributes=\"tenant=acme\""),
+        ("u2netp", "target-variant=AllTraffic"),
+    ] {
+        let alpha = alpha_of_photo(
+            "astronaut",
+            &format!("{} {routing}", on(&servers.sagemaker, endpoint)),
+        );
+        assert!(alpha == expected, "{endpoint} {routing}");
+    }
+    // Without them, or with another value, SageMaker's own refusal names what is wrong.
+    for (endpoint, routing, words) in [
+        ("multi-model", "", &["TargetModel is required"][..]),
+        ("components", "", &["Inference Component Name"]),
+        (
+            "needs-attributes",
+            "custom-attributes=\"tenant=other\"",
+            &["ModelError", "unknown tenant: tenant=other"],
+        ),
+        (
+            "u2netp",
+            "target-variant=blue",
+            &["ValidationError", "variant blue", "variant 'blue'"],
+        ),
+    ] {
+        let (err, _) = rembg_error(&format!("{} {routing}", on(&servers.sagemaker, endpoint)));
+        assert!(
+            words.iter().all(|w| err.contains(w)),
+            "{endpoint} {routing}: {err}"
+        );
+    }
+}

@@ -683,3 +683,104 @@ fn the_readme_commands_for_a_triton_server_run_as_written_against_this_one() {
         readme::run_command(command, &dir);
     }
 }
+
+/// Whether `work` ends within `limit`, run on a thread of its own: a call that hangs fails its
+/// test after `limit` rather than holding it up.
+fn ends_within(limit: Duration, work: impl FnOnce() + Send + 'static) -> bool {
+    let (ended, end) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        work();
+        let _ = ended.send(());
+    });
+    end.recv_timeout(limit).is_ok()
+}
+
+/// A u2netp stream of `backend` through a proxy in front of `address` that stops answering
+/// after the first frame, once a request is held there: the server never answers it, and the
+/// request timeout (10 minutes) is far off.
+fn stream_with_a_held_request(
+    backend: &str,
+    address: &str,
+) -> (gst::Pipeline, gst_app::AppSink, tcp_proxy::TcpProxy) {
+    init();
+    let proxy = tcp_proxy::TcpProxy::start(address);
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
+         ! rembgfilter backend={backend} server={} model=u2netp request-timeout=600000 \
+           requests-in-flight=1 ! appsink name=sink sync=false",
+        proxy.address
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert!(
+        sink.try_pull_sample(gst::ClockTime::from_seconds(60))
+            .is_some(),
+        "{backend}: a first frame through the proxy"
+    );
+    proxy.freeze_open_connections();
+    assert!(
+        proxy.wait_for_a_held_request(Duration::from_secs(60)),
+        "{backend}: no request went out after the first frame"
+    );
+    (pipeline, sink, proxy)
+}
+
+#[test]
+fn stopping_does_not_wait_for_a_request_the_server_never_answers() {
+    if without_set_up() {
+        return;
+    }
+    let server = server();
+    for (backend, address) in server.endpoints() {
+        let (pipeline, _sink, _proxy) = stream_with_a_held_request(backend, address);
+        // Before requests were cancelled, this waited out the request timeout: 10 minutes.
+        assert!(
+            ends_within(Duration::from_secs(30), move || {
+                pipeline.set_state(gst::State::Null).unwrap();
+            }),
+            "{backend}: stopping waited for the server"
+        );
+    }
+}
+
+#[test]
+fn a_flushing_seek_does_not_wait_for_a_held_request_and_frames_go_on_after_it() {
+    if without_set_up() {
+        return;
+    }
+    let server = server();
+    for (backend, address) in server.endpoints() {
+        let (pipeline, sink, _proxy) = stream_with_a_held_request(backend, address);
+        let seeking = pipeline.clone();
+        assert!(
+            ends_within(Duration::from_secs(30), move || {
+                seeking
+                    .seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::ZERO)
+                    .unwrap();
+            }),
+            "{backend}: the seek waited for the server"
+        );
+        if backend == "triton-http" {
+            // New requests take new connections, which pass: the first frame comes again,
+            // without waiting behind the abandoned request. (gRPC's one connection is the
+            // frozen one, so its frames stay held.)
+            let sample = sink
+                .try_pull_sample(gst::ClockTime::from_seconds(60))
+                .expect("a frame after the seek");
+            assert_eq!(sample.buffer().unwrap().pts(), Some(gst::ClockTime::ZERO));
+        }
+        assert!(
+            ends_within(Duration::from_secs(30), move || {
+                pipeline.set_state(gst::State::Null).unwrap();
+            }),
+            "{backend}: stopping waited for the server"
+        );
+    }
+}

@@ -12,9 +12,11 @@ use gst::glib;
 use gst::prelude::*;
 
 use super::TensorSpec;
+use super::cancel::Cancellation;
 use super::onnx::{ExecutionProvider, OnnxBackend, SessionOptions};
 use super::openvino::{CompileOptions, OpenVinoBackend, Precision};
-use super::retry::Retrying;
+use super::remote::{RemoteBackend, RemoteModel};
+use super::retry::RetryPolicy;
 #[cfg(feature = "triton-grpc")]
 use super::triton::grpc::TritonGrpcBackend;
 use super::triton::http::TritonHttpBackend;
@@ -94,6 +96,8 @@ pub enum Payload {
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 10_000;
 pub const DEFAULT_REQUESTS_IN_FLIGHT: u32 = 2;
 pub const DEFAULT_RETRIES: u32 = 0;
+/// No bound on one frame's request beyond its tries' (`retries` + 1 times `request-timeout`).
+pub const DEFAULT_FRAME_DEADLINE_MS: u32 = 0;
 /// SageMaker real-time endpoints take requests of at most 6 MB.
 pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 6 * 1024 * 1024;
 
@@ -108,6 +112,8 @@ pub struct BackendSettings {
     pub request_timeout_ms: u32,
     pub requests_in_flight: u32,
     pub retries: u32,
+    /// Bounds one frame's request, retries and pauses included; 0 = no bound.
+    pub frame_deadline_ms: u32,
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
@@ -115,6 +121,10 @@ pub struct BackendSettings {
     pub payload: Payload,
     /// The largest request a SageMaker endpoint takes; 0 = no limit.
     pub max_request_bytes: u32,
+    pub target_model: Option<String>,
+    pub target_variant: Option<String>,
+    pub inference_component: Option<String>,
+    pub custom_attributes: Option<String>,
     pub precision: Precision,
 }
 
@@ -129,12 +139,17 @@ impl Default for BackendSettings {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             requests_in_flight: DEFAULT_REQUESTS_IN_FLIGHT,
             retries: DEFAULT_RETRIES,
+            frame_deadline_ms: DEFAULT_FRAME_DEADLINE_MS,
             endpoint: None,
             region: None,
             endpoint_url: None,
             content_type: None,
             payload: Payload::default(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            target_model: None,
+            target_variant: None,
+            inference_component: None,
+            custom_attributes: None,
             precision: Precision::default(),
         }
     }
@@ -184,6 +199,16 @@ impl BackendSettings {
         local
     }
 
+    /// Which model behind a SageMaker endpoint answers.
+    #[cfg(feature = "sagemaker")]
+    pub fn sagemaker_routing(&self) -> super::sagemaker::Routing {
+        super::sagemaker::Routing {
+            target_model: self.target_model.clone(),
+            target_variant: self.target_variant.clone(),
+            inference_component: self.inference_component.clone(),
+        }
+    }
+
     /// The element sends whole frames as pictures and gets masks back (the endpoint does its own
     /// processing), rather than tensors.
     pub fn sends_pictures(&self) -> bool {
@@ -224,6 +249,9 @@ impl BackendSettings {
                 self.requests_in_flight = value.get().expect("type checked upstream")
             }
             "retries" => self.retries = value.get().expect("type checked upstream"),
+            "frame-deadline" => {
+                self.frame_deadline_ms = value.get().expect("type checked upstream")
+            }
             "endpoint" => self.endpoint = text(value),
             "region" => self.region = text(value),
             "endpoint-url" => self.endpoint_url = text(value),
@@ -232,6 +260,10 @@ impl BackendSettings {
             "max-request-bytes" => {
                 self.max_request_bytes = value.get().expect("type checked upstream")
             }
+            "target-model" => self.target_model = text(value),
+            "target-variant" => self.target_variant = text(value),
+            "inference-component" => self.inference_component = text(value),
+            "custom-attributes" => self.custom_attributes = text(value),
             "precision" => self.precision = value.get().expect("type checked upstream"),
             _ => return false,
         }
@@ -249,12 +281,17 @@ impl BackendSettings {
             "request-timeout" => self.request_timeout_ms.to_value(),
             "requests-in-flight" => self.requests_in_flight.to_value(),
             "retries" => self.retries.to_value(),
+            "frame-deadline" => self.frame_deadline_ms.to_value(),
             "endpoint" => self.endpoint.to_value(),
             "region" => self.region.to_value(),
             "endpoint-url" => self.endpoint_url.to_value(),
             "content-type" => self.content_type.to_value(),
             "payload" => self.payload.to_value(),
             "max-request-bytes" => self.max_request_bytes.to_value(),
+            "target-model" => self.target_model.to_value(),
+            "target-variant" => self.target_variant.to_value(),
+            "inference-component" => self.inference_component.to_value(),
+            "custom-attributes" => self.custom_attributes.to_value(),
             "precision" => self.precision.to_value(),
             _ => return None,
         })
@@ -262,7 +299,7 @@ impl BackendSettings {
 }
 
 /// Where the model runs and how, changeable up to READY.
-pub fn param_specs() -> [glib::ParamSpec; 16] {
+pub fn param_specs() -> [glib::ParamSpec; 21] {
     [
         glib::ParamSpecEnum::builder_with_default("backend", BackendKind::default())
             .nick("Backend")
@@ -326,6 +363,13 @@ pub fn param_specs() -> [glib::ParamSpec; 16] {
             .default_value(DEFAULT_RETRIES)
             .mutable_ready()
             .build(),
+        glib::ParamSpecUInt::builder("frame-deadline")
+            .nick("Frame deadline")
+            .blurb("Milliseconds one frame's server request may take, retries and pauses included (0 = no bound)")
+            .maximum(3_600_000)
+            .default_value(DEFAULT_FRAME_DEADLINE_MS)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecString::builder("endpoint")
             .nick("SageMaker endpoint")
             .blurb("Name of the SageMaker endpoint of backend=sagemaker")
@@ -357,11 +401,32 @@ pub fn param_specs() -> [glib::ParamSpec; 16] {
             .default_value(DEFAULT_MAX_REQUEST_BYTES)
             .mutable_ready()
             .build(),
+        glib::ParamSpecString::builder("target-model")
+            .nick("SageMaker target model")
+            .blurb("Model of a multi-model SageMaker endpoint to invoke (e.g. u2netp.tar.gz)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("target-variant")
+            .nick("SageMaker target variant")
+            .blurb("Production variant of the SageMaker endpoint to invoke (empty = by its weights)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("inference-component")
+            .nick("SageMaker inference component")
+            .blurb("Inference component of the SageMaker endpoint that serves the model")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("custom-attributes")
+            .nick("SageMaker custom attributes")
+            .blurb("Passed to the SageMaker endpoint's container with each request, as they are")
+            .mutable_ready()
+            .build(),
     ]
 }
 
 /// A tensor request's size: its float32 values (where every dimension is declared) and room for
 /// the JSON header; `None` when a dimension is dynamic.
+#[cfg(feature = "sagemaker")]
 fn tensor_request_bytes(inputs: &[TensorSpec]) -> Option<u64> {
     const HEADER_ROOM: u64 = 1024;
     inputs.iter().try_fold(HEADER_ROOM, |total, input| {
@@ -375,6 +440,7 @@ fn tensor_request_bytes(inputs: &[TensorSpec]) -> Option<u64> {
 
 /// Refuses at start a model whose requests are larger than the endpoint takes, rather than
 /// letting the first frame find out.
+#[cfg(feature = "sagemaker")]
 fn check_request_size(
     inputs: &[TensorSpec],
     settings: &BackendSettings,
@@ -404,6 +470,9 @@ fn check_request_size(
 pub struct LoadedBackend {
     pub model: Arc<dyn Backend>,
     pub runs_on: String,
+    /// A server's requests: what the element's flushes and stops set, so that they give up
+    /// on the requests under way rather than wait for them.
+    pub cancellation: Option<Arc<Cancellation>>,
 }
 
 /// The model of `model` (a file or catalog name for a local runtime, the served model's name for
@@ -470,9 +539,9 @@ pub fn load_backend(
             })?;
             let timeout = Duration::from_millis(u64::from(settings.request_timeout_ms));
             let version = settings.model_version.as_deref();
-            let backend: Arc<dyn Backend> = match settings.kind {
+            let backend: Box<dyn RemoteModel> = match settings.kind {
                 #[cfg(feature = "triton-grpc")]
-                BackendKind::TritonGrpc => Arc::new(
+                BackendKind::TritonGrpc => Box::new(
                     TritonGrpcBackend::connect(server, model, version, timeout)
                         .map_err(model_error)?,
                 ),
@@ -483,9 +552,15 @@ pub fn load_backend(
                         ("backend=triton: this build of neuralfx has no gRPC client (cargo feature 'triton-grpc'); use backend=triton-http")
                     ));
                 }
-                _ => Arc::new(
-                    TritonHttpBackend::connect(server, model, version, timeout)
-                        .map_err(model_error)?,
+                _ => Box::new(
+                    TritonHttpBackend::connect(
+                        server,
+                        model,
+                        version,
+                        timeout,
+                        settings.requests_in_flight(),
+                    )
+                    .map_err(model_error)?,
                 ),
             };
             let runs_on = format!(
@@ -500,23 +575,21 @@ pub fn load_backend(
                     super::triton::model_name(model, version)
                 ),
             );
-            Ok(LoadedBackend {
-                runs_on,
-                model: with_retries(element, backend, settings.retries),
-            })
+            Ok(remote_backend(element, backend, settings, runs_on))
         }
         BackendKind::SageMaker => {
             let backend = sagemaker_backend(settings, local_file)?;
+            #[cfg(feature = "sagemaker")]
+            let routing = settings.sagemaker_routing().describe();
+            #[cfg(not(feature = "sagemaker"))]
+            let routing = String::new();
             let runs_on = format!(
-                "the SageMaker endpoint {} ({} payload)",
+                "the SageMaker endpoint {}{routing} ({} payload)",
                 settings.endpoint.as_deref().unwrap_or_default(),
                 settings.payload.nick()
             );
             post_info(element, &format!("the model runs on {runs_on}"));
-            Ok(LoadedBackend {
-                runs_on,
-                model: with_retries(element, backend, settings.retries),
-            })
+            Ok(remote_backend(element, backend, settings, runs_on))
         }
     }
 }
@@ -573,6 +646,7 @@ fn announce_openvino(
     LoadedBackend {
         model: backend,
         runs_on,
+        cancellation: None,
     }
 }
 
@@ -606,6 +680,7 @@ fn load_onnxruntime(
     Ok(LoadedBackend {
         model: backend,
         runs_on,
+        cancellation: None,
     })
 }
 
@@ -615,7 +690,7 @@ fn load_onnxruntime(
 fn sagemaker_backend(
     settings: &BackendSettings,
     local_file: impl FnOnce() -> Result<PathBuf, gst::ErrorMessage>,
-) -> Result<Arc<dyn Backend>, gst::ErrorMessage> {
+) -> Result<Box<dyn RemoteModel>, gst::ErrorMessage> {
     use super::image_payload::ImageEncoding;
     use super::sagemaker::{
         EndpointClient, EndpointSettings, SageMakerImageBackend, SageMakerTensorBackend,
@@ -632,6 +707,8 @@ fn sagemaker_backend(
         endpoint_url: settings.endpoint_url.clone(),
         content_type: settings.content_type.clone(),
         timeout: Duration::from_millis(u64::from(settings.request_timeout_ms)),
+        routing: settings.sagemaker_routing(),
+        custom_attributes: settings.custom_attributes.clone(),
     })
     .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e)))?;
     let encoding = match settings.payload {
@@ -640,7 +717,7 @@ fn sagemaker_backend(
         Payload::Jpeg => Some(ImageEncoding::Jpeg(90)),
     };
     if let Some(encoding) = encoding {
-        return Ok(Arc::new(SageMakerImageBackend::new(client, encoding)));
+        return Ok(Box::new(SageMakerImageBackend::new(client, encoding)));
     }
     // The tensors' names and shapes, read from the file itself: nothing runs here.
     let path = local_file()?;
@@ -660,7 +737,7 @@ fn sagemaker_backend(
         .ok_or_else(|| not_read("it is not an ONNX model".into()))?;
     drop(bytes);
     check_request_size(&inputs, settings)?;
-    Ok(Arc::new(SageMakerTensorBackend::new(
+    Ok(Box::new(SageMakerTensorBackend::new(
         client, inputs, outputs,
     )))
 }
@@ -669,7 +746,7 @@ fn sagemaker_backend(
 fn sagemaker_backend(
     _settings: &BackendSettings,
     _local_file: impl FnOnce() -> Result<PathBuf, gst::ErrorMessage>,
-) -> Result<Arc<dyn Backend>, gst::ErrorMessage> {
+) -> Result<Box<dyn RemoteModel>, gst::ErrorMessage> {
     Err(gst::error_msg!(
         gst::LibraryError::Init,
         ("backend=sagemaker: this build of neuralfx has no SageMaker client (cargo feature 'sagemaker')")
@@ -704,20 +781,25 @@ fn post_info(element: &impl IsA<gst::Element>, text: &str) {
     let _ = element.post_message(message);
 }
 
-/// `backend`, its transient failures retried `retries` times with a warning on the bus each time.
-fn with_retries(
+/// A server's model as the element runs it: tried as `retries`, `request-timeout` and
+/// `frame-deadline` say, with a warning on the bus before each retry, and given up on by the
+/// element's flushes and stops.
+fn remote_backend(
     element: &impl IsA<gst::Element>,
-    backend: Arc<dyn Backend>,
-    retries: u32,
-) -> Arc<dyn Backend> {
-    if retries == 0 {
-        return backend;
-    }
+    model: Box<dyn RemoteModel>,
+    settings: &BackendSettings,
+    runs_on: String,
+) -> LoadedBackend {
+    let policy = RetryPolicy::new(
+        settings.retries,
+        Duration::from_millis(u64::from(settings.request_timeout_ms)),
+        (settings.frame_deadline_ms > 0)
+            .then(|| Duration::from_millis(u64::from(settings.frame_deadline_ms))),
+    );
+    let cancellation = Arc::new(Cancellation::default());
     let element = element.upcast_ref::<gst::Element>().downgrade();
-    Arc::new(Retrying::new(
-        backend,
-        retries,
-        Box::new(move |retry, of, error| {
+    let backend = RemoteBackend::new(model, policy, cancellation.clone()).with_observer(Box::new(
+        move |retry, of, error| {
             if let Some(element) = element.upgrade() {
                 gst::element_warning!(
                     element,
@@ -725,8 +807,13 @@ fn with_retries(
                     ("{}; retry {} of {} (property 'retries')", error, retry, of)
                 );
             }
-        }),
-    ))
+        },
+    ));
+    LoadedBackend {
+        model: Arc::new(backend),
+        runs_on,
+        cancellation: Some(cancellation),
+    }
 }
 
 /// Loads (or shares) the session for `path`; a CUDA fallback becomes a warning on the bus.

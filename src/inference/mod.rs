@@ -1,5 +1,6 @@
 //! Model inference behind one trait, so elements do not care where a model runs.
 
+pub mod cancel;
 pub mod element;
 pub mod float16;
 pub mod image_payload;
@@ -126,8 +127,15 @@ pub enum InferenceError {
     Run(String),
     /// A request that failed for a reason that may pass: the server could not be reached, did
     /// not answer in time or said it is overloaded. Only these are retried (`retries`).
-    #[error("inference failed: {0}")]
-    Unavailable(String),
+    #[error("inference failed: {reason}")]
+    Unavailable {
+        reason: String,
+        /// How long the server asked to be left alone (HTTP `Retry-After`).
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The element gave up on the request: it is flushing or stopping.
+    #[error("{}", cancel::Cancelled)]
+    Cancelled,
 }
 
 /// An error with every cause it wraps, each said once: client libraries' own messages are often
@@ -149,7 +157,15 @@ pub fn error_with_causes(error: &(dyn std::error::Error + 'static)) -> String {
 impl InferenceError {
     /// Whether the same request may succeed if sent again.
     pub fn is_transient(&self) -> bool {
-        matches!(self, InferenceError::Unavailable(_))
+        matches!(self, InferenceError::Unavailable { .. })
+    }
+
+    /// How long the server asked to wait before the same request is sent again.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            InferenceError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 }
 
@@ -177,6 +193,12 @@ pub trait Backend: Send + Sync {
         } else {
             "float32"
         }
+    }
+
+    /// Whether its runs wait on a network: a flush or a stop then gives up on them (and their
+    /// threads) rather than waiting for them.
+    fn is_remote(&self) -> bool {
+        false
     }
 
     /// Runs the model and returns its first output only: what both elements use. A server is

@@ -1,7 +1,12 @@
 //! What every server backend shares: a model known by the tensors the server declares, asked
 //! for some of its outputs (both elements use only the first, so only that one travels back),
-//! with the inputs checked before anything is sent.
+//! with the inputs checked before anything is sent, each request tried as the [`RetryPolicy`]
+//! says and given up on when its element flushes or stops ([`Cancellation`]).
 
+use std::sync::Arc;
+
+use super::cancel::Cancellation;
+use super::retry::{Attempt, RetryObserver, RetryPolicy};
 use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
 
 /// A model on a server, reached by one request per run.
@@ -10,13 +15,83 @@ pub trait RemoteModel: Send + Sync {
     fn display_name(&self) -> &str;
     fn input_specs(&self) -> &[TensorSpec];
     fn output_specs(&self) -> &[TensorSpec];
-    /// One request with `inputs` (float32, one per declared input, checked), asking for
-    /// `outputs`, which come back in that order.
+    /// One try of a request with `inputs` (float32, one per declared input, checked), asking
+    /// for `outputs`, which come back in that order; within `attempt.timeout`, and ending early
+    /// where the client can when the attempt is cancelled.
     fn request(
         &self,
         inputs: &[TensorView<'_>],
         outputs: &[TensorSpec],
+        attempt: &Attempt<'_>,
     ) -> Result<Vec<Tensor>, InferenceError>;
+}
+
+/// A remote model as a [`Backend`]: inputs checked, requests retried and cancelled.
+pub struct RemoteBackend {
+    model: Box<dyn RemoteModel>,
+    policy: RetryPolicy,
+    cancellation: Arc<Cancellation>,
+    observer: Option<RetryObserver>,
+}
+
+impl RemoteBackend {
+    /// `model`, tried as `policy` says; `cancellation` is what its element's flushes and
+    /// stops set.
+    pub fn new(
+        model: Box<dyn RemoteModel>,
+        policy: RetryPolicy,
+        cancellation: Arc<Cancellation>,
+    ) -> Self {
+        Self {
+            model,
+            policy,
+            cancellation,
+            observer: None,
+        }
+    }
+
+    /// Hears each retry before its pause (an element warns on the bus).
+    pub fn with_observer(mut self, observer: RetryObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn request(
+        &self,
+        inputs: &[TensorView<'_>],
+        outputs: &[TensorSpec],
+    ) -> Result<Vec<Tensor>, InferenceError> {
+        check_inputs(&*self.model, inputs)?;
+        let name = self.model.display_name();
+        self.policy.run(
+            name,
+            &self.cancellation,
+            self.observer.as_ref(),
+            |attempt| {
+                // A client that panics fails its frame with an error rather than leaving the
+                // frame unanswered (the panic hook has printed where).
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.model.request(inputs, outputs, attempt)
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(request_error(
+                        name,
+                        format!("the request panicked: {}", panic_text(&*panic)),
+                        false,
+                    ))
+                })
+            },
+        )
+    }
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 /// A failed request: transient when sending it again may work (the server unreachable,
@@ -28,7 +103,10 @@ pub fn request_error(
 ) -> InferenceError {
     let reason = format!("{model}: {reason}");
     if transient {
-        InferenceError::Unavailable(reason)
+        InferenceError::Unavailable {
+            reason,
+            retry_after: None,
+        }
     } else {
         InferenceError::Run(reason)
     }
@@ -62,11 +140,36 @@ impl BlockingRuntime {
             .block_on(async { tokio::time::timeout(timeout, future).await })
             .map_err(|_| request_error(model, format!("no answer within {timeout:?}"), true))
     }
+
+    /// As [`BlockingRuntime::within`] for one try of a request, which also ends (dropping the
+    /// call, so the client cancels it) soon after the attempt is cancelled.
+    pub fn attempt<F: std::future::Future>(
+        &self,
+        model: &str,
+        attempt: &Attempt<'_>,
+        future: F,
+    ) -> Result<F::Output, InferenceError> {
+        /// How often a call in progress looks whether it was given up on.
+        const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+        let cancelled = async {
+            while !attempt.is_cancelled() {
+                tokio::time::sleep(LOOK_EVERY).await;
+            }
+        };
+        self.0.block_on(async {
+            tokio::select! {
+                output = tokio::time::timeout(attempt.timeout, future) => output.map_err(|_| {
+                    request_error(model, format!("no answer within {:?}", attempt.timeout), true)
+                }),
+                () = cancelled => Err(InferenceError::Cancelled),
+            }
+        })
+    }
 }
 
 /// The inputs fit what the server declared: as many as it takes, every one float32 (the only
 /// type sent).
-fn check_inputs(model: &impl RemoteModel, inputs: &[TensorView<'_>]) -> Result<(), InferenceError> {
+fn check_inputs(model: &dyn RemoteModel, inputs: &[TensorView<'_>]) -> Result<(), InferenceError> {
     let specs = model.input_specs();
     if inputs.len() != specs.len() {
         return Err(request_error(
@@ -91,31 +194,37 @@ fn check_inputs(model: &impl RemoteModel, inputs: &[TensorView<'_>]) -> Result<(
     Ok(())
 }
 
-impl<T: RemoteModel> Backend for T {
+impl Backend for RemoteBackend {
     fn model_name(&self) -> &str {
-        self.display_name()
+        self.model.display_name()
     }
 
     fn inputs(&self) -> &[TensorSpec] {
-        self.input_specs()
+        self.model.input_specs()
     }
 
     fn outputs(&self) -> &[TensorSpec] {
-        self.output_specs()
+        self.model.output_specs()
     }
 
     fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
-        check_inputs(self, inputs)?;
-        self.request(inputs, self.output_specs())
+        self.request(inputs, self.model.output_specs())
     }
 
     fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
-        check_inputs(self, inputs)?;
-        let first = self.output_specs().get(..1).unwrap_or_default();
+        let first = self.model.output_specs().get(..1).unwrap_or_default();
         let mut outputs = self.request(inputs, first)?;
         outputs.pop().ok_or_else(|| {
-            request_error(self.display_name(), "the model declares no outputs", false)
+            request_error(
+                self.model.display_name(),
+                "the model declares no outputs",
+                false,
+            )
         })
+    }
+
+    fn is_remote(&self) -> bool {
+        true
     }
 }
 
@@ -123,12 +232,13 @@ impl<T: RemoteModel> Backend for T {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use std::time::Duration;
 
     /// Records what it is asked for and answers one zero tensor per output asked.
     struct Recording {
         inputs: Vec<TensorSpec>,
         outputs: Vec<TensorSpec>,
-        asked: Mutex<Vec<Vec<String>>>,
+        asked: Arc<Mutex<Vec<Vec<String>>>>,
     }
 
     impl RemoteModel for Recording {
@@ -145,6 +255,7 @@ mod tests {
             &self,
             _: &[TensorView<'_>],
             outputs: &[TensorSpec],
+            _: &Attempt<'_>,
         ) -> Result<Vec<Tensor>, InferenceError> {
             self.asked
                 .lock()
@@ -162,15 +273,19 @@ mod tests {
         }
     }
 
-    fn model(input_type: ElementType) -> Recording {
-        Recording {
+    fn model(input_type: ElementType) -> (RemoteBackend, Arc<Mutex<Vec<Vec<String>>>>) {
+        let asked = Arc::new(Mutex::default());
+        let recording = Recording {
             inputs: vec![spec("x", input_type)],
             outputs: vec![
                 spec("a", ElementType::Float32),
                 spec("b", ElementType::Float32),
             ],
-            asked: Mutex::default(),
-        }
+            asked: asked.clone(),
+        };
+        let policy = RetryPolicy::new(0, Duration::from_secs(1), None);
+        let backend = RemoteBackend::new(Box::new(recording), policy, Arc::default());
+        (backend, asked)
     }
 
     const ONE: TensorView<'static> = TensorView {
@@ -180,20 +295,56 @@ mod tests {
 
     #[test]
     fn run_first_asks_the_server_for_the_first_output_only() {
-        let model = model(ElementType::Float32);
+        let (model, asked) = model(ElementType::Float32);
         model.run_first(&[ONE]).unwrap();
         model.run(&[ONE]).unwrap();
-        assert_eq!(*model.asked.lock().unwrap(), [vec!["a"], vec!["a", "b"]]);
+        assert_eq!(*asked.lock().unwrap(), [vec!["a"], vec!["a", "b"]]);
+    }
+
+    #[test]
+    fn a_request_that_panics_fails_its_frame_with_an_error() {
+        struct Panicking(Vec<TensorSpec>);
+        impl RemoteModel for Panicking {
+            fn display_name(&self) -> &str {
+                "'m' on test"
+            }
+            fn input_specs(&self) -> &[TensorSpec] {
+                &self.0
+            }
+            fn output_specs(&self) -> &[TensorSpec] {
+                &self.0
+            }
+            fn request(
+                &self,
+                _: &[TensorView<'_>],
+                _: &[TensorSpec],
+                _: &Attempt<'_>,
+            ) -> Result<Vec<Tensor>, InferenceError> {
+                panic!("a bug in the client");
+            }
+        }
+        let policy = RetryPolicy::new(3, Duration::from_secs(1), None);
+        let model = RemoteBackend::new(
+            Box::new(Panicking(vec![spec("x", ElementType::Float32)])),
+            policy,
+            Arc::default(),
+        );
+        let err = model.run_first(&[ONE]).unwrap_err();
+        assert!(!err.is_transient(), "not retried");
+        assert_eq!(
+            err.to_string(),
+            "inference failed: 'm' on test: the request panicked: a bug in the client"
+        );
     }
 
     #[test]
     fn inputs_that_do_not_fit_are_refused_before_a_request() {
-        let model = model(ElementType::Float32);
+        let (model, asked) = model(ElementType::Float32);
         let err = model.run(&[ONE, ONE]).unwrap_err().to_string();
         assert!(err.contains("takes 1 inputs, 2 given"), "{err}");
-        let model = self::model(ElementType::Other("INT64".into()));
+        let (model, asked_too) = self::model(ElementType::Other("INT64".into()));
         let err = model.run_first(&[ONE]).unwrap_err().to_string();
         assert!(err.contains("'x' is INT64"), "{err}");
-        assert!(model.asked.lock().unwrap().is_empty());
+        assert!(asked.lock().unwrap().is_empty() && asked_too.lock().unwrap().is_empty());
     }
 }

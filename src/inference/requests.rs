@@ -1,7 +1,9 @@
 //! Model requests in flight: jobs run on a few threads of their own while the caller goes on,
 //! and each result is collected by the ticket its job was given. Local models use one thread
 //! (the model's run overlaps the work around it); a remote server can take several requests
-//! at once, so network and server time overlap too.
+//! at once, so network and server time overlap too. A pool of server requests abandons the
+//! jobs running at a flush or a drop: fresh threads take the next jobs at once, and the old
+//! ones end on their own when their request does (it was cancelled, or times out).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -30,6 +32,8 @@ struct Slots<J, R> {
     forget_before: u64,
     interrupted: bool,
     stop: bool,
+    /// Threads of an older generation end after their job: their jobs were abandoned.
+    generation: u64,
 }
 
 struct Shared<J, R> {
@@ -55,7 +59,12 @@ impl<J: Send, R: Send> Interruptible for Shared<J, R> {
 /// the pool drops the jobs still waiting and returns once the running ones end.
 pub struct RequestPool<J: Send + 'static, R: Send + 'static> {
     shared: Arc<Shared<J, R>>,
+    /// The threads to join when dropped: none for a pool that abandons its running jobs.
     threads: Vec<JoinHandle<()>>,
+    thread_count: usize,
+    name: String,
+    run: Arc<dyn Fn(J) -> R + Send + Sync>,
+    abandon_running: bool,
     next_ticket: u64,
 }
 
@@ -81,28 +90,44 @@ impl<J: Send + 'static, R: Send + 'static> RequestPool<J, R> {
                 forget_before: 0,
                 interrupted: false,
                 stop: false,
+                generation: 0,
             }),
             changed: Condvar::new(),
         });
-        let run = Arc::new(run);
         let mut pool = Self {
             shared,
             threads: Vec::new(),
+            thread_count: threads.max(1),
+            name: name.to_string(),
+            run: Arc::new(run),
+            abandon_running: false,
             next_ticket: 0,
         };
-        for index in 0..threads.max(1) {
-            let (shared, run) = (pool.shared.clone(), run.clone());
-            let thread = std::thread::Builder::new()
-                .name(format!("{name}-{index}"))
-                .spawn(move || work(&shared, &*run))?;
-            pool.threads.push(thread);
-        }
+        pool.threads = pool.spawn_generation(0)?;
         Ok(pool)
+    }
+
+    /// The same pool, abandoning the jobs running when it forgets its tickets or is dropped
+    /// rather than waiting for them (server requests, which a flush cancels).
+    pub fn abandoning_running_jobs(mut self) -> Self {
+        self.abandon_running = true;
+        self
+    }
+
+    fn spawn_generation(&self, generation: u64) -> std::io::Result<Vec<JoinHandle<()>>> {
+        (0..self.thread_count)
+            .map(|index| {
+                let (shared, run) = (self.shared.clone(), self.run.clone());
+                std::thread::Builder::new()
+                    .name(format!("{}-{index}", self.name))
+                    .spawn(move || work(&shared, &*run, generation))
+            })
+            .collect()
     }
 
     /// How many jobs may run at once.
     pub fn threads(&self) -> usize {
-        self.threads.len()
+        self.thread_count
     }
 
     /// Queues `job`; a free thread starts it at once.
@@ -137,12 +162,23 @@ impl<J: Send + 'static, R: Send + 'static> RequestPool<J, R> {
         }
     }
 
-    /// Forgets every ticket given so far: waiting jobs are dropped, running ones end unread.
+    /// Forgets every ticket given so far: waiting jobs are dropped, running ones end unread
+    /// (in an abandoning pool, on threads of their own while fresh ones take the next jobs).
     pub fn forget_all(&mut self) {
         let mut slots = self.shared.lock();
         slots.forget_before = self.next_ticket;
         slots.waiting.clear();
         slots.finished.clear();
+        if self.abandon_running {
+            // Spawned under the lock, so none of them looks before the generation is set; were
+            // a spawn to fail, the new threads end and the old ones go on serving.
+            let next = slots.generation + 1;
+            if self.spawn_generation(next).is_ok() {
+                slots.generation = next;
+            }
+            drop(slots);
+            self.shared.changed.notify_all();
+        }
     }
 
     /// A handle that wakes (and keeps from waiting) whoever waits on this pool.
@@ -159,6 +195,10 @@ impl<J: Send + 'static, R: Send + 'static> Drop for RequestPool<J, R> {
             slots.waiting.clear();
         }
         self.shared.changed.notify_all();
+        if self.abandon_running {
+            // Each thread ends after its job, which its element's stop cancelled.
+            return;
+        }
         for thread in self.threads.drain(..) {
             // A panic in a job has already been reported by the panic hook.
             let _ = thread.join();
@@ -166,12 +206,12 @@ impl<J: Send + 'static, R: Send + 'static> Drop for RequestPool<J, R> {
     }
 }
 
-fn work<J, R>(shared: &Shared<J, R>, run: &(dyn Fn(J) -> R + Send + Sync)) {
+fn work<J, R>(shared: &Shared<J, R>, run: &(dyn Fn(J) -> R + Send + Sync), generation: u64) {
     loop {
         let (ticket, job) = {
             let mut slots = shared.lock();
             loop {
-                if slots.stop {
+                if slots.stop || slots.generation != generation {
                     return;
                 }
                 if let Some(next) = slots.waiting.pop_front() {
@@ -215,6 +255,16 @@ impl Interrupters {
         for interrupter in &registered.1 {
             interrupter.set_interrupted(flushing);
         }
+    }
+
+    /// Wakes every wait for good and forgets it (the element stops); a wait registered
+    /// afterwards (the next start) is not woken.
+    pub fn stop_all(&self) {
+        let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        for interrupter in registered.1.drain(..) {
+            interrupter.set_interrupted(true);
+        }
+        registered.0 = false;
     }
 
     /// Forgets every wait (the threads stopped).
@@ -306,6 +356,53 @@ mod tests {
         let started = Instant::now();
         drop(pool);
         assert!(started.elapsed() < Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn an_abandoning_pool_starts_new_jobs_at_once_after_a_flush_and_drops_at_once() {
+        // Job 0 stands for a server that never answers: it waits until the gate opens, which
+        // happens only once the test is over.
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let job_gate = gate.clone();
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let started_tx = Mutex::new(started_tx);
+        let mut pool = RequestPool::new("test", 1, move |job: u64| {
+            if job == 0 {
+                started_tx.lock().unwrap().send(()).unwrap();
+                let (open, changed) = &*job_gate;
+                let mut open = open.lock().unwrap();
+                while !*open {
+                    open = changed.wait(open).unwrap();
+                }
+            }
+            job
+        })
+        .unwrap()
+        .abandoning_running_jobs();
+        let stuck = pool.submit(0);
+        started.recv().unwrap();
+        pool.forget_all();
+        let next = pool.submit(7);
+        assert_eq!(
+            pool.wait(next),
+            Ok(7),
+            "a new job does not wait behind the stuck one"
+        );
+        assert_eq!(pool.take(stuck), None);
+        pool.submit(0);
+        started.recv().unwrap();
+        let (dropped, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(pool);
+            dropped.send(()).unwrap();
+        });
+        assert!(
+            done.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "dropping the pool waited for a job that never ends"
+        );
+        let (open, changed) = &*gate;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
     }
 
     #[test]

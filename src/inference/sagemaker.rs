@@ -15,8 +15,9 @@ use aws_sdk_sagemakerruntime::primitives::Blob;
 
 use super::image_payload::{ImageEncoding, decode_mask, encode_frame};
 use super::remote::{BlockingRuntime, RemoteModel, request_error};
+use super::retry::Attempt;
 use super::triton::http::{infer_request, parse_infer_response};
-use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
+use super::{ElementType, InferenceError, Tensor, TensorSpec, TensorView};
 
 /// The content type of Triton's SageMaker binary tensor format.
 pub const TRITON_BINARY_JSON: &str = "application/vnd.sagemaker-triton.binary+json";
@@ -37,6 +38,40 @@ pub struct EndpointSettings {
     pub content_type: Option<String>,
     /// Bounds each call, connecting included.
     pub timeout: Duration,
+    /// Where the endpoint sends the request: a multi-model endpoint's model (`TargetModel`),
+    /// a production variant (`TargetVariant`), an inference component
+    /// (`InferenceComponentName`).
+    pub routing: Routing,
+    /// Passed through to the container as it is (`CustomAttributes`).
+    pub custom_attributes: Option<String>,
+}
+
+/// Which model behind an endpoint answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routing {
+    pub target_model: Option<String>,
+    pub target_variant: Option<String>,
+    pub inference_component: Option<String>,
+}
+
+impl Routing {
+    /// ` (target model 'm.tar.gz', variant 'blue')`, or nothing: what messages add to the
+    /// endpoint's name.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = [
+            ("target model", &self.target_model),
+            ("variant", &self.target_variant),
+            ("inference component", &self.inference_component),
+        ]
+        .into_iter()
+        .filter_map(|(what, value)| value.as_ref().map(|value| format!("{what} '{value}'")))
+        .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
+        }
+    }
 }
 
 /// An AWS client on a runtime of its own, for the element's threads to block on.
@@ -51,9 +86,13 @@ impl EndpointClient {
     /// Loads the AWS configuration and checks that credentials and a region are there; the
     /// endpoint itself is first reached by the first request (SageMaker has no health call).
     pub fn connect(settings: EndpointSettings) -> Result<Self, InferenceError> {
+        let routing = settings.routing.describe();
         let display_name = match &settings.endpoint_url {
-            Some(url) => format!("SageMaker endpoint '{}' at {url}", settings.endpoint),
-            None => format!("SageMaker endpoint '{}'", settings.endpoint),
+            Some(url) => format!(
+                "SageMaker endpoint '{}'{routing} at {url}",
+                settings.endpoint
+            ),
+            None => format!("SageMaker endpoint '{}'{routing}", settings.endpoint),
         };
         let load_error = |reason: String| InferenceError::ModelLoad {
             path: display_name.clone(),
@@ -122,23 +161,28 @@ impl EndpointClient {
         &self.display_name
     }
 
-    /// Sends `body` as `content_type`; returns the answer's body and content type.
+    /// Sends `body` as `content_type` as one try of a request; returns the answer's body and
+    /// content type.
     pub fn invoke(
         &self,
         body: Vec<u8>,
         content_type: &str,
+        attempt: &Attempt<'_>,
     ) -> Result<(Vec<u8>, Option<String>), InferenceError> {
         let call = self
             .client
             .invoke_endpoint()
             .endpoint_name(&self.settings.endpoint)
+            .set_target_model(self.settings.routing.target_model.clone())
+            .set_target_variant(self.settings.routing.target_variant.clone())
+            .set_inference_component_name(self.settings.routing.inference_component.clone())
+            .set_custom_attributes(self.settings.custom_attributes.clone())
             .content_type(content_type)
             .body(Blob::new(body))
             .send();
-        let timeout = self.settings.timeout;
         let answer = self
             .runtime
-            .within(&self.display_name, timeout, call)?
+            .attempt(&self.display_name, attempt, call)?
             .map_err(|e| self.call_error(e))?;
         let body = answer.body.map(Blob::into_inner).unwrap_or_default();
         if body.len() > MAX_RESPONSE_BYTES {
@@ -260,6 +304,7 @@ impl RemoteModel for SageMakerTensorBackend {
         &self,
         inputs: &[TensorView<'_>],
         outputs: &[TensorSpec],
+        attempt: &Attempt<'_>,
     ) -> Result<Vec<Tensor>, InferenceError> {
         let name = self.client.display_name();
         let run_error = |reason: String| request_error(name, reason, false);
@@ -272,7 +317,7 @@ impl RemoteModel for SageMakerTensorBackend {
             .as_deref()
             .unwrap_or(TRITON_BINARY_JSON);
         let content_type = binary_json_content_type(base, header_len);
-        let (answer, answer_type) = self.client.invoke(body, &content_type)?;
+        let (answer, answer_type) = self.client.invoke(body, &content_type, attempt)?;
         let header_len = json_header_size(answer_type.as_deref()).map_err(run_error)?;
         let wanted: Vec<String> = outputs.iter().map(|o| o.name.clone()).collect();
         parse_infer_response(header_len, &answer, &wanted).map_err(run_error)
@@ -306,24 +351,26 @@ impl SageMakerImageBackend {
     }
 }
 
-impl Backend for SageMakerImageBackend {
-    fn model_name(&self) -> &str {
+impl RemoteModel for SageMakerImageBackend {
+    fn display_name(&self) -> &str {
         self.client.display_name()
     }
 
-    fn inputs(&self) -> &[TensorSpec] {
+    fn input_specs(&self) -> &[TensorSpec] {
         &self.inputs
     }
 
-    fn outputs(&self) -> &[TensorSpec] {
+    fn output_specs(&self) -> &[TensorSpec] {
         &self.outputs
     }
 
-    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
-        self.run_first(inputs).map(|mask| vec![mask])
-    }
-
-    fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
+    /// The mask of the one frame given, whatever outputs are asked for: the container has one.
+    fn request(
+        &self,
+        inputs: &[TensorView<'_>],
+        _outputs: &[TensorSpec],
+        attempt: &Attempt<'_>,
+    ) -> Result<Vec<Tensor>, InferenceError> {
         let name = self.client.display_name();
         let run_error = |reason: String| request_error(name, reason, false);
         let [frame] = inputs else {
@@ -339,9 +386,11 @@ impl Backend for SageMakerImageBackend {
             .content_type
             .as_deref()
             .unwrap_or(self.encoding.content_type());
-        let (answer, answer_type) = self.client.invoke(body, content_type)?;
+        let (answer, answer_type) = self.client.invoke(body, content_type, attempt)?;
         let (height, width) = (frame.shape[1], frame.shape[2]);
-        decode_mask(&answer, answer_type.as_deref(), width, height).map_err(run_error)
+        let mask =
+            decode_mask(&answer, answer_type.as_deref(), width, height).map_err(run_error)?;
+        Ok(vec![mask])
     }
 }
 

@@ -13,7 +13,9 @@ use gst::subclass::prelude::*;
 use gst_video::VideoFormat;
 
 use crate::inference;
+use crate::inference::InferenceError;
 use crate::inference::element::{InferenceStats, StartSettingsGuard};
+use crate::inference::requests::Interrupters;
 use crate::talking_head::live::{self, AudioTimeline, FrameConditions, FrameSource};
 use crate::talking_head::speech::{AudioEncoder, SAMPLE_RATE, SpeechError, SpeechStream};
 use crate::talking_head::{self, LipsyncModel, TemplateSet};
@@ -143,6 +145,8 @@ pub struct Lipsync {
     counts: Mutex<SourceCounts>,
     active_backend: Mutex<String>,
     start_settings: StartSettingsGuard,
+    /// A server's requests, which a flush or a stop gives up on.
+    interrupters: Interrupters,
 }
 
 #[glib::object_subclass]
@@ -198,6 +202,7 @@ impl ObjectSubclass for Lipsync {
             counts: Mutex::new(SourceCounts::default()),
             active_backend: Mutex::new(String::new()),
             start_settings: StartSettingsGuard::default(),
+            interrupters: Interrupters::default(),
         }
     }
 }
@@ -235,6 +240,9 @@ impl Lipsync {
             || Ok(model_path.clone()),
         )?;
         inference::element::set_active_backend(&*self.obj(), &self.active_backend, loaded.runs_on);
+        if let Some(cancellation) = loaded.cancellation {
+            self.interrupters.register(cancellation);
+        }
         let model = LipsyncModel::new(loaded.model, talking_head::Mode::Ave).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
@@ -569,7 +577,12 @@ impl Lipsync {
                 let output = state
                     .model
                     .run(&face.face.image_input, &face.audio_input)
-                    .map_err(|e| frame_error(&e))?;
+                    .map_err(|e| match e {
+                        talking_head::FrameError::Inference(InferenceError::Cancelled) => {
+                            gst::FlowError::Flushing
+                        }
+                        e => frame_error(&e),
+                    })?;
                 let took = started.elapsed();
                 self.stats.lock().unwrap().count_model_run(took);
                 // A slow start or a slow run moves the estimate by a fifth of the difference.
@@ -677,6 +690,7 @@ impl Lipsync {
             }
             EventView::FlushStart(_) => {
                 let forwarded = gst::Pad::event_default(pad, Some(&*self.obj()), event);
+                self.interrupters.set_flushing(true);
                 self.output.set_flushing(true);
                 let _ = self.srcpad.pause_task();
                 forwarded
@@ -691,6 +705,7 @@ impl Lipsync {
                     state.ended = false;
                 }
                 self.output.set_flushing(false);
+                self.interrupters.set_flushing(false);
                 let forwarded = gst::Pad::event_default(pad, Some(&*self.obj()), event);
                 if self.live_output.load(Ordering::SeqCst) {
                     self.start_output_task();
@@ -944,6 +959,7 @@ impl ElementImpl for Lipsync {
                 self.start_settings.set_running(true);
             }
             gst::StateChange::PausedToReady => {
+                self.interrupters.stop_all();
                 self.output.set_flushing(true);
                 let _ = self.srcpad.stop_task();
                 let result = self.parent_change_state(transition);

@@ -29,7 +29,9 @@ use gst_video::VideoFormat;
 use super::LipsyncMode;
 use super::speech_file;
 use crate::inference;
+use crate::inference::InferenceError;
 use crate::inference::element::InferenceStats;
+use crate::inference::requests::Interrupters;
 use crate::location;
 use crate::talking_head::{self, AudioFeatures, FaceCrop, LipsyncModel, TemplateSet};
 use crate::talking_head_settings::{self, TalkingHeadSettings};
@@ -117,6 +119,8 @@ pub struct LipsyncSrc {
     /// Frames the features make (0 when stopped), for duration queries and seeks.
     frame_count: AtomicU64,
     start_settings: inference::element::StartSettingsGuard,
+    /// A server's requests, which unlock() gives up on so that a seek or a stop never waits.
+    interrupters: Interrupters,
 }
 
 #[glib::object_subclass]
@@ -238,6 +242,9 @@ impl LipsyncSrc {
             || Ok(model_path.clone()),
         )?;
         inference::element::set_active_backend(&*self.obj(), &self.active_backend, loaded.runs_on);
+        if let Some(cancellation) = loaded.cancellation {
+            self.interrupters.register(cancellation);
+        }
         let model = LipsyncModel::new(loaded.model, mode).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("property 'model': {}", e))
         })?;
@@ -296,6 +303,12 @@ impl LipsyncSrc {
     }
 
     fn frame_error(&self, err: talking_head::FrameError) -> gst::FlowError {
+        if matches!(
+            err,
+            talking_head::FrameError::Inference(InferenceError::Cancelled)
+        ) {
+            return gst::FlowError::Flushing;
+        }
         gst::element_imp_error!(self, gst::StreamError::Failed, ("{}", err));
         gst::FlowError::Error
     }
@@ -472,6 +485,7 @@ impl BaseSrcImpl for LipsyncSrc {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         self.start_settings.set_running(false);
         self.clock_wait.lock().unwrap().flushing = true;
+        self.interrupters.stop_all();
         self.fps.store(0, Ordering::Relaxed);
         self.frame_count.store(0, Ordering::Relaxed);
         *self.state.lock().unwrap() = None;
@@ -584,11 +598,13 @@ impl BaseSrcImpl for LipsyncSrc {
         if let Some(id) = clock_wait.clock_id.take() {
             id.unschedule();
         }
+        self.interrupters.set_flushing(true);
         Ok(())
     }
 
     fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
         self.clock_wait.lock().unwrap().flushing = false;
+        self.interrupters.set_flushing(false);
         Ok(())
     }
 }

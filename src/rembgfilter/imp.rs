@@ -39,6 +39,7 @@ use gst_video::subclass::prelude::*;
 
 use crate::imageops::ImageRef;
 use crate::inference;
+use crate::inference::InferenceError;
 use crate::inference::element::InferenceStats;
 use crate::inference::requests::Interrupters;
 use crate::segmentation::catalog::{self, ModelProfile};
@@ -176,6 +177,10 @@ impl RembgFilter {
             },
         )?;
         let backend = loaded.model;
+        if let Some(cancellation) = loaded.cancellation {
+            // A flush or a stop gives up on the server's requests under way.
+            self.interrupters.register(cancellation);
+        }
         inference::element::set_active_backend(&*self.obj(), &self.active_backend, loaded.runs_on);
         let profile = settings
             .profile(entry.map_or(ModelProfile::U2NET, |entry| entry.profile))
@@ -275,6 +280,9 @@ impl RembgFilter {
     }
 
     fn report_model_error(&self, err: SegmenterError) -> gst::FlowError {
+        if matches!(err, SegmenterError::Inference(InferenceError::Cancelled)) {
+            return gst::FlowError::Flushing;
+        }
         let domain = match err {
             SegmenterError::Output { .. } => gst::StreamError::Format,
             _ => gst::StreamError::Failed,
@@ -725,15 +733,14 @@ impl ElementImpl for RembgFilter {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        if transition == gst::StateChange::PausedToReady {
+        match transition {
             // A streaming thread waiting for the model lets go now, before the pads stop.
-            self.interrupters.set_flushing(true);
+            gst::StateChange::PausedToReady => self.interrupters.set_flushing(true),
+            // Before start(), whose latency probe may already ask a server.
+            gst::StateChange::ReadyToPaused => self.interrupters.set_flushing(false),
+            _ => {}
         }
-        let result = self.parent_change_state(transition);
-        if transition == gst::StateChange::ReadyToPaused {
-            self.interrupters.set_flushing(false);
-        }
-        result
+        self.parent_change_state(transition)
     }
 }
 

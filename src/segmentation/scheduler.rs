@@ -297,7 +297,8 @@ impl<F: Send + 'static> Scheduler<F> {
             }
             Strategy::Queued => {
                 let model = self.segmenter.model.clone();
-                let pool = RequestPool::new(
+                let remote = model.backend().is_remote();
+                let mut pool = RequestPool::new(
                     &format!("{}-request", self.name),
                     self.requests_in_flight,
                     move |tensor: ModelInput| {
@@ -306,6 +307,10 @@ impl<F: Send + 'static> Scheduler<F> {
                     },
                 )
                 .map_err(ScheduleError::Thread)?;
+                // A server's requests are cancelled by a flush or a stop, not waited for.
+                if remote {
+                    pool = pool.abandoning_running_jobs();
+                }
                 let queue = FrameQueue::new(pool);
                 let interrupter = queue.interrupter();
                 (Running::Queued(queue), Some(interrupter))

@@ -140,7 +140,8 @@ impl Interruptible for Shared {
     }
 }
 
-/// The model's own thread. Dropping it stops the thread once the run in progress ends.
+/// The model's own thread. Dropping it stops the thread once the run in progress ends, and
+/// waits for that unless the model is a server's (whose request the element's stop cancels).
 pub struct MaskWorker {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -160,12 +161,13 @@ impl MaskWorker {
             changed: Condvar::new(),
         });
         let worker_shared = shared.clone();
+        let remote = segmenter.model.backend().is_remote();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || run(&worker_shared, &mut segmenter))?;
         Ok(Self {
             shared,
-            thread: Some(thread),
+            thread: (!remote).then_some(thread),
         })
     }
 

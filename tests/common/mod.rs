@@ -5,6 +5,7 @@
 pub mod foreground_oracles;
 pub mod readme;
 pub mod talking_head;
+pub mod tcp_proxy;
 pub mod triton_server;
 
 use std::path::{Path, PathBuf};

@@ -9,7 +9,12 @@ botocore's signer against the test credentials, and
   cutout, or raw uint8 / float32 values, by endpoint name), as a custom rembg container would;
 - answers with AWS-shaped errors (x-amzn-ErrorType) where real SageMaker does: ModelError with the
   container's status and message, ValidationError for an endpoint it does not have, and, for
-  endpoints named 'throttled-once-*', one ThrottlingException before serving them.
+  endpoints named 'throttled-once-*', one ThrottlingException before serving them;
+- routes as SageMaker does: endpoint 'multi-model' serves the Triton model its TargetModel names
+  (less '.tar.gz') and refuses a request without one; endpoint 'components' serves the model its
+  InferenceComponentName names; a TargetVariant other than 'AllTraffic' is a ValidationError
+  naming it; endpoint 'needs-attributes' serves u2netp only to requests whose CustomAttributes are
+  'tenant=acme' (a ModelError from the container otherwise).
 
 Usage: sagemaker_server.py READY_FILE TRITON_HTTP ACCESS_KEY SECRET_KEY REGION
 Writes its port to READY_FILE once listening; stops when the process that started it is gone.
@@ -97,6 +102,9 @@ class Handler(BaseHTTPRequestHandler):
             if first:
                 return self.error(400, "ThrottlingException", "Rate exceeded")
             endpoint = "u2netp"
+        endpoint, refusal = self.route(endpoint)
+        if refusal:
+            return refusal()
         content_type = self.headers.get("Content-Type", "")
         if content_type.startswith(TRITON_BINARY_JSON):
             return self.forward_to_triton(endpoint, content_type, body)
@@ -105,6 +113,34 @@ class Handler(BaseHTTPRequestHandler):
         return self.error(424, "ModelError", "Received client error (415) from primary",
                           OriginalStatusCode=415,
                           OriginalMessage=f"unsupported content type {content_type}")
+
+    def route(self, endpoint):
+        """The model that answers, as SageMaker's routing headers pick it, or a refusal."""
+        target_model = self.headers.get("X-Amzn-SageMaker-Target-Model")
+        component = self.headers.get("X-Amzn-SageMaker-Inference-Component")
+        variant = self.headers.get("X-Amzn-SageMaker-Target-Variant")
+        attributes = self.headers.get("X-Amzn-SageMaker-Custom-Attributes")
+        if variant is not None and variant != "AllTraffic":
+            return endpoint, lambda: self.error(
+                400, "ValidationError",
+                f"Endpoint {endpoint} of account 000000000000 has no variant {variant}.")
+        if endpoint == "multi-model":
+            if not target_model:
+                return endpoint, lambda: self.error(
+                    400, "ValidationError", "TargetModel is required for a multi-model endpoint")
+            return target_model.removesuffix(".tar.gz"), None
+        if endpoint == "components":
+            if not component:
+                return endpoint, lambda: self.error(
+                    400, "ValidationError", "Inference Component Name header is required")
+            return component, None
+        if endpoint == "needs-attributes":
+            if attributes != "tenant=acme":
+                return endpoint, lambda: self.error(
+                    424, "ModelError", "Received client error (403) from primary",
+                    OriginalStatusCode=403, OriginalMessage=f"unknown tenant: {attributes}")
+            return "u2netp", None
+        return endpoint, None
 
     def forward_to_triton(self, endpoint, content_type, body):
         header_size = re.search(r"json-header-size=(\d+)", content_type)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::inference::remote::{BlockingRuntime, RemoteModel, request_error};
+use crate::inference::retry::Attempt;
 use crate::inference::{InferenceError, Tensor, TensorSpec, TensorView};
 
 /// The client and messages generated from the proto.
@@ -26,6 +27,11 @@ use proto::{
 /// float32 image (12 MB), so the limit is raised to what a segmentation model can need.
 const MAX_MESSAGE_BYTES: usize = 1 << 30;
 
+/// HTTP/2 pings on an idle connection, and how long one may go unanswered before the
+/// connection is dropped and dialled again.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A model on a KServe v2 server, reached over gRPC.
 pub struct TritonGrpcBackend {
     /// The requests are made from the element's threads, which block on this runtime; its one
@@ -35,7 +41,6 @@ pub struct TritonGrpcBackend {
     model: String,
     version: String,
     display_name: String,
-    timeout: Duration,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
 }
@@ -100,7 +105,13 @@ impl TritonGrpcBackend {
             .map_err(|e| load_error(format!("cannot start the gRPC runtime: {e}")))?;
         let mut endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|e| served.unusable(format!("'{server}' is not a server address: {e}")))?
-            .connect_timeout(timeout);
+            .connect_timeout(timeout)
+            // A connection that died quietly (a restarted pod, a dropped NAT entry) is found
+            // between frames, not by the next request waiting out its timeout.
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .tcp_keepalive(Some(KEEPALIVE_INTERVAL));
         if uri.starts_with("https://") {
             endpoint = endpoint
                 .tls_config(ClientTlsConfig::new().with_native_roots())
@@ -178,7 +189,6 @@ impl TritonGrpcBackend {
             model: model.to_string(),
             version,
             display_name,
-            timeout,
             inputs,
             outputs,
         })
@@ -202,6 +212,7 @@ impl RemoteModel for TritonGrpcBackend {
         &self,
         inputs: &[TensorView<'_>],
         outputs: &[TensorSpec],
+        attempt: &Attempt<'_>,
     ) -> Result<Vec<Tensor>, InferenceError> {
         let run_error = |reason: String| request_error(&self.display_name, reason, false);
         let request = infer_request(
@@ -212,10 +223,12 @@ impl RemoteModel for TritonGrpcBackend {
             outputs.iter().map(|o| o.name.as_str()),
         );
         let mut client = self.client.clone();
-        let timeout = self.timeout;
+        let mut request = tonic::Request::new(request);
+        // Sent as grpc-timeout: the server gives up on the request when the client does.
+        request.set_timeout(attempt.timeout);
         let response = self
             .runtime
-            .within(&self.display_name, timeout, client.model_infer(request))?
+            .attempt(&self.display_name, attempt, client.model_infer(request))?
             .map_err(|status| {
                 let (text, transient) = describe_status(&status);
                 request_error(&self.display_name, text, transient)

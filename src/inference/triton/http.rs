@@ -6,6 +6,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use crate::inference::remote::{RemoteModel, request_error};
+use crate::inference::retry::Attempt;
 use crate::inference::{InferenceError, Tensor, TensorSpec, TensorView};
 
 /// The largest answer read from a server (a 1024x1024 mask with all its side outputs is tens
@@ -44,12 +45,14 @@ pub fn server_url(server: &str) -> String {
 
 impl TritonHttpBackend {
     /// Checks that the server and the model are ready and reads the model's metadata; each
-    /// failure names the server and what it answered. `timeout` bounds every request.
+    /// failure names the server and what it answered. `timeout` bounds every request;
+    /// `connections` are kept open between requests (one per request in flight).
     pub fn connect(
         server: &str,
         model: &str,
         version: Option<&str>,
         timeout: Duration,
+        connections: usize,
     ) -> Result<Self, InferenceError> {
         let server = server_url(server);
         let model_path = match version {
@@ -61,6 +64,7 @@ impl TritonHttpBackend {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(timeout)
             .timeout(timeout)
+            .max_idle_connections_per_host(connections.max(1))
             .build();
         let load_error = |reason: String| InferenceError::ModelLoad {
             path: display_name.clone(),
@@ -126,6 +130,12 @@ fn describe(url: &str, err: ureq::Error) -> String {
         }
         ureq::Error::Transport(transport) => format!("{url}: {transport}"),
     }
+}
+
+/// A `Retry-After` header's pause: delay-seconds (RFC 9110); an HTTP date is not read, and
+/// the usual pauses apply.
+pub fn retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// The body of an inference request: the JSON header (its length is returned too) asking for
@@ -263,6 +273,7 @@ impl RemoteModel for TritonHttpBackend {
         &self,
         inputs: &[TensorView<'_>],
         outputs: &[TensorSpec],
+        attempt: &Attempt<'_>,
     ) -> Result<Vec<Tensor>, InferenceError> {
         let run_error = |reason: String| request_error(&self.display_name, reason, false);
         let pairs: Vec<_> = self.inputs.iter().zip(inputs.iter().copied()).collect();
@@ -271,16 +282,28 @@ impl RemoteModel for TritonHttpBackend {
         let response = self
             .agent
             .post(&url)
+            .timeout(attempt.timeout)
+            // Tensors barely compress, and compressing them costs the server time.
+            .set("Accept-Encoding", "identity")
             .set("Content-Type", "application/octet-stream")
             .set("Inference-Header-Content-Length", &header_len.to_string())
             .send_bytes(&body)
             .map_err(|e| {
-                let transient = match &e {
-                    ureq::Error::Transport(_) => true,
+                let (transient, retry_after) = match &e {
+                    ureq::Error::Transport(_) => (true, None),
                     // Too many requests, bad gateway, unavailable, gateway timeout.
-                    ureq::Error::Status(code, _) => matches!(code, 429 | 502 | 503 | 504),
+                    ureq::Error::Status(code, response) => (
+                        matches!(code, 429 | 502 | 503 | 504),
+                        response.header("Retry-After").and_then(retry_after),
+                    ),
                 };
-                request_error(&self.display_name, describe(&url, e), transient)
+                match request_error(&self.display_name, describe(&url, e), transient) {
+                    InferenceError::Unavailable { reason, .. } => InferenceError::Unavailable {
+                        reason,
+                        retry_after,
+                    },
+                    other => other,
+                }
             })?;
         let answer_header_len = response
             .header("Inference-Header-Content-Length")
@@ -403,6 +426,13 @@ mod tests {
         let body = br#"{"outputs":[{"name":"a","datatype":"FP32","shape":[2],"data":[0.5,1.5]}]}"#;
         let tensors = parse_infer_response(None, body, &["a".into()]).unwrap();
         assert_eq!(tensors[0].data, [0.5, 1.5]);
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        assert_eq!(retry_after(" 3"), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after("-1"), None);
     }
 
     #[test]

@@ -1,0 +1,115 @@
+//! A TCP proxy on 127.0.0.1 in front of a real server, which a test can turn into the server
+//! that stops answering: `freeze_open_connections` keeps every connection open now from passing
+//! another byte of the server's answers (the requests still reach the server), while new
+//! connections pass as before. Each connection is two copying threads.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One connection: whether its answers stop, and the bytes that went each way since.
+struct Connection {
+    frozen: AtomicBool,
+    sent_while_frozen: AtomicU64,
+    swallowed: AtomicU64,
+}
+
+pub struct TcpProxy {
+    /// `127.0.0.1:PORT` to give the element instead of the server's address.
+    pub address: String,
+    connections: Arc<Mutex<Vec<Arc<Connection>>>>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding to `server` (`host:port`).
+    pub fn start(server: &str) -> TcpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let address = listener.local_addr().unwrap().to_string();
+        let connections: Arc<Mutex<Vec<Arc<Connection>>>> = Arc::default();
+        let (server, all) = (server.to_string(), connections.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(upstream) = TcpStream::connect(&server) else {
+                    continue;
+                };
+                let connection = Arc::new(Connection {
+                    frozen: AtomicBool::new(false),
+                    sent_while_frozen: AtomicU64::new(0),
+                    swallowed: AtomicU64::new(0),
+                });
+                all.lock().unwrap().push(connection.clone());
+                forward(client, upstream, connection);
+            }
+        });
+        TcpProxy {
+            address,
+            connections,
+        }
+    }
+
+    /// Every connection open now passes no more answers; later ones pass as before.
+    pub fn freeze_open_connections(&self) {
+        for connection in self.connections.lock().unwrap().iter() {
+            connection.frozen.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits (up to `limit`) until a request went out on a frozen connection, or an answer the
+    /// client waits for was swallowed: from then on, the client waits for an answer that will
+    /// not come. False if neither happened.
+    pub fn wait_for_a_held_request(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if self.connections.lock().unwrap().iter().any(|c| {
+                c.sent_while_frozen.load(Ordering::SeqCst) > 0
+                    || c.swallowed.load(Ordering::SeqCst) > 0
+            }) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+fn forward(client: TcpStream, upstream: TcpStream, connection: Arc<Connection>) {
+    let (mut client_in, mut upstream_out) =
+        (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+    let requests = connection.clone();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 64 * 1024];
+        while let Ok(read) = client_in.read(&mut buffer) {
+            if read == 0 || upstream_out.write_all(&buffer[..read]).is_err() {
+                break;
+            }
+            if requests.frozen.load(Ordering::SeqCst) {
+                requests
+                    .sent_while_frozen
+                    .fetch_add(read as u64, Ordering::SeqCst);
+            }
+        }
+        let _ = upstream_out.shutdown(Shutdown::Write);
+    });
+    let (mut upstream_in, mut client_out) = (upstream, client);
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 64 * 1024];
+        while let Ok(read) = upstream_in.read(&mut buffer) {
+            if read == 0 {
+                break;
+            }
+            if connection.frozen.load(Ordering::SeqCst) {
+                // Swallowed: the client never sees this answer, nor any after it.
+                connection
+                    .swallowed
+                    .fetch_add(read as u64, Ordering::SeqCst);
+                continue;
+            }
+            if client_out.write_all(&buffer[..read]).is_err() {
+                break;
+            }
+        }
+        let _ = client_out.shutdown(Shutdown::Write);
+    });
+}
