@@ -17,6 +17,7 @@ use super::onnx::{ExecutionProvider, OnnxBackend, SessionOptions};
 use super::openvino::{CompileOptions, OpenVinoBackend, Precision};
 use super::remote::{RemoteBackend, RemoteModel};
 use super::retry::RetryPolicy;
+use super::secrets::{RequestHeaders, Secrets, redact_url, redacted_headers_property};
 #[cfg(feature = "triton-grpc")]
 use super::triton::grpc::TritonGrpcBackend;
 use super::triton::http::TritonHttpBackend;
@@ -108,6 +109,8 @@ pub struct BackendSettings {
     pub threads: u32,
     pub execution_provider: ExecutionProvider,
     pub server: Option<String>,
+    /// Extra headers of a server's requests, as the property gives them (parsed at start).
+    pub headers: Option<String>,
     pub model_version: Option<String>,
     pub request_timeout_ms: u32,
     pub requests_in_flight: u32,
@@ -135,6 +138,7 @@ impl Default for BackendSettings {
             threads: DEFAULT_THREADS,
             execution_provider: DEFAULT_EXECUTION_PROVIDER,
             server: None,
+            headers: None,
             model_version: None,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             requests_in_flight: DEFAULT_REQUESTS_IN_FLIGHT,
@@ -241,6 +245,7 @@ impl BackendSettings {
                 self.execution_provider = value.get().expect("type checked upstream")
             }
             "server" => self.server = text(value),
+            "headers" => self.headers = text(value),
             "model-version" => self.model_version = text(value),
             "request-timeout" => {
                 self.request_timeout_ms = value.get().expect("type checked upstream")
@@ -276,7 +281,13 @@ impl BackendSettings {
             "backend" => self.kind.to_value(),
             "threads" => self.threads.to_value(),
             "execution-provider" => self.execution_provider.to_value(),
-            "server" => self.server.to_value(),
+            // Read back without the password of a URL or the values of headers.
+            "server" => self.server.as_deref().map(redact_url).to_value(),
+            "headers" => self
+                .headers
+                .as_deref()
+                .map(redacted_headers_property)
+                .to_value(),
             "model-version" => self.model_version.to_value(),
             "request-timeout" => self.request_timeout_ms.to_value(),
             "requests-in-flight" => self.requests_in_flight.to_value(),
@@ -299,7 +310,7 @@ impl BackendSettings {
 }
 
 /// Where the model runs and how, changeable up to READY.
-pub fn param_specs() -> [glib::ParamSpec; 21] {
+pub fn param_specs() -> [glib::ParamSpec; 22] {
     [
         glib::ParamSpecEnum::builder_with_default("backend", BackendKind::default())
             .nick("Backend")
@@ -333,6 +344,11 @@ pub fn param_specs() -> [glib::ParamSpec; 21] {
         glib::ParamSpecString::builder("server")
             .nick("Server")
             .blurb("Triton server: host:8001 for gRPC (grpcs:// for TLS), host:8000 or http(s)://... for HTTP")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("headers")
+            .nick("Request headers")
+            .blurb("Extra headers of a Triton server's requests: 'name: value; ...' or @FILE (a header per line); read back without values")
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("model-version")
@@ -539,10 +555,13 @@ pub fn load_backend(
             })?;
             let timeout = Duration::from_millis(u64::from(settings.request_timeout_ms));
             let version = settings.model_version.as_deref();
+            let headers = request_headers(settings)?;
+            let secrets = Secrets::new(Some(server), &headers);
+            let model_error = |error| model_error(secrets.redact_error(error));
             let backend: Box<dyn RemoteModel> = match settings.kind {
                 #[cfg(feature = "triton-grpc")]
                 BackendKind::TritonGrpc => Box::new(
-                    TritonGrpcBackend::connect(server, model, version, timeout)
+                    TritonGrpcBackend::connect(server, model, version, timeout, &headers)
                         .map_err(model_error)?,
                 ),
                 #[cfg(not(feature = "triton-grpc"))]
@@ -559,13 +578,14 @@ pub fn load_backend(
                         version,
                         timeout,
                         settings.requests_in_flight(),
+                        &headers,
                     )
                     .map_err(model_error)?,
                 ),
             };
             let runs_on = format!(
                 "Triton at {} ({})",
-                server.trim(),
+                redact_url(server.trim()),
                 triton_protocol(settings.kind)
             );
             post_info(
@@ -575,9 +595,15 @@ pub fn load_backend(
                     super::triton::model_name(model, version)
                 ),
             );
-            Ok(remote_backend(element, backend, settings, runs_on))
+            Ok(remote_backend(element, backend, settings, runs_on, secrets))
         }
         BackendKind::SageMaker => {
+            if settings.headers.is_some() {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("property 'headers' is for backend=triton and triton-http; a SageMaker request is signed with the AWS credentials")
+                ));
+            }
             let backend = sagemaker_backend(settings, local_file)?;
             #[cfg(feature = "sagemaker")]
             let routing = settings.sagemaker_routing().describe();
@@ -589,7 +615,9 @@ pub fn load_backend(
                 settings.payload.nick()
             );
             post_info(element, &format!("the model runs on {runs_on}"));
-            Ok(remote_backend(element, backend, settings, runs_on))
+            let secrets =
+                Secrets::new(settings.endpoint_url.as_deref(), &RequestHeaders::default());
+            Ok(remote_backend(element, backend, settings, runs_on, secrets))
         }
     }
 }
@@ -753,6 +781,16 @@ fn sagemaker_backend(
     ))
 }
 
+/// The `headers` property, parsed.
+fn request_headers(settings: &BackendSettings) -> Result<RequestHeaders, gst::ErrorMessage> {
+    RequestHeaders::parse(settings.headers.as_deref().unwrap_or_default()).map_err(|reason| {
+        gst::error_msg!(
+            gst::ResourceError::Settings,
+            ("property 'headers': {}", reason)
+        )
+    })
+}
+
 fn model_error(error: InferenceError) -> gst::ErrorMessage {
     let property = match error {
         InferenceError::ServerUnusable { .. } => "server",
@@ -789,6 +827,7 @@ fn remote_backend(
     model: Box<dyn RemoteModel>,
     settings: &BackendSettings,
     runs_on: String,
+    secrets: Secrets,
 ) -> LoadedBackend {
     let policy = RetryPolicy::new(
         settings.retries,
@@ -798,8 +837,9 @@ fn remote_backend(
     );
     let cancellation = Arc::new(Cancellation::default());
     let element = element.upcast_ref::<gst::Element>().downgrade();
-    let backend = RemoteBackend::new(model, policy, cancellation.clone()).with_observer(Box::new(
-        move |retry, of, error| {
+    let backend = RemoteBackend::new(model, policy, cancellation.clone())
+        .with_secrets(secrets)
+        .with_observer(Box::new(move |retry, of, error| {
             if let Some(element) = element.upgrade() {
                 gst::element_warning!(
                     element,
@@ -807,8 +847,7 @@ fn remote_backend(
                     ("{}; retry {} of {} (property 'retries')", error, retry, of)
                 );
             }
-        },
-    ));
+        }));
     LoadedBackend {
         model: Arc::new(backend),
         runs_on,

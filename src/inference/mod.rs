@@ -13,6 +13,7 @@ pub mod retry;
 pub mod runtime;
 #[cfg(feature = "sagemaker")]
 pub mod sagemaker;
+pub mod secrets;
 pub mod shared;
 #[cfg(test)]
 pub mod testing;

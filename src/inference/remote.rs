@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::cancel::Cancellation;
 use super::retry::{Attempt, RetryObserver, RetryPolicy};
+use super::secrets::Secrets;
 use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
 
 /// A model on a server, reached by one request per run.
@@ -32,6 +33,8 @@ pub struct RemoteBackend {
     policy: RetryPolicy,
     cancellation: Arc<Cancellation>,
     observer: Option<RetryObserver>,
+    /// Taken out of every error before it leaves.
+    secrets: Secrets,
 }
 
 impl RemoteBackend {
@@ -47,7 +50,14 @@ impl RemoteBackend {
             policy,
             cancellation,
             observer: None,
+            secrets: Secrets::default(),
         }
+    }
+
+    /// Errors leave without `secrets` (the server's password, header values).
+    pub fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Hears each retry before its pause (an element warns on the bus).
@@ -80,6 +90,8 @@ impl RemoteBackend {
                         false,
                     ))
                 })
+                // Before the retry warning and the element error read it.
+                .map_err(|error| self.secrets.redact_error(error))
             },
         )
     }

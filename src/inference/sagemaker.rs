@@ -89,8 +89,9 @@ impl EndpointClient {
         let routing = settings.routing.describe();
         let display_name = match &settings.endpoint_url {
             Some(url) => format!(
-                "SageMaker endpoint '{}'{routing} at {url}",
-                settings.endpoint
+                "SageMaker endpoint '{}'{routing} at {}",
+                settings.endpoint,
+                super::secrets::redact_url(url)
             ),
             None => format!("SageMaker endpoint '{}'{routing}", settings.endpoint),
         };

@@ -675,7 +675,14 @@ impl ObjectImpl for RembgFilter {
         let mut settings = self.settings.lock().unwrap();
         let mode_before = settings.frame.output.mode;
         settings.set(pspec.name(), value);
-        gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
+        // As it reads back: a server's password and header values stay out of the log.
+        gst::debug!(
+            CAT,
+            imp = self,
+            "{} set to {:?}",
+            pspec.name(),
+            settings.get(pspec.name())
+        );
         if pspec.name() == "background-location" {
             // Decoded now, on a thread of its own, so that no frame waits for it.
             (self.background.lock().unwrap()).set_location(settings.background_location.as_deref());

@@ -23,13 +23,24 @@ pub struct TritonServer {
 /// Serves each `(name, model.onnx)` (plus the script's 'slow' and 'failing' models) with the
 /// Python of the Triton venv; `dir` gets the log. Panics with the log if it does not start.
 pub fn start(python: &Path, script: &Path, dir: &Path, models: &[(&str, &Path)]) -> TritonServer {
+    start_with_options(python, script, dir, &[], models)
+}
+
+/// As [`start`], with the script's `options` (`--restrict-inference`).
+pub fn start_with_options(
+    python: &Path,
+    script: &Path,
+    dir: &Path,
+    options: &[&str],
+    models: &[(&str, &Path)],
+) -> TritonServer {
     std::fs::create_dir_all(dir).unwrap();
     let ready = dir.join("ready");
     let _ = std::fs::remove_file(&ready);
     let log_path = dir.join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut command = Command::new(python);
-    command.arg(script).arg(&ready);
+    command.arg(script).args(options).arg(&ready);
     for (name, model) in models {
         command.arg(format!("{name}={}", model.display()));
     }

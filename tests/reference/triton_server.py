@@ -1,7 +1,8 @@
 """A real Triton server (pytriton's tritonserver, CPU) on 127.0.0.1 serving ONNX models through
 onnxruntime in Python-backend models, for the remote backend's tests.
 
-Usage: triton_server.py READY_FILE NAME=MODEL.onnx [NAME=MODEL.onnx ...]
+Usage: triton_server.py [--restrict-inference] READY_FILE NAME=MODEL.onnx [NAME=MODEL.onnx ...]
+(--restrict-inference: inference too needs the access token, in the triton-access-token header)
 Also serves 'slow' (the first model, answering after 3 s), 'slow-once-a' and 'slow-once-b' (the
 first model, its first answer after 4 s and the others at once: a server that is briefly
 overloaded, one for each protocol's test) and
@@ -78,7 +79,12 @@ def main():
     # group at once, tritonserver and its Python-backend stubs included, none left orphaned.
     os.setpgrp()
     signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
-    ready_file, models = sys.argv[1], [arg.split("=", 1) for arg in sys.argv[2:]]
+    arguments = sys.argv[1:]
+    # Inference behind the access token too: a client must send Triton's restricted-API header.
+    restrict_inference = arguments[0] == "--restrict-inference"
+    if restrict_inference:
+        arguments = arguments[1:]
+    ready_file, models = arguments[0], [arg.split("=", 1) for arg in arguments[1:]]
     parent = os.getppid()
     http_port, grpc_port = free_port(), free_port()
     config = TritonConfig(
@@ -88,7 +94,11 @@ def main():
     )
     # Statistics and the other administrative endpoints stay behind a token, as pytriton sets
     # them; the benchmark reads statistics with it.
-    security = TritonSecurityConfig(access_token=secrets.token_urlsafe(16))
+    restricted = TritonSecurityConfig().restricted_endpoints
+    if restrict_inference:
+        restricted.append("inference")
+    security = TritonSecurityConfig(access_token=secrets.token_urlsafe(16),
+                                    restricted_endpoints=restricted)
     with Triton(config=config, security_config=security) as triton:
         first = models[0][1]
         served = [(name, serving(path)) for name, path in models]

@@ -4,10 +4,14 @@
 
 use std::time::Duration;
 
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::inference::remote::{BlockingRuntime, RemoteModel, request_error};
 use crate::inference::retry::Attempt;
+use crate::inference::secrets::{RequestHeaders, redact_url};
 use crate::inference::{InferenceError, Tensor, TensorSpec, TensorView};
 
 /// The client and messages generated from the proto.
@@ -32,12 +36,48 @@ const MAX_MESSAGE_BYTES: usize = 1 << 30;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The `headers` property as gRPC metadata, added to every call (`host` instead becomes the
+/// channel's `:authority`).
+#[derive(Clone, Default)]
+struct ExtraMetadata(Vec<(AsciiMetadataKey, AsciiMetadataValue)>);
+
+impl ExtraMetadata {
+    fn new(headers: &RequestHeaders) -> Result<Self, String> {
+        headers
+            .iter()
+            .filter(|(name, _)| *name != "host")
+            .map(|(name, value)| {
+                let key = AsciiMetadataKey::from_bytes(name.as_bytes())
+                    .map_err(|_| format!("'{name}' is not a gRPC metadata name"))?;
+                let value = AsciiMetadataValue::try_from(value)
+                    .map_err(|_| format!("the value of '{name}' is not gRPC metadata text"))?;
+                Ok((key, value))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl Interceptor for ExtraMetadata {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        for (key, value) in &self.0 {
+            request.metadata_mut().insert(key.clone(), value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Client = GrpcInferenceServiceClient<InterceptedService<Channel, ExtraMetadata>>;
+
 /// A model on a KServe v2 server, reached over gRPC.
 pub struct TritonGrpcBackend {
     /// The requests are made from the element's threads, which block on this runtime; its one
     /// worker thread drives the channel's connection.
     runtime: BlockingRuntime,
-    client: GrpcInferenceServiceClient<Channel>,
+    client: Client,
     model: String,
     version: String,
     display_name: String,
@@ -93,9 +133,11 @@ impl TritonGrpcBackend {
         model: &str,
         version: Option<&str>,
         timeout: Duration,
+        headers: &RequestHeaders,
     ) -> Result<Self, InferenceError> {
         let uri = server_uri(server);
-        let served = super::ServedModel::new(model, version, server.trim(), super::GRPC);
+        let served =
+            super::ServedModel::new(model, version, &redact_url(server.trim()), super::GRPC);
         let display_name = served.display();
         let load_error = |reason: String| InferenceError::ModelLoad {
             path: display_name.clone(),
@@ -104,7 +146,12 @@ impl TritonGrpcBackend {
         let runtime = BlockingRuntime::new("neuralfx-grpc")
             .map_err(|e| load_error(format!("cannot start the gRPC runtime: {e}")))?;
         let mut endpoint = Endpoint::from_shared(uri.clone())
-            .map_err(|e| served.unusable(format!("'{server}' is not a server address: {e}")))?
+            .map_err(|e| {
+                served.unusable(format!(
+                    "'{}' is not a server address: {e}",
+                    redact_url(server)
+                ))
+            })?
             .connect_timeout(timeout)
             // A connection that died quietly (a restarted pod, a dropped NAT entry) is found
             // between frames, not by the next request waiting out its timeout.
@@ -112,6 +159,21 @@ impl TritonGrpcBackend {
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
             .tcp_keepalive(Some(KEEPALIVE_INTERVAL));
+        let metadata = ExtraMetadata::new(headers)
+            .map_err(|e| served.unusable(format!("property 'headers': {e}")))?;
+        if let Some(host) = headers.get("host") {
+            let scheme = if uri.starts_with("https://") {
+                "https"
+            } else {
+                "http"
+            };
+            let origin = format!("{scheme}://{host}").parse().map_err(|_| {
+                served.unusable(format!(
+                    "property 'headers': host '{host}' is not a host name"
+                ))
+            })?;
+            endpoint = endpoint.origin(origin);
+        }
         if uri.starts_with("https://") {
             endpoint = endpoint
                 .tls_config(ClientTlsConfig::new().with_native_roots())
@@ -128,7 +190,7 @@ impl TritonGrpcBackend {
                     crate::inference::error_with_causes(&e)
                 ))
             })?;
-        let client = GrpcInferenceServiceClient::new(channel)
+        let client = GrpcInferenceServiceClient::with_interceptor(channel, metadata)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let version = version.unwrap_or_default().to_string();
@@ -460,6 +522,7 @@ mod tests {
             "u2netp",
             None,
             Duration::from_secs(5),
+            &RequestHeaders::default(),
         )
         .unwrap_err()
         .to_string();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::inference::remote::{RemoteModel, request_error};
 use crate::inference::retry::Attempt;
+use crate::inference::secrets::{RequestHeaders, redact_url};
 use crate::inference::{InferenceError, Tensor, TensorSpec, TensorView};
 
 /// The largest answer read from a server (a 1024x1024 mask with all its side outputs is tens
@@ -21,6 +22,8 @@ pub struct TritonHttpBackend {
     model_path: String,
     display_name: String,
     agent: ureq::Agent,
+    /// Sent with every request.
+    headers: RequestHeaders,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
 }
@@ -53,13 +56,14 @@ impl TritonHttpBackend {
         version: Option<&str>,
         timeout: Duration,
         connections: usize,
+        headers: &RequestHeaders,
     ) -> Result<Self, InferenceError> {
         let server = server_url(server);
         let model_path = match version {
             Some(version) => format!("/v2/models/{model}/versions/{version}"),
             None => format!("/v2/models/{model}"),
         };
-        let served = super::ServedModel::new(model, version, &server, super::HTTP);
+        let served = super::ServedModel::new(model, version, &redact_url(&server), super::HTTP);
         let display_name = served.display();
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(timeout)
@@ -72,10 +76,11 @@ impl TritonHttpBackend {
         };
         // Liveness, not the server's readiness: by Triton's default (strict readiness) a server
         // is not ready while any of its models is not, and only this model's readiness counts.
-        get(&agent, &format!("{server}/v2/health/live"))
+        let get = |url: &str| get(&agent, url, headers);
+        get(&format!("{server}/v2/health/live"))
             .map_err(|e| served.unusable(format!("the server is not live: {e}")))?;
-        let ready = get(&agent, &format!("{server}{model_path}/ready"));
-        let metadata = get(&agent, &format!("{server}{model_path}"));
+        let ready = get(&format!("{server}{model_path}/ready"));
+        let metadata = get(&format!("{server}{model_path}"));
         // For a model it does not have, Triton's ready endpoint only says "not ready"; its
         // metadata endpoint says "unknown model", which is what the user needs to read.
         let metadata = match (ready, metadata) {
@@ -94,15 +99,24 @@ impl TritonHttpBackend {
             model_path,
             display_name,
             agent,
+            headers: headers.clone(),
             inputs,
             outputs,
         })
     }
 }
 
+/// `request` with the extra `headers`.
+fn with_headers(mut request: ureq::Request, headers: &RequestHeaders) -> ureq::Request {
+    for (name, value) in headers.iter() {
+        request = request.set(name, value);
+    }
+    request
+}
+
 /// GET `url`: the body of a 200 answer, or what went wrong, with the server's own message.
-fn get(agent: &ureq::Agent, url: &str) -> Result<String, String> {
-    match agent.get(url).call() {
+fn get(agent: &ureq::Agent, url: &str, headers: &RequestHeaders) -> Result<String, String> {
+    match with_headers(agent.get(url), headers).call() {
         Ok(response) => {
             let mut body = String::new();
             response
@@ -279,9 +293,7 @@ impl RemoteModel for TritonHttpBackend {
         let pairs: Vec<_> = self.inputs.iter().zip(inputs.iter().copied()).collect();
         let (body, header_len) = infer_request(&pairs, outputs);
         let url = format!("{}{}/infer", self.server, self.model_path);
-        let response = self
-            .agent
-            .post(&url)
+        let response = with_headers(self.agent.post(&url), &self.headers)
             .timeout(attempt.timeout)
             // Tensors barely compress, and compressing them costs the server time.
             .set("Accept-Encoding", "identity")
