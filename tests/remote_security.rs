@@ -270,3 +270,178 @@ fn no_password_or_token_appears_on_the_bus_in_properties_or_in_the_debug_log() {
         assert!(leaks.is_empty(), "the debug log says a secret: {leaks:#?}");
     }
 }
+
+/// A private CA, a server certificate it signed for `triton.neuralfx.test` only (not for
+/// 127.0.0.1, where the proxy listens) and a client certificate it signed, as PEM files.
+struct Certificates {
+    ca: PathBuf,
+    server: (PathBuf, PathBuf),
+    client: (PathBuf, PathBuf),
+}
+
+const SERVER_NAME: &str = "triton.neuralfx.test";
+
+impl Certificates {
+    fn write(dir: &Path) -> Certificates {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "neuralfx test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let signed = |names: Vec<String>, common_name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names).unwrap();
+            params
+                .distinguished_name
+                .push(DnType::CommonName, common_name);
+            let certificate = params.signed_by(&key, &ca, &ca_key).unwrap();
+            (certificate.pem(), key.serialize_pem())
+        };
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        let (server_pem, server_key) = signed(vec![SERVER_NAME.into()], SERVER_NAME);
+        let (client_pem, client_key) = signed(vec![], "neuralfx client");
+        Certificates {
+            ca: write("ca.pem", &ca.pem()),
+            server: (
+                write("server.pem", &server_pem),
+                write("server.key", &server_key),
+            ),
+            client: (
+                write("client.pem", &client_pem),
+                write("client.key", &client_key),
+            ),
+        }
+    }
+}
+
+/// tests/reference/tls_proxy.py running; it stops when dropped.
+struct TlsProxy {
+    port: u16,
+    process: std::process::Child,
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// tests/reference/tls_proxy.py in front of `upstream`.
+fn start_tls_proxy(
+    dir: &Path,
+    name: &str,
+    certificates: &Certificates,
+    upstream: &str,
+) -> TlsProxy {
+    let ready = dir.join(format!("{name}.ready"));
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let child = std::process::Command::new(python_in("NEURALFX_TRITON_VENV"))
+        .arg(reference_script("tls_proxy.py"))
+        .arg(&ready)
+        .arg(&certificates.server.0)
+        .arg(&certificates.server.1)
+        .arg(&certificates.ca)
+        .arg(upstream)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start tests/reference/tls_proxy.py");
+    let mut proxy = TlsProxy {
+        port: 0,
+        process: child,
+    };
+    for _ in 0..600 {
+        if let Ok(port) = std::fs::read_to_string(&ready) {
+            proxy.port = port.trim().parse().unwrap();
+            return proxy;
+        }
+        if let Ok(Some(status)) = proxy.process.try_wait() {
+            panic!(
+                "the TLS proxy ended ({status}): {}",
+                std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the TLS proxy did not start in 60 s");
+}
+
+#[test]
+fn a_server_behind_mutual_tls_is_reached_with_the_ca_the_client_certificate_and_its_name() {
+    if without_set_up() {
+        return;
+    }
+    let server = server();
+    let dir = temp_dir_of("tls", "");
+    let certificates = Certificates::write(&dir);
+    let ca = format!("tls-ca-file={}", certificates.ca.display());
+    let client = format!(
+        "tls-certificate={} tls-key={}",
+        certificates.client.0.display(),
+        certificates.client.1.display()
+    );
+    let name = format!("tls-server-name={SERVER_NAME}");
+    for (backend, scheme, upstream) in [
+        ("triton-http", "https", &server.http),
+        ("triton", "grpcs", &server.grpc),
+    ] {
+        let proxy = start_tls_proxy(&dir, backend, &certificates, upstream);
+        let port = proxy.port;
+        let address = format!("{scheme}://127.0.0.1:{port}");
+        // Triton behind the proxy still asks for its token.
+        let headers = dir.join(format!("{backend}.headers"));
+        std::fs::write(
+            &headers,
+            format!("{}: {}\n", token_header(backend), server.access_token),
+        )
+        .unwrap();
+        let on = format!(
+            "backend={backend} server={address} model=u2netp headers=@{}",
+            headers.display()
+        );
+        let (samples, _) = collect_samples_and_warnings(&format!(
+            "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter {on} {ca} {client} {name} ! appsink name=sink"
+        ))
+        .unwrap_or_else(|e| panic!("{backend}: {e}"));
+        assert_eq!(samples.len(), 2, "{backend}");
+        // Without the client certificate, the proxy turns the client away in the handshake;
+        // without the name, the certificate (for triton.neuralfx.test) does not fit 127.0.0.1;
+        // without the CA, nobody vouches for it. Each is an error naming the server.
+        for (missing, properties) in [
+            ("client certificate", format!("{ca} {name}")),
+            ("server name", format!("{ca} {client}")),
+            ("CA", format!("{client} {name}")),
+        ] {
+            let (err, _) = rembgfilter_error(&format!("{on} {properties}"));
+            assert!(
+                err.contains(&format!("127.0.0.1:{port}"))
+                    && (missing == "client certificate"
+                        || err.contains("invalid peer certificate")),
+                "{backend} without the {missing}: {err}"
+            );
+        }
+    }
+    // Files that cannot serve stop the element at start, naming the property and the file.
+    let (err, _) = rembgfilter_error(&format!(
+        "backend=triton-http server=https://{} model=u2netp tls-ca-file=/no/such/ca.pem",
+        server.http
+    ));
+    assert!(
+        err.contains("property 'tls-ca-file'") && err.contains("/no/such/ca.pem"),
+        "{err}"
+    );
+    let (err, _) = rembgfilter_error(&format!(
+        "backend=triton server={} model=u2netp {ca}",
+        server.grpc
+    ));
+    assert!(err.contains("need a grpcs:// or https:// address"), "{err}");
+}

@@ -18,6 +18,8 @@ use super::openvino::{CompileOptions, OpenVinoBackend, Precision};
 use super::remote::{RemoteBackend, RemoteModel};
 use super::retry::RetryPolicy;
 use super::secrets::{RequestHeaders, Secrets, redact_url, redacted_headers_property};
+use super::tls::TlsSettings;
+use super::triton::ServerOptions;
 #[cfg(feature = "triton-grpc")]
 use super::triton::grpc::TritonGrpcBackend;
 use super::triton::http::TritonHttpBackend;
@@ -111,6 +113,7 @@ pub struct BackendSettings {
     pub server: Option<String>,
     /// Extra headers of a server's requests, as the property gives them (parsed at start).
     pub headers: Option<String>,
+    pub tls: TlsSettings,
     pub model_version: Option<String>,
     pub request_timeout_ms: u32,
     pub requests_in_flight: u32,
@@ -139,6 +142,7 @@ impl Default for BackendSettings {
             execution_provider: DEFAULT_EXECUTION_PROVIDER,
             server: None,
             headers: None,
+            tls: TlsSettings::default(),
             model_version: None,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             requests_in_flight: DEFAULT_REQUESTS_IN_FLIGHT,
@@ -246,6 +250,10 @@ impl BackendSettings {
             }
             "server" => self.server = text(value),
             "headers" => self.headers = text(value),
+            "tls-ca-file" => self.tls.ca_file = text(value).map(PathBuf::from),
+            "tls-certificate" => self.tls.certificate = text(value).map(PathBuf::from),
+            "tls-key" => self.tls.key = text(value).map(PathBuf::from),
+            "tls-server-name" => self.tls.server_name = text(value),
             "model-version" => self.model_version = text(value),
             "request-timeout" => {
                 self.request_timeout_ms = value.get().expect("type checked upstream")
@@ -288,6 +296,10 @@ impl BackendSettings {
                 .as_deref()
                 .map(redacted_headers_property)
                 .to_value(),
+            "tls-ca-file" => path_value(&self.tls.ca_file),
+            "tls-certificate" => path_value(&self.tls.certificate),
+            "tls-key" => path_value(&self.tls.key),
+            "tls-server-name" => self.tls.server_name.to_value(),
             "model-version" => self.model_version.to_value(),
             "request-timeout" => self.request_timeout_ms.to_value(),
             "requests-in-flight" => self.requests_in_flight.to_value(),
@@ -309,8 +321,14 @@ impl BackendSettings {
     }
 }
 
+fn path_value(path: &Option<PathBuf>) -> glib::Value {
+    path.as_ref()
+        .map(|path| path.to_string_lossy().into_owned())
+        .to_value()
+}
+
 /// Where the model runs and how, changeable up to READY.
-pub fn param_specs() -> [glib::ParamSpec; 22] {
+pub fn param_specs() -> [glib::ParamSpec; 26] {
     [
         glib::ParamSpecEnum::builder_with_default("backend", BackendKind::default())
             .nick("Backend")
@@ -349,6 +367,26 @@ pub fn param_specs() -> [glib::ParamSpec; 22] {
         glib::ParamSpecString::builder("headers")
             .nick("Request headers")
             .blurb("Extra headers of a Triton server's requests: 'name: value; ...' or @FILE (a header per line); read back without values")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("tls-ca-file")
+            .nick("TLS CA file")
+            .blurb("PEM file of CA certificates to trust for a Triton server, besides the public ones")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("tls-certificate")
+            .nick("TLS client certificate")
+            .blurb("PEM file of the client certificate (chain) a Triton server asks for (with tls-key)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("tls-key")
+            .nick("TLS client key")
+            .blurb("PEM file of the private key of tls-certificate")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("tls-server-name")
+            .nick("TLS server name")
+            .blurb("Name the Triton server's certificate must carry, when not the address's host")
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("model-version")
@@ -558,10 +596,22 @@ pub fn load_backend(
             let headers = request_headers(settings)?;
             let secrets = Secrets::new(Some(server), &headers);
             let model_error = |error| model_error(secrets.redact_error(error));
+            let tls = settings
+                .tls
+                .is_set()
+                .then(|| settings.tls.load())
+                .transpose()
+                .map_err(|reason| gst::error_msg!(gst::ResourceError::OpenRead, ("{}", reason)))?;
+            let options = ServerOptions {
+                timeout,
+                connections: settings.requests_in_flight(),
+                headers,
+                tls,
+            };
             let backend: Box<dyn RemoteModel> = match settings.kind {
                 #[cfg(feature = "triton-grpc")]
                 BackendKind::TritonGrpc => Box::new(
-                    TritonGrpcBackend::connect(server, model, version, timeout, &headers)
+                    TritonGrpcBackend::connect(server, model, version, &options)
                         .map_err(model_error)?,
                 ),
                 #[cfg(not(feature = "triton-grpc"))]
@@ -572,15 +622,8 @@ pub fn load_backend(
                     ));
                 }
                 _ => Box::new(
-                    TritonHttpBackend::connect(
-                        server,
-                        model,
-                        version,
-                        timeout,
-                        settings.requests_in_flight(),
-                        &headers,
-                    )
-                    .map_err(model_error)?,
+                    TritonHttpBackend::connect(server, model, version, &options)
+                        .map_err(model_error)?,
                 ),
             };
             let runs_on = format!(
@@ -598,10 +641,10 @@ pub fn load_backend(
             Ok(remote_backend(element, backend, settings, runs_on, secrets))
         }
         BackendKind::SageMaker => {
-            if settings.headers.is_some() {
+            if settings.headers.is_some() || settings.tls.is_set() {
                 return Err(gst::error_msg!(
                     gst::ResourceError::Settings,
-                    ("property 'headers' is for backend=triton and triton-http; a SageMaker request is signed with the AWS credentials")
+                    ("properties 'headers' and 'tls-*' are for backend=triton and triton-http; a SageMaker request is signed with the AWS credentials (and endpoint-url may be https://)")
                 ));
             }
             let backend = sagemaker_backend(settings, local_file)?;

@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod shared;
 #[cfg(test)]
 pub mod testing;
+pub mod tls;
 pub mod triton;
 
 use std::fmt;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::inference::remote::{BlockingRuntime, RemoteModel, request_error};
 use crate::inference::retry::Attempt;
@@ -132,9 +132,9 @@ impl TritonGrpcBackend {
         server: &str,
         model: &str,
         version: Option<&str>,
-        timeout: Duration,
-        headers: &RequestHeaders,
+        options: &super::ServerOptions,
     ) -> Result<Self, InferenceError> {
+        let (timeout, headers) = (options.timeout, &options.headers);
         let uri = server_uri(server);
         let served =
             super::ServedModel::new(model, version, &redact_url(server.trim()), super::GRPC);
@@ -175,11 +175,27 @@ impl TritonGrpcBackend {
             endpoint = endpoint.origin(origin);
         }
         if uri.starts_with("https://") {
-            endpoint = endpoint
-                .tls_config(ClientTlsConfig::new().with_native_roots())
-                .map_err(|e| {
-                    served.unusable(format!("TLS: {}", crate::inference::error_with_causes(&e)))
-                })?;
+            let mut tls = ClientTlsConfig::new().with_native_roots();
+            if let Some(files) = &options.tls {
+                if let Some(ca) = &files.ca_pem {
+                    tls = tls.ca_certificate(Certificate::from_pem(ca));
+                }
+                if let Some((chain, key)) = &files.identity {
+                    tls = tls.identity(Identity::from_pem(chain, key));
+                }
+                if let Some(name) = &files.server_name {
+                    tls = tls.domain_name(name);
+                }
+            }
+            endpoint = endpoint.tls_config(tls).map_err(|e| {
+                served.unusable(format!("TLS: {}", crate::inference::error_with_causes(&e)))
+            })?;
+        } else if options.tls.is_some() {
+            return Err(served.unusable(
+                "the TLS properties (tls-ca-file, tls-certificate, tls-key, tls-server-name) \
+                 need a grpcs:// or https:// address"
+                    .into(),
+            ));
         }
         let channel = runtime
             .within(&display_name, timeout, endpoint.connect())
@@ -521,8 +537,10 @@ mod tests {
             &format!("127.0.0.1:{port}"),
             "u2netp",
             None,
-            Duration::from_secs(5),
-            &RequestHeaders::default(),
+            &crate::inference::triton::ServerOptions {
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
         )
         .unwrap_err()
         .to_string();

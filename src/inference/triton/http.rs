@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::inference::remote::{RemoteModel, request_error};
 use crate::inference::retry::Attempt;
 use crate::inference::secrets::{RequestHeaders, redact_url};
+
 use crate::inference::{InferenceError, Tensor, TensorSpec, TensorView};
 
 /// The largest answer read from a server (a 1024x1024 mask with all its side outputs is tens
@@ -48,16 +49,14 @@ pub fn server_url(server: &str) -> String {
 
 impl TritonHttpBackend {
     /// Checks that the server and the model are ready and reads the model's metadata; each
-    /// failure names the server and what it answered. `timeout` bounds every request;
-    /// `connections` are kept open between requests (one per request in flight).
+    /// failure names the server and what it answered.
     pub fn connect(
         server: &str,
         model: &str,
         version: Option<&str>,
-        timeout: Duration,
-        connections: usize,
-        headers: &RequestHeaders,
+        options: &super::ServerOptions,
     ) -> Result<Self, InferenceError> {
+        let (timeout, headers) = (options.timeout, &options.headers);
         let server = server_url(server);
         let model_path = match version {
             Some(version) => format!("/v2/models/{model}/versions/{version}"),
@@ -65,11 +64,21 @@ impl TritonHttpBackend {
         };
         let served = super::ServedModel::new(model, version, &redact_url(&server), super::HTTP);
         let display_name = served.display();
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(timeout)
             .timeout(timeout)
-            .max_idle_connections_per_host(connections.max(1))
-            .build();
+            .max_idle_connections_per_host(options.connections.max(1));
+        if let Some(tls) = &options.tls {
+            if !server.starts_with("https://") {
+                return Err(served.unusable(
+                    "the TLS properties (tls-ca-file, tls-certificate, tls-key, tls-server-name) \
+                     need an https:// address"
+                        .into(),
+                ));
+            }
+            agent = agent.tls_config(tls.client_config().map_err(|e| served.unusable(e))?);
+        }
+        let agent = agent.build();
         let load_error = |reason: String| InferenceError::ModelLoad {
             path: display_name.clone(),
             reason,
@@ -142,7 +151,11 @@ fn describe(url: &str, err: ureq::Error) -> String {
                 .unwrap_or(body);
             format!("{url} answered HTTP {code}: {}", message.trim())
         }
-        ureq::Error::Transport(transport) => format!("{url}: {transport}"),
+        // ureq's own text starts with the URL already.
+        ureq::Error::Transport(transport) => match transport.to_string() {
+            text if text.starts_with(url) => text,
+            text => format!("{url}: {text}"),
+        },
     }
 }
 

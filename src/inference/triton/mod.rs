@@ -6,7 +6,24 @@
 pub mod grpc;
 pub mod http;
 
+use std::time::Duration;
+
+use super::secrets::RequestHeaders;
+use super::tls::TlsFiles;
 use super::{ElementType, InferenceError, Tensor, TensorSpec};
+
+/// How a client reaches its server, beyond the address.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Bounds the connection and every call at start (each request has its own, per try).
+    pub timeout: Duration,
+    /// Connections kept open between requests: one per request in flight (HTTP).
+    pub connections: usize,
+    /// Sent with every request.
+    pub headers: RequestHeaders,
+    /// A private CA, a client certificate, the server's name: TLS addresses only.
+    pub tls: Option<TlsFiles>,
+}
 
 /// How messages name the protocols.
 pub const GRPC: &str = "gRPC";
