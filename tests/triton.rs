@@ -17,8 +17,13 @@ struct Server {
     http: String,
     grpc: String,
     unet: PathBuf,
+    /// u2netp with float16 inputs and outputs (served as FLOAT16_MODEL).
+    float16_io: PathBuf,
     server: triton_server::TritonServer,
 }
+
+/// The shared server's u2netp that takes and gives FP16 tensors, as TensorRT plans often do.
+const FLOAT16_MODEL: &str = "u2netp-float16-io";
 
 /// A copy of u2netp on the shared server whose runs one test counts (no other test uses it).
 const COUNTED: &str = "u2netp-counted";
@@ -56,12 +61,18 @@ fn server() -> &'static Server {
             "make_unet328.py",
             &["ave", unet.to_str().unwrap(), "--narrow"],
         );
+        let float16_io = dir.join("u2netp_float16_io.onnx");
+        run_reference(
+            "float16_io.py",
+            &[u2netp().to_str().unwrap(), float16_io.to_str().unwrap()],
+        );
         let server = triton_server::start(
             &python_in("NEURALFX_TRITON_VENV"),
             &reference_script("triton_server.py"),
             &dir,
             &[
                 ("u2netp", &u2netp()),
+                (FLOAT16_MODEL, &float16_io),
                 ("selfie", &u2netp().with_file_name("selfie.onnx")),
                 ("unet", &unet),
                 (UNLOADED[0].1, &u2netp()),
@@ -73,6 +84,7 @@ fn server() -> &'static Server {
             http: server.http.clone(),
             grpc: server.grpc.clone(),
             unet,
+            float16_io,
             server,
         }
     })
@@ -783,4 +795,76 @@ fn a_flushing_seek_does_not_wait_for_a_held_request_and_frames_go_on_after_it() 
             "{backend}: stopping waited for the server"
         );
     }
+}
+
+#[test]
+fn a_model_with_float16_inputs_and_outputs_is_served_as_it_runs_here() {
+    if without_set_up() {
+        return;
+    }
+    // Converted at the wire as the local runtime converts at the model's edge.
+    let server = server();
+    let local = alphas(&photo_pipeline(
+        "astronaut",
+        &format!(
+            "rembgfilter backend=onnxruntime model={}",
+            server.float16_io.display()
+        ),
+    ))
+    .unwrap();
+    for (backend, address) in server.endpoints() {
+        let remote = alphas(&photo_pipeline(
+            "astronaut",
+            &format!("rembgfilter backend={backend} server={address} model={FLOAT16_MODEL}"),
+        ))
+        .unwrap();
+        let most = max_difference(&local[0].1, &remote[0].1);
+        assert!(most <= 1, "{backend}: alpha differs by {most}");
+    }
+}
+
+#[test]
+fn the_output_property_picks_the_tensor_here_and_on_the_server_alike() {
+    if without_set_up() {
+        return;
+    }
+    let server = server();
+    // u2netp's fourth side output, a coarser mask than its first.
+    let alpha = |rembgfilter: &str| {
+        alphas(&photo_pipeline("astronaut", rembgfilter))
+            .unwrap()
+            .remove(0)
+            .1
+    };
+    let first = alpha("rembgfilter backend=onnxruntime model=u2netp");
+    let local = alpha("rembgfilter backend=onnxruntime model=u2netp output=1962");
+    assert!(
+        max_difference(&first, &local) > 8,
+        "output=1962 changed nothing"
+    );
+    for (backend, address) in server.endpoints() {
+        let remote = alpha(&format!(
+            "rembgfilter backend={backend} server={address} model=u2netp output=1962"
+        ));
+        let most = max_difference(&local, &remote);
+        assert!(most <= 1, "{backend}: alpha differs by {most}");
+        let (err, _) = rembgfilter_error(&format!(
+            "backend={backend} server={address} model=u2netp output=mask"
+        ));
+        assert!(
+            err.contains("property 'output'")
+                && err.contains("no output 'mask'")
+                && err.contains("'1959'"),
+            "{backend}: {err}"
+        );
+    }
+}
+
+fn max_difference(a: &[u8], b: &[u8]) -> u8 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
 }

@@ -23,7 +23,7 @@ use super::triton::ServerOptions;
 #[cfg(feature = "triton-grpc")]
 use super::triton::grpc::TritonGrpcBackend;
 use super::triton::http::TritonHttpBackend;
-use super::{Backend, InferenceError};
+use super::{Backend, InferenceError, SelectedOutput};
 
 pub const DEFAULT_THREADS: u32 = 0;
 pub const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
@@ -114,6 +114,8 @@ pub struct BackendSettings {
     /// Extra headers of a server's requests, as the property gives them (parsed at start).
     pub headers: Option<String>,
     pub tls: TlsSettings,
+    /// The output the element uses, by name; `None`: the model's first.
+    pub output: Option<String>,
     pub model_version: Option<String>,
     pub request_timeout_ms: u32,
     pub requests_in_flight: u32,
@@ -143,6 +145,7 @@ impl Default for BackendSettings {
             server: None,
             headers: None,
             tls: TlsSettings::default(),
+            output: None,
             model_version: None,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             requests_in_flight: DEFAULT_REQUESTS_IN_FLIGHT,
@@ -204,6 +207,8 @@ impl BackendSettings {
         if local.is_remote() {
             local.kind = BackendKind::Auto;
         }
+        // The output named is the main model's.
+        local.output = None;
         local
     }
 
@@ -250,6 +255,7 @@ impl BackendSettings {
             }
             "server" => self.server = text(value),
             "headers" => self.headers = text(value),
+            "output" => self.output = text(value),
             "tls-ca-file" => self.tls.ca_file = text(value).map(PathBuf::from),
             "tls-certificate" => self.tls.certificate = text(value).map(PathBuf::from),
             "tls-key" => self.tls.key = text(value).map(PathBuf::from),
@@ -300,6 +306,7 @@ impl BackendSettings {
             "tls-certificate" => path_value(&self.tls.certificate),
             "tls-key" => path_value(&self.tls.key),
             "tls-server-name" => self.tls.server_name.to_value(),
+            "output" => self.output.to_value(),
             "model-version" => self.model_version.to_value(),
             "request-timeout" => self.request_timeout_ms.to_value(),
             "requests-in-flight" => self.requests_in_flight.to_value(),
@@ -328,7 +335,7 @@ fn path_value(path: &Option<PathBuf>) -> glib::Value {
 }
 
 /// Where the model runs and how, changeable up to READY.
-pub fn param_specs() -> [glib::ParamSpec; 26] {
+pub fn param_specs() -> [glib::ParamSpec; 27] {
     [
         glib::ParamSpecEnum::builder_with_default("backend", BackendKind::default())
             .nick("Backend")
@@ -338,6 +345,11 @@ pub fn param_specs() -> [glib::ParamSpec; 26] {
         glib::ParamSpecEnum::builder_with_default("precision", Precision::default())
             .nick("Precision")
             .blurb("What OpenVINO computes in: f32, or bf16 (about 2x faster on CPUs with bfloat16, slightly different)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("output")
+            .nick("Output tensor")
+            .blurb("Name of the model output the element uses (empty = the model's first output)")
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("active-backend")
@@ -533,6 +545,26 @@ pub struct LoadedBackend {
 /// a server) where `settings` says it runs. `local_file` turns `model` into a file; it is called
 /// only for local runtimes and SageMaker tensors.
 pub fn load_backend(
+    element: &impl IsA<gst::Element>,
+    settings: &BackendSettings,
+    model: &str,
+    local_file: impl FnOnce() -> Result<PathBuf, gst::ErrorMessage>,
+) -> Result<LoadedBackend, gst::ErrorMessage> {
+    let mut loaded = load_where_set(element, settings, model, local_file)?;
+    if let Some(output) = &settings.output {
+        let selected = SelectedOutput::new(loaded.model, output).map_err(|reason| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("property 'output': {}", reason)
+            )
+        })?;
+        loaded.model = Arc::new(selected);
+    }
+    Ok(loaded)
+}
+
+/// The model where `settings` say, its first output in use.
+fn load_where_set(
     element: &impl IsA<gst::Element>,
     settings: &BackendSettings,
     model: &str,

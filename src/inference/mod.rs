@@ -206,13 +206,171 @@ pub trait Backend: Send + Sync {
     /// Runs the model and returns its first output only: what both elements use. A server is
     /// then asked for that one output (u2netp has seven), so less travels back.
     fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
+        self.run_output(inputs, 0)
+    }
+
+    /// Runs the model and returns its output `index` only (of [`Backend::outputs`]).
+    fn run_output(
+        &self,
+        inputs: &[TensorView<'_>],
+        index: usize,
+    ) -> Result<Tensor, InferenceError> {
         let mut outputs = self.run(inputs)?;
-        if outputs.is_empty() {
+        if index >= outputs.len() {
             return Err(InferenceError::Run(format!(
-                "{} returned no outputs",
-                self.model_name()
+                "{} returned {} outputs, not output {}",
+                self.model_name(),
+                outputs.len(),
+                index + 1
             )));
         }
-        Ok(outputs.swap_remove(0))
+        Ok(outputs.swap_remove(index))
+    }
+}
+
+/// A model whose output in use is the one the `output` property names rather than its first:
+/// it is listed first and [`Backend::run_first`] runs it (a server is asked for it alone).
+pub struct SelectedOutput {
+    inner: std::sync::Arc<dyn Backend>,
+    index: usize,
+    /// The inner model's outputs, the selected one moved first.
+    outputs: Vec<TensorSpec>,
+}
+
+impl SelectedOutput {
+    /// `inner` with its output `name`; an error lists the outputs it has.
+    pub fn new(inner: std::sync::Arc<dyn Backend>, name: &str) -> Result<Self, String> {
+        let Some(index) = inner.outputs().iter().position(|o| o.name == name) else {
+            let names: Vec<String> = inner
+                .outputs()
+                .iter()
+                .map(|o| format!("'{}'", o.name))
+                .collect();
+            return Err(format!(
+                "{} has no output '{name}'; its outputs are {}",
+                inner.model_name(),
+                names.join(", ")
+            ));
+        };
+        let mut outputs = inner.outputs().to_vec();
+        let selected = outputs.remove(index);
+        outputs.insert(0, selected);
+        Ok(Self {
+            inner,
+            index,
+            outputs,
+        })
+    }
+
+    /// The inner model's index of output `index` of this one.
+    fn inner_index(&self, index: usize) -> usize {
+        match index {
+            0 => self.index,
+            i if i <= self.index => i - 1,
+            i => i,
+        }
+    }
+}
+
+impl Backend for SelectedOutput {
+    fn model_name(&self) -> &str {
+        self.inner.model_name()
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        self.inner.inputs()
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&self, inputs: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
+        let mut outputs = self.inner.run(inputs)?;
+        if self.index < outputs.len() {
+            let selected = outputs.remove(self.index);
+            outputs.insert(0, selected);
+        }
+        Ok(outputs)
+    }
+
+    fn run_output(
+        &self,
+        inputs: &[TensorView<'_>],
+        index: usize,
+    ) -> Result<Tensor, InferenceError> {
+        self.inner.run_output(inputs, self.inner_index(index))
+    }
+
+    fn converts(&self, element_type: &ElementType) -> bool {
+        self.inner.converts(element_type)
+    }
+
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Three outputs, each one value: its own index.
+    struct ThreeOutputs(Vec<TensorSpec>);
+
+    impl Backend for ThreeOutputs {
+        fn model_name(&self) -> &str {
+            "'three'"
+        }
+        fn inputs(&self) -> &[TensorSpec] {
+            &[]
+        }
+        fn outputs(&self) -> &[TensorSpec] {
+            &self.0
+        }
+        fn run(&self, _: &[TensorView<'_>]) -> Result<Vec<Tensor>, InferenceError> {
+            Ok((0..3)
+                .map(|i| Tensor {
+                    shape: vec![1],
+                    data: vec![i as f32],
+                })
+                .collect())
+        }
+    }
+
+    fn three() -> Arc<dyn Backend> {
+        let spec = |name: &str| TensorSpec {
+            name: name.into(),
+            element_type: ElementType::Float32,
+            shape: vec![Some(1)],
+        };
+        Arc::new(ThreeOutputs(vec![spec("a"), spec("b"), spec("c")]))
+    }
+
+    #[test]
+    fn a_selected_output_comes_first_and_is_the_one_run() {
+        let selected = SelectedOutput::new(three(), "c").unwrap();
+        let names: Vec<&str> = selected.outputs().iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["c", "a", "b"]);
+        assert_eq!(selected.run_first(&[]).unwrap().data, [2.0]);
+        let values: Vec<f32> = selected
+            .run(&[])
+            .unwrap()
+            .iter()
+            .map(|t| t.data[0])
+            .collect();
+        assert_eq!(values, [2.0, 0.0, 1.0]);
+        for index in 0..3 {
+            assert_eq!(
+                selected.run_output(&[], index).unwrap().data,
+                [values[index]]
+            );
+        }
+        let err = SelectedOutput::new(three(), "mask").err().unwrap();
+        assert_eq!(
+            err,
+            "'three' has no output 'mask'; its outputs are 'a', 'b', 'c'"
+        );
     }
 }

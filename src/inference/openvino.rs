@@ -543,11 +543,19 @@ impl Backend for OpenVinoBackend {
         self.infer(inputs, 0..self.outputs.len())
     }
 
-    fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
-        if self.outputs.is_empty() {
-            return Err(self.run_error("the model has no outputs"));
+    fn run_output(
+        &self,
+        inputs: &[TensorView<'_>],
+        index: usize,
+    ) -> Result<Tensor, InferenceError> {
+        if index >= self.outputs.len() {
+            return Err(self.run_error(format!(
+                "the model has {} outputs, not output {}",
+                self.outputs.len(),
+                index + 1
+            )));
         }
-        let mut outputs = self.infer(inputs, 0..1)?;
+        let mut outputs = self.infer(inputs, index..index + 1)?;
         Ok(outputs.swap_remove(0))
     }
 }

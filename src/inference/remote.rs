@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::cancel::Cancellation;
 use super::retry::{Attempt, RetryObserver, RetryPolicy};
 use super::secrets::Secrets;
+use super::triton::WireType;
 use super::{Backend, ElementType, InferenceError, Tensor, TensorSpec, TensorView};
 
 /// A model on a server, reached by one request per run.
@@ -179,8 +180,8 @@ impl BlockingRuntime {
     }
 }
 
-/// The inputs fit what the server declared: as many as it takes, every one float32 (the only
-/// type sent).
+/// The inputs fit what the server declared: as many as it takes, each of a type the clients
+/// convert to at the wire (float32, float16, uint8).
 fn check_inputs(model: &dyn RemoteModel, inputs: &[TensorView<'_>]) -> Result<(), InferenceError> {
     let specs = model.input_specs();
     if inputs.len() != specs.len() {
@@ -192,12 +193,12 @@ fn check_inputs(model: &dyn RemoteModel, inputs: &[TensorView<'_>]) -> Result<()
     }
     if let Some(spec) = specs
         .iter()
-        .find(|spec| spec.element_type != ElementType::Float32)
+        .find(|spec| WireType::of(&spec.element_type).is_none())
     {
         return Err(request_error(
             model.display_name(),
             format!(
-                "input '{}' is {}; only float32 is sent",
+                "input '{}' is {}; float32, float16 or uint8 is sent",
                 spec.name, spec.element_type
             ),
             false,
@@ -223,13 +224,21 @@ impl Backend for RemoteBackend {
         self.request(inputs, self.model.output_specs())
     }
 
-    fn run_first(&self, inputs: &[TensorView<'_>]) -> Result<Tensor, InferenceError> {
-        let first = self.model.output_specs().get(..1).unwrap_or_default();
-        let mut outputs = self.request(inputs, first)?;
+    fn run_output(
+        &self,
+        inputs: &[TensorView<'_>],
+        index: usize,
+    ) -> Result<Tensor, InferenceError> {
+        let wanted = self
+            .model
+            .output_specs()
+            .get(index..index + 1)
+            .unwrap_or_default();
+        let mut outputs = self.request(inputs, wanted)?;
         outputs.pop().ok_or_else(|| {
             request_error(
                 self.model.display_name(),
-                "the model declares no outputs",
+                format!("the model declares no output {}", index + 1),
                 false,
             )
         })
@@ -237,6 +246,11 @@ impl Backend for RemoteBackend {
 
     fn is_remote(&self) -> bool {
         true
+    }
+
+    /// Float32, float16 and uint8 tensors are converted at the wire.
+    fn converts(&self, element_type: &ElementType) -> bool {
+        WireType::of(element_type).is_some()
     }
 }
 
@@ -355,6 +369,10 @@ mod tests {
         let err = model.run(&[ONE, ONE]).unwrap_err().to_string();
         assert!(err.contains("takes 1 inputs, 2 given"), "{err}");
         let (model, asked_too) = self::model(ElementType::Other("INT64".into()));
+        assert!(
+            model.converts(&ElementType::Float16)
+                && !model.converts(&ElementType::Other("INT64".into()))
+        );
         let err = model.run_first(&[ONE]).unwrap_err().to_string();
         assert!(err.contains("'x' is INT64"), "{err}");
         assert!(asked.lock().unwrap().is_empty() && asked_too.lock().unwrap().is_empty());

@@ -31,8 +31,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The ONNX element types the tests' models have at their edges, as Triton declares them.
+DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
+
+
 def tensors(args):
-    return [Tensor(name=a.name, dtype=np.float32, shape=tuple(d if isinstance(d, int) else -1 for d in a.shape)) for a in args]
+    return [Tensor(name=a.name, dtype=DTYPES[a.type],
+                   shape=tuple(d if isinstance(d, int) else -1 for d in a.shape)) for a in args]
 
 
 def serving(path, delay=0.0, fail=False, delay_once=0.0):

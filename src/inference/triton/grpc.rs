@@ -325,15 +325,17 @@ pub fn infer_request<'a>(
     inputs: &[TensorView<'_>],
     outputs: impl Iterator<Item = &'a str>,
 ) -> ModelInferRequest {
+    let wires = super::input_wire_types(specs);
     ModelInferRequest {
         model_name: model.to_string(),
         model_version: version.to_string(),
         inputs: specs
             .iter()
             .zip(inputs)
-            .map(|(spec, view)| InferInputTensor {
+            .zip(&wires)
+            .map(|((spec, view), wire)| InferInputTensor {
                 name: spec.name.clone(),
-                datatype: "FP32".into(),
+                datatype: wire.datatype().into(),
                 shape: view.shape.iter().map(|&d| d as i64).collect(),
                 ..Default::default()
             })
@@ -346,9 +348,10 @@ pub fn infer_request<'a>(
             .collect(),
         raw_input_contents: inputs
             .iter()
-            .map(|view| {
+            .zip(&wires)
+            .map(|(view, wire)| {
                 let mut bytes = Vec::new();
-                super::raw_bytes(view.data, &mut bytes);
+                super::raw_bytes(view.data, *wire, &mut bytes);
                 bytes
             })
             .collect(),
@@ -385,25 +388,33 @@ pub fn parse_infer_response(
             let output = &outputs[at];
             if let Some(raw) = raw_output_contents.get_mut(at) {
                 let bytes = std::mem::take(raw);
-                return super::fp32_from_raw(name, Some(&output.datatype), &output.shape, &bytes);
+                return super::tensor_from_raw(name, Some(&output.datatype), &output.shape, &bytes);
             }
+            // Typed contents: float32 and uint8 have fields of their own (float16 travels raw).
             let (shape, elements) = super::answer_shape(name, &output.shape)?;
-            let values = output
-                .contents
-                .as_ref()
-                .map(|c| c.fp32_contents.as_slice())
-                .unwrap_or_default();
-            if output.datatype != "FP32" || values.len() != elements {
+            let contents = output.contents.as_ref();
+            let data: Vec<f32> = match output.datatype.as_str() {
+                "FP32" => contents
+                    .map(|c| c.fp32_contents.clone())
+                    .unwrap_or_default(),
+                "UINT8" => contents
+                    .map(|c| {
+                        c.uint_contents
+                            .iter()
+                            .map(|&v| super::WireType::Uint8.to_f32(f64::from(v)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            if data.len() != elements {
                 return Err(format!(
-                    "output '{name}' is {} of shape {shape:?} with {} float32 values",
+                    "output '{name}' is {} of shape {shape:?} with {} values",
                     output.datatype,
-                    values.len()
+                    data.len()
                 ));
             }
-            Ok(Tensor {
-                shape,
-                data: values.to_vec(),
-            })
+            Ok(Tensor { shape, data })
         })
         .collect()
 }

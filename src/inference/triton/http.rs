@@ -166,17 +166,20 @@ pub fn retry_after(value: &str) -> Option<Duration> {
 }
 
 /// The body of an inference request: the JSON header (its length is returned too) asking for
-/// every output in binary, then each input's data as little-endian float32.
+/// every output in binary, then each input's data as the little-endian values of its declared
+/// type (float32, float16 or uint8).
 pub fn infer_request(
     inputs: &[(&TensorSpec, TensorView<'_>)],
     outputs: &[TensorSpec],
 ) -> (Vec<u8>, usize) {
+    let specs: Vec<TensorSpec> = inputs.iter().map(|(spec, _)| (*spec).clone()).collect();
+    let wires = super::input_wire_types(&specs);
     let header = serde_json::json!({
-        "inputs": inputs.iter().map(|(spec, view)| serde_json::json!({
+        "inputs": inputs.iter().zip(&wires).map(|((spec, view), wire)| serde_json::json!({
             "name": spec.name,
             "shape": view.shape,
-            "datatype": "FP32",
-            "parameters": {"binary_data_size": view.data.len() * 4},
+            "datatype": wire.datatype(),
+            "parameters": {"binary_data_size": view.data.len() * wire.size()},
         })).collect::<Vec<_>>(),
         "outputs": outputs.iter().map(|spec| serde_json::json!({
             "name": spec.name,
@@ -184,11 +187,15 @@ pub fn infer_request(
         })).collect::<Vec<_>>(),
     })
     .to_string();
-    let data_len: usize = inputs.iter().map(|(_, view)| view.data.len() * 4).sum();
+    let data_len: usize = inputs
+        .iter()
+        .zip(&wires)
+        .map(|((_, view), wire)| view.data.len() * wire.size())
+        .sum();
     let mut body = Vec::with_capacity(header.len() + data_len);
     body.extend_from_slice(header.as_bytes());
-    for (_, view) in inputs {
-        super::raw_bytes(view.data, &mut body);
+    for ((_, view), wire) in inputs.iter().zip(&wires) {
+        super::raw_bytes(view.data, *wire, &mut body);
     }
     (body, header.len())
 }
@@ -248,7 +255,7 @@ pub fn parse_infer_response(
                     )
                 })?;
                 binary = rest;
-                super::fp32_from_raw(name, datatype, &dims, bytes)?
+                super::tensor_from_raw(name, datatype, &dims, bytes)?
             }
             None => {
                 let values = output
@@ -261,9 +268,12 @@ pub fn parse_infer_response(
                         values.len()
                     ));
                 }
+                let wire = datatype
+                    .and_then(super::WireType::from_datatype)
+                    .unwrap_or(super::WireType::Fp32);
                 let data = values
                     .iter()
-                    .map(|v| v.as_f64().map(|v| v as f32))
+                    .map(|v| v.as_f64().map(|v| wire.to_f32(v)))
                     .collect::<Option<Vec<f32>>>()
                     .ok_or_else(|| format!("output '{name}' holds a value that is not a number"))?;
                 Tensor { shape, data }

@@ -149,35 +149,118 @@ pub fn answer_shape(name: &str, dims: &[i64]) -> Result<(Vec<usize>, usize), Str
     Ok((shape, elements))
 }
 
+/// A tensor type as it travels: what a server may declare at a model's edge. Elements work in
+/// float32; the client converts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireType {
+    Fp32,
+    /// Rounded to the nearest float16 when sent, widened exactly when read.
+    Fp16,
+    /// Rounded and clamped to 0..255 when sent (the model takes pixel values: input-mean 0,
+    /// input-std 1/255); read as value / 255 (a mask in bytes is 0..1).
+    Uint8,
+}
+
+impl WireType {
+    /// The wire type of a declared element type; `None` for one this client does not convert.
+    pub fn of(element_type: &ElementType) -> Option<Self> {
+        match element_type {
+            ElementType::Float32 => Some(Self::Fp32),
+            ElementType::Float16 => Some(Self::Fp16),
+            ElementType::Other(name) if name == "UINT8" => Some(Self::Uint8),
+            _ => None,
+        }
+    }
+
+    pub fn from_datatype(datatype: &str) -> Option<Self> {
+        Self::of(&element_type(datatype))
+    }
+
+    /// KServe v2's name for it.
+    pub fn datatype(self) -> &'static str {
+        match self {
+            Self::Fp32 => "FP32",
+            Self::Fp16 => "FP16",
+            Self::Uint8 => "UINT8",
+        }
+    }
+
+    /// Bytes a value.
+    pub fn size(self) -> usize {
+        match self {
+            Self::Fp32 => 4,
+            Self::Fp16 => 2,
+            Self::Uint8 => 1,
+        }
+    }
+
+    /// A value read from an answer (JSON data, gRPC's typed contents) as the element's float32.
+    pub fn to_f32(self, value: f64) -> f32 {
+        match self {
+            Self::Uint8 => (value / 255.0) as f32,
+            _ => value as f32,
+        }
+    }
+}
+
 /// An output sent as raw bytes (HTTP's binary extension, gRPC's `raw_output_contents`) as a
-/// float32 tensor: the datatype must be FP32 and the byte count must match the shape.
-pub fn fp32_from_raw(
+/// float32 tensor: the datatype must be one the client converts, and the byte count must
+/// match the shape.
+pub fn tensor_from_raw(
     name: &str,
     datatype: Option<&str>,
     dims: &[i64],
     bytes: &[u8],
 ) -> Result<Tensor, String> {
     let (shape, elements) = answer_shape(name, dims)?;
-    if datatype != Some("FP32") || elements.checked_mul(4) != Some(bytes.len()) {
+    let wire = datatype.and_then(WireType::from_datatype);
+    let Some(wire) = wire.filter(|wire| elements.checked_mul(wire.size()) == Some(bytes.len()))
+    else {
         return Err(format!(
-            "output '{name}' is {} of shape {shape:?} in {} bytes; expected FP32, 4 bytes a value",
+            "output '{name}' is {} of shape {shape:?} in {} bytes; expected FP32, FP16 or UINT8, \
+             4, 2 or 1 bytes a value",
             datatype.unwrap_or("untyped"),
             bytes.len()
         ));
-    }
-    let data = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    };
+    let data = match wire {
+        WireType::Fp32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        WireType::Fp16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        WireType::Uint8 => bytes.iter().map(|&b| f32::from(b) / 255.0).collect(),
+    };
     Ok(Tensor { shape, data })
 }
 
-/// Input data as the raw little-endian bytes both protocols carry.
-pub fn raw_bytes(data: &[f32], into: &mut Vec<u8>) {
-    into.reserve(data.len() * 4);
-    for value in data {
-        into.extend_from_slice(&value.to_le_bytes());
+/// Input data as the raw little-endian bytes of `wire` that both protocols carry.
+pub fn raw_bytes(data: &[f32], wire: WireType, into: &mut Vec<u8>) {
+    into.reserve(data.len() * wire.size());
+    match wire {
+        WireType::Fp32 => {
+            for value in data {
+                into.extend_from_slice(&value.to_le_bytes());
+            }
+        }
+        WireType::Fp16 => {
+            for half in super::float16::to_f16(data) {
+                into.extend_from_slice(&half.to_le_bytes());
+            }
+        }
+        WireType::Uint8 => into.extend(data.iter().map(|v| v.round().clamp(0.0, 255.0) as u8)),
     }
+}
+
+/// The wire type of each input: what the server declared (float32 for what it does not).
+pub fn input_wire_types(specs: &[TensorSpec]) -> Vec<WireType> {
+    specs
+        .iter()
+        .map(|spec| WireType::of(&spec.element_type).unwrap_or(WireType::Fp32))
+        .collect()
 }
 
 #[cfg(test)]
@@ -193,6 +276,25 @@ mod tests {
             "cannot use the server host:8001 (gRPC) for model 'u2netp' version 2: cannot connect"
         );
         assert_eq!(model_name("unet", None), "'unet'");
+    }
+
+    #[test]
+    fn fp16_and_uint8_tensors_are_converted_at_the_wire() {
+        let mut bytes = Vec::new();
+        raw_bytes(&[0.5, -2.0, 65504.0], WireType::Fp16, &mut bytes);
+        assert_eq!(bytes.len(), 6);
+        let back = tensor_from_raw("a", Some("FP16"), &[3], &bytes).unwrap();
+        assert_eq!(back.data, [0.5, -2.0, 65504.0]);
+        let mut bytes = Vec::new();
+        raw_bytes(&[-3.0, 127.6, 300.0], WireType::Uint8, &mut bytes);
+        assert_eq!(bytes, [0, 128, 255]);
+        let mask = tensor_from_raw("m", Some("UINT8"), &[1, 3], &bytes).unwrap();
+        assert_eq!(mask.shape, [1, 3]);
+        assert_eq!(mask.data, [0.0, 128.0 / 255.0, 1.0]);
+        let err = tensor_from_raw("m", Some("INT64"), &[1], &[0; 8]).unwrap_err();
+        assert!(err.contains("output 'm' is INT64"), "{err}");
+        assert!(tensor_from_raw("m", Some("FP16"), &[3], &[0; 4]).is_err());
+        assert_eq!(WireType::of(&ElementType::Other("INT8".into())), None);
     }
 
     #[test]
