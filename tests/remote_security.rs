@@ -110,14 +110,15 @@ fn capture_debug_log() -> Arc<Mutex<String>> {
     let sink = captured.clone();
     gst::log::set_active(true);
     gst::log::set_default_threshold(gst::DebugLevel::Log);
+    // The logged object is left out: naming it may take a lock its caller holds.
     gst::log::add_log_function(
-        move |category, level, file, function, line, object, message| {
-            let object = object.map(|o| o.to_string()).unwrap_or_default();
+        move |category, level, file, function, line, _object, message| {
             let text = message.get().map(|m| m.to_string()).unwrap_or_default();
-            sink.lock().unwrap().push_str(&format!(
-                "{level:?} {} {file}:{line}:{function} {object} {text}\n",
+            let line = format!(
+                "{level:?} {} {file}:{line}:{function} {text}\n",
                 category.name()
-            ));
+            );
+            sink.lock().unwrap().push_str(&line);
         },
     );
     captured

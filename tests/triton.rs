@@ -163,8 +163,12 @@ fn the_selfie_model_through_triton_gives_the_alpha_of_onnx_runtime() {
 
 /// How many requests Triton has answered for `model` (its statistics endpoint).
 fn inferences_of(server: &Server, model: &str) -> u64 {
+    inference_count(&server.server, model)
+}
+
+fn inference_count(server: &triton_server::TritonServer, model: &str) -> u64 {
     let body = ureq::get(&format!("http://{}/v2/models/{model}/stats", server.http))
-        .set("triton-access-token", &server.server.access_token)
+        .set("triton-access-token", &server.access_token)
         .call()
         .expect("Triton's statistics")
         .into_string()
@@ -818,7 +822,7 @@ fn a_model_with_float16_inputs_and_outputs_is_served_as_it_runs_here() {
             &format!("rembgfilter backend={backend} server={address} model={FLOAT16_MODEL}"),
         ))
         .unwrap();
-        let most = max_difference(&local[0].1, &remote[0].1);
+        let most = largest_difference(&local[0].1, &remote[0].1);
         assert!(most <= 1, "{backend}: alpha differs by {most}");
     }
 }
@@ -839,14 +843,14 @@ fn the_output_property_picks_the_tensor_here_and_on_the_server_alike() {
     let first = alpha("rembgfilter backend=onnxruntime model=u2netp");
     let local = alpha("rembgfilter backend=onnxruntime model=u2netp output=1962");
     assert!(
-        max_difference(&first, &local) > 8,
+        largest_difference(&first, &local) > 8,
         "output=1962 changed nothing"
     );
     for (backend, address) in server.endpoints() {
         let remote = alpha(&format!(
             "rembgfilter backend={backend} server={address} model=u2netp output=1962"
         ));
-        let most = max_difference(&local, &remote);
+        let most = largest_difference(&local, &remote);
         assert!(most <= 1, "{backend}: alpha differs by {most}");
         let (err, _) = rembgfilter_error(&format!(
             "backend={backend} server={address} model=u2netp output=mask"
@@ -860,11 +864,112 @@ fn the_output_property_picks_the_tensor_here_and_on_the_server_alike() {
     }
 }
 
-fn max_difference(a: &[u8], b: &[u8]) -> u8 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| x.abs_diff(*y))
-        .max()
-        .unwrap_or(0)
+#[test]
+fn two_servers_share_the_frames_and_one_stopped_mid_stream_loses_none() {
+    if without_set_up() {
+        return;
+    }
+    // Two servers of their own, started side by side.
+    let start = |name: &str| {
+        triton_server::start(
+            &python_in("NEURALFX_TRITON_VENV"),
+            &reference_script("triton_server.py"),
+            &temp_dir_of("triton", &format!("-pair-{name}")),
+            &[("u2netp", &u2netp())],
+        )
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| start("a"));
+        let b = scope.spawn(|| start("b"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    const FRAMES: usize = 60;
+    let streams = [
+        ("triton-http", &a.http, &b.http),
+        ("triton", &a.grpc, &b.grpc),
+    ]
+    .map(|(backend, first, second)| {
+        init();
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers={FRAMES} ! video/x-raw,format=RGB,width=64,height=48 \
+                 ! rembgfilter backend={backend} server=\"{first}, {second}\" model=u2netp \
+                   request-timeout=5000 requests-in-flight=2 ! appsink name=sink sync=false"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sink = pipeline
+            .by_name("sink")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let mut timestamps = Vec::new();
+        for _ in 0..10 {
+            let sample = sink
+                .try_pull_sample(gst::ClockTime::from_seconds(60))
+                .unwrap_or_else(|| panic!("{backend}: ten frames before the stop"));
+            timestamps.push(sample.buffer().unwrap().pts().unwrap());
+        }
+        (backend, first.clone(), pipeline, sink, timestamps)
+    });
+    // Each protocol's two requests in flight went to both servers.
+    let (served_a, served_b) = (inference_count(&a, "u2netp"), inference_count(&b, "u2netp"));
+    assert!(served_a > 0 && served_b > 0, "a {served_a}, b {served_b}");
+    a.stop();
+    for (backend, stopped, pipeline, sink, mut timestamps) in streams {
+        while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
+            timestamps.push(sample.buffer().unwrap().pts().unwrap());
+        }
+        let said: Vec<String> = pipeline
+            .bus()
+            .unwrap()
+            .iter()
+            .filter_map(|message| match message.view() {
+                gst::MessageView::Error(m) => Some(format!("error: {}", m.error())),
+                gst::MessageView::Warning(m) => Some(format!("warning: {}", m.error())),
+                _ => None,
+            })
+            .collect();
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert_eq!(timestamps.len(), FRAMES, "{backend}: {said:#?}");
+        assert!(
+            timestamps.windows(2).all(|pair| pair[0] < pair[1]),
+            "{backend}: frames out of order"
+        );
+        assert!(
+            said.iter().all(|s| !s.starts_with("error")),
+            "{backend}: {said:#?}"
+        );
+        assert!(
+            said.iter()
+                .any(|s| s.contains(&format!("{stopped} set aside"))),
+            "{backend}: {said:#?}"
+        );
+    }
+    // B took over: it answered the rest.
+    assert!(inference_count(&b, "u2netp") > served_b);
+}
+
+#[test]
+fn a_server_list_with_an_empty_entry_or_a_duplicate_is_refused_at_start() {
+    if without_set_up() {
+        return;
+    }
+    let server = server();
+    for (list, words) in [
+        (
+            format!("{0},,{0}", server.http),
+            "address 2 of the list is empty",
+        ),
+        (format!("{0},{0}", server.http), "is listed twice"),
+    ] {
+        let (err, _) = rembgfilter_error(&format!(
+            "backend=triton-http server=\"{list}\" model=u2netp"
+        ));
+        assert!(
+            err.contains("property 'server'") && err.contains(words),
+            "{err}"
+        );
+    }
 }

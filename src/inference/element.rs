@@ -18,6 +18,7 @@ use super::openvino::{CompileOptions, OpenVinoBackend, Precision};
 use super::remote::{RemoteBackend, RemoteModel};
 use super::retry::RetryPolicy;
 use super::secrets::{RequestHeaders, Secrets, redact_url, redacted_headers_property};
+use super::server_pool::{Connector, ServerObserver, ServerPool, server_list};
 use super::tls::TlsSettings;
 use super::triton::ServerOptions;
 #[cfg(feature = "triton-grpc")]
@@ -373,7 +374,7 @@ pub fn param_specs() -> [glib::ParamSpec; 27] {
             .build(),
         glib::ParamSpecString::builder("server")
             .nick("Server")
-            .blurb("Triton server: host:8001 for gRPC (grpcs:// for TLS), host:8000 or http(s)://... for HTTP")
+            .blurb("Triton server: host:8001 for gRPC (grpcs:// for TLS), host:8000 or http(s)://... for HTTP; several separated by commas")
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("headers")
@@ -623,10 +624,23 @@ fn load_where_set(
                     )
                 )
             })?;
+            let servers = server_list(server).map_err(|reason| {
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("property 'server': {}", reason)
+                )
+            })?;
+            if cfg!(not(feature = "triton-grpc")) && settings.kind == BackendKind::TritonGrpc {
+                return Err(gst::error_msg!(
+                    gst::LibraryError::Init,
+                    ("backend=triton: this build of neuralfx has no gRPC client (cargo feature 'triton-grpc'); use backend=triton-http")
+                ));
+            }
             let timeout = Duration::from_millis(u64::from(settings.request_timeout_ms));
             let version = settings.model_version.as_deref();
             let headers = request_headers(settings)?;
-            let secrets = Secrets::new(Some(server), &headers);
+            let server_refs: Vec<&str> = servers.iter().map(String::as_str).collect();
+            let secrets = Secrets::new(&server_refs, &headers);
             let model_error = |error| model_error(secrets.redact_error(error));
             let tls = settings
                 .tls
@@ -640,27 +654,30 @@ fn load_where_set(
                 headers,
                 tls,
             };
-            let backend: Box<dyn RemoteModel> = match settings.kind {
-                #[cfg(feature = "triton-grpc")]
-                BackendKind::TritonGrpc => Box::new(
-                    TritonGrpcBackend::connect(server, model, version, &options)
-                        .map_err(model_error)?,
-                ),
-                #[cfg(not(feature = "triton-grpc"))]
-                BackendKind::TritonGrpc => {
-                    return Err(gst::error_msg!(
-                        gst::LibraryError::Init,
-                        ("backend=triton: this build of neuralfx has no gRPC client (cargo feature 'triton-grpc'); use backend=triton-http")
-                    ));
-                }
-                _ => Box::new(
-                    TritonHttpBackend::connect(server, model, version, &options)
-                        .map_err(model_error)?,
-                ),
+            let mut connectors: Vec<(String, Connector)> = servers
+                .iter()
+                .map(|server| {
+                    let connector =
+                        triton_connector(settings.kind, server, model, version, &options);
+                    (redact_url(server), connector)
+                })
+                .collect();
+            let backend: Box<dyn RemoteModel> = if connectors.len() == 1 {
+                let (_, connect) = connectors.remove(0);
+                connect().map_err(model_error)?
+            } else {
+                let pool = ServerPool::connect(
+                    &super::triton::model_name(model, version),
+                    connectors,
+                    Some(server_warnings(element, secrets.clone())),
+                )
+                .map_err(model_error)?;
+                Box::new(pool)
             };
+            let addresses: Vec<String> = servers.iter().map(|s| redact_url(s)).collect();
             let runs_on = format!(
                 "Triton at {} ({})",
-                redact_url(server.trim()),
+                addresses.join(", "),
                 triton_protocol(settings.kind)
             );
             post_info(
@@ -690,8 +707,8 @@ fn load_where_set(
                 settings.payload.nick()
             );
             post_info(element, &format!("the model runs on {runs_on}"));
-            let secrets =
-                Secrets::new(settings.endpoint_url.as_deref(), &RequestHeaders::default());
+            let endpoint_url = settings.endpoint_url.as_deref();
+            let secrets = Secrets::new(endpoint_url.as_slice(), &RequestHeaders::default());
             Ok(remote_backend(element, backend, settings, runs_on, secrets))
         }
     }
@@ -854,6 +871,45 @@ fn sagemaker_backend(
         gst::LibraryError::Init,
         ("backend=sagemaker: this build of neuralfx has no SageMaker client (cargo feature 'sagemaker')")
     ))
+}
+
+/// Connects to the Triton model on `server` as `kind` says, each time it is called.
+fn triton_connector(
+    kind: BackendKind,
+    server: &str,
+    model: &str,
+    version: Option<&str>,
+    options: &ServerOptions,
+) -> Connector {
+    let (server, model) = (server.to_string(), model.to_string());
+    let (version, options) = (version.map(str::to_string), options.clone());
+    Box::new(move || -> Result<Box<dyn RemoteModel>, InferenceError> {
+        let version = version.as_deref();
+        #[cfg(feature = "triton-grpc")]
+        if kind == BackendKind::TritonGrpc {
+            return Ok(Box::new(TritonGrpcBackend::connect(
+                &server, &model, version, &options,
+            )?));
+        }
+        let _ = kind;
+        Ok(Box::new(TritonHttpBackend::connect(
+            &server, &model, version, &options,
+        )?))
+    })
+}
+
+/// What befalls the servers of a list, as warnings on the bus (secrets taken out).
+fn server_warnings(element: &impl IsA<gst::Element>, secrets: Secrets) -> ServerObserver {
+    let element = element.upcast_ref::<gst::Element>().downgrade();
+    Box::new(move |text| {
+        if let Some(element) = element.upgrade() {
+            gst::element_warning!(
+                element,
+                gst::ResourceError::Read,
+                ("{} (property 'server')", secrets.redact(text))
+            );
+        }
+    })
 }
 
 /// The `headers` property, parsed.

@@ -14,6 +14,7 @@ pub mod runtime;
 #[cfg(feature = "sagemaker")]
 pub mod sagemaker;
 pub mod secrets;
+pub mod server_pool;
 pub mod shared;
 #[cfg(test)]
 pub mod testing;
@@ -361,11 +362,8 @@ mod tests {
             .map(|t| t.data[0])
             .collect();
         assert_eq!(values, [2.0, 0.0, 1.0]);
-        for index in 0..3 {
-            assert_eq!(
-                selected.run_output(&[], index).unwrap().data,
-                [values[index]]
-            );
+        for (index, value) in values.iter().enumerate() {
+            assert_eq!(selected.run_output(&[], index).unwrap().data, [*value]);
         }
         let err = SelectedOutput::new(three(), "mask").err().unwrap();
         assert_eq!(

@@ -150,18 +150,20 @@ fn url_user_info(url: &str) -> Option<&str> {
 pub struct Secrets(Vec<String>);
 
 impl Secrets {
-    /// The user information of `server` (whole, its password, and both percent-decoded) and
-    /// every header value; AWS's secret key and session token from the environment.
-    pub fn new(server: Option<&str>, headers: &RequestHeaders) -> Self {
+    /// The user information of each of `servers` (whole, its password, and both
+    /// percent-decoded) and every header value; AWS's secret key and session token from the
+    /// environment.
+    pub fn new(servers: &[&str], headers: &RequestHeaders) -> Self {
         let mut secrets = Vec::new();
-        if let Some(user_info) = server.and_then(url_user_info) {
-            secrets.push(user_info.to_string());
+        for user_info in servers.iter().filter_map(|server| url_user_info(server)) {
+            let mut these = vec![user_info.to_string()];
             if let Some((_, password)) = user_info.split_once(':') {
-                secrets.push(password.to_string());
+                these.push(password.to_string());
             }
-            for secret in secrets.clone() {
-                secrets.push(percent_decoded(&secret));
+            for secret in these.clone() {
+                these.push(percent_decoded(&secret));
             }
+            secrets.extend(these);
         }
         secrets.extend(headers.iter().map(|(_, value)| value.to_string()));
         for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
@@ -325,7 +327,7 @@ mod tests {
     #[test]
     fn secrets_leave_every_text() {
         let headers = RequestHeaders::parse("authorization: Bearer tok3n-value").unwrap();
-        let secrets = Secrets::new(Some("http://me:p%40ssw0rd@host:8000"), &headers);
+        let secrets = Secrets::new(&["http://me:p%40ssw0rd@host:8000"], &headers);
         let text = "http://me:p%40ssw0rd@host:8000/v2/x: refused (p@ssw0rd, Bearer tok3n-value)";
         assert_eq!(
             secrets.redact(text),

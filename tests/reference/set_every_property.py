@@ -28,7 +28,11 @@ CHOSEN = {
     # Locations read back absolute (relative ones are taken from the working directory).
     "audio-location": "/nonexistent/speech.wav",
     "audio-encoder": "/nonexistent/encoder.onnx",
+    "headers": "authorization: Bearer t0ken",
 }
+
+# Properties that read back without their secrets.
+READ_BACK = {"headers": "authorization: ***"}
 
 
 def value_for(spec):
@@ -61,7 +65,7 @@ def main():
             value = value_for(spec)
             element.set_property(spec.name, value)
             back = element.get_property(spec.name)
-            if back != value:
+            if back != READ_BACK.get(spec.name, value):
                 sys.exit(f"{factory}.{spec.name}: set {value!r}, read back {back!r}")
             print(f"{factory}.{spec.name} = {back!r}")
 

@@ -31,10 +31,11 @@ use proto::{
 /// float32 image (12 MB), so the limit is raised to what a segmentation model can need.
 const MAX_MESSAGE_BYTES: usize = 1 << 30;
 
-/// HTTP/2 pings on an idle connection, and how long one may go unanswered before the
-/// connection is dropped and dialled again.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 pings while requests are under way, and how long one may go unanswered before the
+/// connection is dropped and dialled again. None while idle: gRPC servers by default turn away
+/// clients that ping an idle connection more often than every 5 minutes (too_many_pings).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The `headers` property as gRPC metadata, added to every call (`host` instead becomes the
 /// channel's `:authority`).
@@ -112,10 +113,16 @@ pub fn server_uri(server: &str) -> String {
 /// why the call did not get through.
 fn describe_status(status: &tonic::Status) -> (String, bool) {
     use tonic::Code;
-    let transient = matches!(
-        status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled
-    );
+    // A connection that broke (reset, closed mid-answer) comes as UNKNOWN with tonic's
+    // transport error under it: another try, or another server, may serve.
+    let broken_connection = status.code() == Code::Unknown
+        && std::error::Error::source(status)
+            .is_some_and(|source| source.is::<tonic::transport::Error>());
+    let transient = broken_connection
+        || matches!(
+            status.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled
+        );
     let mut text = format!("server answered {:?}: {}", status.code(), status.message());
     if let Some(source) = std::error::Error::source(status) {
         text.push_str(": ");
@@ -153,11 +160,11 @@ impl TritonGrpcBackend {
                 ))
             })?
             .connect_timeout(timeout)
-            // A connection that died quietly (a restarted pod, a dropped NAT entry) is found
-            // between frames, not by the next request waiting out its timeout.
+            // A connection that died quietly under a request (a restarted pod, a dropped NAT
+            // entry) is found by its pings, not by the request waiting out its timeout.
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
+            .keep_alive_while_idle(false)
             .tcp_keepalive(Some(KEEPALIVE_INTERVAL));
         let metadata = ExtraMetadata::new(headers)
             .map_err(|e| served.unusable(format!("property 'headers': {e}")))?;
@@ -308,6 +315,15 @@ impl RemoteModel for TritonGrpcBackend {
             .runtime
             .attempt(&self.display_name, attempt, client.model_infer(request))?
             .map_err(|status| {
+                // The deadline sent with the request passed: the server gave up as we would,
+                // or tonic's own timer of the same deadline fired first.
+                let past_deadline = status.code() == tonic::Code::DeadlineExceeded
+                    || (status.code() == tonic::Code::Cancelled
+                        && status.message().contains("Timeout expired"));
+                if past_deadline {
+                    let text = format!("no answer within {:?}", attempt.timeout);
+                    return request_error(&self.display_name, text, true);
+                }
                 let (text, transient) = describe_status(&status);
                 request_error(&self.display_name, text, transient)
             })?
