@@ -1,9 +1,10 @@
 //! Remote inference on this machine: rembgfilter (u2netp, 640x480) with ONNX Runtime in process
-//! against a real Triton server over gRPC and HTTP (pytriton's tritonserver, u2netp run by
-//! onnxruntime in its Python backend) with 1, 2 and 4 requests in flight: frames per second, and the time per
-//! frame the element and the transport add over the server's own compute time (Triton's
-//! statistics extension), all measured in this one run. Server and element share the two cores,
-//! so the figures show overheads and overlap, not a remote GPU's speed.
+//! against real Triton servers over gRPC and HTTP (pytriton's tritonserver, u2netp run by
+//! onnxruntime in its Python backend), one server and two (`server=a,b`), with 1, 2, 4 and 8
+//! requests in flight: frames per second, and the time per frame the element and the transport
+//! add over the servers' own compute time (Triton's statistics extension), all measured in this
+//! one run. Servers and element share the two cores, so the figures show overheads and overlap,
+//! not a remote GPU's speed.
 //!
 //! `scripts/bench.sh remote`; BENCH_FRAMES=N (default 20).
 
@@ -38,12 +39,26 @@ fn main() {
     let model = Path::new(&home).join("u2netp.onnx");
     let venv = std::env::var("NEURALFX_TRITON_VENV").expect("NEURALFX_TRITON_VENV");
     let dir = std::env::temp_dir().join(format!("neuralfx-remote-bench-{}", std::process::id()));
-    let server = triton_server::start(
-        &Path::new(&venv).join("bin/python"),
-        &reference("triton_server.py"),
-        &dir,
-        &[("u2netp", &model)],
-    );
+    let start = |name: &str| {
+        triton_server::start(
+            &Path::new(&venv).join("bin/python"),
+            &reference("triton_server.py"),
+            &dir.join(name),
+            &[("u2netp", &model)],
+        )
+    };
+    let (server, second) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| start("a"));
+        let second = scope.spawn(|| start("b"));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    let servers = [&server, &second];
+    let stats_of_both = || {
+        servers.iter().fold((0, 0), |(count, ns), server| {
+            let (c, n) = compute_stats(server);
+            (count + c, ns + n)
+        })
+    };
     let pipeline = |rembgfilter: &str| {
         format!(
             "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,format=RGB,width=640,height=480 \
@@ -51,17 +66,17 @@ fn main() {
         )
     };
     println!(
-        "remote benchmark: u2netp at 640x480, {frames} frames per row, server {}",
-        server.http
+        "remote benchmark: u2netp at 640x480, {frames} frames per row, servers {} and {}",
+        server.http, second.http
     );
     println!(
-        "{:>26} {:>8} {:>10} {:>14} {:>14} {:>12}",
+        "{:>34} {:>8} {:>10} {:>14} {:>14} {:>12}",
         "backend", "fps", "ms/frame", "server ms/run", "added ms/frame", "vs local"
     );
     let local = run_pipeline(&pipeline("rembgfilter model=u2netp"));
     let local_ms = ms(local.per_frame);
     println!(
-        "{:>26} {:>8.2} {:>10.1} {:>14} {:>14} {:>12.3}",
+        "{:>34} {:>8.2} {:>10.1} {:>14} {:>14} {:>12.3}",
         "onnxruntime",
         1000.0 / local_ms,
         local_ms,
@@ -69,22 +84,28 @@ fn main() {
         "-",
         1.0
     );
-    let endpoints = [("triton", &server.grpc), ("triton-http", &server.http)];
-    for ((backend, address), in_flight) in endpoints
+    let endpoints = [
+        ("triton", server.grpc.clone(), 1),
+        ("triton", format!("{},{}", server.grpc, second.grpc), 2),
+        ("triton-http", server.http.clone(), 1),
+        ("triton-http", format!("{},{}", server.http, second.http), 2),
+    ];
+    for ((backend, address, count), in_flight) in endpoints
         .into_iter()
-        .flat_map(|endpoint| [1, 2, 4].map(|n| (endpoint, n)))
+        .flat_map(|endpoint| [1, 2, 4, 8].map(|n| (endpoint.clone(), n)))
     {
-        let (count_before, ns_before) = compute_stats(&server);
+        let (count_before, ns_before) = stats_of_both();
         let run = run_pipeline(&pipeline(&format!(
-            "rembgfilter backend={backend} server={address} model=u2netp requests-in-flight={in_flight}"
+            "rembgfilter backend={backend} server=\"{address}\" model=u2netp requests-in-flight={in_flight}"
         )));
-        let (count_after, ns_after) = compute_stats(&server);
+        let (count_after, ns_after) = stats_of_both();
         let runs = (count_after - count_before).max(1);
         let server_ms = ms(Duration::from_nanos((ns_after - ns_before) / runs));
         let per_frame = ms(run.per_frame);
+        let servers = if count == 1 { "1 server" } else { "2 servers" };
         println!(
-            "{:>26} {:>8.2} {:>10.1} {:>14.1} {:>14.1} {:>12.3}",
-            format!("{backend}, {in_flight} in flight"),
+            "{:>34} {:>8.2} {:>10.1} {:>14.1} {:>14.1} {:>12.3}",
+            format!("{backend}, {servers}, {in_flight} in flight"),
             1000.0 / per_frame,
             per_frame,
             server_ms,

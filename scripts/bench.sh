@@ -4,7 +4,7 @@
 #   lipsyncsrc:  element vs bare U-Net inference vs the Python reference loop, at 720p and 1080p
 #   rembgfilter_video: flicker with and without temporal smoothing; live share of frames and latency
 #   soak: resident memory over long runs and many start/stop cycles of each element
-#   remote: rembgfilter with a Triton server over HTTP (1, 2, 4 requests in flight) against in-process
+#   remote: rembgfilter on one and two Triton servers over gRPC and HTTP (1, 2, 4, 8 requests in flight) against in-process
 #   lipsync: the live lipsync element: frames per second not live, and live with the audio-to-frame latency
 #   foreground: foreground colour estimation vs the model and pymatting, with its error vs pymatting
 #   alpha_matting: alpha matting stage by stage vs Python rembg's matting step, at photo size, 1080p, 4K

@@ -973,3 +973,42 @@ fn a_server_list_with_an_empty_entry_or_a_duplicate_is_refused_at_start() {
         );
     }
 }
+
+#[test]
+fn a_connection_dropped_mid_answer_is_an_error_naming_the_server_not_a_hang() {
+    if without_set_up() {
+        return;
+    }
+    let server = server();
+    for (backend, address) in server.endpoints() {
+        init();
+        let proxy = tcp_proxy::TcpProxy::start(address);
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter backend={backend} server={} model=u2netp request-timeout=600000 \
+             ! appsink name=sink sync=false",
+            proxy.address
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sink = pipeline
+            .by_name("sink")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        assert!(
+            sink.try_pull_sample(gst::ClockTime::from_seconds(60))
+                .is_some(),
+            "{backend}: a first frame through the proxy"
+        );
+        proxy.cut_answers();
+        // Within 30 s, though the request timeout is 10 minutes: a cut answer is no wait.
+        let (error, _) = error_of(pipeline, Instant::now());
+        assert!(
+            error.contains(&proxy.address) && error != "EOS",
+            "{backend}: {error}"
+        );
+    }
+}

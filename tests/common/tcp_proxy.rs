@@ -1,7 +1,8 @@
 //! A TCP proxy on 127.0.0.1 in front of a real server, which a test can turn into the server
 //! that stops answering: `freeze_open_connections` keeps every connection open now from passing
 //! another byte of the server's answers (the requests still reach the server), while new
-//! connections pass as before. Each connection is two copying threads.
+//! connections pass as before; `cut_answers` drops every connection in the middle of its next
+//! answer. Each connection is two copying threads.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -20,6 +21,9 @@ pub struct TcpProxy {
     /// `127.0.0.1:PORT` to give the element instead of the server's address.
     pub address: String,
     connections: Arc<Mutex<Vec<Arc<Connection>>>>,
+    /// Set: the next answer of every connection is cut in its middle, and the connection
+    /// closed.
+    cut: Arc<AtomicBool>,
 }
 
 impl TcpProxy {
@@ -28,7 +32,8 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let address = listener.local_addr().unwrap().to_string();
         let connections: Arc<Mutex<Vec<Arc<Connection>>>> = Arc::default();
-        let (server, all) = (server.to_string(), connections.clone());
+        let cut = Arc::new(AtomicBool::new(false));
+        let (server, all, cut_all) = (server.to_string(), connections.clone(), cut.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(upstream) = TcpStream::connect(&server) else {
@@ -40,13 +45,20 @@ impl TcpProxy {
                     swallowed: AtomicU64::new(0),
                 });
                 all.lock().unwrap().push(connection.clone());
-                forward(client, upstream, connection);
+                forward(client, upstream, connection, cut_all.clone());
             }
         });
         TcpProxy {
             address,
             connections,
+            cut,
         }
+    }
+
+    /// From now on every connection's next answer is cut in its middle and the connection
+    /// closed, as a proxy that drops connections does.
+    pub fn cut_answers(&self) {
+        self.cut.store(true, Ordering::SeqCst);
     }
 
     /// Every connection open now passes no more answers; later ones pass as before.
@@ -74,7 +86,12 @@ impl TcpProxy {
     }
 }
 
-fn forward(client: TcpStream, upstream: TcpStream, connection: Arc<Connection>) {
+fn forward(
+    client: TcpStream,
+    upstream: TcpStream,
+    connection: Arc<Connection>,
+    cut: Arc<AtomicBool>,
+) {
     let (mut client_in, mut upstream_out) =
         (client.try_clone().unwrap(), upstream.try_clone().unwrap());
     let requests = connection.clone();
@@ -105,6 +122,12 @@ fn forward(client: TcpStream, upstream: TcpStream, connection: Arc<Connection>) 
                     .swallowed
                     .fetch_add(read as u64, Ordering::SeqCst);
                 continue;
+            }
+            if cut.load(Ordering::SeqCst) {
+                let _ = client_out.write_all(&buffer[..read / 2]);
+                let _ = client_out.shutdown(Shutdown::Both);
+                let _ = upstream_in.shutdown(Shutdown::Both);
+                return;
             }
             if client_out.write_all(&buffer[..read]).is_err() {
                 break;
