@@ -72,7 +72,7 @@ fn headers_carry_the_access_token_the_server_asks_for_over_both_protocols() {
         let (samples, _) = collect_samples_and_warnings(&format!(
             "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
              ! rembgfilter backend={backend} server={address} model=u2netp \
-               headers=@{} ! appsink name=sink",
+               request-timeout=60000 headers=@{} ! appsink name=sink",
             headers.display()
         ))
         .unwrap_or_else(|e| panic!("{backend}: {e}"));
@@ -132,7 +132,7 @@ fn everything_said(backend: &str, secret_properties: &[(&str, String)]) -> Strin
     init();
     let pipeline = gst::parse::launch(&format!(
         "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
-         ! rembgfilter name=nf backend={backend} model=u2netp request-timeout=3000 ! fakesink"
+         ! rembgfilter name=nf backend={backend} model=u2netp request-timeout=60000 ! fakesink"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -410,7 +410,7 @@ fn a_server_behind_mutual_tls_is_reached_with_the_ca_the_client_certificate_and_
         );
         let (samples, _) = collect_samples_and_warnings(&format!(
             "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
-             ! rembgfilter {on} {ca} {client} {name} ! appsink name=sink"
+             ! rembgfilter {on} {ca} {client} {name} request-timeout=60000 ! appsink name=sink"
         ))
         .unwrap_or_else(|e| panic!("{backend}: {e}"));
         assert_eq!(samples.len(), 2, "{backend}");
