@@ -1,9 +1,10 @@
 //! Remote inference on this machine: rembgfilter (u2netp, 640x480) with ONNX Runtime in process
 //! against real Triton servers over gRPC and HTTP (pytriton's tritonserver, u2netp run by
 //! onnxruntime in its Python backend), one server and two (`server=a,b`), with 1, 2, 4 and 8
-//! requests in flight: frames per second, and the time per frame the element and the transport
-//! add over the servers' own compute time (Triton's statistics extension), all measured in this
-//! one run. Servers and element share the two cores, so the figures show overheads and overlap,
+//! requests in flight: frames per second, each request's round trip as the element measures it,
+//! the time the request spent in the server (Triton's statistics extension: queue and compute),
+//! and the difference, what the client and the transport add to each request; all measured in
+//! this one run. Servers and element share the two cores, so the figures show overheads and overlap,
 //! not a remote GPU's speed.
 //!
 //! `scripts/bench.sh remote`; BENCH_FRAMES=N (default 20).
@@ -14,9 +15,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{ms, reference, run_pipeline, triton_server};
+use gst::prelude::*;
 
-/// Triton's count of u2netp inferences and nanoseconds of compute so far.
-fn compute_stats(server: &triton_server::TritonServer) -> (u64, u64) {
+/// Triton's count of u2netp requests so far and the nanoseconds they spent in the server in
+/// all (queue, input, compute, output: its `success` statistic).
+fn server_stats(server: &triton_server::TritonServer) -> (u64, u64) {
     let body = ureq::get(&format!("http://{}/v2/models/u2netp/stats", server.http))
         .set("triton-access-token", &server.access_token)
         .call()
@@ -24,10 +27,19 @@ fn compute_stats(server: &triton_server::TritonServer) -> (u64, u64) {
         .into_string()
         .unwrap();
     let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let compute = &stats["model_stats"][0]["inference_stats"]["compute_infer"];
+    let success = &stats["model_stats"][0]["inference_stats"]["success"];
     (
-        compute["count"].as_u64().unwrap_or(0),
-        compute["ns"].as_u64().unwrap_or(0),
+        success["count"].as_u64().unwrap_or(0),
+        success["ns"].as_u64().unwrap_or(0),
+    )
+}
+
+/// The element's model runs and the time inside them (for a server: each request's round trip).
+fn round_trips(element: &gst::Element) -> (u64, u64) {
+    let stats = element.property::<gst::Structure>("stats");
+    (
+        stats.get::<u64>("model-runs").unwrap_or(0),
+        stats.get::<u64>("model-time").unwrap_or(0),
     )
 }
 
@@ -55,7 +67,7 @@ fn main() {
     let servers = [&server, &second];
     let stats_of_both = || {
         servers.iter().fold((0, 0), |(count, ns), server| {
-            let (c, n) = compute_stats(server);
+            let (c, n) = server_stats(server);
             (count + c, ns + n)
         })
     };
@@ -70,16 +82,23 @@ fn main() {
         server.http, second.http
     );
     println!(
-        "{:>34} {:>8} {:>10} {:>14} {:>14} {:>12}",
-        "backend", "fps", "ms/frame", "server ms/run", "added ms/frame", "vs local"
+        "{:>34} {:>7} {:>9} {:>13} {:>13} {:>15} {:>9}",
+        "backend",
+        "fps",
+        "ms/frame",
+        "round trip ms",
+        "in server ms",
+        "client added ms",
+        "vs local"
     );
     let local = run_pipeline(&pipeline("rembgfilter model=u2netp"));
     let local_ms = ms(local.per_frame);
     println!(
-        "{:>34} {:>8.2} {:>10.1} {:>14} {:>14} {:>12.3}",
+        "{:>34} {:>7.2} {:>9.1} {:>13} {:>13} {:>15} {:>9.3}",
         "onnxruntime",
         1000.0 / local_ms,
         local_ms,
+        "-",
         "-",
         "-",
         1.0
@@ -95,21 +114,31 @@ fn main() {
         .flat_map(|endpoint| [1, 2, 4, 8].map(|n| (endpoint.clone(), n)))
     {
         let (count_before, ns_before) = stats_of_both();
-        let run = run_pipeline(&pipeline(&format!(
-            "rembgfilter backend={backend} server=\"{address}\" model=u2netp requests-in-flight={in_flight}"
-        )));
+        let pipeline = gst::parse::launch(&pipeline(&format!(
+            "rembgfilter name=nf backend={backend} server=\"{address}\" model=u2netp requests-in-flight={in_flight}"
+        )))
+        .unwrap();
+        let run = common::time_pipeline(&pipeline, |_| {});
         let (count_after, ns_after) = stats_of_both();
-        let runs = (count_after - count_before).max(1);
-        let server_ms = ms(Duration::from_nanos((ns_after - ns_before) / runs));
+        let element = pipeline
+            .downcast_ref::<gst::Bin>()
+            .unwrap()
+            .by_name("nf")
+            .unwrap();
+        let (runs, round_trip_ns) = round_trips(&element);
+        let round_trip = ms(Duration::from_nanos(round_trip_ns / runs.max(1)));
+        let requests = (count_after - count_before).max(1);
+        let in_server = ms(Duration::from_nanos((ns_after - ns_before) / requests));
         let per_frame = ms(run.per_frame);
         let servers = if count == 1 { "1 server" } else { "2 servers" };
         println!(
-            "{:>34} {:>8.2} {:>10.1} {:>14.1} {:>14.1} {:>12.3}",
+            "{:>34} {:>7.2} {:>9.1} {:>13.1} {:>13.1} {:>15.1} {:>9.3}",
             format!("{backend}, {servers}, {in_flight} in flight"),
             1000.0 / per_frame,
             per_frame,
-            server_ms,
-            per_frame - server_ms,
+            round_trip,
+            in_server,
+            round_trip - in_server,
             local_ms / per_frame
         );
     }
