@@ -396,6 +396,135 @@ mod tests {
         (header.len(), body)
     }
 
+    /// A KServe v2 server of one model 'm' (one float32 input, one output) on 127.0.0.1 that
+    /// records the headers of every request it gets; its first inference is refused with
+    /// 503 and `Retry-After: 7`, the next ones answered with 0.25.
+    fn fake_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = seen.clone();
+        std::thread::spawn(move || {
+            let mut inferences = 0;
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                // Requests on this connection, one after the other (keep-alive).
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line.to_ascii_lowercase());
+                    }
+                    if head.is_empty() {
+                        break;
+                    }
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    let mut body = vec![0; length];
+                    std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                    recorded.lock().unwrap().push(head.clone());
+                    let path = head
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_string();
+                    let (status, extra, body) = if path.ends_with("/infer") {
+                        inferences += 1;
+                        if inferences == 1 {
+                            (
+                                "503 Unavailable",
+                                "Retry-After: 7\r\n".to_string(),
+                                b"{}".to_vec(),
+                            )
+                        } else {
+                            let header = r#"{"outputs":[{"name":"y","datatype":"FP32","shape":[1],"parameters":{"binary_data_size":4}}]}"#;
+                            let mut body = header.as_bytes().to_vec();
+                            body.extend(0.25f32.to_le_bytes());
+                            (
+                                "200 OK",
+                                format!("Inference-Header-Content-Length: {}\r\n", header.len()),
+                                body,
+                            )
+                        }
+                    } else if path == "/v2/models/m" {
+                        let metadata = r#"{"name":"m","inputs":[{"name":"x","datatype":"FP32","shape":[1]}],"outputs":[{"name":"y","datatype":"FP32","shape":[1]}]}"#;
+                        ("200 OK", String::new(), metadata.as_bytes().to_vec())
+                    } else {
+                        ("200 OK", String::new(), Vec::new())
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}\r\n",
+                        body.len()
+                    );
+                    if writer.write_all(answer.as_bytes()).is_err()
+                        || writer.write_all(&body).is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        });
+        (address, seen)
+    }
+
+    #[test]
+    fn every_request_carries_the_headers_and_answers_come_uncompressed_retry_after_read() {
+        use crate::inference::cancel::Cancellation;
+        use crate::inference::remote::RemoteModel;
+        use crate::inference::retry::RetryPolicy;
+        let (address, seen) = fake_server();
+        let options = crate::inference::triton::ServerOptions {
+            timeout: Duration::from_secs(5),
+            connections: 2,
+            headers: RequestHeaders::parse("x-token: t0k3n").unwrap(),
+            tls: None,
+        };
+        let backend = TritonHttpBackend::connect(&address, "m", None, &options).unwrap();
+        let ask = || {
+            let outputs = backend.output_specs().to_vec();
+            RetryPolicy::new(0, Duration::from_secs(5), None).run(
+                "m",
+                &Cancellation::default(),
+                None,
+                |attempt| {
+                    let view = TensorView {
+                        shape: &[1],
+                        data: &[1.0],
+                    };
+                    backend.request(&[view], &outputs, attempt)
+                },
+            )
+        };
+        let refused = ask().unwrap_err();
+        assert!(refused.is_transient(), "{refused}");
+        assert_eq!(refused.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(ask().unwrap()[0].data, [0.25]);
+        let seen = seen.lock().unwrap();
+        assert!(seen.len() >= 5, "{seen:#?}");
+        assert!(
+            seen.iter().all(|head| head.contains("x-token: t0k3n")),
+            "{seen:#?}"
+        );
+        let inferences: Vec<&String> = seen.iter().filter(|h| h.contains("/infer ")).collect();
+        assert_eq!(inferences.len(), 2);
+        assert!(
+            inferences
+                .iter()
+                .all(|head| head.contains("accept-encoding: identity")),
+            "{inferences:#?}"
+        );
+    }
+
     #[test]
     fn a_request_is_the_json_header_then_the_inputs_bytes() {
         let input = spec("image");
