@@ -711,6 +711,17 @@ fn ends_within(limit: Duration, work: impl FnOnce() + Send + 'static) -> bool {
     end.recv_timeout(limit).is_ok()
 }
 
+/// Asserts that stopping `pipeline` does not wait for its server (within 30 s, where the held
+/// request's timeout is 10 minutes).
+fn assert_stops_at_once(pipeline: gst::Pipeline, backend: &str) {
+    assert!(
+        ends_within(Duration::from_secs(30), move || {
+            pipeline.set_state(gst::State::Null).unwrap();
+        }),
+        "{backend}: stopping waited for the server"
+    );
+}
+
 /// A u2netp stream of `backend` through a proxy in front of `address` (one request in flight,
 /// a request timeout of 10 minutes), playing, its first frame out.
 fn stream_through_a_proxy(
@@ -766,12 +777,7 @@ fn stopping_does_not_wait_for_a_request_the_server_never_answers() {
     for (backend, address) in server.endpoints() {
         let (pipeline, _sink, _proxy) = stream_with_a_held_request(backend, address);
         // Before requests were cancelled, this waited out the request timeout: 10 minutes.
-        assert!(
-            ends_within(Duration::from_secs(30), move || {
-                pipeline.set_state(gst::State::Null).unwrap();
-            }),
-            "{backend}: stopping waited for the server"
-        );
+        assert_stops_at_once(pipeline, backend);
     }
 }
 
@@ -801,12 +807,7 @@ fn a_flushing_seek_does_not_wait_for_a_held_request_and_frames_go_on_after_it() 
                 .expect("a frame after the seek");
             assert_eq!(sample.buffer().unwrap().pts(), Some(gst::ClockTime::ZERO));
         }
-        assert!(
-            ends_within(Duration::from_secs(30), move || {
-                pipeline.set_state(gst::State::Null).unwrap();
-            }),
-            "{backend}: stopping waited for the server"
-        );
+        assert_stops_at_once(pipeline, backend);
     }
 }
 

@@ -654,12 +654,14 @@ fn load_where_set(
                 headers,
                 tls,
             };
+            let addresses: Vec<String> = servers.iter().map(|s| redact_url(s)).collect();
             let mut connectors: Vec<(String, Connector)> = servers
                 .iter()
-                .map(|server| {
+                .zip(&addresses)
+                .map(|(server, address)| {
                     let connector =
                         triton_connector(settings.kind, server, model, version, &options);
-                    (redact_url(server), connector)
+                    (address.clone(), connector)
                 })
                 .collect();
             let backend: Box<dyn RemoteModel> = if connectors.len() == 1 {
@@ -674,7 +676,6 @@ fn load_where_set(
                 .map_err(model_error)?;
                 Box::new(pool)
             };
-            let addresses: Vec<String> = servers.iter().map(|s| redact_url(s)).collect();
             let runs_on = format!(
                 "Triton at {} ({})",
                 addresses.join(", "),

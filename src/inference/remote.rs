@@ -17,9 +17,9 @@ pub trait RemoteModel: Send + Sync {
     fn display_name(&self) -> &str;
     fn input_specs(&self) -> &[TensorSpec];
     fn output_specs(&self) -> &[TensorSpec];
-    /// One try of a request with `inputs` (float32, one per declared input, checked), asking
-    /// for `outputs`, which come back in that order; within `attempt.timeout`, and ending early
-    /// where the client can when the attempt is cancelled.
+    /// One try of a request with `inputs` (one per declared input, of a type converted at the
+    /// wire: checked), asking for `outputs`, which come back in that order; within
+    /// `attempt.timeout`, and ending early where the client can when the attempt is cancelled.
     fn request(
         &self,
         inputs: &[TensorView<'_>],

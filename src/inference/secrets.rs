@@ -127,22 +127,25 @@ pub fn redacted_headers_property(text: &str) -> String {
 /// `scheme://user:password@host/...` with the user and password replaced by [`REDACTED`];
 /// any other text as it is.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}{REDACTED}{}", &url[..scheme_end + 3], &rest[at..]),
+    match user_info_span(url) {
+        Some((start, at)) => format!("{}{REDACTED}{}", &url[..start], &url[at..]),
         None => url.to_string(),
     }
 }
 
 /// The user information of a URL (`user:password`), if any.
 fn url_user_info(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
+    user_info_span(url).map(|(start, at)| &url[start..at])
+}
+
+/// Where a URL's user information starts, and its `@`.
+fn user_info_span(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    rest[..authority_end].rfind('@').map(|at| &rest[..at])
+    rest[..authority_end]
+        .rfind('@')
+        .map(|at| (start, start + at))
 }
 
 /// Every secret of one element's server settings, to take out of text.

@@ -341,7 +341,7 @@ pub fn infer_request<'a>(
     inputs: &[TensorView<'_>],
     outputs: impl Iterator<Item = &'a str>,
 ) -> ModelInferRequest {
-    let wires = super::input_wire_types(specs);
+    let wires: Vec<super::WireType> = specs.iter().map(super::input_wire_type).collect();
     ModelInferRequest {
         model_name: model.to_string(),
         model_version: version.to_string(),

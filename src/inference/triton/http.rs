@@ -172,8 +172,10 @@ pub fn infer_request(
     inputs: &[(&TensorSpec, TensorView<'_>)],
     outputs: &[TensorSpec],
 ) -> (Vec<u8>, usize) {
-    let specs: Vec<TensorSpec> = inputs.iter().map(|(spec, _)| (*spec).clone()).collect();
-    let wires = super::input_wire_types(&specs);
+    let wires: Vec<super::WireType> = inputs
+        .iter()
+        .map(|(spec, _)| super::input_wire_type(spec))
+        .collect();
     let header = serde_json::json!({
         "inputs": inputs.iter().zip(&wires).map(|((spec, view), wire)| serde_json::json!({
             "name": spec.name,

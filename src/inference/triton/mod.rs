@@ -255,12 +255,10 @@ pub fn raw_bytes(data: &[f32], wire: WireType, into: &mut Vec<u8>) {
     }
 }
 
-/// The wire type of each input: what the server declared (float32 for what it does not).
-pub fn input_wire_types(specs: &[TensorSpec]) -> Vec<WireType> {
-    specs
-        .iter()
-        .map(|spec| WireType::of(&spec.element_type).unwrap_or(WireType::Fp32))
-        .collect()
+/// The wire type an input is sent as: what the server declared (float32 for what it does not:
+/// such an input is refused before a request).
+pub fn input_wire_type(spec: &TensorSpec) -> WireType {
+    WireType::of(&spec.element_type).unwrap_or(WireType::Fp32)
 }
 
 #[cfg(test)]
