@@ -249,6 +249,38 @@ fn requests_in_flight_keep_every_frame_in_order_with_its_timestamps() {
 }
 
 #[test]
+fn connections_are_kept_for_the_requests_in_flight_not_dialled_per_request() {
+    if without_set_up() {
+        return;
+    }
+    // Each HTTP request in flight needs a connection of its own; gRPC multiplexes them all on
+    // one. Kept between frames, a connection is opened once, not once a round, even when the
+    // answers come back together (as from a server that batches) and all go idle at once.
+    const IN_FLIGHT: usize = 4;
+    let server = server();
+    for (backend, address) in server.endpoints() {
+        init();
+        let proxy = tcp_proxy::TcpProxy::start(address);
+        proxy.answers_together(IN_FLIGHT);
+        let frames = collect_samples(&format!(
+            "videotestsrc num-buffers=24 ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter backend={backend} server={} model=u2netp request-timeout=60000 \
+               requests-in-flight={IN_FLIGHT} ! appsink name=sink",
+            proxy.address
+        ))
+        .unwrap();
+        assert_eq!(frames.len(), 24, "{backend}");
+        let opened = proxy.connections_opened();
+        eprintln!("{backend}: {opened} connections opened for 24 frames, {IN_FLIGHT} in flight");
+        let most = if backend == "triton" { 1 } else { IN_FLIGHT };
+        assert!(
+            (1..=most).contains(&opened),
+            "{backend}: {opened} connections opened for 24 frames, {IN_FLIGHT} in flight"
+        );
+    }
+}
+
+#[test]
 fn a_server_that_is_not_there_is_named_within_seconds() {
     if without_set_up() {
         return;
