@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::held_request::*;
 use common::*;
 use gst::prelude::*;
 
@@ -732,72 +733,15 @@ fn the_readme_commands_for_a_triton_server_run_as_written_against_this_one() {
     }
 }
 
-/// Whether `work` ends within `limit`, run on a thread of its own: a call that hangs fails its
-/// test after `limit` rather than holding it up.
-fn ends_within(limit: Duration, work: impl FnOnce() + Send + 'static) -> bool {
-    let (ended, end) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        work();
-        let _ = ended.send(());
-    });
-    end.recv_timeout(limit).is_ok()
-}
-
-/// Asserts that stopping `pipeline` does not wait for its server (within 30 s, where the held
-/// request's timeout is 10 minutes).
-fn assert_stops_at_once(pipeline: gst::Pipeline, backend: &str) {
-    assert!(
-        ends_within(Duration::from_secs(30), move || {
-            pipeline.set_state(gst::State::Null).unwrap();
-        }),
-        "{backend}: stopping waited for the server"
-    );
-}
-
-/// A u2netp stream of `backend` through a proxy in front of `address` (one request in flight,
-/// a request timeout of 10 minutes), playing, its first frame out.
-fn stream_through_a_proxy(
-    backend: &str,
-    address: &str,
-) -> (gst::Pipeline, gst_app::AppSink, tcp_proxy::TcpProxy) {
-    init();
-    let proxy = tcp_proxy::TcpProxy::start(address);
-    let pipeline = gst::parse::launch(&format!(
-        "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
-         ! rembgfilter backend={backend} server={} model=u2netp request-timeout=600000 \
-           requests-in-flight=1 ! appsink name=sink sync=false",
-        proxy.address
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    assert!(
-        sink.try_pull_sample(gst::ClockTime::from_seconds(60))
-            .is_some(),
-        "{backend}: a first frame through the proxy"
-    );
-    (pipeline, sink, proxy)
-}
-
-/// As [`stream_through_a_proxy`], the proxy then no longer passing answers, once a request is
-/// held there: the server never answers it, and the request timeout is far off.
-fn stream_with_a_held_request(
-    backend: &str,
-    address: &str,
-) -> (gst::Pipeline, gst_app::AppSink, tcp_proxy::TcpProxy) {
-    let (pipeline, sink, proxy) = stream_through_a_proxy(backend, address);
-    proxy.freeze_open_connections();
-    assert!(
-        proxy.wait_for_a_held_request(Duration::from_secs(60)),
-        "{backend}: no request went out after the first frame"
-    );
-    (pipeline, sink, proxy)
+/// The rembgfilter pipeline of the held-request tests: `backend` on the server at `address`.
+fn u2netp_stream(backend: &str) -> impl FnOnce(&str) -> String {
+    move |address| {
+        format!(
+            "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter backend={backend} server={address} model=u2netp \
+               request-timeout=600000 requests-in-flight=1 ! appsink name=sink"
+        )
+    }
 }
 
 #[test]
@@ -807,7 +751,8 @@ fn stopping_does_not_wait_for_a_request_the_server_never_answers() {
     }
     let server = server();
     for (backend, address) in server.endpoints() {
-        let (pipeline, _sink, _proxy) = stream_with_a_held_request(backend, address);
+        let (pipeline, _sink, _proxy) =
+            stream_with_a_held_request(address, u2netp_stream(backend), backend);
         // Before requests were cancelled, this waited out the request timeout: 10 minutes.
         assert_stops_at_once(pipeline, backend);
     }
@@ -820,16 +765,9 @@ fn a_flushing_seek_does_not_wait_for_a_held_request_and_frames_go_on_after_it() 
     }
     let server = server();
     for (backend, address) in server.endpoints() {
-        let (pipeline, sink, _proxy) = stream_with_a_held_request(backend, address);
-        let seeking = pipeline.clone();
-        assert!(
-            ends_within(Duration::from_secs(30), move || {
-                seeking
-                    .seek_simple(gst::SeekFlags::FLUSH, gst::ClockTime::ZERO)
-                    .unwrap();
-            }),
-            "{backend}: the seek waited for the server"
-        );
+        let (pipeline, sink, _proxy) =
+            stream_with_a_held_request(address, u2netp_stream(backend), backend);
+        assert_seeks_at_once(&pipeline, backend);
         if backend == "triton-http" {
             // New requests take new connections, which pass: the first frame comes again,
             // without waiting behind the abandoned request. (gRPC's one connection is the
@@ -840,6 +778,55 @@ fn a_flushing_seek_does_not_wait_for_a_held_request_and_frames_go_on_after_it() 
             assert_eq!(sample.buffer().unwrap().pts(), Some(gst::ClockTime::ZERO));
         }
         assert_stops_at_once(pipeline, backend);
+    }
+}
+
+#[test]
+fn the_talking_head_elements_seek_and_stop_without_waiting_for_a_held_request() {
+    if without_set_up() {
+        return;
+    }
+    let server = server();
+    let dir = temp_dir_of("triton", "-held-talking-head");
+    let template = talking_head::template_set(&dir.join("data"), 200);
+    let features = dir.join("data/features/ave.npy");
+    let encoder = talking_head::encoder_model(&dir, "encoder.onnx", &[]);
+    // lipsyncsrc over gRPC, the live lipsync over HTTP: each registers its requests' cancellation.
+    let streams = [
+        (
+            "lipsyncsrc",
+            &server.grpc,
+            format!(
+                "lipsyncsrc backend=triton model=unet template={} features={}",
+                template.display(),
+                features.display()
+            ),
+        ),
+        (
+            "lipsync",
+            &server.http,
+            format!(
+                "audiotestsrc wave=sine num-buffers=200 samplesperbuffer=1600 \
+                 ! audio/x-raw,rate=16000,channels=1 \
+                 ! lipsync backend=triton-http model=unet template={} audio-encoder={}",
+                template.display(),
+                encoder.display()
+            ),
+        ),
+    ];
+    for (element, address, description) in streams {
+        let (pipeline, _sink, _proxy) = stream_with_a_held_request(
+            address,
+            |proxy| {
+                format!(
+                    "{description} server={proxy} request-timeout=600000 requests-in-flight=1 \
+                     ! video/x-raw,format=BGR ! appsink name=sink"
+                )
+            },
+            element,
+        );
+        assert_seeks_at_once(&pipeline, element);
+        assert_stops_at_once(pipeline, element);
     }
 }
 
@@ -1023,7 +1010,8 @@ fn a_connection_dropped_mid_answer_is_an_error_naming_the_server_not_a_hang() {
     }
     let server = server();
     for (backend, address) in server.endpoints() {
-        let (pipeline, _sink, proxy) = stream_through_a_proxy(backend, address);
+        let (pipeline, _sink, proxy) =
+            stream_through_a_proxy(address, u2netp_stream(backend), backend);
         proxy.cut_answers();
         // Within 30 s, though the request timeout is 10 minutes: a cut answer is no wait.
         let (error, _) = error_of(pipeline, Instant::now());

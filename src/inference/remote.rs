@@ -125,6 +125,39 @@ pub fn request_error(
     }
 }
 
+/// Runs `call`, a blocking client's one try of a request, on a thread of its own and waits for
+/// it, or returns [`InferenceError::Cancelled`] soon after `attempt` is given up on: the thread
+/// is left to end on its own (its own timeout bounds it), holding nothing of the caller's.
+pub fn run_cancellably<T: Send + 'static>(
+    attempt: &Attempt<'_>,
+    call: impl FnOnce() -> Result<T, InferenceError> + Send + 'static,
+) -> Result<T, InferenceError> {
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    /// How often a call in progress looks whether it was given up on.
+    const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+    let (answer, answered) = channel();
+    std::thread::Builder::new()
+        .name("neuralfx-request".into())
+        .spawn(move || {
+            let _ = answer.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)));
+        })
+        .map_err(|e| InferenceError::Run(format!("cannot start a request thread: {e}")))?;
+    loop {
+        match answered.recv_timeout(LOOK_EVERY) {
+            Ok(Ok(result)) => return result,
+            // On the caller's thread, where [`RemoteBackend`] turns it into the frame's error.
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(InferenceError::Run("the request thread ended".into()));
+            }
+            Err(RecvTimeoutError::Timeout) if attempt.is_cancelled() => {
+                return Err(InferenceError::Cancelled);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
 /// A runtime for a network client, on which the element's threads block for each request: its
 /// one worker thread drives the client's connections between requests.
 #[cfg(any(feature = "triton-grpc", feature = "sagemaker"))]
@@ -357,6 +390,85 @@ mod tests {
         );
         let err = model.run_first(&[ONE]).unwrap_err();
         assert!(!err.is_transient(), "not retried");
+        assert_eq!(
+            err.to_string(),
+            "inference failed: 'm' on test: the request panicked: a bug in the client"
+        );
+    }
+
+    /// Each request's one try is `call()`, run by [`run_cancellably`], as a blocking client's.
+    struct OnAThread<F>(Vec<TensorSpec>, F);
+
+    impl<F, C> RemoteModel for OnAThread<F>
+    where
+        F: Fn() -> C + Send + Sync,
+        C: FnOnce() -> Result<Vec<Tensor>, InferenceError> + Send + 'static,
+    {
+        fn display_name(&self) -> &str {
+            "'m' on test"
+        }
+        fn input_specs(&self) -> &[TensorSpec] {
+            &self.0
+        }
+        fn output_specs(&self) -> &[TensorSpec] {
+            &self.0
+        }
+        fn request(
+            &self,
+            _: &[TensorView<'_>],
+            _: &[TensorSpec],
+            attempt: &Attempt<'_>,
+        ) -> Result<Vec<Tensor>, InferenceError> {
+            run_cancellably(attempt, (self.1)())
+        }
+    }
+
+    fn on_a_thread<F, C>(call: F, cancellation: Arc<Cancellation>) -> RemoteBackend
+    where
+        F: Fn() -> C + Send + Sync + 'static,
+        C: FnOnce() -> Result<Vec<Tensor>, InferenceError> + Send + 'static,
+    {
+        let policy = RetryPolicy::new(3, Duration::from_secs(3600), None);
+        let specs = vec![spec("x", ElementType::Float32)];
+        RemoteBackend::new(Box::new(OnAThread(specs, call)), policy, cancellation)
+    }
+
+    #[test]
+    fn a_blocking_call_is_left_behind_when_its_request_is_cancelled() {
+        use crate::inference::requests::Interruptible;
+        let cancellation = Arc::new(Cancellation::default());
+        // The call never returns by itself until the test ends.
+        let (_never, held) = std::sync::mpsc::channel::<()>();
+        let held = Arc::new(Mutex::new(held));
+        let model = on_a_thread(
+            move || {
+                let held = held.clone();
+                move || {
+                    let _ = held.lock().unwrap().recv();
+                    Ok(vec![])
+                }
+            },
+            cancellation.clone(),
+        );
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                cancellation.set_interrupted(true);
+            });
+            // Were the call waited for, the test would not end.
+            assert!(matches!(
+                model.run_first(&[ONE]),
+                Err(InferenceError::Cancelled)
+            ));
+        });
+    }
+
+    #[test]
+    fn a_blocking_calls_answer_and_panic_reach_the_caller() {
+        let answering = on_a_thread(|| || Ok(vec![Tensor::default()]), Arc::default());
+        assert!(answering.run_first(&[ONE]).is_ok());
+        let panicking = on_a_thread(|| || panic!("a bug in the client"), Arc::default());
+        let err = panicking.run_first(&[ONE]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "inference failed: 'm' on test: the request panicked: a bug in the client"

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod foreground_oracles;
+pub mod held_request;
 pub mod readme;
 pub mod talking_head;
 pub mod tcp_proxy;

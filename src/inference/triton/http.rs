@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use crate::inference::remote::{RemoteModel, request_error};
+use crate::inference::remote::{RemoteModel, request_error, run_cancellably};
 use crate::inference::retry::Attempt;
 use crate::inference::secrets::{RequestHeaders, redact_url};
 
@@ -318,54 +318,69 @@ impl RemoteModel for TritonHttpBackend {
         let pairs: Vec<_> = self.inputs.iter().zip(inputs.iter().copied()).collect();
         let (body, header_len) = infer_request(&pairs, outputs);
         let url = format!("{}{}/infer", self.server, self.model_path);
-        let response = with_headers(self.agent.post(&url), &self.headers)
+        // ureq blocks until the answer or the timeout: the call runs on a thread of its own,
+        // which a flush or a stop leaves behind to end on its own.
+        let request = with_headers(self.agent.post(&url), &self.headers)
             .timeout(attempt.timeout)
             // Tensors barely compress, and compressing them costs the server time.
             .set("Accept-Encoding", "identity")
             .set("Content-Type", "application/octet-stream")
-            .set("Inference-Header-Content-Length", &header_len.to_string())
-            .send_bytes(&body)
-            .map_err(|e| {
-                let (transient, retry_after) = match &e {
-                    ureq::Error::Transport(_) => (true, None),
-                    // Too many requests, bad gateway, unavailable, gateway timeout.
-                    ureq::Error::Status(code, response) => (
-                        matches!(code, 429 | 502 | 503 | 504),
-                        response.header("Retry-After").and_then(retry_after),
-                    ),
-                };
-                match request_error(&self.display_name, describe(&url, e), transient) {
-                    InferenceError::Unavailable { reason, .. } => InferenceError::Unavailable {
-                        reason,
-                        retry_after,
-                    },
-                    other => other,
-                }
-            })?;
-        let answer_header_len = response
-            .header("Inference-Header-Content-Length")
-            .map(|v| {
-                v.parse::<usize>()
-                    .map_err(|_| run_error(format!("Inference-Header-Content-Length '{v}'")))
-            })
-            .transpose()?;
-        let mut answer = Vec::new();
-        response
-            .into_reader()
-            .take(MAX_RESPONSE_BYTES + 1)
-            .read_to_end(&mut answer)
-            // A body that stops coming (timeout, reset) may come whole next time.
-            .map_err(|e| {
-                request_error(&self.display_name, format!("reading the answer: {e}"), true)
-            })?;
-        if answer.len() as u64 > MAX_RESPONSE_BYTES {
-            return Err(run_error(format!(
-                "answer larger than {MAX_RESPONSE_BYTES} bytes"
-            )));
-        }
+            .set("Inference-Header-Content-Length", &header_len.to_string());
+        let display_name = self.display_name.clone();
+        let (answer_header_len, answer) = run_cancellably(attempt, move || {
+            send_and_read(request, &url, &body, &display_name)
+        })?;
         let wanted: Vec<String> = outputs.iter().map(|o| o.name.clone()).collect();
         parse_infer_response(answer_header_len, &answer, &wanted).map_err(run_error)
     }
+}
+
+/// Sends `body` as `request` to `url` and reads the answer: its
+/// Inference-Header-Content-Length and its bytes.
+fn send_and_read(
+    request: ureq::Request,
+    url: &str,
+    body: &[u8],
+    display_name: &str,
+) -> Result<(Option<usize>, Vec<u8>), InferenceError> {
+    let run_error = |reason: String| request_error(display_name, reason, false);
+    let response = request.send_bytes(body).map_err(|e| {
+        let (transient, retry_after) = match &e {
+            ureq::Error::Transport(_) => (true, None),
+            // Too many requests, bad gateway, unavailable, gateway timeout.
+            ureq::Error::Status(code, response) => (
+                matches!(code, 429 | 502 | 503 | 504),
+                response.header("Retry-After").and_then(retry_after),
+            ),
+        };
+        match request_error(display_name, describe(url, e), transient) {
+            InferenceError::Unavailable { reason, .. } => InferenceError::Unavailable {
+                reason,
+                retry_after,
+            },
+            other => other,
+        }
+    })?;
+    let answer_header_len = response
+        .header("Inference-Header-Content-Length")
+        .map(|v| {
+            v.parse::<usize>()
+                .map_err(|_| run_error(format!("Inference-Header-Content-Length '{v}'")))
+        })
+        .transpose()?;
+    let mut answer = Vec::new();
+    response
+        .into_reader()
+        .take(MAX_RESPONSE_BYTES + 1)
+        .read_to_end(&mut answer)
+        // A body that stops coming (timeout, reset) may come whole next time.
+        .map_err(|e| request_error(display_name, format!("reading the answer: {e}"), true))?;
+    if answer.len() as u64 > MAX_RESPONSE_BYTES {
+        return Err(run_error(format!(
+            "answer larger than {MAX_RESPONSE_BYTES} bytes"
+        )));
+    }
+    Ok((answer_header_len, answer))
 }
 
 #[cfg(test)]
