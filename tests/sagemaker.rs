@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::held_request::*;
 use common::*;
 use gst::prelude::*;
 
@@ -304,6 +305,85 @@ fn throttling_is_retried_when_retries_ask_for_it_and_an_error_otherwise() {
             .any(|w| w.contains("ThrottlingException") && w.contains("retry 1 of 2")),
         "{warnings:?}"
     );
+}
+
+#[test]
+fn stopping_and_seeking_do_not_wait_for_a_request_the_endpoint_never_answers() {
+    if without_set_up() {
+        return;
+    }
+    let servers = servers();
+    let stand_in = servers.sagemaker.trim_start_matches("http://");
+    let (pipeline, _sink, _proxy) = stream_with_a_held_request(
+        stand_in,
+        |proxy| {
+            format!(
+                "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
+                 ! rembgfilter model=u2netp {} request-timeout=600000 requests-in-flight=1 \
+                 ! appsink name=sink",
+                on(&format!("http://{proxy}"), "u2netp")
+            )
+        },
+        "sagemaker",
+    );
+    // The SDK's call is dropped, not waited for: before cancellation, 10 minutes each.
+    assert_seeks_at_once(&pipeline, "sagemaker");
+    assert_stops_at_once(pipeline, "sagemaker");
+}
+
+#[test]
+fn no_aws_secret_or_session_token_appears_in_messages_or_the_debug_log() {
+    if without_set_up() {
+        return;
+    }
+    // gst-launch-1.0 with every debug category at LOG and every bus message printed, the
+    // credentials (a session token too) in its environment: served, refused, retried.
+    const SESSION_TOKEN: &str = "neuralfx-test-session-token-7e1d";
+    let servers = servers();
+    let runs = [
+        (on(&servers.sagemaker, "u2netp"), "Got EOS"),
+        (
+            on(&servers.wrong_secret, "u2netp"),
+            "InvalidSignatureException",
+        ),
+        (
+            format!(
+                "{} retries=1",
+                on(&servers.sagemaker, "throttled-once-secrets")
+            ),
+            "retry 1 of 1",
+        ),
+    ];
+    for (properties, expected) in runs {
+        let output = Command::new("gst-launch-1.0")
+            .arg("-m")
+            .args(
+                format!(
+                    "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
+                     ! rembgfilter model=u2netp {properties} ! fakesink"
+                )
+                .split_whitespace(),
+            )
+            .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
+            .env("GST_DEBUG", "*:6")
+            .env("GST_DEBUG_NO_COLOR", "1")
+            .output()
+            .expect("gst-launch-1.0 (scripts/setup.sh installs it)");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            printed.contains(expected) && printed.contains("rembgfilter"),
+            "{properties}: no '{expected}' in {} bytes printed",
+            printed.len()
+        );
+        for secret in [SECRET_KEY, SESSION_TOKEN] {
+            let leaks: Vec<&str> = printed.lines().filter(|l| l.contains(secret)).collect();
+            assert!(leaks.is_empty(), "{properties}: {leaks:#?}");
+        }
+    }
 }
 
 #[test]
