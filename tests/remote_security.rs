@@ -322,57 +322,25 @@ impl Certificates {
     }
 }
 
-/// tests/reference/tls_proxy.py running; it stops when dropped.
-struct TlsProxy {
-    port: u16,
-    process: std::process::Child,
-}
-
-impl Drop for TlsProxy {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
 /// tests/reference/tls_proxy.py in front of `upstream`.
 fn start_tls_proxy(
     dir: &Path,
     name: &str,
     certificates: &Certificates,
     upstream: &str,
-) -> TlsProxy {
-    let ready = dir.join(format!("{name}.ready"));
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let child = std::process::Command::new(python_in("NEURALFX_TRITON_VENV"))
-        .arg(reference_script("tls_proxy.py"))
-        .arg(&ready)
-        .arg(&certificates.server.0)
-        .arg(&certificates.server.1)
-        .arg(&certificates.ca)
-        .arg(upstream)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start tests/reference/tls_proxy.py");
-    let mut proxy = TlsProxy {
-        port: 0,
-        process: child,
-    };
-    for _ in 0..600 {
-        if let Ok(port) = std::fs::read_to_string(&ready) {
-            proxy.port = port.trim().parse().unwrap();
-            return proxy;
-        }
-        if let Ok(Some(status)) = proxy.process.try_wait() {
-            panic!(
-                "the TLS proxy ended ({status}): {}",
-                std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("the TLS proxy did not start in 60 s");
+) -> ReferenceServer {
+    start_reference_server(
+        &python_in("NEURALFX_TRITON_VENV"),
+        "tls_proxy.py",
+        &[
+            certificates.server.0.as_os_str(),
+            certificates.server.1.as_os_str(),
+            certificates.ca.as_os_str(),
+            upstream.as_ref(),
+        ],
+        dir,
+        name,
+    )
 }
 
 #[test]

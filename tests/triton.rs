@@ -380,10 +380,6 @@ fn a_briefly_overloaded_server_is_retried_when_retries_ask_for_it() {
     // timeout the first request fails and, with retries, the next one goes through (it waits
     // for the first to finish, which leaves it 2 s for the model on a busy machine). One
     // request at a time: with several, each retry would also queue behind the others' frames.
-    // 'slow-once-a' and '-b' answer their first request after 4 s, then at once: with a 3 s
-    // timeout the first request fails and, with retries, the next one goes through (it waits
-    // for the first to finish, which leaves it 2 s for the model on a busy machine). One
-    // request at a time: with several, each retry would also queue behind the others' frames.
     let server = server();
     for ((backend, address), model) in server
         .endpoints()
@@ -404,6 +400,61 @@ fn a_briefly_overloaded_server_is_retried_when_retries_ask_for_it() {
             "{backend}: {warnings:?}"
         );
     }
+}
+
+#[test]
+fn a_servers_retry_after_is_waited_before_the_retry() {
+    if without_set_up() {
+        return;
+    }
+    // A gateway in front of the server answers the first inference with 503 and
+    // `Retry-After: 2`: the retry waits the 2 s (its own pause would be 0.05-0.1 s), says so
+    // on the bus, and the frame comes through.
+    let server = server();
+    let dir = temp_dir_of("triton", "-retry-after");
+    let requests = dir.join("requests.jsonl");
+    let proxy = start_reference_server(
+        &python_in("NEURALFX_TRITON_VENV"),
+        "unavailable_proxy.py",
+        &[
+            server.http.as_ref(),
+            "1".as_ref(),
+            "2".as_ref(),
+            requests.as_os_str(),
+        ],
+        &dir,
+        "unavailable-proxy",
+    );
+    let (frames, warnings) = collect_samples_and_warnings(&format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
+         ! rembgfilter backend=triton-http server=127.0.0.1:{} model=u2netp \
+           request-timeout=60000 retries=2 requests-in-flight=1 ! appsink name=sink",
+        proxy.port
+    ))
+    .unwrap();
+    assert_eq!(frames.len(), 2);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("HTTP 503")
+                && w.contains("retry 1 of 2 in 2.0 s, as the server asked")),
+        "{warnings:?}"
+    );
+    let logged: Vec<(f64, String)> = std::fs::read_to_string(&requests)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                entry["at"].as_f64().unwrap(),
+                entry["answer"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let answers: Vec<&str> = logged.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(answers, ["refused", "forwarded", "forwarded"]);
+    let waited = logged[1].0 - logged[0].0;
+    assert!(waited >= 2.0, "retried {waited:.2} s after the refusal");
 }
 
 #[test]

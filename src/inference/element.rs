@@ -971,12 +971,24 @@ fn remote_backend(
     let element = element.upcast_ref::<gst::Element>().downgrade();
     let backend = RemoteBackend::new(model, policy, cancellation.clone())
         .with_secrets(secrets)
-        .with_observer(Box::new(move |retry, of, error| {
+        .with_observer(Box::new(move |retry, of, pause, error| {
             if let Some(element) = element.upgrade() {
+                let asked = if error.retry_after().is_some() {
+                    ", as the server asked"
+                } else {
+                    ""
+                };
                 gst::element_warning!(
                     element,
                     gst::ResourceError::Read,
-                    ("{}; retry {} of {} (property 'retries')", error, retry, of)
+                    (
+                        "{}; retry {} of {} in {:.1} s{} (property 'retries')",
+                        error,
+                        retry,
+                        of,
+                        pause.as_secs_f64(),
+                        asked
+                    )
                 );
             }
         }));

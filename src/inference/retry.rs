@@ -17,9 +17,9 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(2);
 /// The longest `Retry-After` honoured: a server that asks for more is tried again after this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// Called before each retry with the retry's number (from 1), the number allowed and the
-/// failure that caused it, so an element can say so on the bus.
-pub type RetryObserver = Box<dyn Fn(u32, u32, &InferenceError) + Send + Sync>;
+/// Called before each retry with the retry's number (from 1), the number allowed, the pause
+/// before it and the failure that caused it, so an element can say so on the bus.
+pub type RetryObserver = Box<dyn Fn(u32, u32, Duration, &InferenceError) + Send + Sync>;
 
 /// How a remote model's requests are tried.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,7 +98,7 @@ impl RetryPolicy {
                 return Err(self.past_deadline(model, Some(error)));
             }
             if let Some(observer) = observer {
-                observer(retry, self.retries, &error);
+                observer(retry, self.retries, pause, &error);
             }
             last_error = Some(error);
             cancellation
@@ -200,7 +200,7 @@ mod tests {
     fn observed() -> (RetryObserver, Arc<Mutex<Vec<String>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let observer: RetryObserver = Box::new(move |retry, of, error| {
+        let observer: RetryObserver = Box::new(move |retry, of, _pause, error| {
             log.lock().unwrap().push(format!("{retry}/{of} {error}"));
         });
         (observer, seen)

@@ -475,3 +475,59 @@ pub fn lipsync_frames_on_test_data(
         .collect()
     }
 }
+
+/// A server or proxy of tests/reference running; it stops when dropped.
+pub struct ReferenceServer {
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    process: std::process::Child,
+}
+
+impl Drop for ReferenceServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Starts tests/reference/`script` with `python`, its first argument a ready file in `dir` where
+/// it writes its port once listening, then `args`; its output goes to `dir`/`name`.log.
+pub fn start_reference_server(
+    python: &Path,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    dir: &Path,
+    name: &str,
+) -> ReferenceServer {
+    let ready = dir.join(format!("{name}.ready"));
+    let _ = std::fs::remove_file(&ready);
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(python)
+        .arg(reference_script(script))
+        .arg(&ready)
+        .args(args)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start tests/reference/{script}: {e}"));
+    let mut server = ReferenceServer {
+        port: 0,
+        process: child,
+    };
+    for _ in 0..600 {
+        if let Ok(port) = std::fs::read_to_string(&ready) {
+            server.port = port.trim().parse().unwrap();
+            return server;
+        }
+        if let Ok(Some(status)) = server.process.try_wait() {
+            panic!(
+                "tests/reference/{script} ended ({status}): {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("tests/reference/{script} did not start in 60 s");
+}
