@@ -26,6 +26,10 @@ struct Server {
 /// The shared server's u2netp that takes and gives FP16 tensors, as TensorRT plans often do.
 const FLOAT16_MODEL: &str = "u2netp-float16-io";
 
+/// The shared server's u2netp that takes uint8 pixels and gives uint8 masks, its normalisation
+/// inside (tests/reference/pixels_io.py), as exports with their processing built in do.
+const UINT8_MODEL: &str = "u2netp-uint8-io";
+
 /// A copy of u2netp on the shared server whose runs one test counts (no other test uses it).
 const COUNTED: &str = "u2netp-counted";
 
@@ -67,6 +71,11 @@ fn server() -> &'static Server {
             "float16_io.py",
             &[u2netp().to_str().unwrap(), float16_io.to_str().unwrap()],
         );
+        let uint8_io = dir.join("u2netp_uint8_io.onnx");
+        run_reference(
+            "pixels_io.py",
+            &[u2netp().to_str().unwrap(), uint8_io.to_str().unwrap()],
+        );
         let server = triton_server::start(
             &python_in("NEURALFX_TRITON_VENV"),
             &reference_script("triton_server.py"),
@@ -74,6 +83,7 @@ fn server() -> &'static Server {
             &[
                 ("u2netp", &u2netp()),
                 (FLOAT16_MODEL, &float16_io),
+                (UINT8_MODEL, &uint8_io),
                 ("selfie", &u2netp().with_file_name("selfie.onnx")),
                 ("unet", &unet),
                 (UNLOADED[0].1, &u2netp()),
@@ -904,6 +914,40 @@ fn a_model_with_float16_inputs_and_outputs_is_served_as_it_runs_here() {
         .unwrap();
         let most = largest_difference(&local[0].1, &remote[0].1);
         assert!(most <= 1, "{backend}: alpha differs by {most}");
+    }
+}
+
+#[test]
+fn a_model_with_uint8_pixels_in_and_a_uint8_mask_out_gives_the_float_models_alpha() {
+    if without_set_up() {
+        return;
+    }
+    // The pixels go out rounded to bytes (input-mean 0, input-std 1/255: the 0..1 input times
+    // 255) and the mask comes back in 1/255 steps; the float u2netp here is the reference.
+    let server = server();
+    for photo in ["astronaut", "coffee"] {
+        let local = alphas(&photo_pipeline(photo, "rembgfilter model=u2netp")).unwrap();
+        for (backend, address) in server.endpoints() {
+            let remote = alphas(&photo_pipeline(
+                photo,
+                &format!(
+                    "rembgfilter backend={backend} server={address} model={UINT8_MODEL} \
+                     input-mean=0 input-std=0.003921569"
+                ),
+            ))
+            .unwrap();
+            let ((mean, iou), most) = (
+                compare_masks(&remote[0].1, &local[0].1),
+                largest_difference(&local[0].1, &remote[0].1),
+            );
+            eprintln!(
+                "{photo} over {backend}: alpha differs by {mean:.3} on average, {most} at most, IoU {iou:.4}"
+            );
+            assert!(
+                mean <= 1.0 && most <= 6,
+                "{photo} over {backend}: {mean:.3}, {most}"
+            );
+        }
     }
 }
 
