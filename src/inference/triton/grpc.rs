@@ -73,6 +73,23 @@ impl Interceptor for ExtraMetadata {
 
 type Client = GrpcInferenceServiceClient<InterceptedService<Channel, ExtraMetadata>>;
 
+fn client(channel: Channel, metadata: ExtraMetadata) -> Client {
+    GrpcInferenceServiceClient::with_interceptor(channel, metadata)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// `endpoint` pinging every `interval` while requests are under way. A connection that died
+/// quietly under a request (a restarted pod, a dropped NAT entry) is found by its pings, not by
+/// the request waiting out its timeout.
+fn keeping_alive(endpoint: Endpoint, interval: Duration) -> Endpoint {
+    endpoint
+        .http2_keep_alive_interval(interval)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(false)
+        .tcp_keepalive(Some(interval))
+}
+
 /// A model on a KServe v2 server, reached over gRPC.
 pub struct TritonGrpcBackend {
     /// The requests are made from the element's threads, which block on this runtime; its one
@@ -159,13 +176,8 @@ impl TritonGrpcBackend {
                     redact_url(server)
                 ))
             })?
-            .connect_timeout(timeout)
-            // A connection that died quietly under a request (a restarted pod, a dropped NAT
-            // entry) is found by its pings, not by the request waiting out its timeout.
-            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(false)
-            .tcp_keepalive(Some(KEEPALIVE_INTERVAL));
+            .connect_timeout(timeout);
+        endpoint = keeping_alive(endpoint, KEEPALIVE_INTERVAL);
         let metadata = ExtraMetadata::new(headers)
             .map_err(|e| served.unusable(format!("property 'headers': {e}")))?;
         if let Some(host) = headers.get("host") {
@@ -213,9 +225,7 @@ impl TritonGrpcBackend {
                     crate::inference::error_with_causes(&e)
                 ))
             })?;
-        let client = GrpcInferenceServiceClient::with_interceptor(channel, metadata)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let client = client(channel, metadata);
         let version = version.unwrap_or_default().to_string();
         let call_error = |what: &str, status: tonic::Status| {
             load_error(format!("{what}: {}", describe_status(&status).0))
@@ -438,8 +448,12 @@ pub fn parse_infer_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::ElementType;
+    use crate::inference::remote::RemoteBackend;
+    use crate::inference::retry::RetryPolicy;
+    use crate::inference::{Backend, ElementType};
     use proto::model_infer_response::InferOutputTensor;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
     fn output(name: &str, datatype: &str, shape: &[i64]) -> InferOutputTensor {
         InferOutputTensor {
@@ -452,6 +466,179 @@ mod tests {
 
     fn raw(values: &[f32]) -> Vec<u8> {
         values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    /// Counts the HTTP/2 PING frames a client sends (not the acknowledgements), reading the
+    /// frame headers of what passes: the 24-byte preface, then 9 bytes a frame and its payload.
+    struct PingCounter {
+        socket: tokio::net::TcpStream,
+        to_skip: usize,
+        header: Vec<u8>,
+        pings: Arc<AtomicUsize>,
+    }
+
+    impl PingCounter {
+        fn saw(&mut self, mut bytes: &[u8]) {
+            while !bytes.is_empty() {
+                if self.to_skip > 0 {
+                    let skipped = self.to_skip.min(bytes.len());
+                    self.to_skip -= skipped;
+                    bytes = &bytes[skipped..];
+                    continue;
+                }
+                let taken = (9 - self.header.len()).min(bytes.len());
+                self.header.extend_from_slice(&bytes[..taken]);
+                bytes = &bytes[taken..];
+                if let [a, b, c, kind, flags, _, _, _, _] = self.header[..] {
+                    if kind == 6 && flags & 1 == 0 {
+                        self.pings.fetch_add(1, Ordering::SeqCst);
+                    }
+                    self.to_skip = u32::from_be_bytes([0, a, b, c]) as usize;
+                    self.header.clear();
+                }
+            }
+        }
+    }
+
+    impl tokio::io::AsyncRead for PingCounter {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let this = self.get_mut();
+            let before = buf.filled().len();
+            let polled = std::pin::Pin::new(&mut this.socket).poll_read(cx, buf);
+            if let std::task::Poll::Ready(Ok(())) = polled {
+                let read = buf.filled()[before..].to_vec();
+                this.saw(&read);
+            }
+            polled
+        }
+    }
+
+    impl tokio::io::AsyncWrite for PingCounter {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::pin::Pin::new(&mut self.get_mut().socket).poll_write(cx, buf)
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.get_mut().socket).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.get_mut().socket).poll_shutdown(cx)
+        }
+    }
+
+    /// What [`holding_server`] saw: the client's pings so far, each request's grpc-timeout.
+    #[derive(Default)]
+    struct Seen {
+        pings: Arc<AtomicUsize>,
+        timeouts: Mutex<Vec<String>>,
+    }
+
+    /// An HTTP/2 server on 127.0.0.1 that holds each request until its client has pinged
+    /// `pings` times, then answers it with a gRPC error saying so.
+    fn holding_server(pings: usize) -> (tokio::runtime::Runtime, String, Arc<Seen>) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Seen::default());
+        let (counted, recorded) = (seen.pings.clone(), seen.clone());
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (socket, _) = listener.accept().await.unwrap();
+            let tap = PingCounter {
+                socket,
+                to_skip: 24,
+                header: Vec::new(),
+                pings: counted.clone(),
+            };
+            let mut connection = h2::server::handshake(tap).await.unwrap();
+            // Accepting drives the connection: it answers the pings meanwhile.
+            while let Some(Ok((request, mut respond))) = connection.accept().await {
+                let timeout = request.headers().get("grpc-timeout");
+                let before = counted.load(Ordering::SeqCst);
+                recorded
+                    .timeouts
+                    .lock()
+                    .unwrap()
+                    .push(timeout.map_or("none".into(), |t| t.to_str().unwrap().into()));
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    while counted.load(Ordering::SeqCst) < before + pings {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    let head = http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/grpc")
+                        .body(())
+                        .unwrap();
+                    let mut stream = respond.send_response(head, false).unwrap();
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", "13".parse().unwrap());
+                    trailers.insert("grpc-message", "answered after the pings".parse().unwrap());
+                    let _ = stream.send_trailers(trailers);
+                });
+            }
+        });
+        (runtime, address, seen)
+    }
+
+    #[test]
+    fn a_request_pings_while_under_way_not_while_idle_and_sends_its_deadline() {
+        const PINGS: usize = 3;
+        let (_server, address, seen) = holding_server(PINGS);
+        let runtime = BlockingRuntime::new("test-grpc").unwrap();
+        let endpoint = Endpoint::from_shared(format!("http://{address}")).unwrap();
+        let channel = runtime
+            .within(
+                "test",
+                Duration::from_secs(60),
+                keeping_alive(endpoint, Duration::from_millis(50)).connect(),
+            )
+            .unwrap()
+            .unwrap();
+        let spec = |name: &str| TensorSpec {
+            name: name.into(),
+            element_type: ElementType::Float32,
+            shape: vec![Some(1)],
+        };
+        let backend = TritonGrpcBackend {
+            runtime,
+            client: client(channel, ExtraMetadata::default()),
+            model: "m".into(),
+            version: String::new(),
+            display_name: "'m' on test".into(),
+            inputs: vec![spec("x")],
+            outputs: vec![spec("y")],
+        };
+        // Idle for ten intervals: no ping (servers turn away clients that ping idle connections).
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(seen.pings.load(Ordering::SeqCst), 0, "pinged while idle");
+        let policy = RetryPolicy::new(0, Duration::from_secs(60), None);
+        let model = RemoteBackend::new(Box::new(backend), policy, Arc::default());
+        let err = model
+            .run_first(&[TensorView {
+                shape: &[1],
+                data: &[0.5],
+            }])
+            .unwrap_err()
+            .to_string();
+        // The server answers only once pinged: without pings the request would wait a minute.
+        assert!(err.contains("answered after the pings"), "{err}");
+        // The deadline in the largest unit that keeps it to 8 digits, as gRPC writes it.
+        assert_eq!(*seen.timeouts.lock().unwrap(), ["60000000u"]);
     }
 
     #[test]
