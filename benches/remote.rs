@@ -4,7 +4,8 @@
 //! requests in flight: frames per second, each request's round trip as the element measures it,
 //! the time the request spent in the server (Triton's statistics extension: queue and compute),
 //! and the difference, what the client and the transport add to each request; all measured in
-//! this one run. Servers and element share the two cores, so the figures show overheads and overlap,
+//! this one run; then one of two servers stopped mid-stream: the frame rate before, the longest
+//! gap, and the rate after. Servers and element share the two cores, so the figures show overheads and overlap,
 //! not a remote GPU's speed.
 //!
 //! `scripts/bench.sh remote`; BENCH_FRAMES=N (default 20).
@@ -140,6 +141,69 @@ fn main() {
             in_server,
             round_trip - in_server,
             local_ms / per_frame
+        );
+    }
+    // A server that goes away mid-stream: two servers, 4 requests in flight, one stopped after
+    // `frames` frames. The frames keep coming from the other; how fast, right after and later.
+    println!(
+        "\none of two servers stopped after {frames} frames (4 in flight, {} frames in all):",
+        3 * frames
+    );
+    println!(
+        "{:>12} {:>12} {:>18} {:>16} {:>22}",
+        "backend", "fps before", "longest gap ms", "fps after", "fps after, 2nd half"
+    );
+    let third = start("c");
+    for (backend, survivor, stopped) in [
+        ("triton", &server.grpc, (&second, &second.grpc)),
+        ("triton-http", &server.http, (&third, &third.http)),
+    ] {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers={} pattern=ball ! video/x-raw,format=RGB,width=640,height=480 \
+             ! rembgfilter backend={backend} server=\"{survivor},{}\" model=u2netp \
+               requests-in-flight=4 ! fakesink name=sink",
+            3 * frames,
+            stopped.1
+        ))
+        .unwrap();
+        let stopped_at = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (at, to_stop) = (stopped_at.clone(), stopped.0);
+        let run = std::thread::scope(|scope| {
+            let (tell, told) = std::sync::mpsc::channel();
+            let stopping = scope.spawn(move || {
+                if told.recv().is_ok() {
+                    to_stop.stop();
+                }
+            });
+            let run = common::time_pipeline(&pipeline, move |index| {
+                if index + 1 == frames {
+                    *at.lock().unwrap() = Some(std::time::Instant::now());
+                    let _ = tell.send(());
+                }
+            });
+            stopping.join().unwrap();
+            run
+        });
+        let stop = stopped_at.lock().unwrap().expect("the stop came");
+        let (before, after): (Vec<_>, Vec<_>) = run.arrived.iter().partition(|at| **at <= stop);
+        let fps = |arrived: &[&std::time::Instant], from: std::time::Instant| {
+            arrived.len() as f64 / (**arrived.last().unwrap() - from).as_secs_f64()
+        };
+        let longest_gap = run
+            .arrived
+            .windows(2)
+            .filter(|pair| pair[1] > stop)
+            .map(|pair| pair[1] - pair[0])
+            .max()
+            .unwrap_or_default();
+        let second_half = &after[after.len() / 2..];
+        println!(
+            "{:>12} {:>12.2} {:>18.1} {:>16.2} {:>22.2}",
+            backend,
+            fps(&before[1..], *before[0]),
+            ms(longest_gap),
+            fps(&after, stop),
+            fps(&second_half[1..], *second_half[0]),
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -64,6 +64,8 @@ pub struct PipelineRun {
     /// goes, the figure that compares best between runs.
     pub median_frame: Duration,
     pub frames: usize,
+    /// When each buffer arrived.
+    pub arrived: Vec<Instant>,
     /// Resident memory when the second and the last buffer arrived.
     pub rss_start_kib: u64,
     pub rss_end_kib: u64,
@@ -109,6 +111,7 @@ pub fn time_pipeline(
         median_frame: median(gaps),
         per_frame: (arrivals[frames - 1].0 - arrivals[0].0) / (frames - 1) as u32,
         frames,
+        arrived: arrivals.iter().map(|(at, _)| *at).collect(),
         rss_start_kib: arrivals[1].1,
         rss_end_kib,
     }
