@@ -30,6 +30,10 @@ const FLOAT16_MODEL: &str = "u2netp-float16-io";
 /// inside (tests/reference/pixels_io.py), as exports with their processing built in do.
 const UINT8_MODEL: &str = "u2netp-uint8-io";
 
+/// A copy of u2netp on the shared server and on a second one, which the two-server test
+/// counts the runs of.
+const PAIRED: &str = "u2netp-paired";
+
 /// A copy of u2netp on the shared server whose runs one test counts (no other test uses it).
 const COUNTED: &str = "u2netp-counted";
 
@@ -89,6 +93,7 @@ fn server() -> &'static Server {
                 (UNLOADED[0].1, &u2netp()),
                 (UNLOADED[1].1, &u2netp()),
                 (COUNTED, &u2netp()),
+                (PAIRED, &u2netp()),
             ],
         );
         Server {
@@ -993,20 +998,15 @@ fn two_servers_share_the_frames_and_one_stopped_mid_stream_loses_none() {
     if without_set_up() {
         return;
     }
-    // Two servers of their own, started side by side.
-    let start = |name: &str| {
-        triton_server::start(
-            &python_in("NEURALFX_TRITON_VENV"),
-            &reference_script("triton_server.py"),
-            &temp_dir_of("triton", &format!("-pair-{name}")),
-            &[("u2netp", &u2netp())],
-        )
-    };
-    let (a, b) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| start("a"));
-        let b = scope.spawn(|| start("b"));
-        (a.join().unwrap(), b.join().unwrap())
-    });
+    // A server of its own, stopped mid-stream, and the shared one, which takes over; a copy of
+    // u2netp that no other test uses on each, so that each one's runs can be counted.
+    let a = triton_server::start(
+        &python_in("NEURALFX_TRITON_VENV"),
+        &reference_script("triton_server.py"),
+        &temp_dir_of("triton", "-pair"),
+        &[(PAIRED, &u2netp())],
+    );
+    let b = &server().server;
     const FRAMES: usize = 60;
     let streams = [
         ("triton-http", &a.http, &b.http),
@@ -1016,7 +1016,7 @@ fn two_servers_share_the_frames_and_one_stopped_mid_stream_loses_none() {
         init();
         let pipeline = gst::parse::launch(&format!(
             "videotestsrc num-buffers={FRAMES} ! video/x-raw,format=RGB,width=64,height=48 \
-                 ! rembgfilter backend={backend} server=\"{first}, {second}\" model=u2netp \
+                 ! rembgfilter backend={backend} server=\"{first}, {second}\" model={PAIRED} \
                    request-timeout=60000 requests-in-flight=2 ! appsink name=sink sync=false"
         ))
         .unwrap()
@@ -1038,7 +1038,7 @@ fn two_servers_share_the_frames_and_one_stopped_mid_stream_loses_none() {
         (backend, first.clone(), pipeline, sink, timestamps)
     });
     // Each protocol's two requests in flight went to both servers.
-    let (served_a, served_b) = (inference_count(&a, "u2netp"), inference_count(&b, "u2netp"));
+    let (served_a, served_b) = (inference_count(&a, PAIRED), inference_count(b, PAIRED));
     assert!(served_a > 0 && served_b > 0, "a {served_a}, b {served_b}");
     a.stop();
     for (backend, stopped, pipeline, sink, mut timestamps) in streams {
@@ -1072,7 +1072,7 @@ fn two_servers_share_the_frames_and_one_stopped_mid_stream_loses_none() {
         );
     }
     // B took over: it answered the rest.
-    assert!(inference_count(&b, "u2netp") > served_b);
+    assert!(inference_count(b, PAIRED) > served_b);
 }
 
 #[test]
