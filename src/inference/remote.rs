@@ -360,46 +360,15 @@ mod tests {
         assert_eq!(*asked.lock().unwrap(), [vec!["a"], vec!["a", "b"]]);
     }
 
-    #[test]
-    fn a_request_that_panics_fails_its_frame_with_an_error() {
-        struct Panicking(Vec<TensorSpec>);
-        impl RemoteModel for Panicking {
-            fn display_name(&self) -> &str {
-                "'m' on test"
-            }
-            fn input_specs(&self) -> &[TensorSpec] {
-                &self.0
-            }
-            fn output_specs(&self) -> &[TensorSpec] {
-                &self.0
-            }
-            fn request(
-                &self,
-                _: &[TensorView<'_>],
-                _: &[TensorSpec],
-                _: &Attempt<'_>,
-            ) -> Result<Vec<Tensor>, InferenceError> {
-                panic!("a bug in the client");
-            }
-        }
-        let policy = RetryPolicy::new(3, Duration::from_secs(1), None);
-        let model = RemoteBackend::new(
-            Box::new(Panicking(vec![spec("x", ElementType::Float32)])),
-            policy,
-            Arc::default(),
-        );
-        let err = model.run_first(&[ONE]).unwrap_err();
-        assert!(!err.is_transient(), "not retried");
-        assert_eq!(
-            err.to_string(),
-            "inference failed: 'm' on test: the request panicked: a bug in the client"
-        );
+    /// Each request's one try is `call()`: run where it is asked, or by [`run_cancellably`] as
+    /// a blocking client's.
+    struct Scripted<F> {
+        specs: Vec<TensorSpec>,
+        call: F,
+        on_a_thread: bool,
     }
 
-    /// Each request's one try is `call()`, run by [`run_cancellably`], as a blocking client's.
-    struct OnAThread<F>(Vec<TensorSpec>, F);
-
-    impl<F, C> RemoteModel for OnAThread<F>
+    impl<F, C> RemoteModel for Scripted<F>
     where
         F: Fn() -> C + Send + Sync,
         C: FnOnce() -> Result<Vec<Tensor>, InferenceError> + Send + 'static,
@@ -408,10 +377,10 @@ mod tests {
             "'m' on test"
         }
         fn input_specs(&self) -> &[TensorSpec] {
-            &self.0
+            &self.specs
         }
         fn output_specs(&self) -> &[TensorSpec] {
-            &self.0
+            &self.specs
         }
         fn request(
             &self,
@@ -419,18 +388,45 @@ mod tests {
             _: &[TensorSpec],
             attempt: &Attempt<'_>,
         ) -> Result<Vec<Tensor>, InferenceError> {
-            run_cancellably(attempt, (self.1)())
+            if self.on_a_thread {
+                run_cancellably(attempt, (self.call)())
+            } else {
+                (self.call)()()
+            }
         }
     }
 
-    fn on_a_thread<F, C>(call: F, cancellation: Arc<Cancellation>) -> RemoteBackend
+    fn scripted<F, C>(call: F, on_a_thread: bool, cancellation: Arc<Cancellation>) -> RemoteBackend
     where
         F: Fn() -> C + Send + Sync + 'static,
         C: FnOnce() -> Result<Vec<Tensor>, InferenceError> + Send + 'static,
     {
         let policy = RetryPolicy::new(3, Duration::from_secs(3600), None);
         let specs = vec![spec("x", ElementType::Float32)];
-        RemoteBackend::new(Box::new(OnAThread(specs, call)), policy, cancellation)
+        let model = Scripted {
+            specs,
+            call,
+            on_a_thread,
+        };
+        RemoteBackend::new(Box::new(model), policy, cancellation)
+    }
+
+    #[test]
+    fn a_request_that_panics_fails_its_frame_with_an_error() {
+        // On the caller's thread or on one of its own, alike.
+        for on_a_thread in [false, true] {
+            let model = scripted(
+                || || panic!("a bug in the client"),
+                on_a_thread,
+                Arc::default(),
+            );
+            let err = model.run_first(&[ONE]).unwrap_err();
+            assert!(!err.is_transient(), "not retried");
+            assert_eq!(
+                err.to_string(),
+                "inference failed: 'm' on test: the request panicked: a bug in the client"
+            );
+        }
     }
 
     #[test]
@@ -440,7 +436,7 @@ mod tests {
         // The call never returns by itself until the test ends.
         let (_never, held) = std::sync::mpsc::channel::<()>();
         let held = Arc::new(Mutex::new(held));
-        let model = on_a_thread(
+        let model = scripted(
             move || {
                 let held = held.clone();
                 move || {
@@ -448,6 +444,7 @@ mod tests {
                     Ok(vec![])
                 }
             },
+            true,
             cancellation.clone(),
         );
         std::thread::scope(|scope| {
@@ -464,15 +461,9 @@ mod tests {
     }
 
     #[test]
-    fn a_blocking_calls_answer_and_panic_reach_the_caller() {
-        let answering = on_a_thread(|| || Ok(vec![Tensor::default()]), Arc::default());
+    fn a_blocking_calls_answer_reaches_the_caller() {
+        let answering = scripted(|| || Ok(vec![Tensor::default()]), true, Arc::default());
         assert!(answering.run_first(&[ONE]).is_ok());
-        let panicking = on_a_thread(|| || panic!("a bug in the client"), Arc::default());
-        let err = panicking.run_first(&[ONE]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "inference failed: 'm' on test: the request panicked: a bug in the client"
-        );
     }
 
     #[test]

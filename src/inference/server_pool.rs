@@ -64,6 +64,22 @@ pub struct ServerPool {
     turn: AtomicUsize,
 }
 
+/// Whether `model` declares these tensors.
+fn declares(model: &dyn RemoteModel, inputs: &[TensorSpec], outputs: &[TensorSpec]) -> bool {
+    model.input_specs() == inputs && model.output_specs() == outputs
+}
+
+/// The server at `address` serves another model than the one at `first`.
+fn other_tensors(address: &str, first: &str) -> InferenceError {
+    InferenceError::ModelLoad {
+        path: address.to_string(),
+        reason: format!(
+            "it declares other tensors than {first}: the servers of a list must serve the same \
+             model"
+        ),
+    }
+}
+
 impl ServerPool {
     /// Connects to each `(address, connector)`; a server that cannot be reached is set aside
     /// (and said to `observer`) as long as one can be; they must all declare the same tensors.
@@ -91,24 +107,18 @@ impl ServerPool {
             };
             match (member.connector)() {
                 Ok(connected) => {
-                    let declared = (
-                        connected.input_specs().to_vec(),
-                        connected.output_specs().to_vec(),
-                    );
                     match &specs {
-                        Some(first) if *first != declared => {
-                            return Err(InferenceError::ModelLoad {
-                                path: display_name,
-                                reason: format!(
-                                    "{} declares other tensors than {}: the servers of a list \
-                                     must serve the same model",
-                                    member.address,
-                                    members.first().map_or("", |m: &Member| m.address.as_str())
-                                ),
-                            });
+                        Some((inputs, outputs)) if !declares(&*connected, inputs, outputs) => {
+                            let first = members.first().map_or("", |m: &Member| &m.address);
+                            return Err(other_tensors(&member.address, first));
                         }
                         Some(_) => {}
-                        None => specs = Some(declared),
+                        None => {
+                            specs = Some((
+                                connected.input_specs().to_vec(),
+                                connected.output_specs().to_vec(),
+                            ))
+                        }
                     }
                     *member.model.write().unwrap_or_else(|e| e.into_inner()) =
                         Some(connected.into());
@@ -173,11 +183,12 @@ impl ServerPool {
             return Ok(model);
         }
         let connected = (member.connector)()?;
-        if connected.input_specs() != self.inputs || connected.output_specs() != self.outputs {
-            return Err(InferenceError::ModelLoad {
-                path: member.address.clone(),
-                reason: "it declares other tensors than the other servers".into(),
-            });
+        if !declares(&*connected, &self.inputs, &self.outputs) {
+            let other = self.members.iter().find(|m| m.address != member.address);
+            return Err(other_tensors(
+                &member.address,
+                other.map_or("", |m| &m.address),
+            ));
         }
         let connected: Arc<dyn RemoteModel> = connected.into();
         *member.model.write().unwrap_or_else(|e| e.into_inner()) = Some(connected.clone());

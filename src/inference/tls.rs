@@ -14,6 +14,10 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 /// The largest PEM file read: a CA bundle is some hundred kB.
 const MAX_PEM_BYTES: u64 = 4 << 20;
 
+/// The properties of a TLS setting, for messages.
+pub const TLS_PROPERTIES: &str =
+    "the TLS properties (tls-ca-file, tls-certificate, tls-key, tls-server-name)";
+
 /// The TLS properties as set; empty is none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsSettings {

@@ -12,6 +12,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use crate::inference::remote::{BlockingRuntime, RemoteModel, request_error};
 use crate::inference::retry::Attempt;
 use crate::inference::secrets::{RequestHeaders, redact_url};
+use crate::inference::tls::TLS_PROPERTIES;
 use crate::inference::{InferenceError, Tensor, TensorSpec, TensorView};
 
 /// The client and messages generated from the proto.
@@ -210,11 +211,9 @@ impl TritonGrpcBackend {
                 served.unusable(format!("TLS: {}", crate::inference::error_with_causes(&e)))
             })?;
         } else if options.tls.is_some() {
-            return Err(served.unusable(
-                "the TLS properties (tls-ca-file, tls-certificate, tls-key, tls-server-name) \
-                 need a grpcs:// or https:// address"
-                    .into(),
-            ));
+            return Err(served.unusable(format!(
+                "{TLS_PROPERTIES} need a grpcs:// or https:// address"
+            )));
         }
         let channel = runtime
             .within(&display_name, timeout, endpoint.connect())

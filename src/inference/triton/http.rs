@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::inference::remote::{RemoteModel, request_error, run_cancellably};
 use crate::inference::retry::Attempt;
 use crate::inference::secrets::{RequestHeaders, redact_url};
+use crate::inference::tls::TLS_PROPERTIES;
 
 use crate::inference::{InferenceError, Tensor, TensorSpec, TensorView};
 
@@ -70,11 +71,7 @@ impl TritonHttpBackend {
             .max_idle_connections_per_host(options.connections.max(1));
         if let Some(tls) = &options.tls {
             if !server.starts_with("https://") {
-                return Err(served.unusable(
-                    "the TLS properties (tls-ca-file, tls-certificate, tls-key, tls-server-name) \
-                     need an https:// address"
-                        .into(),
-                ));
+                return Err(served.unusable(format!("{TLS_PROPERTIES} need an https:// address")));
             }
             agent = agent.tls_config(tls.client_config().map_err(|e| served.unusable(e))?);
         }
