@@ -387,6 +387,56 @@ fn a_request_past_its_timeout_stops_the_element_naming_it() {
 }
 
 #[test]
+fn a_frame_past_its_deadline_stops_the_element_naming_it() {
+    if without_set_up() {
+        return;
+    }
+    // 'slow' answers after 3 s; each try may take a minute, but the frame only a second.
+    let server = server();
+    for (backend, address) in server.endpoints() {
+        let (err, _) = rembgfilter_error(&format!(
+            "backend={backend} server={address} model=slow request-timeout=60000 retries=5 \
+             frame-deadline=1000"
+        ));
+        assert!(
+            err.contains("'slow'")
+                && err.contains("no answer within the frame's deadline of 1000 ms")
+                && err.contains("property 'frame-deadline'"),
+            "{backend}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_listed_server_that_cannot_be_reached_at_start_is_set_aside_with_a_warning() {
+    if without_set_up() {
+        return;
+    }
+    let unused_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = server();
+    for (backend, address) in server.endpoints() {
+        let absent = format!("127.0.0.1:{unused_port}");
+        let (frames, warnings) = collect_samples_and_warnings(&format!(
+            "videotestsrc num-buffers=3 ! video/x-raw,format=RGB,width=64,height=48 \
+             ! rembgfilter backend={backend} server=\"{absent}, {address}\" model=u2netp \
+               request-timeout=60000 ! appsink name=sink"
+        ))
+        .unwrap_or_else(|e| panic!("{backend}: {e}"));
+        assert_eq!(frames.len(), 3, "{backend}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(&absent) && w.contains("set aside")),
+            "{backend}: {warnings:?}"
+        );
+    }
+}
+
+#[test]
 fn a_briefly_overloaded_server_is_retried_when_retries_ask_for_it() {
     if without_set_up() {
         return;
