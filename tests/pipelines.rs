@@ -711,6 +711,122 @@ fn a_folder_is_cut_out_file_by_file_skipping_what_is_not_a_picture() {
     );
 }
 
+/// `count` small PNGs named a00.png, a01.png... in `dir`.
+fn small_pictures(dir: &Path, count: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let first = dir.join("a00.png");
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=1 pattern=ball ! video/x-raw,width=64,height=48 \
+         ! videoconvert ! pngenc ! filesink location=\"{}\"",
+        first.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    run_to_eos(&pipeline).unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    for index in 1..count {
+        std::fs::copy(&first, dir.join(format!("a{index:02}.png"))).unwrap();
+    }
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn bad_files_in_a_folder_are_named_one_by_one_and_the_rest_carry_on() {
+    if without_set_up() {
+        return;
+    }
+    // Twelve small pictures, a photo whose cutout cannot be written (files are limited to
+    // 100 KiB, as on a disk that is full), a file that is no picture, a folder named like a
+    // picture, and a picture that is gone by the time its turn comes (removed as soon as the
+    // script has listed the folder: it reads at most three pictures ahead of the model).
+    let dir = scratch("bad-files");
+    let (input, output) = (dir.join("in"), dir.join("out"));
+    small_pictures(&input, 12);
+    std::fs::copy(sample("astronaut"), input.join("big.png")).unwrap();
+    std::fs::write(input.join("notes.txt"), "not a picture").unwrap();
+    std::fs::create_dir_all(input.join("folder.png")).unwrap();
+    std::fs::copy(input.join("a00.png"), input.join("zz-gone.png")).unwrap();
+    let mut child = Command::new("bash")
+        .args(["-c", "trap '' XFSZ; ulimit -f 100; exec \"$0\" \"$@\""])
+        .arg(script("cutout-folder.sh"))
+        .args([input.to_str().unwrap(), output.to_str().unwrap()])
+        .arg("backend=onnxruntime")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut listed = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut listed).unwrap();
+    assert!(listed.starts_with("15 files in"), "{listed}");
+    std::fs::remove_file(input.join("zz-gone.png")).unwrap();
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut printed).unwrap();
+    let mut told = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut told).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{printed}{told}");
+    assert!(printed.contains("skipping notes.txt"), "{printed}");
+    assert!(
+        told.contains("big.png: cannot write")
+            && told.contains("zz-gone.png: it was gone before it could be read")
+            && told.contains("2 file(s) could not be cut out"),
+        "{told}"
+    );
+    let expected: Vec<String> = (0..12).map(|i| format!("a{i:02}.png")).collect();
+    assert_eq!(names_in(&output), expected, "nothing else, no .part file");
+}
+
+#[test]
+fn an_interrupted_folder_leaves_no_half_written_cutout() {
+    if without_set_up() {
+        return;
+    }
+    let dir = scratch("interrupted");
+    let (input, output) = (dir.join("in"), dir.join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    for index in 0..20 {
+        std::fs::copy(sample("astronaut"), input.join(format!("p{index:02}.png"))).unwrap();
+    }
+    let mut child = Command::new(script("cutout-folder.sh"))
+        .args([input.to_str().unwrap(), output.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted once the first cutout is out, as Ctrl-C would.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("p00.png ->") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let written = names_in(&output);
+    assert!(
+        !written.is_empty() && written.len() < 20,
+        "stopped part way: {written:?}"
+    );
+    for name in &written {
+        assert!(name.ends_with(".png"), "{name} left behind");
+        let frames = decoded_frames(&output.join(name), "RGBA");
+        assert_eq!(packed_pixels(&frames[0]).0.width(), 512, "{name} is whole");
+    }
+}
+
 #[test]
 fn a_watched_folder_cuts_out_files_as_they_arrive() {
     if without_set_up() {
