@@ -9,13 +9,14 @@
 #   foreground: foreground colour estimation vs the model and pymatting, with its error vs pymatting
 #   alpha_matting: alpha matting stage by stage vs Python rembg's matting step, at photo size, 1080p, 4K
 #   temporal: error against a known alpha and flicker on a moving clip, per model, smoothing off and on
-# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video|soak|remote|lipsync|foreground|alpha_matting|temporal]   (all when none is named)
+#   folder: pipelines/cutout-folder.sh against rembg p on the same folder: images/s, memory, alpha
+# Usage: scripts/bench.sh [rembgfilter|lipsyncsrc|rembgfilter_video|soak|remote|lipsync|foreground|alpha_matting|temporal|folder]   (all when none is named)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$REPO/scripts/setup.sh" --test
 source "$REPO/scripts/env.sh"
 cd "$REPO"
-for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video soak remote lipsync foreground alpha_matting temporal}"; do
+for bench in "${@:-rembgfilter lipsyncsrc rembgfilter_video soak remote lipsync foreground alpha_matting temporal folder}"; do
     for name in $bench; do
         cargo bench --bench "$name"
     done
