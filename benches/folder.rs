@@ -16,7 +16,6 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::{bench_frames, python};
-use gst::prelude::*;
 
 /// Runs `command` through a Python that reports its child's peak resident memory: seconds and
 /// MiB. The command must succeed.
@@ -44,24 +43,14 @@ fn timed(command: &[&str]) -> (f64, f64) {
 
 /// The alpha plane of a PNG.
 fn alpha(path: &Path) -> Vec<u8> {
-    let pipeline = gst::parse::launch(&format!(
+    common::first_frame(&format!(
         "filesrc location=\"{}\" ! pngdec ! videoconvert ! video/x-raw,format=RGBA \
          ! appsink name=sink",
         path.display()
     ))
-    .unwrap();
-    let sink = pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name("sink")
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let sample = sink
-        .emit_by_name::<Option<gst::Sample>>("pull-sample", &[])
-        .unwrap();
-    pipeline.set_state(gst::State::Null).unwrap();
-    let map = sample.buffer().unwrap().map_readable().unwrap().to_vec();
-    map.chunks_exact(4).map(|p| p[3]).collect()
+    .chunks_exact(4)
+    .map(|pixel| pixel[3])
+    .collect()
 }
 
 fn main() {

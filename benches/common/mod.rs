@@ -25,11 +25,15 @@ pub fn bench_frames(default: usize) -> usize {
 
 /// A picture GStreamer decodes, scaled to `width` x `height`, as packed RGB.
 pub fn decoded_rgb(location: &str, width: usize, height: usize) -> Vec<u8> {
-    let pipeline = gst::parse::launch(&format!(
+    first_frame(&format!(
         "filesrc location={location} ! decodebin ! videoconvert ! videoscale \
          ! video/x-raw,format=RGB,width={width},height={height} ! appsink name=sink"
     ))
-    .unwrap();
+}
+
+/// The bytes of the first buffer that reaches the appsink named "sink" of `description`.
+pub fn first_frame(description: &str) -> Vec<u8> {
+    let pipeline = gst::parse::launch(description).unwrap();
     let sink = pipeline
         .downcast_ref::<gst::Bin>()
         .unwrap()
