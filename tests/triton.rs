@@ -644,21 +644,11 @@ fn webcam_remote_script_runs_live_on_the_server() {
 
 /// A long remote rembgfilter stream of `model` on `address`, playing, three frames out.
 fn stream_on(backend: &str, address: &str, model: &str) -> gst::Pipeline {
-    init();
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, sink) = playing(&format!(
         "videotestsrc num-buffers=200 ! video/x-raw,format=RGB,width=64,height=48 \
          ! rembgfilter backend={backend} server={address} model={model} request-timeout=5000 \
-         ! appsink name=sink sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+         ! appsink name=sink"
+    ));
     for _ in 0..3 {
         assert!(
             sink.try_pull_sample(gst::ClockTime::from_seconds(60))
@@ -787,24 +777,14 @@ fn a_live_stream_through_grpc_gives_every_frame_its_own_mask_and_reports_the_lat
     };
     let local = alphas(&video(false, "rembgfilter model=u2netp")).unwrap();
     init();
-    let pipeline = gst::parse::launch(&video(
+    let (pipeline, sink) = playing(&video(
         true,
         &format!(
             "rembgfilter backend=triton server={} model=u2netp asynchronous=false \
              requests-in-flight=3",
             server.grpc
         ),
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    sink.set_property("sync", false);
-    pipeline.set_state(gst::State::Playing).unwrap();
+    ));
     let mut remote = Vec::new();
     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(30)) {
         if remote.is_empty() {
@@ -1063,21 +1043,11 @@ fn two_servers_share_the_frames_and_one_stopped_mid_stream_loses_none() {
         ("triton", &a.grpc, &b.grpc),
     ]
     .map(|(backend, first, second)| {
-        init();
-        let pipeline = gst::parse::launch(&format!(
+        let (pipeline, sink) = playing(&format!(
             "videotestsrc num-buffers={FRAMES} ! video/x-raw,format=RGB,width=64,height=48 \
                  ! rembgfilter backend={backend} server=\"{first}, {second}\" model={PAIRED} \
-                   request-timeout=60000 requests-in-flight=2 ! appsink name=sink sync=false"
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        let sink = pipeline
-            .by_name("sink")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        pipeline.set_state(gst::State::Playing).unwrap();
+                   request-timeout=60000 requests-in-flight=2 ! appsink name=sink"
+        ));
         let mut timestamps = Vec::new();
         for _ in 0..10 {
             let sample = sink

@@ -51,19 +51,8 @@ pub fn stream_through_a_proxy(
     description: impl FnOnce(&str) -> String,
     what: &str,
 ) -> (gst::Pipeline, gst_app::AppSink, TcpProxy) {
-    super::init();
     let proxy = TcpProxy::start(server);
-    let pipeline = gst::parse::launch(&description(&proxy.address))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    sink.set_property("sync", false);
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let (pipeline, sink) = super::playing(&description(&proxy.address));
     assert!(
         sink.try_pull_sample(gst::ClockTime::from_seconds(60))
             .is_some(),

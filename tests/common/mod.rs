@@ -205,6 +205,24 @@ pub fn active_backend_and_infos(description: &str) -> (String, Vec<(String, Stri
     (runs_on.unwrap_or_default(), infos)
 }
 
+/// `description` (with an appsink named "sink", which stops syncing to the clock) playing, and
+/// that sink.
+pub fn playing(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    init();
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .expect("an appsink named sink")
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    sink.set_property("sync", false);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    (pipeline, sink)
+}
+
 /// Plays a pipeline until EOS; an error message becomes `Err` with its text and debug info.
 pub fn run_to_eos(pipeline: &gst::Pipeline) -> Result<(), String> {
     run_to_eos_noting_warnings(pipeline).map(|_| ())
