@@ -30,11 +30,15 @@ prefetch_model u2netp "$@"
 # shellcheck source=pipelines/lib/still.sh
 . "$(dirname "$0")/lib/still.sh"
 SOURCE=$(still_source "$INPUT")
+# FFmpeg's PNG encoder with per-row filters (as Pillow's, so rembg's): 22-50% fewer bytes than
+# pngenc at about the same speed (measured: pipelines/lib/cutout_folder.py, png_encoder).
+ENCODER=pngenc
+if gst-inspect-1.0 --exists avenc_png; then ENCODER="avenc_png pred=mixed"; fi
 # Written under a temporary name and renamed once complete: a failure leaves no empty file.
 PARTIAL="$OUTPUT.part"
 trap 'rm -f "$PARTIAL"' EXIT
 if ! LOG=$(eval gst-launch-1.0 -q "$SOURCE" ! videoconvert \
-    ! rembgfilter clear-transparent=true foreground-estimation=multilevel '"$@"' ! videoconvert ! pngenc \
+    ! rembgfilter clear-transparent=true foreground-estimation=multilevel '"$@"' ! videoconvert ! $ENCODER \
     ! filesink location='"$PARTIAL"' 2>&1); then
     # One line: the first error's message (gst-launch repeats it with its debug details).
     MESSAGE=$(printf '%s\n' "$LOG" | sed -nE 's/^ERROR: from element [^ ]*: (.*)$/\1/p' | head -n 1)
