@@ -125,6 +125,9 @@ pub fn request_error(
     }
 }
 
+/// How often a call in progress looks whether it was given up on.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Runs `call`, a blocking client's one try of a request, on a thread of its own and waits for
 /// it, or returns [`InferenceError::Cancelled`] soon after `attempt` is given up on: the thread
 /// is left to end on its own (its own timeout bounds it), holding nothing of the caller's.
@@ -133,8 +136,6 @@ pub fn run_cancellably<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, InferenceError> + Send + 'static,
 ) -> Result<T, InferenceError> {
     use std::sync::mpsc::{RecvTimeoutError, channel};
-    /// How often a call in progress looks whether it was given up on.
-    const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
     let (answer, answered) = channel();
     std::thread::Builder::new()
         .name("neuralfx-request".into())
@@ -195,8 +196,6 @@ impl BlockingRuntime {
         attempt: &Attempt<'_>,
         future: F,
     ) -> Result<F::Output, InferenceError> {
-        /// How often a call in progress looks whether it was given up on.
-        const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
         let cancelled = async {
             while !attempt.is_cancelled() {
                 tokio::time::sleep(LOOK_EVERY).await;

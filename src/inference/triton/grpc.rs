@@ -473,7 +473,7 @@ mod tests {
         socket: tokio::net::TcpStream,
         to_skip: usize,
         header: Vec<u8>,
-        pings: Arc<AtomicUsize>,
+        seen: Arc<Seen>,
     }
 
     impl PingCounter {
@@ -490,7 +490,7 @@ mod tests {
                 bytes = &bytes[taken..];
                 if let [a, b, c, kind, flags, _, _, _, _] = self.header[..] {
                     if kind == 6 && flags & 1 == 0 {
-                        self.pings.fetch_add(1, Ordering::SeqCst);
+                        self.seen.pings.fetch_add(1, Ordering::SeqCst);
                     }
                     self.to_skip = u32::from_be_bytes([0, a, b, c]) as usize;
                     self.header.clear();
@@ -541,7 +541,7 @@ mod tests {
     /// What [`holding_server`] saw: the client's pings so far, each request's grpc-timeout.
     #[derive(Default)]
     struct Seen {
-        pings: Arc<AtomicUsize>,
+        pings: AtomicUsize,
         timeouts: Mutex<Vec<String>>,
     }
 
@@ -553,7 +553,7 @@ mod tests {
         listener.set_nonblocking(true).unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Seen::default());
-        let (counted, recorded) = (seen.pings.clone(), seen.clone());
+        let recorded = seen.clone();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let (socket, _) = listener.accept().await.unwrap();
@@ -561,21 +561,21 @@ mod tests {
                 socket,
                 to_skip: 24,
                 header: Vec::new(),
-                pings: counted.clone(),
+                seen: recorded.clone(),
             };
             let mut connection = h2::server::handshake(tap).await.unwrap();
             // Accepting drives the connection: it answers the pings meanwhile.
             while let Some(Ok((request, mut respond))) = connection.accept().await {
                 let timeout = request.headers().get("grpc-timeout");
-                let before = counted.load(Ordering::SeqCst);
+                let before = recorded.pings.load(Ordering::SeqCst);
                 recorded
                     .timeouts
                     .lock()
                     .unwrap()
                     .push(timeout.map_or("none".into(), |t| t.to_str().unwrap().into()));
-                let counted = counted.clone();
+                let recorded = recorded.clone();
                 tokio::spawn(async move {
-                    while counted.load(Ordering::SeqCst) < before + pings {
+                    while recorded.pings.load(Ordering::SeqCst) < before + pings {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                     let head = http::Response::builder()
