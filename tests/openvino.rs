@@ -294,24 +294,17 @@ fn a_compiled_model_cache_that_fails_does_not_stop_the_model() {
         .status()
         .expect("cc (Rust's linker needs it too)");
     assert!(compiled.success());
-    let output = std::process::Command::new("gst-launch-1.0")
-        .args(
-            "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=64,height=48 \
-             ! rembgfilter backend=openvino ! fakesink"
-                .split_whitespace(),
-        )
+    let (succeeded, printed) = gst_launch(
+        "videotestsrc num-buffers=1 ! video/x-raw,format=RGB,width=64,height=48 \
+         ! rembgfilter backend=openvino ! fakesink",
         // An empty cache of its own: the model is compiled, and writing the blob fails.
-        .env("NEURALFX_CACHE", &dir)
-        .env("LD_PRELOAD", &shim)
-        .output()
-        .expect("gst-launch-1.0 (scripts/setup.sh installs it)");
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        &[
+            ("NEURALFX_CACHE", dir.as_os_str()),
+            ("LD_PRELOAD", shim.as_os_str()),
+        ],
     );
     assert!(
-        output.status.success() && printed.contains("u2netp.onnx runs on OpenVINO"),
+        succeeded && printed.contains("u2netp.onnx runs on OpenVINO"),
         "{printed}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -355,24 +355,16 @@ fn no_aws_secret_or_session_token_appears_in_messages_or_the_debug_log() {
         ),
     ];
     for (properties, expected) in runs {
-        let output = Command::new("gst-launch-1.0")
-            .arg("-m")
-            .args(
-                format!(
-                    "videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
-                     ! rembgfilter model=u2netp {properties} ! fakesink"
-                )
-                .split_whitespace(),
-            )
-            .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
-            .env("GST_DEBUG", "*:6")
-            .env("GST_DEBUG_NO_COLOR", "1")
-            .output()
-            .expect("gst-launch-1.0 (scripts/setup.sh installs it)");
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+        let (_, printed) = gst_launch(
+            &format!(
+                "-m videotestsrc num-buffers=2 ! video/x-raw,format=RGB,width=64,height=48 \
+                 ! rembgfilter model=u2netp {properties} ! fakesink"
+            ),
+            &[
+                ("AWS_SESSION_TOKEN", SESSION_TOKEN.as_ref()),
+                ("GST_DEBUG", "*:6".as_ref()),
+                ("GST_DEBUG_NO_COLOR", "1".as_ref()),
+            ],
         );
         assert!(
             printed.contains(expected) && printed.contains("rembgfilter"),

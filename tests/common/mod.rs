@@ -128,15 +128,7 @@ pub fn collect_samples(description: &str) -> Result<Vec<gst::Sample>, String> {
 pub fn collect_samples_and_warnings(
     description: &str,
 ) -> Result<(Vec<gst::Sample>, Vec<String>), String> {
-    init();
-    let pipeline = gst::parse::launch(description).map_err(|e| e.to_string())?;
-    let pipeline = pipeline.downcast::<gst::Pipeline>().unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .expect("an appsink named sink")
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    sink.set_property("sync", false);
+    let (pipeline, sink) = with_sink(description)?;
     let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let collected = samples.clone();
     sink.set_callbacks(
@@ -205,12 +197,12 @@ pub fn active_backend_and_infos(description: &str) -> (String, Vec<(String, Stri
     (runs_on.unwrap_or_default(), infos)
 }
 
-/// `description` (with an appsink named "sink", which stops syncing to the clock) playing, and
-/// that sink.
-pub fn playing(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
+/// `description` (with an appsink named "sink", which stops syncing to the clock) and that
+/// sink; the parser's error if it is no pipeline.
+fn with_sink(description: &str) -> Result<(gst::Pipeline, gst_app::AppSink), String> {
     init();
     let pipeline = gst::parse::launch(description)
-        .unwrap()
+        .map_err(|e| e.to_string())?
         .downcast::<gst::Pipeline>()
         .unwrap();
     let sink = pipeline
@@ -219,8 +211,30 @@ pub fn playing(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
         .downcast::<gst_app::AppSink>()
         .unwrap();
     sink.set_property("sync", false);
+    Ok((pipeline, sink))
+}
+
+/// [`with_sink`], playing.
+pub fn playing(description: &str) -> (gst::Pipeline, gst_app::AppSink) {
+    let (pipeline, sink) = with_sink(description).unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     (pipeline, sink)
+}
+
+/// Runs `gst-launch-1.0` with `words` (a description split at whitespace, options first) and
+/// `env` added to its environment: whether it succeeded, and all it printed (stdout, stderr).
+pub fn gst_launch(words: &str, env: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {
+    let output = Command::new("gst-launch-1.0")
+        .args(words.split_whitespace())
+        .envs(env.iter().copied())
+        .output()
+        .expect("gst-launch-1.0 (scripts/setup.sh installs it)");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), printed)
 }
 
 /// Plays a pipeline until EOS; an error message becomes `Err` with its text and debug info.
