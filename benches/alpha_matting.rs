@@ -71,10 +71,10 @@ fn ours(rgb: &[u8], mask: &[u8], width: usize, height: usize, repeats: usize) ->
         let started = Instant::now();
         let trimap = closed_form::trimap(mask, width, height, &TrimapParams::default());
         let system = BandSystem::build(&image, &trimap);
-        unknown = system.unknown.len();
+        unknown = system.pixels.len();
         builds.push(started.elapsed());
         let started = Instant::now();
-        let positions = system.unknown.clone();
+        let positions = system.pixels.clone();
         let solution = system.solve().expect("a solution");
         let matte = closed_form::to_bytes(&closed_form::alpha_of(&trimap, &positions, &solution));
         solves.push(started.elapsed());

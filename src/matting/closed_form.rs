@@ -7,23 +7,24 @@
 //! Only the unknown band is built and solved: the rows of the Laplacian of the unknown pixels
 //! (25 neighbours each), assembled from the windows that touch them, so memory follows the band
 //! and not the frame (pymatting allocates 25 entries for every pixel of the frame). The system
-//! is solved by a sparse Cholesky factorisation (faer, in a nested-dissection order of the pixels):
-//! pymatting reaches the same answer by conjugate gradients preconditioned with an incomplete
-//! Cholesky factor (rtol 1e-7); measured on u2netp's masks, conjugate gradients with a Jacobi
-//! or zero-fill incomplete Cholesky preconditioner need hundreds to thousands of iterations at
-//! this epsilon, and the exact factor of the band costs less than pymatting's incomplete one.
+//! is solved by a sparse Cholesky factorisation (see [`supernodal`]: faer's symbolic analysis,
+//! the pixels in a nested-dissection order, a single-precision factor on all cores and the
+//! solution refined in double): pymatting reaches the same answer by conjugate gradients
+//! preconditioned with an incomplete Cholesky factor (rtol 1e-7); measured on u2netp's masks,
+//! conjugate gradients with a Jacobi or zero-fill incomplete Cholesky preconditioner need
+//! hundreds to thousands of iterations at this epsilon, and the exact factor of the band costs
+//! less than pymatting's incomplete one.
 
-use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
-use faer::perm::Perm;
+use faer::Side;
+use faer::sparse::SymbolicSparseColMat;
 use faer::sparse::linalg::SupernodalThreshold;
 use faer::sparse::linalg::cholesky::{
-    CholeskySymbolicParams, SymmetricOrdering, factorize_symbolic_cholesky,
+    CholeskySymbolicParams, SymbolicCholesky, SymbolicCholeskyRaw, SymmetricOrdering,
+    factorize_symbolic_cholesky,
 };
-use faer::sparse::{SparseColMatRef, SymbolicSparseColMat};
-use faer::{Conj, Mat, Par, Side};
 use rayon::prelude::*;
 
-use super::nested_dissection;
+use super::{nested_dissection, supernodal};
 use crate::imageops::ImageRef;
 
 /// pymatting's default regularisation of the window covariances.
@@ -194,27 +195,33 @@ pub const MAX_UNKNOWN_PIXELS: usize = 3840 * 2160;
 /// The 5x5 neighbourhood a pixel's Laplacian row spans with 3x3 windows, in raster order.
 const REACH: isize = 2;
 const NEIGHBOURS: usize = 25;
+/// The pixel's own slot in its neighbourhood.
+const CENTRE: u8 = 12;
 
-/// The linear system of closed-form matting over the unknown pixels: `L_U x = rhs`, `L_U`'s
-/// lower triangle in compressed columns (column `u` holds the entries of unknown pixel `u`'s row
-/// at or after it in raster order; the matrix is symmetric).
-#[derive(Debug, Clone, PartialEq)]
+/// The linear system of closed-form matting over the unknown pixels, `L_U x = rhs`, with its
+/// pixels in a fill-reducing elimination order (see [`nested_dissection`]) and the symbolic
+/// structure of its Cholesky factor.
 pub struct BandSystem {
-    /// The frame's width, in pixels.
-    pub width: usize,
-    /// Frame position (`y * width + x`) of each unknown pixel, in raster order.
-    pub unknown: Vec<u32>,
-    pub column_starts: Vec<usize>,
-    pub row_indices: Vec<usize>,
-    pub values: Vec<f64>,
-    /// `-sum over known foreground neighbours j of L_ij`.
-    pub rhs: Vec<f64>,
+    /// Frame position (`y * width + x`) of the unknown pixel of each column, in elimination
+    /// order.
+    pub pixels: Vec<u32>,
+    /// `L_U`'s lower triangle in compressed columns: column `k` holds the entries at rows `>= k`,
+    /// the diagonal first.
+    column_starts: Vec<usize>,
+    row_indices: Vec<usize>,
+    values: Vec<f64>,
+    /// `-sum over known foreground neighbours j of L_ij`, per column.
+    rhs: Vec<f64>,
+    /// The supernodal structure of the factor, computed while the values are.
+    symbolic: Result<SymbolicCholesky<usize>, String>,
 }
 
 impl BandSystem {
     /// Builds the system for `image` under `trimap` (one byte a pixel: 0 and 255 known,
     /// anything else unknown, as pymatting's `trimap_split` reads 0.1/0.9 of 0..1), from the
-    /// 3x3 windows centred inside the frame that touch an unknown pixel.
+    /// 3x3 windows centred inside the frame that touch an unknown pixel. The factor's structure
+    /// follows from the trimap alone, so it is analysed on one core while the Laplacian's values
+    /// are computed on the others.
     pub fn build(image: &ImageRef<'_>, trimap: &[u8]) -> Self {
         let (width, height) = (image.width, image.height);
         assert_eq!(trimap.len(), width * height, "one trimap byte per pixel");
@@ -222,139 +229,81 @@ impl BandSystem {
             .filter(|&i| !is_known(trimap[i]))
             .map(|i| i as u32)
             .collect();
-        let mut index = vec![u32::MAX; width * height];
-        for (u, &p) in unknown.iter().enumerate() {
-            index[p as usize] = u as u32;
-        }
-        let windows = WindowStats::new(image, &unknown);
-        let neighbour = |x: isize, y: isize, k: usize| -> Option<usize> {
-            let (nx, ny) = (x + k as isize % 5 - REACH, y + k as isize / 5 - REACH);
-            let inside = nx >= 0 && ny >= 0 && nx < width as isize && ny < height as isize;
-            inside.then(|| ny as usize * width + nx as usize)
-        };
-        // Each unknown pixel's row over its 5x5 neighbourhood, known foreground neighbours moved
-        // to the right-hand side, the entries at or after the pixel (k >= 12, its diagonal
-        // first) kept as its column; in chunks on all cores, joined in order.
-        let chunks: Vec<BandChunk> = unknown
-            .par_chunks(BUILD_CHUNK)
-            .map(|chunk| {
-                let mut part = BandChunk::with_capacity(chunk.len());
-                for &p in chunk {
-                    let (x, y) = ((p as usize % width) as isize, (p as usize / width) as isize);
-                    let row = laplacian_row(image, &windows, x, y);
-                    let mut rhs = 0.0;
-                    let mut entries = 0;
-                    for (k, &value) in row.iter().enumerate() {
-                        let Some(j) = neighbour(x, y, k) else {
-                            continue;
-                        };
-                        match trimap[j] {
-                            TRIMAP_FOREGROUND => rhs -= value,
-                            TRIMAP_BACKGROUND => {}
-                            _ if k >= NEIGHBOURS / 2 => {
-                                part.row_indices.push(index[j] as usize);
-                                part.values.push(value);
-                                entries += 1;
-                            }
-                            _ => {}
-                        }
-                    }
-                    part.entries.push(entries);
-                    part.rhs.push(rhs);
-                }
-                part
-            })
+        let pixels: Vec<u32> = nested_dissection::order(&unknown, width, REACH as u32)
+            .into_iter()
+            .map(|u| unknown[u])
             .collect();
-        let total: usize = chunks.iter().map(|c| c.values.len()).sum();
-        let mut column_starts = Vec::with_capacity(unknown.len() + 1);
-        let (mut row_indices, mut values) = (Vec::with_capacity(total), Vec::with_capacity(total));
-        let mut rhs = Vec::with_capacity(unknown.len());
-        column_starts.push(0);
-        for chunk in chunks {
-            for entries in chunk.entries {
-                column_starts.push(column_starts.last().unwrap() + entries);
-            }
-            row_indices.extend(chunk.row_indices);
-            values.extend(chunk.values);
-            rhs.extend(chunk.rhs);
+        drop(unknown);
+        let mut place = vec![u32::MAX; width * height];
+        for (k, &p) in pixels.iter().enumerate() {
+            place[p as usize] = k as u32;
         }
+        let structure = Structure::new(&pixels, &place, width, height);
+        let (symbolic, (values, rhs)) = rayon::join(
+            || structure.analyse(),
+            || structure.values(image, trimap, &pixels),
+        );
         Self {
-            width,
-            unknown,
-            column_starts,
-            row_indices,
+            pixels,
+            column_starts: structure.lower_starts,
+            row_indices: structure.lower_rows,
             values,
             rhs,
+            symbolic,
         }
     }
 
-    /// The solution, by a sparse Cholesky factorisation in a nested-dissection order of the
-    /// pixels (see [`nested_dissection`]; on u2netp's bands it fills 10-20% less than
-    /// approximate minimum degree and is found in a third of the time). One thread: faer's
-    /// parallel kernels only split the dense blocks, which are too small here to gain from it
-    /// (measured slower on 2 cores). Supernodal always: faer picks the simplicial factorisation
-    /// for small bands by a flop estimate, but here it took twice as long as the supernodal one
-    /// (600x400 coffee: 19k unknown pixels, 60 against 25 ms). A component of unknown pixels that touches no known one
-    /// makes the matrix singular (its alpha is free): pymatting's solver leaves such a component
-    /// near 0 from its zero start; a tiny shift of the diagonal does the same here.
-    pub fn solve(self) -> Result<Vec<f64>, MattingError> {
-        let n = self.unknown.len();
-        let failure = |reason: String| MattingError::Factorisation { unknown: n, reason };
-        let order = nested_dissection::order(&self.unknown, self.width, REACH as u32);
-        let mut inverse = vec![0; n];
-        for (k, &i) in order.iter().enumerate() {
-            inverse[i] = k;
+    /// `L_U`'s lower triangle as (row, column, value) and the right-hand side, both in the
+    /// raster order of the unknown pixels (pymatting's numbering).
+    pub fn in_raster_order(&self) -> (Vec<(usize, usize, f64)>, Vec<f64>) {
+        let mut by_position: Vec<(u32, usize)> = self
+            .pixels
+            .iter()
+            .enumerate()
+            .map(|(k, &p)| (p, k))
+            .collect();
+        by_position.sort_unstable();
+        let mut raster = vec![0; self.pixels.len()];
+        for (r, &(_, k)) in by_position.iter().enumerate() {
+            raster[k] = r;
         }
-        let order = Perm::new_checked(order.into_boxed_slice(), inverse.into_boxed_slice(), n);
-        let diagonal_positions = self.column_starts[..n].to_vec();
-        let structure =
-            SymbolicSparseColMat::new_checked(n, n, self.column_starts, None, self.row_indices);
-        let symbolic = factorize_symbolic_cholesky(
-            structure.as_ref(),
-            Side::Lower,
-            SymmetricOrdering::Custom(order.as_ref()),
-            CholeskySymbolicParams {
-                supernodal_flop_ratio_threshold: SupernodalThreshold::FORCE_SUPERNODAL,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| failure(e.to_string()))?;
-        let mut factor = Vec::new();
-        factor
-            .try_reserve_exact(symbolic.len_val())
-            .map_err(|_| failure(format!("no memory for its {} entries", symbolic.len_val())))?;
-        factor.resize(symbolic.len_val(), 0.0);
-        let par = Par::Seq;
-        let mut scratch = MemBuffer::try_new(StackReq::any_of(&[
-            symbolic.factorize_numeric_llt_scratch::<f64>(par, Default::default()),
-            symbolic.solve_in_place_scratch::<f64>(1, par),
-        ]))
-        .map_err(|_| failure("no memory for the factorisation's workspace".into()))?;
+        let mut entries = Vec::with_capacity(self.values.len());
+        for column in 0..self.pixels.len() {
+            for e in self.column_starts[column]..self.column_starts[column + 1] {
+                let (a, b) = (raster[self.row_indices[e]], raster[column]);
+                entries.push((a.max(b), a.min(b), self.values[e]));
+            }
+        }
+        let mut rhs = vec![0.0; self.pixels.len()];
+        for (k, &value) in self.rhs.iter().enumerate() {
+            rhs[raster[k]] = value;
+        }
+        (entries, rhs)
+    }
+
+    /// The solution, one value per pixel of [`Self::pixels`], by a sparse Cholesky
+    /// factorisation (see [`supernodal::solve`]). A component of unknown pixels that touches no
+    /// known one makes the matrix singular (its alpha is free): pymatting's solver leaves such a
+    /// component near 0 from its zero start; a tiny shift of the diagonal does the same here.
+    pub fn solve(self) -> Result<Vec<f64>, MattingError> {
+        let n = self.pixels.len();
+        let failure = |reason: String| MattingError::Factorisation { unknown: n, reason };
+        let symbolic = self.symbolic.map_err(failure)?;
+        let SymbolicCholeskyRaw::Supernodal(symbolic) = symbolic.raw() else {
+            unreachable!("the analysis is asked for a supernodal structure");
+        };
         let mut values = self.values;
-        let mut solution = Mat::from_fn(n, 1, |i, _| self.rhs[i]);
         for shift in [0.0, 1e-10] {
-            for &position in &diagonal_positions {
+            for &position in &self.column_starts[..n] {
                 values[position] += shift;
             }
-            let matrix = SparseColMatRef::new(structure.as_ref(), &values);
-            match symbolic.factorize_numeric_llt(
-                &mut factor,
-                matrix,
-                Side::Lower,
-                Default::default(),
-                par,
-                MemStack::new(&mut scratch),
-                Default::default(),
-            ) {
-                Ok(llt) => {
-                    llt.solve_in_place_with_conj(
-                        Conj::No,
-                        solution.as_mut(),
-                        par,
-                        MemStack::new(&mut scratch),
-                    );
-                    return Ok((0..n).map(|i| solution[(i, 0)]).collect());
-                }
+            let matrix = supernodal::LowerColumns {
+                starts: &self.column_starts,
+                rows: &self.row_indices,
+                values: &values,
+            };
+            match supernodal::solve(symbolic, matrix, &self.rhs) {
+                Ok(solution) => return Ok(solution),
                 Err(e) if shift > 0.0 => return Err(failure(e.to_string())),
                 Err(_) => {}
             }
@@ -363,27 +312,169 @@ impl BandSystem {
     }
 }
 
+/// The sparsity of a band's system, from the trimap alone: per column (pixel in elimination
+/// order) its neighbours at or after it, the lower triangle, with which of the 25 neighbours
+/// each is.
+struct Structure {
+    lower_starts: Vec<usize>,
+    lower_rows: Vec<usize>,
+    /// Which neighbour (0..25, raster order over the 5x5 neighbourhood) each lower entry is.
+    lower_slots: Vec<u8>,
+}
+
+impl Structure {
+    fn new(pixels: &[u32], place: &[u32], width: usize, height: usize) -> Self {
+        // Column k's neighbours at or after it in the elimination order, itself first (the
+        // diagonal), the rest in slot order: counted first, then written on all cores into
+        // their own slices.
+        let later = |k: usize, visit: &mut dyn FnMut(u32, u8)| {
+            let p = pixels[k] as usize;
+            let (x, y) = ((p % width) as isize, (p / width) as isize);
+            visit(k as u32, CENTRE);
+            for slot in (0..NEIGHBOURS).filter(|&slot| slot != CENTRE as usize) {
+                let (nx, ny) = (x + slot as isize % 5 - REACH, y + slot as isize / 5 - REACH);
+                if nx >= 0 && ny >= 0 && nx < width as isize && ny < height as isize {
+                    let other = place[ny as usize * width + nx as usize];
+                    if other != u32::MAX && other as usize > k {
+                        visit(other, slot as u8);
+                    }
+                }
+            }
+        };
+        let n = pixels.len();
+        let counts: Vec<usize> = (0..n)
+            .into_par_iter()
+            .map(|k| {
+                let mut count = 0;
+                later(k, &mut |_, _| count += 1);
+                count
+            })
+            .collect();
+        let mut lower_starts = Vec::with_capacity(n + 1);
+        lower_starts.push(0);
+        for count in counts {
+            lower_starts.push(lower_starts.last().unwrap() + count);
+        }
+        let mut lower_rows = vec![0; lower_starts[n]];
+        let mut lower_slots = vec![0; lower_starts[n]];
+        split_by_columns(&lower_starts, &mut lower_rows)
+            .into_par_iter()
+            .zip(split_by_columns(&lower_starts, &mut lower_slots))
+            .enumerate()
+            .for_each(|(chunk, (rows, slots))| {
+                let mut at = 0;
+                for k in chunk * BUILD_CHUNK..((chunk + 1) * BUILD_CHUNK).min(n) {
+                    later(k, &mut |other, slot| {
+                        rows[at] = other as usize;
+                        slots[at] = slot;
+                        at += 1;
+                    });
+                }
+            });
+        Self {
+            lower_starts,
+            lower_rows,
+            lower_slots,
+        }
+    }
+
+    /// The upper triangle's structure (column k: the rows at or before it, ascending), the
+    /// transpose of the lower one.
+    fn upper(&self) -> (Vec<usize>, Vec<usize>) {
+        let n = self.lower_starts.len() - 1;
+        let mut starts = vec![0; n + 1];
+        for &row in &self.lower_rows {
+            starts[row + 1] += 1;
+        }
+        for k in 0..n {
+            starts[k + 1] += starts[k];
+        }
+        let mut next = starts[..n].to_vec();
+        let mut rows = vec![0; self.lower_rows.len()];
+        for column in 0..n {
+            for &row in &self.lower_rows[self.lower_starts[column]..self.lower_starts[column + 1]] {
+                rows[next[row]] = column;
+                next[row] += 1;
+            }
+        }
+        (starts, rows)
+    }
+
+    /// faer's symbolic analysis of the factor, supernodal always (what
+    /// [`supernodal::factorize`] works on), in the columns' own order.
+    fn analyse(&self) -> Result<SymbolicCholesky<usize>, String> {
+        let n = self.lower_starts.len() - 1;
+        let (starts, rows) = self.upper();
+        let upper = SymbolicSparseColMat::new_checked(n, n, starts, None, rows);
+        factorize_symbolic_cholesky(
+            upper.as_ref(),
+            Side::Upper,
+            SymmetricOrdering::Identity,
+            CholeskySymbolicParams {
+                supernodal_flop_ratio_threshold: SupernodalThreshold::FORCE_SUPERNODAL,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// The lower triangle's values and the right-hand side: each unknown pixel's row of the
+    /// Laplacian over its 5x5 neighbourhood, known foreground neighbours moved to the
+    /// right-hand side, in chunks of columns on all cores.
+    fn values(&self, image: &ImageRef<'_>, trimap: &[u8], pixels: &[u32]) -> (Vec<f64>, Vec<f64>) {
+        let width = image.width;
+        let windows = WindowStats::new(image, pixels);
+        let mut values = vec![0.0; self.lower_rows.len()];
+        let mut rhs = vec![0.0; pixels.len()];
+        split_by_columns(&self.lower_starts, &mut values)
+            .into_par_iter()
+            .zip(rhs.par_chunks_mut(BUILD_CHUNK))
+            .enumerate()
+            .for_each(|(chunk, (values, rhs))| {
+                let first = chunk * BUILD_CHUNK;
+                let base = self.lower_starts[first];
+                for (offset, rhs) in rhs.iter_mut().enumerate() {
+                    let k = first + offset;
+                    let p = pixels[k] as usize;
+                    let (x, y) = ((p % width) as isize, (p / width) as isize);
+                    let row = laplacian_row(image, &windows, x, y);
+                    let entries = self.lower_starts[k]..self.lower_starts[k + 1];
+                    for e in entries {
+                        values[e - base] = row[self.lower_slots[e] as usize];
+                    }
+                    *rhs = 0.0;
+                    for (slot, &value) in row.iter().enumerate() {
+                        let (nx, ny) =
+                            (x + slot as isize % 5 - REACH, y + slot as isize / 5 - REACH);
+                        let inside =
+                            nx >= 0 && ny >= 0 && nx < width as isize && ny < image.height as isize;
+                        if inside && trimap[ny as usize * width + nx as usize] == TRIMAP_FOREGROUND
+                        {
+                            *rhs -= value;
+                        }
+                    }
+                }
+            });
+        (values, rhs)
+    }
+}
+
 /// Unknown pixels per piece of work when the system is built on all cores.
 const BUILD_CHUNK: usize = 4096;
 
-/// The columns of a run of unknown pixels: how many entries each has, the entries, and each
-/// pixel's right-hand side.
-struct BandChunk {
-    entries: Vec<usize>,
-    row_indices: Vec<usize>,
-    values: Vec<f64>,
-    rhs: Vec<f64>,
-}
-
-impl BandChunk {
-    fn with_capacity(pixels: usize) -> Self {
-        Self {
-            entries: Vec::with_capacity(pixels),
-            row_indices: Vec::with_capacity(pixels * (NEIGHBOURS / 2 + 1)),
-            values: Vec::with_capacity(pixels * (NEIGHBOURS / 2 + 1)),
-            rhs: Vec::with_capacity(pixels),
-        }
+/// `entries` (of compressed columns starting at `starts`) cut into the slices of successive
+/// runs of [`BUILD_CHUNK`] columns.
+fn split_by_columns<'a, T>(starts: &[usize], entries: &'a mut [T]) -> Vec<&'a mut [T]> {
+    let columns = starts.len() - 1;
+    let mut slices = Vec::with_capacity(columns.div_ceil(BUILD_CHUNK));
+    let mut rest = entries;
+    for first in (0..columns).step_by(BUILD_CHUNK) {
+        let last = (first + BUILD_CHUNK).min(columns);
+        let (slice, tail) = rest.split_at_mut(starts[last] - starts[first]);
+        slices.push(slice);
+        rest = tail;
     }
+    slices
 }
 
 fn is_known(trimap: u8) -> bool {
@@ -404,7 +495,7 @@ pub fn estimate_alpha(
         });
     }
     let system = BandSystem::build(image, trimap);
-    let positions = system.unknown.clone();
+    let positions = system.pixels.clone();
     let solution = if positions.is_empty() {
         Vec::new()
     } else {
@@ -414,7 +505,7 @@ pub fn estimate_alpha(
 }
 
 /// The alpha of a solved system: known pixels 0 or 1, the unknown ones (at `positions`, as
-/// [`BandSystem::unknown`] lists them) their solution clipped to 0..1.
+/// [`BandSystem::pixels`] lists them) their solution clipped to 0..1.
 pub fn alpha_of(trimap: &[u8], positions: &[u32], solution: &[f64]) -> Vec<f32> {
     let mut alpha: Vec<f32> = trimap
         .iter()
@@ -482,8 +573,20 @@ impl WindowStats {
 
 fn colour(image: &ImageRef<'_>, x: usize, y: usize) -> [f64; 3] {
     let pixel = &image.row(y)[x * image.layout.bytes_per_pixel..][..3];
-    [0, 1, 2].map(|c| f64::from(pixel[c]) / 255.0)
+    [0, 1, 2].map(|c| LEVELS[pixel[c] as usize])
 }
+
+/// `v / 255` for each 8-bit `v`, as rembg scales the image (a table: the Laplacian reads each
+/// pixel's colour dozens of times).
+static LEVELS: [f64; 256] = {
+    let mut levels = [0.0; 256];
+    let mut v = 0;
+    while v < 256 {
+        levels[v] = v as f64 / 255.0;
+        v += 1;
+    }
+    levels
+};
 
 /// pymatting's window mean and inverse covariance (with `EPSILON` added before the division
 /// by the window's area, and its own sign convention for the determinant and cofactors).
@@ -526,8 +629,17 @@ fn window_stats(image: &ImageRef<'_>, x: usize, y: usize) -> [f64; 9] {
 /// Row (x, y) of the matting Laplacian over its 5x5 neighbourhood (raster order): the sum over
 /// the windows containing it of `delta_ij - (1 + (I_i - mu)^T M (I_j - mu)) / 9`.
 fn laplacian_row(image: &ImageRef<'_>, windows: &WindowStats, x: isize, y: isize) -> [f64; 25] {
+    // The colours of the 5x5 neighbourhood, read once (those outside the frame are never used:
+    // windows are centred inside it).
+    let mut patch = [[0.0; 3]; NEIGHBOURS];
+    for (k, colour_k) in patch.iter_mut().enumerate() {
+        let (px, py) = (x + k as isize % 5 - REACH, y + k as isize / 5 - REACH);
+        if px >= 0 && py >= 0 && (px as usize) < image.width && (py as usize) < image.height {
+            *colour_k = colour(image, px as usize, py as usize);
+        }
+    }
     let mut row = [0.0; NEIGHBOURS];
-    let own = colour(image, x as usize, y as usize);
+    let own = patch[CENTRE as usize];
     for cy in y - 1..=y + 1 {
         for cx in x - 1..=x + 1 {
             if cx < 0 || cy < 0 {
@@ -550,12 +662,12 @@ fn laplacian_row(image: &ImageRef<'_>, windows: &WindowStats, x: isize, y: isize
             ];
             for jy in cy - 1..=cy + 1 {
                 for jx in cx - 1..=cx + 1 {
-                    let other = colour(image, jx as usize, jy as usize);
+                    let k = ((jy - y + REACH) * 5 + (jx - x + REACH)) as usize;
+                    let other = patch[k];
                     let product = weighted[0] * (other[0] - mean[0])
                         + weighted[1] * (other[1] - mean[1])
                         + weighted[2] * (other[2] - mean[2]);
-                    let delta = if jx == x && jy == y { 1.0 } else { 0.0 };
-                    let k = ((jy - y + REACH) * 5 + (jx - x + REACH)) as usize;
+                    let delta = if k == CENTRE as usize { 1.0 } else { 0.0 };
                     row[k] += delta - (1.0 + product) / 9.0;
                 }
             }
@@ -720,12 +832,11 @@ mod tests {
         let image = ImageRef::packed(&data, width, height, PixelLayout::RGB);
         let system = BandSystem::build(&image, &vec![TRIMAP_UNKNOWN; width * height]);
         let n = width * height;
+        let (entries, rhs) = system.in_raster_order();
         let mut dense = vec![0.0; n * n];
-        for column in 0..n {
-            for k in system.column_starts[column]..system.column_starts[column + 1] {
-                dense[system.row_indices[k] * n + column] = system.values[k];
-                dense[column * n + system.row_indices[k]] = system.values[k];
-            }
+        for (row, column, value) in entries {
+            dense[row * n + column] = value;
+            dense[column * n + row] = value;
         }
         for row in 0..n {
             let sum: f64 = dense[row * n..][..n].iter().sum();
@@ -736,7 +847,7 @@ mod tests {
             );
         }
         assert!(
-            system.rhs.iter().all(|&v| v == 0.0),
+            rhs.iter().all(|&v| v == 0.0),
             "nothing known, nothing on the right"
         );
     }
