@@ -188,7 +188,8 @@ pub enum MattingError {
 }
 
 /// The most unknown pixels solved at once: a whole 3840x2160 frame. The factor of a wide 4K
-/// band took 5.4 GiB (`scripts/bench.sh alpha_matting`); much past this, a 24 GB machine would
+/// band took 5.4 GiB in double precision (`scripts/bench.sh alpha_matting`; single precision,
+/// tried first, halves it); much past this, a 24 GB machine would
 /// run out of memory instead of reporting it.
 pub const MAX_UNKNOWN_PIXELS: usize = 3840 * 2160;
 
