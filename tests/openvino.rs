@@ -310,18 +310,42 @@ fn a_compiled_model_cache_that_fails_does_not_stop_the_model() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The photos u2netp-int8's masks are judged on: none is among its calibration pictures
+/// (models/manifest.json).
+const HELD_OUT: [&str; 8] = [
+    "rocket.jpg",
+    "chelsea.png",
+    "motorcycle_left.png",
+    "camera.png",
+    "astronaut.png",
+    "group.jpg",
+    "coffee.png",
+    "horse.png",
+];
+
+/// The alpha rembgfilter gives the sample file `file` (any format decodebin reads).
+fn alpha_on_file(file: &str, properties: &str) -> Vec<u8> {
+    let samples = collect_samples(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! rembgfilter {properties} ! appsink name=sink",
+        sample_file(file).display()
+    ))
+    .unwrap();
+    alpha_of(&packed_pixels(&samples[0]).1)
+}
+
 #[test]
-fn u2netp_int8_masks_stay_close_to_u2netp_on_both_runtimes() {
+fn u2netp_int8_masks_stay_close_to_u2netp_on_held_out_photos_on_both_runtimes() {
     if without_set_up() {
         return;
     }
-    for photo in ["astronaut", "chelsea", "coffee"] {
-        let exact = alpha_on(photo, "model=u2netp backend=onnxruntime");
+    for photo in HELD_OUT {
+        let exact = alpha_on_file(photo, "model=u2netp backend=onnxruntime");
         for backend in ["onnxruntime", "openvino"] {
-            let int8 = alpha_on(photo, &format!("model=u2netp-int8 backend={backend}"));
+            let int8 = alpha_on_file(photo, &format!("model=u2netp-int8 backend={backend}"));
             let (mean_difference, iou) = compare_masks(&int8, &exact);
             println!("{photo} int8 on {backend}: mean |d| {mean_difference:.2}/255, IoU {iou:.4}");
-            // Measured 0.939 (chelsea) to 0.997; a broken quantization lands far below.
+            // Measured 0.938 (rocket) to 0.998 with the Python reference preprocessing; the
+            // per-tensor quantization calibrated on three of these photos gave rocket 0.535.
             assert!(iou >= 0.9, "{photo} on {backend}: IoU {iou:.4}");
         }
     }

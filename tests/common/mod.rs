@@ -56,8 +56,14 @@ fn env_path(name: &str) -> PathBuf {
     PathBuf::from(value)
 }
 
+/// The sample PNG `name` (without its extension).
 pub fn sample(name: &str) -> PathBuf {
-    let path = env_path("NEURALFX_SAMPLES").join(format!("{name}.png"));
+    sample_file(&format!("{name}.png"))
+}
+
+/// The sample file `file` (with its extension).
+pub fn sample_file(file: &str) -> PathBuf {
+    let path = env_path("NEURALFX_SAMPLES").join(file);
     assert!(
         path.is_file(),
         "{} missing: run scripts/test.sh",
