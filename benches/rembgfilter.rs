@@ -31,18 +31,8 @@ use gstneuralfx::inference::openvino::{CompileOptions, OpenVinoBackend, Precisio
 use gstneuralfx::segmentation::{Segmenter, locate};
 
 const MODELS: [&str; 5] = ["u2netp", "u2netp-int8", "selfie", "isnet-fp16", "modnet"];
-/// Where mask quality is judged: photos none of the models was calibrated on (u2netp-int8's
-/// calibration pictures are elsewhere, models/manifest.json).
-const PHOTOS: [&str; 8] = [
-    "rocket.jpg",
-    "chelsea.png",
-    "motorcycle_left.png",
-    "camera.png",
-    "astronaut.png",
-    "group.jpg",
-    "coffee.png",
-    "horse.png",
-];
+/// Where mask quality is judged: photos none of the models was calibrated on.
+const PHOTOS: [&str; 8] = common::held_out::HELD_OUT_PHOTOS;
 const SIZES: [(u32, u32); 3] = [(640, 480), (1280, 720), (1920, 1080)];
 
 #[derive(Clone, Copy)]

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::held_out::HELD_OUT_PHOTOS;
 use common::*;
 
 /// Brings a pipeline to PAUSED and returns `active-backend` of the element named `nf`.
@@ -180,12 +181,7 @@ fn a_file_that_is_not_a_model_is_named_by_openvino() {
 
 /// The alpha of rembgfilter on a photo with `properties`.
 fn alpha_on(photo: &str, properties: &str) -> Vec<u8> {
-    let samples = collect_samples(&format!(
-        "filesrc location={} ! pngdec ! videoconvert ! rembgfilter {properties} ! appsink name=sink",
-        sample(photo).display()
-    ))
-    .unwrap();
-    alpha_of(&packed_pixels(&samples[0]).1)
+    alpha_on_file(&format!("{photo}.png"), properties)
 }
 
 #[test]
@@ -310,19 +306,6 @@ fn a_compiled_model_cache_that_fails_does_not_stop_the_model() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The photos u2netp-int8's masks are judged on: none is among its calibration pictures
-/// (models/manifest.json).
-const HELD_OUT: [&str; 8] = [
-    "rocket.jpg",
-    "chelsea.png",
-    "motorcycle_left.png",
-    "camera.png",
-    "astronaut.png",
-    "group.jpg",
-    "coffee.png",
-    "horse.png",
-];
-
 /// The alpha rembgfilter gives the sample file `file` (any format decodebin reads).
 fn alpha_on_file(file: &str, properties: &str) -> Vec<u8> {
     let samples = collect_samples(&format!(
@@ -334,11 +317,33 @@ fn alpha_on_file(file: &str, properties: &str) -> Vec<u8> {
 }
 
 #[test]
+fn u2netp_int8_is_calibrated_on_none_of_the_held_out_photos() {
+    let manifest: serde_json::Value =
+        serde_json::from_str(include_str!("../models/manifest.json")).unwrap();
+    let int8 = manifest["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|model| model["name"] == "u2netp-int8")
+        .unwrap();
+    let calibration: Vec<&str> = int8["source"]["calibration"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert!(calibration.len() >= 10, "{calibration:?}");
+    for photo in HELD_OUT_PHOTOS {
+        assert!(!calibration.contains(&photo), "{photo} is calibrated on");
+    }
+}
+
+#[test]
 fn u2netp_int8_masks_stay_close_to_u2netp_on_held_out_photos_on_both_runtimes() {
     if without_set_up() {
         return;
     }
-    for photo in HELD_OUT {
+    for photo in HELD_OUT_PHOTOS {
         let exact = alpha_on_file(photo, "model=u2netp backend=onnxruntime");
         for backend in ["onnxruntime", "openvino"] {
             let int8 = alpha_on_file(photo, &format!("model=u2netp-int8 backend={backend}"));

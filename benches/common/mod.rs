@@ -3,6 +3,8 @@
 
 #[path = "../../tests/common/foreground_oracles.rs"]
 pub mod foreground_oracles;
+#[path = "../../tests/common/held_out.rs"]
+pub mod held_out;
 #[path = "../../tests/common/triton_server.rs"]
 pub mod triton_server;
 

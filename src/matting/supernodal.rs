@@ -559,12 +559,13 @@ impl<T: Real> Work<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faer::Side;
     use faer::sparse::linalg::SupernodalThreshold;
     use faer::sparse::linalg::cholesky::{
-        CholeskySymbolicParams, SymbolicCholeskyRaw, SymmetricOrdering, factorize_symbolic_cholesky,
+        CholeskySymbolicParams, SymbolicCholesky, SymbolicCholeskyRaw, SymmetricOrdering,
+        factorize_symbolic_cholesky,
     };
     use faer::sparse::{SparseColMatRef, SymbolicSparseColMat};
-    use faer::{Conj, Mat, Side};
 
     /// A matrix in compressed columns: its lower triangle with values, its upper triangle's
     /// structure.
@@ -574,6 +575,73 @@ mod tests {
         lower_values: Vec<f64>,
         upper_starts: Vec<usize>,
         upper_rows: Vec<usize>,
+    }
+
+    impl GridMatrix {
+        /// [`grid_matrix`] in a nested-dissection order, as a band is ordered.
+        fn dissected(width: usize, height: usize) -> Self {
+            let positions: Vec<u32> = (0..(width * height) as u32).collect();
+            grid_matrix(width, height, &nested_dissection_order(&positions, width))
+        }
+
+        fn n(&self) -> usize {
+            self.lower_starts.len() - 1
+        }
+
+        fn lower(&self) -> LowerColumns<'_, f64> {
+            LowerColumns {
+                starts: &self.lower_starts,
+                rows: &self.lower_rows,
+                values: &self.lower_values,
+            }
+        }
+
+        /// faer's supernodal analysis, as closed_form.rs asks for it.
+        fn symbolic(&self) -> SymbolicCholesky<usize> {
+            let n = self.n();
+            let structure = SymbolicSparseColMat::new_checked(
+                n,
+                n,
+                self.upper_starts.clone(),
+                None,
+                self.upper_rows.clone(),
+            );
+            factorize_symbolic_cholesky(
+                structure.as_ref(),
+                Side::Upper,
+                SymmetricOrdering::Identity,
+                CholeskySymbolicParams {
+                    supernodal_flop_ratio_threshold: SupernodalThreshold::FORCE_SUPERNODAL,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        }
+
+        /// The largest `|A x - b|` over the rows.
+        fn residual(&self, x: &[f64], b: &[f64]) -> f64 {
+            let mut out = b.to_vec();
+            subtract_product(self.lower(), x, &mut out);
+            out.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+        }
+    }
+
+    fn nested_dissection_order(positions: &[u32], width: usize) -> Vec<usize> {
+        super::super::nested_dissection::order(positions, width, 2)
+    }
+
+    fn supernodal(symbolic: &SymbolicCholesky<usize>) -> &SymbolicSupernodalCholesky<usize> {
+        match symbolic.raw() {
+            SymbolicCholeskyRaw::Supernodal(supernodal) => supernodal,
+            SymbolicCholeskyRaw::Simplicial(_) => panic!("supernodal is forced"),
+        }
+    }
+
+    /// `b` solved with `factor`, in double precision.
+    fn solved(symbolic: &SymbolicSupernodalCholesky<usize>, factor: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut x = b.to_vec();
+        solve_in_place(symbolic, factor, &mut x);
+        x
     }
 
     /// A symmetric positive definite matrix over a `width` x `height` grid coupling each point
@@ -638,64 +706,36 @@ mod tests {
         }
     }
 
-    fn supernodal_symbolic(
-        n: usize,
-        upper_starts: Vec<usize>,
-        upper_rows: Vec<usize>,
-    ) -> faer::sparse::linalg::cholesky::SymbolicCholesky<usize> {
-        let structure = SymbolicSparseColMat::new_checked(n, n, upper_starts, None, upper_rows);
-        factorize_symbolic_cholesky(
-            structure.as_ref(),
-            Side::Upper,
-            SymmetricOrdering::Identity,
-            CholeskySymbolicParams {
-                supernodal_flop_ratio_threshold: SupernodalThreshold::FORCE_SUPERNODAL,
-                ..Default::default()
-            },
-        )
-        .unwrap()
-    }
-
     #[test]
     fn the_factor_is_faers_own_and_solves_the_system() {
         for (width, height) in [(1, 1), (3, 2), (17, 9), (60, 45), (300, 200)] {
             let n = width * height;
             // A nested-dissection order, as the band is ordered, and (where it fills little
             // enough) the raster order.
-            let positions: Vec<u32> = (0..n as u32).collect();
-            let mut orders = vec![super::super::nested_dissection::order(&positions, width, 2)];
+            let mut grids = vec![GridMatrix::dissected(width, height)];
             if n < 5000 {
-                orders.push((0..n).collect());
+                grids.push(grid_matrix(width, height, &(0..n).collect::<Vec<_>>()));
             }
-            for order in orders {
-                let GridMatrix {
-                    lower_starts: ls,
-                    lower_rows: lr,
-                    lower_values: lv,
-                    upper_starts: us,
-                    upper_rows: ur,
-                } = grid_matrix(width, height, &order);
-                let symbolic = supernodal_symbolic(n, us, ur.clone());
-                let SymbolicCholeskyRaw::Supernodal(supernodal) = symbolic.raw() else {
-                    panic!("forced supernodal");
-                };
-                let matrix = LowerColumns {
-                    starts: &ls,
-                    rows: &lr,
-                    values: &lv,
-                };
+            for grid in grids {
+                let symbolic = grid.symbolic();
+                let supernodal = supernodal(&symbolic);
                 // Each supernode alone, the whole tree as one piece, and as in use.
-                let ours = factorize(supernodal, matrix).unwrap();
+                let ours = factorize(supernodal, grid.lower()).unwrap();
                 for pieces in [0.0, f64::INFINITY] {
                     assert_eq!(
-                        factorize_in_pieces(supernodal, matrix, pieces).unwrap(),
+                        factorize_in_pieces(supernodal, grid.lower(), pieces).unwrap(),
                         ours
                     );
                 }
                 // faer's factorisation of the same matrix.
-                let structure =
-                    SymbolicSparseColMat::new_checked(n, n, ls.clone(), None, lr.clone());
-                let matrix = SparseColMatRef::new(structure.as_ref(), &lv);
+                let structure = SymbolicSparseColMat::new_checked(
+                    n,
+                    n,
+                    grid.lower_starts.clone(),
+                    None,
+                    grid.lower_rows.clone(),
+                );
+                let matrix = SparseColMatRef::new(structure.as_ref(), &grid.lower_values);
                 let mut theirs = vec![0.0; symbolic.len_val()];
                 let mut scratch = MemBuffer::new(
                     symbolic.factorize_numeric_llt_scratch::<f64>(Par::Seq, Default::default()),
@@ -718,36 +758,10 @@ mod tests {
                         "{width}x{height}: {a} against {b}"
                     );
                 }
-                // And the factor solves A x = b: A times the solution gives b back.
+                // And the factor solves A x = b.
                 let b: Vec<f64> = (0..n).map(|i| (i % 7) as f64 - 3.0).collect();
-                let mut x = Mat::from_fn(n, 1, |i, _| b[i]);
-                let llt = faer::sparse::linalg::cholesky::supernodal::SupernodalLltRef::new(
-                    supernodal, &ours,
-                );
-                let mut scratch =
-                    MemBuffer::new(supernodal.solve_in_place_scratch::<f64>(1, Par::Seq));
-                llt.solve_in_place_with_conj(
-                    Conj::No,
-                    x.as_mut(),
-                    Par::Seq,
-                    MemStack::new(&mut scratch),
-                );
-                let mut product = vec![0.0; n];
-                for j in 0..n {
-                    for k in ls[j]..ls[j + 1] {
-                        let i = lr[k];
-                        product[i] += lv[k] * x[(j, 0)];
-                        if i != j {
-                            product[j] += lv[k] * x[(i, 0)];
-                        }
-                    }
-                }
-                for i in 0..n {
-                    assert!(
-                        (product[i] - b[i]).abs() < 1e-9,
-                        "{width}x{height}: row {i}"
-                    );
-                }
+                let x = solved(supernodal, &ours, &b);
+                assert!(grid.residual(&x, &b) < 1e-9, "{width}x{height}");
             }
         }
     }
@@ -755,78 +769,29 @@ mod tests {
     #[test]
     fn a_matrix_that_is_not_positive_definite_names_its_pivot() {
         let (width, height) = (20, 20);
-        let n = width * height;
-        let order: Vec<usize> = (0..n).collect();
-        let GridMatrix {
-            lower_starts: ls,
-            lower_rows: lr,
-            lower_values: mut lv,
-            upper_starts: us,
-            upper_rows: ur,
-        } = grid_matrix(width, height, &order);
+        let mut grid = grid_matrix(width, height, &(0..width * height).collect::<Vec<_>>());
         // Pixel 150's diagonal made negative.
-        lv[ls[150]] = -1.0;
-        let symbolic = supernodal_symbolic(n, us, ur);
-        let SymbolicCholeskyRaw::Supernodal(supernodal) = symbolic.raw() else {
-            panic!("forced supernodal");
-        };
-        let failure = factorize(
-            supernodal,
-            LowerColumns {
-                starts: &ls,
-                rows: &lr,
-                values: &lv,
-            },
-        )
-        .unwrap_err();
+        grid.lower_values[grid.lower_starts[150]] = -1.0;
+        let symbolic = grid.symbolic();
+        let failure = factorize(supernodal(&symbolic), grid.lower()).unwrap_err();
         assert!(failure.column <= 150, "{failure}");
-    }
-
-    /// The largest `|A x - b|` over the rows.
-    fn residual(ls: &[usize], lr: &[usize], lv: &[f64], x: &[f64], b: &[f64]) -> f64 {
-        let mut out = b.to_vec();
-        subtract_product(
-            LowerColumns {
-                starts: ls,
-                rows: lr,
-                values: lv,
-            },
-            x,
-            &mut out,
-        );
-        out.iter().fold(0.0f64, |m, v| m.max(v.abs()))
     }
 
     #[test]
     fn a_single_precision_factor_refined_solves_as_exactly_as_a_double_one() {
-        let (width, height) = (120, 80);
-        let n = width * height;
-        let positions: Vec<u32> = (0..n as u32).collect();
-        let order = super::super::nested_dissection::order(&positions, width, 2);
-        let GridMatrix {
-            lower_starts: ls,
-            lower_rows: lr,
-            lower_values: lv,
-            upper_starts: us,
-            upper_rows: ur,
-        } = grid_matrix(width, height, &order);
-        let symbolic = supernodal_symbolic(n, us, ur);
-        let SymbolicCholeskyRaw::Supernodal(supernodal) = symbolic.raw() else {
-            panic!("forced supernodal");
-        };
-        let matrix = LowerColumns {
-            starts: &ls,
-            rows: &lr,
-            values: &lv,
-        };
-        let b: Vec<f64> = (0..n)
+        let grid = GridMatrix::dissected(120, 80);
+        let symbolic = grid.symbolic();
+        let supernodal = supernodal(&symbolic);
+        let b: Vec<f64> = (0..grid.n())
             .map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0)
             .collect();
-        let (refined, precision) = solve_saying_how(supernodal, matrix, &b).unwrap();
+        let (refined, precision) = solve_saying_how(supernodal, grid.lower(), &b).unwrap();
         assert_eq!(precision, Precision::Single);
-        let exact_factor = factorize(supernodal, matrix).unwrap();
-        let mut exact = b.clone();
-        solve_in_place(supernodal, &exact_factor, &mut exact);
+        let exact = solved(
+            supernodal,
+            &factorize(supernodal, grid.lower()).unwrap(),
+            &b,
+        );
         let worst = refined
             .iter()
             .zip(&exact)
@@ -836,12 +801,12 @@ mod tests {
             "{worst:e} from the double-precision solution"
         );
         // Unrefined, single precision alone is further off.
-        let single: Vec<f32> = lv.iter().map(|&v| v as f32).collect();
+        let single: Vec<f32> = grid.lower_values.iter().map(|&v| v as f32).collect();
         let single_factor = factorize(
             supernodal,
             LowerColumns {
-                starts: &ls,
-                rows: &lr,
+                starts: &grid.lower_starts,
+                rows: &grid.lower_rows,
                 values: &single,
             },
         )
@@ -849,9 +814,7 @@ mod tests {
         let mut unrefined: Vec<f32> = b.iter().map(|&v| v as f32).collect();
         solve_in_place(supernodal, &single_factor, &mut unrefined);
         let unrefined: Vec<f64> = unrefined.iter().map(|&v| f64::from(v)).collect();
-        assert!(
-            residual(&ls, &lr, &lv, &refined, &b) < residual(&ls, &lr, &lv, &unrefined, &b) / 10.0
-        );
+        assert!(grid.residual(&refined, &b) < grid.residual(&unrefined, &b) / 10.0);
     }
 
     #[test]
@@ -859,46 +822,35 @@ mod tests {
         // A graph Laplacian with weights single precision holds exactly (rows summing to zero,
         // singular) plus 1e-9 on the diagonal: in single precision the 1e-9 is rounded away and
         // what is left is singular.
-        let (width, height) = (60, 40);
-        let n = width * height;
-        let positions: Vec<u32> = (0..n as u32).collect();
-        let order = super::super::nested_dissection::order(&positions, width, 2);
-        let GridMatrix {
-            lower_starts: ls,
-            lower_rows: lr,
-            lower_values: mut lv,
-            upper_starts: us,
-            upper_rows: ur,
-        } = grid_matrix(width, height, &order);
+        let mut grid = GridMatrix::dissected(60, 40);
+        let n = grid.n();
         let mut degree = vec![0.0; n];
         for j in 0..n {
-            for e in ls[j]..ls[j + 1] {
-                if lr[e] != j {
-                    lv[e] = -0.25 * (1 + (lr[e] + j) % 3) as f64;
-                    degree[j] -= lv[e];
-                    degree[lr[e]] -= lv[e];
+            for e in grid.lower_starts[j]..grid.lower_starts[j + 1] {
+                let i = grid.lower_rows[e];
+                if i != j {
+                    grid.lower_values[e] = -0.25 * (1 + (i + j) % 3) as f64;
+                    degree[j] -= grid.lower_values[e];
+                    degree[i] -= grid.lower_values[e];
                 }
             }
         }
-        for j in 0..n {
-            let diagonal = (ls[j]..ls[j + 1]).find(|&e| lr[e] == j).unwrap();
-            lv[diagonal] = degree[j] + 1e-9;
+        for (j, degree) in degree.iter().enumerate() {
+            let diagonal = (grid.lower_starts[j]..grid.lower_starts[j + 1])
+                .find(|&e| grid.lower_rows[e] == j)
+                .unwrap();
+            grid.lower_values[diagonal] = degree + 1e-9;
         }
-        let symbolic = supernodal_symbolic(n, us, ur);
-        let SymbolicCholeskyRaw::Supernodal(supernodal) = symbolic.raw() else {
-            panic!("forced supernodal");
-        };
-        let matrix = LowerColumns {
-            starts: &ls,
-            rows: &lr,
-            values: &lv,
-        };
+        let symbolic = grid.symbolic();
+        let supernodal = supernodal(&symbolic);
         let b: Vec<f64> = (0..n).map(|k| (k % 13) as f64 / 13.0 - 0.5).collect();
-        let (solution, precision) = solve_saying_how(supernodal, matrix, &b).unwrap();
+        let (solution, precision) = solve_saying_how(supernodal, grid.lower(), &b).unwrap();
         assert_eq!(precision, Precision::Double);
-        let exact_factor = factorize(supernodal, matrix).unwrap();
-        let mut exact = b.clone();
-        solve_in_place(supernodal, &exact_factor, &mut exact);
+        let exact = solved(
+            supernodal,
+            &factorize(supernodal, grid.lower()).unwrap(),
+            &b,
+        );
         assert_eq!(solution, exact);
     }
 }

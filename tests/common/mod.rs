@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod foreground_oracles;
+pub mod held_out;
 pub mod held_request;
 pub mod readme;
 pub mod talking_head;
