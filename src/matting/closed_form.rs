@@ -305,8 +305,8 @@ impl BandSystem {
             };
             match supernodal::solve(symbolic, matrix, &self.rhs) {
                 Ok(solution) => return Ok(solution),
-                Err(e) if shift > 0.0 => return Err(failure(e.to_string())),
-                Err(_) => {}
+                Err(supernodal::FactorError::NotPositiveDefinite { .. }) if shift == 0.0 => {}
+                Err(e) => return Err(failure(e.to_string())),
             }
         }
         unreachable!("the shifted factorisation returns")

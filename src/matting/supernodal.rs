@@ -74,7 +74,7 @@ pub fn solve(
     symbolic: &SymbolicSupernodalCholesky<usize>,
     matrix: LowerColumns<'_, f64>,
     rhs: &[f64],
-) -> Result<Vec<f64>, NotPositiveDefinite> {
+) -> Result<Vec<f64>, FactorError> {
     solve_saying_how(symbolic, matrix, rhs).map(|(solution, _)| solution)
 }
 
@@ -91,18 +91,23 @@ fn solve_saying_how(
     symbolic: &SymbolicSupernodalCholesky<usize>,
     matrix: LowerColumns<'_, f64>,
     rhs: &[f64],
-) -> Result<(Vec<f64>, Precision), NotPositiveDefinite> {
+) -> Result<(Vec<f64>, Precision), FactorError> {
     let single: Vec<f32> = matrix.values.iter().map(|&v| v as f32).collect();
     let single_matrix = LowerColumns {
         starts: matrix.starts,
         rows: matrix.rows,
         values: &single,
     };
-    if let Ok(factor) = factorize(symbolic, single_matrix) {
-        drop(single);
-        if let Some(solution) = refine(symbolic, &factor, matrix, rhs) {
-            return Ok((solution, Precision::Single));
+    match factorize(symbolic, single_matrix) {
+        Ok(factor) => {
+            drop(single);
+            if let Some(solution) = refine(symbolic, &factor, matrix, rhs) {
+                return Ok((solution, Precision::Single));
+            }
         }
+        // Double precision would need twice the memory.
+        Err(error @ FactorError::OutOfMemory { .. }) => return Err(error),
+        Err(FactorError::NotPositiveDefinite { .. }) => {}
     }
     let factor = factorize(symbolic, matrix)?;
     let mut solution = rhs.to_vec();
@@ -176,11 +181,14 @@ fn solve_in_place<T: Real>(
     );
 }
 
-/// A pivot that was not positive: the matrix is not positive definite.
+/// Why a factorisation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("pivot {column} is not positive")]
-pub struct NotPositiveDefinite {
-    pub column: usize,
+pub enum FactorError {
+    /// A pivot that was not positive: the matrix is not positive definite.
+    #[error("pivot {column} is not positive")]
+    NotPositiveDefinite { column: usize },
+    #[error("no memory for its {entries} factor entries")]
+    OutOfMemory { entries: usize },
 }
 
 /// Subtrees with fewer estimated multiply-adds than this are factorised as one piece of work,
@@ -200,7 +208,7 @@ const SPLIT_DENSE_COLUMNS: usize = 256;
 pub fn factorize<T: Real>(
     symbolic: &SymbolicSupernodalCholesky<usize>,
     matrix: LowerColumns<'_, T>,
-) -> Result<Vec<T>, NotPositiveDefinite> {
+) -> Result<Vec<T>, FactorError> {
     factorize_in_pieces(symbolic, matrix, SMALLEST_PARALLEL_WORK)
 }
 
@@ -209,8 +217,15 @@ fn factorize_in_pieces<T: Real>(
     symbolic: &SymbolicSupernodalCholesky<usize>,
     matrix: LowerColumns<'_, T>,
     smallest_parallel_work: f64,
-) -> Result<Vec<T>, NotPositiveDefinite> {
-    let mut values = vec![T::default(); symbolic.len_val()];
+) -> Result<Vec<T>, FactorError> {
+    // The factor is the one allocation that follows the fill (gigabytes on a wide 4K band):
+    // refused memory is an error, not an abort.
+    let entries = symbolic.len_val();
+    let mut values = Vec::new();
+    values
+        .try_reserve_exact(entries)
+        .map_err(|_| FactorError::OutOfMemory { entries })?;
+    values.resize(entries, T::default());
     let tree = Tree::new(symbolic, smallest_parallel_work);
     let shared = SharedFactor {
         values: values.as_mut_ptr(),
@@ -360,7 +375,7 @@ struct Work<'a, T> {
     /// Per supernode, how many of its children have not ended.
     pending: Vec<AtomicUsize>,
     failed: AtomicBool,
-    failure: Mutex<Option<NotPositiveDefinite>>,
+    failure: Mutex<Option<FactorError>>,
 }
 
 impl<T: Real> Work<'_, T> {
@@ -391,7 +406,7 @@ impl<T: Real> Work<'_, T> {
 
     /// Every supernode of a small subtree, children first (the supernodes of a subtree are
     /// numbered before its root).
-    fn factorize_subtree(&self, root: usize) -> Result<(), NotPositiveDefinite> {
+    fn factorize_subtree(&self, root: usize) -> Result<(), FactorError> {
         let mut stack = vec![root];
         let mut members = Vec::new();
         while let Some(s) = stack.pop() {
@@ -478,7 +493,7 @@ impl<T: Real> Work<'_, T> {
 
     /// Left-looking: the supernode's columns of the matrix, less the updates of the descendants
     /// that reach it, then its dense factorisation.
-    fn factorize_supernode(&self, s: usize) -> Result<(), NotPositiveDefinite> {
+    fn factorize_supernode(&self, s: usize) -> Result<(), FactorError> {
         let symbolic = self.symbolic;
         let (start, end) = (symbolic.supernode_begin()[s], symbolic.supernode_end()[s]);
         let pattern = symbolic.supernode(s).pattern();
@@ -546,7 +561,7 @@ impl<T: Real> Work<'_, T> {
         ) {
             Ok(_) => {}
             Err(LltError::NonPositivePivot { index }) => {
-                return Err(NotPositiveDefinite {
+                return Err(FactorError::NotPositiveDefinite {
                     column: start + index,
                 });
             }
@@ -774,7 +789,10 @@ mod tests {
         grid.lower_values[grid.lower_starts[150]] = -1.0;
         let symbolic = grid.symbolic();
         let failure = factorize(supernodal(&symbolic), grid.lower()).unwrap_err();
-        assert!(failure.column <= 150, "{failure}");
+        assert!(
+            matches!(failure, FactorError::NotPositiveDefinite { column } if column <= 150),
+            "{failure}"
+        );
     }
 
     #[test]
