@@ -349,9 +349,11 @@ fn u2netp_int8_masks_stay_close_to_u2netp_on_held_out_photos_on_both_runtimes() 
             let int8 = alpha_on_file(photo, &format!("model=u2netp-int8 backend={backend}"));
             let (mean_difference, iou) = compare_masks(&int8, &exact);
             println!("{photo} int8 on {backend}: mean |d| {mean_difference:.2}/255, IoU {iou:.4}");
-            // Measured 0.938 (rocket) to 0.998 with the Python reference preprocessing; the
-            // per-tensor quantization calibrated on three of these photos gave rocket 0.535.
-            assert!(iou >= 0.9, "{photo} on {backend}: IoU {iou:.4}");
+            // Measured 0.925 (rocket on OpenVINO) to 0.999 on an AMD EPYC; calibration's last
+            // bits, which differ from CPU to CPU, moved the worst by 0.05 (docs/rembgfilter.md).
+            // A broken quantization lands far below: the earlier per-tensor model, calibrated on
+            // three of these photos, gave rocket 0.36.
+            assert!(iou >= 0.85, "{photo} on {backend}: IoU {iou:.4}");
         }
     }
 }
