@@ -189,8 +189,8 @@ pub enum MattingError {
 
 /// The most unknown pixels solved at once: a whole 3840x2160 frame. The factor of a wide 4K
 /// band took 5.4 GiB in double precision (`scripts/bench.sh alpha_matting`; single precision,
-/// tried first, halves it); much past this, a 24 GB machine would
-/// run out of memory instead of reporting it.
+/// tried first, halves it); much past this, a 24 GB machine would run out of memory instead of
+/// reporting it.
 pub const MAX_UNKNOWN_PIXELS: usize = 3840 * 2160;
 
 /// The 5x5 neighbourhood a pixel's Laplacian row spans with 3x3 windows, in raster order.
@@ -198,6 +198,14 @@ const REACH: isize = 2;
 const NEIGHBOURS: usize = 25;
 /// The pixel's own slot in its neighbourhood.
 const CENTRE: u8 = 12;
+
+/// The frame position of neighbour `slot` (raster order over the 5x5 neighbourhood) of pixel
+/// (x, y) in a `width` x `height` frame, `None` outside it.
+fn neighbour(x: isize, y: isize, slot: usize, width: usize, height: usize) -> Option<usize> {
+    let (nx, ny) = (x + slot as isize % 5 - REACH, y + slot as isize / 5 - REACH);
+    let inside = nx >= 0 && ny >= 0 && (nx as usize) < width && (ny as usize) < height;
+    inside.then(|| ny as usize * width + nx as usize)
+}
 
 /// The linear system of closed-form matting over the unknown pixels, `L_U x = rhs`, with its
 /// pixels in a fill-reducing elimination order (see [`nested_dissection`]) and the symbolic
@@ -333,9 +341,8 @@ impl Structure {
             let (x, y) = ((p % width) as isize, (p / width) as isize);
             visit(k as u32, CENTRE);
             for slot in (0..NEIGHBOURS).filter(|&slot| slot != CENTRE as usize) {
-                let (nx, ny) = (x + slot as isize % 5 - REACH, y + slot as isize / 5 - REACH);
-                if nx >= 0 && ny >= 0 && nx < width as isize && ny < height as isize {
-                    let other = place[ny as usize * width + nx as usize];
+                if let Some(at) = neighbour(x, y, slot, width, height) {
+                    let other = place[at];
                     if other != u32::MAX && other as usize > k {
                         visit(other, slot as u8);
                     }
@@ -445,12 +452,8 @@ impl Structure {
                     }
                     *rhs = 0.0;
                     for (slot, &value) in row.iter().enumerate() {
-                        let (nx, ny) =
-                            (x + slot as isize % 5 - REACH, y + slot as isize / 5 - REACH);
-                        let inside =
-                            nx >= 0 && ny >= 0 && nx < width as isize && ny < image.height as isize;
-                        if inside && trimap[ny as usize * width + nx as usize] == TRIMAP_FOREGROUND
-                        {
+                        let at = neighbour(x, y, slot, width, image.height);
+                        if at.is_some_and(|at| trimap[at] == TRIMAP_FOREGROUND) {
                             *rhs -= value;
                         }
                     }
@@ -633,10 +636,9 @@ fn laplacian_row(image: &ImageRef<'_>, windows: &WindowStats, x: isize, y: isize
     // The colours of the 5x5 neighbourhood, read once (those outside the frame are never used:
     // windows are centred inside it).
     let mut patch = [[0.0; 3]; NEIGHBOURS];
-    for (k, colour_k) in patch.iter_mut().enumerate() {
-        let (px, py) = (x + k as isize % 5 - REACH, y + k as isize / 5 - REACH);
-        if px >= 0 && py >= 0 && (px as usize) < image.width && (py as usize) < image.height {
-            *colour_k = colour(image, px as usize, py as usize);
+    for (slot, colour_of_slot) in patch.iter_mut().enumerate() {
+        if let Some(at) = neighbour(x, y, slot, image.width, image.height) {
+            *colour_of_slot = colour(image, at % image.width, at / image.width);
         }
     }
     let mut row = [0.0; NEIGHBOURS];

@@ -429,15 +429,23 @@ impl<T: Real> Work<'_, T> {
         pointers[s]..pointers[s + 1]
     }
 
-    /// Multiply-adds of supernode `d`'s update of supernode `s`.
-    fn update_cost(&self, s: usize, d: usize) -> f64 {
+    /// Where supernode `d`'s pattern reaches supernode `s`: the index of its first row at or
+    /// after `s`'s columns, and how many of its rows fall among them.
+    fn reach(&self, s: usize, d: usize) -> (usize, usize) {
         let symbolic = self.symbolic;
         let (start, end) = (symbolic.supernode_begin()[s], symbolic.supernode_end()[s]);
         let d_pattern = symbolic.supernode(d).pattern();
-        let d_columns = symbolic.supernode_end()[d] - symbolic.supernode_begin()[d];
         let first = d_pattern.partition_point(|&r| r < start);
-        let inside = d_pattern[first..].partition_point(|&r| r < end);
-        ((d_pattern.len() - first) * inside * d_columns) as f64
+        (first, d_pattern[first..].partition_point(|&r| r < end))
+    }
+
+    /// Multiply-adds of supernode `d`'s update of supernode `s`.
+    fn update_cost(&self, s: usize, d: usize) -> f64 {
+        let symbolic = self.symbolic;
+        let below = symbolic.supernode(d).pattern().len();
+        let d_columns = symbolic.supernode_end()[d] - symbolic.supernode_begin()[d];
+        let (first, inside) = self.reach(s, d);
+        ((below - first) * inside * d_columns) as f64
     }
 
     /// Subtracts from `block` (supernode `s`'s values, column-major) the updates `L_d L_d^T` of
@@ -458,8 +466,7 @@ impl<T: Real> Work<'_, T> {
             let d_block = unsafe { self.factor.block(self.block_range(d)) };
             let ld =
                 MatRef::from_column_major_slice(d_block, d_columns + d_pattern.len(), d_columns);
-            let first = d_pattern.partition_point(|&r| r < start);
-            let inside = d_pattern[first..].partition_point(|&r| r < end);
+            let (first, inside) = self.reach(s, d);
             let below = ld.subrows(d_columns + first, d_pattern.len() - first);
             let reaching = below.subrows(0, inside);
             // The rows of d's pattern from `first` on are rows of s (its columns, then its
