@@ -43,6 +43,24 @@ pub fn image_of<T>(frame: &gst_video::VideoFrameRef<T>) -> Option<ImageRef<'_>> 
     })
 }
 
+/// Maps `buffer` readable as a frame of `info`; a buffer too short for it is refused with a
+/// text that says both sizes.
+pub fn map_frame<'a>(
+    buffer: &'a gst::BufferRef,
+    info: &gst_video::VideoInfo,
+) -> Result<gst_video::VideoFrameRef<&'a gst::BufferRef>, String> {
+    gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info).map_err(|_| {
+        format!(
+            "input buffer of {} bytes does not hold a {}x{} {} frame ({} bytes)",
+            buffer.size(),
+            info.width(),
+            info.height(),
+            info.format().to_str(),
+            info.size()
+        )
+    })
+}
+
 /// Opens the `template` property's folder, posting its warnings (frames it will skip, parsing
 /// maps missing) on the bus; an error names the property.
 pub fn open_templates(

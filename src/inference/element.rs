@@ -1032,12 +1032,6 @@ pub struct InferenceStats {
     pub frames: u64,
     pub model_runs: u64,
     pub model_time: std::time::Duration,
-    /// Time spent estimating foreground colours (rembgfilter's foreground-estimation).
-    pub foreground_time: std::time::Duration,
-    /// Time spent in alpha matting (rembgfilter's alpha-matting).
-    pub matting_time: std::time::Duration,
-    /// Time spent refining the model's mask (rembgfilter's edge-refinement).
-    pub refinement_time: std::time::Duration,
 }
 
 impl InferenceStats {
@@ -1100,6 +1094,20 @@ pub fn post_download_progress(
     let text = event.describe(model);
     gst::info!(cat, obj = element, "{text}");
     post_progress(element, kind, "download", &text);
+}
+
+/// Property `model` of `element` as a file: a path, or a catalog name found in the model folders
+/// or, with `download`, downloaded with its progress posted.
+pub fn locate_model(
+    element: &impl IsA<gst::Element>,
+    cat: gst::DebugCategory,
+    model: &str,
+    download: bool,
+) -> Result<crate::segmentation::locate::ResolvedModel, gst::ErrorMessage> {
+    crate::segmentation::locate::resolve_reporting(model, download, &mut |event| {
+        post_download_progress(element, cat, model, event)
+    })
+    .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("property 'model': {}", e)))
 }
 
 /// The read-only `stats` property; `blurb` says what the element's figures mean.

@@ -54,13 +54,24 @@ fn allowed_formats(structure: &gst::StructureRef, candidates: &[VideoFormat]) ->
         .collect()
 }
 
-/// The caps on the other pad for `caps` on the pad of `direction`, in `mode`: the same size,
-/// rate and other fields, the format mapped by the mode's pairs.
+/// The caps on the other pad for `caps` on the pad of `direction`, in `mode` (what BaseTransform's
+/// `transform_caps` answers): [`other_side`] intersected with `filter`, in its order.
 pub fn transform_caps(
     mode: RembgMode,
     direction: gst::PadDirection,
     caps: &gst::Caps,
+    filter: Option<&gst::Caps>,
 ) -> gst::Caps {
+    let result = other_side(mode, direction, caps);
+    match filter {
+        Some(filter) => filter.intersect_with_mode(&result, gst::CapsIntersectMode::First),
+        None => result,
+    }
+}
+
+/// The caps on the other pad for `caps` on the pad of `direction`, in `mode`: the same size,
+/// rate and other fields, the format mapped by the mode's pairs.
+pub fn other_side(mode: RembgMode, direction: gst::PadDirection, caps: &gst::Caps) -> gst::Caps {
     let pairs = format_pairs(mode);
     let (inputs, outputs): (Vec<_>, Vec<_>) = pairs.iter().copied().unzip();
     let mut result = gst::Caps::new_empty();
@@ -125,7 +136,7 @@ mod tests {
     }
 
     fn transform(mode: RembgMode, direction: gst::PadDirection, caps: &str) -> String {
-        transform_caps(mode, direction, &caps.parse().unwrap()).to_string()
+        other_side(mode, direction, &caps.parse().unwrap()).to_string()
     }
 
     #[test]

@@ -40,23 +40,21 @@ use gst_video::subclass::prelude::*;
 use crate::imageops::ImageRef;
 use crate::inference;
 use crate::inference::InferenceError;
-use crate::inference::element::InferenceStats;
 use crate::inference::requests::Interrupters;
+use crate::segmentation::SegmenterError;
 use crate::segmentation::catalog::{self, ModelProfile};
 use crate::segmentation::compose;
-use crate::segmentation::cutout::{Cutout, ModelResult};
-use crate::segmentation::schedule::SlowRefresh;
+use crate::segmentation::cutout::{Cutout, CutoutReport, ModelResult};
 use crate::segmentation::scheduler::{
-    Arrival, ScheduleError, Scheduled, Scheduler, Strategy, StreamPlan,
+    Arrival, LatencyProbe, ScheduleError, Scheduled, Scheduler, Strategy, StreamPlan,
 };
 use crate::segmentation::worker::Deadline;
-use crate::segmentation::{Segmenter, SegmenterError, locate, recurrent};
-use crate::video::{frame_duration, image_of, pixel_layout};
+use crate::video::{frame_duration, image_of, map_frame, pixel_layout};
 
 use super::RembgMode;
 use super::background::BackgroundSlot;
 use super::caps;
-use super::settings::{self, FrameSettings, Settings, output_for};
+use super::settings::{self, FrameSettings, Settings, Stats, output_for};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -69,6 +67,13 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// A live frame's wait for its mask, on the pipeline's clock: one frame of stream time.
 #[derive(Debug)]
 struct ClockDeadline(gst::SingleShotClockId);
+
+impl ClockDeadline {
+    fn one_frame_from_now(clock: &gst::Clock, frame_time: Duration) -> Arc<dyn Deadline> {
+        let at = clock.time() + gst::ClockTime::from_nseconds(frame_time.as_nanos() as u64);
+        Arc::new(Self(clock.new_single_shot_id(at)))
+    }
+}
 
 impl Deadline for ClockDeadline {
     fn wait(&self) {
@@ -110,13 +115,6 @@ impl State {
     }
 }
 
-/// A copy of the stream's segmenter (the same model, buffers of its own) for measuring one run.
-struct LatencyProbe {
-    segmenter: Segmenter,
-    /// The model runs on a server, whose errors name the server rather than the model.
-    remote: bool,
-}
-
 /// Lock order: `settings` then `background` (setting background-location); `state` then
 /// `background` then `stats` (a frame in replace mode), or `state` then `interrupters`'s own lock;
 /// never the reverse; `latency_probe` then `plan` (the one measured run of a live stream).
@@ -128,15 +126,14 @@ struct LatencyProbe {
 pub struct RembgFilter {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
-    stats: Mutex<InferenceStats>,
+    stats: Mutex<Stats>,
     /// What runs the model (property 'active-backend'), set at start, emptied at stop.
     active_backend: Mutex<String>,
     /// Liveness, model and frame time, and the strategy the first frame fixed: what the
     /// latency query is answered from.
     plan: Mutex<StreamPlan>,
-    /// Measures one model run once the stream is known to be live; apart from `state`, so that
-    /// the latency query never waits for a frame's model run.
-    latency_probe: Mutex<Option<LatencyProbe>>,
+    /// Measures one model run once the stream is known to be live.
+    latency_probe: LatencyProbe,
     /// Wake a streaming thread that waits for the model, on a flush or a stop.
     interrupters: Interrupters,
     /// The picture of mode=replace, decoded when the property is set.
@@ -160,18 +157,12 @@ impl RembgFilter {
             &settings.backend,
             &settings.model,
             || {
-                let resolved =
-                    locate::resolve_reporting(&settings.model, settings.download, &mut |event| {
-                        inference::element::post_download_progress(
-                            &*self.obj(),
-                            *CAT,
-                            &settings.model,
-                            event,
-                        )
-                    })
-                    .map_err(|e| {
-                        gst::error_msg!(gst::ResourceError::NotFound, ("property 'model': {}", e))
-                    })?;
+                let resolved = inference::element::locate_model(
+                    &*self.obj(),
+                    *CAT,
+                    &settings.model,
+                    settings.download,
+                )?;
                 entry = resolved.entry;
                 Ok(resolved.path)
             },
@@ -182,9 +173,6 @@ impl RembgFilter {
             self.interrupters.register(cancellation);
         }
         inference::element::set_active_backend(&*self.obj(), &self.active_backend, loaded.runs_on);
-        let profile = settings
-            .profile(entry.map_or(ModelProfile::U2NET, |entry| entry.profile))
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         gst::info!(
             CAT,
             imp = self,
@@ -193,20 +181,30 @@ impl RembgFilter {
             backend.inputs(),
             backend.outputs()
         );
-        let segmenter = self.segmenter(backend, profile, settings)?;
+        let segmenter = settings
+            .segmenter(
+                backend,
+                entry.map_or(ModelProfile::U2NET, |entry| entry.profile),
+            )
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         // A recurrent model's state feeds the next frame: it runs every frame in order on the
         // streaming thread, whatever asynchronous and overlap say.
         let in_order = segmenter.is_recurrent();
-        *self.latency_probe.lock().unwrap() = Some(LatencyProbe {
-            segmenter: segmenter.fresh_copy(),
-            remote: settings.backend.is_remote(),
-        });
+        if in_order {
+            gst::info!(
+                CAT,
+                imp = self,
+                "recurrent model: every frame runs in order on the streaming thread \
+                 (asynchronous, overlap and mask-interval do not apply)"
+            );
+        }
+        self.latency_probe.arm(&segmenter);
         *self.plan.lock().unwrap() = StreamPlan::new(
             settings.backend.is_remote(),
             settings.frame.asynchronous && !in_order,
             settings.frame.overlap && !in_order,
         );
-        if let Some(live) = self.ask_upstream_if_live() {
+        if let Some((live, ..)) = self.upstream_latency() {
             self.plan.lock().unwrap().set_live(live);
         }
         self.measure_model_latency_if_live(true)?;
@@ -223,45 +221,8 @@ impl RembgFilter {
         })
     }
 
-    /// The segmenter of `backend`: a recurrent model when its signature or `recurrent-state`
-    /// says so, refused on a server (its state would have to travel with every request).
-    fn segmenter(
-        &self,
-        backend: Arc<dyn inference::Backend>,
-        profile: ModelProfile,
-        settings: &Settings,
-    ) -> Result<Segmenter, gst::ErrorMessage> {
-        let settings_error =
-            |message: String| gst::error_msg!(gst::LibraryError::Settings, ("{}", message));
-        let pairs = recurrent::parse_pairs(settings.recurrent_state.as_deref().unwrap_or(""))
-            .map_err(|e| settings_error(format!("property 'recurrent-state': {e}")))?;
-        let mut segmenter = if pairs.is_empty() {
-            Segmenter::new(backend, profile)
-        } else {
-            Segmenter::new_recurrent(backend, &pairs)
-        }
-        .map_err(|e| settings_error(format!("property 'model': {e}")))?;
-        if segmenter.is_recurrent() {
-            if settings.backend.is_remote() {
-                return Err(settings_error(format!(
-                    "property 'backend': {} is a recurrent model (each frame's state feeds the \
-                     next), which runs on the local runtimes only (onnxruntime, openvino)",
-                    segmenter.model.backend().model_name()
-                )));
-            }
-            segmenter.set_downsample_ratio(settings.downsample_ratio);
-            gst::info!(
-                CAT,
-                imp = self,
-                "recurrent model: every frame runs in order on the streaming thread \
-                 (asynchronous, overlap and mask-interval do not apply)"
-            );
-        }
-        Ok(segmenter)
-    }
-
     fn count_model_run(&self, model_time: Duration) {
-        self.stats.lock().unwrap().count_model_run(model_time);
+        (self.stats.lock().unwrap().inference).count_model_run(model_time);
     }
 
     fn report_schedule_error(&self, err: ScheduleError) -> gst::FlowError {
@@ -291,69 +252,41 @@ impl RembgFilter {
         gst::FlowError::Error
     }
 
-    /// Measures one model run the first time the stream is known to be live: the latency to
-    /// report, and a warm-up before the first live frame. A stream that is not live never pays
-    /// for it, so a still costs one model run, not two. At start when upstream can already say
-    /// it is live (a source linked directly answers in READY), else at the first frame or the
-    /// first latency query that finds it live. With `wait` false (a latency query) it leaves the
-    /// measure to a thread already at it rather than wait for the model; true when it measured.
+    /// Measures one model run the first time the stream is known to be live: at start when
+    /// upstream can already say so (a source linked directly answers in READY), else at the
+    /// first frame or latency query that finds it live; true when this call measured.
     fn measure_model_latency_if_live(&self, wait: bool) -> Result<bool, gst::ErrorMessage> {
-        if !self.plan.lock().unwrap().needs_model_latency() {
-            return Ok(false);
+        let measured = self
+            .latency_probe
+            .measure_if_needed(&self.plan, wait)
+            .map_err(|e| {
+                // A server's failure names the server or endpoint itself, not the model.
+                let blamed = if self.plan.lock().unwrap().is_remote() {
+                    ""
+                } else {
+                    "property 'model': "
+                };
+                gst::error_msg!(gst::LibraryError::Failed, ("{}{}", blamed, e))
+            })?;
+        if let Some(latency) = measured {
+            gst::info!(CAT, imp = self, "one model run takes {latency:?}");
         }
-        let mut probe = if wait {
-            self.latency_probe.lock().unwrap()
-        } else {
-            match self.latency_probe.try_lock() {
-                Ok(probe) => probe,
-                Err(_) => return Ok(false),
-            }
-        };
-        // Another thread may have measured it while this one waited for the probe.
-        let Some(probe) = probe.as_mut() else {
-            return Ok(false);
-        };
-        if !self.plan.lock().unwrap().needs_model_latency() {
-            return Ok(false);
-        }
-        // A server's failure names the server or endpoint itself; the model is not to blame.
-        let blamed = if probe.remote {
-            ""
-        } else {
-            "property 'model': "
-        };
-        let latency = probe
-            .segmenter
-            .measure_latency()
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Failed, ("{}{}", blamed, e)))?;
-        gst::info!(CAT, imp = self, "one model run takes {latency:?}");
-        self.plan.lock().unwrap().model_latency = Some(latency);
-        Ok(true)
+        Ok(measured.is_some())
     }
 
-    /// Whether upstream says it is live, if it can answer now.
-    fn ask_upstream_if_live(&self) -> Option<bool> {
+    /// Upstream's answer to a latency query (live, minimum, maximum), if it can answer now.
+    fn upstream_latency(&self) -> Option<(bool, gst::ClockTime, Option<gst::ClockTime>)> {
         let mut upstream = gst::query::Latency::new();
         self.obj()
             .sink_pad()
             .peer_query(&mut upstream)
-            .then(|| upstream.result().0)
+            .then(|| upstream.result())
     }
 
     /// The latency this element adds, as the stream's strategy makes it.
     fn own_latency(&self) -> gst::ClockTime {
         let latency = self.plan.lock().unwrap().latency();
         gst::ClockTime::from_nseconds(latency.as_nanos() as u64)
-    }
-
-    fn started<'a>(
-        &self,
-        guard: &'a mut std::sync::MutexGuard<'_, Option<State>>,
-    ) -> Result<&'a mut State, gst::FlowError> {
-        guard.as_mut().ok_or_else(|| {
-            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Have no state yet"));
-            gst::FlowError::NotNegotiated
-        })
     }
 
     /// Maps `inbuf` as a frame of the negotiated input; a buffer too short for it is an error
@@ -371,19 +304,8 @@ impl RembgFilter {
             );
             return Err(gst::FlowError::NotNegotiated);
         };
-        gst_video::VideoFrameRef::from_buffer_ref_readable(inbuf, in_info).map_err(|_| {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Format,
-                (
-                    "input buffer of {} bytes does not hold a {}x{} {} frame ({} bytes)",
-                    inbuf.size(),
-                    in_info.width(),
-                    in_info.height(),
-                    in_info.format().to_str(),
-                    in_info.size()
-                )
-            );
+        map_frame(inbuf, in_info).map_err(|reason| {
+            gst::element_imp_error!(self, gst::StreamError::Format, ("{}", reason));
             gst::FlowError::Error
         })
     }
@@ -393,7 +315,7 @@ impl RembgFilter {
     /// Late frames are dropped (QoS) in live streams only.
     fn stream_strategy(&self) -> Result<Strategy, gst::FlowError> {
         if !self.plan.lock().unwrap().is_fixed() {
-            if let Some(live) = self.ask_upstream_if_live() {
+            if let Some((live, ..)) = self.upstream_latency() {
                 self.plan.lock().unwrap().set_live(live);
                 self.obj().set_qos(live);
             }
@@ -440,11 +362,7 @@ impl RembgFilter {
             deadline: (strategy == Strategy::ModelThread)
                 .then(|| self.obj().clock())
                 .flatten()
-                .map(|clock| {
-                    let at =
-                        clock.time() + gst::ClockTime::from_nseconds(frame_time.as_nanos() as u64);
-                    Arc::new(ClockDeadline(clock.new_single_shot_id(at))) as Arc<dyn Deadline>
-                }),
+                .map(|clock| ClockDeadline::one_frame_from_now(&clock, frame_time)),
             mask_interval: settings.mask_interval,
         };
         let slow = state
@@ -453,8 +371,11 @@ impl RembgFilter {
                 self.count_model_run(model_time)
             })
             .map_err(|err| self.report_schedule_error(err))?;
+        // Masks coming less often than asked: the video keeps its rate, so nothing else would
+        // show it. The warning says both rates and what is faster.
         if let Some(slow) = slow {
-            self.warn_of_slow_refresh(state, slow);
+            let model = state.scheduler.segmenter().model.backend().model_name();
+            gst::element_imp_warning!(self, gst::CoreError::Clock, ("{}", slow.describe(model)));
         }
         Ok(())
     }
@@ -507,13 +428,6 @@ impl RembgFilter {
         Ok(Some(output))
     }
 
-    /// A live stream whose masks come less often than asked gets a warning saying the two
-    /// rates and what is faster: the video keeps its rate, so nothing else would show it.
-    fn warn_of_slow_refresh(&self, state: &State, slow: SlowRefresh) {
-        let model = state.scheduler.segmenter().model.backend().model_name();
-        gst::element_imp_warning!(self, gst::CoreError::Clock, ("{}", slow.describe(model)));
-    }
-
     /// Writes the output frame of `src` into `outbuf` from the model's mask, which must fit it.
     fn compose_frame(
         &self,
@@ -547,7 +461,6 @@ impl RembgFilter {
         let dst = out_frame
             .plane_data_mut(0)
             .map_err(|_| gst::FlowError::Error)?;
-        self.warn_of_non_finite_values(state);
         let input_alpha = matches!(
             state.video_info.as_ref().map(|(input, _)| input.format()),
             Some(VideoFormat::Rgba | VideoFormat::Bgra)
@@ -558,18 +471,11 @@ impl RembgFilter {
         // another mode's frames.
         let mut background =
             (output_settings.mode == RembgMode::Replace).then(|| self.background.lock().unwrap());
-        let picture = match (output_settings.mode, out_format) {
-            (RembgMode::Replace, VideoFormat::Rgba | VideoFormat::Bgra) => {
-                let slot = background.as_deref_mut().expect("locked in replace mode");
-                let scaled = slot.background().and_then(|picture| {
-                    picture.scaled_for(
-                        width,
-                        height,
-                        src.layout,
-                        output_settings.background_fit,
-                        compose::colour_in_layout(output_settings.background_color, src.layout),
-                    )
-                });
+        let picture = match (background.as_deref_mut(), out_format) {
+            (Some(slot), VideoFormat::Rgba | VideoFormat::Bgra) => {
+                let bars = compose::colour_in_layout(output_settings.background_color, src.layout);
+                let fit = output_settings.background_fit;
+                let scaled = slot.scaled_for(width, height, src.layout, fit, bars);
                 Some(scaled.map_err(|reason| {
                     gst::element_imp_error!(
                         self,
@@ -593,6 +499,25 @@ impl RembgFilter {
         if let Some(unknown) = report.matted_unknown {
             gst::trace!(CAT, imp = self, "matted {unknown} unknown pixels");
         }
+        self.warn_once(state, &report);
+        self.stats.lock().unwrap().count_frame(&report);
+        Ok(())
+    }
+
+    /// The model's first NaN or infinite mask value (counted as background) and the first
+    /// failed matting (the frame keeps the model's mask) get a warning each on the bus.
+    fn warn_once(&self, state: &mut State, report: &CutoutReport) {
+        let segmenter = state.scheduler.segmenter();
+        let count = segmenter.finisher.non_finite_values();
+        if count > 0 && !state.warned_non_finite {
+            state.warned_non_finite = true;
+            let model = segmenter.model.backend().model_name();
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                ("model {model} gave {count} NaN or infinite mask values; they are shown as background (warned once)")
+            );
+        }
         if let Some(err) = &report.matting_error
             && !state.warned_matting
         {
@@ -601,32 +526,6 @@ impl RembgFilter {
                 self,
                 gst::StreamError::Failed,
                 ("property 'alpha-matting': {err}; the frame keeps the model's mask (warned once)")
-            );
-        }
-        let mut stats = self.stats.lock().unwrap();
-        stats.frames += 1;
-        stats.foreground_time += report.foreground_time;
-        stats.matting_time += report.matting_time;
-        stats.refinement_time += report.refinement_time;
-        Ok(())
-    }
-
-    /// The first NaN or infinite value from the model gets a warning on the bus; those values
-    /// count as background.
-    fn warn_of_non_finite_values(&self, state: &mut State) {
-        let segmenter = state.scheduler.segmenter();
-        let count = segmenter.finisher.non_finite_values();
-        if count > 0 && !state.warned_non_finite {
-            state.warned_non_finite = true;
-            let backend = segmenter.model.backend();
-            gst::element_imp_warning!(
-                self,
-                gst::StreamError::Decode,
-                (
-                    "model {} gave {count} NaN or infinite mask values; they are shown as \
-                     background (warned once)",
-                    backend.model_name()
-                )
             );
         }
     }
@@ -672,18 +571,12 @@ impl ObjectImpl for RembgFilter {
         {
             return;
         }
-        let mut settings = self.settings.lock().unwrap();
+        let (name, mut settings) = (pspec.name(), self.settings.lock().unwrap());
         let mode_before = settings.frame.output.mode;
-        settings.set(pspec.name(), value);
+        settings.set(name, value);
         // As it reads back: a server's password and header values stay out of the log.
-        gst::debug!(
-            CAT,
-            imp = self,
-            "{} set to {:?}",
-            pspec.name(),
-            settings.get(pspec.name())
-        );
-        if pspec.name() == "background-location" {
+        gst::debug!(CAT, imp = self, "{name} set to {:?}", settings.get(name));
+        if name == "background-location" {
             // Decoded now, on a thread of its own, so that no frame waits for it.
             (self.background.lock().unwrap()).set_location(settings.background_location.as_deref());
         }
@@ -698,14 +591,7 @@ impl ObjectImpl for RembgFilter {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "active-backend" => self.active_backend.lock().unwrap().to_value(),
-            "stats" => {
-                let stats = *self.stats.lock().unwrap();
-                let mut structure = stats.to_structure("rembgfilter-stats");
-                structure.set("foreground-time", stats.foreground_time.as_nanos() as u64);
-                structure.set("matting-time", stats.matting_time.as_nanos() as u64);
-                structure.set("refinement-time", stats.refinement_time.as_nanos() as u64);
-                structure.to_value()
-            }
+            "stats" => self.stats.lock().unwrap().to_structure().to_value(),
             name => self.settings.lock().unwrap().get(name),
         }
     }
@@ -719,12 +605,9 @@ impl ElementImpl for RembgFilter {
             gst::subclass::ElementMetadata::new(
                 "Background removal",
                 "Filter/Effect/Video",
-                "Removes the background of video with a segmentation model (u2netp, u2net, silueta, \
-                 isnet, bria-rmbg, BiRefNet, MediaPipe's selfie models for live video, or a custom \
-                 ONNX model), computing \
-                 what Python rembg computes, with OpenVINO or ONNX Runtime here or on a Triton server or SageMaker \
-                 endpoint; outputs the mask as alpha, the mask alone, or the foreground over a \
-                 colour, a blurred copy or a picture",
+                "Removes the background of video with a segmentation model, computing what \
+                 Python rembg computes, here or on a server; outputs the mask as alpha, the mask \
+                 alone, or the foreground over a colour, a blurred copy or a picture",
                 "neuralfx developers",
             )
         });
@@ -771,7 +654,7 @@ impl BaseTransformImpl for RembgFilter {
             })?;
         let state = self.load(&settings)?;
         *self.state.lock().unwrap() = Some(state);
-        *self.stats.lock().unwrap() = InferenceStats::default();
+        *self.stats.lock().unwrap() = Stats::default();
         self.start_settings.set_running(true);
         gst::debug!(CAT, imp = self, "started with {}", settings.model);
         Ok(())
@@ -783,7 +666,10 @@ impl BaseTransformImpl for RembgFilter {
         let settings = self.settings.lock().unwrap().frame;
         let strategy = self.stream_strategy()?;
         let mut state_guard = self.state.lock().unwrap();
-        let state = self.started(&mut state_guard)?;
+        let state = state_guard.as_mut().ok_or_else(|| {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Have no state yet"));
+            gst::FlowError::NotNegotiated
+        })?;
         // Frames held from earlier calls leave first, one per call.
         if let Some(buffer) = self.next_output(state, false, &settings)? {
             return Ok(GenerateOutputSuccess::Buffer(buffer));
@@ -802,11 +688,9 @@ impl BaseTransformImpl for RembgFilter {
         if direction == gst::PadDirection::Src
             && let gst::QueryViewMut::Latency(latency_query) = query.view_mut()
         {
-            let mut upstream = gst::query::Latency::new();
-            if !self.obj().sink_pad().peer_query(&mut upstream) {
+            let Some((live, min, max)) = self.upstream_latency() else {
                 return false;
-            }
-            let (live, min, max) = upstream.result();
+            };
             self.plan.lock().unwrap().set_live(live);
             if let Err(err) = self.measure_model_latency_if_live(false) {
                 self.post_error_message(err);
@@ -857,7 +741,7 @@ impl BaseTransformImpl for RembgFilter {
         drop(state);
         self.interrupters.clear();
         *self.plan.lock().unwrap() = StreamPlan::default();
-        *self.latency_probe.lock().unwrap() = None;
+        self.latency_probe.disarm();
         Ok(())
     }
 
@@ -868,18 +752,13 @@ impl BaseTransformImpl for RembgFilter {
         filter: Option<&gst::Caps>,
     ) -> Option<gst::Caps> {
         let mode = self.settings.lock().unwrap().frame.output.mode;
-        let result = caps::transform_caps(mode, direction, caps);
+        let result = caps::transform_caps(mode, direction, caps, filter);
         gst::debug!(
             CAT,
             imp = self,
             "transformed {caps} ({direction:?}) into {result}"
         );
-        match filter {
-            Some(filter) => {
-                Some(filter.intersect_with_mode(&result, gst::CapsIntersectMode::First))
-            }
-            None => Some(result),
-        }
+        Some(result)
     }
 }
 

@@ -2,21 +2,25 @@
 //! they hold; a frame copies its [`FrameSettings`] out once, so a property set while playing
 //! never waits for a frame.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use gst::glib;
 use gst::prelude::*;
 use gst_video::VideoFormat;
 
 use crate::imageops::PixelLayout;
 use crate::inference;
-use crate::inference::element::BackendSettings;
+use crate::inference::element::{BackendSettings, InferenceStats};
 use crate::location;
 use crate::matting::ForegroundMethod;
 use crate::matting::closed_form::TrimapParams;
 use crate::matting::guided_filter::GuidedFilterParams;
 use crate::segmentation::catalog::ModelProfile;
 use crate::segmentation::compose::{self, Output};
-use crate::segmentation::cutout::CutoutSettings;
+use crate::segmentation::cutout::{CutoutReport, CutoutSettings};
 use crate::segmentation::mask::MaskControls;
+use crate::segmentation::{Segmenter, recurrent};
 
 use super::{BackgroundFit, EdgeRefinement, ForegroundEstimation, RembgMode};
 
@@ -165,6 +169,37 @@ pub fn output_for<'a>(
         (RembgMode::Blur, _) => Output::OverBlur(output.blur_radius as usize),
         (RembgMode::Replace, _) => background.map_or(alpha, Output::OverImage),
         (RembgMode::Alpha | RembgMode::Mask, _) => alpha,
+    }
+}
+
+/// What the `stats` property reports: the model's runs, and the time of the edge steps.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub inference: InferenceStats,
+    /// Foreground colour estimation (foreground-estimation).
+    pub foreground_time: Duration,
+    /// Alpha matting (alpha-matting).
+    pub matting_time: Duration,
+    /// Refining the model's mask (edge-refinement).
+    pub refinement_time: Duration,
+}
+
+impl Stats {
+    /// One frame made, as its cutout reports it.
+    pub fn count_frame(&mut self, report: &CutoutReport) {
+        self.inference.frames += 1;
+        self.foreground_time += report.foreground_time;
+        self.matting_time += report.matting_time;
+        self.refinement_time += report.refinement_time;
+    }
+
+    /// The property's value: the model's figures and the edge steps' times (nanoseconds).
+    pub fn to_structure(self) -> gst::Structure {
+        let mut structure = self.inference.to_structure("rembgfilter-stats");
+        structure.set("foreground-time", self.foreground_time.as_nanos() as u64);
+        structure.set("matting-time", self.matting_time.as_nanos() as u64);
+        structure.set("refinement-time", self.refinement_time.as_nanos() as u64);
+        structure
     }
 }
 
@@ -392,6 +427,36 @@ impl Settings {
             profile.std = per_channel(std, "input-std", true)?;
         }
         Ok(profile)
+    }
+
+    /// The segmenter of `backend` with the model's `catalog` profile as [`Self::profile`] sets it:
+    /// a recurrent model when its signature or `recurrent-state` says so, refused on a server
+    /// (its state would have to travel with every request).
+    pub fn segmenter(
+        &self,
+        backend: Arc<dyn inference::Backend>,
+        catalog: ModelProfile,
+    ) -> Result<Segmenter, String> {
+        let profile = self.profile(catalog)?;
+        let pairs = recurrent::parse_pairs(self.recurrent_state.as_deref().unwrap_or(""))
+            .map_err(|e| format!("property 'recurrent-state': {e}"))?;
+        let mut segmenter = if pairs.is_empty() {
+            Segmenter::new(backend, profile)
+        } else {
+            Segmenter::new_recurrent(backend, &pairs)
+        }
+        .map_err(|e| format!("property 'model': {e}"))?;
+        if segmenter.is_recurrent() {
+            if self.backend.is_remote() {
+                return Err(format!(
+                    "property 'backend': {} is a recurrent model (each frame's state feeds the \
+                     next), which runs on the local runtimes only (onnxruntime, openvino)",
+                    segmenter.model.backend().model_name()
+                ));
+            }
+            segmenter.set_downsample_ratio(self.downsample_ratio);
+        }
+        Ok(segmenter)
     }
 
     /// Stores property `name`'s `value` (its type checked by GObject). A location is made

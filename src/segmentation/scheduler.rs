@@ -14,7 +14,7 @@
 //! GStreamer types here; a flush or stop wakes any wait through the interrupter that
 //! [`Scheduler::begin`] returns.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::imageops::ImageRef;
@@ -123,6 +123,11 @@ impl StreamPlan {
         self.facts.live && self.model_latency.is_none()
     }
 
+    /// Whether the model runs on a server, whose errors name the server rather than the model.
+    pub fn is_remote(&self) -> bool {
+        self.facts.remote
+    }
+
     /// Whether a frame has fixed the strategy.
     pub fn is_fixed(&self) -> bool {
         self.chosen.is_some()
@@ -147,6 +152,58 @@ impl StreamPlan {
             self.model_latency.unwrap_or_default(),
             self.frame_duration,
         )
+    }
+}
+
+/// Measures one model run once the stream is known to be live (the latency to report, and a
+/// warm-up before the first live frame) on a copy of the stream's segmenter (the same model,
+/// buffers of its own): apart from the scheduler, so that a latency query never waits for a
+/// frame's model run. A stream that is not live never pays for it, so a still costs one model
+/// run, not two.
+#[derive(Debug, Default)]
+pub struct LatencyProbe(Mutex<Option<Segmenter>>);
+
+impl LatencyProbe {
+    /// At start: the stream's segmenter, copied.
+    pub fn arm(&self, segmenter: &Segmenter) {
+        *self.0.lock().unwrap() = Some(segmenter.fresh_copy());
+    }
+
+    /// At stop.
+    pub fn disarm(&self) {
+        *self.0.lock().unwrap() = None;
+    }
+
+    /// Runs the model once if `plan` says the stream is live and has no measure yet, and stores
+    /// the measure there; `Some` when this call measured. With `wait` false (a latency query)
+    /// it leaves the measure to a thread already at it rather than wait for the model.
+    pub fn measure_if_needed(
+        &self,
+        plan: &Mutex<StreamPlan>,
+        wait: bool,
+    ) -> Result<Option<Duration>, SegmenterError> {
+        if !plan.lock().unwrap().needs_model_latency() {
+            return Ok(None);
+        }
+        let mut segmenter = if wait {
+            self.0.lock().unwrap()
+        } else {
+            match self.0.try_lock() {
+                Ok(segmenter) => segmenter,
+                Err(_) => return Ok(None),
+            }
+        };
+        // Another thread may have measured it while this one waited; a stopped element has
+        // nothing to measure with.
+        let Some(segmenter) = segmenter.as_mut() else {
+            return Ok(None);
+        };
+        if !plan.lock().unwrap().needs_model_latency() {
+            return Ok(None);
+        }
+        let latency = segmenter.measure_latency()?;
+        plan.lock().unwrap().model_latency = Some(latency);
+        Ok(Some(latency))
     }
 }
 
@@ -511,6 +568,49 @@ mod tests {
         };
         let model = Arc::new(ConstantMaskModel::with_delay(SIDE, delay));
         Scheduler::new(Segmenter::new(model, profile).unwrap(), requests, "test")
+    }
+
+    #[test]
+    fn only_a_live_stream_measures_the_model_and_only_once() {
+        let probe = LatencyProbe::default();
+        let plan = Mutex::new(StreamPlan::new(false, true, false));
+        plan.lock().unwrap().set_live(true);
+        assert_eq!(
+            probe.measure_if_needed(&plan, true).unwrap(),
+            None,
+            "not armed"
+        );
+        probe.arm(scheduler(Duration::from_millis(5), 1).segmenter());
+        plan.lock().unwrap().set_live(false);
+        assert_eq!(
+            probe.measure_if_needed(&plan, true).unwrap(),
+            None,
+            "not live"
+        );
+        assert_eq!(plan.lock().unwrap().model_latency, None);
+        plan.lock().unwrap().set_live(true);
+        let measured = probe.measure_if_needed(&plan, true).unwrap();
+        assert!(measured >= Some(Duration::from_millis(5)), "{measured:?}");
+        assert_eq!(plan.lock().unwrap().model_latency, measured);
+        assert_eq!(
+            probe.measure_if_needed(&plan, true).unwrap(),
+            None,
+            "measured once"
+        );
+        probe.disarm();
+        assert_eq!(probe.0.lock().unwrap().as_ref().map(|_| ()), None);
+    }
+
+    #[test]
+    fn a_latency_query_leaves_the_measure_to_the_thread_at_it() {
+        let probe = LatencyProbe::default();
+        probe.arm(scheduler(Duration::ZERO, 1).segmenter());
+        let plan = Mutex::new(StreamPlan::new(false, true, false));
+        plan.lock().unwrap().set_live(true);
+        let measuring = probe.0.lock().unwrap();
+        assert_eq!(probe.measure_if_needed(&plan, false).unwrap(), None);
+        drop(measuring);
+        assert!(probe.measure_if_needed(&plan, false).unwrap().is_some());
     }
 
     fn facts(live: bool, remote: bool, asynchronous: bool, overlap: bool) -> StreamFacts {
