@@ -798,7 +798,12 @@ fn an_interrupted_folder_leaves_no_half_written_cutout() {
     for index in 0..20 {
         std::fs::copy(sample("astronaut"), input.join(format!("p{index:02}.png"))).unwrap();
     }
-    let mut child = Command::new(script("cutout-folder.sh"))
+    // A test run started in the background of a script inherits SIGINT ignored, as would the
+    // cutout script, and Python keeps it so: SIGINT's default action is restored for it, as a
+    // terminal's foreground job has it.
+    let mut child = Command::new("env")
+        .arg("--default-signal=INT")
+        .arg(script("cutout-folder.sh"))
         .args([input.to_str().unwrap(), output.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .spawn()
