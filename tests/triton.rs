@@ -30,9 +30,15 @@ const FLOAT16_MODEL: &str = "u2netp-float16-io";
 /// inside (tests/reference/pixels_io.py), as exports with their processing built in do.
 const UINT8_MODEL: &str = "u2netp-uint8-io";
 
-/// A copy of u2netp on the shared server and on a second one, which the two-server test
-/// counts the runs of.
-const PAIRED: &str = "u2netp-paired";
+/// A test model (64x64 in, the mean of its channels out) on the shared server and on a second
+/// one, answering each request after PAIRED_DELAY: the two-server test counts its runs, and the
+/// delay, which no machine goes under, keeps its frames coming when it stops one server.
+const PAIRED: &str = "tiny-paired";
+const PAIRED_DELAY: &str = "0.2";
+
+/// The same test model, answering at once: for the tests of the transport, where what the model
+/// computes does not matter and u2netp's runs would only load the machine.
+const TINY: &str = "tiny";
 
 /// A copy of u2netp on the shared server whose runs one test counts (no other test uses it).
 const COUNTED: &str = "u2netp-counted";
@@ -56,10 +62,17 @@ fn u2netp() -> PathBuf {
     Path::new(&home).join("u2netp.onnx")
 }
 
+/// The served PAIRED model: the test model, with its delay.
+fn paired_model() -> PathBuf {
+    let mut argument = test_model("brightness.onnx").into_os_string();
+    argument.push(format!("@{PAIRED_DELAY}"));
+    argument.into()
+}
+
 /// The Triton server, started once for this test binary with u2netp, MediaPipe's selfie model
 /// (NHWC in, a probability out), a U-Net-328-shaped lipsync model, copies of u2netp for each
-/// protocol's test to unload and for counting runs (and the script's 'slow', 'slow-once' and
-/// 'failing' test models).
+/// protocol's test to unload and for counting runs, a test model at once and with a delay (and
+/// the script's 'slow', 'slow-once' and 'failing' test models).
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
@@ -93,7 +106,8 @@ fn server() -> &'static Server {
                 (UNLOADED[0].1, &u2netp()),
                 (UNLOADED[1].1, &u2netp()),
                 (COUNTED, &u2netp()),
-                (PAIRED, &u2netp()),
+                (PAIRED, &paired_model()),
+                (TINY, &test_model("brightness.onnx")),
             ],
         );
         Server {
@@ -242,14 +256,20 @@ fn requests_in_flight_keep_every_frame_in_order_with_its_timestamps() {
              ! {rembgfilter} ! appsink name=sink"
         )
     };
-    let local = alphas(&video("rembgfilter model=u2netp")).unwrap();
+    // The order and timestamps are what is judged: the test model makes each frame's mask
+    // its own (the mean of its pixels) at no cost to the machine.
+    let local = alphas(&video(&format!(
+        "rembgfilter model={}",
+        test_model("brightness.onnx").display()
+    )))
+    .unwrap();
     for ((backend, address), in_flight) in server
         .endpoints()
         .into_iter()
         .flat_map(|endpoint| [(endpoint, 1), (endpoint, 3)])
     {
         let remote = alphas(&video(&format!(
-            "rembgfilter backend={backend} server={address} model=u2netp requests-in-flight={in_flight}"
+            "rembgfilter backend={backend} server={address} model={TINY} requests-in-flight={in_flight}"
         )))
         .unwrap();
         assert_eq!(remote.len(), 10, "every frame comes out");
@@ -280,7 +300,7 @@ fn connections_are_kept_for_the_requests_in_flight_not_dialled_per_request() {
         proxy.answers_together(IN_FLIGHT);
         let frames = collect_samples(&format!(
             "videotestsrc num-buffers=24 ! video/x-raw,format=RGB,width=64,height=48 \
-             ! rembgfilter backend={backend} server={} model=u2netp request-timeout=60000 \
+             ! rembgfilter backend={backend} server={} model={TINY} request-timeout=60000 \
                requests-in-flight={IN_FLIGHT} ! appsink name=sink",
             proxy.address
         ))
@@ -1028,13 +1048,13 @@ fn two_servers_share_the_frames_and_one_stopped_mid_stream_loses_none() {
     if without_set_up() {
         return;
     }
-    // A server of its own, stopped mid-stream, and the shared one, which takes over; a copy of
-    // u2netp that no other test uses on each, so that each one's runs can be counted.
+    // A server of its own, stopped mid-stream, and the shared one, which takes over; a model
+    // that no other test uses on each, so that each one's runs can be counted.
     let a = triton_server::start(
         &python_in("NEURALFX_TRITON_VENV"),
         &reference_script("triton_server.py"),
         &temp_dir_of("triton", "-pair"),
-        &[(PAIRED, &u2netp())],
+        &[(PAIRED, &paired_model())],
     );
     let b = &server().server;
     const FRAMES: usize = 60;

@@ -1,8 +1,10 @@
 """A real Triton server (pytriton's tritonserver, CPU) on 127.0.0.1 serving ONNX models through
 onnxruntime in Python-backend models, for the remote backend's tests.
 
-Usage: triton_server.py [--restrict-inference] READY_FILE NAME=MODEL.onnx [NAME=MODEL.onnx ...]
-(--restrict-inference: inference too needs the access token, in the triton-access-token header)
+Usage: triton_server.py [--restrict-inference] READY_FILE NAME=MODEL.onnx[@SECONDS] [...]
+(--restrict-inference: inference too needs the access token, in the triton-access-token header;
+@SECONDS: the model answers each request after that many seconds, a floor on its time that no
+machine, however fast, goes under)
 Also serves 'slow' (the first model, answering after 3 s), 'slow-once-a' and 'slow-once-b' (the
 first model, its first answer after 4 s and the others at once: a server that is briefly
 overloaded, one for each protocol's test) and
@@ -78,6 +80,13 @@ def with_library_path():
     os.execv(sys.executable, [sys.executable] + sys.argv)
 
 
+def model_argument(argument):
+    """NAME=MODEL.onnx[@SECONDS] as (name, path, delay in seconds)."""
+    name, path = argument.split("=", 1)
+    path, _, delay = path.partition("@")
+    return name, path, float(delay or 0.0)
+
+
 def main():
     with_library_path()
     # A process group of its own: SIGTERM (a test stopping the server mid-stream) ends the whole
@@ -89,7 +98,7 @@ def main():
     restrict_inference = arguments[0] == "--restrict-inference"
     if restrict_inference:
         arguments = arguments[1:]
-    ready_file, models = arguments[0], [arg.split("=", 1) for arg in arguments[1:]]
+    ready_file, models = arguments[0], [model_argument(arg) for arg in arguments[1:]]
     parent = os.getppid()
     http_port, grpc_port = free_port(), free_port()
     config = TritonConfig(
@@ -106,7 +115,7 @@ def main():
                                     restricted_endpoints=restricted)
     with Triton(config=config, security_config=security) as triton:
         first = models[0][1]
-        served = [(name, serving(path)) for name, path in models]
+        served = [(name, serving(path, delay=delay)) for name, path, delay in models]
         served += [("slow", serving(first, delay=3.0)), ("failing", serving(first, fail=True)),
                    ("slow-once-a", serving(first, delay_once=4.0)),
                    ("slow-once-b", serving(first, delay_once=4.0))]
