@@ -149,20 +149,6 @@ impl BackgroundSlot {
     pub fn background(&mut self) -> Result<&mut Background, String> {
         self.0.as_mut().ok_or_else(|| NO_PICTURE.into())
     }
-
-    /// The picture set, scaled for a frame as [`Background::scaled_for`] says; an error when
-    /// none is set or it cannot be read.
-    pub fn scaled_for(
-        &mut self,
-        width: usize,
-        height: usize,
-        layout: PixelLayout,
-        fit: BackgroundFit,
-        bars: [u8; 3],
-    ) -> Result<&[u8], String> {
-        self.background()?
-            .scaled_for(width, height, layout, fit, bars)
-    }
 }
 
 /// A rectangle in pixels: left, top, width, height.

@@ -475,7 +475,8 @@ impl RembgFilter {
             (Some(slot), VideoFormat::Rgba | VideoFormat::Bgra) => {
                 let bars = compose::colour_in_layout(output_settings.background_color, src.layout);
                 let fit = output_settings.background_fit;
-                let scaled = slot.scaled_for(width, height, src.layout, fit, bars);
+                let scaled = (slot.background())
+                    .and_then(|picture| picture.scaled_for(width, height, src.layout, fit, bars));
                 Some(scaled.map_err(|reason| {
                     gst::element_imp_error!(
                         self,
