@@ -256,8 +256,9 @@ fn requests_in_flight_keep_every_frame_in_order_with_its_timestamps() {
              ! {rembgfilter} ! appsink name=sink"
         )
     };
-    // The order and timestamps are what is judged: the test model makes each frame's mask
-    // its own (the mean of its pixels) at no cost to the machine.
+    // The order and timestamps are what is judged: the test model's mask (each pixel's mean
+    // of its channels) follows the moving ball, so each frame's is its own, at no cost to the
+    // machine.
     let local = alphas(&video(&format!(
         "rembgfilter model={}",
         test_model("brightness.onnx").display()

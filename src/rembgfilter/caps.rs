@@ -71,7 +71,7 @@ pub fn transform_caps(
 
 /// The caps on the other pad for `caps` on the pad of `direction`, in `mode`: the same size,
 /// rate and other fields, the format mapped by the mode's pairs.
-pub fn other_side(mode: RembgMode, direction: gst::PadDirection, caps: &gst::Caps) -> gst::Caps {
+fn other_side(mode: RembgMode, direction: gst::PadDirection, caps: &gst::Caps) -> gst::Caps {
     let pairs = format_pairs(mode);
     let (inputs, outputs): (Vec<_>, Vec<_>) = pairs.iter().copied().unzip();
     let mut result = gst::Caps::new_empty();

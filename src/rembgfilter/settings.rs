@@ -415,7 +415,7 @@ impl FrameSettings {
 impl Settings {
     /// The model's processing: `catalog`'s (the catalog entry's, or U2Net's for a file) with
     /// input-mean and input-std over it; an endpoint that takes pictures does its own.
-    pub fn profile(&self, catalog: ModelProfile) -> Result<ModelProfile, String> {
+    fn profile(&self, catalog: ModelProfile) -> Result<ModelProfile, String> {
         if self.backend.sends_pictures() {
             return Ok(ModelProfile::WHOLE_FRAME);
         }
