@@ -9,6 +9,7 @@ pub mod closed_form;
 pub mod guided_filter;
 pub mod multilevel;
 mod nested_dissection;
+mod relaxed_region;
 mod supernodal;
 
 pub use blur_fusion::BlurFusionEstimator;

@@ -8,11 +8,14 @@
 //! The sweeps run in pymatting's order (rows top to bottom, left to right, updating in place), so
 //! the result is pymatting's up to float rounding. A level's sweeps run as a wavefront, one
 //! thread a sweep: sweep k takes row y once sweep k - 1 has finished row y + 1, which is every
-//! value it would have read sequentially.
+//! value it would have read sequentially. Big levels are relaxed only near the pixels of partial
+//! alpha (see [`super::relaxed_region`]), which changes nothing a float can hold.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::has_partial_alpha;
+use super::relaxed_region::{MARGIN, TILE, TileMask};
 use crate::imageops::ImageRef;
 
 /// pymatting's parameters, with its defaults.
@@ -88,13 +91,33 @@ fn nearest(from: usize, to: usize, map: &mut Vec<usize>) {
 #[derive(Debug, Default)]
 pub struct MultilevelEstimator {
     pub params: MultilevelParams,
-    current: Vec<Estimate>,
-    previous: Vec<Estimate>,
-    level_alpha: Vec<u8>,
+    levels: Vec<Level>,
+    /// Relax every pixel of every level, as pymatting does (see [`Self::relax_whole_levels`]).
+    whole_levels: bool,
+}
+
+/// One level of the pyramid: its size, its alpha, where its pixels come from, and the region
+/// relaxed on it (see [`super::relaxed_region`]).
+#[derive(Debug, Default)]
+struct Level {
+    width: usize,
+    height: usize,
+    /// The frame's alpha resized to the level; empty on the frame's own level.
+    alpha: Vec<u8>,
+    /// Frame column and row of each of the level's.
     columns: Vec<usize>,
     rows: Vec<usize>,
-    previous_columns: Vec<usize>,
-    previous_rows: Vec<usize>,
+    /// The coarser level's column and row each of the level's is upsampled from.
+    from_columns: Vec<usize>,
+    from_rows: Vec<usize>,
+    /// Where the sweeps relax the estimate...
+    relaxed: TileMask,
+    /// ...and where it is upsampled from the coarser level: the relaxed tiles and a tile
+    /// around them, which the sweeps read.
+    filled: TileMask,
+    /// The estimate, valid in the filled region (kept from frame to frame: only the filled
+    /// region is written, so a buffer is sized once).
+    estimates: Vec<Estimate>,
 }
 
 /// A level's inputs: the frame's colour and alpha at the level's size, through index maps.
@@ -106,6 +129,7 @@ struct LevelInputs<'a> {
     /// Frame column and row of each of the level's.
     columns: &'a [usize],
     rows: &'a [usize],
+    relaxed: &'a TileMask,
     units: &'a [f32; 256],
     params: MultilevelParams,
 }
@@ -129,94 +153,175 @@ impl MultilevelEstimator {
         let bpp = image.layout.bytes_per_pixel;
         let units = unit_table();
         let (foreground_mean, background_mean) = mean_colours(image, alpha, &units);
-        self.previous.clear();
-        self.previous
-            .push(Estimate::splat(foreground_mean, background_mean));
-        let (mut previous_width, mut previous_height) = (1, 1);
-        for (level_width, level_height) in pyramid(width, height) {
-            nearest(width, level_width, &mut self.columns);
-            nearest(height, level_height, &mut self.rows);
-            let full_size = level_width == width && level_height == height;
-            if !full_size {
-                self.level_alpha.clear();
-                for &y in &self.rows {
-                    let row = &alpha[y * width..][..width];
-                    self.level_alpha
-                        .extend(self.columns.iter().map(|&x| row[x]));
-                }
+        self.plan_levels(alpha, width, height);
+        let seed = [Estimate::splat(foreground_mean, background_mean)];
+        for l in 0..self.levels.len() {
+            let (coarser, rest) = self.levels.split_at_mut(l);
+            let level = &mut rest[0];
+            match coarser.last() {
+                Some(coarser) => upsample(&coarser.estimates, coarser.width, level),
+                None => upsample(&seed, 1, level),
             }
-            nearest(previous_width, level_width, &mut self.previous_columns);
-            nearest(previous_height, level_height, &mut self.previous_rows);
-            upsample(
-                &self.previous,
-                previous_width,
-                &self.previous_columns,
-                &self.previous_rows,
-                &mut self.current,
-            );
             let inputs = LevelInputs {
                 image,
-                alpha: if full_size { alpha } else { &self.level_alpha },
-                width: level_width,
-                height: level_height,
-                columns: &self.columns,
-                rows: &self.rows,
+                alpha: if level.alpha.is_empty() {
+                    alpha
+                } else {
+                    &level.alpha
+                },
+                width: level.width,
+                height: level.height,
+                columns: &level.columns,
+                rows: &level.rows,
+                relaxed: &level.relaxed,
                 units: &units,
                 params: self.params,
             };
-            let small =
-                level_width <= self.params.small_size && level_height <= self.params.small_size;
+            let small = is_small(&self.params, level.width, level.height);
             let sweeps = if small {
                 self.params.small_iterations
             } else {
                 self.params.big_iterations
             };
-            run_sweeps(&mut self.current, &inputs, sweeps, !small);
-            std::mem::swap(&mut self.current, &mut self.previous);
-            (previous_width, previous_height) = (level_width, level_height);
+            run_sweeps(&mut level.estimates, &inputs, sweeps, !small);
         }
-        write_foreground(&self.previous, alpha, width, bpp, out);
+        let finest = self.levels.last().expect("a level");
+        write_foreground(&finest.estimates, alpha, width, bpp, out);
+    }
+
+    /// Relax every pixel of every level (pymatting's work) instead of those near partial alpha:
+    /// the same result to float rounding, slower; for measuring what the regions save.
+    pub fn relax_whole_levels(&mut self, whole: bool) {
+        self.whole_levels = whole;
+    }
+
+    /// Sizes, alphas and index maps of the pyramid's levels, and their regions, from the finest
+    /// level down: a level is relaxed within [`MARGIN`] of its partial alpha and of the pixels
+    /// the finer level's filled region is upsampled from. Small levels are relaxed whole.
+    fn plan_levels(&mut self, alpha: &[u8], width: usize, height: usize) {
+        let sizes = pyramid(width, height);
+        self.levels.resize_with(sizes.len(), Level::default);
+        let mut needed = TileMask::default();
+        for l in (0..sizes.len()).rev() {
+            let (finer, rest) = self.levels.split_at_mut(l + 1);
+            let (level, finer) = (&mut finer[l], rest.first());
+            let (level_width, level_height) = sizes[l];
+            let (from_width, from_height) = if l == 0 { (1, 1) } else { sizes[l - 1] };
+            level.width = level_width;
+            level.height = level_height;
+            nearest(width, level_width, &mut level.columns);
+            nearest(height, level_height, &mut level.rows);
+            nearest(from_width, level_width, &mut level.from_columns);
+            nearest(from_height, level_height, &mut level.from_rows);
+            level.alpha.clear();
+            if (level_width, level_height) != (width, height) {
+                for &y in &level.rows {
+                    let row = &alpha[y * width..][..width];
+                    level.alpha.extend(level.columns.iter().map(|&x| row[x]));
+                }
+            }
+            let small = is_small(&self.params, level_width, level_height) || self.whole_levels;
+            level.relaxed.reset(level_width, level_height);
+            level.filled.reset(level_width, level_height);
+            if small {
+                level.relaxed.fill();
+                level.filled.fill();
+                continue;
+            }
+            needed.reset(level_width, level_height);
+            needed.mark_partial(if level.alpha.is_empty() {
+                alpha
+            } else {
+                &level.alpha
+            });
+            if let Some(finer) = finer {
+                for y in (0..finer.height).step_by(TILE) {
+                    let last_row = (y + TILE).min(finer.height) - 1;
+                    let rows = (finer.from_rows[y], finer.from_rows[last_row]);
+                    for span in finer.filled.spans(y) {
+                        let columns = (
+                            finer.from_columns[span.start],
+                            finer.from_columns[span.end - 1],
+                        );
+                        needed.mark_pixels(columns, rows);
+                    }
+                }
+            }
+            needed.dilate(MARGIN.div_ceil(TILE), &mut level.relaxed);
+            level.relaxed.dilate(1, &mut level.filled);
+        }
     }
 }
 
-/// Mean colour where alpha > 0.9 and where alpha < 0.1: the 1x1 level's F and B.
+/// Whether a level is small: relaxed with more sweeps, and whole.
+fn is_small(params: &MultilevelParams, width: usize, height: usize) -> bool {
+    width <= params.small_size && height <= params.small_size
+}
+
+/// Mean colour where alpha > 0.9 and where alpha < 0.1: the 1x1 level's F and B. Counted as
+/// how often each byte value occurs per side and channel (rows on all cores), then summed as
+/// the floats pymatting sums.
 fn mean_colours(image: &ImageRef<'_>, alpha: &[u8], units: &[f32; 256]) -> ([f32; 3], [f32; 3]) {
-    let bpp = image.layout.bytes_per_pixel;
-    let (mut sums, mut counts) = ([[0f64; 3]; 2], [0f64; 2]);
-    for y in 0..image.height {
-        let alpha_row = &alpha[y * image.width..][..image.width];
-        for (pixel, &a) in image.row(y).chunks_exact(bpp).zip(alpha_row) {
-            let a = f64::from(units[a as usize]);
-            let side = if a > 0.9 {
-                0
-            } else if a < 0.1 {
-                1
-            } else {
-                continue;
-            };
-            for c in 0..3 {
-                sums[side][c] += f64::from(units[pixel[c] as usize]);
-            }
-            counts[side] += 1.0;
+    use rayon::prelude::*;
+    const NEITHER: u8 = 2;
+    let side_of: [u8; 256] = std::array::from_fn(|a| {
+        let a = f64::from(units[a]);
+        if a > 0.9 {
+            0
+        } else if a < 0.1 {
+            1
+        } else {
+            NEITHER
         }
-    }
-    let mean = |side: usize| sums[side].map(|s| (s / (counts[side] + 1e-5)) as f32);
+    });
+    let bpp = image.layout.bytes_per_pixel;
+    type Histograms = Box<[[[u32; 256]; 3]; 2]>;
+    let empty = || -> Histograms { Box::new([[[0; 256]; 3]; 2]) };
+    let histograms = (0..image.height)
+        .into_par_iter()
+        .fold(empty, |mut histograms, y| {
+            let alpha_row = &alpha[y * image.width..][..image.width];
+            for (pixel, &a) in image.row(y).chunks_exact(bpp).zip(alpha_row) {
+                let side = side_of[a as usize];
+                if side != NEITHER {
+                    let histograms = &mut histograms[side as usize];
+                    for c in 0..3 {
+                        histograms[c][pixel[c] as usize] += 1;
+                    }
+                }
+            }
+            histograms
+        })
+        .reduce(empty, |mut total, part| {
+            for (total, part) in total.iter_mut().flatten().zip(part.iter().flatten()) {
+                total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+            }
+            total
+        });
+    let mean = |side: usize| {
+        let count: f64 = histograms[side][0].iter().map(|&n| f64::from(n)).sum();
+        histograms[side].map(|histogram| {
+            let sum: f64 = (0..256)
+                .map(|v| f64::from(histogram[v]) * f64::from(units[v]))
+                .sum();
+            (sum / (count + 1e-5)) as f32
+        })
+    };
     (mean(0), mean(1))
 }
 
-/// `to` = `from` resized by nearest neighbour through the index maps.
-fn upsample(
-    from: &[Estimate],
-    from_width: usize,
-    columns: &[usize],
-    rows: &[usize],
-    to: &mut Vec<Estimate>,
-) {
-    to.clear();
-    to.reserve(columns.len() * rows.len());
-    for &y in rows {
-        let row = &from[y * from_width..][..from_width];
-        to.extend(columns.iter().map(|&x| row[x]));
+/// The level's estimates in its filled region: `from` (the coarser level's, `from_width`
+/// across) resized by nearest neighbour. The rest is left as it was: nothing reads it.
+fn upsample(from: &[Estimate], from_width: usize, level: &mut Level) {
+    let to = &mut level.estimates;
+    to.resize(level.width * level.height, Estimate::default());
+    for (y, row) in to.chunks_exact_mut(level.width).enumerate() {
+        let source = &from[level.from_rows[y] * from_width..][..from_width];
+        for span in level.filled.spans(y) {
+            for (estimate, &x) in row[span.clone()].iter_mut().zip(&level.from_columns[span]) {
+                *estimate = source[x];
+            }
+        }
     }
 }
 
@@ -335,39 +440,43 @@ impl Grid {
         let up = (y > 0).then(|| unsafe { std::slice::from_raw_parts(row_at(y - 1), self.width) });
         let down = (y + 1 < self.height)
             .then(|| unsafe { std::slice::from_raw_parts(row_at(y + 1), self.width) });
-        sweep_row(row, up, down, y, inputs);
+        for span in inputs.relaxed.spans(y) {
+            sweep_span(row, up, down, y, span, inputs);
+        }
     }
 }
 
-/// Relaxes every pixel of one row in order, as pymatting's inner loop does. `up` holds this
-/// sweep's values, `down` the previous sweep's; a missing row is the edge, where the pixel is
-/// its own neighbour.
-fn sweep_row(
+/// Relaxes the pixels of one row's `span` in order, as pymatting's inner loop does. `up` holds
+/// this sweep's values, `down` the previous sweep's; a missing row is the edge, where the pixel
+/// is its own neighbour.
+fn sweep_span(
     row: &mut [Estimate],
     up: Option<&[Estimate]>,
     down: Option<&[Estimate]>,
     y: usize,
+    span: Range<usize>,
     inputs: &LevelInputs<'_>,
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has FMA.
-        unsafe { sweep_row_fma(row, up, down, y, inputs) };
+        unsafe { sweep_span_fma(row, up, down, y, span, inputs) };
         return;
     }
-    sweep_row_with::<Separate>(row, up, down, y, inputs)
+    sweep_span_with::<Separate>(row, up, down, y, span, inputs)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx,fma")]
-fn sweep_row_fma(
+fn sweep_span_fma(
     row: &mut [Estimate],
     up: Option<&[Estimate]>,
     down: Option<&[Estimate]>,
     y: usize,
+    span: Range<usize>,
     inputs: &LevelInputs<'_>,
 ) {
-    sweep_row_with::<Fused>(row, up, down, y, inputs)
+    sweep_span_with::<Fused>(row, up, down, y, span, inputs)
 }
 
 /// `a * b + c`, fused where the CPU can.
@@ -394,11 +503,12 @@ impl MulAdd for Fused {
 }
 
 #[inline(always)]
-fn sweep_row_with<M: MulAdd>(
+fn sweep_span_with<M: MulAdd>(
     row: &mut [Estimate],
     up: Option<&[Estimate]>,
     down: Option<&[Estimate]>,
     y: usize,
+    span: Range<usize>,
     inputs: &LevelInputs<'_>,
 ) {
     let width = inputs.width;
@@ -415,8 +525,9 @@ fn sweep_row_with<M: MulAdd>(
     let bpp = image.layout.bytes_per_pixel;
     let image_row = image.row(inputs.rows[y]);
     let weight = |a0: f32, a: u8| regularization + gradient_weight * (a0 - units[a as usize]).abs();
-    let mut left = row[0];
-    for x in 0..width {
+    // Left of the span lies a pixel outside the relaxed region: its upsampled value.
+    let mut left = row[span.start.saturating_sub(1)];
+    for x in span {
         let me = row[x];
         if x == 0 {
             left = me;
@@ -607,6 +718,57 @@ mod tests {
             .unwrap();
         let sequential = pool.install(|| estimate(&image, &alpha, width, height));
         assert_eq!(parallel, sequential);
+    }
+
+    /// A textured frame and a disc of soft edge centred at (`cx`, `cy`), `radius` wide, with a
+    /// soft line one pixel thick across the frame (thin enough for coarse levels to miss).
+    fn disc_scene(
+        width: usize,
+        height: usize,
+        cx: f32,
+        cy: f32,
+        radius: f32,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let image = (0..width * height * 3)
+            .map(|i| (((i * 2654435761usize) >> 9) % 200) as u8 + (i % 3) as u8 * 20)
+            .collect();
+        let alpha = (0..width * height)
+            .map(|i| {
+                let (x, y) = ((i % width) as f32, (i / width) as f32);
+                if (i / width) == height / 3 {
+                    return 77;
+                }
+                let distance = ((x - cx).powi(2) + (y - cy).powi(2)).sqrt();
+                ((radius - distance) * 40.0 + 128.0).clamp(0.0, 255.0) as u8
+            })
+            .collect();
+        (image, alpha)
+    }
+
+    #[test]
+    fn relaxing_near_partial_alpha_only_gives_what_relaxing_every_pixel_gives() {
+        for (width, height, cx, cy, radius) in [
+            (640, 480, 320.0, 260.0, 150.0),
+            (1000, 333, 30.0, 20.0, 60.0),
+            (517, 901, 500.0, 890.0, 300.0),
+            (300, 140, 150.0, 20.0, 12.0),
+        ] {
+            let (image, alpha) = disc_scene(width, height, cx, cy, radius);
+            let image_ref = ImageRef::packed(&image, width, height, PixelLayout::RGB);
+            let (mut banded, mut whole) = (image.clone(), image.clone());
+            let mut estimator = MultilevelEstimator::default();
+            estimator.estimate(&image_ref, &alpha, &mut banded);
+            let relaxed = estimator.levels.last().unwrap().relaxed.pixels();
+            let mut pymatting_work = MultilevelEstimator::default();
+            pymatting_work.relax_whole_levels(true);
+            pymatting_work.estimate(&image_ref, &alpha, &mut whole);
+            assert!(
+                relaxed < width * height,
+                "{width}x{height}: the whole frame was relaxed"
+            );
+            let differing = banded.iter().zip(&whole).filter(|(a, b)| a != b).count();
+            assert_eq!(differing, 0, "{width}x{height}: {differing} bytes differ");
+        }
     }
 
     #[test]
