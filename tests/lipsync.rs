@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use common::talking_head::*;
 use common::*;
@@ -22,8 +22,7 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The generated U-Net, templates and audio encoder in a test's folder, and `lipsync` set to
-/// use them.
+/// The generated U-Net, templates and audio encoder, and `lipsync` set to use them.
 struct Inputs {
     unet: PathBuf,
     template: PathBuf,
@@ -32,21 +31,24 @@ struct Inputs {
     element: String,
 }
 
-fn inputs(dir: &Path) -> Inputs {
-    let encoder = encoder_model(dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(dir);
-    let element = format!(
-        "lipsync model={} template={} audio-encoder={}",
-        unet.display(),
-        template.display(),
-        encoder.display()
-    );
-    Inputs {
-        unet,
-        template,
-        encoder,
-        element,
-    }
+/// The inputs every test reads and none changes (see [`shared_speech_inputs`]).
+fn inputs() -> &'static Inputs {
+    static INPUTS: OnceLock<Inputs> = OnceLock::new();
+    INPUTS.get_or_init(|| {
+        let (encoder, template, unet) = shared_speech_inputs().clone();
+        let element = format!(
+            "lipsync model={} template={} audio-encoder={}",
+            unet.display(),
+            template.display(),
+            encoder.display()
+        );
+        Inputs {
+            unet,
+            template,
+            encoder,
+            element,
+        }
+    })
 }
 
 /// The live element on `audio` (any file decodebin takes), as BGR frames with their timestamps.
@@ -69,7 +71,7 @@ fn lipsync_turns_streamed_speech_into_lipsyncsrc_frames_at_the_audio_times() {
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live", "");
     let wav = spoken(&dir, "Live speech in, the same talking head out.");
-    let inputs = inputs(&dir);
+    let inputs = inputs();
     // Without a template cache (0 keeps none, as for lipsyncsrc): the frames do not change.
     let live = live_frames(&wav, &format!("{} max-cached-frames=0", inputs.element));
     let whole = collect_samples(&format!(
@@ -105,7 +107,7 @@ fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
     }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-errors", "");
-    let inputs = inputs(&dir);
+    let inputs = inputs();
     let element = &inputs.element;
     // 44.1 kHz without audioresample: the pad template refuses it, so the link fails.
     init();
@@ -137,7 +139,7 @@ fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
     }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-latency", "");
-    let inputs = inputs(&dir);
+    let inputs = inputs();
     init();
     let pipeline = gst::parse::launch(&format!(
         "audiotestsrc is-live=true wave=silence ! audio/x-raw,rate=16000,channels=1 \
@@ -170,7 +172,7 @@ fn lipsync_video_muxed_with_its_own_audio_lasts_as_long() {
     let _serial = one_at_a_time();
     let dir = temp_dir_of("speech-live-mux", "");
     let wav = spoken(&dir, "The muxed audio and video end together.");
-    let inputs = inputs(&dir);
+    let inputs = inputs();
     let output = dir.join("live.mp4");
     init();
     let pipeline = gst::parse::launch(&format!(
@@ -351,7 +353,7 @@ fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
     }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-clicks", "");
-    let inputs = inputs(&dir);
+    let inputs = inputs();
     let element = format!("{} skip-silence=true silence-level=-60", inputs.element);
     // Audio from 0.5 s to 6.5 s with nothing from 3.0 to 4.0 s; a click every second.
     let clicks = [1500, 2500, 4500, 5500];
@@ -422,7 +424,7 @@ fn a_flushing_seek_restarts_the_frames_at_the_new_position() {
         &dir,
         "A flushing seek into the middle of a sentence, and the talking head goes on from there.",
     );
-    let inputs = inputs(&dir);
+    let inputs = inputs();
     init();
     let pipeline = gst::parse::launch(&format!(
         "filesrc location={} ! wavparse ! audioconvert ! audioresample \
@@ -494,7 +496,7 @@ fn a_live_pipeline_without_a_queue_delivers_every_frame_without_warnings() {
     }
     let _serial = one_at_a_time();
     let dir = temp_dir_of("lipsync-live-run", "");
-    let inputs = inputs(&dir);
+    let inputs = inputs();
     init();
     // 6.4 s of live audio, the video synchronised to the clock at the sink, as a user's
     // `pulsesrc ! ... ! lipsync ! videoconvert ! autovideosink` runs.
@@ -602,8 +604,8 @@ fn a_live_stall_is_filled_once_the_clock_says_the_audio_is_overdue() {
         return;
     }
     let dir = temp_dir_of("lipsync-clock-stall", "");
-    let inputs = inputs(&dir);
-    let mut h = live_harness(&inputs);
+    let inputs = inputs();
+    let mut h = live_harness(inputs);
     for start in (0..2000).step_by(100) {
         capture(&mut h, start);
     }
@@ -661,8 +663,8 @@ fn live_frames_leave_within_the_latency_the_element_reports() {
         return;
     }
     let dir = temp_dir_of("lipsync-clock-latency", "");
-    let inputs = inputs(&dir);
-    let mut h = live_harness(&inputs);
+    let inputs = inputs();
+    let mut h = live_harness(inputs);
     let bus = gst::Bus::new();
     h.element().unwrap().set_bus(Some(&bus));
     let latency = h.query_latency().expect("a live latency");

@@ -69,11 +69,18 @@ fn every_command_in_the_readme_and_docs_runs_as_written() {
     }
     let dir = workspace("readme", true);
     let mut ran = 0;
+    // The README's examples reappear in docs/; a command written the same way twice runs once.
+    let mut first_place: std::collections::HashMap<&str, &str> = Default::default();
     for command in &commands {
         if let Some(why) = why_not_run(&command.text) {
             println!("not run {}: {} ({why})", command.place, command.text);
             continue;
         }
+        if let Some(first) = first_place.get(command.text.as_str()) {
+            println!("ran {} as {first}: {}", command.place, command.text);
+            continue;
+        }
+        first_place.insert(&command.text, &command.place);
         run_command(command, &dir);
         ran += 1;
     }

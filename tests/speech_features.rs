@@ -205,8 +205,7 @@ fn lipsyncsrc_from_speech_matches_the_reference_loop_on_python_features() {
     }
     let dir = temp_dir_of("speech-lipsync", "");
     let wav = spoken(&dir, "Talking heads from speech.");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
+    let (encoder, template, unet) = shared_speech_inputs();
     let features = dir.join("features.npy");
     run_reference_with(
         &librosa_python(),
@@ -274,8 +273,7 @@ fn compressed_speech_plays_with_as_many_frames() {
         ogg.display()
     ));
     assert!(samples.is_ok(), "{samples:?}");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
+    let (encoder, template, unet) = shared_speech_inputs();
     let frames = |audio: &Path| {
         collect_samples(&format!(
             "lipsyncsrc model={} template={} audio-location={} audio-encoder={} \
@@ -415,12 +413,11 @@ fn mp4_script_renders_speech_alone_with_its_sound() {
     }
     let dir = temp_dir_of("speech-mp4", "");
     let wav = spoken(&dir, "A talking head from a sound file, no Python.");
-    let encoder = encoder_model(&dir, "encoder.onnx", &[]);
-    let (template, unet) = lipsync_inputs(&dir);
+    let (encoder, template, unet) = shared_speech_inputs();
     let output = dir.join("talking.mp4");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pipelines/lipsync-to-mp4.sh");
     let run = Command::new(&script)
-        .args([&unet, &template, &wav, &output])
+        .args([unet, template, &wav, &output])
         .arg(format!("audio-encoder={}", encoder.display()))
         .output()
         .unwrap();

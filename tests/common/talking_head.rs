@@ -95,6 +95,20 @@ pub fn lipsync_inputs(dir: &Path) -> (PathBuf, PathBuf) {
     (template_set(&dir.join("data"), 4), unet)
 }
 
+/// The default audio encoder, the template set and the U-Net of [`lipsync_inputs`], made once
+/// per test process in a folder of their own (three Python scripts, 2-3 s, that each test would
+/// otherwise run again for the same files), which the next run clears. For tests that read them
+/// and change nothing: (encoder, template folder, U-Net).
+pub fn shared_speech_inputs() -> &'static (PathBuf, PathBuf, PathBuf) {
+    static INPUTS: std::sync::OnceLock<(PathBuf, PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    INPUTS.get_or_init(|| {
+        let dir = temp_dir_of("speech-inputs", "");
+        let encoder = encoder_model(&dir, "encoder.onnx", &[]);
+        let (template, unet) = lipsync_inputs(&dir);
+        (encoder, template, unet)
+    })
+}
+
 /// The PyTorch venv's Python, or why there is none (`scripts/setup.sh --torch` makes it).
 pub fn torch_python() -> Result<PathBuf, String> {
     let venv = std::env::var_os("NEURALFX_TORCH_VENV")
