@@ -63,16 +63,33 @@ impl Default for TrimapParams {
 /// background, the rest unknown.
 pub fn trimap(mask: &[u8], width: usize, height: usize, params: &TrimapParams) -> Vec<u8> {
     assert_eq!(mask.len(), width * height, "one mask byte per pixel");
-    let foreground: Vec<bool> = mask
-        .iter()
-        .map(|&m| m > params.foreground_threshold)
-        .collect();
-    let background: Vec<bool> = mask
-        .iter()
-        .map(|&m| m < params.background_threshold)
-        .collect();
-    let foreground = erode(&foreground, width, height, params.erode_size, false);
-    let background = erode(&background, width, height, params.erode_size, true);
+    fn eroded(
+        mask: &[u8],
+        sure: impl Fn(u8) -> bool,
+        erosion: (usize, usize, usize, bool),
+    ) -> Vec<bool> {
+        let (width, height, size, border) = erosion;
+        let set: Vec<bool> = mask.iter().map(|&m| sure(m)).collect();
+        erode(&set, width, height, size, border)
+    }
+    let size = params.erode_size;
+    // The two erosions are independent: one a core.
+    let (foreground, background) = rayon::join(
+        || {
+            eroded(
+                mask,
+                |m| m > params.foreground_threshold,
+                (width, height, size, false),
+            )
+        },
+        || {
+            eroded(
+                mask,
+                |m| m < params.background_threshold,
+                (width, height, size, true),
+            )
+        },
+    );
     foreground
         .iter()
         .zip(&background)
