@@ -658,7 +658,10 @@ fn laplacian_row(image: &ImageRef<'_>, windows: &WindowStats, x: isize, y: isize
             *colour_of_slot = colour(image, at % image.width, at / image.width);
         }
     }
-    let mut row = [0.0; NEIGHBOURS];
+    // Per neighbour, the sum over windows of `1 + (I_i - mu)^T M (I_j - mu)`, divided by the
+    // window's area once at the end; and how many windows hold the pixel (its delta's sum).
+    let mut sums = [0.0; NEIGHBOURS];
+    let mut windows_in = 0.0;
     let own = patch[CENTRE as usize];
     for cy in y - 1..=y + 1 {
         for cx in x - 1..=x + 1 {
@@ -680,6 +683,7 @@ fn laplacian_row(image: &ImageRef<'_>, windows: &WindowStats, x: isize, y: isize
                 m01 * s + m11 * t + m12 * u,
                 m02 * s + m12 * t + m22 * u,
             ];
+            windows_in += 1.0;
             for jy in cy - 1..=cy + 1 {
                 for jx in cx - 1..=cx + 1 {
                     let k = ((jy - y + REACH) * 5 + (jx - x + REACH)) as usize;
@@ -687,12 +691,13 @@ fn laplacian_row(image: &ImageRef<'_>, windows: &WindowStats, x: isize, y: isize
                     let product = weighted[0] * (other[0] - mean[0])
                         + weighted[1] * (other[1] - mean[1])
                         + weighted[2] * (other[2] - mean[2]);
-                    let delta = if k == CENTRE as usize { 1.0 } else { 0.0 };
-                    row[k] += delta - (1.0 + product) / 9.0;
+                    sums[k] += 1.0 + product;
                 }
             }
         }
     }
+    let mut row = sums.map(|sum| -sum / 9.0);
+    row[CENTRE as usize] += windows_in;
     row
 }
 
