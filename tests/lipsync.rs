@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use common::talking_head::*;
 use common::*;
@@ -32,23 +32,20 @@ struct Inputs {
 }
 
 /// The inputs every test reads and none changes (see [`shared_speech_inputs`]).
-fn inputs() -> &'static Inputs {
-    static INPUTS: OnceLock<Inputs> = OnceLock::new();
-    INPUTS.get_or_init(|| {
-        let (encoder, template, unet) = shared_speech_inputs().clone();
-        let element = format!(
-            "lipsync model={} template={} audio-encoder={}",
-            unet.display(),
-            template.display(),
-            encoder.display()
-        );
-        Inputs {
-            unet,
-            template,
-            encoder,
-            element,
-        }
-    })
+fn inputs() -> Inputs {
+    let (encoder, template, unet) = shared_speech_inputs().clone();
+    let element = format!(
+        "lipsync model={} template={} audio-encoder={}",
+        unet.display(),
+        template.display(),
+        encoder.display()
+    );
+    Inputs {
+        unet,
+        template,
+        encoder,
+        element,
+    }
 }
 
 /// The live element on `audio` (any file decodebin takes), as BGR frames with their timestamps.
@@ -106,7 +103,6 @@ fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
         return;
     }
     let _serial = one_at_a_time();
-    let dir = temp_dir_of("speech-live-errors", "");
     let inputs = inputs();
     let element = &inputs.element;
     // 44.1 kHz without audioresample: the pad template refuses it, so the link fails.
@@ -129,7 +125,6 @@ fn lipsync_refuses_audio_it_cannot_take_and_speech_too_short() {
         err.contains("1600 samples") && err.contains("0.2 s"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -138,7 +133,6 @@ fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
         return;
     }
     let _serial = one_at_a_time();
-    let dir = temp_dir_of("speech-live-latency", "");
     let inputs = inputs();
     init();
     let pipeline = gst::parse::launch(&format!(
@@ -161,7 +155,6 @@ fn lipsync_reports_its_lookahead_and_model_time_as_latency() {
     // 0.505 s of audio ahead, plus the encoder's and the U-Net's time.
     assert!(min >= gst::ClockTime::from_mseconds(505), "{min}");
     assert!(min < gst::ClockTime::from_seconds(3), "{min}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -352,7 +345,6 @@ fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
         return;
     }
     let _serial = one_at_a_time();
-    let dir = temp_dir_of("lipsync-clicks", "");
     let inputs = inputs();
     let element = format!("{} skip-silence=true silence-level=-60", inputs.element);
     // Audio from 0.5 s to 6.5 s with nothing from 3.0 to 4.0 s; a click every second.
@@ -410,7 +402,6 @@ fn clicks_land_on_their_frames_across_gaps_in_timestamps_and_gap_events() {
         jumped_stats.get::<u64>("silent-frames").unwrap() as usize,
         149 - jumped_stats.get::<u64>("model-runs").unwrap() as usize
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -495,7 +486,6 @@ fn a_live_pipeline_without_a_queue_delivers_every_frame_without_warnings() {
         return;
     }
     let _serial = one_at_a_time();
-    let dir = temp_dir_of("lipsync-live-run", "");
     let inputs = inputs();
     init();
     // 6.4 s of live audio, the video synchronised to the clock at the sink, as a user's
@@ -548,7 +538,6 @@ fn a_live_pipeline_without_a_queue_delivers_every_frame_without_warnings() {
     // 6.4 s of audio: 159 frames and one held to the end, each reaching the sink.
     assert_eq!(frames, 160);
     assert_eq!(rendered + dropped, frames);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `lipsync` in a Harness that is live, on a TestClock: time moves only when the test says, so
@@ -603,9 +592,8 @@ fn a_live_stall_is_filled_once_the_clock_says_the_audio_is_overdue() {
     if without_set_up() {
         return;
     }
-    let dir = temp_dir_of("lipsync-clock-stall", "");
     let inputs = inputs();
-    let mut h = live_harness(inputs);
+    let mut h = live_harness(&inputs);
     for start in (0..2000).step_by(100) {
         capture(&mut h, start);
     }
@@ -654,7 +642,6 @@ fn a_live_stall_is_filled_once_the_clock_says_the_audio_is_overdue() {
     // Every 40 ms from the first frame to the last, through the stall.
     let expected: Vec<u64> = (0..all.len() as u64).map(|f| 40 * f).collect();
     assert_eq!(all, expected);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -662,9 +649,8 @@ fn live_frames_leave_within_the_latency_the_element_reports() {
     if without_set_up() {
         return;
     }
-    let dir = temp_dir_of("lipsync-clock-latency", "");
     let inputs = inputs();
-    let mut h = live_harness(inputs);
+    let mut h = live_harness(&inputs);
     let bus = gst::Bus::new();
     h.element().unwrap().set_bus(Some(&bus));
     let latency = h.query_latency().expect("a live latency");
@@ -697,5 +683,4 @@ fn live_frames_leave_within_the_latency_the_element_reports() {
     let warnings: Vec<_> =
         std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning])).collect();
     assert!(warnings.is_empty(), "{warnings:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
