@@ -63,30 +63,24 @@ impl Default for TrimapParams {
 /// background, the rest unknown.
 pub fn trimap(mask: &[u8], width: usize, height: usize, params: &TrimapParams) -> Vec<u8> {
     assert_eq!(mask.len(), width * height, "one mask byte per pixel");
-    fn eroded(
-        mask: &[u8],
-        sure: impl Fn(u8) -> bool,
-        erosion: (usize, usize, usize, bool),
-    ) -> Vec<bool> {
-        let (width, height, size, border) = erosion;
-        let set: Vec<bool> = mask.iter().map(|&m| sure(m)).collect();
-        erode(&set, width, height, size, border)
-    }
-    let size = params.erode_size;
+    let erosion =
+        |sure: Vec<bool>, border: bool| erode(&sure, width, height, params.erode_size, border);
     // The two erosions are independent: one a core.
     let (foreground, background) = rayon::join(
         || {
-            eroded(
-                mask,
-                |m| m > params.foreground_threshold,
-                (width, height, size, false),
+            erosion(
+                mask.iter()
+                    .map(|&m| m > params.foreground_threshold)
+                    .collect(),
+                false,
             )
         },
         || {
-            eroded(
-                mask,
-                |m| m < params.background_threshold,
-                (width, height, size, true),
+            erosion(
+                mask.iter()
+                    .map(|&m| m < params.background_threshold)
+                    .collect(),
+                true,
             )
         },
     );

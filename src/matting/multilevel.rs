@@ -120,6 +120,13 @@ struct Level {
     estimates: Vec<Estimate>,
 }
 
+/// A level's alpha: its own (`Level::alpha`), or the frame's on the frame's own level, where the
+/// level keeps none. (A function of the field, not of the level: the sweeps borrow the level's
+/// estimates mutably meanwhile.)
+fn level_alpha<'a>(own: &'a [u8], frame_alpha: &'a [u8]) -> &'a [u8] {
+    if own.is_empty() { frame_alpha } else { own }
+}
+
 /// A level's inputs: the frame's colour and alpha at the level's size, through index maps.
 struct LevelInputs<'a> {
     image: &'a ImageRef<'a>,
@@ -164,11 +171,7 @@ impl MultilevelEstimator {
             }
             let inputs = LevelInputs {
                 image,
-                alpha: if level.alpha.is_empty() {
-                    alpha
-                } else {
-                    &level.alpha
-                },
+                alpha: level_alpha(&level.alpha, alpha),
                 width: level.width,
                 height: level.height,
                 columns: &level.columns,
@@ -229,11 +232,7 @@ impl MultilevelEstimator {
                 continue;
             }
             needed.reset(level_width, level_height);
-            needed.mark_partial(if level.alpha.is_empty() {
-                alpha
-            } else {
-                &level.alpha
-            });
+            needed.mark_partial(level_alpha(&level.alpha, alpha));
             if let Some(finer) = finer {
                 for y in (0..finer.height).step_by(TILE) {
                     let last_row = (y + TILE).min(finer.height) - 1;
