@@ -746,6 +746,9 @@ mod tests {
 
     #[test]
     fn relaxing_near_partial_alpha_only_gives_what_relaxing_every_pixel_gives() {
+        // One estimator for frames of every size, as an element keeps it: its level buffers
+        // hold the previous frame's values wherever this frame's regions do not rewrite them.
+        let mut estimator = MultilevelEstimator::default();
         for (width, height, cx, cy, radius) in [
             (640, 480, 320.0, 260.0, 150.0),
             (1000, 333, 30.0, 20.0, 60.0),
@@ -755,7 +758,6 @@ mod tests {
             let (image, alpha) = disc_scene(width, height, cx, cy, radius);
             let image_ref = ImageRef::packed(&image, width, height, PixelLayout::RGB);
             let (mut banded, mut whole) = (image.clone(), image.clone());
-            let mut estimator = MultilevelEstimator::default();
             estimator.estimate(&image_ref, &alpha, &mut banded);
             let relaxed = estimator.levels.last().unwrap().relaxed.pixels();
             let mut pymatting_work = MultilevelEstimator::default();
