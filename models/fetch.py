@@ -130,7 +130,8 @@ def derive(model, folder, cache, models):
     """Makes a model from another installed one with a script of models/ (u2netp-int8 from u2netp,
     calibrated on the pictures the manifest names, in the cache folder). Its md5 is what the script made on the
     machine that recorded it; a CPU whose float arithmetic differs may make other bytes, so a
-    different md5 is reported and the file kept (the tests judge its masks)."""
+    different md5 is reported and the file kept (the tests judge its masks), with MODEL.recipe
+    beside it so that the next run keeps it too."""
     source = model["source"]
     base = next(m for m in models if m["name"] == source["derive"])
     with open(os.path.join(folder, base["file"]), "rb") as f:
