@@ -100,16 +100,23 @@ def convert(script, data, target):
                 os.remove(leftover)
 
 
+def derive_inputs(model, folder, cache, models):
+    """What a derived model is made from: its base model's path, and its calibration pictures as
+    (name in the manifest, path in the cache)."""
+    source = model["source"]
+    base = next(m for m in models if m["name"] == source["derive"])
+    photos = [(name, os.path.join(cache, name)) for name in source.get("calibration", [])]
+    return os.path.join(folder, base["file"]), photos
+
+
 def recipe(model, folder, cache, models):
     """A digest of what a derived model is made from: its script, its base model, its calibration
     pictures (names and contents) and its manifest md5."""
-    source = model["source"]
-    base = next(m for m in models if m["name"] == source["derive"])
+    base, photos = derive_inputs(model, folder, cache, models)
     digest = hashlib.sha256()
-    for path in [os.path.join(SCRIPTS, source["convert"]), os.path.join(folder, base["file"])]:
+    for path in [os.path.join(SCRIPTS, model["source"]["convert"]), base]:
         digest.update(md5_of(path).encode() if os.path.isfile(path) else b"missing")
-    for name in source.get("calibration", []):
-        path = os.path.join(cache, name)
+    for name, path in photos:
         digest.update(name.encode() + (md5_of(path).encode() if os.path.isfile(path) else b"missing"))
     digest.update(model["md5"].encode())
     return digest.hexdigest()
@@ -132,31 +139,30 @@ def derive(model, folder, cache, models):
     machine that recorded it; a CPU whose float arithmetic differs may make other bytes, so a
     different md5 is reported and the file kept (the tests judge its masks), with MODEL.recipe
     beside it so that the next run keeps it too."""
-    source = model["source"]
-    base = next(m for m in models if m["name"] == source["derive"])
-    with open(os.path.join(folder, base["file"]), "rb") as f:
+    base, named_photos = derive_inputs(model, folder, cache, models)
+    with open(base, "rb") as f:
         data = f.read()
-    photos = [os.path.join(cache, name) for name in source.get("calibration", [])]
+    photos = [path for _, path in named_photos]
     missing = [p for p in photos if not os.path.isfile(p)]
     if missing:
         raise SystemExit(f"{model['name']}: calibration photos missing: {', '.join(missing)}")
     os.environ["NEURALFX_CALIBRATION_PHOTOS"] = ":".join(photos)
     target = os.path.join(folder, model["file"])
-    made = convert(source["convert"], data, target)
+    made = convert(model["source"]["convert"], data, target)
     partial = target + ".part"
     with open(partial, "wb") as out:
         out.write(made)
+    # The old stamp goes before the new file arrives: a run cut off in between makes it again.
     stamp = target + ".recipe"
     if os.path.exists(stamp):
         os.remove(stamp)
+    os.replace(partial, target)
     made_md5 = hashlib.md5(made).hexdigest()
     if made_md5 != model["md5"]:
         print(f"[fetch] note: {model['name']} made here has md5 {made_md5}, not {model['md5']} as "
               f"in models/manifest.json (other CPU arithmetic); kept", file=sys.stderr)
         with open(stamp + ".part", "w") as out:
             out.write(f"{recipe(model, folder, cache, models)} {made_md5}\n")
-    os.replace(partial, target)
-    if os.path.exists(stamp + ".part"):
         os.replace(stamp + ".part", stamp)
 
 
