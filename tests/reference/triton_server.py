@@ -24,7 +24,7 @@ import time
 import numpy as np
 import onnxruntime as ort
 from pytriton.model_config import ModelConfig, Tensor
-from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig
 
 
 def free_port():
@@ -113,7 +113,11 @@ def main():
         restricted.append("inference")
     security = TritonSecurityConfig(access_token=secrets.token_urlsafe(16),
                                     restricted_endpoints=restricted)
-    with Triton(config=config, security_config=security) as triton:
+    # Triton started once every model is bound, with the models in a local store: it loads
+    # them side by side at start (each load starts a Python-backend stub and waits for it,
+    # mostly idle), where pytriton's default loads each as it is bound, one after another.
+    policy = TritonLifecyclePolicy(launch_triton_on_startup=False, local_model_store=True)
+    with Triton(config=config, security_config=security, triton_lifecycle_policy=policy) as triton:
         first = models[0][1]
         served = [(name, serving(path, delay=delay)) for name, path, delay in models]
         served += [("slow", serving(first, delay=3.0)), ("failing", serving(first, fail=True)),
