@@ -785,10 +785,14 @@ fn error_after_unloading(backend: &str) -> String {
     .send_string("{}")
     .expect("Triton unloads the model");
     let unloaded = Instant::now();
-    while ureq::get(&format!("http://{}/v2/models/{model}/ready", server.http))
-        .call()
-        .is_ok()
-    {
+    let ready =
+        || match ureq::get(&format!("http://{}/v2/models/{model}/ready", server.http)).call() {
+            Ok(_) => true,
+            // Triton answers an HTTP error status for a model that is not ready.
+            Err(ureq::Error::Status(..)) => false,
+            Err(e) => panic!("Triton's readiness of '{model}': {e}"),
+        };
+    while ready() {
         assert!(
             unloaded.elapsed() < Duration::from_secs(60),
             "Triton still calls '{model}' ready a minute after unloading it"
