@@ -6,13 +6,18 @@ Many binaries spend much of their time waiting (for a Triton or SageMaker server
 oracle starting, a timeout being tested, a live source's clock), so two cores do more with two
 binaries running than with one. The longest run first, as the last run's TIMES_FILE says (or a
 fixed guess the first time), so that no long one starts last. Each binary's output is printed
-whole when it ends, never interleaved, and every binary runs even after one fails. Prints the
-seconds each took, slowest first, and exits 1 if any failed.
+whole when it ends, never interleaved, and every binary runs even after one fails. A binary
+still running after NEURALFX_TEST_BINARY_LIMIT seconds (900) is killed with everything it started
+(its own session) and counts as failed; what it printed so far is shown, where libtest names the
+tests running for over 60 seconds. Prints the seconds each took, slowest first, and exits 1 if
+any failed.
 """
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -40,7 +45,17 @@ def read_times(path):
     return times
 
 
+def kill_session(pid, killed):
+    """Kills the binary and the servers and scripts it started, which share its session."""
+    killed.set()
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def main():
+    limit = float(os.environ.get("NEURALFX_TEST_BINARY_LIMIT", "900"))
     lanes, times_file = int(sys.argv[1]), sys.argv[2]
     rest = sys.argv[4:]
     if "--" in rest:
@@ -62,19 +77,27 @@ def main():
         return 0
 
     jobs.sort(key=expected, reverse=True)
-    print_lock = __import__("threading").Lock()
+    print_lock = threading.Lock()
     results = {}
 
     def run(job):
         name, command = job
         started = time.monotonic()
         with tempfile.TemporaryFile() as log:
-            child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            child = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            killed = threading.Event()
+            watchdog = threading.Timer(limit, kill_session, (child.pid, killed))
+            watchdog.start()
             # wait4 gives the binary's own CPU time (and its children's that it waited for),
             # whatever the other lane does.
             _, wait_status, usage = os.wait4(child.pid, 0)
+            watchdog.cancel()
             child.returncode = os.waitstatus_to_exitcode(wait_status)
             status = child.returncode
+            # Whatever it started and left behind goes with it: a server would outlive the run.
+            kill_session(child.pid, threading.Event())
             log.seek(0)
             output = log.read().decode(errors="replace")
         took = time.monotonic() - started
@@ -82,6 +105,9 @@ def main():
         with print_lock:
             print(f"     Running {name} ({' '.join(command)})", flush=True)
             sys.stdout.write(output)
+            if killed.is_set():
+                print(f"     {name}: KILLED, still running after {limit:.0f} s "
+                      "(NEURALFX_TEST_BINARY_LIMIT)")
             print(f"     {name}: exit {status} after {took:.1f} s ({cpu:.1f} s of CPU)\n",
                   flush=True)
         results[name] = (took, status, cpu)
