@@ -196,8 +196,17 @@ fn inferences_of(server: &Server, model: &str) -> u64 {
     inference_count(&server.server, model)
 }
 
+/// Requests of the test itself to Triton's HTTP endpoint: a server that stops answering fails the
+/// test within seconds instead of holding it.
+fn triton_http() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build()
+}
+
 fn inference_count(server: &triton_server::TritonServer, model: &str) -> u64 {
-    let body = ureq::get(&format!("http://{}/v2/models/{model}/stats", server.http))
+    let body = triton_http()
+        .get(&format!("http://{}/v2/models/{model}/stats", server.http))
         .set("triton-access-token", &server.access_token)
         .call()
         .expect("Triton's statistics")
@@ -777,21 +786,24 @@ fn error_after_unloading(backend: &str) -> String {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    ureq::post(&format!(
-        "http://{}/v2/repository/models/{model}/unload",
-        server.http
-    ))
-    .set("triton-access-token", &server.server.access_token)
-    .send_string("{}")
-    .expect("Triton unloads the model");
+    triton_http()
+        .post(&format!(
+            "http://{}/v2/repository/models/{model}/unload",
+            server.http
+        ))
+        .set("triton-access-token", &server.server.access_token)
+        .send_string("{}")
+        .expect("Triton unloads the model");
     let unloaded = Instant::now();
-    let ready =
-        || match ureq::get(&format!("http://{}/v2/models/{model}/ready", server.http)).call() {
-            Ok(_) => true,
-            // Triton answers an HTTP error status for a model that is not ready.
-            Err(ureq::Error::Status(..)) => false,
-            Err(e) => panic!("Triton's readiness of '{model}': {e}"),
-        };
+    let ready = || match triton_http()
+        .get(&format!("http://{}/v2/models/{model}/ready", server.http))
+        .call()
+    {
+        Ok(_) => true,
+        // Triton answers an HTTP error status for a model that is not ready.
+        Err(ureq::Error::Status(..)) => false,
+        Err(e) => panic!("Triton's readiness of '{model}': {e}"),
+    };
     while ready() {
         assert!(
             unloaded.elapsed() < Duration::from_secs(60),
@@ -819,7 +831,8 @@ fn error_after_unloading(backend: &str) -> String {
     // Triton now calls the whole server not ready (strict readiness counts every model), yet
     // its other models still serve: a new stream of u2netp starts and gets its frames.
     assert!(
-        ureq::get(&format!("http://{}/v2/health/ready", server.http))
+        triton_http()
+            .get(&format!("http://{}/v2/health/ready", server.http))
             .call()
             .is_err(),
         "a server with a model unloaded is not ready"

@@ -7,10 +7,11 @@ oracle starting, a timeout being tested, a live source's clock), so two cores do
 binaries running than with one. The longest run first, as the last run's TIMES_FILE says (or a
 fixed guess the first time), so that no long one starts last. Each binary's output is printed
 whole when it ends, never interleaved, and every binary runs even after one fails. A binary
-still running after NEURALFX_TEST_BINARY_LIMIT seconds (900) is killed with everything it started
-(its own session) and counts as failed; what it printed so far is shown, where libtest names the
-tests running for over 60 seconds. Prints the seconds each took, slowest first, and exits 1 if
-any failed.
+still running after NEURALFX_TEST_BINARY_LIMIT seconds (600: three times the slowest on a new
+machine) counts as failed: its threads' stacks are printed (gdb), then it is killed with what it
+started (its own session), and what it printed so far is shown, where libtest names the tests
+running for over 60 seconds. Prints the seconds each took, slowest first, and exits 1 if any
+failed.
 """
 import os
 import signal
@@ -45,8 +46,37 @@ def read_times(path):
     return times
 
 
-def kill_session(pid, killed):
+def stacks_of(pid):
+    """Where every thread of a hung binary waits, and what else runs in its session (gdb, where
+    installed), so that a hang on a machine nobody can log into is diagnosed from the log."""
+    report = []
+    session = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if entry.isdigit() and int(fields[3]) == pid:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    command = f.read().replace(b"\0", b" ").decode(errors="replace")
+                session.append(f"{entry}: {command}")
+        except (OSError, IndexError, ValueError):
+            continue
+    report.append("processes of its session:\n  " + "\n  ".join(session))
+    try:
+        traced = subprocess.run(
+            ["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"],
+            capture_output=True, text=True, timeout=120,
+        )
+        report.append("its threads (gdb):\n" + traced.stdout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        report.append(f"no stacks: gdb {e}")
+    return "\n".join(report)
+
+
+def kill_session(pid, killed, stacks=None):
     """Kills the binary and the servers and scripts it started, which share its session."""
+    if stacks is not None:
+        stacks.append(stacks_of(pid))
     killed.set()
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -55,7 +85,7 @@ def kill_session(pid, killed):
 
 
 def main():
-    limit = float(os.environ.get("NEURALFX_TEST_BINARY_LIMIT", "900"))
+    limit = float(os.environ.get("NEURALFX_TEST_BINARY_LIMIT", "600"))
     lanes, times_file = int(sys.argv[1]), sys.argv[2]
     rest = sys.argv[4:]
     if "--" in rest:
@@ -87,8 +117,8 @@ def main():
             child = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-            killed = threading.Event()
-            watchdog = threading.Timer(limit, kill_session, (child.pid, killed))
+            killed, stacks = threading.Event(), []
+            watchdog = threading.Timer(limit, kill_session, (child.pid, killed, stacks))
             watchdog.start()
             # wait4 gives the binary's own CPU time (and its children's that it waited for),
             # whatever the other lane does.
@@ -108,6 +138,7 @@ def main():
             if killed.is_set():
                 print(f"     {name}: KILLED, still running after {limit:.0f} s "
                       "(NEURALFX_TEST_BINARY_LIMIT)")
+                print("\n".join(stacks))
             print(f"     {name}: exit {status} after {took:.1f} s ({cpu:.1f} s of CPU)\n",
                   flush=True)
         results[name] = (took, status, cpu)
