@@ -109,6 +109,8 @@ fn capture_debug_log() -> Arc<Mutex<String>> {
     let captured = Arc::new(Mutex::new(String::new()));
     let sink = captured.clone();
     gst::log::set_active(true);
+    // Only here: on stderr, tens of thousands of lines would bury the other binaries' results.
+    gst::log::remove_default_log_function();
     gst::log::set_default_threshold(gst::DebugLevel::Log);
     // The logged object is left out: naming it may take a lock its caller holds.
     gst::log::add_log_function(
