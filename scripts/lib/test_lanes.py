@@ -8,10 +8,10 @@ binaries running than with one. The longest run first, as the last run's TIMES_F
 fixed guess the first time), so that no long one starts last. Each binary's output is printed
 whole when it ends, never interleaved, and every binary runs even after one fails. A binary
 still running after NEURALFX_TEST_BINARY_LIMIT seconds (600: three times the slowest on a new
-machine) counts as failed: its threads' stacks are printed (gdb), then it is killed with what it
-started (its own session), and what it printed so far is shown, where libtest names the tests
-running for over 60 seconds. Prints the seconds each took, slowest first, and exits 1 if any
-failed.
+machine) is reported as hung: its threads' stacks are printed (gdb), then it is killed with what
+it started (its own session), what it printed so far is shown (libtest names the tests running
+for over 60 seconds), and it runs once more, its verdict that of the second run (a second hang
+fails). Prints the seconds each took, slowest first, and exits 1 if any failed.
 """
 import os
 import signal
@@ -110,9 +110,8 @@ def main():
     print_lock = threading.Lock()
     results = {}
 
-    def run(job):
-        name, command = job
-        started = time.monotonic()
+    def run_once(command):
+        """Exit status, output, resource usage and, if the watchdog killed it, the stacks."""
         with tempfile.TemporaryFile() as log:
             child = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -125,38 +124,56 @@ def main():
             _, wait_status, usage = os.wait4(child.pid, 0)
             watchdog.cancel()
             child.returncode = os.waitstatus_to_exitcode(wait_status)
-            status = child.returncode
             # Whatever it started and left behind goes with it: a server would outlive the run.
             kill_session(child.pid, threading.Event())
             log.seek(0)
             output = log.read().decode(errors="replace")
+        return child.returncode, output, usage, stacks if killed.is_set() else None
+
+    def run(job):
+        name, command = job
+        started = time.monotonic()
+        status, output, usage, stacks = run_once(command)
+        hung = int(stacks is not None)
+        if hung:
+            # Printed now, stacks and all; the binary runs once more, so that one hang (its
+            # stacks are the report) does not also hide what the rest of its tests say.
+            with print_lock:
+                print(f"     Running {name} ({' '.join(command)})", flush=True)
+                sys.stdout.write(output)
+                print(f"     {name}: HUNG, killed after {limit:.0f} s "
+                      "(NEURALFX_TEST_BINARY_LIMIT); its stacks:")
+                print("\n".join(stacks))
+                print(f"     {name}: running it once more\n", flush=True)
+            status, output, usage, stacks = run_once(command)
+            if stacks is not None:
+                hung += 1
+                output += f"\nHUNG again, killed after {limit:.0f} s; its stacks:\n"
+                output += "\n".join(stacks) + "\n"
         took = time.monotonic() - started
         cpu = usage.ru_utime + usage.ru_stime
         with print_lock:
             print(f"     Running {name} ({' '.join(command)})", flush=True)
             sys.stdout.write(output)
-            if killed.is_set():
-                print(f"     {name}: KILLED, still running after {limit:.0f} s "
-                      "(NEURALFX_TEST_BINARY_LIMIT)")
-                print("\n".join(stacks))
             print(f"     {name}: exit {status} after {took:.1f} s ({cpu:.1f} s of CPU)\n",
                   flush=True)
-        results[name] = (took, status, cpu)
+        results[name] = (took, status, cpu, hung)
 
     with ThreadPoolExecutor(max_workers=lanes) as pool:
         list(pool.map(run, jobs))
 
     print("seconds per test binary, wall and CPU (cargo test --release --test NAME runs one):")
-    for name, (took, status, cpu) in sorted(results.items(), key=lambda item: -item[1][0]):
-        print(f"{took:8.1f} {cpu:8.1f}  {name}{'' if status == 0 else '  FAILED'}")
-    print(f"{'':8} {sum(cpu for _, _, cpu in results.values()):8.1f}  CPU in all")
+    for name, (took, status, cpu, hung) in sorted(results.items(), key=lambda item: -item[1][0]):
+        verdict = ("" if status == 0 else "  FAILED") + (f"  HUNG {hung}x (stacks above)" if hung else "")
+        print(f"{took:8.1f} {cpu:8.1f}  {name}{verdict}")
+    print(f"{'':8} {sum(result[2] for result in results.values()):8.1f}  CPU in all")
     try:
         with open(times_file, "w") as f:
-            for name, (took, _, _) in results.items():
+            for name, (took, *_) in results.items():
                 f.write(f"{took:.1f} {name}\n")
     except OSError:
         pass
-    failed = sorted(name for name, (_, status, _) in results.items() if status != 0)
+    failed = sorted(name for name, (_, status, *_) in results.items() if status != 0)
     if failed:
         print("failed: " + " ".join(failed))
         return 1
