@@ -67,7 +67,8 @@ def stacks_of(pid):
             ["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"],
             capture_output=True, text=True, timeout=120,
         )
-        report.append("its threads (gdb):\n" + traced.stdout)
+        # gdb's own complaints (no permission to attach, say) go to stderr.
+        report.append("its threads (gdb):\n" + traced.stdout + traced.stderr)
     except (OSError, subprocess.TimeoutExpired) as e:
         report.append(f"no stacks: gdb {e}")
     return "\n".join(report)
@@ -164,7 +165,9 @@ def main():
 
     print("seconds per test binary, wall and CPU (cargo test --release --test NAME runs one):")
     for name, (took, status, cpu, hung) in sorted(results.items(), key=lambda item: -item[1][0]):
-        verdict = ("" if status == 0 else "  FAILED") + (f"  HUNG {hung}x (stacks above)" if hung else "")
+        verdict = "" if status == 0 else "  FAILED"
+        if hung:
+            verdict += f"  HUNG {hung}x (stacks above)"
         print(f"{took:8.1f} {cpu:8.1f}  {name}{verdict}")
     print(f"{'':8} {sum(result[2] for result in results.values()):8.1f}  CPU in all")
     try:
