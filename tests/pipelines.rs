@@ -713,6 +713,8 @@ fn a_folder_is_cut_out_file_by_file_skipping_what_is_not_a_picture() {
 
 /// `count` small PNGs named a00.png, a01.png... in `dir`.
 fn small_pictures(dir: &Path, count: usize) {
+    // The first GStreamer call of the test that uses it, whichever tests ran before.
+    init();
     std::fs::create_dir_all(dir).unwrap();
     let first = dir.join("a00.png");
     let pipeline = gst::parse::launch(&format!(
