@@ -28,6 +28,16 @@ from gi.repository import Gst  # noqa: E402
 
 import still  # noqa: E402  (pipelines/lib, beside this file)
 
+# PyGObject makes a name of Gst (a class, an enum) the first time it is read, and two threads
+# reading it at once can each make one: a flag of one is then refused where the other is expected
+# ("TypeError: Expected a Gst.MessageType, but got MessageType", seen on a folder run). Every
+# type the decoding, cutting and writing threads meet is made here, on the main thread, first.
+for _name in ("MessageType", "Message", "Bus", "State", "StateChangeReturn", "Pipeline", "Bin",
+              "Element", "ElementFactory", "Sample", "Buffer", "Caps", "Structure", "MapFlags"):
+    getattr(Gst, _name)
+# What ends the wait for a sample.
+ENDINGS = Gst.MessageType.ERROR | Gst.MessageType.EOS
+
 TIMEOUT = 120 * Gst.SECOND
 # Pictures waiting to be cut out, and cutouts waiting to be written: enough to keep the model
 # busy, few enough that a folder of 4K photos does not fill the memory.
@@ -43,7 +53,7 @@ def pull(pipeline, sink):
         sample = sink.emit("try-pull-sample", 50 * Gst.MSECOND)
         if sample is not None:
             return sample, None
-        message = bus.pop_filtered(Gst.MessageType.ERROR | Gst.MessageType.EOS)
+        message = bus.pop_filtered(ENDINGS)
         if message is not None:
             if message.type == Gst.MessageType.ERROR:
                 return None, message.parse_error()[0].message
@@ -89,7 +99,7 @@ def write_png(sample, path, encoder):
     src.emit("push-sample", sample)
     src.emit("end-of-stream")
     message = pipeline.get_bus().timed_pop_filtered(
-        TIMEOUT, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+        TIMEOUT, ENDINGS)
     pipeline.set_state(Gst.State.NULL)
     if message is not None and message.type == Gst.MessageType.EOS:
         try:
