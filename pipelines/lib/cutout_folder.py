@@ -264,7 +264,16 @@ class Run:
             if problem is None:
                 out = os.path.join(self.out_dir, output_name(name, self.used))
                 self.partial.add(out + ".part")
-                reason = write_png(cutout, out, self.encoder)
+                try:
+                    reason = write_png(cutout, out, self.encoder)
+                except Exception as error:  # noqa: BLE001  (one file's trouble; the rest carry on)
+                    # Were this thread to end, the main one would wait forever to hand it the
+                    # next cutout.
+                    reason = str(error) or type(error).__name__
+                    try:
+                        os.remove(out + ".part")
+                    except OSError:
+                        pass
                 self.partial.discard(out + ".part")
                 if reason is not None:
                     problem = ("failed", f"cannot write {out}: {reason}")

@@ -1,0 +1,38 @@
+"""cutout_folder.py (its folder is the first argument) with a writer that raises on one file of
+five: the file is named as failed, the others are written, and the run ends (a writer thread
+that died would leave the main one waiting forever to hand it the next cutout). Prints "ok"."""
+import sys
+import tempfile
+import threading
+
+sys.path.insert(0, sys.argv[1])
+import cutout_folder  # noqa: E402
+
+written = []
+
+
+def write_png(cutout, out, encoder):
+    if out.endswith("c.png"):
+        raise TypeError("a writer's own trouble")
+    written.append(out)
+    return None
+
+
+class Cutter:
+    def cut(self, sample):
+        return sample
+
+
+cutout_folder.write_png = write_png
+cutout_folder.Run.decode_one = staticmethod(lambda path: ("picture", None))
+with tempfile.TemporaryDirectory() as folder:
+    run = cutout_folder.Run(Cutter(), folder, folder)
+    names = [f"{letter}.png" for letter in "abcde"]
+    worker = threading.Thread(target=run.process, args=(names, len(names)), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the run never ended"
+    assert run.failed == 1, run.failed
+    assert sorted(path.rsplit("/", 1)[1] for path in written) == ["a.png", "b.png", "d.png",
+                                                                  "e.png"], written
+print("ok")
