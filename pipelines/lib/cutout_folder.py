@@ -192,6 +192,8 @@ class Run:
         self.partial = set()
         self.stopping = threading.Event()
         self.writer = None
+        # What ended the writing thread's work early (stdout closed, say), raised again here.
+        self.writer_error = None
         self.encoder = png_encoder()
 
     def process(self, names, total_hint):
@@ -214,6 +216,8 @@ class Run:
         finally:
             to_write.put(None)
             writer.join()
+        if self.writer_error is not None:
+            raise self.writer_error
 
     def stop(self):
         """Lets the picture being written finish (or fail) and removes what is half-written."""
@@ -257,34 +261,40 @@ class Run:
         while (item := to_write.get()) is not None:
             if self.stopping.is_set():
                 continue
-            name, started, cutout, problem = item
-            self.done.add(name)
-            count = len(self.done)
-            total = f"/{total_hint}" if total_hint else ""
-            if problem is None:
-                out = os.path.join(self.out_dir, output_name(name, self.used))
-                self.partial.add(out + ".part")
+            try:
+                self.write_one(item, total_hint)
+            except BaseException as error:  # noqa: BLE001  (handed to the main thread)
+                # The queue is still drained to its end: the main thread must never wait on it.
+                self.writer_error = error
+                self.stopping.set()
+
+    def write_one(self, item, total_hint):
+        name, started, cutout, problem = item
+        self.done.add(name)
+        count = len(self.done)
+        total = f"/{total_hint}" if total_hint else ""
+        if problem is None:
+            out = os.path.join(self.out_dir, output_name(name, self.used))
+            self.partial.add(out + ".part")
+            try:
+                reason = write_png(cutout, out, self.encoder)
+            except Exception as error:  # noqa: BLE001  (one file's trouble; the rest carry on)
+                reason = str(error) or type(error).__name__
                 try:
-                    reason = write_png(cutout, out, self.encoder)
-                except Exception as error:  # noqa: BLE001  (one file's trouble; the rest carry on)
-                    # Were this thread to end, the main one would wait forever to hand it the
-                    # next cutout.
-                    reason = str(error) or type(error).__name__
-                    try:
-                        os.remove(out + ".part")
-                    except OSError:
-                        pass
-                self.partial.discard(out + ".part")
-                if reason is not None:
-                    problem = ("failed", f"cannot write {out}: {reason}")
-            if problem is None:
-                took = time.monotonic() - started
-                print(f"[{count}{total}] {name} -> {out} ({took:.2f} s)", flush=True)
-            elif problem[0] == "skipped":
-                print(f"skipping {name}: {problem[1]}", flush=True)
-            else:
-                self.failed += 1
-                print(f"[{count}{total}] {name}: {problem[1]}", file=sys.stderr, flush=True)
+                    os.remove(out + ".part")
+                except OSError:
+                    pass
+            self.partial.discard(out + ".part")
+            if reason is not None:
+                problem = ("failed", f"cannot write {out}: {reason}")
+        if problem is None:
+            took = time.monotonic() - started
+            print(f"[{count}{total}] {name} -> {out} ({took:.2f} s)", flush=True)
+        elif problem[0] == "skipped":
+            print(f"skipping {name}: {problem[1]}", flush=True)
+        else:
+            self.failed += 1
+            print(f"[{count}{total}] {name}: {problem[1]}", file=sys.stderr, flush=True)
 
 
 def stop_on_sigterm(*_):
