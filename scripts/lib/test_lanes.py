@@ -78,15 +78,18 @@ def stacks_of(pid):
     return "\n".join(report)
 
 
-def kill_session(pid, killed, stacks=None):
+def kill_session(pid):
     """Kills the binary and the servers and scripts it started, which share its session."""
-    if stacks is not None:
-        stacks.append(stacks_of(pid))
-    killed.set()
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def report_and_kill(pid, report):
+    """The watchdog's work: the hung binary's stacks into `report`, then the kill."""
+    report.append(stacks_of(pid))
+    kill_session(pid)
 
 
 def main():
@@ -121,19 +124,21 @@ def main():
             child = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-            killed, stacks = threading.Event(), []
-            watchdog = threading.Timer(limit, kill_session, (child.pid, killed, stacks))
+            report = []
+            watchdog = threading.Timer(limit, report_and_kill, (child.pid, report))
             watchdog.start()
             # wait4 gives the binary's own CPU time (and its children's that it waited for),
             # whatever the other lane does.
             _, wait_status, usage = os.wait4(child.pid, 0)
             watchdog.cancel()
+            # A watchdog already at work finishes its report before the report is read.
+            watchdog.join()
             child.returncode = os.waitstatus_to_exitcode(wait_status)
             # Whatever it started and left behind goes with it: a server would outlive the run.
-            kill_session(child.pid, threading.Event())
+            kill_session(child.pid)
             log.seek(0)
             output = log.read().decode(errors="replace")
-        return child.returncode, output, usage, stacks if killed.is_set() else None
+        return child.returncode, output, usage, report[0] if report else None
 
     def run(job):
         name, command = job
@@ -148,13 +153,13 @@ def main():
                 sys.stdout.write(output)
                 print(f"     {name}: HUNG, killed after {limit:.0f} s "
                       "(NEURALFX_TEST_BINARY_LIMIT); its stacks:")
-                print("\n".join(stacks))
+                print(stacks)
                 print(f"     {name}: running it once more\n", flush=True)
             status, output, usage, stacks = run_once(command)
             if stacks is not None:
                 hung += 1
                 output += f"\nHUNG again, killed after {limit:.0f} s; its stacks:\n"
-                output += "\n".join(stacks) + "\n"
+                output += stacks + "\n"
         took = time.monotonic() - started
         cpu = usage.ru_utime + usage.ru_stime
         with print_lock:
