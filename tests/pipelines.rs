@@ -720,19 +720,9 @@ fn the_folder_scripts_threads_meet_gstreamers_types_made_already() {
     // the same moment and one of them was refused its own flag. The race is PyGObject's, so it
     // is provoked (threads switched as often as Python can) in ten processes: without the
     // script's types made first on its main thread, 16 of 20 such processes failed.
-    let python = folder_script_python();
     for run in 0..10 {
-        let output = Command::new(python)
-            .arg(reference_script("folder_threads.py"))
-            .arg(script("lib"))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "run {run}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let (succeeded, printed, _) = run_on_folder_lib("folder_threads.py");
+        assert!(succeeded, "run {run}: {printed}");
     }
 }
 
@@ -744,33 +734,26 @@ fn a_cutout_the_writer_fails_on_is_named_and_the_folder_run_still_ends() {
     // Before, an exception in the writing thread ended it, and the main thread waited forever
     // to hand it the next cutout: the run hung. With the race above in the writer, that is the
     // likeliest cause of the CI run that never ended.
-    let output = Command::new(folder_script_python())
-        .arg(reference_script("folder_writer_failure.py"))
-        .arg(script("lib"))
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert!(output.status.success(), "{stdout}{stderr}");
+    let (succeeded, printed, stderr) = run_on_folder_lib("folder_writer_failure.py");
+    assert!(succeeded, "{printed}");
     assert!(
         stderr.contains("[3/5] c.png: cannot write") && stderr.contains("a writer's own trouble"),
         "{stderr}"
     );
 }
 
-/// cutout-folder.sh's Python: the first python3 with PyGObject, else the system's.
-fn folder_script_python() -> &'static str {
-    if Command::new("python3")
-        .args(["-c", "import gi"])
+/// Runs tests/reference/`name` on pipelines/lib with the system Python, whose PyGObject
+/// (python3-gi, from the set-up) cutout-folder.sh uses: whether it succeeded, all it printed,
+/// and its stderr alone.
+fn run_on_folder_lib(name: &str) -> (bool, String, String) {
+    let output = Command::new("/usr/bin/python3")
+        .arg(reference_script(name))
+        .arg(script("lib"))
         .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        "python3"
-    } else {
-        "/usr/bin/python3"
-    }
+        .expect("run /usr/bin/python3 (python3-gi is installed by scripts/setup.sh)");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let printed = format!("{}{stderr}", String::from_utf8_lossy(&output.stdout));
+    (output.status.success(), printed, stderr)
 }
 
 /// `count` small PNGs named a00.png, a01.png... in `dir`.

@@ -98,8 +98,7 @@ def write_png(sample, path, encoder):
     pipeline.set_state(Gst.State.PLAYING)
     src.emit("push-sample", sample)
     src.emit("end-of-stream")
-    message = pipeline.get_bus().timed_pop_filtered(
-        TIMEOUT, ENDINGS)
+    message = pipeline.get_bus().timed_pop_filtered(TIMEOUT, ENDINGS)
     pipeline.set_state(Gst.State.NULL)
     if message is not None and message.type == Gst.MessageType.EOS:
         try:

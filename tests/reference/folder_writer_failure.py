@@ -25,19 +25,6 @@ class Cutter:
         return sample
 
 
-cutout_folder.write_png = write_png
-cutout_folder.Run.decode_one = staticmethod(lambda path: ("picture", None))
-with tempfile.TemporaryDirectory() as folder:
-    run = cutout_folder.Run(Cutter(), folder, folder)
-    names = [f"{letter}.png" for letter in "abcde"]
-    worker = threading.Thread(target=run.process, args=(names, len(names)), daemon=True)
-    worker.start()
-    worker.join(30)
-    assert not worker.is_alive(), "the run never ended"
-    assert run.failed == 1, run.failed
-    assert sorted(path.rsplit("/", 1)[1] for path in written) == ["a.png", "b.png", "d.png",
-                                                                  "e.png"], written
-
 def run_in_thread(run, names):
     """What Run.process raised, or None; fails if it is still running after 30 s."""
     raised = []
@@ -53,6 +40,17 @@ def run_in_thread(run, names):
     worker.join(30)
     assert not worker.is_alive(), "the run never ended"
     return raised[0] if raised else None
+
+
+cutout_folder.write_png = write_png
+cutout_folder.Run.decode_one = staticmethod(lambda path: ("picture", None))
+with tempfile.TemporaryDirectory() as folder:
+    run = cutout_folder.Run(Cutter(), folder, folder)
+    raised = run_in_thread(run, [f"{letter}.png" for letter in "abcde"])
+    assert raised is None, raised
+    assert run.failed == 1, run.failed
+    assert sorted(path.rsplit("/", 1)[1] for path in written) == ["a.png", "b.png", "d.png",
+                                                                  "e.png"], written
 
 
 real_output_name = cutout_folder.output_name
