@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod foreground_oracles;
+pub mod forkserver;
 pub mod held_out;
 pub mod held_request;
 pub mod readme;
@@ -100,19 +101,30 @@ pub fn run_reference(script: &str, args: &[&str]) -> String {
     run_reference_with(&venv_python(), script, args)
 }
 
-/// Runs a Python reference script with `python` and returns its stdout; it must succeed.
+/// Runs a Python reference script with `python` and returns its stdout; it must succeed. It runs
+/// in a fork of the binary's Python server for that venv (see [`forkserver`]) where one runs.
 pub fn run_reference_with(python: &std::path::Path, script: &str, args: &[&str]) -> String {
-    let output = Command::new(python)
-        .arg(reference_script(script))
-        .args(args)
-        .output()
-        .expect("start the Python reference");
+    let path = reference_script(script);
+    let ran = forkserver::run(python, &path, args).unwrap_or_else(|| {
+        let output = Command::new(python)
+            .arg(&path)
+            .args(args)
+            .output()
+            .expect("start the Python reference");
+        forkserver::Ran {
+            status: output.status.code(),
+            stdout: output.stdout,
+            stderr: output.stderr,
+        }
+    });
     assert!(
-        output.status.success(),
-        "{script} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        ran.status == Some(0),
+        "{script} {args:?} failed ({}):\n{}",
+        ran.status
+            .map_or("killed".to_string(), |code| format!("exit status {code}")),
+        String::from_utf8_lossy(&ran.stderr)
     );
-    String::from_utf8(output.stdout).unwrap()
+    String::from_utf8(ran.stdout).unwrap()
 }
 
 /// Where the small ONNX models of tests/reference/make_test_models.py are committed (a few

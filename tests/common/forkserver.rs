@@ -1,0 +1,118 @@
+//! The reference scripts of a test binary run in forks of one Python process per venv
+//! (tests/reference/forkserver.py), which imports what the scripts before imported: rembg,
+//! pymatting and librosa cost 1-1.5 s of CPU to import, paid once a binary instead of once a
+//! script. Where the server cannot start, the scripts run as processes of their own.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// What a script run said: its exit status (None: it died unanswered), stdout and stderr.
+pub struct Ran {
+    pub status: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+struct ForkServer {
+    socket: PathBuf,
+    dir: PathBuf,
+    runs: AtomicUsize,
+    /// Held so that the server is not reaped early; it ends when this process does.
+    _process: Mutex<Child>,
+}
+
+/// Runs `script` with `args` as `python script args...` would, in a fork of `python`'s server
+/// (started on first use); None where no server runs for `python`.
+pub fn run(python: &Path, script: &Path, args: &[&str]) -> Option<Ran> {
+    server_of(python).map(|server| server.run(script, args))
+}
+
+fn server_of(python: &Path) -> Option<Arc<ForkServer>> {
+    static SERVERS: OnceLock<Mutex<HashMap<PathBuf, Option<Arc<ForkServer>>>>> = OnceLock::new();
+    let mut servers = SERVERS.get_or_init(Default::default).lock().unwrap();
+    servers
+        .entry(python.to_path_buf())
+        .or_insert_with(|| match ForkServer::start(python) {
+            Ok(server) => Some(Arc::new(server)),
+            Err(reason) => {
+                super::tell(
+                    "",
+                    &format!("reference scripts run one process each: {reason}"),
+                );
+                None
+            }
+        })
+        .clone()
+}
+
+impl ForkServer {
+    fn start(python: &Path) -> Result<ForkServer, String> {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let dir = super::temp_dir_of(
+            "forkserver",
+            &format!("-{}", STARTED.fetch_add(1, Ordering::Relaxed)),
+        );
+        let socket = dir.join("socket");
+        let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
+        let mut process = Command::new(python)
+            .arg(super::reference_script("forkserver.py"))
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", python.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket.exists() {
+            if let Ok(Some(status)) = process.try_wait() {
+                let said = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+                return Err(format!("forkserver.py ended ({status}): {said}"));
+            }
+            if Instant::now() > deadline {
+                let _ = process.kill();
+                return Err("forkserver.py did not listen within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(ForkServer {
+            socket,
+            dir,
+            runs: AtomicUsize::new(0),
+            _process: Mutex::new(process),
+        })
+    }
+
+    fn run(&self, script: &Path, args: &[&str]) -> Ran {
+        let run = self.runs.fetch_add(1, Ordering::Relaxed);
+        let stdout = self.dir.join(format!("{run}.out"));
+        let stderr = self.dir.join(format!("{run}.err"));
+        let mut argv = vec![script.to_string_lossy().into_owned()];
+        argv.extend(args.iter().map(|arg| arg.to_string()));
+        let request = serde_json::json!({ "argv": argv, "stdout": stdout, "stderr": stderr });
+        let status = (|| -> std::io::Result<Option<i32>> {
+            let mut connection = UnixStream::connect(&self.socket)?;
+            connection.write_all(format!("{request}\n").as_bytes())?;
+            let mut answer = String::new();
+            BufReader::new(connection).read_line(&mut answer)?;
+            Ok(serde_json::from_str::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|answer| answer["status"].as_i64())
+                .map(|status| status as i32))
+        })()
+        .unwrap_or_else(|e| panic!("the reference forkserver ({}): {e}", self.socket.display()));
+        let ran = Ran {
+            status,
+            stdout: std::fs::read(&stdout).unwrap_or_default(),
+            stderr: std::fs::read(&stderr).unwrap_or_default(),
+        };
+        let _ = std::fs::remove_file(&stdout);
+        let _ = std::fs::remove_file(&stderr);
+        ran
+    }
+}
