@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// What a script run said: its exit status (None: it died unanswered), stdout and stderr.
+/// What a script run said: its exit status (negative: the signal that ended it; None: the server
+/// itself did not answer), stdout and stderr.
 pub struct Ran {
     pub status: Option<i32>,
     pub stdout: Vec<u8>,

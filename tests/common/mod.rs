@@ -112,7 +112,9 @@ pub fn run_reference_with(python: &std::path::Path, script: &str, args: &[&str])
             .output()
             .expect("start the Python reference");
         forkserver::Ran {
-            status: output.status.code(),
+            status: output.status.code().or_else(|| {
+                std::os::unix::process::ExitStatusExt::signal(&output.status).map(|signal| -signal)
+            }),
             stdout: output.stdout,
             stderr: output.stderr,
         }
@@ -120,8 +122,11 @@ pub fn run_reference_with(python: &std::path::Path, script: &str, args: &[&str])
     assert!(
         ran.status == Some(0),
         "{script} {args:?} failed ({}):\n{}",
-        ran.status
-            .map_or("killed".to_string(), |code| format!("exit status {code}")),
+        match ran.status {
+            Some(code) if code < 0 => format!("killed by signal {}", -code),
+            Some(code) => format!("exit status {code}"),
+            None => "no answer from its forkserver".to_string(),
+        },
         String::from_utf8_lossy(&ran.stderr)
     );
     String::from_utf8(ran.stdout).unwrap()
