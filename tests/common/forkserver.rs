@@ -24,8 +24,8 @@ struct ForkServer {
     socket: PathBuf,
     dir: PathBuf,
     runs: AtomicUsize,
-    /// Held so that the server is not reaped early; it ends when this process does.
-    _process: Mutex<Child>,
+    /// Stopped and waited for as this process exits (`stop_servers`).
+    process: Mutex<Child>,
 }
 
 /// Runs `script` with `args` as `python script args...` would, in a fork of `python`'s server
@@ -34,9 +34,22 @@ pub fn run(python: &Path, script: &Path, args: &[&str]) -> Option<Ran> {
     server_of(python).map(|server| server.run(script, args))
 }
 
+type Servers = Mutex<HashMap<PathBuf, Option<Arc<ForkServer>>>>;
+
+static SERVERS: OnceLock<Servers> = OnceLock::new();
+
 fn server_of(python: &Path) -> Option<Arc<ForkServer>> {
-    static SERVERS: OnceLock<Mutex<HashMap<PathBuf, Option<Arc<ForkServer>>>>> = OnceLock::new();
-    let mut servers = SERVERS.get_or_init(Default::default).lock().unwrap();
+    let mut servers = SERVERS
+        .get_or_init(|| {
+            unsafe extern "C" {
+                fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
+            }
+            // SAFETY: registers a plain function, run once as the process exits.
+            unsafe { atexit(stop_servers) };
+            Default::default()
+        })
+        .lock()
+        .unwrap();
     servers
         .entry(python.to_path_buf())
         .or_insert_with(|| match ForkServer::start(python) {
@@ -50,6 +63,23 @@ fn server_of(python: &Path) -> Option<Arc<ForkServer>> {
             }
         })
         .clone()
+}
+
+/// Stops the servers and waits for them as the test binary exits, so that the CPU time of the
+/// scripts they ran is counted with the binary's (scripts/lib/test_lanes.py prints it).
+extern "C" fn stop_servers() {
+    let Some(servers) = SERVERS.get() else {
+        return;
+    };
+    let Ok(servers) = servers.lock() else {
+        return;
+    };
+    for server in servers.values().flatten() {
+        if let Ok(mut process) = server.process.lock() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
 }
 
 impl ForkServer {
@@ -85,7 +115,7 @@ impl ForkServer {
             socket,
             dir,
             runs: AtomicUsize::new(0),
-            _process: Mutex::new(process),
+            process: Mutex::new(process),
         })
     }
 
