@@ -178,8 +178,8 @@ def main():
         if hung:
             verdict += f"  HUNG {hung}x (stacks above)"
         print(f"{took:8.1f} {cpu:8.1f}  {name}{verdict}")
-    # wait4 counts a binary and the children it waited for, not the servers it leaves running
-    # until it ends (Triton, the SageMaker stand-in, the reference scripts' forkserver).
+    # wait4 counts a binary and the children it waited for (the reference scripts' forkservers
+    # included), not the servers it leaves to end with it (Triton, the SageMaker stand-in).
     print(f"{'':8} {sum(result[2] for result in results.values()):8.1f}  CPU in all "
           "(servers left running to the end not counted)")
     try:
