@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What a script run said: its exit status (negative: the signal that ended it; None: the server
 /// itself did not answer), stdout and stderr.
@@ -90,26 +90,24 @@ impl ForkServer {
             &format!("-{}", STARTED.fetch_add(1, Ordering::Relaxed)),
         );
         let socket = dir.join("socket");
-        let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
+        let ready = dir.join("ready");
+        let log_path = dir.join("server.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let mut process = Command::new(python)
             .arg(super::reference_script("forkserver.py"))
+            .arg(&ready)
             .arg(&socket)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
             .map_err(|e| format!("{}: {e}", python.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !socket.exists() {
-            if let Ok(Some(status)) = process.try_wait() {
-                let said = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-                return Err(format!("forkserver.py ended ({status}): {said}"));
-            }
-            if Instant::now() > deadline {
-                let _ = process.kill();
-                return Err("forkserver.py did not listen within 30 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if let Err(e) =
+            super::wait_until_ready(&mut process, &ready, &log_path, Duration::from_secs(30))
+        {
+            let _ = process.kill();
+            let _ = process.wait();
+            return Err(format!("forkserver.py {e}"));
         }
         Ok(ForkServer {
             socket,

@@ -572,18 +572,39 @@ pub fn start_reference_server(
         port: 0,
         process: child,
     };
-    for _ in 0..600 {
-        if let Ok(port) = std::fs::read_to_string(&ready) {
-            server.port = port.trim().parse().unwrap();
-            return server;
+    let port = wait_until_ready(
+        &mut server.process,
+        &ready,
+        &log_path,
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("tests/reference/{script} {e}"));
+    server.port = port.trim().parse().unwrap();
+    server
+}
+
+/// What `process` wrote to its ready file `ready` once it listens, within `limit`; or why not:
+/// it ended first (with its log `log`) or it did not start in time.
+pub fn wait_until_ready(
+    process: &mut std::process::Child,
+    ready: &Path,
+    log: &Path,
+    limit: std::time::Duration,
+) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(said) = std::fs::read_to_string(ready) {
+            return Ok(said);
         }
-        if let Ok(Some(status)) = server.process.try_wait() {
-            panic!(
-                "tests/reference/{script} ended ({status}): {}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
+        if let Ok(Some(status)) = process.try_wait() {
+            return Err(format!(
+                "ended ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            ));
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        if std::time::Instant::now() > deadline {
+            return Err(format!("did not start in {} s", limit.as_secs()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    panic!("tests/reference/{script} did not start in 60 s");
 }

@@ -2,12 +2,12 @@
 heavy imports of the oracles (rembg, pymatting and numba, scipy, librosa: 1-1.5 s of CPU each
 time) are paid once a binary instead of once a script.
 
-Usage: forkserver.py SOCKET
-Listens on the Unix socket SOCKET. A request is one line of JSON, {"argv": [SCRIPT, ARG...],
-"stdout": PATH, "stderr": PATH}; the script runs as `python SCRIPT ARG...` would run it (its
-folder first on sys.path, __name__ "__main__", stdin empty), in a child forked for it, with its
-output in those files, and the answer is one line, {"status": EXIT_STATUS}. A child that dies
-before it can answer closes the connection unanswered.
+Usage: forkserver.py READY_FILE SOCKET
+Listens on the Unix socket SOCKET, then writes READY_FILE. A request is one line of JSON,
+{"argv": [SCRIPT, ARG...], "stdout": PATH, "stderr": PATH}; the script runs as
+`python SCRIPT ARG...` would run it (its folder first on sys.path, __name__ "__main__", stdin
+empty), in a child forked for it, with its output in those files, and the answer is one line,
+{"status": STATUS}: its exit status, or the signal that ended it, negated.
 
 Before each fork the server imports the packages that the children before it imported (never the
 scripts' own modules): the first script of a binary pays its imports, the ones after it find
@@ -121,12 +121,14 @@ def answer(connection, learned, lock):
 
 
 def main():
-    path = sys.argv[1]
+    ready, path = sys.argv[1:3]
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path + ".part")
+    listener.bind(path)
     listener.listen(16)
-    os.rename(path + ".part", path)
+    with open(ready + ".part", "w") as f:
+        f.write(path + "\n")
+    os.rename(ready + ".part", ready)
     learned = set()
     lock = threading.Lock()
 
