@@ -114,74 +114,62 @@ fn erode(set: &[bool], width: usize, height: usize, size: usize, border: bool) -
             })
             .collect();
     }
-    // A square is separable: rows, then columns. The column pass slides a window of rows
-    // down the frame, counting per column the cells in it that are false (a row outside the
-    // frame is all `border`), so that it reads the frame row by row.
-    let (before, after) = (size / 2, size - 1 - size / 2);
+    // A square is separable: rows, then columns, each an AND over a run of `size` cells (of
+    // rows, for the columns) of the set padded with `border`.
+    let before = size / 2;
+    let mut scratch = WindowScratch::default();
     let mut rows = vec![false; width * height];
-    let mut falses = Vec::with_capacity(width + 1);
     for y in 0..height {
-        let line = &set[y * width..][..width];
-        let out = &mut rows[y * width..][..width];
-        erode_line(line, before, after, border, &mut falses, out);
+        let padded = scratch.padded(width + size - 1, border);
+        padded[before..][..width].copy_from_slice(&set[y * width..][..width]);
+        scratch.and_over_windows(1, size, &mut rows[y * width..][..width]);
     }
-    let outside = usize::from(!border);
-    let mut in_window = vec![0usize; width];
-    let add = |in_window: &mut [usize], row: isize| {
-        if row < 0 || row >= height as isize {
-            in_window.iter_mut().for_each(|count| *count += outside);
-        } else {
-            let cells = &rows[row as usize * width..][..width];
-            for (count, &cell) in in_window.iter_mut().zip(cells) {
-                *count += usize::from(!cell);
-            }
-        }
-    };
-    let remove = |in_window: &mut [usize], row: isize| {
-        if row < 0 || row >= height as isize {
-            in_window.iter_mut().for_each(|count| *count -= outside);
-        } else {
-            let cells = &rows[row as usize * width..][..width];
-            for (count, &cell) in in_window.iter_mut().zip(cells) {
-                *count -= usize::from(!cell);
-            }
-        }
-    };
-    for row in -(before as isize)..=after as isize {
-        add(&mut in_window, row);
-    }
+    let padded = scratch.padded((height + size - 1) * width, border);
+    padded[before * width..][..width * height].copy_from_slice(&rows);
     let mut eroded = vec![false; width * height];
-    for y in 0..height {
-        for (out, &count) in eroded[y * width..][..width].iter_mut().zip(&in_window) {
-            *out = count == 0;
-        }
-        remove(&mut in_window, y as isize - before as isize);
-        add(&mut in_window, (y + after + 1) as isize);
-    }
+    scratch.and_over_windows(width, size, &mut eroded);
     eroded
 }
 
-/// One line of an erosion by `before + 1 + after` cells: `out[i]` is true when every cell from
-/// `i - before` to `i + after` is (cells outside the line are `border`).
-/// `falses` is scratch space.
-fn erode_line(
-    line: &[bool],
-    before: usize,
-    after: usize,
-    border: bool,
-    falses: &mut Vec<usize>,
-    out: &mut [bool],
-) {
-    // falses[i] = how many of line[..i] are false.
-    falses.clear();
-    falses.push(0usize);
-    for &value in line {
-        falses.push(falses.last().unwrap() + usize::from(!value));
+/// Buffers for [`WindowScratch::and_over_windows`].
+#[derive(Default)]
+struct WindowScratch {
+    padded: Vec<bool>,
+    spare: Vec<bool>,
+}
+
+impl WindowScratch {
+    /// The input of the next AND, `len` cells set to `border`, to be filled in.
+    fn padded(&mut self, len: usize, border: bool) -> &mut [bool] {
+        self.padded.clear();
+        self.padded.resize(len, border);
+        &mut self.padded
     }
-    for (i, out) in out.iter_mut().enumerate() {
-        let (start, end) = (i.saturating_sub(before), (i + after + 1).min(line.len()));
-        let reaches_outside = i < before || i + after >= line.len();
-        *out = falses[end] == falses[start] && (border || !reaches_outside);
+
+    /// `out[i]` (cells of `unit` values: one value, or a whole row) is the AND of cells
+    /// `i..i + size` of the padded input. Windows of doubling length are ANDed from two of
+    /// half their length, then the last two overlapping ones cover `size`: log2(size) passes,
+    /// each over whole slices.
+    fn and_over_windows(&mut self, unit: usize, size: usize, out: &mut [bool]) {
+        let mut length = 1;
+        while 2 * length <= size {
+            let shift = length * unit;
+            let input = &self.padded;
+            self.spare.clear();
+            self.spare.extend(
+                input[..input.len() - shift]
+                    .iter()
+                    .zip(&input[shift..])
+                    .map(|(&a, &b)| a & b),
+            );
+            std::mem::swap(&mut self.padded, &mut self.spare);
+            length *= 2;
+        }
+        let shift = (size - length) * unit;
+        let input = &self.padded;
+        for ((out, &a), &b) in out.iter_mut().zip(input).zip(&input[shift..]) {
+            *out = a & b;
+        }
     }
 }
 
@@ -725,8 +713,14 @@ mod tests {
     #[test]
     fn erosion_centres_windows_as_scipy_does() {
         // scipy.ndimage.binary_erosion of one run 5..=19 of a 30-pixel line by (1, k) ones:
-        // even sizes reach one further back than forward.
+        // even sizes reach one further back than forward. (The line is a frame's middle row,
+        // every row alike, so that the rows above and below change nothing.)
         let line: Vec<bool> = (0..30).map(|i| (5..20).contains(&i)).collect();
+        let middle_row = |set: &[bool], size: usize, border: bool| {
+            let width = set.len();
+            let frame: Vec<bool> = (0..30).flat_map(|_| set.iter().copied()).collect();
+            erode(&frame, width, 30, size, border)[15 * width..][..width].to_vec()
+        };
         for (size, expected) in [
             (1, (5..20).collect::<Vec<_>>()),
             (2, (6..20).collect()),
@@ -734,23 +728,22 @@ mod tests {
             (4, (7..19).collect()),
             (10, (10..16).collect()),
         ] {
-            let mut out = vec![false; 30];
-            erode_line(
-                &line,
-                size / 2,
-                size - 1 - size / 2,
-                false,
-                &mut Vec::new(),
-                &mut out,
+            assert_eq!(
+                indices(&middle_row(&line, size, false)),
+                expected,
+                "size {size}"
             );
-            assert_eq!(indices(&out), expected, "size {size}");
         }
         // What lies outside: nothing (foreground) or everything (background).
-        let (full, mut out) = (vec![true; 12], vec![false; 12]);
-        erode_line(&full, 2, 1, false, &mut Vec::new(), &mut out);
-        assert_eq!(indices(&out), (2..11).collect::<Vec<_>>());
-        erode_line(&full, 2, 1, true, &mut Vec::new(), &mut out);
-        assert_eq!(indices(&out), (0..12).collect::<Vec<_>>());
+        let full = vec![true; 12];
+        assert_eq!(
+            indices(&middle_row(&full, 4, false)),
+            (2..11).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            indices(&middle_row(&full, 4, true)),
+            (0..12).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -760,7 +753,7 @@ mod tests {
         let set: Vec<bool> = (0..width * height)
             .map(|i| (i * 7919 % 13) > 2 || (i % width) < 6)
             .collect();
-        for size in 1..=6 {
+        for size in (1..=9).chain([16, 17, 40]) {
             let (before, after) = ((size / 2) as isize, (size - 1 - size / 2) as isize);
             for border in [false, true] {
                 let eroded = erode(&set, width, height, size, border);
