@@ -158,7 +158,9 @@ fn refine(
     solve_in_place(symbolic, factor, &mut step);
     let mut solution: Vec<f64> = step.iter().map(|&v| f64::from(v)).collect();
     let mut residual = vec![0.0; rhs.len()];
-    let mut previous = f64::INFINITY;
+    // Refinement from a zero start would have taken the first solution as its first step: the
+    // step the next one is compared with.
+    let mut previous = largest_magnitude(&step)?;
     for _ in 0..MOST_REFINEMENTS {
         residual.copy_from_slice(rhs);
         subtract_product(matrix, &solution, &mut residual);
@@ -166,23 +168,27 @@ fn refine(
             .zip(&residual)
             .for_each(|(s, &r)| *s = r as f32);
         solve_in_place(symbolic, factor, &mut step);
-        let mut largest = 0.0f64;
+        let largest = largest_magnitude(&step)?;
         for (x, &s) in solution.iter_mut().zip(&step) {
             *x += f64::from(s);
-            largest = largest.max(f64::from(s).abs());
         }
         // Refinement converges linearly: with steps shrinking by `ratio`, what the steps to
-        // come would still add is about `largest * ratio / (1 - ratio)`. The first step has no
-        // ratio yet (`previous` is infinite): it settles only by being small itself. (A NaN
-        // fails these comparisons.)
+        // come would still add is about `largest * ratio / (1 - ratio)`.
         let ratio = largest / previous;
-        let settling = previous.is_finite() && ratio < 0.5;
-        if largest <= REFINED || (settling && largest * ratio / (1.0 - ratio) <= REFINED) {
+        if largest <= REFINED || (ratio < 0.5 && largest * ratio / (1.0 - ratio) <= REFINED) {
             return Some(solution);
         }
         previous = largest;
     }
     None
+}
+
+/// The largest magnitude in `values`; `None` if one is not a number (refinement has then
+/// failed: the double-precision factor takes over).
+fn largest_magnitude(values: &[f32]) -> Option<f64> {
+    values.iter().try_fold(0.0f64, |largest, &v| {
+        (!v.is_nan()).then(|| largest.max(f64::from(v).abs()))
+    })
 }
 
 /// `out -= A x` for the symmetric `A` given by its lower triangle.
@@ -1060,6 +1066,13 @@ mod tests {
             "one step already within {:e}: the matrix is too well conditioned to test this",
             worst(&one_step)
         );
+    }
+
+    #[test]
+    fn a_step_that_is_not_a_number_ends_refinement() {
+        assert_eq!(largest_magnitude(&[0.5, -3.0, 2.0]), Some(3.0));
+        assert_eq!(largest_magnitude(&[]), Some(0.0));
+        assert_eq!(largest_magnitude(&[1.0, f32::NAN, 2.0]), None);
     }
 
     #[test]
