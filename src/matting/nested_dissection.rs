@@ -24,6 +24,17 @@ struct Pixel {
 /// coupled to those within `reach` pixels on both axes: `order[k]` is the index into
 /// `positions` of the pixel eliminated `k`-th.
 pub fn order(positions: &[u32], width: usize, reach: u32) -> Vec<usize> {
+    order_in_pieces(positions, width, reach, SMALLEST_PARALLEL_HALVES)
+}
+
+/// [`order`], with halves of fewer than `smallest_parallel_halves` pixels between them ordered
+/// one after the other.
+fn order_in_pieces(
+    positions: &[u32],
+    width: usize,
+    reach: u32,
+    smallest_parallel_halves: usize,
+) -> Vec<usize> {
     let mut pixels: Vec<Pixel> = positions
         .iter()
         .enumerate()
@@ -34,11 +45,21 @@ pub fn order(positions: &[u32], width: usize, reach: u32) -> Vec<usize> {
         })
         .collect();
     let mut order = Vec::with_capacity(pixels.len());
-    dissect(&mut pixels, reach.max(1), &mut order);
+    dissect(
+        &mut pixels,
+        reach.max(1),
+        smallest_parallel_halves,
+        &mut order,
+    );
     order
 }
 
-fn dissect(pixels: &mut [Pixel], reach: u32, order: &mut Vec<usize>) {
+fn dissect(
+    pixels: &mut [Pixel],
+    reach: u32,
+    smallest_parallel_halves: usize,
+    order: &mut Vec<usize>,
+) {
     let cut = if pixels.len() < SMALLEST_CUT {
         None
     } else {
@@ -51,10 +72,26 @@ fn dissect(pixels: &mut [Pixel], reach: u32, order: &mut Vec<usize>) {
     let (after, strip) = partition(pixels, &cut);
     let (first, rest) = pixels.split_at_mut(after);
     let (second, strip) = rest.split_at_mut(strip - after);
-    dissect(first, reach, order);
-    dissect(second, reach, order);
+    if first.len() + second.len() >= smallest_parallel_halves {
+        // The halves are independent: ordered at once, each into its own list.
+        let ordered = |half: &mut [Pixel]| {
+            let mut order = Vec::with_capacity(half.len());
+            dissect(half, reach, smallest_parallel_halves, &mut order);
+            order
+        };
+        let (first, second) = rayon::join(|| ordered(first), || ordered(second));
+        order.extend(first);
+        order.extend(second);
+    } else {
+        dissect(first, reach, smallest_parallel_halves, order);
+        dissect(second, reach, smallest_parallel_halves, order);
+    }
     order.extend(strip.iter().map(|p| p.index as usize));
 }
+
+/// Halves with fewer pixels than this between them are ordered one after the other: a task
+/// costs more than ordering a few thousand pixels.
+const SMALLEST_PARALLEL_HALVES: usize = 4096;
 
 /// A strip `start .. start + reach` along one axis: pixels before it and after it are not
 /// coupled.
@@ -217,6 +254,25 @@ mod tests {
         assert!(
             columns.len() == 2 || rows.len() == 2,
             "the last 80 pixels are a strip: columns {columns:?} rows {rows:?}"
+        );
+    }
+
+    #[test]
+    fn halves_ordered_at_once_give_the_order_of_halves_ordered_in_turn() {
+        // A band around a silhouette big enough to be cut in parallel many times over.
+        let (width, height) = (400, 300);
+        let positions = pixels_where(width, height, |x, y| {
+            let r2 = (x as i64 - 200).pow(2) + (y as i64 - 150).pow(2) * 2;
+            (70 * 70..=120 * 120).contains(&r2)
+        });
+        assert!(positions.len() > 4 * SMALLEST_PARALLEL_HALVES);
+        assert_eq!(
+            order_in_pieces(&positions, width, 2, 1),
+            order_in_pieces(&positions, width, 2, usize::MAX)
+        );
+        assert_eq!(
+            order(&positions, width, 2),
+            order_in_pieces(&positions, width, 2, usize::MAX)
         );
     }
 
