@@ -564,24 +564,26 @@ struct WindowStats {
 impl WindowStats {
     fn new(image: &ImageRef<'_>, unknown: &[u32]) -> Self {
         let (width, height) = (image.width, image.height);
+        // Windows centred within one pixel of an unknown one, not on the frame's edge: marked,
+        // then numbered in raster order by one pass over the frame (the unknown pixels come in
+        // elimination order).
+        const NEEDED: u32 = 0;
         let mut index = vec![u32::MAX; width * height];
-        let mut centres = Vec::new();
-        // Windows centred within one pixel of an unknown one, not on the frame's edge.
         for &p in unknown {
             let (x, y) = (p as usize % width, p as usize / width);
-            for cy in y.saturating_sub(1)..=(y + 1).min(height - 1) {
-                for cx in x.saturating_sub(1)..=(x + 1).min(width - 1) {
-                    let interior = cx >= 1 && cy >= 1 && cx + 1 < width && cy + 1 < height;
-                    if interior && index[cy * width + cx] == u32::MAX {
-                        index[cy * width + cx] = 0;
-                        centres.push((cy * width + cx) as u32);
-                    }
+            let (left, right) = (x.max(2) - 1, (x + 1).min(width.saturating_sub(2)));
+            for cy in y.max(2) - 1..=(y + 1).min(height.saturating_sub(2)) {
+                if left <= right {
+                    index[cy * width + left..=cy * width + right].fill(NEEDED);
                 }
             }
         }
-        centres.sort_unstable();
-        for (k, &c) in centres.iter().enumerate() {
-            index[c as usize] = k as u32;
+        let mut centres = Vec::new();
+        for (centre, slot) in index.iter_mut().enumerate() {
+            if *slot == NEEDED {
+                *slot = centres.len() as u32;
+                centres.push(centre as u32);
+            }
         }
         let stats = centres
             .par_iter()
