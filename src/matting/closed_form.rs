@@ -673,6 +673,22 @@ fn laplacian_row(image: &ImageRef<'_>, windows: &WindowStats, x: isize, y: isize
     laplacian_row_with(image, windows, x, y)
 }
 
+/// A window's mean colour (from its [`WindowStats`] entry) and `M (own - mean)`, its inverse
+/// covariance applied to a pixel's colour relative to the mean.
+#[inline(always)]
+fn weighted_by_window(stats: &[f64; 9], own: [f64; 3]) -> ([f64; 3], [f64; 3]) {
+    let mean = [stats[0], stats[1], stats[2]];
+    let [m00, m01, m02, m11, m12, m22] =
+        [stats[3], stats[4], stats[5], stats[6], stats[7], stats[8]];
+    let (s, t, u) = (own[0] - mean[0], own[1] - mean[1], own[2] - mean[2]);
+    let weighted = [
+        m00 * s + m01 * t + m02 * u,
+        m01 * s + m11 * t + m12 * u,
+        m02 * s + m12 * t + m22 * u,
+    ];
+    (mean, weighted)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn laplacian_row_avx2(
@@ -710,15 +726,7 @@ fn laplacian_row_with(
             let Some(stats) = windows.at(cx as usize, cy as usize) else {
                 continue;
             };
-            let mean = [stats[0], stats[1], stats[2]];
-            let [m00, m01, m02, m11, m12, m22] =
-                [stats[3], stats[4], stats[5], stats[6], stats[7], stats[8]];
-            let (s, t, u) = (own[0] - mean[0], own[1] - mean[1], own[2] - mean[2]);
-            let w = [
-                m00 * s + m01 * t + m02 * u,
-                m01 * s + m11 * t + m12 * u,
-                m02 * s + m12 * t + m22 * u,
-            ];
+            let (mean, w) = weighted_by_window(stats, own);
             let c = 1.0 - (w[0] * mean[0] + w[1] * mean[1] + w[2] * mean[2]);
             *term = [c, w[0], w[1], w[2]];
             windows_in += 1.0;
@@ -814,15 +822,7 @@ mod tests {
                 let Some(stats) = windows.at(cx as usize, cy as usize) else {
                     continue;
                 };
-                let mean = [stats[0], stats[1], stats[2]];
-                let [m00, m01, m02, m11, m12, m22] =
-                    [stats[3], stats[4], stats[5], stats[6], stats[7], stats[8]];
-                let (s, t, u) = (own[0] - mean[0], own[1] - mean[1], own[2] - mean[2]);
-                let weighted = [
-                    m00 * s + m01 * t + m02 * u,
-                    m01 * s + m11 * t + m12 * u,
-                    m02 * s + m12 * t + m22 * u,
-                ];
+                let (mean, weighted) = weighted_by_window(stats, own);
                 windows_in += 1.0;
                 for jy in cy - 1..=cy + 1 {
                     for jx in cx - 1..=cx + 1 {

@@ -766,6 +766,53 @@ mod tests {
         }
     }
 
+    /// The factor of `grid`'s matrix rounded to single precision.
+    fn single_precision_factor(
+        grid: &GridMatrix,
+        symbolic: &SymbolicSupernodalCholesky<usize>,
+    ) -> Vec<f32> {
+        let single: Vec<f32> = grid.lower_values.iter().map(|&v| v as f32).collect();
+        factorize(
+            symbolic,
+            LowerColumns {
+                starts: &grid.lower_starts,
+                rows: &grid.lower_rows,
+                values: &single,
+            },
+        )
+        .unwrap()
+    }
+
+    /// `b` solved with a single-precision `factor`, in single precision.
+    fn solved_in_single_precision(
+        symbolic: &SymbolicSupernodalCholesky<usize>,
+        factor: &[f32],
+        b: &[f64],
+    ) -> Vec<f64> {
+        let mut x: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+        solve_in_place(symbolic, factor, &mut x);
+        x.iter().map(|&v| f64::from(v)).collect()
+    }
+
+    /// `grid`'s system solved by [`solve_saying_how`] (which must have refined a single-precision
+    /// factor) and by the double-precision factor alone.
+    fn refined_and_exact(
+        grid: &GridMatrix,
+        symbolic: &SymbolicSupernodalCholesky<usize>,
+        b: &[f64],
+    ) -> (Vec<f64>, Vec<f64>) {
+        let (refined, precision) = solve_saying_how(symbolic, grid.lower(), b).unwrap();
+        assert_eq!(precision, Precision::Single);
+        let exact = solved(symbolic, &factorize(symbolic, grid.lower()).unwrap(), b);
+        (refined, exact)
+    }
+
+    fn largest_difference(a: &[f64], b: &[f64]) -> f64 {
+        a.iter()
+            .zip(b)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+    }
+
     /// `b` solved with `factor`, in double precision.
     fn solved(symbolic: &SymbolicSupernodalCholesky<usize>, factor: &[f64], b: &[f64]) -> Vec<f64> {
         let mut x = b.to_vec();
@@ -977,35 +1024,15 @@ mod tests {
         let b: Vec<f64> = (0..grid.n())
             .map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0)
             .collect();
-        let (refined, precision) = solve_saying_how(supernodal, grid.lower(), &b).unwrap();
-        assert_eq!(precision, Precision::Single);
-        let exact = solved(
-            supernodal,
-            &factorize(supernodal, grid.lower()).unwrap(),
-            &b,
-        );
-        let worst = refined
-            .iter()
-            .zip(&exact)
-            .fold(0.0f64, |m, (a, e)| m.max((a - e).abs()));
+        let (refined, exact) = refined_and_exact(&grid, supernodal, &b);
+        let worst = largest_difference(&refined, &exact);
         assert!(
             worst <= REFINED,
             "{worst:e} from the double-precision solution"
         );
         // Unrefined, single precision alone is further off.
-        let single: Vec<f32> = grid.lower_values.iter().map(|&v| v as f32).collect();
-        let single_factor = factorize(
-            supernodal,
-            LowerColumns {
-                starts: &grid.lower_starts,
-                rows: &grid.lower_rows,
-                values: &single,
-            },
-        )
-        .unwrap();
-        let mut unrefined: Vec<f32> = b.iter().map(|&v| v as f32).collect();
-        solve_in_place(supernodal, &single_factor, &mut unrefined);
-        let unrefined: Vec<f64> = unrefined.iter().map(|&v| f64::from(v)).collect();
+        let single_factor = single_precision_factor(&grid, supernodal);
+        let unrefined = solved_in_single_precision(supernodal, &single_factor, &b);
         assert!(grid.residual(&refined, &b) < grid.residual(&unrefined, &b) / 10.0);
     }
 
@@ -1048,45 +1075,20 @@ mod tests {
         let mut b = vec![0.0; grid.n()];
         subtract_product(grid.lower(), &wanted, &mut b);
         b.iter_mut().for_each(|v| *v = -*v);
-        let (refined, precision) = solve_saying_how(supernodal, grid.lower(), &b).unwrap();
-        assert_eq!(precision, Precision::Single);
-        let exact = solved(
-            supernodal,
-            &factorize(supernodal, grid.lower()).unwrap(),
-            &b,
-        );
-        let worst = |x: &[f64]| {
-            x.iter()
-                .zip(&exact)
-                .fold(0.0f64, |m, (a, e)| m.max((a - e).abs()))
-        };
+        let (refined, exact) = refined_and_exact(&grid, supernodal, &b);
+        let worst = |x: &[f64]| largest_difference(x, &exact);
         assert!(
             worst(&refined) <= REFINED,
             "{:e} from the double-precision solution",
             worst(&refined)
         );
         // What one step of refinement alone gives is not: the test needs more.
-        let single: Vec<f32> = grid.lower_values.iter().map(|&v| v as f32).collect();
-        let single_factor = factorize(
-            supernodal,
-            LowerColumns {
-                starts: &grid.lower_starts,
-                rows: &grid.lower_rows,
-                values: &single,
-            },
-        )
-        .unwrap();
-        let mut first: Vec<f32> = b.iter().map(|&v| v as f32).collect();
-        solve_in_place(supernodal, &single_factor, &mut first);
-        let mut one_step: Vec<f64> = first.iter().map(|&v| f64::from(v)).collect();
+        let single_factor = single_precision_factor(&grid, supernodal);
+        let mut one_step = solved_in_single_precision(supernodal, &single_factor, &b);
         let mut residual = b.clone();
         subtract_product(grid.lower(), &one_step, &mut residual);
-        let mut step: Vec<f32> = residual.iter().map(|&v| v as f32).collect();
-        solve_in_place(supernodal, &single_factor, &mut step);
-        one_step
-            .iter_mut()
-            .zip(&step)
-            .for_each(|(x, &s)| *x += f64::from(s));
+        let step = solved_in_single_precision(supernodal, &single_factor, &residual);
+        one_step.iter_mut().zip(&step).for_each(|(x, s)| *x += s);
         assert!(
             worst(&one_step) > REFINED,
             "one step already within {:e}: the matrix is too well conditioned to test this",
