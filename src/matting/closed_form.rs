@@ -566,8 +566,9 @@ impl WindowStats {
         let (width, height) = (image.width, image.height);
         // Windows centred within one pixel of an unknown one, not on the frame's edge: marked,
         // then numbered in raster order by one pass over the frame (the unknown pixels come in
-        // elimination order).
-        const NEEDED: u32 = 0;
+        // elimination order). The mark is no window's number: frame positions are u32, so
+        // there are fewer windows than `u32::MAX - 1`.
+        const NEEDED: u32 = u32::MAX - 1;
         let mut index = vec![u32::MAX; width * height];
         for &p in unknown {
             let (x, y) = (p as usize % width, p as usize / width);
@@ -692,6 +693,18 @@ fn weighted_by_window(stats: &[f64; 9], own: [f64; 3]) -> ([f64; 3], [f64; 3]) {
     (mean, weighted)
 }
 
+/// The colours of pixel (x, y)'s 5x5 neighbourhood in slot order, black outside the frame.
+#[inline(always)]
+fn neighbourhood_colours(image: &ImageRef<'_>, x: isize, y: isize) -> [[f64; 3]; NEIGHBOURS] {
+    let mut patch = [[0.0; 3]; NEIGHBOURS];
+    for (slot, colour_of_slot) in patch.iter_mut().enumerate() {
+        if let Some(at) = neighbour(x, y, slot, image.width, image.height) {
+            *colour_of_slot = colour(image, at % image.width, at / image.width);
+        }
+    }
+    patch
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn laplacian_row_avx2(
@@ -754,12 +767,7 @@ fn laplacian_row_with(
     }
     // The neighbours' colours; those outside the frame share no window with the pixel (their
     // sums are 0), any colour does.
-    let mut patch = [[0.0; 3]; NEIGHBOURS];
-    for (slot, colour_of_slot) in patch.iter_mut().enumerate() {
-        if let Some(at) = neighbour(x, y, slot, image.width, image.height) {
-            *colour_of_slot = colour(image, at % image.width, at / image.width);
-        }
-    }
+    let patch = neighbourhood_colours(image, x, y);
     const NINTH: f64 = 1.0 / 9.0;
     let mut row = [0.0; NEIGHBOURS];
     for ((value, [c, w0, w1, w2]), other) in row.iter_mut().zip(shared).zip(patch) {
@@ -793,8 +801,8 @@ mod tests {
     use crate::imageops::PixelLayout;
 
     /// [`laplacian_row`] as it was first written, window by window: the reference it is checked
-    /// against. Row (x, y) of the matting Laplacian over its 5x5 neighbourhood (raster order): the sum over
-    /// the windows containing it of `delta_ij - (1 + (I_i - mu)^T M (I_j - mu)) / 9`.
+    /// against. Row (x, y) of the matting Laplacian over its 5x5 neighbourhood (raster order):
+    /// the sum over the windows containing it of `delta_ij - (1 + (I_i - mu)^T M (I_j - mu)) / 9`.
     fn laplacian_row_window_by_window(
         image: &ImageRef<'_>,
         windows: &WindowStats,
@@ -803,12 +811,7 @@ mod tests {
     ) -> [f64; 25] {
         // The colours of the 5x5 neighbourhood, read once (those outside the frame are never used:
         // windows are centred inside it).
-        let mut patch = [[0.0; 3]; NEIGHBOURS];
-        for (slot, colour_of_slot) in patch.iter_mut().enumerate() {
-            if let Some(at) = neighbour(x, y, slot, image.width, image.height) {
-                *colour_of_slot = colour(image, at % image.width, at / image.width);
-            }
-        }
+        let patch = neighbourhood_colours(image, x, y);
         // Per neighbour, the sum over windows of `1 + (I_i - mu)^T M (I_j - mu)`, divided by the
         // window's area once at the end; and how many windows hold the pixel (its delta's sum).
         let mut sums = [0.0; NEIGHBOURS];

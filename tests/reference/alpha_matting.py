@@ -84,7 +84,7 @@ def main() -> None:
         mask = np.fromfile(sys.argv[5], dtype=np.uint8).reshape(height, width)
         out_path = sys.argv[6]
         foreground, background, erode = (int(v) for v in sys.argv[7:10])
-        times = int(sys.argv[10]) if len(sys.argv) > 10 else 1
+        times = max(1, int(sys.argv[10])) if len(sys.argv) > 10 else 1
         image, mask_image = Image.fromarray(rgb), Image.fromarray(mask)
         # numba compiles on a small image (half foreground, half background), so a large frame
         # is not matted twice.
