@@ -433,6 +433,23 @@ impl<T> SharedFactor<T> {
     }
 }
 
+/// The buffers of a piece of work's updates, kept from supernode to supernode.
+struct UpdateScratch<T> {
+    /// One descendant's product `L_d L_d^T` on the rows it updates.
+    product: Vec<T>,
+    /// Where each of those rows lands in the updated supernode's block.
+    targets: Vec<usize>,
+}
+
+impl<T> Default for UpdateScratch<T> {
+    fn default() -> Self {
+        Self {
+            product: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+}
+
 struct Work<'a, T> {
     symbolic: &'a SymbolicSupernodalCholesky<usize>,
     matrix: LowerColumns<'a, T>,
@@ -449,13 +466,14 @@ impl<T: Real> Work<'_, T> {
     /// alone), then schedules the parent once all its children have ended.
     fn run_unit<'s>(&'s self, scope: &rayon::Scope<'s>, root: usize) {
         if !self.failed.load(Ordering::Relaxed) {
+            let mut scratch = UpdateScratch::default();
             let outcome = if self.tree.children[root]
                 .iter()
                 .all(|&c| self.tree.scheduled[c])
             {
-                self.factorize_supernode(root)
+                self.factorize_supernode(root, &mut scratch)
             } else {
-                self.factorize_subtree(root)
+                self.factorize_subtree(root, &mut scratch)
             };
             if let Err(failure) = outcome {
                 self.failed.store(true, Ordering::Relaxed);
@@ -472,7 +490,11 @@ impl<T: Real> Work<'_, T> {
 
     /// Every supernode of a small subtree, children first (the supernodes of a subtree are
     /// numbered before its root).
-    fn factorize_subtree(&self, root: usize) -> Result<(), FactorError> {
+    fn factorize_subtree(
+        &self,
+        root: usize,
+        scratch: &mut UpdateScratch<T>,
+    ) -> Result<(), FactorError> {
         let mut stack = vec![root];
         let mut members = Vec::new();
         while let Some(s) = stack.pop() {
@@ -482,7 +504,7 @@ impl<T: Real> Work<'_, T> {
         members.sort_unstable();
         members
             .into_iter()
-            .try_for_each(|s| self.factorize_supernode(s))
+            .try_for_each(|s| self.factorize_supernode(s, scratch))
     }
 
     fn block_range(&self, s: usize) -> std::ops::Range<usize> {
@@ -511,14 +533,19 @@ impl<T: Real> Work<'_, T> {
 
     /// Subtracts from `block` (supernode `s`'s values, column-major) the updates `L_d L_d^T` of
     /// the `updaters`' factors on its rows and columns.
-    fn apply_updates(&self, s: usize, updaters: &[usize], block: &mut [T]) {
+    fn apply_updates(
+        &self,
+        s: usize,
+        updaters: &[usize],
+        block: &mut [T],
+        scratch: &mut UpdateScratch<T>,
+    ) {
         let symbolic = self.symbolic;
         let (start, end) = (symbolic.supernode_begin()[s], symbolic.supernode_end()[s]);
         let pattern = symbolic.supernode(s).pattern();
         let columns = end - start;
         let rows = columns + pattern.len();
-        let mut product = Vec::new();
-        let mut targets = Vec::new();
+        let UpdateScratch { product, targets } = scratch;
         for &d in updaters {
             let (d_start, d_end) = (symbolic.supernode_begin()[d], symbolic.supernode_end()[d]);
             let d_pattern = symbolic.supernode(d).pattern();
@@ -548,7 +575,7 @@ impl<T: Real> Work<'_, T> {
             product.clear();
             product.resize(height * inside, T::default());
             matmul(
-                MatMut::from_column_major_slice_mut(&mut product, height, inside),
+                MatMut::from_column_major_slice_mut(product, height, inside),
                 Accum::Replace,
                 below,
                 reaching.transpose(),
@@ -566,7 +593,11 @@ impl<T: Real> Work<'_, T> {
 
     /// Left-looking: the supernode's columns of the matrix, less the updates of the descendants
     /// that reach it, then its dense factorisation.
-    fn factorize_supernode(&self, s: usize) -> Result<(), FactorError> {
+    fn factorize_supernode(
+        &self,
+        s: usize,
+        scratch: &mut UpdateScratch<T>,
+    ) -> Result<(), FactorError> {
         let symbolic = self.symbolic;
         let (start, end) = (symbolic.supernode_begin()[s], symbolic.supernode_end()[s]);
         let pattern = symbolic.supernode(s).pattern();
@@ -593,25 +624,24 @@ impl<T: Real> Work<'_, T> {
         // The updates: on big supernodes (near the root, where few subtrees are left to run
         // beside them) in two halves at once, the second into a block of its own added after.
         let updaters = &self.tree.updaters[s];
-        let costs: Vec<f64> = updaters.iter().map(|&d| self.update_cost(s, d)).collect();
-        let total: f64 = costs.iter().sum();
+        let total: f64 = updaters.iter().map(|&d| self.update_cost(s, d)).sum();
         if total >= SPLIT_UPDATES_WORK {
             let mut sum = 0.0;
-            let half = costs.iter().take_while(|&&c| {
-                sum += c;
+            let half = updaters.iter().take_while(|&&d| {
+                sum += self.update_cost(s, d);
                 sum < total / 2.0
             });
             let (first, second) = updaters.split_at(half.count());
             let mut other = vec![T::default(); block.len()];
             rayon::join(
-                || self.apply_updates(s, first, block),
-                || self.apply_updates(s, second, &mut other),
+                || self.apply_updates(s, first, block, scratch),
+                || self.apply_updates(s, second, &mut other, &mut UpdateScratch::default()),
             );
             for (value, update) in block.iter_mut().zip(&other) {
                 *value += *update;
             }
         } else {
-            self.apply_updates(s, updaters, block);
+            self.apply_updates(s, updaters, block, scratch);
         }
         if columns <= SMALL_DENSE_COLUMNS {
             return factorize_panel(block, rows, columns).map_err(|index| {
