@@ -1,8 +1,8 @@
 //! Alpha matting (rembgfilter `alpha-matting`) against Python rembg's, measured in one run on
 //! each sample photo at its own size and at 1080p, with u2netp's mask from rembgfilter:
 //! - rembg's matting step alone (`alpha_matting_cutout` on the same image and mask: its trimap,
-//!   pymatting's closed-form matting and foreground estimation; the median of three runs at the
-//!   photos' size, one at 1080p) and its process's peak memory;
+//!   pymatting's closed-form matting and foreground estimation; the median of three runs) and
+//!   its process's peak memory;
 //! - ours, stage by stage (trimap and the band's Laplacian, the sparse solve, the foreground
 //!   estimate on the matte; median of BENCH_FRAMES runs, default 3) and the peak memory it added;
 //! - the same foreground estimate relaxing every pixel of every level, as pymatting does (ours
@@ -24,10 +24,10 @@ use gstneuralfx::matting::{ForegroundEstimator, ForegroundMethod, MultilevelEsti
 
 const PHOTOS: [&str; 4] = ["astronaut", "chelsea", "coffee", "motorcycle_left"];
 
-/// rembg's matting step is timed this many times at the photos' own size (under two seconds
-/// each), the median kept: one run moved the ratio by a tenth or more. At 1080p once (up to
-/// 40 s a run).
-const REMBG_TIMES_AT_PHOTO_SIZE: usize = 3;
+/// rembg's matting step is timed this many times, the median kept: one run moved the ratio by
+/// a tenth or more at the photos' size, and coffee's at 1080p from 2.7 s to 1.7 s between two
+/// runs. (At 1080p that is up to two minutes a photo.)
+const REMBG_TIMES: usize = 3;
 
 /// rembg's alpha_matting_cutout on the image and mask: seconds (the median of `times` runs)
 /// and its process's peak MiB.
@@ -140,12 +140,7 @@ fn main() {
         let measured = ours(&rgb, &mask, width, height, repeats);
         let total = measured.build + measured.solve + measured.foreground;
         let (rembg, ratio) = if width * height <= 1920 * 1080 {
-            let times = if size.is_none() {
-                REMBG_TIMES_AT_PHOTO_SIZE
-            } else {
-                1
-            };
-            let (seconds, peak) = rembg_matting(&rgb, &mask, width, height, times);
+            let (seconds, peak) = rembg_matting(&rgb, &mask, width, height, REMBG_TIMES);
             (
                 format!("{:>7.2}  {peak:>8.0}", seconds.as_secs_f64()),
                 format!("{:>7.1}", seconds.as_secs_f64() / total.as_secs_f64()),
