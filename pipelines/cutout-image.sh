@@ -36,16 +36,13 @@ ENCODER=pngenc
 if gst-inspect-1.0 --exists avenc_png; then ENCODER="avenc_png pred=mixed"; fi
 # Written under a temporary name and renamed once complete: a failure leaves no empty file.
 PARTIAL="$OUTPUT.part"
-LOG_FILE=$(mktemp)
-trap 'rm -f "$PARTIAL" "$LOG_FILE"' EXIT
+trap 'rm -f "$PARTIAL"' EXIT
+# gst_launch: gst-launch-1.0, ended if it waits after printing an error (see the file).
 # shellcheck source=pipelines/lib/launch.sh
 . "$(dirname "$0")/lib/launch.sh"
-STATUS=0
-eval gst_launch '"$LOG_FILE"' -q "$SOURCE" ! videoconvert \
+if ! LOG=$(eval gst_launch -q "$SOURCE" ! videoconvert \
     ! rembgfilter clear-transparent=true foreground-estimation=multilevel '"$@"' ! videoconvert ! $ENCODER \
-    ! filesink location='"$PARTIAL"' || STATUS=$?
-LOG=$(cat "$LOG_FILE")
-if [ "$STATUS" != 0 ]; then
+    ! filesink location='"$PARTIAL"' 2>&1); then
     # One line: the first error's message (gst-launch repeats it with its debug details).
     MESSAGE=$(printf '%s\n' "$LOG" | sed -nE 's/^ERROR: from element [^ ]*: (.*)$/\1/p' | head -n 1)
     echo "cutout-image.sh: $INPUT: ${MESSAGE:-$(printf '%s\n' "$LOG" | tail -n 1)}" >&2

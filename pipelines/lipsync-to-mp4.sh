@@ -85,14 +85,11 @@ if [ -n "$FEATURES" ]; then
 else
     SOURCE_FEATURES=(audio-location="$SPEECH")
 fi
-# Through gst_launch: gst-launch-1.0 alone can wait forever after an error raised while the
-# pipeline prerolls (an input file that is not what it should be); see pipelines/lib/launch.sh.
+# gst_launch: gst-launch-1.0, ended if it waits after printing an error (see the file).
 # shellcheck source=pipelines/lib/launch.sh
 . "$(dirname "$0")/lib/launch.sh"
-LAUNCH_LOG=$(mktemp)
-trap 'rm -f "$LAUNCH_LOG"' EXIT
 # shellcheck disable=SC2086
-GST_LAUNCH_SHOW=1 gst_launch "$LAUNCH_LOG" -e \
+gst_launch -e \
     lipsyncsrc model="$MODEL" template="$TEMPLATE" "${SOURCE_FEATURES[@]}" mode="$MODE" "${PROPERTIES[@]}" \
         ! progressreport update-freq=5 ! videoconvert ! video/x-raw,format=I420 ! $VIDEO_ENCODER ! h264parse \
         ! queue ! mp4mux name=mux ! filesink location="$OUTPUT" \

@@ -27,14 +27,11 @@ say_model u2netp "$@"
 # shellcheck source=pipelines/lib/audio.sh
 . "$(dirname "$0")/lib/audio.sh"
 audio_branch "$INPUT" decoder mux mkv
-# Through gst_launch: gst-launch-1.0 alone can wait forever after an error raised while the
-# pipeline prerolls (an input file that is not what it should be); see pipelines/lib/launch.sh.
+# gst_launch: gst-launch-1.0, ended if it waits after printing an error (see the file).
 # shellcheck source=pipelines/lib/launch.sh
 . "$(dirname "$0")/lib/launch.sh"
-LAUNCH_LOG=$(mktemp)
-trap 'rm -f "$LAUNCH_LOG"' EXIT
 # shellcheck disable=SC2086
-GST_LAUNCH_SHOW=1 gst_launch "$LAUNCH_LOG" -e filesrc location="$INPUT" ! decodebin name=decoder ${DECODER_CAPS:+caps="$DECODER_CAPS"} \
+gst_launch -e filesrc location="$INPUT" ! decodebin name=decoder ${DECODER_CAPS:+caps="$DECODER_CAPS"} \
     decoder. ! video/x-raw ! videoconvert ! rembgfilter overlap=true foreground-estimation=multilevel "$@" \
     ! progressreport update-freq=5 ! videoconvert ! video/x-raw,format=BGRA ! avenc_ffv1 \
     ! matroskamux name=mux ! filesink location="$OUTPUT" $AUDIO_BRANCH

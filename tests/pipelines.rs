@@ -274,30 +274,31 @@ fn a_failed_cutout_leaves_no_file_and_says_why_in_one_line() {
 }
 
 /// Runs `gst_launch` of pipelines/lib/launch.sh with a stand-in `gst-launch-1.0` (the shell
-/// `body` it runs), and gives its status, what it wrote to its log, and what it showed.
-fn gst_launch_with(name: &str, body: &str, show: bool) -> (Option<i32>, String, String) {
+/// `body` it runs), and gives its status and what it passed on to stdout and stderr; asserts
+/// that it left no temporary file behind.
+fn gst_launch_with(name: &str, body: &str) -> (Option<i32>, String, String) {
     let bin = scratch(&format!("fake-gst-launch-{name}"));
     std::fs::create_dir_all(&bin).unwrap();
     let fake = bin.join("gst-launch-1.0");
     std::fs::write(&fake, format!("#!/usr/bin/env bash\n{body}\n")).unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let log = scratch(&format!("fake-gst-launch-{name}.log"));
+    let temporary = scratch(&format!("fake-gst-launch-{name}-tmp"));
+    std::fs::create_dir_all(&temporary).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let mut command = Command::new("bash");
-    command
+    let run = Command::new("bash")
         .arg("-c")
-        .arg(r#". "$1"; gst_launch "$2" -q fakesrc ! fakesink"#)
+        .arg(r#". "$1"; gst_launch -q fakesrc ! fakesink"#)
         .arg("bash")
         .arg(script("lib/launch.sh"))
-        .arg(&log)
-        .env("PATH", path);
-    if show {
-        command.env("GST_LAUNCH_SHOW", "1");
-    }
-    let run = command.output().unwrap();
+        .env("PATH", path)
+        .env("TMPDIR", &temporary)
+        .output()
+        .unwrap();
+    let left: Vec<_> = std::fs::read_dir(&temporary).unwrap().collect();
+    assert!(left.is_empty(), "{name}: left behind {left:?}");
     (
         run.status.code(),
-        std::fs::read_to_string(&log).unwrap(),
+        String::from_utf8_lossy(&run.stdout).into_owned(),
         String::from_utf8_lossy(&run.stderr).into_owned(),
     )
 }
@@ -307,38 +308,41 @@ fn a_gst_launch_that_printed_an_error_and_waits_is_ended() {
     // GStreamer 1.22's gst-launch-1.0 can print an error raised while prerolling and then wait
     // forever: the stand-in does just that, and leaves its process id behind.
     let pid_file = scratch("waiting-gst-launch.pid");
-    let (status, log, _) = gst_launch_with(
+    let (status, _, errors) = gst_launch_with(
         "waiting",
         &format!(
             "echo $$ > '{}'\necho 'ERROR: from element /GstPipeline:pipeline0/GstTypeFindElement:typefind: Could not determine type of stream.' >&2\nexec sleep 600",
             pid_file.display()
         ),
-        false,
     );
     assert_eq!(status, Some(1));
-    assert!(log.contains("Could not determine type of stream."), "{log}");
+    assert!(
+        errors.contains("Could not determine type of stream."),
+        "{errors}"
+    );
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     assert!(
         !Path::new(&format!("/proc/{}", pid.trim())).exists(),
         "the waiting gst-launch {pid} still runs"
     );
-    // Its status and output otherwise, shown as they come when asked.
-    let (status, log, shown) =
-        gst_launch_with("failing", "echo 'ERROR: no such file' >&2\nexit 1", true);
+    // Its status and output otherwise, each stream passed on as it is.
+    let (status, printed, errors) = gst_launch_with(
+        "failing",
+        "echo 'Setting pipeline to PAUSED ...'\necho 'ERROR: no such file' >&2\nexit 1",
+    );
     assert_eq!(status, Some(1));
-    assert_eq!(log.trim(), "ERROR: no such file");
-    assert!(shown.contains("ERROR: no such file"), "{shown}");
-    let (status, log, shown) = gst_launch_with(
+    assert_eq!(printed.trim(), "Setting pipeline to PAUSED ...");
+    assert_eq!(errors.trim(), "ERROR: no such file");
+    let (status, printed, errors) = gst_launch_with(
         "succeeding",
         r#"echo "WARNING: a warning, arguments $*" >&2"#,
-        false,
     );
     assert_eq!(status, Some(0));
+    assert!(printed.is_empty(), "{printed}");
     assert_eq!(
-        log.trim(),
+        errors.trim(),
         "WARNING: a warning, arguments -q fakesrc ! fakesink"
     );
-    assert!(shown.is_empty(), "{shown}");
 }
 
 #[test]
