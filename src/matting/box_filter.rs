@@ -13,30 +13,37 @@ use crate::imageops::ImageRef;
 pub fn area_means(image: &ImageRef<'_>, mask: &[u8], factor: usize, out: &mut Vec<[f64; 4]>) {
     let (width, height, bpp) = (image.width, image.height, image.layout.bytes_per_pixel);
     let (reduced_width, reduced_height) = (width.div_ceil(factor), height.div_ceil(factor));
-    out.clear();
+    // Every value is written below: kept values need no zeroing.
     out.resize(reduced_width * reduced_height, [0.0; 4]);
     out.par_chunks_mut(reduced_width).enumerate().for_each_init(
-        || vec![[0u32; 4]; reduced_width],
-        |sums, (ry, reduced_row)| {
-            sums.fill([0; 4]);
-            // Source rows in order, each cut into runs of `factor` pixels per block.
+        || (vec![0u32; width * bpp], vec![0u32; width]),
+        |(colour_sums, mask_sums), (ry, reduced_row)| {
+            // The block's rows summed per column first (whole rows at once, several bytes to a
+            // vector instruction), then the columns per block.
+            colour_sums.fill(0);
+            mask_sums.fill(0);
             let rows = ry * factor..((ry + 1) * factor).min(height);
             let row_count = rows.len();
             for y in rows {
-                let pixels = image.row(y).chunks(factor * bpp);
-                let masks = mask[y * width..][..width].chunks(factor);
-                for (sum, (pixels, masks)) in sums.iter_mut().zip(pixels.zip(masks)) {
-                    for (pixel, &m) in pixels.chunks_exact(bpp).zip(masks) {
-                        sum[0] += u32::from(pixel[0]);
-                        sum[1] += u32::from(pixel[1]);
-                        sum[2] += u32::from(pixel[2]);
-                        sum[3] += u32::from(m);
-                    }
+                for (sum, &value) in colour_sums.iter_mut().zip(image.row(y)) {
+                    *sum += u32::from(value);
+                }
+                for (sum, &value) in mask_sums.iter_mut().zip(&mask[y * width..][..width]) {
+                    *sum += u32::from(value);
                 }
             }
-            for (rx, (cell, sum)) in reduced_row.iter_mut().zip(sums.iter()).enumerate() {
-                let columns = factor.min(width - rx * factor);
-                let count = (row_count * columns) as f64 * 255.0;
+            let blocks = colour_sums
+                .chunks(factor * bpp)
+                .zip(mask_sums.chunks(factor));
+            for (cell, (colours, masks)) in reduced_row.iter_mut().zip(blocks) {
+                let mut sum = [0u32; 4];
+                for pixel in colours.chunks_exact(bpp) {
+                    sum[0] += pixel[0];
+                    sum[1] += pixel[1];
+                    sum[2] += pixel[2];
+                }
+                sum[3] = masks.iter().sum();
+                let count = (row_count * masks.len()) as f64 * 255.0;
                 *cell = sum.map(|s| f64::from(s) / count);
             }
         },
@@ -49,6 +56,58 @@ pub fn taps(i: usize, scale: f32, size: usize) -> (usize, usize, f32) {
     let first = (position as usize).min(size - 1);
     let second = (first + 1).min(size - 1);
     (first, second, position - first as f32)
+}
+
+/// The reduced plane `reduced` (`N` lanes a pixel, `column_taps` from [`taps`] per full-width
+/// column) interpolated along its rows to full width, the `lanes` of each pixel into planes of
+/// their own: lane `lanes[l]` of row `r`, column `x` lands at `out[(r * L + l) * width + x]`.
+/// Once per frame, so that each full-resolution row is then a blend of two such rows: planes of
+/// consecutive pixels, several to a vector instruction.
+pub fn widen_rows<const N: usize, const L: usize>(
+    reduced: &[[f32; N]],
+    reduced_width: usize,
+    column_taps: &[(usize, usize, f32)],
+    lanes: [usize; L],
+    out: &mut Vec<f32>,
+) {
+    let width = column_taps.len();
+    let rows = reduced.len() / reduced_width.max(1);
+    // Every value is written below: kept values need no zeroing.
+    out.resize(rows * L * width, 0.0);
+    out.par_chunks_mut(L * width)
+        .zip(reduced.par_chunks(reduced_width))
+        .for_each(|(planes, row)| {
+            for (x, &(x0, x1, weight)) in column_taps.iter().enumerate() {
+                let (left, right) = (&row[x0], &row[x1]);
+                for (plane, &lane) in lanes.iter().enumerate() {
+                    planes[plane * width + x] = left[lane] + (right[lane] - left[lane]) * weight;
+                }
+            }
+        });
+}
+
+/// `value` rounded to the nearest byte, below 0 (or not a number) 0, above 255 255.
+#[inline(always)]
+// max and min, not clamp: clamp keeps a NaN, and this way the value to convert is always
+// 0.5..=255.5, so that a vector of them converts in one instruction.
+#[allow(clippy::manual_clamp)]
+pub fn rounded_byte(value: f32) -> u8 {
+    let rounded = value.max(0.0).min(255.0) + 0.5;
+    // SAFETY: `rounded` is finite and within 0.5..=255.5.
+    unsafe { rounded.to_int_unchecked::<i32>() as u8 }
+}
+
+/// Whether the CPU runs 256-bit vectors (AVX2): the full-resolution passes are compiled for it
+/// besides the baseline.
+pub fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// What a box mean sums: f32, or f64 where sums of products must not cancel.
@@ -86,7 +145,7 @@ pub fn box_mean<T: Sample, const N: usize>(
     height: usize,
     radius: usize,
 ) {
-    scratch.clear();
+    // Every value is written below: kept values need no zeroing.
     scratch.resize(values.len(), [T::default(); N]);
     scratch
         .par_chunks_mut(width)

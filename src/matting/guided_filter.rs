@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::box_filter::{area_means, box_mean, taps};
+use super::box_filter::{area_means, box_mean, has_avx2, rounded_byte, taps, widen_rows};
 use crate::imageops::ImageRef;
 
 /// Longer side of the reduced copy the fit is made on.
@@ -41,6 +41,9 @@ pub struct GuidedFilter {
     coefficients: Vec<[f32; 4]>,
     coefficients_scratch: Vec<[f32; 4]>,
     column_taps: Vec<(usize, usize, f32)>,
+    /// The coefficients' means interpolated to full width, a plane per lane (see
+    /// [`widen_rows`]).
+    widened: Vec<f32>,
 }
 
 impl GuidedFilter {
@@ -78,34 +81,32 @@ impl GuidedFilter {
         self.column_taps.clear();
         self.column_taps
             .extend((0..width).map(|x| taps(x, scale, reduced_width)));
-        let (coefficients, column_taps) = (&self.coefficients, &self.column_taps);
-        mask.par_chunks_mut(width).enumerate().for_each_init(
-            || vec![[0f32; 4]; reduced_width],
-            |row_coefficients, (y, mask_row)| {
-                let (y0, y1, wy) = taps(y, scale, reduced_height);
-                let (top, bottom) = (
-                    &coefficients[y0 * reduced_width..][..reduced_width],
-                    &coefficients[y1 * reduced_width..][..reduced_width],
-                );
-                for ((c, t), b) in row_coefficients.iter_mut().zip(top).zip(bottom) {
-                    *c = std::array::from_fn(|lane| t[lane] + (b[lane] - t[lane]) * wy);
-                }
-                let pixels = image.row(y).chunks_exact(image.layout.bytes_per_pixel);
-                for ((value, pixel), &(x0, x1, wx)) in
-                    mask_row.iter_mut().zip(pixels).zip(column_taps)
-                {
-                    let (left, right) = (&row_coefficients[x0], &row_coefficients[x1]);
-                    let c: [f32; 4] =
-                        std::array::from_fn(|lane| left[lane] + (right[lane] - left[lane]) * wx);
-                    // q = a . I + b with I and q in bytes (b was scaled to bytes by the fit).
-                    let refined = c[0] * f32::from(pixel[0])
-                        + c[1] * f32::from(pixel[1])
-                        + c[2] * f32::from(pixel[2])
-                        + c[3];
-                    *value = (refined.clamp(0.0, 255.0) + 0.5) as u8;
-                }
-            },
+        widen_rows(
+            &self.coefficients,
+            reduced_width,
+            &self.column_taps,
+            [0, 1, 2, 3],
+            &mut self.widened,
         );
+        let widened = &self.widened;
+        let avx2 = has_avx2();
+        mask.par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(y, mask_row)| {
+                let (y0, y1, wy) = taps(y, scale, reduced_height);
+                let rows = (
+                    &widened[y0 * 4 * width..][..4 * width],
+                    &widened[y1 * 4 * width..][..4 * width],
+                );
+                apply_fit_row(
+                    image.row(y),
+                    image.layout.bytes_per_pixel,
+                    rows,
+                    wy,
+                    mask_row,
+                    avx2,
+                );
+            });
     }
 
     /// The reduced frame's colour and mask, and the products the fit needs.
@@ -131,6 +132,91 @@ impl GuidedFilter {
                 ]
             }));
     }
+}
+
+/// One row of the refined mask, `q = a . I + b` per pixel: the coefficients blended between
+/// two widened rows (`a` in the first three planes, `b` in bytes in the fourth) by `weight`,
+/// the colours those of `pixels` (`bpp` bytes a pixel, colour first). Compiled for the common
+/// pixel sizes and, where the CPU has it, for AVX2: the same floats every way (no operation is
+/// fused or reordered).
+fn apply_fit_row(
+    pixels: &[u8],
+    bpp: usize,
+    rows: (&[f32], &[f32]),
+    weight: f32,
+    mask_row: &mut [u8],
+    avx2: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: the caller found AVX2.
+        unsafe {
+            match bpp {
+                3 => return apply_fit_avx2::<3>(pixels, rows, weight, mask_row),
+                4 => return apply_fit_avx2::<4>(pixels, rows, weight, mask_row),
+                _ => {}
+            }
+        }
+    }
+    let _ = avx2;
+    match bpp {
+        3 => apply_fit::<3>(pixels, rows, weight, mask_row),
+        4 => apply_fit::<4>(pixels, rows, weight, mask_row),
+        _ => {
+            let width = mask_row.len();
+            for (x, (value, pixel)) in mask_row
+                .iter_mut()
+                .zip(pixels.chunks_exact(bpp))
+                .enumerate()
+            {
+                let c = [0, 1, 2, 3].map(|plane| {
+                    let (top, bottom) = (rows.0[plane * width + x], rows.1[plane * width + x]);
+                    top + (bottom - top) * weight
+                });
+                *value = refined(pixel, c);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn apply_fit_avx2<const BPP: usize>(
+    pixels: &[u8],
+    rows: (&[f32], &[f32]),
+    weight: f32,
+    mask_row: &mut [u8],
+) {
+    apply_fit::<BPP>(pixels, rows, weight, mask_row)
+}
+
+#[inline(always)]
+fn apply_fit<const BPP: usize>(
+    pixels: &[u8],
+    (top, bottom): (&[f32], &[f32]),
+    weight: f32,
+    mask_row: &mut [u8],
+) {
+    let width = mask_row.len();
+    fn plane(rows: &[f32], plane: usize, width: usize) -> &[f32] {
+        &rows[plane * width..][..width]
+    }
+    let [t0, t1, t2, t3] = [0, 1, 2, 3].map(|p| plane(top, p, width));
+    let [b0, b1, b2, b3] = [0, 1, 2, 3].map(|p| plane(bottom, p, width));
+    let pixels = &pixels[..width * BPP];
+    for x in 0..width {
+        let blend = |t: &[f32], b: &[f32]| t[x] + (b[x] - t[x]) * weight;
+        let c = [blend(t0, b0), blend(t1, b1), blend(t2, b2), blend(t3, b3)];
+        mask_row[x] = refined(&pixels[x * BPP..x * BPP + 3], c);
+    }
+}
+
+/// `q = a . I + b` with I and q in bytes (b was scaled to bytes by the fit), rounded.
+#[inline(always)]
+fn refined(pixel: &[u8], c: [f32; 4]) -> u8 {
+    let q =
+        c[0] * f32::from(pixel[0]) + c[1] * f32::from(pixel[1]) + c[2] * f32::from(pixel[2]) + c[3];
+    rounded_byte(q)
 }
 
 /// The window's least-squares fit `p = a . I + b` from its means: `a = (Sigma + epsilon U)^-1
@@ -176,6 +262,73 @@ fn fit(moments: &[f64; 13], epsilon: f64) -> [f32; 4] {
 mod tests {
     use super::*;
     use crate::imageops::PixelLayout;
+
+    /// Deterministic values spread over 0..1.
+    fn noise(count: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..count)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 10_000) as f32 / 10_000.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_build_of_the_row_pass_gives_the_bytes_of_the_formula() {
+        let width = 301;
+        // Coefficients that send q below 0 and above 255, and a NaN (taken as 0).
+        let planes = |seed| -> Vec<f32> {
+            let mut values: Vec<f32> = noise(4 * width, seed)
+                .iter()
+                .map(|v| v * 4.0 - 2.0)
+                .collect();
+            for b in &mut values[3 * width..] {
+                *b *= 200.0;
+            }
+            values[5] = f32::NAN;
+            values
+        };
+        let (top, bottom) = (planes(1), planes(2));
+        let weight = 0.37;
+        let colours: Vec<u8> = noise(3 * width, 3)
+            .iter()
+            .map(|v| (v * 255.0) as u8)
+            .collect();
+        let expected: Vec<u8> = (0..width)
+            .map(|x| {
+                let c = [0, 1, 2, 3].map(|p| {
+                    let (t, b) = (top[p * width + x], bottom[p * width + x]);
+                    t + (b - t) * weight
+                });
+                let pixel = &colours[3 * x..][..3];
+                let q = c[0] * f32::from(pixel[0])
+                    + c[1] * f32::from(pixel[1])
+                    + c[2] * f32::from(pixel[2])
+                    + c[3];
+                if q.is_nan() {
+                    0
+                } else {
+                    (q.clamp(0.0, 255.0) + 0.5) as u8
+                }
+            })
+            .collect();
+        assert!(expected.contains(&0) && expected.contains(&255));
+        for bpp in [3, 4, 5] {
+            // The same colours, then bytes the pass must not read as colour.
+            let pixels: Vec<u8> = colours
+                .chunks(3)
+                .flat_map(|c| c.iter().copied().chain(std::iter::repeat_n(77, bpp - 3)))
+                .collect();
+            for avx2 in [false, has_avx2()] {
+                let mut mask = vec![0; width];
+                apply_fit_row(&pixels, bpp, (&top, &bottom), weight, &mut mask, avx2);
+                assert_eq!(mask, expected, "{bpp} bytes a pixel, AVX2 {avx2}");
+            }
+        }
+    }
 
     fn params() -> GuidedFilterParams {
         GuidedFilterParams {
