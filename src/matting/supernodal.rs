@@ -7,10 +7,11 @@
 //! nothing on 2 cores; and for each supernode it visits every descendant, including those that
 //! do not update it. Here each supernode is updated only by the descendants whose pattern reaches
 //! it, and a supernode is factorised as soon as its children are, so the two halves of a nested
-//! dissection (and their halves) run in parallel. The factor is laid out as faer lays it out, so
-//! faer's supernodal solve reads it. Most of a band's supernodes are a few columns wide: their
-//! panels are factorised by plain loops, where faer's dense routines cost more to set up than
-//! the arithmetic (measured: the solve 3-9% faster on the sample photos' bands).
+//! dissection (and their halves) run in parallel. The factor is laid out as faer lays it out; the
+//! triangular solves run on the same pieces of work, supernode by supernode with faer's dense
+//! kernels. Most of a band's supernodes are a few columns wide: their panels are factorised by
+//! plain loops, where faer's dense routines cost more to set up than the arithmetic (measured:
+//! the solve 3-9% faster on the sample photos' bands).
 //!
 //! [`solve`] factorises in single precision and refines the solution against the double-precision
 //! matrix: the factorisation is bound by memory traffic here (in double precision the second core
@@ -23,10 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{self as dense_llt, LltError};
 use faer::linalg::matmul::matmul;
-use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::linalg::triangular_solve::{
+    solve_lower_triangular_in_place, solve_upper_triangular_in_place,
+};
 use faer::reborrow::{Reborrow, ReborrowMut};
-use faer::sparse::linalg::cholesky::supernodal::{SupernodalLltRef, SymbolicSupernodalCholesky};
-use faer::{Accum, Conj, MatMut, MatRef, Par};
+use faer::sparse::linalg::cholesky::supernodal::SymbolicSupernodalCholesky;
+use faer::{Accum, MatMut, MatRef, Par};
 
 /// The lower triangle of a symmetric matrix in compressed columns, in the factor's order: column
 /// `j` holds entries at rows `>= j` (in any order within the column).
@@ -124,16 +127,17 @@ fn solve_saying_how(
     matrix: LowerColumns<'_, f64>,
     rhs: &[f64],
 ) -> Result<(Vec<f64>, Precision), FactorError> {
+    let tree = Tree::new(symbolic, SMALLEST_PARALLEL_WORK, SMALLEST_PARALLEL_SHARE);
     let single: Vec<f32> = matrix.values.iter().map(|&v| v as f32).collect();
     let single_matrix = LowerColumns {
         starts: matrix.starts,
         rows: matrix.rows,
         values: &single,
     };
-    match factorize(symbolic, single_matrix) {
+    match factorize(symbolic, &tree, single_matrix) {
         Ok(factor) => {
             drop(single);
-            if let Some(solution) = refine(symbolic, &factor, matrix, rhs) {
+            if let Some(solution) = refine(symbolic, &tree, &factor, matrix, rhs) {
                 return Ok((solution, Precision::Single));
             }
         }
@@ -141,21 +145,22 @@ fn solve_saying_how(
         Err(error @ FactorError::OutOfMemory { .. }) => return Err(error),
         Err(FactorError::NotPositiveDefinite { .. }) => {}
     }
-    let factor = factorize(symbolic, matrix)?;
+    let factor = factorize(symbolic, &tree, matrix)?;
     let mut solution = rhs.to_vec();
-    solve_in_place(symbolic, &factor, &mut solution);
+    solve_in_place(symbolic, &tree, &factor, &mut solution);
     Ok((solution, Precision::Double))
 }
 
 /// Iterative refinement with a single-precision factor; `None` when it does not settle.
 fn refine(
     symbolic: &SymbolicSupernodalCholesky<usize>,
+    tree: &Tree,
     factor: &[f32],
     matrix: LowerColumns<'_, f64>,
     rhs: &[f64],
 ) -> Option<Vec<f64>> {
     let mut step: Vec<f32> = rhs.iter().map(|&v| v as f32).collect();
-    solve_in_place(symbolic, factor, &mut step);
+    solve_in_place(symbolic, tree, factor, &mut step);
     let mut solution: Vec<f64> = step.iter().map(|&v| f64::from(v)).collect();
     let mut residual = vec![0.0; rhs.len()];
     // Refinement from a zero start would have taken the first solution as its first step: the
@@ -167,7 +172,7 @@ fn refine(
         step.iter_mut()
             .zip(&residual)
             .for_each(|(s, &r)| *s = r as f32);
-        solve_in_place(symbolic, factor, &mut step);
+        solve_in_place(symbolic, tree, factor, &mut step);
         let largest = largest_magnitude(&step)?;
         for (x, &s) in solution.iter_mut().zip(&step) {
             *x += f64::from(s);
@@ -205,20 +210,221 @@ fn subtract_product(matrix: LowerColumns<'_, f64>, x: &[f64], out: &mut [f64]) {
     }
 }
 
-/// `x = A^-1 x` with the factor `L` of `A`.
+/// `x = A^-1 x` with the factor `L` of `A`, on the pieces of work of `tree` (those of the
+/// factorisation), independent pieces on all cores at once: `L y = x` up the tree, then
+/// `L^T x = y` down it. Each supernode is solved with the dense kernels faer's own supernodal
+/// solve uses; what changes is who adds a supernode's update to the rows below it. Within a
+/// piece, the supernode does (as faer does); into a supernode of another piece, which two
+/// pieces running side by side could both update, the updated supernode gathers its updaters'
+/// contributions itself when its turn comes, in a fixed order (the results do not depend on
+/// which piece ends first).
 fn solve_in_place<T: Real>(
     symbolic: &SymbolicSupernodalCholesky<usize>,
+    tree: &Tree,
     factor: &[T],
     x: &mut [T],
 ) {
-    let n = x.len();
-    let mut scratch = MemBuffer::new(symbolic.solve_in_place_scratch::<T>(1, Par::Seq));
-    SupernodalLltRef::new(symbolic, factor).solve_in_place_with_conj(
-        Conj::No,
-        MatMut::from_column_major_slice_mut(x, n, 1),
-        Par::Seq,
-        MemStack::new(&mut scratch),
+    assert_eq!(
+        factor.len(),
+        symbolic.len_val(),
+        "a factor of this structure"
     );
+    assert_eq!(x.len(), symbolic.nrows(), "one value per column");
+    let solve = Solve {
+        symbolic,
+        tree,
+        factor,
+        owner: tree.owners(),
+        supernode_of: supernode_of(symbolic),
+        x: SharedFactor {
+            values: x.as_mut_ptr(),
+            len: x.len(),
+        },
+    };
+    let solve = &solve;
+    let pending: Vec<AtomicUsize> = tree
+        .children
+        .iter()
+        .map(|children| AtomicUsize::new(children.len()))
+        .collect();
+    let pending = &pending;
+    rayon::scope(|scope| {
+        for &root in &tree.units {
+            scope.spawn(move |scope| solve.forward_piece(scope, pending, root));
+        }
+    });
+    rayon::scope(|scope| {
+        for s in (0..tree.parent.len()).filter(|&s| tree.parent[s].is_none()) {
+            scope.spawn(move |scope| solve.backward_piece(scope, s));
+        }
+    });
+}
+
+/// The supernode of each column.
+fn supernode_of(symbolic: &SymbolicSupernodalCholesky<usize>) -> Vec<usize> {
+    let mut supernode_of = vec![0; symbolic.nrows()];
+    for s in 0..symbolic.n_supernodes() {
+        let (start, end) = (symbolic.supernode_begin()[s], symbolic.supernode_end()[s]);
+        supernode_of[start..end].fill(s);
+    }
+    supernode_of
+}
+
+/// A solve in progress: the solution's values are written through `x` by the piece that owns
+/// each supernode, and read by others only once that piece has ended (up the tree, a parent's
+/// piece starts after its children's, as in the factorisation; down it, a piece starts after
+/// its parent's), with the same guarantees as [`SharedFactor`].
+struct Solve<'a, T> {
+    symbolic: &'a SymbolicSupernodalCholesky<usize>,
+    tree: &'a Tree,
+    factor: &'a [T],
+    /// The piece of work of each supernode (see [`Tree::owners`]).
+    owner: Vec<usize>,
+    supernode_of: Vec<usize>,
+    x: SharedFactor<T>,
+}
+
+impl<T: Real> Solve<'_, T> {
+    /// Supernode `s`'s columns of the factor: its dense block, the diagonal block on top.
+    fn block(&self, s: usize) -> MatRef<'_, T> {
+        let symbolic = self.symbolic;
+        let pointers = symbolic.col_ptr_for_val();
+        let columns = symbolic.supernode_end()[s] - symbolic.supernode_begin()[s];
+        let rows = columns + symbolic.supernode(s).pattern().len();
+        MatRef::from_column_major_slice(&self.factor[pointers[s]..pointers[s + 1]], rows, columns)
+    }
+
+    fn columns(&self, s: usize) -> std::ops::Range<usize> {
+        self.symbolic.supernode_begin()[s]..self.symbolic.supernode_end()[s]
+    }
+
+    /// `L y = x` over the piece rooted at `root`, then its parent's once all its children's
+    /// have ended.
+    fn forward_piece<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        pending: &'s [AtomicUsize],
+        root: usize,
+    ) {
+        let mut scratch = Vec::new();
+        if self.tree.alone(root) {
+            self.forward(root, &mut scratch);
+        } else {
+            for s in self.tree.members(root) {
+                self.forward(s, &mut scratch);
+            }
+        }
+        if let Some(parent) = self.tree.parent[root]
+            && pending[parent].fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            scope.spawn(move |scope| self.forward_piece(scope, pending, parent));
+        }
+    }
+
+    /// Supernode `s` of `L y = x`: less the contributions of its updaters in other pieces, its
+    /// diagonal block solved, its update taken from the rows below it that its own piece owns.
+    fn forward(&self, s: usize, scratch: &mut Vec<T>) {
+        let symbolic = self.symbolic;
+        let columns = self.columns(s);
+        let start = columns.start;
+        // SAFETY: this is the task of s's piece, which owns s's columns.
+        let own = unsafe { self.x.block_mut(columns.clone()) };
+        for &d in &self.tree.updaters[s] {
+            if self.owner[d] == self.owner[s] {
+                continue;
+            }
+            let d_columns = self.columns(d);
+            let d_pattern = symbolic.supernode(d).pattern();
+            let first = d_pattern.partition_point(|&r| r < start);
+            let inside = d_pattern[first..].partition_point(|&r| r < columns.end);
+            let reaching = self.block(d).subrows(d_columns.len() + first, inside);
+            // SAFETY: d is a descendant of s in another piece, which has ended.
+            let solved = unsafe { self.x.block(d_columns.clone()) };
+            scratch.clear();
+            scratch.resize(inside, T::ZERO);
+            matmul(
+                MatMut::from_column_major_slice_mut(scratch, inside, 1),
+                Accum::Replace,
+                reaching,
+                MatRef::from_column_major_slice(solved, d_columns.len(), 1),
+                T::ONE,
+                Par::Seq,
+            );
+            for (&row, &value) in d_pattern[first..first + inside].iter().zip(scratch.iter()) {
+                own[row - start] -= value;
+            }
+        }
+        let block = self.block(s);
+        let (diagonal, below) = block.split_at_row(columns.len());
+        solve_lower_triangular_in_place(
+            diagonal,
+            MatMut::from_column_major_slice_mut(own, columns.len(), 1),
+            Par::Seq,
+        );
+        let pattern = symbolic.supernode(s).pattern();
+        // The rows below that this piece owns form a prefix of the pattern: they belong to
+        // the supernodes between s and its piece's root, which come before the root's
+        // ancestors.
+        let owned =
+            pattern.partition_point(|&row| self.owner[self.supernode_of[row]] == self.owner[s]);
+        if owned == 0 {
+            return;
+        }
+        scratch.clear();
+        scratch.resize(owned, T::ZERO);
+        matmul(
+            MatMut::from_column_major_slice_mut(scratch, owned, 1),
+            Accum::Replace,
+            below.subrows(0, owned),
+            MatRef::from_column_major_slice(own, columns.len(), 1),
+            T::ONE,
+            Par::Seq,
+        );
+        for (&row, &value) in pattern[..owned].iter().zip(scratch.iter()) {
+            // SAFETY: the row is in a supernode of this piece, whose task this is.
+            unsafe { self.x.subtract(row, value) };
+        }
+    }
+
+    /// `L^T x = y` over the piece rooted at `root`, parents first, then the pieces of its
+    /// children.
+    fn backward_piece<'s>(&'s self, scope: &rayon::Scope<'s>, root: usize) {
+        let mut scratch = Vec::new();
+        if self.tree.alone(root) {
+            self.backward(root, &mut scratch);
+            for &child in &self.tree.children[root] {
+                scope.spawn(move |scope| self.backward_piece(scope, child));
+            }
+        } else {
+            for s in self.tree.members(root).into_iter().rev() {
+                self.backward(s, &mut scratch);
+            }
+        }
+    }
+
+    /// Supernode `s` of `L^T x = y`, as faer solves it: less its block below times the
+    /// solution there (its ancestors', solved), its diagonal block transposed solved.
+    fn backward(&self, s: usize, scratch: &mut Vec<T>) {
+        let columns = self.columns(s);
+        let pattern = self.symbolic.supernode(s).pattern();
+        scratch.clear();
+        // SAFETY: the rows below s are its ancestors', whose tasks have ended.
+        scratch.extend(pattern.iter().map(|&row| unsafe { self.x.get(row) }));
+        // SAFETY: this is the task of s's piece, which owns s's columns.
+        let own = unsafe { self.x.block_mut(columns.clone()) };
+        let block = self.block(s);
+        let (diagonal, below) = block.split_at_row(columns.len());
+        let mut own = MatMut::from_column_major_slice_mut(own, columns.len(), 1);
+        matmul(
+            own.rb_mut(),
+            Accum::Add,
+            below.transpose(),
+            MatRef::from_column_major_slice(scratch, pattern.len(), 1),
+            T::ONE.neg(),
+            Par::Seq,
+        );
+        solve_upper_triangular_in_place(diagonal.transpose(), own, Par::Seq);
+    }
 }
 
 /// Why a factorisation failed.
@@ -252,27 +458,27 @@ const SPLIT_UPDATES_WORK: f64 = 4e7;
 /// threads too: near the root of the tree, where fewer subtrees are left to run side by side.
 const SPLIT_DENSE_COLUMNS: usize = 256;
 
-/// The values of the factor `L` of `matrix` (`L L^T = A`) in the layout of `symbolic`
-/// (`symbolic.len_val()` of them, as faer's supernodal factorisation writes them).
-pub fn factorize<T: Real>(
-    symbolic: &SymbolicSupernodalCholesky<usize>,
-    matrix: LowerColumns<'_, T>,
-) -> Result<Vec<T>, FactorError> {
-    factorize_in_pieces(
-        symbolic,
-        matrix,
-        SMALLEST_PARALLEL_WORK,
-        SMALLEST_PARALLEL_SHARE,
-    )
-}
-
-/// [`factorize`], with subtrees below `smallest_parallel_work` multiply-adds or below
-/// `smallest_parallel_share` of the whole's as single pieces of work.
+/// [`factorize`] with the tree of the pieces of work in use, or with subtrees below
+/// `smallest_parallel_work` multiply-adds or below `smallest_parallel_share` of the whole's as
+/// single pieces of work.
+#[cfg(test)]
 fn factorize_in_pieces<T: Real>(
     symbolic: &SymbolicSupernodalCholesky<usize>,
     matrix: LowerColumns<'_, T>,
     smallest_parallel_work: f64,
     smallest_parallel_share: f64,
+) -> Result<Vec<T>, FactorError> {
+    let tree = Tree::new(symbolic, smallest_parallel_work, smallest_parallel_share);
+    factorize(symbolic, &tree, matrix)
+}
+
+/// The values of the factor `L` of `matrix` (`L L^T = A`) in the layout of `symbolic`
+/// (`symbolic.len_val()` of them, as faer's supernodal factorisation writes them), computed in
+/// the pieces of work of `tree`.
+fn factorize<T: Real>(
+    symbolic: &SymbolicSupernodalCholesky<usize>,
+    tree: &Tree,
+    matrix: LowerColumns<'_, T>,
 ) -> Result<Vec<T>, FactorError> {
     // The factor is the one allocation that follows the fill (gigabytes on a wide 4K band):
     // refused memory is an error, not an abort.
@@ -282,7 +488,6 @@ fn factorize_in_pieces<T: Real>(
         .try_reserve_exact(entries)
         .map_err(|_| FactorError::OutOfMemory { entries })?;
     values.resize(entries, T::default());
-    let tree = Tree::new(symbolic, smallest_parallel_work, smallest_parallel_share);
     let shared = SharedFactor {
         values: values.as_mut_ptr(),
         len: values.len(),
@@ -290,7 +495,7 @@ fn factorize_in_pieces<T: Real>(
     let work = Work {
         symbolic,
         matrix,
-        tree: &tree,
+        tree,
         factor: &shared,
         pending: tree
             .children
@@ -329,17 +534,48 @@ struct Tree {
 }
 
 impl Tree {
+    /// The supernodes of the subtree rooted at `root`, children first (the supernodes of a
+    /// subtree are numbered before its root).
+    fn members(&self, root: usize) -> Vec<usize> {
+        let mut stack = vec![root];
+        let mut members = Vec::new();
+        while let Some(s) = stack.pop() {
+            members.push(s);
+            stack.extend(&self.children[s]);
+        }
+        members.sort_unstable();
+        members
+    }
+
+    /// Whether `s` is worked on alone (its children are pieces of their own), rather than as the
+    /// root of a subtree worked on as one piece.
+    fn alone(&self, s: usize) -> bool {
+        self.children[s].iter().all(|&c| self.scheduled[c])
+    }
+
+    /// Per supernode, the piece of work it belongs to: the root of its subtree piece, or itself.
+    fn owners(&self) -> Vec<usize> {
+        let count = self.parent.len();
+        let mut owner: Vec<usize> = (0..count).collect();
+        // Parents come after their children: from the top down, a supernode that is not
+        // scheduled belongs to its parent's piece.
+        for s in (0..count).rev() {
+            if !self.scheduled[s]
+                && let Some(p) = self.parent[s]
+            {
+                owner[s] = owner[p];
+            }
+        }
+        owner
+    }
+
     fn new(
         symbolic: &SymbolicSupernodalCholesky<usize>,
         smallest_parallel_work: f64,
         smallest_parallel_share: f64,
     ) -> Self {
         let count = symbolic.n_supernodes();
-        let mut supernode_of = vec![0; symbolic.nrows()];
-        for s in 0..count {
-            let (start, end) = (symbolic.supernode_begin()[s], symbolic.supernode_end()[s]);
-            supernode_of[start..end].fill(s);
-        }
+        let supernode_of = supernode_of(symbolic);
         let mut parent = vec![None; count];
         let mut children = vec![Vec::new(); count];
         let mut updaters = vec![Vec::new(); count];
@@ -425,6 +661,28 @@ impl<T> SharedFactor<T> {
     }
 
     /// # Safety
+    /// Only by the task that owns `index`, or once that task has ended and none writes it.
+    unsafe fn get(&self, index: usize) -> T
+    where
+        T: Copy,
+    {
+        assert!(index < self.len);
+        // SAFETY: in bounds (checked); see the caller's contract.
+        unsafe { *self.values.add(index) }
+    }
+
+    /// # Safety
+    /// Only by the task that owns `index`, while no other reference to it is alive.
+    unsafe fn subtract(&self, index: usize, value: T)
+    where
+        T: Copy + std::ops::SubAssign,
+    {
+        assert!(index < self.len);
+        // SAFETY: in bounds (checked); see the caller's contract.
+        unsafe { *self.values.add(index) -= value }
+    }
+
+    /// # Safety
     /// Only for the block of a supernode whose task has ended.
     unsafe fn block(&self, range: std::ops::Range<usize>) -> &[T] {
         assert!(range.start <= range.end && range.end <= self.len);
@@ -467,10 +725,7 @@ impl<T: Real> Work<'_, T> {
     fn run_unit<'s>(&'s self, scope: &rayon::Scope<'s>, root: usize) {
         if !self.failed.load(Ordering::Relaxed) {
             let mut scratch = UpdateScratch::default();
-            let outcome = if self.tree.children[root]
-                .iter()
-                .all(|&c| self.tree.scheduled[c])
-            {
+            let outcome = if self.tree.alone(root) {
                 self.factorize_supernode(root, &mut scratch)
             } else {
                 self.factorize_subtree(root, &mut scratch)
@@ -495,14 +750,8 @@ impl<T: Real> Work<'_, T> {
         root: usize,
         scratch: &mut UpdateScratch<T>,
     ) -> Result<(), FactorError> {
-        let mut stack = vec![root];
-        let mut members = Vec::new();
-        while let Some(s) = stack.pop() {
-            members.push(s);
-            stack.extend(&self.tree.children[s]);
-        }
-        members.sort_unstable();
-        members
+        self.tree
+            .members(root)
             .into_iter()
             .try_for_each(|s| self.factorize_supernode(s, scratch))
     }
@@ -725,6 +974,29 @@ mod tests {
         factorize_symbolic_cholesky,
     };
     use faer::sparse::{SparseColMatRef, SymbolicSparseColMat};
+
+    /// The factor, in the pieces of work in use.
+    fn factorize<T: Real>(
+        symbolic: &SymbolicSupernodalCholesky<usize>,
+        matrix: LowerColumns<'_, T>,
+    ) -> Result<Vec<T>, FactorError> {
+        factorize_in_pieces(
+            symbolic,
+            matrix,
+            SMALLEST_PARALLEL_WORK,
+            SMALLEST_PARALLEL_SHARE,
+        )
+    }
+
+    /// `x = A^-1 x`, in the pieces of work in use.
+    fn solve_in_place<T: Real>(
+        symbolic: &SymbolicSupernodalCholesky<usize>,
+        factor: &[T],
+        x: &mut [T],
+    ) {
+        let tree = Tree::new(symbolic, SMALLEST_PARALLEL_WORK, SMALLEST_PARALLEL_SHARE);
+        super::solve_in_place(symbolic, &tree, factor, x);
+    }
 
     /// A matrix in compressed columns: its lower triangle with values, its upper triangle's
     /// structure.
@@ -973,6 +1245,52 @@ mod tests {
                 let b: Vec<f64> = (0..n).map(|i| (i % 7) as f64 - 3.0).collect();
                 let x = solved(supernodal, &ours, &b);
                 assert!(grid.residual(&x, &b) < 1e-9, "{width}x{height}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_solve_in_pieces_is_faers_supernodal_solve() {
+        use faer::Conj;
+        use faer::sparse::linalg::cholesky::supernodal::SupernodalLltRef;
+        for (width, height) in [(1, 1), (3, 2), (17, 9), (60, 45), (300, 200)] {
+            let n = width * height;
+            let mut grids = vec![GridMatrix::dissected(width, height)];
+            if n < 5000 {
+                grids.push(grid_matrix(width, height, &(0..n).collect::<Vec<_>>()));
+            }
+            for grid in grids {
+                let symbolic = grid.symbolic();
+                let supernodal = supernodal(&symbolic);
+                let factor = factorize(supernodal, grid.lower()).unwrap();
+                let b: Vec<f64> = (0..n).map(|i| (i * 7919 % 13) as f64 - 6.0).collect();
+                let mut theirs = b.clone();
+                let mut scratch =
+                    MemBuffer::new(supernodal.solve_in_place_scratch::<f64>(1, Par::Seq));
+                SupernodalLltRef::new(supernodal, &factor).solve_in_place_with_conj(
+                    Conj::No,
+                    MatMut::from_column_major_slice_mut(&mut theirs, n, 1),
+                    Par::Seq,
+                    MemStack::new(&mut scratch),
+                );
+                let largest = theirs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                // Each supernode a piece (every update across pieces gathered), the whole tree
+                // one piece (none), and the pieces in use.
+                for (work, share) in [
+                    (0.0, 0.0),
+                    (f64::INFINITY, 0.0),
+                    (SMALLEST_PARALLEL_WORK, SMALLEST_PARALLEL_SHARE),
+                ] {
+                    let tree = Tree::new(supernodal, work, share);
+                    let mut ours = b.clone();
+                    super::solve_in_place(supernodal, &tree, &factor, &mut ours);
+                    for (a, b) in ours.iter().zip(&theirs) {
+                        assert!(
+                            (a - b).abs() <= 1e-12 * largest,
+                            "{width}x{height}, pieces of {work}: {a} against {b}"
+                        );
+                    }
+                }
             }
         }
     }
