@@ -220,7 +220,11 @@ fn correct_span<const BPP: usize>(
     out_row: &mut [u8],
     Span { first, end, width }: Span,
 ) {
-    let bpp = if BPP == 0 { source.len() / width } else { BPP };
+    let bpp = if BPP == 0 {
+        source.len() / width.max(1)
+    } else {
+        BPP
+    };
     let length = end - first;
     fn planes(rows: &[f32], width: usize, first: usize, length: usize) -> [&[f32]; PLANES] {
         std::array::from_fn(|p| &rows[p * width + first..][..length])

@@ -162,20 +162,7 @@ fn apply_fit_row(
     match bpp {
         3 => apply_fit::<3>(pixels, rows, weight, mask_row),
         4 => apply_fit::<4>(pixels, rows, weight, mask_row),
-        _ => {
-            let width = mask_row.len();
-            for (x, (value, pixel)) in mask_row
-                .iter_mut()
-                .zip(pixels.chunks_exact(bpp))
-                .enumerate()
-            {
-                let c = [0, 1, 2, 3].map(|plane| {
-                    let (top, bottom) = (rows.0[plane * width + x], rows.1[plane * width + x]);
-                    top + (bottom - top) * weight
-                });
-                *value = refined(pixel, c);
-            }
-        }
+        _ => apply_fit::<0>(pixels, rows, weight, mask_row),
     }
 }
 
@@ -190,6 +177,7 @@ fn apply_fit_avx2<const BPP: usize>(
     apply_fit::<BPP>(pixels, rows, weight, mask_row)
 }
 
+/// [`apply_fit_row`] with `BPP` bytes a pixel (0: the row's own, `pixels.len() / width`).
 #[inline(always)]
 fn apply_fit<const BPP: usize>(
     pixels: &[u8],
@@ -198,16 +186,21 @@ fn apply_fit<const BPP: usize>(
     mask_row: &mut [u8],
 ) {
     let width = mask_row.len();
+    let bpp = if BPP == 0 {
+        pixels.len() / width.max(1)
+    } else {
+        BPP
+    };
     fn plane(rows: &[f32], plane: usize, width: usize) -> &[f32] {
         &rows[plane * width..][..width]
     }
     let [t0, t1, t2, t3] = [0, 1, 2, 3].map(|p| plane(top, p, width));
     let [b0, b1, b2, b3] = [0, 1, 2, 3].map(|p| plane(bottom, p, width));
-    let pixels = &pixels[..width * BPP];
+    let pixels = &pixels[..width * bpp];
     for x in 0..width {
         let blend = |t: &[f32], b: &[f32]| t[x] + (b[x] - t[x]) * weight;
         let c = [blend(t0, b0), blend(t1, b1), blend(t2, b2), blend(t3, b3)];
-        mask_row[x] = refined(&pixels[x * BPP..x * BPP + 3], c);
+        mask_row[x] = refined(&pixels[x * bpp..x * bpp + 3], c);
     }
 }
 
