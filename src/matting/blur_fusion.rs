@@ -286,40 +286,23 @@ fn correct(alpha: f32, colour: [f32; 3], foreground: [f32; 3], background: [f32;
 mod tests {
     use super::*;
     use crate::imageops::PixelLayout;
-
-    /// Deterministic bytes.
-    fn noise(count: usize, seed: u32) -> Vec<u8> {
-        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..count)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state >> 7) as u8
-            })
-            .collect()
-    }
+    use crate::matting::noise;
 
     #[test]
     fn every_build_of_the_row_pass_corrects_partial_pixels_alone_as_the_formula_does() {
         // Longer than a piece of the span; partial alpha from well inside the row to near its
         // end, with opaque and transparent pixels among it.
         let width = 2 * SPAN_PIECE + 45;
-        let mut alpha = noise(width, 1);
+        let mut alpha = noise::bytes(width, 1);
         alpha[..37].fill(0);
         alpha[width - 5..].fill(255);
         for x in (40..width).step_by(9) {
             alpha[x] = if x % 2 == 0 { 0 } else { 255 };
         }
-        let planes = |seed| -> Vec<f32> {
-            noise(PLANES * width, seed)
-                .iter()
-                .map(|&v| f32::from(v) / 255.0)
-                .collect()
-        };
+        let planes = |seed| -> Vec<f32> { noise::floats(PLANES * width, seed) };
         let (top, bottom) = (planes(2), planes(3));
         let weight = 0.61;
-        let colours = noise(3 * width, 4);
+        let colours = noise::bytes(3 * width, 4);
         let expected: Vec<[u8; 3]> = (0..width)
             .map(|x| {
                 let colour: [u8; 3] = colours[3 * x..][..3].try_into().unwrap();

@@ -255,26 +255,14 @@ fn fit(moments: &[f64; 13], epsilon: f64) -> [f32; 4] {
 mod tests {
     use super::*;
     use crate::imageops::PixelLayout;
-
-    /// Deterministic values spread over 0..1.
-    fn noise(count: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..count)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state % 10_000) as f32 / 10_000.0
-            })
-            .collect()
-    }
+    use crate::matting::noise;
 
     #[test]
     fn every_build_of_the_row_pass_gives_the_bytes_of_the_formula() {
         let width = 301;
         // Coefficients that send q below 0 and above 255, and a NaN (taken as 0).
         let planes = |seed| -> Vec<f32> {
-            let mut values: Vec<f32> = noise(4 * width, seed)
+            let mut values: Vec<f32> = noise::floats(4 * width, seed)
                 .iter()
                 .map(|v| v * 4.0 - 2.0)
                 .collect();
@@ -286,7 +274,7 @@ mod tests {
         };
         let (top, bottom) = (planes(1), planes(2));
         let weight = 0.37;
-        let colours: Vec<u8> = noise(3 * width, 3)
+        let colours: Vec<u8> = noise::floats(3 * width, 3)
             .iter()
             .map(|v| (v * 255.0) as u8)
             .collect();

@@ -17,6 +17,31 @@ pub use multilevel::{MultilevelEstimator, MultilevelParams};
 
 use crate::imageops::ImageRef;
 
+/// Pseudo-random data for the tests, the same for the same seed.
+#[cfg(test)]
+pub(crate) mod noise {
+    /// `len` pseudo-random bytes.
+    pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// `len` pseudo-random floats in 0..1.
+    pub fn floats(len: usize, seed: u64) -> Vec<f32> {
+        bytes(len * 2, seed)
+            .chunks_exact(2)
+            .map(|pair| f32::from(u16::from_le_bytes([pair[0], pair[1]])) / 65535.0)
+            .collect()
+    }
+}
+
 /// Checks an estimator's arguments (one alpha byte per pixel, `out` holding the packed frame)
 /// and says whether any pixel is partly transparent: without one there is nothing to estimate.
 fn has_partial_alpha(image: &ImageRef<'_>, alpha: &[u8], out: &[u8]) -> bool {

@@ -1088,10 +1088,10 @@ mod fused {
 
     #[cfg(test)]
     mod tests {
-        use super::super::tests::{noise, noise_bytes};
         use super::super::{MultilevelParams, unit_table};
         use super::*;
         use crate::imageops::{ImageRef, PixelLayout};
+        use crate::matting::noise;
 
         #[test]
         fn span_terms_are_the_pixel_systems_float_for_float() {
@@ -1101,7 +1101,7 @@ mod fused {
             }
             let (width, height) = (37, 3);
             // Mostly the bytes a matte has (0, 255) with partial values between.
-            let alpha: Vec<u8> = noise_bytes(width * height, 1)
+            let alpha: Vec<u8> = noise::bytes(width * height, 1)
                 .into_iter()
                 .map(|v| match v % 4 {
                     0 => 0,
@@ -1109,12 +1109,12 @@ mod fused {
                     _ => v,
                 })
                 .collect();
-            let image = noise_bytes(width * height * 3, 2);
+            let image = noise::bytes(width * height * 3, 2);
             let frame = ImageRef::packed(&image, width, height, PixelLayout::RGB);
             let units = unit_table();
             let columns: Vec<usize> = (0..width).collect();
             let params = MultilevelParams {
-                regularization: noise(1, 3)[0] * 1e-3,
+                regularization: noise::floats(1, 3)[0] * 1e-3,
                 ..MultilevelParams::default()
             };
             let inputs = RowInputs {
@@ -1161,6 +1161,7 @@ fn clamp_unit(v: f32) -> f32 {
 mod tests {
     use super::*;
     use crate::imageops::PixelLayout;
+    use crate::matting::noise;
 
     #[test]
     fn the_pyramid_climbs_from_one_pixel_to_the_frame_as_pymatting_does() {
@@ -1201,36 +1202,15 @@ mod tests {
         assert_eq!(pyramid(2, 1), vec![(1, 1), (2, 1)]);
     }
 
-    /// `len` pseudo-random bytes, the same for the same `seed`.
-    pub(super) fn noise_bytes(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect()
-    }
-
-    /// `len` pseudo-random floats in 0..1.
-    pub(super) fn noise(len: usize, seed: u64) -> Vec<f32> {
-        noise_bytes(len * 2, seed)
-            .chunks_exact(2)
-            .map(|pair| f32::from(u16::from_le_bytes([pair[0], pair[1]])) / 65535.0)
-            .collect()
-    }
-
     #[test]
     fn the_sweeps_of_this_cpu_give_the_floats_of_pixel_after_pixel() {
         // A level of 53 x 37 taken from a 80 x 50 frame (nearest neighbour), relaxed in a few
         // tiles: spans that start and end inside the row and at its edges, rows in pairs and
         // an odd last one; the estimates random (as upsampled values are before a sweep).
         let (frame_width, frame_height, width, height) = (80, 50, 53, 37);
-        let image = noise_bytes(frame_width * frame_height * 3, 5);
+        let image = noise::bytes(frame_width * frame_height * 3, 5);
         let frame = ImageRef::packed(&image, frame_width, frame_height, PixelLayout::RGB);
-        let alpha: Vec<u8> = noise_bytes(width * height, 6)
+        let alpha: Vec<u8> = noise::bytes(width * height, 6)
             .into_iter()
             .map(|v| match v % 3 {
                 0 => 0,
@@ -1258,7 +1238,7 @@ mod tests {
             units: &units,
             params: MultilevelParams::default(),
         };
-        let start: Vec<Estimate> = noise(width * height * 6, 7)
+        let start: Vec<Estimate> = noise::floats(width * height * 6, 7)
             .chunks_exact(6)
             .map(|v| Estimate::splat([v[0], v[1], v[2]], [v[3], v[4], v[5]]))
             .collect();

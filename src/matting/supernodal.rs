@@ -1184,68 +1184,75 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_factor_is_faers_own_and_solves_the_system() {
+    /// Grids from one point to 60 000, in a nested-dissection order, as the band is ordered,
+    /// and (where it fills little enough) the raster order; with their sizes.
+    fn test_grids() -> Vec<(usize, usize, GridMatrix)> {
+        let mut grids = Vec::new();
         for (width, height) in [(1, 1), (3, 2), (17, 9), (60, 45), (300, 200)] {
             let n = width * height;
-            // A nested-dissection order, as the band is ordered, and (where it fills little
-            // enough) the raster order.
-            let mut grids = vec![GridMatrix::dissected(width, height)];
+            grids.push((width, height, GridMatrix::dissected(width, height)));
             if n < 5000 {
-                grids.push(grid_matrix(width, height, &(0..n).collect::<Vec<_>>()));
+                let raster = grid_matrix(width, height, &(0..n).collect::<Vec<_>>());
+                grids.push((width, height, raster));
             }
-            for grid in grids {
-                let symbolic = grid.symbolic();
-                let supernodal = supernodal(&symbolic);
-                // Each supernode alone, the whole tree as one piece, and as in use.
-                let ours = factorize(supernodal, grid.lower()).unwrap();
-                for pieces in [0.0, f64::INFINITY] {
-                    assert_eq!(
-                        factorize_in_pieces(supernodal, grid.lower(), pieces, 0.0).unwrap(),
-                        ours
-                    );
-                }
-                // faer's factorisation of the same matrix.
-                let structure = SymbolicSparseColMat::new_checked(
-                    n,
-                    n,
-                    grid.lower_starts.clone(),
-                    None,
-                    grid.lower_rows.clone(),
+        }
+        grids
+    }
+
+    #[test]
+    fn the_factor_is_faers_own_and_solves_the_system() {
+        for (width, height, grid) in test_grids() {
+            let n = width * height;
+            let symbolic = grid.symbolic();
+            let supernodal = supernodal(&symbolic);
+            // Each supernode alone, the whole tree as one piece, and as in use.
+            let ours = factorize(supernodal, grid.lower()).unwrap();
+            for pieces in [0.0, f64::INFINITY] {
+                assert_eq!(
+                    factorize_in_pieces(supernodal, grid.lower(), pieces, 0.0).unwrap(),
+                    ours
                 );
-                let matrix = SparseColMatRef::new(structure.as_ref(), &grid.lower_values);
-                let mut theirs = vec![0.0; symbolic.len_val()];
-                let mut scratch = MemBuffer::new(
-                    symbolic.factorize_numeric_llt_scratch::<f64>(Par::Seq, Default::default()),
-                );
-                symbolic
-                    .factorize_numeric_llt(
-                        &mut theirs,
-                        matrix,
-                        Side::Lower,
-                        Default::default(),
-                        Par::Seq,
-                        MemStack::new(&mut scratch),
-                        Default::default(),
-                    )
-                    .unwrap();
-                let largest = theirs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                for (position, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-                    // Above the diagonal of a supernode's diagonal block is not part of the
-                    // factor (no solve reads it): faer's dense routine leaves values there.
-                    if above_diagonal(supernodal, position) {
-                        continue;
-                    }
-                    assert!(
-                        (a - b).abs() <= 1e-12 * largest,
-                        "{width}x{height}: {a} against {b}"
-                    );
-                }
-                // And the factor solves A x = b.
-                let b: Vec<f64> = (0..n).map(|i| (i % 7) as f64 - 3.0).collect();
-                let x = solved(supernodal, &ours, &b);
-                assert!(grid.residual(&x, &b) < 1e-9, "{width}x{height}");
             }
+            // faer's factorisation of the same matrix.
+            let structure = SymbolicSparseColMat::new_checked(
+                n,
+                n,
+                grid.lower_starts.clone(),
+                None,
+                grid.lower_rows.clone(),
+            );
+            let matrix = SparseColMatRef::new(structure.as_ref(), &grid.lower_values);
+            let mut theirs = vec![0.0; symbolic.len_val()];
+            let mut scratch = MemBuffer::new(
+                symbolic.factorize_numeric_llt_scratch::<f64>(Par::Seq, Default::default()),
+            );
+            symbolic
+                .factorize_numeric_llt(
+                    &mut theirs,
+                    matrix,
+                    Side::Lower,
+                    Default::default(),
+                    Par::Seq,
+                    MemStack::new(&mut scratch),
+                    Default::default(),
+                )
+                .unwrap();
+            let largest = theirs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for (position, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                // Above the diagonal of a supernode's diagonal block is not part of the
+                // factor (no solve reads it): faer's dense routine leaves values there.
+                if above_diagonal(supernodal, position) {
+                    continue;
+                }
+                assert!(
+                    (a - b).abs() <= 1e-12 * largest,
+                    "{width}x{height}: {a} against {b}"
+                );
+            }
+            // And the factor solves A x = b.
+            let b: Vec<f64> = (0..n).map(|i| (i % 7) as f64 - 3.0).collect();
+            let x = solved(supernodal, &ours, &b);
+            assert!(grid.residual(&x, &b) < 1e-9, "{width}x{height}");
         }
     }
 
@@ -1253,43 +1260,36 @@ mod tests {
     fn the_solve_in_pieces_is_faers_supernodal_solve() {
         use faer::Conj;
         use faer::sparse::linalg::cholesky::supernodal::SupernodalLltRef;
-        for (width, height) in [(1, 1), (3, 2), (17, 9), (60, 45), (300, 200)] {
+        for (width, height, grid) in test_grids() {
             let n = width * height;
-            let mut grids = vec![GridMatrix::dissected(width, height)];
-            if n < 5000 {
-                grids.push(grid_matrix(width, height, &(0..n).collect::<Vec<_>>()));
-            }
-            for grid in grids {
-                let symbolic = grid.symbolic();
-                let supernodal = supernodal(&symbolic);
-                let factor = factorize(supernodal, grid.lower()).unwrap();
-                let b: Vec<f64> = (0..n).map(|i| (i * 7919 % 13) as f64 - 6.0).collect();
-                let mut theirs = b.clone();
-                let mut scratch =
-                    MemBuffer::new(supernodal.solve_in_place_scratch::<f64>(1, Par::Seq));
-                SupernodalLltRef::new(supernodal, &factor).solve_in_place_with_conj(
-                    Conj::No,
-                    MatMut::from_column_major_slice_mut(&mut theirs, n, 1),
-                    Par::Seq,
-                    MemStack::new(&mut scratch),
-                );
-                let largest = theirs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                // Each supernode a piece (every update across pieces gathered), the whole tree
-                // one piece (none), and the pieces in use.
-                for (work, share) in [
-                    (0.0, 0.0),
-                    (f64::INFINITY, 0.0),
-                    (SMALLEST_PARALLEL_WORK, SMALLEST_PARALLEL_SHARE),
-                ] {
-                    let tree = Tree::new(supernodal, work, share);
-                    let mut ours = b.clone();
-                    super::solve_in_place(supernodal, &tree, &factor, &mut ours);
-                    for (a, b) in ours.iter().zip(&theirs) {
-                        assert!(
-                            (a - b).abs() <= 1e-12 * largest,
-                            "{width}x{height}, pieces of {work}: {a} against {b}"
-                        );
-                    }
+            let symbolic = grid.symbolic();
+            let supernodal = supernodal(&symbolic);
+            let factor = factorize(supernodal, grid.lower()).unwrap();
+            let b: Vec<f64> = (0..n).map(|i| (i * 7919 % 13) as f64 - 6.0).collect();
+            let mut theirs = b.clone();
+            let mut scratch = MemBuffer::new(supernodal.solve_in_place_scratch::<f64>(1, Par::Seq));
+            SupernodalLltRef::new(supernodal, &factor).solve_in_place_with_conj(
+                Conj::No,
+                MatMut::from_column_major_slice_mut(&mut theirs, n, 1),
+                Par::Seq,
+                MemStack::new(&mut scratch),
+            );
+            let largest = theirs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            // Each supernode a piece (every update across pieces gathered), the whole tree
+            // one piece (none), and the pieces in use.
+            for (work, share) in [
+                (0.0, 0.0),
+                (f64::INFINITY, 0.0),
+                (SMALLEST_PARALLEL_WORK, SMALLEST_PARALLEL_SHARE),
+            ] {
+                let tree = Tree::new(supernodal, work, share);
+                let mut ours = b.clone();
+                super::solve_in_place(supernodal, &tree, &factor, &mut ours);
+                for (a, b) in ours.iter().zip(&theirs) {
+                    assert!(
+                        (a - b).abs() <= 1e-12 * largest,
+                        "{width}x{height}, pieces of {work}: {a} against {b}"
+                    );
                 }
             }
         }
