@@ -286,23 +286,23 @@ fn correct(alpha: f32, colour: [f32; 3], foreground: [f32; 3], background: [f32;
 mod tests {
     use super::*;
     use crate::imageops::PixelLayout;
-    use crate::matting::noise;
+    use crate::matting::test_data;
 
     #[test]
     fn every_build_of_the_row_pass_corrects_partial_pixels_alone_as_the_formula_does() {
         // Longer than a piece of the span; partial alpha from well inside the row to near its
         // end, with opaque and transparent pixels among it.
         let width = 2 * SPAN_PIECE + 45;
-        let mut alpha = noise::bytes(width, 1);
+        let mut alpha = test_data::noise_bytes(width, 1);
         alpha[..37].fill(0);
         alpha[width - 5..].fill(255);
         for x in (40..width).step_by(9) {
             alpha[x] = if x % 2 == 0 { 0 } else { 255 };
         }
-        let planes = |seed| -> Vec<f32> { noise::floats(PLANES * width, seed) };
+        let planes = |seed| -> Vec<f32> { test_data::noise_floats(PLANES * width, seed) };
         let (top, bottom) = (planes(2), planes(3));
         let weight = 0.61;
-        let colours = noise::bytes(3 * width, 4);
+        let colours = test_data::noise_bytes(3 * width, 4);
         let expected: Vec<[u8; 3]> = (0..width)
             .map(|x| {
                 let colour: [u8; 3] = colours[3 * x..][..3].try_into().unwrap();
@@ -324,10 +324,7 @@ mod tests {
             })
             .collect();
         for bpp in [3, 4, 5] {
-            let pixels: Vec<u8> = colours
-                .chunks(3)
-                .flat_map(|c| c.iter().copied().chain(std::iter::repeat_n(77, bpp - 3)))
-                .collect();
+            let pixels = test_data::pixels_of(&colours, bpp);
             for avx2 in [false, has_avx2()] {
                 let mut out = pixels.clone();
                 correct_row(
@@ -342,7 +339,7 @@ mod tests {
                 for (x, (pixel, expected)) in out.chunks(bpp).zip(&expected).enumerate() {
                     assert_eq!(&pixel[..3], expected, "pixel {x}, {bpp} bytes, AVX2 {avx2}");
                     assert!(
-                        pixel[3..].iter().all(|&b| b == 77),
+                        pixel[3..].iter().all(|&b| b == test_data::FILLER),
                         "only colour is written"
                     );
                 }

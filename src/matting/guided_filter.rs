@@ -255,14 +255,14 @@ fn fit(moments: &[f64; 13], epsilon: f64) -> [f32; 4] {
 mod tests {
     use super::*;
     use crate::imageops::PixelLayout;
-    use crate::matting::noise;
+    use crate::matting::test_data;
 
     #[test]
     fn every_build_of_the_row_pass_gives_the_bytes_of_the_formula() {
         let width = 301;
         // Coefficients that send q below 0 and above 255, and a NaN (taken as 0).
         let planes = |seed| -> Vec<f32> {
-            let mut values: Vec<f32> = noise::floats(4 * width, seed)
+            let mut values: Vec<f32> = test_data::noise_floats(4 * width, seed)
                 .iter()
                 .map(|v| v * 4.0 - 2.0)
                 .collect();
@@ -274,7 +274,7 @@ mod tests {
         };
         let (top, bottom) = (planes(1), planes(2));
         let weight = 0.37;
-        let colours: Vec<u8> = noise::floats(3 * width, 3)
+        let colours: Vec<u8> = test_data::noise_floats(3 * width, 3)
             .iter()
             .map(|v| (v * 255.0) as u8)
             .collect();
@@ -298,11 +298,7 @@ mod tests {
             .collect();
         assert!(expected.contains(&0) && expected.contains(&255));
         for bpp in [3, 4, 5] {
-            // The same colours, then bytes the pass must not read as colour.
-            let pixels: Vec<u8> = colours
-                .chunks(3)
-                .flat_map(|c| c.iter().copied().chain(std::iter::repeat_n(77, bpp - 3)))
-                .collect();
+            let pixels = test_data::pixels_of(&colours, bpp);
             for avx2 in [false, has_avx2()] {
                 let mut mask = vec![0; width];
                 apply_fit_row(&pixels, bpp, (&top, &bottom), weight, &mut mask, avx2);

@@ -17,11 +17,11 @@ pub use multilevel::{MultilevelEstimator, MultilevelParams};
 
 use crate::imageops::ImageRef;
 
-/// Pseudo-random data for the tests, the same for the same seed.
+/// Data for the tests: pseudo-random (the same for the same seed), and pixels padded to a size.
 #[cfg(test)]
-pub(crate) mod noise {
+pub(crate) mod test_data {
     /// `len` pseudo-random bytes.
-    pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    pub fn noise_bytes(len: usize, seed: u64) -> Vec<u8> {
         let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         (0..len)
             .map(|_| {
@@ -33,9 +33,25 @@ pub(crate) mod noise {
             .collect()
     }
 
+    /// Pixels of `bpp` bytes (3 or more) with the colours of `colours` (3 bytes a pixel), the
+    /// bytes after the colour all [`FILLER`]: what a pass must neither read as colour nor write.
+    pub fn pixels_of(colours: &[u8], bpp: usize) -> Vec<u8> {
+        colours
+            .chunks(3)
+            .flat_map(|c| {
+                c.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(FILLER, bpp - 3))
+            })
+            .collect()
+    }
+
+    /// See [`pixels_of`].
+    pub const FILLER: u8 = 77;
+
     /// `len` pseudo-random floats in 0..1.
-    pub fn floats(len: usize, seed: u64) -> Vec<f32> {
-        bytes(len * 2, seed)
+    pub fn noise_floats(len: usize, seed: u64) -> Vec<f32> {
+        noise_bytes(len * 2, seed)
             .chunks_exact(2)
             .map(|pair| f32::from(u16::from_le_bytes([pair[0], pair[1]])) / 65535.0)
             .collect()

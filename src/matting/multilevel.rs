@@ -1091,7 +1091,7 @@ mod fused {
         use super::super::{MultilevelParams, unit_table};
         use super::*;
         use crate::imageops::{ImageRef, PixelLayout};
-        use crate::matting::noise;
+        use crate::matting::test_data;
 
         #[test]
         fn span_terms_are_the_pixel_systems_float_for_float() {
@@ -1101,7 +1101,7 @@ mod fused {
             }
             let (width, height) = (37, 3);
             // Mostly the bytes a matte has (0, 255) with partial values between.
-            let alpha: Vec<u8> = noise::bytes(width * height, 1)
+            let alpha: Vec<u8> = test_data::noise_bytes(width * height, 1)
                 .into_iter()
                 .map(|v| match v % 4 {
                     0 => 0,
@@ -1109,12 +1109,12 @@ mod fused {
                     _ => v,
                 })
                 .collect();
-            let image = noise::bytes(width * height * 3, 2);
+            let image = test_data::noise_bytes(width * height * 3, 2);
             let frame = ImageRef::packed(&image, width, height, PixelLayout::RGB);
             let units = unit_table();
             let columns: Vec<usize> = (0..width).collect();
             let params = MultilevelParams {
-                regularization: noise::floats(1, 3)[0] * 1e-3,
+                regularization: test_data::noise_floats(1, 3)[0] * 1e-3,
                 ..MultilevelParams::default()
             };
             let inputs = RowInputs {
@@ -1161,7 +1161,7 @@ fn clamp_unit(v: f32) -> f32 {
 mod tests {
     use super::*;
     use crate::imageops::PixelLayout;
-    use crate::matting::noise;
+    use crate::matting::test_data;
 
     #[test]
     fn the_pyramid_climbs_from_one_pixel_to_the_frame_as_pymatting_does() {
@@ -1208,9 +1208,9 @@ mod tests {
         // tiles: spans that start and end inside the row and at its edges, rows in pairs and
         // an odd last one; the estimates random (as upsampled values are before a sweep).
         let (frame_width, frame_height, width, height) = (80, 50, 53, 37);
-        let image = noise::bytes(frame_width * frame_height * 3, 5);
+        let image = test_data::noise_bytes(frame_width * frame_height * 3, 5);
         let frame = ImageRef::packed(&image, frame_width, frame_height, PixelLayout::RGB);
-        let alpha: Vec<u8> = noise::bytes(width * height, 6)
+        let alpha: Vec<u8> = test_data::noise_bytes(width * height, 6)
             .into_iter()
             .map(|v| match v % 3 {
                 0 => 0,
@@ -1238,7 +1238,7 @@ mod tests {
             units: &units,
             params: MultilevelParams::default(),
         };
-        let start: Vec<Estimate> = noise::floats(width * height * 6, 7)
+        let start: Vec<Estimate> = test_data::noise_floats(width * height * 6, 7)
             .chunks_exact(6)
             .map(|v| Estimate::splat([v[0], v[1], v[2]], [v[3], v[4], v[5]]))
             .collect();
