@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::box_filter::{area_means, box_mean, has_avx2, rounded_byte, taps, widen_rows};
+use super::box_filter::{Widened, area_means, box_mean, has_avx2, rounded_byte};
 use super::has_partial_alpha;
 use crate::imageops::ImageRef;
 
@@ -37,11 +37,9 @@ pub struct BlurFusionEstimator {
     scratch: Vec<Sums>,
     /// Per reduced pixel, the second pass's foreground (lanes 0-2) and background (4-6) means.
     means: Vec<[f32; 8]>,
-    /// Per full-resolution column, its two reduced columns and the second's weight.
-    column_taps: Vec<(usize, usize, f32)>,
-    /// The means interpolated to full width: per reduced row, [`PLANES`] planes (the
-    /// foreground's colour, then the background's; see [`widen_rows`]).
-    widened: Vec<f32>,
+    /// The means at full width: per reduced row, [`PLANES`] planes (the foreground's colour,
+    /// then the background's).
+    widened: Widened,
 }
 
 /// Planes of a widened row of means: foreground red, green, blue, background red, green, blue.
@@ -105,16 +103,12 @@ impl BlurFusionEstimator {
 
         // Bilinear means at full resolution: along the rows once per frame, into planes of
         // the foreground's and the background's colour, then per row a blend of two of those.
-        let scale = 1.0 / factor as f32;
-        self.column_taps.clear();
-        self.column_taps
-            .extend((0..width).map(|x| taps(x, scale, reduced_width)));
-        widen_rows(
+        self.widened.widen(
             &self.means,
             reduced_width,
-            &self.column_taps,
+            width,
+            factor,
             [0, 1, 2, 4, 5, 6],
-            &mut self.widened,
         );
         let widened = &self.widened;
         let avx2 = has_avx2();
@@ -122,12 +116,8 @@ impl BlurFusionEstimator {
             .zip(alpha.par_chunks(width))
             .enumerate()
             .for_each(|(y, (out_row, alpha_row))| {
-                let (y0, y1, wy) = taps(y, scale, reduced_height);
-                let rows = (
-                    &widened[y0 * PLANES * width..][..PLANES * width],
-                    &widened[y1 * PLANES * width..][..PLANES * width],
-                );
-                correct_row(image.row(y), bpp, alpha_row, rows, wy, out_row, avx2);
+                let (rows, weight) = widened.rows(y);
+                correct_row(image.row(y), bpp, alpha_row, rows, weight, out_row, avx2);
             });
     }
 

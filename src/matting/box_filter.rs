@@ -58,32 +58,72 @@ pub fn taps(i: usize, scale: f32, size: usize) -> (usize, usize, f32) {
     (first, second, position - first as f32)
 }
 
-/// The reduced plane `reduced` (`N` lanes a pixel, `column_taps` from [`taps`] per full-width
-/// column) interpolated along its rows to full width, the `lanes` of each pixel into planes of
-/// their own: lane `lanes[l]` of row `r`, column `x` lands at `out[(r * L + l) * width + x]`.
-/// Once per frame, so that each full-resolution row is then a blend of two such rows: planes of
-/// consecutive pixels, several to a vector instruction.
-pub fn widen_rows<const N: usize, const L: usize>(
-    reduced: &[[f32; N]],
-    reduced_width: usize,
-    column_taps: &[(usize, usize, f32)],
-    lanes: [usize; L],
-    out: &mut Vec<f32>,
-) {
-    let width = column_taps.len();
-    let rows = reduced.len() / reduced_width.max(1);
-    // Every value is written below: kept values need no zeroing.
-    out.resize(rows * L * width, 0.0);
-    out.par_chunks_mut(L * width)
-        .zip(reduced.par_chunks(reduced_width))
-        .for_each(|(planes, row)| {
-            for (x, &(x0, x1, weight)) in column_taps.iter().enumerate() {
-                let (left, right) = (&row[x0], &row[x1]);
-                for (plane, &lane) in lanes.iter().enumerate() {
-                    planes[plane * width + x] = left[lane] + (right[lane] - left[lane]) * weight;
+/// A reduced plane brought back to full resolution, bilinearly: interpolated along its rows to
+/// full width once per frame, the lanes asked for each into a plane of its own, so that each
+/// full-resolution row is a blend of two such rows over consecutive pixels (several to a vector
+/// instruction). Keeps its buffers from frame to frame.
+#[derive(Debug, Default)]
+pub struct Widened {
+    /// Per full-resolution column, its two reduced columns and the second's weight.
+    column_taps: Vec<(usize, usize, f32)>,
+    /// Per reduced row, a plane per lane, each `width` values.
+    planes: Vec<f32>,
+    width: usize,
+    lanes: usize,
+    scale: f32,
+    reduced_height: usize,
+}
+
+impl Widened {
+    /// Widens `reduced` (`N` lanes a pixel, `reduced_width` pixels a row, a frame `width`
+    /// pixels wide reduced by `factor`): lane `lanes[l]` of row `r`, column `x` is kept at
+    /// plane `l`.
+    pub fn widen<const N: usize, const L: usize>(
+        &mut self,
+        reduced: &[[f32; N]],
+        reduced_width: usize,
+        width: usize,
+        factor: usize,
+        lanes: [usize; L],
+    ) {
+        let reduced_height = reduced.len() / reduced_width.max(1);
+        self.scale = 1.0 / factor as f32;
+        self.width = width;
+        self.lanes = L;
+        self.reduced_height = reduced_height;
+        self.column_taps.clear();
+        self.column_taps
+            .extend((0..width).map(|x| taps(x, self.scale, reduced_width)));
+        let column_taps = &self.column_taps;
+        // Every value is written below: kept values need no zeroing.
+        self.planes.resize(reduced_height * L * width, 0.0);
+        self.planes
+            .par_chunks_mut(L * width)
+            .zip(reduced.par_chunks(reduced_width))
+            .for_each(|(planes, row)| {
+                for (x, &(x0, x1, weight)) in column_taps.iter().enumerate() {
+                    let (left, right) = (&row[x0], &row[x1]);
+                    for (plane, &lane) in lanes.iter().enumerate() {
+                        planes[plane * width + x] =
+                            left[lane] + (right[lane] - left[lane]) * weight;
+                    }
                 }
-            }
-        });
+            });
+    }
+
+    /// The two widened rows full-resolution row `y` lies between (their planes one after the
+    /// other) and the weight of the second.
+    pub fn rows(&self, y: usize) -> ((&[f32], &[f32]), f32) {
+        let (y0, y1, weight) = taps(y, self.scale, self.reduced_height);
+        let length = self.lanes * self.width;
+        (
+            (
+                &self.planes[y0 * length..][..length],
+                &self.planes[y1 * length..][..length],
+            ),
+            weight,
+        )
+    }
 }
 
 /// `value` rounded to the nearest byte, below 0 (or not a number) 0, above 255 255.

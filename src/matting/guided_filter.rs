@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::box_filter::{area_means, box_mean, has_avx2, rounded_byte, taps, widen_rows};
+use super::box_filter::{Widened, area_means, box_mean, has_avx2, rounded_byte};
 use crate::imageops::ImageRef;
 
 /// Longer side of the reduced copy the fit is made on.
@@ -40,10 +40,8 @@ pub struct GuidedFilter {
     /// Per reduced pixel: a (lanes 0-2) and b (3, in bytes), then their means.
     coefficients: Vec<[f32; 4]>,
     coefficients_scratch: Vec<[f32; 4]>,
-    column_taps: Vec<(usize, usize, f32)>,
-    /// The coefficients' means interpolated to full width, a plane per lane (see
-    /// [`widen_rows`]).
-    widened: Vec<f32>,
+    /// The coefficients' means at full width, a plane per lane.
+    widened: Widened,
 }
 
 impl GuidedFilter {
@@ -77,35 +75,21 @@ impl GuidedFilter {
             radius,
         );
 
-        let scale = 1.0 / factor as f32;
-        self.column_taps.clear();
-        self.column_taps
-            .extend((0..width).map(|x| taps(x, scale, reduced_width)));
-        widen_rows(
+        self.widened.widen(
             &self.coefficients,
             reduced_width,
-            &self.column_taps,
+            width,
+            factor,
             [0, 1, 2, 3],
-            &mut self.widened,
         );
         let widened = &self.widened;
         let avx2 = has_avx2();
         mask.par_chunks_mut(width)
             .enumerate()
             .for_each(|(y, mask_row)| {
-                let (y0, y1, wy) = taps(y, scale, reduced_height);
-                let rows = (
-                    &widened[y0 * 4 * width..][..4 * width],
-                    &widened[y1 * 4 * width..][..4 * width],
-                );
-                apply_fit_row(
-                    image.row(y),
-                    image.layout.bytes_per_pixel,
-                    rows,
-                    wy,
-                    mask_row,
-                    avx2,
-                );
+                let (rows, weight) = widened.rows(y);
+                let bpp = image.layout.bytes_per_pixel;
+                apply_fit_row(image.row(y), bpp, rows, weight, mask_row, avx2);
             });
     }
 
