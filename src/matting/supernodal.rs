@@ -234,20 +234,13 @@ fn solve_in_place<T: Real>(
         symbolic,
         tree,
         factor,
-        owner: tree.owners(),
-        supernode_of: supernode_of(symbolic),
         x: SharedFactor {
             values: x.as_mut_ptr(),
             len: x.len(),
         },
     };
     let solve = &solve;
-    let pending: Vec<AtomicUsize> = tree
-        .children
-        .iter()
-        .map(|children| AtomicUsize::new(children.len()))
-        .collect();
-    let pending = &pending;
+    let pending = &tree.pending_children();
     rayon::scope(|scope| {
         for &root in &tree.units {
             scope.spawn(move |scope| solve.forward_piece(scope, pending, root));
@@ -258,6 +251,12 @@ fn solve_in_place<T: Real>(
             scope.spawn(move |scope| solve.backward_piece(scope, s));
         }
     });
+}
+
+/// Where supernode `s`'s block lies among the factor's values.
+fn block_range(symbolic: &SymbolicSupernodalCholesky<usize>, s: usize) -> std::ops::Range<usize> {
+    let pointers = symbolic.col_ptr_for_val();
+    pointers[s]..pointers[s + 1]
 }
 
 /// The supernode of each column.
@@ -278,9 +277,6 @@ struct Solve<'a, T> {
     symbolic: &'a SymbolicSupernodalCholesky<usize>,
     tree: &'a Tree,
     factor: &'a [T],
-    /// The piece of work of each supernode (see [`Tree::owners`]).
-    owner: Vec<usize>,
-    supernode_of: Vec<usize>,
     x: SharedFactor<T>,
 }
 
@@ -288,10 +284,9 @@ impl<T: Real> Solve<'_, T> {
     /// Supernode `s`'s columns of the factor: its dense block, the diagonal block on top.
     fn block(&self, s: usize) -> MatRef<'_, T> {
         let symbolic = self.symbolic;
-        let pointers = symbolic.col_ptr_for_val();
         let columns = symbolic.supernode_end()[s] - symbolic.supernode_begin()[s];
         let rows = columns + symbolic.supernode(s).pattern().len();
-        MatRef::from_column_major_slice(&self.factor[pointers[s]..pointers[s + 1]], rows, columns)
+        MatRef::from_column_major_slice(&self.factor[block_range(symbolic, s)], rows, columns)
     }
 
     fn columns(&self, s: usize) -> std::ops::Range<usize> {
@@ -330,7 +325,7 @@ impl<T: Real> Solve<'_, T> {
         // SAFETY: this is the task of s's piece, which owns s's columns.
         let own = unsafe { self.x.block_mut(columns.clone()) };
         for &d in &self.tree.updaters[s] {
-            if self.owner[d] == self.owner[s] {
+            if self.tree.owner[d] == self.tree.owner[s] {
                 continue;
             }
             let d_columns = self.columns(d);
@@ -365,8 +360,9 @@ impl<T: Real> Solve<'_, T> {
         // The rows below that this piece owns form a prefix of the pattern: they belong to
         // the supernodes between s and its piece's root, which come before the root's
         // ancestors.
+        let tree = self.tree;
         let owned =
-            pattern.partition_point(|&row| self.owner[self.supernode_of[row]] == self.owner[s]);
+            pattern.partition_point(|&row| tree.owner[tree.supernode_of[row]] == tree.owner[s]);
         if owned == 0 {
             return;
         }
@@ -497,11 +493,7 @@ fn factorize<T: Real>(
         matrix,
         tree,
         factor: &shared,
-        pending: tree
-            .children
-            .iter()
-            .map(|children| AtomicUsize::new(children.len()))
-            .collect(),
+        pending: tree.pending_children(),
         failed: AtomicBool::new(false),
         failure: Mutex::new(None),
     };
@@ -531,6 +523,11 @@ struct Tree {
     units: Vec<usize>,
     /// Whether a supernode is the root of a unit or above one (so scheduled alone).
     scheduled: Vec<bool>,
+    /// Per supernode, the piece of work it belongs to: the root of its unit when the unit is a
+    /// subtree worked on as one piece, else itself.
+    owner: Vec<usize>,
+    /// The supernode of each column.
+    supernode_of: Vec<usize>,
 }
 
 impl Tree {
@@ -553,20 +550,13 @@ impl Tree {
         self.children[s].iter().all(|&c| self.scheduled[c])
     }
 
-    /// Per supernode, the piece of work it belongs to: the root of its subtree piece, or itself.
-    fn owners(&self) -> Vec<usize> {
-        let count = self.parent.len();
-        let mut owner: Vec<usize> = (0..count).collect();
-        // Parents come after their children: from the top down, a supernode that is not
-        // scheduled belongs to its parent's piece.
-        for s in (0..count).rev() {
-            if !self.scheduled[s]
-                && let Some(p) = self.parent[s]
-            {
-                owner[s] = owner[p];
-            }
-        }
-        owner
+    /// A counter per supernode of its children not yet done, for the pieces that go up the
+    /// tree.
+    fn pending_children(&self) -> Vec<AtomicUsize> {
+        self.children
+            .iter()
+            .map(|children| AtomicUsize::new(children.len()))
+            .collect()
     }
 
     fn new(
@@ -624,12 +614,24 @@ impl Tree {
                 units.push(s);
             }
         }
+        let mut owner: Vec<usize> = (0..count).collect();
+        // Parents come after their children: from the top down, a supernode that is not
+        // scheduled belongs to its parent's piece.
+        for s in (0..count).rev() {
+            if !scheduled[s]
+                && let Some(p) = parent[s]
+            {
+                owner[s] = owner[p];
+            }
+        }
         Self {
             parent,
             children,
             updaters,
             units,
             scheduled,
+            owner,
+            supernode_of,
         }
     }
 }
@@ -756,11 +758,6 @@ impl<T: Real> Work<'_, T> {
             .try_for_each(|s| self.factorize_supernode(s, scratch))
     }
 
-    fn block_range(&self, s: usize) -> std::ops::Range<usize> {
-        let pointers = self.symbolic.col_ptr_for_val();
-        pointers[s]..pointers[s + 1]
-    }
-
     /// Where supernode `d`'s pattern reaches supernode `s`: the index of its first row at or
     /// after `s`'s columns, and how many of its rows fall among them.
     fn reach(&self, s: usize, d: usize) -> (usize, usize) {
@@ -800,7 +797,7 @@ impl<T: Real> Work<'_, T> {
             let d_pattern = symbolic.supernode(d).pattern();
             let d_columns = d_end - d_start;
             // SAFETY: d is a descendant of s, so its task has ended.
-            let d_block = unsafe { self.factor.block(self.block_range(d)) };
+            let d_block = unsafe { self.factor.block(block_range(self.symbolic, d)) };
             let ld =
                 MatRef::from_column_major_slice(d_block, d_columns + d_pattern.len(), d_columns);
             let (first, inside) = self.reach(s, d);
@@ -863,7 +860,7 @@ impl<T: Real> Work<'_, T> {
             }
         };
         // SAFETY: this is supernode s's task.
-        let block = unsafe { self.factor.block_mut(self.block_range(s)) };
+        let block = unsafe { self.factor.block_mut(block_range(self.symbolic, s)) };
         for j in start..end {
             let column = &mut block[(j - start) * rows..][..rows];
             for (i, value) in self.matrix.column(j) {
