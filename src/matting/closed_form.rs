@@ -198,14 +198,6 @@ const NEIGHBOURS: usize = 25;
 /// The pixel's own slot in its neighbourhood.
 const CENTRE: u8 = 12;
 
-/// The frame position of neighbour `slot` (raster order over the 5x5 neighbourhood) of pixel
-/// (x, y) in a `width` x `height` frame, `None` outside it.
-fn neighbour(x: isize, y: isize, slot: usize, width: usize, height: usize) -> Option<usize> {
-    let (nx, ny) = (x + slot as isize % 5 - REACH, y + slot as isize / 5 - REACH);
-    let inside = nx >= 0 && ny >= 0 && (nx as usize) < width && (ny as usize) < height;
-    inside.then(|| ny as usize * width + nx as usize)
-}
-
 /// The linear system of closed-form matting over the unknown pixels, `L_U x = rhs`, with its
 /// pixels in a fill-reducing elimination order (see [`nested_dissection`]) and the symbolic
 /// structure of its Cholesky factor.
@@ -437,12 +429,11 @@ impl Structure {
                         values[e - base] = row[self.lower_slots[e] as usize];
                     }
                     *rhs = 0.0;
-                    for (slot, &value) in row.iter().enumerate() {
-                        let at = neighbour(x, y, slot, width, image.height);
-                        if at.is_some_and(|at| trimap[at] == TRIMAP_FOREGROUND) {
-                            *rhs -= value;
+                    for_each_neighbour(x, y, width, image.height, |slot, nx, ny| {
+                        if trimap[ny * width + nx] == TRIMAP_FOREGROUND {
+                            *rhs -= row[slot];
                         }
-                    }
+                    });
                 }
             });
         (values, rhs)
@@ -461,31 +452,14 @@ fn later_neighbours(
     mut visit: impl FnMut(u32, u8),
 ) {
     let p = pixels[k] as usize;
-    let (x, y) = (p % width, p / width);
     visit(k as u32, CENTRE);
-    let interior = x >= REACH as usize
-        && y >= REACH as usize
-        && x + (REACH as usize) < width
-        && y + (REACH as usize) < height;
-    if interior {
-        // No neighbour leaves the frame: its position is an offset.
-        let top_left = p - REACH as usize * width - REACH as usize;
-        for slot in 0..NEIGHBOURS {
-            let other = place[top_left + slot / 5 * width + slot % 5];
-            if slot != CENTRE as usize && other != u32::MAX && other as usize > k {
-                visit(other, slot as u8);
-            }
+    let (x, y) = ((p % width) as isize, (p / width) as isize);
+    for_each_neighbour(x, y, width, height, |slot, nx, ny| {
+        let other = place[ny * width + nx];
+        if other != u32::MAX && other as usize > k {
+            visit(other, slot as u8);
         }
-        return;
-    }
-    for slot in (0..NEIGHBOURS).filter(|&slot| slot != CENTRE as usize) {
-        if let Some(at) = neighbour(x as isize, y as isize, slot, width, height) {
-            let other = place[at];
-            if other != u32::MAX && other as usize > k {
-                visit(other, slot as u8);
-            }
-        }
-    }
+    });
 }
 
 /// Unknown pixels per piece of work when the system is built on all cores.
@@ -697,12 +671,33 @@ fn weighted_by_window(stats: &[f64; 9], own: [f64; 3]) -> ([f64; 3], [f64; 3]) {
 #[inline(always)]
 fn neighbourhood_colours(image: &ImageRef<'_>, x: isize, y: isize) -> [[f64; 3]; NEIGHBOURS] {
     let mut patch = [[0.0; 3]; NEIGHBOURS];
-    for (slot, colour_of_slot) in patch.iter_mut().enumerate() {
-        if let Some(at) = neighbour(x, y, slot, image.width, image.height) {
-            *colour_of_slot = colour(image, at % image.width, at / image.width);
+    let bpp = image.layout.bytes_per_pixel;
+    for_each_neighbour(x, y, image.width, image.height, |slot, nx, ny| {
+        let pixel = &image.row(ny)[nx * bpp..][..3];
+        patch[slot] = [0, 1, 2].map(|c| LEVELS[pixel[c] as usize]);
+    });
+    patch
+}
+
+/// Calls `visit(slot, x, y)` for each slot of pixel (x, y)'s 5x5 neighbourhood (raster order)
+/// that lies inside the `width` x `height` frame, with its column and row.
+#[inline(always)]
+fn for_each_neighbour(
+    x: isize,
+    y: isize,
+    width: usize,
+    height: usize,
+    mut visit: impl FnMut(usize, usize, usize),
+) {
+    let reach = REACH as usize;
+    let (x, y) = (x as usize, y as usize);
+    let columns = x.saturating_sub(reach)..(x + reach + 1).min(width);
+    for ny in y.saturating_sub(reach)..(y + reach + 1).min(height) {
+        let first_slot = (ny + reach - y) * 5 + reach - x;
+        for nx in columns.clone() {
+            visit(first_slot + nx, nx, ny);
         }
     }
-    patch
 }
 
 #[cfg(target_arch = "x86_64")]
