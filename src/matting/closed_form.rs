@@ -671,10 +671,8 @@ fn weighted_by_window(stats: &[f64; 9], own: [f64; 3]) -> ([f64; 3], [f64; 3]) {
 #[inline(always)]
 fn neighbourhood_colours(image: &ImageRef<'_>, x: isize, y: isize) -> [[f64; 3]; NEIGHBOURS] {
     let mut patch = [[0.0; 3]; NEIGHBOURS];
-    let bpp = image.layout.bytes_per_pixel;
     for_each_neighbour(x, y, image.width, image.height, |slot, nx, ny| {
-        let pixel = &image.row(ny)[nx * bpp..][..3];
-        patch[slot] = [0, 1, 2].map(|c| LEVELS[pixel[c] as usize]);
+        patch[slot] = colour(image, nx, ny);
     });
     patch
 }
